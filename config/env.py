@@ -1,0 +1,98 @@
+"""Read settings from the environment: safe defaults, loud errors for bad values."""
+from __future__ import annotations
+
+import os
+from urllib.parse import urlsplit
+
+
+class SettingError(Exception):
+    """An environment variable holds a value the service cannot use."""
+
+
+def _raw(name: str) -> str | None:
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return None
+    return value.strip()
+
+
+def env_str(name: str, *, default: str | None = None) -> str | None:
+    """Return the variable as text, or the default when unset or empty."""
+    value = _raw(name)
+    return default if value is None else value
+
+
+def env_int(name: str, *, default: int, minimum: int | None = None) -> int:
+    """Return the variable as an integer; fail naming it when it is not one."""
+    value = _raw(name)
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise SettingError(f"{name} must be a whole number, got {value!r}") from None
+    if minimum is not None and number < minimum:
+        raise SettingError(f"{name} must be at least {minimum}, got {number}")
+    return number
+
+
+def env_float(name: str, *, default: float, minimum: float | None = None) -> float:
+    """Return the variable as a number; fail naming it when it is not one."""
+    value = _raw(name)
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise SettingError(f"{name} must be a number, got {value!r}") from None
+    if minimum is not None and number < minimum:
+        raise SettingError(f"{name} must be at least {minimum}, got {number}")
+    return number
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def env_bool(name: str, *, default: bool) -> bool:
+    """Return the variable as a boolean (1/0, true/false, yes/no, on/off)."""
+    value = _raw(name)
+    if value is None:
+        return default
+    lowered = value.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise SettingError(f"{name} must be one of true/false, 1/0, yes/no, on/off, got {value!r}")
+
+
+def env_list(name: str, *, default: list[str]) -> list[str]:
+    """Return the variable as a comma-separated list."""
+    value = _raw(name)
+    if value is None:
+        return list(default)
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def env_url(name: str, *, schemes: tuple[str, ...], default: str | None = None) -> str | None:
+    """Return the variable as a URL with one of the given schemes; fail naming it otherwise."""
+    value = _raw(name)
+    if value is None:
+        return default
+    parts = urlsplit(value)
+    if parts.scheme not in schemes:
+        allowed = ", ".join(f"{scheme}://" for scheme in schemes)
+        raise SettingError(f"{name} must start with one of {allowed}, got {describe_url(value)!r}")
+    if parts.scheme not in ("sqlite",) and not parts.hostname:
+        raise SettingError(f"{name} has no host: {describe_url(value)!r}")
+    return value
+
+
+def describe_url(url: str) -> str:
+    """Return the URL with any password replaced, fit for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return parts._replace(netloc=netloc).geturl()

@@ -1,3 +1,24 @@
-from django.urls import path
+from rest_framework.routers import DefaultRouter
 
-urlpatterns: list = []
+from contracts.api import ContractLogViewSet, ContractViewSet, RunViewSet
+from syncapp.api import (
+    MappingViewSet,
+    ObjectViewSet,
+    RegisterViewSet,
+    SchemaViewSet,
+    SourceViewSet,
+    SynchronizationViewSet,
+)
+
+router = DefaultRouter()
+router.register("sources", SourceViewSet)
+router.register("mappings", MappingViewSet)
+router.register("registers", RegisterViewSet)
+router.register("schemas", SchemaViewSet)
+router.register("objects", ObjectViewSet)
+router.register("synchronizations", SynchronizationViewSet)
+router.register("runs", RunViewSet)
+router.register("contracts", ContractViewSet)
+router.register("contract-logs", ContractLogViewSet)
+
+urlpatterns = router.urls

@@ -1,0 +1,58 @@
+"""REST API of runs, contracts and contract logs (read-only)."""
+from __future__ import annotations
+
+from rest_framework import serializers, viewsets
+
+from contracts.models import ContractLog, SynchronizationContract, SynchronizationRun
+
+
+class RunSerializer(serializers.ModelSerializer):
+    counts = serializers.DictField(read_only=True)
+
+    class Meta:
+        model = SynchronizationRun
+        fields = [
+            "id", "reference", "synchronization", "parent", "trigger", "is_test", "is_forced", "status",
+            "counts", "pages_fetched", "objects_queued", "objects_done", "error_message", "report",
+            "created_at", "started_at", "finished_at",
+        ]
+
+
+class ContractSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = SynchronizationContract
+        exclude = ["last_processed_run"]
+
+
+class ContractLogSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ContractLog
+        fields = "__all__"
+
+
+class _FilteredBySynchronization:
+    def get_queryset(self):
+        queryset = super().get_queryset()
+        reference = self.request.query_params.get("synchronization")
+        if reference:
+            queryset = queryset.filter(synchronization__reference=reference)
+        for field in ("status", "target_last_action", "action"):
+            value = self.request.query_params.get(field)
+            if value and field in {f.name for f in queryset.model._meta.fields}:
+                queryset = queryset.filter(**{field: value})
+        return queryset
+
+
+class RunViewSet(_FilteredBySynchronization, viewsets.ReadOnlyModelViewSet):
+    queryset = SynchronizationRun.objects.all()
+    serializer_class = RunSerializer
+
+
+class ContractViewSet(_FilteredBySynchronization, viewsets.ReadOnlyModelViewSet):
+    queryset = SynchronizationContract.objects.all()
+    serializer_class = ContractSerializer
+
+
+class ContractLogViewSet(_FilteredBySynchronization, viewsets.ReadOnlyModelViewSet):
+    queryset = ContractLog.objects.all()
+    serializer_class = ContractLogSerializer

@@ -1,0 +1,182 @@
+"""Contracts (one per synchronized object), runs (the sync log) and contract logs."""
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+
+from syncapp.models import Synchronization
+
+
+class SynchronizationRun(models.Model):
+    """One run of a synchronization, with its counts."""
+
+    class Trigger(models.TextChoices):
+        MANUAL = "manual"
+        SCHEDULE = "schedule"
+        FOLLOW_UP = "follow-up"
+        API = "api"
+        EVENT = "event"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        PARTIAL = "partial"
+        CANCELLED = "cancelled"
+
+    ACTIVE_STATUSES = (Status.QUEUED, Status.RUNNING)
+    COUNT_FIELDS = ("found", "filtered", "unchanged", "created", "updated", "deleted", "invalid", "failed")
+
+    reference = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    synchronization = models.ForeignKey(Synchronization, on_delete=models.CASCADE, related_name="runs")
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="follow_up_runs"
+    )
+    trigger = models.CharField(max_length=20, choices=Trigger.choices, default=Trigger.MANUAL)
+    is_test = models.BooleanField(default=False)
+    is_forced = models.BooleanField(default=False)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    found = models.PositiveIntegerField(default=0)
+    filtered = models.PositiveIntegerField(default=0)
+    unchanged = models.PositiveIntegerField(default=0)
+    created = models.PositiveIntegerField(default=0)
+    updated = models.PositiveIntegerField(default=0)
+    deleted = models.PositiveIntegerField(default=0)
+    invalid = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    pages_fetched = models.PositiveIntegerField(default=0)
+    # Completion is tracked here, not with chords: the run ends when fetching has finished,
+    # every page is processed and every queued object task has ended.
+    fetch_finished = models.BooleanField(default=False)
+    max_pages_reached = models.BooleanField(default=False)
+    objects_queued = models.PositiveIntegerField(default=0)
+    objects_done = models.PositiveIntegerField(default=0)
+    error_message = models.TextField(blank=True)
+    report = models.JSONField(default=list, blank=True, help_text="Per-object outcome of a test run.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["synchronization", "status"])]
+
+    def __str__(self) -> str:
+        return f"{self.synchronization} run {self.pk} ({self.status})"
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.COUNT_FIELDS}
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+class RunPage(models.Model):
+    """One page of a run: fetched and processed by its own task."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        DONE = "done"
+        FAILED = "failed"
+
+    run = models.ForeignKey(SynchronizationRun, on_delete=models.CASCADE, related_name="pages")
+    number = models.PositiveIntegerField()
+    request = models.JSONField(default=dict, help_text="What to ask the source for this page.")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    object_count = models.PositiveIntegerField(default=0)
+    error_message = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run", "number"]
+        constraints = [models.UniqueConstraint(fields=["run", "number"], name="unique_run_page")]
+
+    def __str__(self) -> str:
+        return f"page {self.number} of run {self.run_id}"
+
+
+class SynchronizationContract(models.Model):
+    """What is known of one object: where it came from, where it went, and its hashes."""
+
+    class Action(models.TextChoices):
+        CREATE = "create"
+        UPDATE = "update"
+        DELETE = "delete"
+        SKIP = "skip"
+
+    class Status(models.TextChoices):
+        NEW = "new"
+        SYNCED = "synced"
+        INVALID = "invalid"
+        FAILED = "failed"
+        DELETED = "deleted"
+
+    reference = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    synchronization = models.ForeignKey(Synchronization, on_delete=models.CASCADE, related_name="contracts")
+    origin_id = models.CharField(max_length=255)
+    origin_hash = models.CharField(max_length=64, blank=True)
+    # Fingerprint of the synchronization and mapping at the last write: a changed mapping re-writes.
+    config_hash = models.CharField(max_length=64, blank=True)
+    source_last_changed = models.DateTimeField(null=True, blank=True)
+    source_last_checked = models.DateTimeField(null=True, blank=True)
+    source_last_synced = models.DateTimeField(null=True, blank=True)
+    target_id = models.CharField(max_length=255, null=True, blank=True)
+    target_hash = models.CharField(max_length=64, blank=True)
+    target_last_changed = models.DateTimeField(null=True, blank=True)
+    target_last_synced = models.DateTimeField(null=True, blank=True)
+    target_last_action = models.CharField(max_length=10, choices=Action.choices, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.NEW, db_index=True)
+    last_error = models.TextField(blank=True)
+    # The last run that saw this object at the source; objects not seen by a complete run vanished.
+    last_seen_run = models.ForeignKey(
+        SynchronizationRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # The last run whose object task finished this contract: a redelivered task does nothing twice.
+    last_processed_run = models.ForeignKey(
+        SynchronizationRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["synchronization", "origin_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["synchronization", "origin_id"], name="unique_contract_origin"),
+        ]
+        indexes = [models.Index(fields=["synchronization", "target_id"])]
+
+    def __str__(self) -> str:
+        return f"{self.synchronization_id}:{self.origin_id}"
+
+
+class ContractLog(models.Model):
+    """One object write or failure, with what came in and what went out."""
+
+    reference = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    synchronization = models.ForeignKey(Synchronization, on_delete=models.CASCADE, related_name="logs")
+    contract = models.ForeignKey(
+        SynchronizationContract, null=True, blank=True, on_delete=models.SET_NULL, related_name="logs"
+    )
+    run = models.ForeignKey(
+        SynchronizationRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="logs"
+    )
+    origin_id = models.CharField(max_length=255, blank=True)
+    action = models.CharField(max_length=10, blank=True)
+    status = models.CharField(max_length=10, blank=True)
+    source_object = models.JSONField(null=True, blank=True)
+    target_object = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.action or self.status} {self.origin_id}"

@@ -1,0 +1,172 @@
+"""REST API of sources, mappings, the register and synchronizations."""
+from __future__ import annotations
+
+from rest_framework import serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from contracts.models import SynchronizationRun
+from contracts.runs import RunRefused, run_summary
+from syncapp import synchronization as sync_service
+from syncapp.conditions import validate_conditions
+from syncapp.mapping import validate_mapping_config
+from syncapp.models import Mapping, Object, Register, Schema, Source, Synchronization
+from syncapp.pagination import PaginationError, pagination_from_source_config
+from syncapp.targets import InvalidObject, check_json_schema, validate_register_object
+
+
+class SourceSerializer(serializers.ModelSerializer):
+    credentials = serializers.JSONField(write_only=True, required=False)
+
+    class Meta:
+        model = Source
+        fields = [
+            "id", "reference", "name", "description", "type", "location", "configuration", "credentials",
+            "is_enabled", "rate_limit_limit", "rate_limit_remaining", "rate_limit_reset", "rate_limit_window",
+            "created_at", "updated_at",
+        ]
+        read_only_fields = [
+            "rate_limit_limit", "rate_limit_remaining", "rate_limit_reset", "rate_limit_window",
+        ]
+
+
+class MappingSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Mapping
+        fields = [
+            "id", "reference", "name", "description", "mapping", "unset", "cast", "pass_through",
+            "created_at", "updated_at",
+        ]
+
+    def validate(self, attrs):
+        config = {
+            "mapping": attrs.get("mapping", getattr(self.instance, "mapping", {})),
+            "unset": attrs.get("unset", getattr(self.instance, "unset", [])),
+            "cast": attrs.get("cast", getattr(self.instance, "cast", {})),
+            "passThrough": attrs.get("pass_through", getattr(self.instance, "pass_through", False)),
+        }
+        problems = validate_mapping_config(config)
+        if problems:
+            raise serializers.ValidationError({"mapping": problems})
+        return attrs
+
+
+class RegisterSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Register
+        fields = ["id", "reference", "name", "description", "created_at", "updated_at"]
+
+
+class SchemaSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Schema
+        fields = ["id", "register", "reference", "name", "description", "schema", "created_at", "updated_at"]
+
+    def validate_schema(self, value):
+        problems = check_json_schema(value)
+        if problems:
+            raise serializers.ValidationError(problems)
+        return value
+
+
+class ObjectSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Object
+        fields = ["uuid", "schema", "data", "created_at", "updated_at"]
+
+    def validate(self, attrs):
+        schema = attrs.get("schema") or getattr(self.instance, "schema", None)
+        try:
+            validate_register_object(schema=schema, data=attrs.get("data", getattr(self.instance, "data", {})))
+        except InvalidObject as error:
+            raise serializers.ValidationError({"data": [str(error)]}) from None
+        return attrs
+
+
+class SynchronizationSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Synchronization
+        fields = [
+            "id", "reference", "name", "description", "source_type", "source", "source_schema",
+            "source_config", "source_hash_mapping", "source_target_mapping", "conditions", "target_type",
+            "target_schema", "target_source", "target_config", "target_source_mapping", "follow_ups",
+            "schedule", "is_enabled", "created_at", "updated_at",
+        ]
+
+    def validate_conditions(self, value):
+        problems = validate_conditions(value or {})
+        if problems:
+            raise serializers.ValidationError(problems)
+        return value
+
+    def validate_source_config(self, value):
+        try:
+            pagination_from_source_config(value or {})
+        except PaginationError as error:
+            raise serializers.ValidationError([str(error)]) from None
+        return value
+
+
+class RunStartSerializer(serializers.Serializer):
+    test = serializers.BooleanField(default=False)
+    force = serializers.BooleanField(default=False)
+
+
+class SourceViewSet(viewsets.ModelViewSet):
+    queryset = Source.objects.all()
+    serializer_class = SourceSerializer
+
+
+class MappingViewSet(viewsets.ModelViewSet):
+    queryset = Mapping.objects.all()
+    serializer_class = MappingSerializer
+
+
+class RegisterViewSet(viewsets.ModelViewSet):
+    queryset = Register.objects.all()
+    serializer_class = RegisterSerializer
+
+
+class SchemaViewSet(viewsets.ModelViewSet):
+    queryset = Schema.objects.select_related("register")
+    serializer_class = SchemaSerializer
+
+
+class ObjectViewSet(viewsets.ModelViewSet):
+    queryset = Object.objects.select_related("schema")
+    serializer_class = ObjectSerializer
+
+    def get_queryset(self):
+        queryset = super().get_queryset()
+        schema = self.request.query_params.get("schema")
+        return queryset.filter(schema_id=schema) if schema else queryset
+
+
+class SynchronizationViewSet(viewsets.ModelViewSet):
+    queryset = Synchronization.objects.prefetch_related("follow_ups")
+    serializer_class = SynchronizationSerializer
+
+    @action(detail=True, methods=["post"], serializer_class=RunStartSerializer)
+    def run(self, request: Request, pk=None) -> Response:
+        """Start a run (or a test run) of this synchronization."""
+        sync = self.get_object()
+        options = RunStartSerializer(data=request.data)
+        options.is_valid(raise_exception=True)
+        try:
+            if options.validated_data["test"]:
+                run = sync_service.run_test(synchronization=sync, trigger=SynchronizationRun.Trigger.API)
+            else:
+                run = sync_service.run_start(
+                    synchronization=sync, trigger=SynchronizationRun.Trigger.API,
+                    force=options.validated_data["force"],
+                )
+        except RunRefused as error:
+            return Response({"detail": str(error)}, status=status.HTTP_409_CONFLICT)
+        except sync_service.ConfigurationError as error:
+            return Response({"detail": str(error)}, status=status.HTTP_400_BAD_REQUEST)
+        run.refresh_from_db()
+        summary = run_summary(run)
+        if run.is_test:
+            summary["report"] = run.report
+        return Response(summary, status=status.HTTP_202_ACCEPTED)

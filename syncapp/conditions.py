@@ -1,0 +1,149 @@
+"""Evaluate and validate the JSON Logic ``conditions`` that filter a synchronization's source objects.
+
+The engine is json-logic-qubit (import name ``json_logic``), with two changes made here, around the
+library rather than inside it:
+
+* ``reduce`` evaluates its third argument (the initial accumulator) as logic, as the JSON Logic
+  specification and the public conformance suite require (see ``_reduce`` below);
+* operators that reach Python objects are refused, both by ``validate_conditions`` and at
+  evaluation: the library's dot-notated "custom operation" call syntax (``{"datetime.datetime.now": []}``)
+  and its ``method`` operator, which calls any attribute of any value and so lets a rule walk from a
+  string to ``os.system``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import json_logic
+
+__all__ = [
+    "ConditionError",
+    "evaluate_conditions",
+    "evaluate_rule",
+    "is_truthy",
+    "validate_conditions",
+]
+
+# Operators the library knows but that rules from users must never use: ``method`` calls
+# ``getattr(value, name)(*args)`` on any value, which is enough to reach arbitrary Python code.
+REFUSED_OPERATORS: frozenset[str] = frozenset({"method"})
+
+
+class ConditionError(ValueError):
+    """Report a JSON Logic rule that cannot be evaluated."""
+
+
+def _reduce(data: Any, scoped_data: Any, scoped_logic: Any, initial: Any = None) -> Any:
+    """Fold ``scoped_data`` with ``scoped_logic``, starting from ``initial`` evaluated as logic."""
+    scoped_data = json_logic.jsonLogic(scoped_data, data)
+    initial = json_logic.jsonLogic(initial, data)
+    if not isinstance(scoped_data, list | tuple):
+        return initial
+    accumulator = initial
+    for current in scoped_data:
+        accumulator = json_logic.jsonLogic(scoped_logic, {"accumulator": accumulator, "current": current})
+    return accumulator
+
+
+def _install_reduce() -> None:
+    """Register the corrected ``reduce`` in place of the library's own."""
+    # json-logic-qubit 0.9.1 passes the third argument of ``reduce`` to the fold unevaluated, so
+    # {"reduce": [{"var": "integers"}, ..., {"var": "start_with"}]} starts from the dict
+    # {"var": "start_with"} instead of its value and fails (a case of the conformance suite).
+    # ``add_operation`` cannot fix this: custom operations come after the scoped ones and receive
+    # evaluated arguments without the data, so the scoped table itself is updated, once, at import.
+    scoped = getattr(json_logic, "_scoped_operations", None)
+    if not isinstance(scoped, dict) or "reduce" not in scoped:
+        raise ImportError("json_logic has no scoped 'reduce' operation to replace; check its version")
+    scoped["reduce"] = _reduce
+    json_logic.operations["reduce"] = _reduce
+
+
+_install_reduce()
+
+
+def _known_operator(operator: Any) -> bool:
+    """Tell whether ``operator`` is one the library runs from its tables and that is allowed."""
+    # Only names found in the tables are known: a dotted name that is not there is the library's
+    # dot-notation call syntax, which walks attributes of registered Python objects.
+    return (
+        isinstance(operator, str) and operator in json_logic.operations and operator not in REFUSED_OPERATORS
+    )
+
+
+def _describe(operator: Any) -> str:
+    """Quote an operator name for a message."""
+    return json.dumps(operator, ensure_ascii=False, default=repr)
+
+
+def _problems(rule: Any, *, path: str, check_shape: bool) -> list[str]:
+    """List the refused or unknown operators in ``rule`` (and, if asked, dicts without one key)."""
+    problems: list[str] = []
+    # An explicit stack rather than recursion, so that a deeply nested rule cannot overflow it.
+    stack: list[tuple[Any, str]] = [(rule, path)]
+    while stack:
+        node, location = stack.pop()
+        children: list[tuple[Any, str]] = []
+        if isinstance(node, list | tuple):
+            children = [(item, f"{location}[{index}]") for index, item in enumerate(node)]
+        elif isinstance(node, dict):
+            if len(node) != 1:
+                # The library treats such a dict as a literal value and does not look inside it.
+                if check_shape:
+                    keys = ", ".join(_describe(key) for key in node)
+                    found = f"{len(node)} ({keys})" if node else "none"
+                    problems.append(
+                        f"{location}: a rule must have exactly one key (the operator), found {found}"
+                    )
+                continue
+            operator, values = next(iter(node.items()))
+            if operator in REFUSED_OPERATORS:
+                problems.append(f"{location}: operator {_describe(operator)} is not allowed")
+            elif not _known_operator(operator):
+                problems.append(f"{location}: unknown operator {_describe(operator)}")
+            operator_location = f"{location}.{operator}"
+            if isinstance(values, list | tuple):
+                children = [(item, f"{operator_location}[{index}]") for index, item in enumerate(values)]
+            else:
+                children = [(values, operator_location)]
+        stack.extend(reversed(children))
+    return problems
+
+
+def validate_conditions(conditions: Any, *, path: str = "conditions") -> list[str]:
+    """Return a message, with its location, for each unknown operator and malformed rule."""
+    if _passes_everything(conditions):
+        return []
+    return _problems(conditions, path=path, check_shape=True)
+
+
+def evaluate_rule(*, rule: Any, data: Any) -> Any:
+    """Evaluate the JSON Logic ``rule`` on ``data``; raise ConditionError if it cannot be evaluated."""
+    refused = _problems(rule, path="rule", check_shape=False)
+    if refused:
+        raise ConditionError("; ".join(refused))
+    try:
+        return json_logic.jsonLogic(rule, data)
+    except Exception as exc:  # The library raises whatever Python raises: TypeError, KeyError, ...
+        raise ConditionError(f"cannot evaluate rule: {type(exc).__name__}: {exc}") from exc
+
+
+def is_truthy(value: Any) -> bool:
+    """Tell whether ``value`` is truthy the way json_logic decides it in ``if``, ``and``, ``!``, ..."""
+    # json_logic's notion is Python's ``bool``: it matches JSON Logic for 0, "", "0", [], null and
+    # false, but differs from JavaScript for NaN (truthy here) and {} (falsy here).
+    return bool(json_logic._truthy(value))
+
+
+def _passes_everything(conditions: Any) -> bool:
+    """Tell whether ``conditions`` is empty, meaning every object passes."""
+    return conditions is None or (isinstance(conditions, dict | list) and not conditions)
+
+
+def evaluate_conditions(*, conditions: Any, data: Any) -> bool:
+    """Tell whether ``data`` passes ``conditions``; None, {} and [] let every object pass."""
+    if _passes_everything(conditions):
+        return True
+    return is_truthy(evaluate_rule(rule=conditions, data=data))

@@ -1,0 +1,382 @@
+"""Import and export configuration bundles (sources, registers, mappings, synchronizations).
+
+Import validates the whole bundle before it writes anything, reports every problem with its path
+in the file, and upserts by `reference`, so importing the same bundle twice changes nothing.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from django.db import transaction
+
+from syncapp.conditions import validate_conditions
+from syncapp.mapping import validate_mapping_config
+from syncapp.models import Mapping, Register, Schema, Source, Synchronization
+from syncapp.pagination import PaginationError, pagination_from_source_config
+from syncapp.targets import check_json_schema
+
+REFERENCE_PATTERN = re.compile(r"^[-a-zA-Z0-9_]+$")
+SECTIONS = ("sources", "registers", "mappings", "synchronizations")
+
+
+class ConfigurationInvalid(ValueError):
+    """A bundle has problems; `problems` lists each with its path."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__(f"{len(problems)} problem(s) in the configuration:\n" + "\n".join(problems))
+
+
+@dataclass
+class ImportResult:
+    created: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SECTIONS, 0))
+    updated: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SECTIONS, 0))
+
+
+def bundle_load(path: Path) -> Any:
+    """Read a JSON or YAML bundle from a file."""
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            return yaml.safe_load(text)
+        return json.loads(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as error:
+        raise ConfigurationInvalid([f"{path}: not valid {path.suffix.lstrip('.') or 'JSON'}: {error}"]) from None
+
+
+class _Checker:
+    def __init__(self, bundle: Any):
+        self.bundle = bundle
+        self.problems: list[str] = []
+
+    def add(self, path: str, message: str) -> None:
+        self.problems.append(f"{path}: {message}")
+
+    def items(self, section: str) -> list[tuple[str, dict]]:
+        value = self.bundle.get(section, [])
+        if not isinstance(value, list):
+            self.add(section, "must be a list")
+            return []
+        result = []
+        references: set[str] = set()
+        for index, item in enumerate(value):
+            path = f"{section}[{index}]"
+            if not isinstance(item, dict):
+                self.add(path, "must be an object")
+                continue
+            reference = item.get("reference")
+            if not isinstance(reference, str) or not REFERENCE_PATTERN.match(reference):
+                self.add(f"{path}.reference", "must be a slug of letters, digits, - and _")
+                continue
+            if reference in references:
+                self.add(f"{path}.reference", f"{reference!r} appears twice in {section}")
+                continue
+            references.add(reference)
+            result.append((path, item))
+        return result
+
+    def text(self, path: str, item: dict, key: str, *, required: bool = False) -> None:
+        value = item.get(key)
+        if value is None:
+            if required:
+                self.add(f"{path}.{key}", "is required")
+            return
+        if not isinstance(value, str):
+            self.add(f"{path}.{key}", "must be text")
+
+    def json_object(self, path: str, item: dict, key: str) -> None:
+        if key in item and item[key] is not None and not isinstance(item[key], dict):
+            self.add(f"{path}.{key}", "must be an object")
+
+
+def _exists(model, reference: str, bundle_references: set[str]) -> bool:
+    return reference in bundle_references or model.objects.filter(reference=reference).exists()
+
+
+def _schema_paths(registers: list[tuple[str, dict]]) -> set[str]:
+    paths = set()
+    for _path, register in registers:
+        for schema in register.get("schemas") or []:
+            if isinstance(schema, dict) and isinstance(schema.get("reference"), str):
+                paths.add(f"{register['reference']}/{schema['reference']}")
+    return paths
+
+
+def _schema_exists(target_id: str, bundle_paths: set[str]) -> bool:
+    if target_id in bundle_paths:
+        return True
+    register, _, schema = target_id.partition("/")
+    return Schema.objects.filter(register__reference=register, reference=schema).exists()
+
+
+def bundle_validate(bundle: Any) -> None:
+    """Raise ConfigurationInvalid listing every problem of the bundle with its path."""
+    if not isinstance(bundle, dict):
+        raise ConfigurationInvalid(["(root): a configuration bundle must be an object"])
+    check = _Checker(bundle)
+    unknown = sorted(set(bundle) - set(SECTIONS))
+    for key in unknown:
+        check.add(key, f"unknown section (expected {', '.join(SECTIONS)})")
+
+    sources = check.items("sources")
+    for path, item in sources:
+        check.text(path, item, "location", required=True)
+        kind = item.get("type", "api")
+        if kind not in Source.Type.values:
+            check.add(f"{path}.type", f"must be one of {', '.join(Source.Type.values)}, got {kind!r}")
+        elif kind == "api" and isinstance(item.get("location"), str) and not item["location"].startswith(
+            ("http://", "https://")
+        ):
+            check.add(f"{path}.location", "an api source needs an http:// or https:// URL")
+        check.json_object(path, item, "configuration")
+        check.json_object(path, item, "credentials")
+
+    registers = check.items("registers")
+    for path, item in registers:
+        schemas = item.get("schemas", [])
+        if not isinstance(schemas, list):
+            check.add(f"{path}.schemas", "must be a list")
+            continue
+        seen: set[str] = set()
+        for index, schema in enumerate(schemas):
+            schema_path = f"{path}.schemas[{index}]"
+            if not isinstance(schema, dict):
+                check.add(schema_path, "must be an object")
+                continue
+            reference = schema.get("reference")
+            if not isinstance(reference, str) or not REFERENCE_PATTERN.match(reference):
+                check.add(f"{schema_path}.reference", "must be a slug of letters, digits, - and _")
+            elif reference in seen:
+                check.add(f"{schema_path}.reference", f"{reference!r} appears twice")
+            else:
+                seen.add(reference)
+            for problem in check_json_schema(schema.get("schema", {})):
+                check.add(f"{schema_path}.schema", problem)
+
+    mappings = check.items("mappings")
+    for path, item in mappings:
+        for problem in validate_mapping_config(item):
+            check.problems.append(f"{path}.{problem}")
+
+    source_refs = {item["reference"] for _, item in sources}
+    mapping_refs = {item["reference"] for _, item in mappings}
+    schema_paths = _schema_paths(registers)
+    synchronizations = check.items("synchronizations")
+    sync_refs = {item["reference"] for _, item in synchronizations}
+    for path, item in synchronizations:
+        check.text(path, item, "name")
+        source_type = item.get("sourceType", "api")
+        if source_type not in Synchronization.SourceType.values:
+            check.add(f"{path}.sourceType", f"must be one of {', '.join(Synchronization.SourceType.values)}")
+        source_id = item.get("sourceId")
+        if source_type == "api":
+            if not isinstance(source_id, str) or not _exists(Source, source_id, source_refs):
+                check.add(f"{path}.sourceId", f"no source with reference {source_id!r}")
+        elif source_type == "register/schema" and (
+            not isinstance(source_id, str) or not _schema_exists(source_id, schema_paths)
+        ):
+            check.add(f"{path}.sourceId", f"no register/schema {source_id!r}")
+        source_config = item.get("sourceConfig") or {}
+        if not isinstance(source_config, dict):
+            check.add(f"{path}.sourceConfig", "must be an object")
+        else:
+            try:
+                pagination_from_source_config(source_config)
+            except PaginationError as error:
+                check.add(f"{path}.sourceConfig", str(error))
+        for key in ("sourceHashMapping", "sourceTargetMapping", "targetSourceMapping"):
+            reference = item.get(key)
+            if reference not in (None, "") and not (
+                isinstance(reference, str) and _exists(Mapping, reference, mapping_refs)
+            ):
+                check.add(f"{path}.{key}", f"no mapping with reference {reference!r}")
+        check.problems.extend(validate_conditions(item.get("conditions") or {}, path=f"{path}.conditions"))
+        target_type = item.get("targetType", "register/schema")
+        target_id = item.get("targetId")
+        if target_type not in Synchronization.TargetType.values:
+            check.add(f"{path}.targetType", f"must be one of {', '.join(Synchronization.TargetType.values)}")
+        elif target_type == "register/schema":
+            if not isinstance(target_id, str) or not _schema_exists(target_id, schema_paths):
+                check.add(f"{path}.targetId", f"no register/schema {target_id!r}")
+        elif not isinstance(target_id, str) or not _exists(Source, target_id, source_refs):
+            check.add(f"{path}.targetId", f"no source with reference {target_id!r}")
+        check.json_object(path, item, "targetConfig")
+        follow_ups = item.get("followUps") or []
+        if not isinstance(follow_ups, list):
+            check.add(f"{path}.followUps", "must be a list of synchronization references")
+        else:
+            for index, reference in enumerate(follow_ups):
+                if not isinstance(reference, str) or not _exists(Synchronization, reference, sync_refs):
+                    check.add(f"{path}.followUps[{index}]", f"no synchronization with reference {reference!r}")
+    if check.problems:
+        raise ConfigurationInvalid(check.problems)
+
+
+def _upsert(model, reference: str, values: dict, result: ImportResult, section: str, **lookup):
+    instance, created = model.objects.update_or_create(reference=reference, defaults=values, **lookup)
+    (result.created if created else result.updated)[section] += 1
+    return instance
+
+
+def _schema_by_path(target_id: str) -> Schema:
+    register, _, schema = target_id.partition("/")
+    return Schema.objects.get(register__reference=register, reference=schema)
+
+
+def bundle_import(bundle: Any) -> ImportResult:
+    """Validate the bundle, then create or update everything in it in one transaction."""
+    bundle_validate(bundle)
+    result = ImportResult()
+    with transaction.atomic():
+        for item in bundle.get("sources", []):
+            values = {
+                "name": item.get("name") or item["reference"],
+                "description": item.get("description", ""),
+                "type": item.get("type", "api"),
+                "location": item["location"],
+                "configuration": item.get("configuration") or {},
+                "is_enabled": item.get("isEnabled", True),
+            }
+            if "credentials" in item:
+                values["credentials"] = item.get("credentials") or {}
+            _upsert(Source, item["reference"], values, result, "sources")
+        for item in bundle.get("registers", []):
+            register = _upsert(
+                Register, item["reference"],
+                {"name": item.get("name") or item["reference"], "description": item.get("description", "")},
+                result, "registers",
+            )
+            for schema in item.get("schemas") or []:
+                Schema.objects.update_or_create(
+                    register=register, reference=schema["reference"],
+                    defaults={
+                        "name": schema.get("name") or schema["reference"],
+                        "description": schema.get("description", ""),
+                        "schema": schema.get("schema") or {},
+                    },
+                )
+        for item in bundle.get("mappings", []):
+            _upsert(
+                Mapping, item["reference"],
+                {
+                    "name": item.get("name") or item["reference"],
+                    "description": item.get("description", ""),
+                    "mapping": item.get("mapping") or {},
+                    "unset": item.get("unset") or [],
+                    "cast": item.get("cast") or {},
+                    "pass_through": bool(item.get("passThrough", False)),
+                },
+                result, "mappings",
+            )
+        synchronizations = []
+        for item in bundle.get("synchronizations", []):
+            synchronizations.append((item, _upsert(
+                Synchronization, item["reference"], _synchronization_values(item), result, "synchronizations"
+            )))
+        for item, synchronization in synchronizations:
+            follow_ups = Synchronization.objects.filter(reference__in=item.get("followUps") or [])
+            synchronization.follow_ups.set(follow_ups)
+    return result
+
+
+def _mapping_or_none(reference: str | None) -> Mapping | None:
+    return Mapping.objects.get(reference=reference) if reference else None
+
+
+def _synchronization_values(item: dict) -> dict:
+    source_type = item.get("sourceType", "api")
+    target_type = item.get("targetType", "register/schema")
+    return {
+        "name": item.get("name") or item["reference"],
+        "description": item.get("description", ""),
+        "source_type": source_type,
+        "source": Source.objects.get(reference=item["sourceId"]) if source_type == "api" else None,
+        "source_schema": _schema_by_path(item["sourceId"]) if source_type == "register/schema" else None,
+        "source_config": item.get("sourceConfig") or {},
+        "source_hash_mapping": _mapping_or_none(item.get("sourceHashMapping")),
+        "source_target_mapping": _mapping_or_none(item.get("sourceTargetMapping")),
+        "conditions": item.get("conditions") or {},
+        "target_type": target_type,
+        "target_schema": _schema_by_path(item["targetId"]) if target_type == "register/schema" else None,
+        "target_source": Source.objects.get(reference=item["targetId"]) if target_type == "api" else None,
+        "target_config": item.get("targetConfig") or {},
+        "target_source_mapping": _mapping_or_none(item.get("targetSourceMapping")),
+        "schedule": item.get("schedule") or "",
+        "is_enabled": item.get("isEnabled", True),
+    }
+
+
+def bundle_export() -> dict:
+    """Return everything configured as a bundle; credentials are left out, as they are write-only."""
+    return {
+        "sources": [
+            {
+                "reference": source.reference, "name": source.name, "description": source.description,
+                "type": source.type, "location": source.location, "configuration": source.configuration,
+                "isEnabled": source.is_enabled,
+            }
+            for source in Source.objects.all()
+        ],
+        "registers": [
+            {
+                "reference": register.reference, "name": register.name, "description": register.description,
+                "schemas": [
+                    {"reference": schema.reference, "name": schema.name, "description": schema.description,
+                     "schema": schema.schema}
+                    for schema in register.schemas.all()
+                ],
+            }
+            for register in Register.objects.prefetch_related("schemas")
+        ],
+        "mappings": [
+            {
+                "reference": mapping.reference, "name": mapping.name, "description": mapping.description,
+                "mapping": mapping.mapping, "unset": mapping.unset, "cast": mapping.cast,
+                "passThrough": mapping.pass_through,
+            }
+            for mapping in Mapping.objects.all()
+        ],
+        "synchronizations": [
+            synchronization_export(synchronization)
+            for synchronization in Synchronization.objects.select_related(
+                "source", "source_schema__register", "source_hash_mapping", "source_target_mapping",
+                "target_schema__register", "target_source", "target_source_mapping",
+            ).prefetch_related("follow_ups")
+        ],
+    }
+
+
+def synchronization_export(synchronization: Synchronization) -> dict:
+    """Return one synchronization in the bundle format."""
+    def ref(instance) -> str | None:
+        return instance.reference if instance is not None else None
+
+    source_id = (
+        synchronization.source_schema.path if synchronization.source_schema else ref(synchronization.source)
+    )
+    target_id = (
+        synchronization.target_schema.path if synchronization.target_schema else ref(synchronization.target_source)
+    )
+    return {
+        "reference": synchronization.reference,
+        "name": synchronization.name,
+        "description": synchronization.description,
+        "sourceType": synchronization.source_type,
+        "sourceId": source_id,
+        "sourceConfig": synchronization.source_config,
+        "sourceHashMapping": ref(synchronization.source_hash_mapping),
+        "sourceTargetMapping": ref(synchronization.source_target_mapping),
+        "conditions": synchronization.conditions,
+        "targetType": synchronization.target_type,
+        "targetId": target_id,
+        "targetConfig": synchronization.target_config,
+        "targetSourceMapping": ref(synchronization.target_source_mapping),
+        "followUps": sorted(follow_up.reference for follow_up in synchronization.follow_ups.all()),
+        "schedule": synchronization.schedule,
+        "isEnabled": synchronization.is_enabled,
+    }

@@ -1,0 +1,190 @@
+"""`manage.py sync`: import, export, run, status and list synchronizations."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from contracts.models import SynchronizationRun
+from contracts.runs import RunRefused, run_summary
+from syncapp import configuration, synchronization
+from syncapp.models import Synchronization
+
+# Exit codes tell the outcome of a run apart, for scripts and schedulers.
+EXIT_CODES = {
+    SynchronizationRun.Status.SUCCEEDED: 0,
+    SynchronizationRun.Status.FAILED: 1,
+    SynchronizationRun.Status.PARTIAL: 3,
+    SynchronizationRun.Status.CANCELLED: 4,
+}
+EXIT_REFUSED = 5
+EXIT_STILL_RUNNING = 6
+
+
+class Command(BaseCommand):
+    help = "Import, export, run and inspect synchronizations."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+        importer = actions.add_parser("import", help="Import a JSON or YAML configuration bundle.")
+        importer.add_argument("file", type=Path)
+        importer.add_argument("--json", action="store_true", help="Print the result as JSON.")
+        exporter = actions.add_parser("export", help="Export every configuration as a bundle.")
+        exporter.add_argument("--output", "-o", type=Path, help="Write to this file instead of stdout.")
+        runner = actions.add_parser("run", help="Run a synchronization.")
+        runner.add_argument("reference")
+        runner.add_argument("--test", action="store_true", help="Show what would happen; write nothing.")
+        runner.add_argument("--force", action="store_true", help="Write every object, changed or not.")
+        runner.add_argument("--wait", action="store_true", help="Wait until the run has ended.")
+        runner.add_argument("--timeout", type=float, default=3600, help="Seconds to wait at most (--wait).")
+        runner.add_argument("--json", action="store_true", help="Print the run as one JSON object.")
+        status = actions.add_parser("status", help="Show a run, or the latest runs.")
+        status.add_argument("run", nargs="?", help="Run id or reference.")
+        status.add_argument("--json", action="store_true")
+        lister = actions.add_parser("list", help="List synchronizations with their last run.")
+        lister.add_argument("--json", action="store_true")
+
+    def handle(self, *args, **options) -> None:
+        handler = getattr(self, f"handle_{options['action']}")
+        handler(**options)
+
+    # -- import / export ---------------------------------------------------------------------
+
+    def handle_import(self, *, file: Path, json: bool = False, **_options) -> None:
+        if not file.exists():
+            raise CommandError(f"no such file: {file}")
+        try:
+            result = configuration.bundle_import(configuration.bundle_load(file))
+        except configuration.ConfigurationInvalid as error:
+            raise CommandError(str(error)) from None
+        if json:
+            self._print_json({"created": result.created, "updated": result.updated})
+            return
+        for section in configuration.SECTIONS:
+            created, updated = result.created[section], result.updated[section]
+            if created or updated:
+                self.stdout.write(f"{section}: {created} created, {updated} updated")
+        self.stdout.write(self.style.SUCCESS(f"imported {file}"))
+
+    def handle_export(self, *, output: Path | None = None, **_options) -> None:
+        text = json.dumps(configuration.bundle_export(), indent=2, ensure_ascii=False)
+        if output is None:
+            self.stdout.write(text)
+        else:
+            output.write_text(text + "\n", encoding="utf-8")
+            self.stderr.write(f"exported to {output}")
+
+    # -- run ---------------------------------------------------------------------------------
+
+    def handle_run(
+        self, *, reference: str, test: bool, force: bool, wait: bool, timeout: float, json: bool, **_options
+    ) -> None:
+        sync = Synchronization.objects.filter(reference=reference).first()
+        if sync is None:
+            raise CommandError(f"no synchronization with reference {reference!r} (see `sync list`)")
+        try:
+            if test:
+                run = synchronization.run_test(synchronization=sync)
+            else:
+                run = synchronization.run_start(synchronization=sync, force=force)
+        except RunRefused as error:
+            raise CommandError(str(error), returncode=EXIT_REFUSED) from None
+        except synchronization.ConfigurationError as error:
+            raise CommandError(str(error)) from None
+        if wait or test or settings.TASKS_IN_PROCESS:
+            run = self._wait(run, timeout=timeout, progress=not json)
+        self._show_run(run, as_json=json)
+        if run.status in SynchronizationRun.ACTIVE_STATUSES:
+            if wait:
+                raise CommandError(f"run {run.pk} still {run.status} after {timeout:g}s", returncode=EXIT_STILL_RUNNING)
+            return
+        code = EXIT_CODES.get(run.status, 1)
+        if code:
+            sys.exit(code)
+
+    def _wait(self, run: SynchronizationRun, *, timeout: float, progress: bool) -> SynchronizationRun:
+        deadline = time.monotonic() + timeout
+        last = None
+        while True:
+            run.refresh_from_db()
+            if run.status not in SynchronizationRun.ACTIVE_STATUSES or time.monotonic() > deadline:
+                return run
+            if progress:
+                line = (
+                    f"run {run.pk} {run.status}: {run.pages_fetched} pages, {run.found} found, "
+                    f"{run.objects_done}/{run.objects_queued} writes done"
+                )
+                if line != last:
+                    self.stderr.write(line)
+                    last = line
+            time.sleep(0.5)
+
+    def _show_run(self, run: SynchronizationRun, *, as_json: bool) -> None:
+        summary = run_summary(run)
+        if run.is_test:
+            summary["report"] = run.report
+        if as_json:
+            self._print_json(summary)
+            return
+        self.stdout.write(f"run {run.pk} of {run.synchronization.reference}: {run.status}")
+        self.stdout.write("  " + ", ".join(f"{name} {value}" for name, value in run.counts.items()))
+        if run.error_message:
+            self.stdout.write(f"  error: {run.error_message}")
+        if run.is_test:
+            for entry in run.report:
+                detail = entry.get("error") or (json.dumps(entry.get("result"), ensure_ascii=False)[:120])
+                if entry.get("action") == "filtered":
+                    detail = f"{entry['count']} object(s)"
+                self.stdout.write(f"  {entry.get('originId') or '-':>10}  {entry['action']:<9} {detail}")
+
+    # -- status / list -----------------------------------------------------------------------
+
+    def handle_status(self, *, run: str | None = None, json: bool = False, **_options) -> None:
+        runs = SynchronizationRun.objects.select_related("synchronization")
+        if run is None:
+            recent = list(runs[:20])
+            if json:
+                self._print_json([run_summary(item) for item in recent])
+                return
+            for item in recent:
+                self.stdout.write(self._run_line(item))
+            return
+        found = runs.filter(pk=int(run)).first() if run.isdigit() else runs.filter(reference=run).first()
+        if found is None:
+            raise CommandError(f"no run {run!r}")
+        self._show_run(found, as_json=json)
+
+    def handle_list(self, *, json: bool = False, **_options) -> None:
+        rows = []
+        for sync in Synchronization.objects.select_related("source", "target_schema__register"):
+            last = sync.runs.filter(is_test=False).first()
+            rows.append({
+                "reference": sync.reference,
+                "name": sync.name,
+                "enabled": sync.is_enabled,
+                "schedule": sync.schedule or None,
+                "contracts": sync.contracts.count(),
+                "lastRun": run_summary(last) if last else None,
+            })
+        if json:
+            self._print_json(rows)
+            return
+        if not rows:
+            self.stdout.write("no synchronizations (import some with `sync import FILE`)")
+        for row in rows:
+            last = row["lastRun"]
+            state = f"last run {last['id']} {last['status']}" if last else "never run"
+            self.stdout.write(f"{row['reference']:<30} {row['contracts']:>7} objects  {state}")
+
+    @staticmethod
+    def _run_line(run: SynchronizationRun) -> str:
+        counts = " ".join(f"{name}={value}" for name, value in run.counts.items() if value)
+        kind = " test" if run.is_test else ""
+        return f"{run.pk:>6} {run.synchronization.reference:<25} {run.status:<10}{kind} {counts}"
+
+    def _print_json(self, value) -> None:
+        self.stdout.write(json.dumps(value, ensure_ascii=False, default=str))

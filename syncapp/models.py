@@ -1,0 +1,174 @@
+"""Sources, mappings, synchronizations and the register (the built-in target store)."""
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+
+
+class Source(models.Model):
+    """An external system objects come from, or go to."""
+
+    class Type(models.TextChoices):
+        API = "api", "API"
+        DATABASE = "database", "Database"
+        FILE = "file", "File"
+
+    reference = models.SlugField(max_length=120, unique=True)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    type = models.CharField(max_length=20, choices=Type.choices, default=Type.API)
+    location = models.CharField(max_length=500, help_text="Base URL (api) or DSN (database) or path (file).")
+    configuration = models.JSONField(
+        default=dict, blank=True, help_text="Default headers, query, timeouts for every call."
+    )
+    # Write-only: never rendered back in admin, API or logs.
+    credentials = models.JSONField(default=dict, blank=True)
+    is_enabled = models.BooleanField(default=True)
+    rate_limit_limit = models.IntegerField(null=True, blank=True)
+    rate_limit_remaining = models.IntegerField(null=True, blank=True)
+    rate_limit_reset = models.DateTimeField(null=True, blank=True)
+    rate_limit_window = models.IntegerField(null=True, blank=True, help_text="Seconds.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["reference"]
+
+    def __str__(self) -> str:
+        return self.name or self.reference
+
+
+class Mapping(models.Model):
+    """A transformation of one object into another."""
+
+    reference = models.SlugField(max_length=120, unique=True)
+    name = models.CharField(max_length=200, blank=True)
+    description = models.TextField(blank=True)
+    mapping = models.JSONField(default=dict, blank=True)
+    unset = models.JSONField(default=list, blank=True)
+    cast = models.JSONField(default=dict, blank=True)
+    pass_through = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["reference"]
+
+    def __str__(self) -> str:
+        return self.name or self.reference
+
+
+class Register(models.Model):
+    """A group of schemas in the built-in store."""
+
+    reference = models.SlugField(max_length=120, unique=True)
+    name = models.CharField(max_length=200, blank=True)
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["reference"]
+
+    def __str__(self) -> str:
+        return self.name or self.reference
+
+
+class Schema(models.Model):
+    """A JSON Schema that the objects of a register are validated against."""
+
+    register = models.ForeignKey(Register, on_delete=models.CASCADE, related_name="schemas")
+    reference = models.SlugField(max_length=120)
+    name = models.CharField(max_length=200, blank=True)
+    description = models.TextField(blank=True)
+    schema = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["register__reference", "reference"]
+        constraints = [
+            models.UniqueConstraint(fields=["register", "reference"], name="unique_schema_reference"),
+        ]
+
+    def __str__(self) -> str:
+        return self.path
+
+    @property
+    def path(self) -> str:
+        return f"{self.register.reference}/{self.reference}"
+
+
+class Object(models.Model):
+    """A JSON document of one schema."""
+
+    uuid = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    schema = models.ForeignKey(Schema, on_delete=models.PROTECT, related_name="stored_objects")
+    data = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created_at", "uuid"]
+        indexes = [models.Index(fields=["schema", "created_at"])]
+
+    def __str__(self) -> str:
+        return str(self.uuid)
+
+    @property
+    def reference(self) -> str:
+        return str(self.uuid)
+
+
+class Synchronization(models.Model):
+    """Where objects come from, which count, how they are reshaped and where they go."""
+
+    class SourceType(models.TextChoices):
+        API = "api", "API"
+        REGISTER = "register/schema", "Register/Schema"
+
+    class TargetType(models.TextChoices):
+        REGISTER = "register/schema", "Register/Schema"
+        API = "api", "API"
+
+    reference = models.SlugField(max_length=120, unique=True)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    source_type = models.CharField(max_length=30, choices=SourceType.choices, default=SourceType.API)
+    source = models.ForeignKey(
+        Source, null=True, blank=True, on_delete=models.PROTECT, related_name="synchronizations"
+    )
+    source_schema = models.ForeignKey(
+        Schema, null=True, blank=True, on_delete=models.PROTECT, related_name="outgoing_synchronizations"
+    )
+    source_config = models.JSONField(default=dict, blank=True)
+    source_hash_mapping = models.ForeignKey(
+        Mapping, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    source_target_mapping = models.ForeignKey(
+        Mapping, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    conditions = models.JSONField(default=dict, blank=True)
+    target_type = models.CharField(max_length=30, choices=TargetType.choices, default=TargetType.REGISTER)
+    target_schema = models.ForeignKey(
+        Schema, null=True, blank=True, on_delete=models.PROTECT, related_name="incoming_synchronizations"
+    )
+    target_source = models.ForeignKey(
+        Source, null=True, blank=True, on_delete=models.PROTECT, related_name="target_synchronizations"
+    )
+    target_config = models.JSONField(default=dict, blank=True)
+    target_source_mapping = models.ForeignKey(
+        Mapping, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    follow_ups = models.ManyToManyField("self", symmetrical=False, blank=True, related_name="followed_by")
+    schedule = models.CharField(max_length=100, blank=True, help_text="Cron expression, e.g. */15 * * * *")
+    is_enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["reference"]
+
+    def __str__(self) -> str:
+        return self.name or self.reference

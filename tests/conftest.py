@@ -30,6 +30,14 @@ def zoo_bundle(*, location: str) -> dict:
     return copy.deepcopy(bundle)
 
 
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
+    """Give each test session its own test database, so sessions side by side never drop each other's."""
+    db = settings.DATABASES["default"]
+    if db["ENGINE"] != "django.db.backends.sqlite3":
+        db.setdefault("TEST", {})["NAME"] = f"test_{db['NAME']}_{os.getpid()}"
+
+
 @pytest.fixture
 def animals() -> list[dict]:
     return generate_animals(count=120, seed=11)

@@ -41,8 +41,8 @@ class Command(BaseCommand):
 
             first = self._run(sync, "First run")
             self._show_objects(sync, limit=show)
-            changed = source.records[0]
-            source.update_record(changed["id"], name=f"{changed['name']} II", status="active")
+            changed = next(record for record in source.records if record["status"] == "active")
+            source.update_record(changed["id"], name=f"{changed['name']} II")
             self.stdout.write(f"\nRenamed animal {changed['id']} at the source.")
             second = self._run(sync, "Second run")
         ok = first.status == second.status == SynchronizationRun.Status.SUCCEEDED

@@ -29,7 +29,13 @@ from syncapp.pagination import (
     pagination_from_source_config,
 )
 from syncapp.sources import SourceError, endpoint_url, extract_objects, fetch_page
-from syncapp.targets import InvalidObject, TargetError, validate_register_object, write_register_object
+from syncapp.targets import (
+    InvalidObject,
+    TargetError,
+    register_object_exists,
+    validate_register_object,
+    write_register_object,
+)
 from workers import dispatch
 
 logger = logging.getLogger(__name__)
@@ -437,6 +443,15 @@ def object_map(*, context: SyncContext, source_object: dict) -> Any:
     return apply_mapping(spec=context.target_mapping, data=source_object, resolve_mapping=resolve_mapping)
 
 
+def target_holds(contract: Contract, *, target_hash: str, schema) -> bool:
+    """Return whether the target object is still there and already equals what would be written."""
+    return (
+        bool(contract.target_id)
+        and contract.target_hash == target_hash
+        and register_object_exists(schema=schema, target_id=contract.target_id)
+    )
+
+
 def object_process(*, run_id: int, contract_id: int, source_object: dict, origin_hash: str) -> None:
     """Map and write one object, then record the contract, a log and the run's counts."""
     run = SynchronizationRun.objects.filter(pk=run_id).first()
@@ -459,13 +474,16 @@ def object_process(*, run_id: int, contract_id: int, source_object: dict, origin
             try:
                 target_object = object_map(context=context, source_object=source_object)
                 target_hash = hash_value(target_object)
-                with transaction.atomic():
-                    result = write_register_object(schema=schema, target_id=contract.target_id, data=target_object)
-                action = result.action
-                outcome = "created" if action == Action.CREATE else "updated"
-                contract.target_id = result.target_id
-                contract.target_hash = target_hash
-                contract.target_last_changed = now
+                if not run.is_forced and target_holds(contract, target_hash=target_hash, schema=schema):
+                    action = Action.SKIP  # a new source hash or mapping that maps to the same object
+                else:
+                    with transaction.atomic():
+                        result = write_register_object(schema=schema, target_id=contract.target_id, data=target_object)
+                    action = result.action
+                    outcome = "created" if action == Action.CREATE else "updated"
+                    contract.target_id = result.target_id
+                    contract.target_hash = target_hash
+                    contract.target_last_changed = now
                 contract.target_last_synced = now
                 contract.source_last_synced = now
                 if contract.origin_hash != origin_hash:

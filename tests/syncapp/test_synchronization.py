@@ -222,3 +222,40 @@ def test_a_run_of_a_synchronization_with_a_test_run_active_is_not_refused(sample
 
     run.refresh_from_db()
     assert run.status == "succeeded"
+
+
+def test_a_changed_mapping_rewrites_only_the_objects_whose_result_changed(sample_source, animals):
+    sync = import_zoo(zoo_bundle(location=sample_source.url))
+    synchronization.run_start(synchronization=sync)
+    species = next(a["species"] for a in animals if a["status"] == "active")
+    affected = [a for a in animals if a["status"] == "active" and a["species"] == species]
+    mapping = Mapping.objects.get(reference="animal-in")
+    mapping.mapping = {
+        **mapping.mapping,
+        "label": "{{ name }} the {{ species | lower | replace('%s', 'star') }}" % species.lower(),
+    }
+    mapping.save()
+
+    run = synchronization.run_start(synchronization=sync)
+
+    run.refresh_from_db()
+    assert (run.updated, run.unchanged) == (len(affected), len(active_ids(animals)) - len(affected))
+    assert sum(obj["label"].endswith("the star") for obj in register_objects(sync)) == len(affected)
+
+
+def test_a_source_hash_mapping_ignores_fields_that_change_on_every_request(sample_source, animals):
+    sync = import_zoo(zoo_bundle(location=sample_source.url))
+    sync.source_hash_mapping = Mapping.objects.create(
+        reference="animal-hash", mapping={}, unset=["updatedAt"], pass_through=True
+    )
+    sync.save()
+    synchronization.run_start(synchronization=sync)
+    active = [a for a in animals if a["status"] == "active"]
+    sample_source.update_record(active[0]["id"], updatedAt="2030-01-01T00:00:00Z")
+    sample_source.update_record(active[1]["id"], name="Changed")
+
+    run = synchronization.run_start(synchronization=sync)
+
+    run.refresh_from_db()
+    assert (run.updated, run.unchanged) == (1, len(active) - 1)
+    assert ContractLog.objects.get(run=run).origin_id == str(active[1]["id"])

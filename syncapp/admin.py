@@ -1,7 +1,20 @@
-from django import forms
-from django.contrib import admin
+import json
 
+from django import forms
+from django.contrib import admin, messages
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from contracts.runs import RunRefused
+from syncapp import synchronization as sync_service
+from syncapp.conditions import validate_conditions
 from syncapp.models import Mapping, Object, Register, Schema, Source, Synchronization
+from syncapp.pagination import PaginationError, pagination_from_source_config
+from syncapp.targets import InvalidObject, check_json_schema, validate_register_object
+from syncapp.tryout import conditions_try, mapping_config_of, mapping_try
+from syncapp.validation import mapping_problems_by_field
 
 
 class SourceForm(forms.ModelForm):
@@ -35,14 +48,89 @@ class SourceAdmin(admin.ModelAdmin):
     search_fields = ["reference", "name", "location"]
 
 
+class MappingForm(forms.ModelForm):
+    class Meta:
+        model = Mapping
+        fields = ["reference", "name", "description", "mapping", "unset", "cast", "pass_through"]
+
+    def clean(self):
+        cleaned = super().clean()
+        config = {
+            "mapping": cleaned.get("mapping") if cleaned.get("mapping") is not None else {},
+            "unset": cleaned.get("unset") if cleaned.get("unset") is not None else [],
+            "cast": cleaned.get("cast") if cleaned.get("cast") is not None else {},
+            "passThrough": cleaned.get("pass_through", False),
+        }
+        for field, problems in mapping_problems_by_field(config=config, reference=cleaned.get("reference")).items():
+            for problem in problems:
+                self.add_error(field, problem)
+        return cleaned
+
+
+class TryForm(forms.Form):
+    sample = forms.JSONField(
+        label="Sample input", initial=dict, widget=forms.Textarea(attrs={"rows": 12, "cols": 80}),
+        help_text="A JSON object as the source would send it.",
+    )
+
+
+def _try_page(request, *, title: str, subject, back_url: str, explanation: str, run) -> TemplateResponse:
+    form = TryForm(request.POST or None)
+    outcome = None
+    if request.method == "POST" and form.is_valid():
+        outcome = run(form.cleaned_data["sample"])
+    result = (outcome or {}).get("result")
+    return TemplateResponse(request, "admin/syncapp/try.html", {
+        **admin.site.each_context(request),
+        "title": title, "subject": subject, "back_url": back_url, "explanation": explanation,
+        "form": form, "outcome": outcome,
+        "outcome_json": json.dumps(result, indent=2, ensure_ascii=False, default=str),
+    })
+
+
 @admin.register(Mapping)
 class MappingAdmin(admin.ModelAdmin):
+    form = MappingForm
     list_display = ["reference", "name", "pass_through", "updated_at"]
     search_fields = ["reference", "name"]
+    readonly_fields = ["try_it"]
+
+    @admin.display(description="Try it")
+    def try_it(self, mapping: Mapping) -> str:
+        if mapping.pk is None:
+            return "Save the mapping first."
+        url = reverse("admin:syncapp_mapping_try", args=[mapping.pk])
+        return format_html('<a href="{}">Run this mapping on a sample input</a>', url)
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(self.try_view)
+        return [path("<int:pk>/try/", view, name="syncapp_mapping_try"), *super().get_urls()]
+
+    def try_view(self, request, pk: int):
+        mapping = get_object_or_404(Mapping, pk=pk)
+        return _try_page(
+            request, title=f"Try mapping {mapping.reference}", subject=mapping,
+            back_url=reverse("admin:syncapp_mapping_change", args=[pk]),
+            explanation="The mapping as saved is applied to the sample; nothing is stored.",
+            run=lambda sample: mapping_try(config=mapping_config_of(mapping), sample=sample),
+        )
+
+
+class SchemaForm(forms.ModelForm):
+    class Meta:
+        model = Schema
+        fields = ["register", "reference", "name", "description", "schema"]
+
+    def clean_schema(self):
+        schema = self.cleaned_data.get("schema")
+        for problem in check_json_schema(schema):
+            self.add_error("schema", problem)
+        return schema
 
 
 class SchemaInline(admin.TabularInline):
     model = Schema
+    form = SchemaForm
     extra = 0
 
 
@@ -54,20 +142,124 @@ class RegisterAdmin(admin.ModelAdmin):
 
 @admin.register(Schema)
 class SchemaAdmin(admin.ModelAdmin):
+    form = SchemaForm
     list_display = ["reference", "register", "name"]
     list_filter = ["register"]
 
 
+class ObjectForm(forms.ModelForm):
+    class Meta:
+        model = Object
+        fields = ["schema", "data"]
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("schema") is not None and "data" in cleaned:
+            try:
+                validate_register_object(schema=cleaned["schema"], data=cleaned["data"])
+            except InvalidObject as error:
+                self.add_error("data", str(error))
+        return cleaned
+
+
 @admin.register(Object)
 class ObjectAdmin(admin.ModelAdmin):
+    form = ObjectForm
     list_display = ["uuid", "schema", "created_at", "updated_at"]
     list_filter = ["schema"]
     readonly_fields = ["uuid", "created_at", "updated_at"]
 
 
+class SynchronizationForm(forms.ModelForm):
+    class Meta:
+        model = Synchronization
+        fields = [
+            "reference", "name", "description", "source_type", "source", "source_schema", "source_config",
+            "source_hash_mapping", "source_target_mapping", "conditions", "target_type", "target_schema",
+            "target_source", "target_config", "target_source_mapping", "follow_ups", "schedule", "is_enabled",
+        ]
+
+    def clean_conditions(self):
+        conditions = self.cleaned_data.get("conditions")
+        for problem in validate_conditions(conditions or {}):
+            self.add_error("conditions", problem)
+        return conditions
+
+    def clean_source_config(self):
+        config = self.cleaned_data.get("source_config") or {}
+        if not isinstance(config, dict):
+            self.add_error("source_config", "must be a JSON object")
+            return config
+        try:
+            pagination_from_source_config(config)
+        except PaginationError as error:
+            self.add_error("source_config", str(error))
+        return config
+
+
 @admin.register(Synchronization)
 class SynchronizationAdmin(admin.ModelAdmin):
+    form = SynchronizationForm
     list_display = ["reference", "name", "source", "target_schema", "schedule", "is_enabled"]
     list_filter = ["is_enabled", "source_type", "target_type"]
     search_fields = ["reference", "name"]
     filter_horizontal = ["follow_ups"]
+    readonly_fields = ["tools"]
+    actions = ["run_now"]
+
+    @admin.display(description="Run and try")
+    def tools(self, sync: Synchronization) -> str:
+        if sync.pk is None:
+            return "Save the synchronization first."
+        return format_html(
+            '<a class="button" href="{}">Test sync</a> <a class="button" href="{}">Try conditions</a> '
+            '<a href="{}">Runs</a>',
+            reverse("admin:syncapp_synchronization_test", args=[sync.pk]),
+            reverse("admin:syncapp_synchronization_try_conditions", args=[sync.pk]),
+            reverse("admin:contracts_synchronizationrun_changelist") + f"?synchronization__id__exact={sync.pk}",
+        )
+
+    def get_urls(self):
+        wrap = self.admin_site.admin_view
+        return [
+            path("<int:pk>/test/", wrap(self.test_view), name="syncapp_synchronization_test"),
+            path("<int:pk>/try-conditions/", wrap(self.try_conditions_view),
+                 name="syncapp_synchronization_try_conditions"),
+            *super().get_urls(),
+        ]
+
+    @admin.action(description="Run now")
+    def run_now(self, request, queryset) -> None:
+        for sync in queryset:
+            try:
+                run = sync_service.run_start(synchronization=sync)
+            except (RunRefused, sync_service.ConfigurationError) as error:
+                self.message_user(request, f"{sync.reference}: {error}", messages.ERROR)
+            else:
+                self.message_user(request, f"{sync.reference}: run {run.pk} started", messages.SUCCESS)
+
+    def test_view(self, request, pk: int):
+        sync = get_object_or_404(Synchronization, pk=pk)
+        try:
+            run = sync_service.run_test(synchronization=sync)
+        except sync_service.ConfigurationError as error:
+            self.message_user(request, str(error), messages.ERROR)
+            return redirect("admin:syncapp_synchronization_change", pk)
+        rows = []
+        for entry in run.report:
+            detail = entry.get("error") or entry.get("result") or entry.get("count") or ""
+            rows.append({**entry, "detail": json.dumps(detail, indent=1, ensure_ascii=False, default=str)})
+        return TemplateResponse(request, "admin/syncapp/test_sync.html", {
+            **self.admin_site.each_context(request),
+            "title": f"Test sync {sync.reference}", "subject": sync, "run": run, "rows": rows,
+            "back_url": reverse("admin:syncapp_synchronization_change", args=[pk]),
+        })
+
+    def try_conditions_view(self, request, pk: int):
+        sync = get_object_or_404(Synchronization, pk=pk)
+        return _try_page(
+            request, title=f"Try the conditions of {sync.reference}", subject=sync,
+            back_url=reverse("admin:syncapp_synchronization_change", args=[pk]),
+            explanation="The saved conditions are evaluated on the sample object.",
+            run=lambda sample: conditions_try(conditions=sync.conditions, sample=sample),
+        )

@@ -10,10 +10,11 @@ from contracts.models import SynchronizationRun
 from contracts.runs import RunRefused, run_summary
 from syncapp import synchronization as sync_service
 from syncapp.conditions import validate_conditions
-from syncapp.mapping import validate_mapping_config
 from syncapp.models import Mapping, Object, Register, Schema, Source, Synchronization
 from syncapp.pagination import PaginationError, pagination_from_source_config
 from syncapp.targets import InvalidObject, check_json_schema, validate_register_object
+from syncapp.tryout import conditions_try, mapping_config_of, mapping_try
+from syncapp.validation import mapping_problems_by_field
 
 
 class SourceSerializer(serializers.ModelSerializer):
@@ -46,9 +47,10 @@ class MappingSerializer(serializers.ModelSerializer):
             "cast": attrs.get("cast", getattr(self.instance, "cast", {})),
             "passThrough": attrs.get("pass_through", getattr(self.instance, "pass_through", False)),
         }
-        problems = validate_mapping_config(config)
-        if problems:
-            raise serializers.ValidationError({"mapping": problems})
+        reference = attrs.get("reference", getattr(self.instance, "reference", None))
+        errors = mapping_problems_by_field(config=config, reference=reference)
+        if errors:
+            raise serializers.ValidationError(errors)
         return attrs
 
 
@@ -108,6 +110,30 @@ class SynchronizationSerializer(serializers.ModelSerializer):
         return value
 
 
+class MappingTrySerializer(serializers.Serializer):
+    input = serializers.JSONField(help_text="A sample source object.")
+
+
+class MappingDraftTrySerializer(MappingTrySerializer):
+    mapping = serializers.JSONField(required=False, default=dict)
+    unset = serializers.JSONField(required=False, default=list)
+    cast = serializers.JSONField(required=False, default=dict)
+    passThrough = serializers.BooleanField(required=False, default=False)  # noqa: N815 - the config name
+
+
+class ConditionsTrySerializer(serializers.Serializer):
+    conditions = serializers.JSONField(required=False, default=dict)
+    data = serializers.JSONField(help_text="A sample source object.")
+
+
+class SampleSerializer(serializers.Serializer):
+    data = serializers.JSONField(help_text="A sample source object.")
+
+
+def _outcome_response(outcome: dict) -> Response:
+    return Response(outcome, status=status.HTTP_200_OK if outcome["ok"] else status.HTTP_400_BAD_REQUEST)
+
+
 class RunStartSerializer(serializers.Serializer):
     test = serializers.BooleanField(default=False)
     force = serializers.BooleanField(default=False)
@@ -121,6 +147,37 @@ class SourceViewSet(viewsets.ModelViewSet):
 class MappingViewSet(viewsets.ModelViewSet):
     queryset = Mapping.objects.all()
     serializer_class = MappingSerializer
+
+    @action(detail=True, methods=["post"], url_path="try", serializer_class=MappingTrySerializer)
+    def try_saved(self, request: Request, pk=None) -> Response:
+        """Apply this mapping to a sample input; nothing is stored."""
+        body = MappingTrySerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        return _outcome_response(
+            mapping_try(config=mapping_config_of(self.get_object()), sample=body.validated_data["input"])
+        )
+
+    @action(detail=False, methods=["post"], url_path="try", serializer_class=MappingDraftTrySerializer)
+    def try_draft(self, request: Request) -> Response:
+        """Apply an unsaved mapping to a sample input."""
+        body = MappingDraftTrySerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        config = {key: body.validated_data[key] for key in ("mapping", "unset", "cast", "passThrough")}
+        return _outcome_response(mapping_try(config=config, sample=body.validated_data["input"]))
+
+
+class ConditionsViewSet(viewsets.ViewSet):
+    """Try JSON Logic conditions on a sample object."""
+
+    serializer_class = ConditionsTrySerializer
+
+    @action(detail=False, methods=["post"], url_path="try")
+    def try_conditions(self, request: Request) -> Response:
+        body = ConditionsTrySerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        return _outcome_response(
+            conditions_try(conditions=body.validated_data["conditions"], sample=body.validated_data["data"])
+        )
 
 
 class RegisterViewSet(viewsets.ModelViewSet):
@@ -146,6 +203,15 @@ class ObjectViewSet(viewsets.ModelViewSet):
 class SynchronizationViewSet(viewsets.ModelViewSet):
     queryset = Synchronization.objects.prefetch_related("follow_ups")
     serializer_class = SynchronizationSerializer
+
+    @action(detail=True, methods=["post"], url_path="try-conditions", serializer_class=SampleSerializer)
+    def try_conditions(self, request: Request, pk=None) -> Response:
+        """Evaluate this synchronization's conditions on a sample object."""
+        body = SampleSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        return _outcome_response(
+            conditions_try(conditions=self.get_object().conditions, sample=body.validated_data["data"])
+        )
 
     @action(detail=True, methods=["post"], serializer_class=RunStartSerializer)
     def run(self, request: Request, pk=None) -> Response:

@@ -21,6 +21,8 @@ from syncapp.pagination import PaginationError, pagination_from_source_config
 from syncapp.targets import check_json_schema
 
 REFERENCE_PATTERN = re.compile(r"^[-a-zA-Z0-9_]+$")
+MAX_REFERENCE_LENGTH = 120  # the lengths of the reference and name columns
+MAX_NAME_LENGTH = 200
 SECTIONS = ("sources", "registers", "mappings", "synchronizations")
 
 
@@ -40,7 +42,10 @@ class ImportResult:
 
 def bundle_load(path: Path) -> Any:
     """Read a JSON or YAML bundle from a file."""
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigurationInvalid([f"{path}: not UTF-8 text: {error}"]) from None
     try:
         if path.suffix.lower() in (".yaml", ".yml"):
             return yaml.safe_load(text)
@@ -73,10 +78,16 @@ class _Checker:
             if not isinstance(reference, str) or not REFERENCE_PATTERN.match(reference):
                 self.add(f"{path}.reference", "must be a slug of letters, digits, - and _")
                 continue
+            if len(reference) > MAX_REFERENCE_LENGTH:
+                self.add(f"{path}.reference", f"must be at most {MAX_REFERENCE_LENGTH} characters")
+                continue
             if reference in references:
                 self.add(f"{path}.reference", f"{reference!r} appears twice in {section}")
                 continue
             references.add(reference)
+            name = item.get("name")
+            if name is not None and (not isinstance(name, str) or len(name) > MAX_NAME_LENGTH):
+                self.add(f"{path}.name", f"must be text of at most {MAX_NAME_LENGTH} characters")
             result.append((path, item))
         return result
 
@@ -151,6 +162,8 @@ def bundle_validate(bundle: Any) -> None:
             reference = schema.get("reference")
             if not isinstance(reference, str) or not REFERENCE_PATTERN.match(reference):
                 check.add(f"{schema_path}.reference", "must be a slug of letters, digits, - and _")
+            elif len(reference) > MAX_REFERENCE_LENGTH:
+                check.add(f"{schema_path}.reference", f"must be at most {MAX_REFERENCE_LENGTH} characters")
             elif reference in seen:
                 check.add(f"{schema_path}.reference", f"{reference!r} appears twice")
             else:
@@ -159,8 +172,11 @@ def bundle_validate(bundle: Any) -> None:
                 check.add(f"{schema_path}.schema", problem)
 
     mappings = check.items("mappings")
+    known_mappings = {item["reference"] for _, item in mappings} | set(
+        Mapping.objects.values_list("reference", flat=True)
+    )
     for path, item in mappings:
-        for problem in validate_mapping_config(item):
+        for problem in validate_mapping_config(item, known_references=known_mappings):
             check.problems.append(f"{path}.{problem}")
 
     source_refs = {item["reference"] for _, item in sources}
@@ -169,7 +185,6 @@ def bundle_validate(bundle: Any) -> None:
     synchronizations = check.items("synchronizations")
     sync_refs = {item["reference"] for _, item in synchronizations}
     for path, item in synchronizations:
-        check.text(path, item, "name")
         source_type = item.get("sourceType", "api")
         if source_type not in Synchronization.SourceType.values:
             check.add(f"{path}.sourceType", f"must be one of {', '.join(Synchronization.SourceType.values)}")
@@ -236,7 +251,7 @@ def bundle_import(bundle: Any) -> ImportResult:
         for item in bundle.get("sources", []):
             values = {
                 "name": item.get("name") or item["reference"],
-                "description": item.get("description", ""),
+                "description": item.get("description") or "",
                 "type": item.get("type", "api"),
                 "location": item["location"],
                 "configuration": item.get("configuration") or {},
@@ -248,7 +263,7 @@ def bundle_import(bundle: Any) -> ImportResult:
         for item in bundle.get("registers", []):
             register = _upsert(
                 Register, item["reference"],
-                {"name": item.get("name") or item["reference"], "description": item.get("description", "")},
+                {"name": item.get("name") or item["reference"], "description": item.get("description") or ""},
                 result, "registers",
             )
             for schema in item.get("schemas") or []:
@@ -256,7 +271,7 @@ def bundle_import(bundle: Any) -> ImportResult:
                     register=register, reference=schema["reference"],
                     defaults={
                         "name": schema.get("name") or schema["reference"],
-                        "description": schema.get("description", ""),
+                        "description": schema.get("description") or "",
                         "schema": schema.get("schema") or {},
                     },
                 )
@@ -265,7 +280,7 @@ def bundle_import(bundle: Any) -> ImportResult:
                 Mapping, item["reference"],
                 {
                     "name": item.get("name") or item["reference"],
-                    "description": item.get("description", ""),
+                    "description": item.get("description") or "",
                     "mapping": item.get("mapping") or {},
                     "unset": item.get("unset") or [],
                     "cast": item.get("cast") or {},
@@ -293,7 +308,7 @@ def _synchronization_values(item: dict) -> dict:
     target_type = item.get("targetType", "register/schema")
     return {
         "name": item.get("name") or item["reference"],
-        "description": item.get("description", ""),
+        "description": item.get("description") or "",
         "source_type": source_type,
         "source": Source.objects.get(reference=item["sourceId"]) if source_type == "api" else None,
         "source_schema": _schema_by_path(item["sourceId"]) if source_type == "register/schema" else None,

@@ -2,6 +2,7 @@ from rest_framework.routers import DefaultRouter
 
 from contracts.api import ContractLogViewSet, ContractViewSet, RunViewSet
 from syncapp.api import (
+    ConditionsViewSet,
     MappingViewSet,
     ObjectViewSet,
     RegisterViewSet,
@@ -17,6 +18,7 @@ router.register("registers", RegisterViewSet)
 router.register("schemas", SchemaViewSet)
 router.register("objects", ObjectViewSet)
 router.register("synchronizations", SynchronizationViewSet)
+router.register("conditions", ConditionsViewSet, basename="conditions")
 router.register("runs", RunViewSet)
 router.register("contracts", ContractViewSet)
 router.register("contract-logs", ContractLogViewSet)

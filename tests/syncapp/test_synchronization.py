@@ -232,7 +232,7 @@ def test_a_changed_mapping_rewrites_only_the_objects_whose_result_changed(sample
     mapping = Mapping.objects.get(reference="animal-in")
     mapping.mapping = {
         **mapping.mapping,
-        "label": "{{ name }} the {{ species | lower | replace('%s', 'star') }}" % species.lower(),
+        "label": "{{ name }} the {{ species | lower | replace('" + species.lower() + "', 'star') }}",
     }
     mapping.save()
 

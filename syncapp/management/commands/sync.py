@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+import uuid
 from pathlib import Path
 
 from django.conf import settings
@@ -153,7 +154,13 @@ class Command(BaseCommand):
             for item in recent:
                 self.stdout.write(self._run_line(item))
             return
-        found = runs.filter(pk=int(run)).first() if run.isdigit() else runs.filter(reference=run).first()
+        if run.isdigit():
+            found = runs.filter(pk=int(run)).first()
+        else:
+            try:
+                found = runs.filter(reference=uuid.UUID(run)).first()
+            except ValueError:
+                found = None
         if found is None:
             raise CommandError(f"no run {run!r}")
         self._show_run(found, as_json=json)

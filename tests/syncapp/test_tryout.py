@@ -1,0 +1,173 @@
+"""Trying mappings and conditions before they are used, and validation where they are saved."""
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+from rest_framework.test import APIClient
+
+from syncapp.models import Mapping, Register, Schema, Source, Synchronization
+
+pytestmark = pytest.mark.django_db
+
+ANIMAL = {"id": 7, "name": "Amara", "species": "African elephant", "legs": "4", "status": "active"}
+
+
+@pytest.fixture
+def mapping() -> Mapping:
+    return Mapping.objects.create(
+        reference="animal-in",
+        mapping={"title": "name", "kind": "{{ species | upper }}", "legs": "legs"},
+        cast={"legs": "int"},
+    )
+
+
+@pytest.fixture
+def sync() -> Synchronization:
+    source = Source.objects.create(reference="zoo", name="Zoo", location="http://127.0.0.1:9")
+    schema = Schema.objects.create(register=Register.objects.create(reference="zoo"), reference="animal")
+    return Synchronization.objects.create(
+        reference="animals", name="Animals", source=source, target_schema=schema,
+        conditions={"==": [{"var": "status"}, "active"]},
+    )
+
+
+@pytest.fixture
+def api(admin_user) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(admin_user)
+    return client
+
+
+def test_a_saved_mapping_can_be_tried_on_a_sample_through_the_api(api, mapping):
+    response = api.post(f"/api/mappings/{mapping.pk}/try/", {"input": ANIMAL}, format="json")
+
+    assert response.status_code == 200
+    assert response.json() == {"ok": True, "result": {"title": "Amara", "kind": "AFRICAN ELEPHANT", "legs": 4}}
+
+
+def test_an_unsaved_mapping_can_be_tried_and_its_error_names_the_key(api):
+    response = api.post(
+        "/api/mappings/try/", {"mapping": {"legs": "legs"}, "cast": {"legs": "int"}, "input": {"legs": "many"}},
+        format="json",
+    )
+
+    assert response.status_code == 400
+    body = response.json()
+    assert body["ok"] is False and body["key"] == "legs"
+    assert body["errors"][0].startswith("legs:")
+
+
+def test_trying_a_mapping_with_a_template_error_reports_it_before_running(api):
+    response = api.post("/api/mappings/try/", {"mapping": {"kind": "{{ species "}, "input": ANIMAL}, format="json")
+
+    assert response.status_code == 400
+    assert response.json()["errors"][0].startswith("mapping.kind: template syntax error")
+
+
+@pytest.mark.parametrize(
+    ("conditions", "expected"),
+    [
+        ({"==": [{"var": "status"}, "active"]}, True),
+        ({"==": [{"var": "status"}, "retired"]}, False),
+        ({}, True),
+    ],
+)
+def test_conditions_can_be_tried_on_a_sample_object(api, conditions, expected):
+    response = api.post("/api/conditions/try/", {"conditions": conditions, "data": ANIMAL}, format="json")
+
+    assert response.status_code == 200
+    assert response.json()["passes"] is expected
+
+
+def test_trying_conditions_with_an_unknown_operator_names_where_it_is(api):
+    response = api.post(
+        "/api/conditions/try/", {"conditions": {"and": [true_rule(), {"=~": [1, 1]}]}, "data": ANIMAL}, format="json"
+    )
+
+    assert response.status_code == 400
+    assert response.json()["errors"] == ['conditions.and[1]: unknown operator "=~"']
+
+
+def true_rule() -> dict:
+    return {"==": [1, 1]}
+
+
+def test_a_synchronizations_conditions_can_be_tried_through_the_api(api, sync):
+    response = api.post(
+        f"/api/synchronizations/{sync.pk}/try-conditions/", {"data": {**ANIMAL, "status": "retired"}}, format="json"
+    )
+
+    assert response.json()["passes"] is False
+
+
+def test_the_admin_try_page_shows_the_mapped_result(admin_client, mapping):
+    url = reverse("admin:syncapp_mapping_try", args=[mapping.pk])
+
+    response = admin_client.post(url, {"sample": '{"name": "Obi", "species": "Orangutan", "legs": 2}'})
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "ORANGUTAN" in html and "&quot;title&quot;: &quot;Obi&quot;" in html
+
+
+def test_the_admin_try_page_shows_a_mapping_error(admin_client, mapping):
+    url = reverse("admin:syncapp_mapping_try", args=[mapping.pk])
+
+    response = admin_client.post(url, {"sample": '{"name": "Obi", "legs": "many"}'})
+
+    assert "legs: cast" in response.content.decode()
+
+
+def test_the_admin_try_conditions_page_says_whether_the_sample_passes(admin_client, sync):
+    url = reverse("admin:syncapp_synchronization_try_conditions", args=[sync.pk])
+
+    passing = admin_client.post(url, {"sample": '{"status": "active"}'}).content.decode()
+    failing = admin_client.post(url, {"sample": '{"status": "retired"}'}).content.decode()
+
+    assert "The object passes the conditions" in passing
+    assert "does not pass" in failing
+
+
+def test_the_admin_refuses_a_mapping_with_an_unknown_cast_at_the_cast_field(admin_client, mapping):
+    url = reverse("admin:syncapp_mapping_change", args=[mapping.pk])
+
+    response = admin_client.post(url, {
+        "reference": "animal-in", "name": "", "description": "", "mapping": '{"legs": "legs"}', "unset": "[]",
+        "cast": '{"legs": "integr"}',
+    })
+
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["cast"] == ['cast.legs: unknown cast "integr"']
+    mapping.refresh_from_db()
+    assert mapping.cast == {"legs": "int"}
+
+
+def test_the_admin_refuses_a_mapping_that_maps_lists_with_an_unknown_mapping(admin_client, mapping):
+    url = reverse("admin:syncapp_mapping_change", args=[mapping.pk])
+
+    response = admin_client.post(url, {
+        "reference": "animal-in", "mapping": '{"kids": "{{ children | map_each(\'nope\') }}"}', "unset": "[]",
+        "cast": "{}",
+    })
+
+    errors = response.context["adminform"].form.errors["mapping"]
+    assert len(errors) == 1 and errors[0].startswith("mapping.kids:") and "nope" in errors[0]
+
+
+def test_the_admin_refuses_conditions_with_an_unknown_operator_at_the_conditions_field(admin_client, sync):
+    url = reverse("admin:syncapp_synchronization_change", args=[sync.pk])
+
+    response = admin_client.post(url, {
+        "reference": "animals", "name": "Animals", "source_type": "api", "source": sync.source_id,
+        "source_config": "{}", "conditions": '{"=~": [1, 2]}', "target_type": "register/schema",
+        "target_schema": sync.target_schema_id, "target_config": "{}",
+    })
+
+    assert response.context["adminform"].form.errors["conditions"] == ['conditions: unknown operator "=~"']
+
+
+def test_the_admin_test_sync_page_reports_a_source_it_cannot_reach(admin_client, sync):
+    response = admin_client.get(reverse("admin:syncapp_synchronization_test", args=[sync.pk]))
+
+    assert response.status_code == 200
+    assert "failed" in response.content.decode()

@@ -104,12 +104,19 @@ if TASKS_IN_PROCESS:
     CELERY_BROKER_URL = "memory://"
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", default="sync")
 # Tasks must end well inside the visibility timeout, or Redis hands them to a second worker.
-CELERY_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", default=3600, minimum=60)
-CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", default=600, minimum=10)
+CELERY_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", default=3600, minimum=5)
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", default=600, minimum=2)
 if CELERY_TASK_TIME_LIMIT >= CELERY_VISIBILITY_TIMEOUT:
     raise SettingError("CELERY_TASK_TIME_LIMIT must be below CELERY_VISIBILITY_TIMEOUT")
-CELERY_TASK_SOFT_TIME_LIMIT = max(CELERY_TASK_TIME_LIMIT - 30, 5)
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
+# The soft limit lets a task record its failure before the hard limit kills it.
+CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - max(1, min(30, CELERY_TASK_TIME_LIMIT // 10))
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
+    # Tasks of a lost worker come back once the visibility timeout has passed; sweep for them often
+    # enough that they do not wait much longer than that (kombu's default sweeps every 100 s).
+    "unacked_restore_interval": max(1, min(10, CELERY_VISIBILITY_TIMEOUT // 4)),
+    "unacked_restore_throttle": 1,
+}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
@@ -126,6 +133,17 @@ SYNC_HTTP_CONNECT_TIMEOUT = env_int("SYNC_HTTP_CONNECT_TIMEOUT", default=10, min
 SYNC_HTTP_READ_TIMEOUT = env_int("SYNC_HTTP_READ_TIMEOUT", default=60, minimum=1)
 # Safety limit on pages of one run when a synchronization sets no maxPages.
 SYNC_DEFAULT_MAX_PAGES = env_int("SYNC_DEFAULT_MAX_PAGES", default=10000, minimum=1)
+
+# A running run whose tasks made no progress for this long lost its worker and is failed.
+SYNC_RUN_STALE_SECONDS = env_int("SYNC_RUN_STALE_SECONDS", default=900, minimum=10)
+# Contract logs and ended runs older than this are purged (each synchronization keeps its last run).
+SYNC_LOG_RETENTION_DAYS = env_int("SYNC_LOG_RETENTION_DAYS", default=30, minimum=1)
+
+CELERY_BEAT_SCHEDULE = {
+    "start-scheduled-synchronizations": {"task": "workers.tasks.start_scheduled_runs", "schedule": 60.0},
+    "fail-stale-runs": {"task": "workers.tasks.fail_stale_runs", "schedule": 60.0},
+    "purge-old-logs": {"task": "workers.tasks.purge_old_logs", "schedule": 3600.0},
+}
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

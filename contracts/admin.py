@@ -1,6 +1,7 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 
 from contracts.models import ContractLog, RunPage, SynchronizationContract, SynchronizationRun
+from contracts.runs import run_cancel
 
 
 class RunPageInline(admin.TabularInline):
@@ -20,6 +21,12 @@ class SynchronizationRunAdmin(admin.ModelAdmin):
     list_filter = ["status", "trigger", "is_test", "synchronization"]
     readonly_fields = [field.name for field in SynchronizationRun._meta.fields]
     inlines = [RunPageInline]
+    actions = ["cancel"]
+
+    @admin.action(description="Cancel the selected runs")
+    def cancel(self, request, queryset) -> None:
+        cancelled = [run.pk for run in queryset if run_cancel(run=run)]
+        self.message_user(request, f"cancelled {len(cancelled)} run(s)", messages.SUCCESS)
 
 
 @admin.register(SynchronizationContract)

@@ -1,9 +1,12 @@
 """REST API of runs, contracts and contract logs (read-only)."""
 from __future__ import annotations
 
-from rest_framework import serializers, viewsets
+from rest_framework import serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
 
 from contracts.models import ContractLog, SynchronizationContract, SynchronizationRun
+from contracts.runs import run_cancel
 
 
 class RunSerializer(serializers.ModelSerializer):
@@ -46,6 +49,15 @@ class _FilteredBySynchronization:
 class RunViewSet(_FilteredBySynchronization, viewsets.ReadOnlyModelViewSet):
     queryset = SynchronizationRun.objects.all()
     serializer_class = RunSerializer
+
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None) -> Response:
+        """Cancel an active run: its queued tasks do nothing and nothing is deleted."""
+        run = self.get_object()
+        if not run_cancel(run=run):
+            detail = f"run {run.pk} has already ended ({run.status})"
+            return Response({"detail": detail}, status=status.HTTP_409_CONFLICT)
+        return Response(RunSerializer(run).data)
 
 
 class ContractViewSet(_FilteredBySynchronization, viewsets.ReadOnlyModelViewSet):

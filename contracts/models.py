@@ -27,6 +27,7 @@ class SynchronizationRun(models.Model):
         CANCELLED = "cancelled"
 
     ACTIVE_STATUSES = (Status.QUEUED, Status.RUNNING)
+    ENDED_STATUSES = (Status.SUCCEEDED, Status.FAILED, Status.PARTIAL, Status.CANCELLED)
     COUNT_FIELDS = ("found", "filtered", "unchanged", "created", "updated", "deleted", "invalid", "failed")
 
     reference = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
@@ -51,6 +52,12 @@ class SynchronizationRun(models.Model):
     # every page is processed and every queued object task has ended.
     fetch_finished = models.BooleanField(default=False)
     max_pages_reached = models.BooleanField(default=False)
+    # The deletion of vanished objects was refused by deleteSafetyLimit: the run ends partial.
+    deletion_refused = models.BooleanField(default=False)
+    # Queued behind another active run of the same synchronization; started when that one ends.
+    waiting = models.BooleanField(default=False)
+    # Moved on by every page and object task; a running run without a recent heartbeat lost its worker.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
     objects_queued = models.PositiveIntegerField(default=0)
     objects_done = models.PositiveIntegerField(default=0)
     error_message = models.TextField(blank=True)

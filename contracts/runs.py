@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from datetime import timedelta
 
+from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, OuterRef, Subquery
 from django.utils import timezone
 
-from contracts.models import RunPage, SynchronizationRun
+from contracts.models import ContractLog, RunPage, SynchronizationRun
 from syncapp.models import Synchronization
 
 logger = logging.getLogger(__name__)
@@ -24,12 +27,15 @@ def run_create(
     test: bool = False,
     force: bool = False,
     parent: SynchronizationRun | None = None,
+    queue: bool = False,
 ) -> SynchronizationRun:
-    """Create a queued run; refuse when another run of the synchronization is active."""
+    """Create a queued run; when another run of the synchronization is active, refuse or wait behind it."""
     with transaction.atomic():
         # Lock the synchronization so two starts at once cannot both see "no active run".
         Synchronization.objects.select_for_update().filter(pk=synchronization.pk).first()
+        waiting = False
         if not test:
+            runs_fail_stale(synchronization_id=synchronization.pk)
             active = (
                 SynchronizationRun.objects.filter(
                     synchronization=synchronization,
@@ -39,29 +45,31 @@ def run_create(
                 .order_by("created_at")
                 .first()
             )
-            if active is not None:
+            if active is not None and not queue:
                 raise RunRefused(
                     f"synchronization {synchronization.reference!r} already has run {active.pk} "
-                    f"{active.status}: wait for it to end"
+                    f"{active.status}: wait for it to end, or ask to queue behind it"
                 )
+            waiting = active is not None
         return SynchronizationRun.objects.create(
-            synchronization=synchronization, trigger=trigger, is_test=test, is_forced=force, parent=parent
+            synchronization=synchronization, trigger=trigger, is_test=test, is_forced=force, parent=parent,
+            waiting=waiting, heartbeat_at=timezone.now(),
         )
 
 
 def run_mark_running(*, run_id: int) -> bool:
     """Move a queued run to running; return False when it is not active any more."""
+    now = timezone.now()
     SynchronizationRun.objects.filter(pk=run_id, status=SynchronizationRun.Status.QUEUED).update(
-        status=SynchronizationRun.Status.RUNNING, started_at=timezone.now()
+        status=SynchronizationRun.Status.RUNNING, started_at=now, heartbeat_at=now
     )
     return SynchronizationRun.objects.filter(pk=run_id, status=SynchronizationRun.Status.RUNNING).exists()
 
 
 def run_add_counts(*, run_id: int, **increments: int) -> None:
-    """Add to the run's counters in one UPDATE, safe against concurrent tasks."""
+    """Add to the run's counters in one UPDATE, safe against concurrent tasks; it is a heartbeat too."""
     changes = {name: F(name) + value for name, value in increments.items() if value}
-    if changes:
-        SynchronizationRun.objects.filter(pk=run_id).update(**changes)
+    SynchronizationRun.objects.filter(pk=run_id).update(heartbeat_at=timezone.now(), **changes)
 
 
 def run_fail(*, run_id: int, message: str) -> None:
@@ -80,24 +88,88 @@ def run_is_complete(run: SynchronizationRun) -> bool:
 
 def final_status(run: SynchronizationRun) -> str:
     """Return the status a complete run ends with."""
-    if run.error_message and not run.max_pages_reached:
+    if run.error_message and not (run.max_pages_reached or run.deletion_refused):
         return SynchronizationRun.Status.FAILED
-    if run.invalid or run.failed or run.max_pages_reached:
+    if run.invalid or run.failed or run.max_pages_reached or run.deletion_refused:
         return SynchronizationRun.Status.PARTIAL
     return SynchronizationRun.Status.SUCCEEDED
 
 
-def run_try_finish(*, run_id: int) -> SynchronizationRun | None:
-    """Close the run when all its work has ended; return it only to the one caller that closed it."""
+def run_try_finish(
+    *, run_id: int, before_close: Callable[[SynchronizationRun], None] | None = None
+) -> SynchronizationRun | None:
+    """Close the run when all its work has ended; return it only to the one caller that closed it.
+
+    `before_close` runs under the run's lock, in the closing transaction: the deletion of vanished
+    objects happens there, so it happens once.
+    """
     with transaction.atomic():
         run = SynchronizationRun.objects.select_for_update().filter(pk=run_id).first()
         if run is None or run.status != SynchronizationRun.Status.RUNNING or not run_is_complete(run):
             return None
+        if before_close is not None:
+            before_close(run)
         run.status = final_status(run)
         run.finished_at = timezone.now()
-        run.save(update_fields=["status", "finished_at"])
+        run.save()
     logger.info("run %s of %s ended %s %s", run.pk, run.synchronization_id, run.status, run.counts)
     return run
+
+
+def run_cancel(*, run: SynchronizationRun) -> bool:
+    """Cancel an active run: its queued tasks do nothing, and nothing is deleted. Return False if it had ended."""
+    with transaction.atomic():
+        cancelled = SynchronizationRun.objects.filter(
+            pk=run.pk, status__in=SynchronizationRun.ACTIVE_STATUSES
+        ).update(status=SynchronizationRun.Status.CANCELLED, finished_at=timezone.now(), waiting=False)
+        RunPage.objects.filter(run_id=run.pk, status=RunPage.Status.QUEUED).update(
+            status=RunPage.Status.FAILED, error_message="cancelled", finished_at=timezone.now()
+        )
+    run.refresh_from_db()
+    return bool(cancelled)
+
+
+def runs_fail_stale(*, synchronization_id: int | None = None, stale_after: float | None = None) -> list[int]:
+    """Fail the active runs whose tasks stopped moving: their worker was lost. Return their ids."""
+    seconds = settings.SYNC_RUN_STALE_SECONDS if stale_after is None else stale_after
+    cutoff = timezone.now() - timedelta(seconds=seconds)
+    stale = SynchronizationRun.objects.filter(
+        status__in=SynchronizationRun.ACTIVE_STATUSES, waiting=False, is_test=False, heartbeat_at__lt=cutoff
+    )
+    if synchronization_id is not None:
+        stale = stale.filter(synchronization_id=synchronization_id)
+    failed = []
+    for run_id in stale.values_list("pk", flat=True):
+        with transaction.atomic():
+            updated = SynchronizationRun.objects.filter(
+                pk=run_id, status__in=SynchronizationRun.ACTIVE_STATUSES, heartbeat_at__lt=cutoff
+            ).update(
+                status=SynchronizationRun.Status.FAILED, finished_at=timezone.now(),
+                error_message=f"no progress for {seconds:g}s: the worker running it was lost; nothing was deleted",
+            )
+            RunPage.objects.filter(run_id=run_id, status=RunPage.Status.QUEUED).update(
+                status=RunPage.Status.FAILED, error_message="run failed: worker lost", finished_at=timezone.now()
+            )
+        if updated:
+            logger.warning("run %s failed: no progress for %ss", run_id, seconds)
+            failed.append(run_id)
+    return failed
+
+
+def logs_purge(*, older_than_days: int | None = None) -> dict[str, int]:
+    """Delete contract logs and ended runs older than the retention; keep each synchronization's last run."""
+    days = settings.SYNC_LOG_RETENTION_DAYS if older_than_days is None else older_than_days
+    cutoff = timezone.now() - timedelta(days=days)
+    logs, _ = ContractLog.objects.filter(created_at__lt=cutoff).delete()
+    last_run = SynchronizationRun.objects.filter(synchronization=OuterRef("pk")).order_by("-created_at", "-id")
+    keep = Synchronization.objects.annotate(last=Subquery(last_run.values("pk")[:1])).values_list("last", flat=True)
+    _, per_model = (
+        SynchronizationRun.objects.filter(created_at__lt=cutoff, status__in=SynchronizationRun.ENDED_STATUSES)
+        .exclude(pk__in=[pk for pk in keep if pk is not None])
+        .delete()
+    )
+    runs_deleted = per_model.get(SynchronizationRun._meta.label, 0)
+    return {"contractLogs": logs, "runs": runs_deleted}
 
 
 def run_summary(run: SynchronizationRun) -> dict:

@@ -9,12 +9,21 @@ from django.utils.html import format_html
 
 from contracts.runs import RunRefused
 from syncapp import synchronization as sync_service
+from syncapp.authentication import credential_problems
 from syncapp.conditions import validate_conditions
 from syncapp.models import Mapping, Object, Register, Schema, Source, Synchronization
-from syncapp.pagination import PaginationError, pagination_from_source_config
+from syncapp.sources import configuration_problems
 from syncapp.targets import InvalidObject, check_json_schema, validate_register_object
 from syncapp.tryout import conditions_try, mapping_config_of, mapping_try
-from syncapp.validation import mapping_problems_by_field
+from syncapp.validation import mapping_problems_by_field, synchronization_problems_by_field
+
+
+class WriteOnlyTextarea(forms.Textarea):
+    """A textarea that never renders a value: typed credentials are not shown back, not even on a
+    form refused for another field."""
+
+    def format_value(self, value):
+        return None
 
 
 class SourceForm(forms.ModelForm):
@@ -23,13 +32,32 @@ class SourceForm(forms.ModelForm):
     new_credentials = forms.JSONField(
         required=False,
         label="Credentials",
-        help_text="Write-only. Leave empty to keep the stored credentials.",
-        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text=(
+            'Write-only. Leave empty to keep the stored credentials. E.g. {"type": "bearer", "token": "..."}, '
+            '{"type": "apiKey", "in": "header", "name": "X-API-Key", "value": "..."}, '
+            '{"type": "basic", "username": "...", "password": "..."}, '
+            '{"type": "oauth2", "tokenUrl": "...", "clientId": "...", "clientSecret": "...", "scope": "..."}'
+        ),
+        widget=WriteOnlyTextarea(attrs={"rows": 3}),
     )
 
     class Meta:
         model = Source
         fields = ["reference", "name", "description", "type", "location", "configuration", "is_enabled"]
+
+    def clean_new_credentials(self):
+        value = self.cleaned_data.get("new_credentials")
+        problems = credential_problems(value) if value else []
+        if problems:
+            raise forms.ValidationError(problems)
+        return value
+
+    def clean_configuration(self):
+        value = self.cleaned_data.get("configuration")
+        problems = configuration_problems(value, path="configuration")
+        if problems:
+            raise forms.ValidationError(problems)
+        return value
 
     def save(self, commit: bool = True):
         source = super().save(commit=False)
@@ -186,15 +214,20 @@ class SynchronizationForm(forms.ModelForm):
         return conditions
 
     def clean_source_config(self):
-        config = self.cleaned_data.get("source_config") or {}
-        if not isinstance(config, dict):
-            self.add_error("source_config", "must be a JSON object")
-            return config
-        try:
-            pagination_from_source_config(config)
-        except PaginationError as error:
-            self.add_error("source_config", str(error))
-        return config
+        return self.cleaned_data.get("source_config") or {}
+
+    def clean(self):
+        cleaned = super().clean()
+        follow_ups = [sync.reference for sync in cleaned.get("follow_ups") or []]
+        problems = synchronization_problems_by_field(
+            reference=cleaned.get("reference"), previous_reference=self.instance.reference or None,
+            source_config=cleaned.get("source_config", {}), schedule=cleaned.get("schedule") or "",
+            follow_ups=follow_ups,
+        )
+        for field, messages_ in problems.items():
+            for message in messages_:
+                self.add_error(field, message)
+        return cleaned
 
 
 @admin.register(Synchronization)

@@ -9,12 +9,13 @@ from rest_framework.response import Response
 from contracts.models import SynchronizationRun
 from contracts.runs import RunRefused, run_summary
 from syncapp import synchronization as sync_service
+from syncapp.authentication import credential_problems
 from syncapp.conditions import validate_conditions
 from syncapp.models import Mapping, Object, Register, Schema, Source, Synchronization
-from syncapp.pagination import PaginationError, pagination_from_source_config
+from syncapp.sources import configuration_problems
 from syncapp.targets import InvalidObject, check_json_schema, validate_register_object
 from syncapp.tryout import conditions_try, mapping_config_of, mapping_try
-from syncapp.validation import mapping_problems_by_field
+from syncapp.validation import mapping_problems_by_field, synchronization_problems_by_field
 
 
 class SourceSerializer(serializers.ModelSerializer):
@@ -30,6 +31,19 @@ class SourceSerializer(serializers.ModelSerializer):
         read_only_fields = [
             "rate_limit_limit", "rate_limit_remaining", "rate_limit_reset", "rate_limit_window",
         ]
+
+    def validate_credentials(self, value):
+        # The problems name keys and types, never the values: a refused answer echoes no secret.
+        problems = credential_problems(value)
+        if problems:
+            raise serializers.ValidationError(problems)
+        return value
+
+    def validate_configuration(self, value):
+        problems = configuration_problems(value, path="configuration")
+        if problems:
+            raise serializers.ValidationError(problems)
+        return value
 
 
 class MappingSerializer(serializers.ModelSerializer):
@@ -102,12 +116,19 @@ class SynchronizationSerializer(serializers.ModelSerializer):
             raise serializers.ValidationError(problems)
         return value
 
-    def validate_source_config(self, value):
-        try:
-            pagination_from_source_config(value or {})
-        except PaginationError as error:
-            raise serializers.ValidationError([str(error)]) from None
-        return value
+    def validate(self, attrs):
+        instance = self.instance
+        follow_ups = attrs.get("follow_ups", list(instance.follow_ups.all()) if instance else [])
+        errors = synchronization_problems_by_field(
+            reference=attrs.get("reference", getattr(instance, "reference", None)),
+            previous_reference=getattr(instance, "reference", None),
+            source_config=attrs.get("source_config", getattr(instance, "source_config", {})),
+            schedule=attrs.get("schedule", getattr(instance, "schedule", "")),
+            follow_ups=[sync.reference for sync in follow_ups],
+        )
+        if errors:
+            raise serializers.ValidationError(errors)
+        return attrs
 
 
 class MappingTrySerializer(serializers.Serializer):

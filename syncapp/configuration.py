@@ -14,10 +14,16 @@ from typing import Any
 import yaml
 from django.db import transaction
 
+from syncapp.authentication import credential_problems
 from syncapp.conditions import validate_conditions
+from syncapp.deletion import deletion_config_problems
+from syncapp.follow_ups import follow_up_cycle, follow_up_graph
 from syncapp.mapping import validate_mapping_config
 from syncapp.models import Mapping, Register, Schema, Source, Synchronization
+from syncapp.openconnector import bundle_normalize
 from syncapp.pagination import PaginationError, pagination_from_source_config
+from syncapp.schedules import schedule_problems
+from syncapp.sources import configuration_problems, source_config_problems
 from syncapp.targets import check_json_schema
 
 REFERENCE_PATTERN = re.compile(r"^[-a-zA-Z0-9_]+$")
@@ -127,6 +133,7 @@ def _schema_exists(target_id: str, bundle_paths: set[str]) -> bool:
 
 def bundle_validate(bundle: Any) -> None:
     """Raise ConfigurationInvalid listing every problem of the bundle with its path."""
+    bundle = bundle_normalize(bundle)  # an OpenConnector export reads as a bundle
     if not isinstance(bundle, dict):
         raise ConfigurationInvalid(["(root): a configuration bundle must be an object"])
     check = _Checker(bundle)
@@ -146,6 +153,9 @@ def bundle_validate(bundle: Any) -> None:
             check.add(f"{path}.location", "an api source needs an http:// or https:// URL")
         check.json_object(path, item, "configuration")
         check.json_object(path, item, "credentials")
+        if isinstance(item.get("credentials"), dict):
+            check.problems.extend(credential_problems(item["credentials"], path=f"{path}.credentials"))
+        check.problems.extend(configuration_problems(item.get("configuration"), path=f"{path}.configuration"))
 
     registers = check.items("registers")
     for path, item in registers:
@@ -204,6 +214,7 @@ def bundle_validate(bundle: Any) -> None:
                 pagination_from_source_config(source_config)
             except PaginationError as error:
                 check.add(f"{path}.sourceConfig", str(error))
+            check.problems.extend(source_config_problems(source_config, path=f"{path}.sourceConfig"))
         for key in ("sourceHashMapping", "sourceTargetMapping", "targetSourceMapping"):
             reference = item.get(key)
             if reference not in (None, "") and not (
@@ -228,6 +239,20 @@ def bundle_validate(bundle: Any) -> None:
             for index, reference in enumerate(follow_ups):
                 if not isinstance(reference, str) or not _exists(Synchronization, reference, sync_refs):
                     check.add(f"{path}.followUps[{index}]", f"no synchronization with reference {reference!r}")
+        for problem in schedule_problems(item.get("schedule") or ""):
+            check.problems.append(f"{path}.{problem}")
+        if isinstance(source_config, dict):
+            for problem in deletion_config_problems(source_config):
+                check.add(f"{path}.sourceConfig", problem)
+    graph = follow_up_graph()
+    for _path, item in synchronizations:
+        follow_ups = item.get("followUps")
+        references = follow_ups if isinstance(follow_ups, list) else []
+        graph[item["reference"]] = [reference for reference in references if isinstance(reference, str)]
+    for path, item in synchronizations:
+        chain = follow_up_cycle(graph=graph, start=item["reference"])
+        if chain is not None:
+            check.add(f"{path}.followUps", "follow-ups make a cycle: " + " → ".join(chain))
     if check.problems:
         raise ConfigurationInvalid(check.problems)
 
@@ -245,6 +270,7 @@ def _schema_by_path(target_id: str) -> Schema:
 
 def bundle_import(bundle: Any) -> ImportResult:
     """Validate the bundle, then create or update everything in it in one transaction."""
+    bundle = bundle_normalize(bundle)
     bundle_validate(bundle)
     result = ImportResult()
     with transaction.atomic():

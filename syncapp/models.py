@@ -24,6 +24,9 @@ class Source(models.Model):
     )
     # Write-only: never rendered back in admin, API or logs.
     credentials = models.JSONField(default=dict, blank=True)
+    # The OAuth2 access token of the credentials, shared by every worker: {"key", "token", "expiresAt"}.
+    # Secret like the credentials, so no form, serializer or export names it.
+    auth_token_cache = models.JSONField(default=dict, blank=True, editable=False)
     is_enabled = models.BooleanField(default=True)
     rate_limit_limit = models.IntegerField(null=True, blank=True)
     rate_limit_remaining = models.IntegerField(null=True, blank=True)

@@ -1,11 +1,27 @@
-"""Read pages of objects from an HTTP source."""
+"""Read pages of objects from an HTTP source: settings, authentication, JSON and XML, extraction.
+
+Settings of a call come from the source's `configuration`, then the synchronization's
+`sourceConfig`; later wins per key (headers compare without regard to letter case), dotted keys like
+`headers.Accept` or `query.status` are accepted, and a `null` value removes what an earlier level set:
+
+    {"headers": {"Accept": "application/json"}, "query": {"status": "active"},
+     "connectTimeout": 5, "timeout": 30, "verify": false}
+
+`timeout` (or `readTimeout`, `read_timeout`) is the read timeout, `connectTimeout` (or
+`connect_timeout`) the connect timeout, in seconds; `verify` turns TLS verification off, or names a CA
+bundle file. Every error names the URL, the status and the content type, never a secret.
+"""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+from xml.etree.ElementTree import Element, ParseError
 
 import requests
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import fromstring as xml_fromstring
 from django.conf import settings
 from tenacity import (
     retry,
@@ -14,13 +30,25 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from syncapp.authentication import (
+    AuthenticationFailed,
+    Authenticator,
+    CredentialsError,
+    authenticator_for,
+    mask_url,
+    redact,
+)
 from syncapp.dotpath import MISSING, get_path
 from syncapp.models import Source
-from syncapp.pagination import PageRequest
+from syncapp.pagination import PageRequest, query_split
 
 logger = logging.getLogger(__name__)
 
 AUTO_RESULTS_KEYS = ("items", "result", "results", "data")
+DEFAULT_ACCEPT = "application/json, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.1"
+CONNECT_TIMEOUT_KEYS = ("connectTimeout", "connect_timeout")
+READ_TIMEOUT_KEYS = ("timeout", "readTimeout", "read_timeout")
+VERIFY_KEYS = ("verify", "verifyTls", "verify_tls", "verifySsl", "verify_ssl")
 
 
 class SourceError(Exception):
@@ -33,10 +61,27 @@ class TransientSourceError(SourceError):
 
 @dataclass
 class FetchedPage:
-    url: str
+    url: str  # with secrets masked: fit for messages
     status: int
     headers: dict[str, str]
     body: Any
+    format: str = "json"  # or "xml"
+    # Query parameters that carry a secret on every call; next links must not keep them.
+    secret_params: frozenset[str] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True)
+class CallSettings:
+    """What every call of a synchronization to its source carries."""
+
+    headers: dict[str, str]
+    query: dict[str, Any]
+    timeout: tuple[float, float]
+    verify: bool | str
+
+
+# ---------------------------------------------------------------------------------------------
+# Settings
 
 
 def _split_dotted(config: dict[str, Any], *, name: str) -> dict[str, Any]:
@@ -52,32 +97,155 @@ def _split_dotted(config: dict[str, Any], *, name: str) -> dict[str, Any]:
     return merged
 
 
-def request_settings(*, source: Source, source_config: dict[str, Any]) -> tuple[dict[str, str], dict[str, Any]]:
-    """Return the headers and query of every call: the source's, then the synchronization's."""
+def _header_value(value: Any) -> str:
+    # A list (OpenConnector's merge makes them of repeated headers) is one header with its values joined.
+    if isinstance(value, list):
+        return ", ".join(str(item) for item in value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _set_header(headers: dict[str, str], name: str, value: Any) -> None:
+    for existing in [key for key in headers if key.lower() == name.lower()]:
+        del headers[existing]
+    if value is not None:
+        headers[name] = _header_value(value)
+
+
+def _first_key(config: dict[str, Any], keys: tuple[str, ...]) -> Any:
+    for key in keys:
+        if key in config and config[key] not in (None, ""):
+            return config[key]
+    return MISSING
+
+
+def _seconds(value: Any, *, name: str) -> float:
+    if isinstance(value, bool):
+        raise SourceError(f"{name} must be a number of seconds, got {value!r}")
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise SourceError(f"{name} must be a number of seconds, got {value!r}") from None
+    if not seconds > 0:
+        raise SourceError(f"{name} must be more than 0 seconds, got {value!r}")
+    return seconds
+
+
+def _verify(value: Any, *, name: str) -> bool | str:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
+        return value.strip().lower() in ("true", "1")
+    if isinstance(value, str) and value.strip():
+        return value.strip()  # a CA bundle file
+    raise SourceError(f"{name} must be true, false or the path of a CA bundle, got {value!r}")
+
+
+def call_settings(*, source: Source, source_config: dict[str, Any]) -> CallSettings:
+    """Return the headers, query, timeouts and TLS verification of every call: the source's, then the
+    synchronization's."""
     headers: dict[str, str] = {}
     query: dict[str, Any] = {}
-    for config in (source.configuration or {}, source_config or {}):
-        headers.update({str(k): str(v) for k, v in _split_dotted(config, name="headers").items()})
-        query.update(_split_dotted(config, name="query"))
-    return headers, query
+    connect: float = settings.SYNC_HTTP_CONNECT_TIMEOUT
+    read: float = settings.SYNC_HTTP_READ_TIMEOUT
+    verify: bool | str = True
+    levels = (("configuration", source.configuration or {}), ("sourceConfig", source_config or {}))
+    for where, config in levels:
+        if not isinstance(config, dict):
+            continue
+        for name, value in _split_dotted(config, name="headers").items():
+            _set_header(headers, str(name), value)
+        for name, value in _split_dotted(config, name="query").items():
+            if value is None:
+                query.pop(str(name), None)
+            else:
+                query[str(name)] = value
+        value = _first_key(config, CONNECT_TIMEOUT_KEYS)
+        if value is not MISSING:
+            connect = _seconds(value, name=f"{where}.connectTimeout")
+        value = _first_key(config, READ_TIMEOUT_KEYS)
+        if value is not MISSING:
+            read = _seconds(value, name=f"{where}.timeout")
+        value = _first_key(config, VERIFY_KEYS)
+        if value is not MISSING:
+            verify = _verify(value, name=f"{where}.verify")
+    return CallSettings(headers=headers, query=query, timeout=(connect, read), verify=verify)
 
 
-def endpoint_url(*, source: Source, source_config: dict[str, Any]) -> str:
-    """Return the source location with the synchronization's endpoint appended."""
-    location = source.location.rstrip("/")
+def configuration_problems(configuration: Any, *, path: str) -> list[str]:
+    """Return the problems of a source configuration or sourceConfig's call settings, with their path."""
+    if not isinstance(configuration, dict):
+        return []
+    problems = []
+    for name in ("headers", "query"):
+        if name in configuration and configuration[name] is not None and not isinstance(configuration[name], dict):
+            problems.append(f"{path}.{name}: must be an object")
+    for keys, check in ((CONNECT_TIMEOUT_KEYS, _seconds), (READ_TIMEOUT_KEYS, _seconds), (VERIFY_KEYS, _verify)):
+        for key in keys:
+            if configuration.get(key) in (None, ""):
+                continue
+            try:
+                check(configuration[key], name=f"{path}.{key}")
+            except SourceError as error:
+                problems.append(str(error).replace(f"{path}.{key} ", f"{path}.{key}: ", 1))
+    return problems
+
+
+def source_config_problems(source_config: Any, *, path: str) -> list[str]:
+    """Return the problems of a sourceConfig's call settings and endpoint template, with their path."""
+    if not isinstance(source_config, dict):
+        return []
+    problems = configuration_problems(source_config, path=path)
+    endpoint = source_config.get("endpoint")
+    if endpoint is not None and not isinstance(endpoint, str):
+        problems.append(f"{path}.endpoint: must be text")
+    elif endpoint and ("{{" in endpoint or "{%" in endpoint):
+        from syncapp.mapping import validate_mapping_config
+
+        for problem in validate_mapping_config({"mapping": {"endpoint": endpoint}}):
+            problems.append(f"{path}.{problem.removeprefix('mapping.')}")
+    return problems
+
+
+def _endpoint_render(endpoint: str, *, variables: dict[str, Any]) -> str:
+    """Render an endpoint template (Jinja2, in the mapping sandbox) with the run's variables."""
+    from syncapp.mapping import MappingError, MappingSpec, apply_mapping
+
+    try:
+        rendered = apply_mapping(spec=MappingSpec(mapping={"endpoint": endpoint}), data=variables)
+    except MappingError as error:
+        raise SourceError(f"sourceConfig.endpoint: {error}") from None
+    value = rendered.get("endpoint") if isinstance(rendered, dict) else rendered
+    return "" if value is None else str(value)
+
+
+def endpoint_url(
+    *, source: Source, source_config: dict[str, Any], variables: dict[str, Any] | None = None
+) -> str:
+    """Return the source location with the synchronization's endpoint appended.
+
+    An endpoint with template syntax is rendered first, with `variables` (the run's) as its context.
+    A query in the location and one in the endpoint are both kept.
+    """
     endpoint = str(source_config.get("endpoint") or "")
+    if "{{" in endpoint or "{%" in endpoint:
+        endpoint = _endpoint_render(endpoint, variables=variables or {})
     if endpoint.startswith(("http://", "https://")):
         return endpoint
+    location = urlsplit(source.location)
     if not endpoint:
-        return location
-    return f"{location}/{endpoint.lstrip('/')}"
+        return source.location
+    path_part, _, endpoint_query = endpoint.partition("?")
+    path = location.path.rstrip("/")
+    if path_part:
+        path = f"{path}/{path_part.lstrip('/')}"
+    query = "&".join(part for part in (location.query, endpoint_query) if part)
+    return urlunsplit(location._replace(path=path, query=query))
 
 
-def _timeouts(source: Source) -> tuple[float, float]:
-    config = source.configuration or {}
-    connect = config.get("connectTimeout", settings.SYNC_HTTP_CONNECT_TIMEOUT)
-    read = config.get("timeout", config.get("readTimeout", settings.SYNC_HTTP_READ_TIMEOUT))
-    return float(connect), float(read)
+# ---------------------------------------------------------------------------------------------
+# Calls
 
 
 def _is_transient(error: BaseException) -> bool:
@@ -90,41 +258,170 @@ def _is_transient(error: BaseException) -> bool:
     wait=wait_exponential_jitter(multiplier=0.5, max=5),
     reraise=True,
 )
-def _get(*, url: str, params: dict[str, Any], headers: dict[str, str], timeout: tuple[float, float]):
+def _get(
+    *,
+    url: str,
+    params: dict[str, Any],
+    headers: dict[str, str],
+    timeout: tuple[float, float],
+    verify: bool | str,
+    secret_params: frozenset[str],
+) -> requests.Response:
+    shown = mask_url(url, secret_params=secret_params)
     try:
-        response = requests.get(url, params=params, headers=headers, timeout=timeout)
-    except (requests.ConnectionError, requests.Timeout) as error:
-        raise TransientSourceError(f"GET {url}: {type(error).__name__}: {error}") from None
+        response = requests.get(url, params=params, headers=headers, timeout=timeout, verify=verify)
+    except requests.exceptions.SSLError as error:
+        # A certificate that does not verify will not verify on a retry either.
+        raise SourceError(f"GET {shown}: TLS failed ({error}); set verify to a CA bundle, or to false") from None
+    except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as error:
+        raise TransientSourceError(f"GET {shown}: {type(error).__name__}: {error}") from None
+    except requests.RequestException as error:
+        raise SourceError(f"GET {shown}: {type(error).__name__}: {error}") from None
     if response.status_code >= 500 or response.status_code == 429:
-        raise TransientSourceError(f"GET {response.url} answered {response.status_code}")
+        content_type = response.headers.get("Content-Type") or "no content type"
+        raise TransientSourceError(
+            f"GET {mask_url(response.url, secret_params=secret_params)} answered {response.status_code} "
+            f"({content_type}): {response.text[:200]!r}"
+        )
     return response
 
 
+def _call_params(*, call: CallSettings, request: PageRequest) -> dict[str, Any]:
+    """Return the query of a call: configured, then the request's; a next link's own query wins."""
+    _, url_query = query_split(request.url)
+    params = {**call.query, **request.params}
+    return {key: value for key, value in params.items() if key not in url_query}
+
+
 def fetch_page(*, source: Source, source_config: dict[str, Any], request: PageRequest) -> FetchedPage:
-    """Fetch one page and return its decoded body."""
-    headers, query = request_settings(source=source, source_config=source_config)
-    headers.setdefault("Accept", "application/json")
-    params = {**query, **request.params} if request.mode != "next" else dict(request.params)
-    response = _get(url=request.url, params=params, headers=headers, timeout=_timeouts(source))
-    content_type = response.headers.get("Content-Type", "")
-    if response.status_code >= 400:
-        raise SourceError(
-            f"GET {response.url} answered {response.status_code} ({content_type or 'no content type'}): "
-            f"{response.text[:200]!r}"
-        )
-    if not response.content.strip():
-        raise SourceError(f"GET {response.url} answered {response.status_code} with an empty body")
+    """Fetch one page and return its decoded body; every error is free of secrets."""
+    call = call_settings(source=source, source_config=source_config)
     try:
-        body = response.json()
-    except ValueError:
+        auth = authenticator_for(source=source, timeout=call.timeout, verify=call.verify)
+    except CredentialsError as error:
+        raise SourceError(f"the credentials of source {source.reference!r} are not usable: {error}") from None
+    try:
+        return _fetch(call=call, auth=auth, request=request)
+    except AuthenticationFailed as error:
+        raise SourceError(redact(str(error), auth.secrets)) from None
+    except SourceError as error:
+        raise type(error)(redact(str(error), auth.secrets)) from None
+
+
+def _fetch(*, call: CallSettings, auth: Authenticator, request: PageRequest) -> FetchedPage:
+    secret_params = auth.credentials.secret_params
+    headers = dict(call.headers)
+    if not any(name.lower() == "accept" for name in headers):
+        headers["Accept"] = DEFAULT_ACCEPT
+    params = _call_params(call=call, request=request)
+    auth.apply(headers=headers, params=params)
+    options = {"url": request.url, "timeout": call.timeout, "verify": call.verify, "secret_params": secret_params}
+    response = _get(params=params, headers=headers, **options)
+    if response.status_code == 401 and auth.can_refresh:
+        # The cached token may have been revoked or expired early: fetch a new one, once.
+        auth.refresh()
+        auth.apply(headers=headers, params=params)
+        response = _get(params=params, headers=headers, **options)
+    url = mask_url(response.url, secret_params=secret_params)
+    body, kind = decode_body(response, url=url)
+    return FetchedPage(
+        url=url, status=response.status_code, headers=dict(response.headers), body=body, format=kind,
+        secret_params=secret_params,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Bodies
+
+
+def _body_kind(content_type: str, content: bytes) -> str:
+    """Return json, xml or html: by the content type, else by the first characters of the body."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    if "json" in media:
+        return "json"
+    if "html" in media:
+        return "html"
+    if "xml" in media:
+        return "xml"
+    start = content.lstrip()[:200].lower()
+    if start.startswith((b"{", b"[")):
+        return "json"
+    if start.startswith(b"<"):
+        return "html" if (b"<html" in start or b"<!doctype html" in start) else "xml"
+    return "json"
+
+
+def decode_body(response: requests.Response, *, url: str) -> tuple[Any, str]:
+    """Return the body of an answer as JSON data, and whether it was json or xml."""
+    status = response.status_code
+    content_type = response.headers.get("Content-Type", "") or "no content type"
+    snippet = response.text[:200]
+    if status >= 400:
+        hint = ": check the source's credentials" if status in (401, 403) else ""
+        raise SourceError(f"GET {url} answered {status} ({content_type}){hint}: {snippet!r}")
+    if not response.content.strip():
+        raise SourceError(f"GET {url} answered {status} ({content_type}) with an empty body")
+    kind = _body_kind(content_type, response.content)
+    if kind == "html":
         raise SourceError(
-            f"GET {response.url} answered {response.status_code} with {content_type or 'no content type'}, "
-            f"not JSON: {response.text[:200]!r}"
+            f"GET {url} answered {status} with {content_type}, not JSON or XML (an HTML page): {snippet!r}"
+        )
+    if kind == "xml":
+        try:
+            return xml_to_data(xml_fromstring(response.content)), "xml"
+        except (ParseError, DefusedXmlException, ValueError) as error:
+            raise SourceError(
+                f"GET {url} answered {status} with {content_type}, not valid XML ({error}): {snippet!r}"
+            ) from None
+    try:
+        return response.json(), "json"
+    except ValueError as error:
+        raise SourceError(
+            f"GET {url} answered {status} with {content_type}, not JSON ({error}): {snippet!r}"
         ) from None
-    return FetchedPage(url=response.url, status=response.status_code, headers=dict(response.headers), body=body)
 
 
-def extract_objects(*, body: Any, results_position: str | None, url: str) -> list[Any]:
+def _local_name(tag: str) -> str:
+    """Return a tag or attribute name without its `{namespace}`."""
+    return tag.rsplit("}", 1)[-1] if tag.startswith("{") else tag
+
+
+def xml_to_data(element: Element) -> dict[str, Any]:
+    """Return an XML element as a dict, as OpenConnector reads XML.
+
+    Attributes go under `@attributes`, text under `#text`; a child element that occurs more than once
+    becomes a list. The root element's own name is dropped: its content is the body.
+    """
+    result: dict[str, Any] = {}
+    if element.attrib:
+        result["@attributes"] = {_local_name(name): value for name, value in element.attrib.items()}
+    for child in element:
+        if not isinstance(child.tag, str):
+            continue  # a comment or processing instruction
+        name = _local_name(child.tag)
+        value = xml_to_data(child)
+        if name not in result:
+            result[name] = value
+        elif isinstance(result[name], list):
+            result[name].append(value)
+        else:
+            result[name] = [result[name], value]
+    text = (element.text or "").strip()
+    if text:
+        result["#text"] = text
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Objects of a page
+
+
+def _xml_single(value: Any) -> list[Any] | None:
+    """Return an XML element that occurs once as a list of one: XML cannot say it is a list."""
+    return [value] if isinstance(value, dict) else None
+
+
+def extract_objects(*, body: Any, results_position: str | None, url: str, xml: bool = False) -> list[Any]:
     """Return the list of objects in a page body; a body without one is an error naming the URL."""
     if results_position == "_root":
         if isinstance(body, list):
@@ -138,6 +435,8 @@ def extract_objects(*, body: Any, results_position: str | None, url: str) -> lis
         found = get_path(body, results_position)
         if isinstance(found, list):
             return found
+        if xml and _xml_single(found) is not None:
+            return [found]
         what = "nothing" if found is MISSING else f"a {type(found).__name__}"
         raise SourceError(f"{url}: resultsPosition {results_position!r} holds {what}, not a list")
     if isinstance(body, list):
@@ -149,7 +448,11 @@ def extract_objects(*, body: Any, results_position: str | None, url: str) -> lis
         lists = [key for key, value in body.items() if isinstance(value, list)]
         if len(lists) == 1:
             return body[lists[0]]
+        if xml and not lists:
+            elements = [key for key, value in body.items() if key not in ("@attributes", "#text")]
+            if len(elements) == 1 and isinstance(body[elements[0]], dict):
+                return [body[elements[0]]]
     raise SourceError(
-        f"{url}: no list of objects found in the body (looked for {', '.join(AUTO_RESULTS_KEYS)}); "
-        "set resultsPosition"
+        f"{url}: no list of objects found in the body (looked for {', '.join(AUTO_RESULTS_KEYS)} and the only "
+        "list at the top level); set resultsPosition"
     )

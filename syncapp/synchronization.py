@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import UTC
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -15,7 +16,9 @@ from django.utils import timezone
 from contracts import runs
 from contracts.models import ContractLog, RunPage, SynchronizationContract, SynchronizationRun
 from syncapp.conditions import ConditionError, evaluate_conditions
+from syncapp.deletion import vanished_delete
 from syncapp.dotpath import MISSING, get_path
+from syncapp.follow_ups import follow_ups_due
 from syncapp.hashing import hash_value
 from syncapp.mapping import MappingError, MappingSpec, apply_mapping
 from syncapp.models import Mapping, Synchronization
@@ -138,14 +141,48 @@ def context_check(context: SyncContext) -> None:
         )
 
 
-def first_request(context: SyncContext) -> PageRequest:
-    """Return the request of the run's first page."""
+def endpoint_variables(context: SyncContext, *, run: SynchronizationRun | None) -> dict[str, Any]:
+    """Return what an endpoint template may use: the run, and when the last successful run started."""
     sync = context.synchronization
-    return first_page_request(
-        config=context.pagination,
-        url=endpoint_url(source=sync.source, source_config=sync.source_config or {}),
-        params={},
+    last = (
+        SynchronizationRun.objects.filter(
+            synchronization_id=sync.pk, is_test=False, status=SynchronizationRun.Status.SUCCEEDED
+        )
+        .exclude(pk=run.pk if run is not None else None)
+        .order_by("-created_at")
+        .first()
     )
+    now = run.created_at if run is not None and run.created_at else timezone.now()
+
+    def utc(moment) -> str:
+        # "Z", not "+00:00": a "+" in a query string reads as a space.
+        return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+    return {
+        "run": {
+            "id": run.pk if run is not None else None,
+            "reference": str(run.reference) if run is not None else "",
+            "trigger": run.trigger if run is not None else "",
+            "test": bool(run.is_test) if run is not None else False,
+            "force": bool(run.is_forced) if run is not None else False,
+        },
+        "now": utc(now),
+        "lastSync": utc(last.started_at or last.created_at) if last is not None else "",
+        "synchronization": {"reference": sync.reference, "name": sync.name},
+    }
+
+
+def first_request(context: SyncContext, *, run: SynchronizationRun | None = None) -> PageRequest:
+    """Return the request of the run's first page; an endpoint template is rendered for this run."""
+    sync = context.synchronization
+    try:
+        url = endpoint_url(
+            source=sync.source, source_config=sync.source_config or {},
+            variables=endpoint_variables(context, run=run),
+        )
+    except SourceError as error:
+        raise ConfigurationError(str(error)) from None
+    return first_page_request(config=context.pagination, url=url, params={})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -158,8 +195,9 @@ def run_start(
     trigger: str = SynchronizationRun.Trigger.MANUAL,
     force: bool = False,
     parent: SynchronizationRun | None = None,
+    queue: bool = False,
 ) -> SynchronizationRun:
-    """Create a run and queue its first page; refuse when one is already active."""
+    """Create a run and queue its first page; when one is active, refuse, or wait behind it if `queue`."""
     from workers.tasks import sync_page
 
     context = context_load(synchronization_id=synchronization.pk)
@@ -167,9 +205,12 @@ def run_start(
     if not synchronization.is_enabled:
         raise runs.RunRefused(f"synchronization {synchronization.reference!r} is disabled")
     with transaction.atomic():
-        run = runs.run_create(synchronization=synchronization, trigger=trigger, force=force, parent=parent)
-        RunPage.objects.create(run=run, number=1, request=first_request(context).to_json())
-        dispatch.enqueue(sync_page, run.pk, 1)
+        run = runs.run_create(
+            synchronization=synchronization, trigger=trigger, force=force, parent=parent, queue=queue
+        )
+        if not run.waiting:
+            RunPage.objects.create(run=run, number=1, request=first_request(context, run=run).to_json())
+            dispatch.enqueue(sync_page, run.pk, 1)
     return run
 
 
@@ -187,11 +228,22 @@ class Candidate:
 
 
 @dataclass
+class Rejected:
+    """An object of a page that cannot be taken up, and why."""
+
+    origin_id: str
+    source_object: Any
+    error: str
+    # Another object of the run has the same origin id: its contract belongs to that one.
+    duplicate: bool = False
+
+
+@dataclass
 class PageOutcome:
     found: int = 0
     filtered: int = 0
     candidates: list[Candidate] = field(default_factory=list)
-    invalid: list[tuple[str, Any, str]] = field(default_factory=list)  # (origin id, object, error)
+    invalid: list[Rejected] = field(default_factory=list)
 
 
 def origin_id_of(obj: Any, *, id_position: str) -> str | None:
@@ -218,14 +270,16 @@ def objects_classify(objects: list[Any], *, context: SyncContext) -> PageOutcome
     seen: set[str] = set()
     for index, obj in enumerate(objects):
         if not isinstance(obj, dict):
-            outcome.invalid.append(("", obj, f"item {index} is a {type(obj).__name__}, not an object"))
+            outcome.invalid.append(Rejected("", obj, f"item {index} is a {type(obj).__name__}, not an object"))
             continue
         origin_id = origin_id_of(obj, id_position=context.id_position)
         if origin_id is None:
-            outcome.invalid.append(("", obj, f"item {index} has no origin id at {context.id_position!r}"))
+            outcome.invalid.append(Rejected("", obj, f"item {index} has no origin id at {context.id_position!r}"))
             continue
         if origin_id in seen:
-            outcome.invalid.append((origin_id, obj, f"origin id {origin_id!r} appears twice on one page"))
+            outcome.invalid.append(
+                Rejected(origin_id, obj, f"origin id {origin_id!r} appears twice on one page", duplicate=True)
+            )
             continue
         seen.add(origin_id)
         try:
@@ -234,7 +288,7 @@ def objects_classify(objects: list[Any], *, context: SyncContext) -> PageOutcome
                 continue
             origin_hash = origin_hash_of(obj, context=context)
         except (ConditionError, MappingError) as error:
-            outcome.invalid.append((origin_id, obj, str(error)))
+            outcome.invalid.append(Rejected(origin_id, obj, str(error)))
             continue
         outcome.candidates.append(Candidate(origin_id=origin_id, source_object=obj, origin_hash=origin_hash))
     return outcome
@@ -281,12 +335,24 @@ def page_fingerprint(objects: list[Any]) -> str:
     return hash_value(objects)
 
 
+def next_page_send(*, run_id: int, number: int) -> None:
+    """Send the task of a run's page if that page is still to be done."""
+    from workers.tasks import sync_page
+
+    if RunPage.objects.filter(run_id=run_id, number=number, status=RunPage.Status.QUEUED).exists():
+        dispatch.enqueue(sync_page, run_id, number)
+
+
 def page_process(*, run_id: int, page_number: int) -> None:
     """Fetch one page, queue the next, and queue a write for each changed object on it."""
-    from workers.tasks import sync_object, sync_page
+    from workers.tasks import sync_object
 
     page = RunPage.objects.select_related("run").filter(run_id=run_id, number=page_number).first()
-    if page is None or page.status != RunPage.Status.QUEUED:
+    if page is None:
+        return
+    if page.status != RunPage.Status.QUEUED:
+        # A redelivered task: its worker may have died after committing and before sending the next page.
+        next_page_send(run_id=run_id, number=page_number + 1)
         return
     if not runs.run_mark_running(run_id=run_id):
         return
@@ -297,14 +363,17 @@ def page_process(*, run_id: int, page_number: int) -> None:
         sync = context.synchronization
         request = PageRequest.from_json(page.request)
         fetched = fetch_page(source=sync.source, source_config=sync.source_config or {}, request=request)
-        objects = extract_objects(body=fetched.body, results_position=context.results_position, url=fetched.url)
+        objects = extract_objects(
+            body=fetched.body, results_position=context.results_position, url=fetched.url,
+            xml=fetched.format == "xml",
+        )
         fingerprint = page_fingerprint(objects)
         if page_repeats_previous(config=context.pagination, current=request, fingerprint=fingerprint):
             objects, next_request = [], None
         else:
             next_request = next_page_request(
-                config=context.pagination, current=request, body=fetched.body,
-                object_count=len(objects), fingerprint=fingerprint,
+                config=context.pagination, current=request, body=fetched.body, headers=fetched.headers,
+                object_count=len(objects), fingerprint=fingerprint, drop_params=fetched.secret_params,
             )
     except (SourceError, PaginationError, ConfigurationError) as error:
         page_fail(page=page, message=str(error))
@@ -316,18 +385,21 @@ def page_process(*, run_id: int, page_number: int) -> None:
             runs.run_fail(run_id=run_id, message=f"stopped at maxPages ({max_pages}): the source has more pages")
             SynchronizationRun.objects.filter(pk=run_id).update(max_pages_reached=True)
         elif next_request is not None:
-            _, created = RunPage.objects.get_or_create(
+            RunPage.objects.get_or_create(
                 run_id=run_id, number=page_number + 1, defaults={"request": next_request.to_json()}
             )
-            if created:
-                dispatch.enqueue(sync_page, run_id, page_number + 1)
+            # Sent even when an earlier delivery of this task created the page: that one may have died
+            # before sending. A page task delivered twice does its work once.
+            next_page_send(run_id=run_id, number=page_number + 1)
         else:
             SynchronizationRun.objects.filter(pk=run_id).update(fetch_finished=True)
 
     outcome = objects_classify(objects, context=context)
-    contracts = contracts_ensure(
-        synchronization_id=sync.pk, origin_ids=[candidate.origin_id for candidate in outcome.candidates]
-    )
+    # Invalid objects with an origin id get a contract too: it holds their error, and being seen
+    # keeps their earlier target object from being deleted as vanished.
+    origin_ids = [candidate.origin_id for candidate in outcome.candidates]
+    origin_ids += [rejected.origin_id for rejected in outcome.invalid if rejected.origin_id]
+    contracts = contracts_ensure(synchronization_id=sync.pk, origin_ids=list(dict.fromkeys(origin_ids)))
     force = run.is_forced
     now = timezone.now()
     with transaction.atomic():
@@ -349,8 +421,10 @@ def page_process(*, run_id: int, page_number: int) -> None:
             contract = contracts[candidate.origin_id]
             if contract.pk not in fresh:
                 outcome.invalid.append(
-                    (candidate.origin_id, candidate.source_object,
-                     f"origin id {candidate.origin_id!r} appears more than once in this run")
+                    Rejected(
+                        candidate.origin_id, candidate.source_object,
+                        f"origin id {candidate.origin_id!r} appears more than once in this run", duplicate=True,
+                    )
                 )
             elif not force and contract_is_unchanged(
                 contract, origin_hash=candidate.origin_hash, fingerprint=context.fingerprint
@@ -372,16 +446,17 @@ def page_process(*, run_id: int, page_number: int) -> None:
         locked.object_count = len(objects)
         locked.finished_at = now
         locked.save(update_fields=["status", "object_count", "finished_at"])
+        # Sent before the commit: each object task first locks its contract, which this transaction
+        # holds, so it waits for the commit; a worker dying after the commit cannot lose them.
         dispatch.enqueue_many(
             sync_object,
             [
                 (run_id, contracts[candidate.origin_id].pk, candidate.source_object, candidate.origin_hash)
                 for candidate in to_write
             ],
+            before_commit=True,
         )
-    finished = runs.run_try_finish(run_id=run_id)
-    if finished is not None:
-        run_finished(run=finished)
+    run_close_if_complete(run_id=run_id)
 
 
 def invalid_logs_record(
@@ -389,7 +464,7 @@ def invalid_logs_record(
     run: SynchronizationRun,
     context: SyncContext,
     contracts: dict[str, Contract],
-    invalid: list[tuple[str, Any, str]],
+    invalid: list[Rejected],
     now,
 ) -> None:
     """Record objects that could not be taken up: a log each, and the error on their contract."""
@@ -400,21 +475,23 @@ def invalid_logs_record(
         [
             ContractLog(
                 synchronization_id=sync_id,
-                contract=contracts.get(origin_id) if origin_id else None,
+                contract=contracts.get(rejected.origin_id) if rejected.origin_id else None,
                 run=run,
-                origin_id=origin_id,
+                origin_id=rejected.origin_id,
                 status=Contract.Status.INVALID,
-                source_object=obj if isinstance(obj, (dict, list)) else {"value": obj},
-                error=error,
+                source_object=rejected.source_object
+                if isinstance(rejected.source_object, (dict, list))
+                else {"value": rejected.source_object},
+                error=rejected.error,
             )
-            for origin_id, obj, error in invalid
+            for rejected in invalid
         ]
     )
-    for origin_id, _obj, error in invalid:
-        contract = contracts.get(origin_id) if origin_id else None
-        if contract is not None and "appears more than once" not in error:
+    for rejected in invalid:
+        contract = contracts.get(rejected.origin_id) if rejected.origin_id else None
+        if contract is not None and not rejected.duplicate:
             Contract.objects.filter(pk=contract.pk).update(
-                status=Contract.Status.INVALID, last_error=error, source_last_checked=now
+                status=Contract.Status.INVALID, last_error=rejected.error, source_last_checked=now
             )
 
 
@@ -427,9 +504,7 @@ def page_fail(*, page: RunPage, message: str) -> None:
         )
         if updated:
             runs.run_fail(run_id=page.run_id, message=f"page {page.number}: {message}")
-    finished = runs.run_try_finish(run_id=page.run_id)
-    if finished is not None:
-        run_finished(run=finished)
+    run_close_if_complete(run_id=page.run_id)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -503,7 +578,6 @@ def object_process(*, run_id: int, contract_id: int, source_object: dict, origin
                 contract.last_error = error
         contract.target_last_action = action or contract.target_last_action
         contract.source_last_checked = now
-        contract.last_seen_run_id = run_id
         contract.last_processed_run_id = run_id
         contract.save()
         if outcome != "unchanged":
@@ -523,9 +597,7 @@ def object_process(*, run_id: int, contract_id: int, source_object: dict, origin
             "objects_done", "objects_queued", "fetch_finished"
         )[0]
     if progress["fetch_finished"] and progress["objects_done"] >= progress["objects_queued"]:
-        finished = runs.run_try_finish(run_id=run_id)
-        if finished is not None:
-            run_finished(run=finished)
+        run_close_if_complete(run_id=run_id)
 
 
 def object_fail(*, run_id: int, contract_id: int, source_object: dict, message: str) -> None:
@@ -543,14 +615,61 @@ def object_fail(*, run_id: int, contract_id: int, source_object: dict, message: 
             origin_id=contract.origin_id, status=contract.status, source_object=source_object, error=message,
         )
         runs.run_add_counts(run_id=run_id, objects_done=1, failed=1)
-    finished = runs.run_try_finish(run_id=run_id)
+    run_close_if_complete(run_id=run_id)
+
+
+def run_close_if_complete(*, run_id: int) -> None:
+    """Close the run if all its work has ended: delete what vanished, then act on its end."""
+    finished = runs.run_try_finish(run_id=run_id, before_close=vanished_delete)
     if finished is not None:
         run_finished(run=finished)
 
 
 def run_finished(*, run: SynchronizationRun) -> None:
-    """Act on a run that has just ended."""
-    logger.info("run %s finished: %s", run.pk, run.status)
+    """Start the follow-ups of a run that has just ended, and the run waiting behind it."""
+    from workers.tasks import sync_follow_ups
+
+    with transaction.atomic():
+        if follow_ups_due(run) and run.synchronization.follow_ups.exists():
+            dispatch.enqueue(sync_follow_ups, run.pk)
+        run_start_waiting(synchronization_id=run.synchronization_id)
+
+
+def run_start_waiting(*, synchronization_id: int) -> SynchronizationRun | None:
+    """Start the oldest run queued behind another run of the synchronization, if none is active now."""
+    from workers.tasks import sync_page
+
+    with transaction.atomic():
+        Synchronization.objects.select_for_update().filter(pk=synchronization_id).first()
+        active = SynchronizationRun.objects.filter(
+            synchronization_id=synchronization_id, status__in=SynchronizationRun.ACTIVE_STATUSES,
+            waiting=False, is_test=False,
+        )
+        if active.exists():
+            return None
+        run = (
+            SynchronizationRun.objects.filter(
+                synchronization_id=synchronization_id, status=SynchronizationRun.Status.QUEUED, waiting=True
+            )
+            .order_by("created_at", "pk")
+            .first()
+        )
+        if run is None:
+            return None
+        try:
+            context = context_load(synchronization_id=synchronization_id)
+            context_check(context)
+            request = first_request(context, run=run)  # an endpoint template can fail too
+        except ConfigurationError as error:
+            SynchronizationRun.objects.filter(pk=run.pk).update(
+                status=SynchronizationRun.Status.FAILED, waiting=False, error_message=str(error),
+                finished_at=timezone.now(),
+            )
+            return None
+        SynchronizationRun.objects.filter(pk=run.pk).update(waiting=False, heartbeat_at=timezone.now())
+        RunPage.objects.get_or_create(run=run, number=1, defaults={"request": request.to_json()})
+        dispatch.enqueue(sync_page, run.pk, 1)
+    return run
 
 
 # ---------------------------------------------------------------------------------------------
@@ -568,10 +687,13 @@ def run_test(*, synchronization: Synchronization, trigger: str = Synchronization
     try:
         sync = context.synchronization
         fetched = fetch_page(
-            source=sync.source, source_config=sync.source_config or {}, request=first_request(context)
+            source=sync.source, source_config=sync.source_config or {}, request=first_request(context, run=run)
         )
-        objects = extract_objects(body=fetched.body, results_position=context.results_position, url=fetched.url)
-    except (SourceError, PaginationError) as error:
+        objects = extract_objects(
+            body=fetched.body, results_position=context.results_position, url=fetched.url,
+            xml=fetched.format == "xml",
+        )
+    except (SourceError, PaginationError, ConfigurationError) as error:
         run.error_message = str(error)
         run.status = SynchronizationRun.Status.FAILED
         run.finished_at = timezone.now()
@@ -588,8 +710,11 @@ def run_test(*, synchronization: Synchronization, trigger: str = Synchronization
     counts["found"] = outcome.found
     counts["filtered"] = outcome.filtered
     counts["invalid"] = len(outcome.invalid)
-    for origin_id, obj, error in outcome.invalid:
-        report.append({"originId": origin_id or None, "action": "invalid", "error": error, "source": obj})
+    for rejected in outcome.invalid:
+        report.append({
+            "originId": rejected.origin_id or None, "action": "invalid", "error": rejected.error,
+            "source": rejected.source_object,
+        })
     for candidate in outcome.candidates:
         contract = existing.get(candidate.origin_id)
         entry: dict[str, Any] = {"originId": candidate.origin_id}

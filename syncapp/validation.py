@@ -3,8 +3,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from syncapp.deletion import deletion_config_problems
+from syncapp.follow_ups import follow_up_cycle_message, follow_up_graph
 from syncapp.mapping import validate_mapping_config
 from syncapp.models import Mapping
+from syncapp.pagination import PaginationError, pagination_from_source_config
+from syncapp.schedules import schedule_problems
 
 MAPPING_FIELDS = {"mapping": "mapping", "unset": "unset", "cast": "cast", "passThrough": "pass_through"}
 
@@ -16,4 +20,35 @@ def mapping_problems_by_field(*, config: dict[str, Any], reference: str | None) 
     for problem in validate_mapping_config(config, known_references=known):
         prefix = problem.split(".", 1)[0].split(":", 1)[0].split("[", 1)[0]
         errors.setdefault(MAPPING_FIELDS.get(prefix, "mapping"), []).append(problem)
+    return errors
+
+
+def synchronization_problems_by_field(
+    *, reference: str | None, previous_reference: str | None, source_config: Any, schedule: str,
+    follow_ups: list[str],
+) -> dict[str, list[str]]:
+    """Return the problems of a synchronization's settings that the field types do not catch."""
+    errors: dict[str, list[str]] = {}
+    if isinstance(source_config, dict):
+        problems = deletion_config_problems(source_config)
+        try:
+            pagination_from_source_config(source_config)
+        except PaginationError as error:
+            problems.insert(0, str(error))
+        if problems:
+            errors["source_config"] = problems
+    else:
+        errors["source_config"] = ["must be a JSON object"]
+    if schedule_problems(schedule or ""):
+        errors["schedule"] = schedule_problems(schedule)
+    if reference:
+        graph = follow_up_graph()
+        if previous_reference and previous_reference != reference:
+            # A renamed synchronization keeps the edges that point at it.
+            graph.pop(previous_reference, None)
+            rename = {previous_reference: reference}
+            graph = {key: [rename.get(ref, ref) for ref in refs] for key, refs in graph.items()}
+        message = follow_up_cycle_message(reference=reference, follow_ups=follow_ups, graph=graph)
+        if message:
+            errors["follow_ups"] = [message]
     return errors

@@ -1,9 +1,11 @@
 """Shared fixtures: the sample source, a configured zoo synchronization, and a real Celery worker."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -64,43 +66,65 @@ def _worker_database_url() -> str:
     return f"postgresql://{user}{password}@{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
 
 
+class WorkerProcess:
+    """A Celery worker subprocess on one queue, pointed at the test database."""
+
+    def __init__(self, *, queue: str, log_path: Path, env: dict[str, str] | None = None):
+        self.queue = queue
+        self.log_path = log_path
+        self._log = open(log_path, "w")  # noqa: SIM115 - the worker writes to it while it lives
+        self.process = subprocess.Popen(
+            [
+                sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queue,
+                "--concurrency", "2", "--without-gossip", "--without-mingle", "--loglevel", "INFO",
+                "--hostname", f"{queue}-{time.monotonic_ns()}@%h",
+            ],
+            cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+            env={
+                **os.environ, "DATABASE_URL": _worker_database_url(), "CELERY_TASK_DEFAULT_QUEUE": queue,
+                "PYTHONUNBUFFERED": "1", **(env or {}),
+            },
+        )
+        deadline = time.monotonic() + 60
+        while "ready." not in log_path.read_text():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.kill()
+                pytest.fail(f"the Celery worker did not start:\n{self.log()}")
+            time.sleep(0.2)
+
+    def log(self) -> str:
+        return self.log_path.read_text()[-5000:]
+
+    def kill(self) -> None:
+        """Kill the worker and its pool processes at once, as a lost machine would."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=20)
+        self._log.close()
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        self._log.close()
+
+
+def purge_queue(queue: str) -> None:
+    with celery_app.connection_for_write() as connection:
+        connection.default_channel.queue_purge(queue)
+
+
 @pytest.fixture(scope="session")
 def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
     """Start a real Celery worker process on the machine's Redis, pointed at the test database."""
     if settings.TASKS_IN_PROCESS:
         pytest.fail("worker tests need a broker: run the suite with scripts/test.sh (it sets CELERY_BROKER_URL)")
-    log_path = tmp_path_factory.mktemp("worker") / "worker.log"
-    env = {
-        **os.environ,
-        "DATABASE_URL": _worker_database_url(),
-        "CELERY_TASK_DEFAULT_QUEUE": TEST_QUEUE,
-        "PYTHONUNBUFFERED": "1",
-    }
-    with celery_app.connection_for_write() as connection:
-        connection.default_channel.queue_purge(TEST_QUEUE)
-    log = open(log_path, "w")  # noqa: SIM115 - the worker writes to it until the session ends
-    process = subprocess.Popen(
-        [
-            sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", TEST_QUEUE,
-            "--concurrency", "2", "--without-gossip", "--without-mingle", "--loglevel", "INFO",
-            "--hostname", f"{TEST_QUEUE}@%h",
-        ],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 60
-    while "ready." not in log_path.read_text():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"the Celery worker did not start:\n{log_path.read_text()[-3000:]}")
-        time.sleep(0.2)
-    process.log_path = log_path
-    yield process
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    log.close()
+    purge_queue(TEST_QUEUE)
+    worker = WorkerProcess(queue=TEST_QUEUE, log_path=tmp_path_factory.mktemp("worker") / "worker.log")
+    yield worker
+    worker.stop()
 
 
 @pytest.fixture

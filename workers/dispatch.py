@@ -42,8 +42,13 @@ def enqueue(task: Any, *args: Any) -> None:
     enqueue_many(task, [args])
 
 
-def enqueue_many(task: Any, calls: Iterable[tuple]) -> None:
-    """Send one task message per argument tuple once the current transaction has committed."""
+def enqueue_many(task: Any, calls: Iterable[tuple], *, before_commit: bool = False) -> None:
+    """Send one task message per argument tuple once the current transaction has committed.
+
+    `before_commit` sends them at once instead, so a worker that dies right after the commit cannot
+    lose them. Only for tasks that wait on a row lock this transaction holds (so they see its data)
+    and that do nothing twice (so a rollback, and the retry that follows, is harmless).
+    """
     calls = list(calls)
     if not calls:
         return
@@ -56,4 +61,7 @@ def enqueue_many(task: Any, calls: Iterable[tuple]) -> None:
             with task.app.producer_or_acquire() as producer:
                 for args in calls:
                     task.apply_async(args=args, producer=producer)
+        if before_commit:
+            send()
+            return
     transaction.on_commit(send)

@@ -6,8 +6,9 @@ import logging
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from contracts.models import RunPage
-from syncapp import synchronization
+from contracts import runs
+from contracts.models import RunPage, SynchronizationRun
+from syncapp import follow_ups, schedules, synchronization
 
 logger = logging.getLogger(__name__)
 
@@ -46,3 +47,29 @@ def sync_object(run_id: int, contract_id: int, source_object: dict, origin_hash:
             run_id=run_id, contract_id=contract_id, source_object=source_object,
             message=f"{type(error).__name__}: {error}",
         )
+
+
+@shared_task(acks_late=True, **RETRY)
+def sync_follow_ups(run_id: int) -> None:
+    """Start the follow-ups of an ended run, each as its own run."""
+    run = SynchronizationRun.objects.select_related("synchronization").filter(pk=run_id).first()
+    if run is not None:
+        follow_ups.follow_ups_start(run=run)
+
+
+@shared_task(acks_late=True, **RETRY)
+def start_scheduled_runs() -> None:
+    """Start the synchronizations whose schedule is due (Celery beat sends this every minute)."""
+    schedules.schedules_start_due()
+
+
+@shared_task(acks_late=True, **RETRY)
+def fail_stale_runs() -> None:
+    """Fail runs whose worker was lost, so they never stay running forever."""
+    runs.runs_fail_stale()
+
+
+@shared_task(acks_late=True, **RETRY)
+def purge_old_logs() -> None:
+    """Delete contract logs and runs past the retention."""
+    runs.logs_purge()

@@ -434,9 +434,6 @@ def test_a_file_that_is_not_text_gives_a_clear_error_naming_the_file(tmp_path):
     assert str(path) in caught.value.problems[0]
 
 
-@pytest.mark.xfail(
-    strict=True, reason="BUG: import does not refuse a follow-up cycle (SYNC.md section 8: refused at save time)"
-)
 @pytest.mark.parametrize("follow_ups", [["retired-animals"], ["animals"]], ids=["itself", "through another"])
 def test_a_cycle_of_follow_ups_is_refused(rich_bundle, follow_ups):
     rich_bundle["synchronizations"][0]["followUps"] = ["retired-animals"]
@@ -492,9 +489,6 @@ def test_a_synchronization_with_a_supported_pagination_type_imports(bundle, kind
     assert Synchronization.objects.get().source_config["pagination"] == {"type": kind}
 
 
-@pytest.mark.xfail(
-    strict=True, reason="BUG: pagination.PAGINATION_TYPES lacks offset, cursor and link_header (SYNC.md section 4)"
-)
 @pytest.mark.parametrize(
     "pagination",
     [
@@ -512,10 +506,6 @@ def test_a_synchronization_with_a_pagination_type_of_the_spec_imports(bundle, pa
     assert Synchronization.objects.get().source_config["pagination"] == pagination
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: numeric (primary key) ids of an OpenConnector export are refused (SYNC.md section 2)",
-)
 def test_an_openconnector_synchronization_with_numeric_ids_imports(bundle):
     # Given the zoo's source, mapping and schema in place
     bundle_import(copy.deepcopy(bundle))

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from contracts.models import SynchronizationRun
-from contracts.runs import RunRefused, run_summary
+from contracts.runs import RunRefused, run_cancel, run_summary
 from syncapp import configuration, synchronization
 from syncapp.models import Synchronization
 
@@ -43,6 +43,12 @@ class Command(BaseCommand):
         runner.add_argument("--wait", action="store_true", help="Wait until the run has ended.")
         runner.add_argument("--timeout", type=float, default=3600, help="Seconds to wait at most (--wait).")
         runner.add_argument("--json", action="store_true", help="Print the run as one JSON object.")
+        runner.add_argument(
+            "--queue", action="store_true", help="If a run is active, wait behind it instead of being refused."
+        )
+        canceller = actions.add_parser("cancel", help="Cancel an active run.")
+        canceller.add_argument("run", help="Run id or reference.")
+        canceller.add_argument("--json", action="store_true")
         status = actions.add_parser("status", help="Show a run, or the latest runs.")
         status.add_argument("run", nargs="?", help="Run id or reference.")
         status.add_argument("--json", action="store_true")
@@ -82,7 +88,8 @@ class Command(BaseCommand):
     # -- run ---------------------------------------------------------------------------------
 
     def handle_run(
-        self, *, reference: str, test: bool, force: bool, wait: bool, timeout: float, json: bool, **_options
+        self, *, reference: str, test: bool, force: bool, wait: bool, timeout: float, json: bool,
+        queue: bool = False, **_options,
     ) -> None:
         sync = Synchronization.objects.filter(reference=reference).first()
         if sync is None:
@@ -91,7 +98,7 @@ class Command(BaseCommand):
             if test:
                 run = synchronization.run_test(synchronization=sync)
             else:
-                run = synchronization.run_start(synchronization=sync, force=force)
+                run = synchronization.run_start(synchronization=sync, force=force, queue=queue)
         except RunRefused as error:
             raise CommandError(str(error), returncode=EXIT_REFUSED) from None
         except synchronization.ConfigurationError as error:
@@ -154,16 +161,27 @@ class Command(BaseCommand):
             for item in recent:
                 self.stdout.write(self._run_line(item))
             return
+        found = self._find_run(runs, run)
+        self._show_run(found, as_json=json)
+
+    def handle_cancel(self, *, run: str, json: bool = False, **_options) -> None:
+        found = self._find_run(SynchronizationRun.objects.select_related("synchronization"), run)
+        if not run_cancel(run=found):
+            raise CommandError(f"run {found.pk} has already ended ({found.status})")
+        self._show_run(found, as_json=json)
+
+    @staticmethod
+    def _find_run(queryset, run: str) -> SynchronizationRun:
         if run.isdigit():
-            found = runs.filter(pk=int(run)).first()
+            found = queryset.filter(pk=int(run)).first()
         else:
             try:
-                found = runs.filter(reference=uuid.UUID(run)).first()
+                found = queryset.filter(reference=uuid.UUID(run)).first()
             except ValueError:
                 found = None
         if found is None:
             raise CommandError(f"no run {run!r}")
-        self._show_run(found, as_json=json)
+        return found
 
     def handle_list(self, *, json: bool = False, **_options) -> None:
         rows = []

@@ -1,0 +1,399 @@
+"""Authenticate calls to a source: none, API key, basic, bearer token, OAuth2 client credentials.
+
+A source's `credentials` (write-only: never shown in admin, API, exports or logs) take one of these
+shapes; `type` may be left out when the other keys say it, and OpenConnector-style spellings work:
+
+    {}                                                            no authentication
+    {"type": "bearer", "token": "..."}                             Authorization: Bearer ...
+    {"type": "apiKey", "in": "header", "name": "X-API-Key", "value": "..."}
+    {"type": "apiKey", "in": "query", "name": "api_key", "value": "..."}
+    {"type": "basic", "username": "...", "password": "..."}
+    {"type": "oauth2", "tokenUrl": "https://.../token", "clientId": "...", "clientSecret": "...",
+     "scope": "read", "audience": "...", "clientAuthentication": "basic" | "body"}
+
+OAuth2 access tokens are cached on the source row (shared by every worker on every machine) until
+shortly before they expire; a call answered 401 fetches a new token once and is tried again.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import re
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import requests
+
+logger = logging.getLogger(__name__)
+
+AUTH_TYPES = ("none", "apiKey", "basic", "bearer", "oauth2")
+_TYPE_ALIASES = {
+    "none": "none", "noauth": "none", "anonymous": "none",
+    "apikey": "apiKey", "key": "apiKey",
+    "basic": "basic", "basicauth": "basic", "usernamepassword": "basic",
+    "bearer": "bearer", "token": "bearer", "bearertoken": "bearer", "accesstoken": "bearer",
+    "oauth": "oauth2", "oauth2": "oauth2", "clientcredentials": "oauth2", "oauth2clientcredentials": "oauth2",
+}
+_ALIASES: dict[str, tuple[str, ...]] = {
+    "token": ("token", "accessToken", "access_token", "bearer", "bearerToken", "jwt"),
+    "value": ("value", "key", "apiKey", "apikey", "api_key", "apiKeyValue"),
+    "name": ("name", "header", "headerName", "param", "paramName", "parameter", "keyName", "authorizationHeader"),
+    "in": ("in", "location", "placement", "addTo"),
+    "username": ("username", "user", "userName"),
+    "password": ("password", "pass"),
+    "tokenUrl": ("tokenUrl", "token_url", "tokenEndpoint", "token_endpoint", "accessTokenUrl"),
+    "clientId": ("clientId", "client_id"),
+    "clientSecret": ("clientSecret", "client_secret"),
+    "scope": ("scope", "scopes"),
+    "audience": ("audience",),
+    "clientAuthentication": ("clientAuthentication", "client_authentication", "authentication"),
+    "tokenPath": ("tokenPath", "tokenLocation"),
+}
+_IN_ALIASES = {"header": "header", "headers": "header", "query": "query", "queryparam": "query", "url": "query"}
+_CLIENT_AUTH_ALIASES = {
+    "basic": "basic", "basicauth": "basic", "header": "basic", "clientsecretbasic": "basic",
+    "body": "body", "post": "body", "form": "body", "clientsecretpost": "body",
+}
+# Refresh a token this long before the expiry the server announced, so a call never carries a
+# token that expires on the way.
+EXPIRY_MARGIN_SECONDS = 30
+# A token response without `expires_in` is trusted this long; a 401 replaces it sooner if needed.
+DEFAULT_TOKEN_LIFETIME_SECONDS = 300
+# Query parameter names that carry secrets in any URL, also when no credentials name them.
+SECRET_PARAM_NAMES = frozenset({
+    "access_token", "api_key", "apikey", "api-key", "key", "token", "client_secret", "password", "secret",
+    "signature", "sig", "auth", "authorization",
+})
+
+
+class CredentialsError(ValueError):
+    """A source's credentials are not one of the supported shapes; `problems` lists each with its path."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """A source's credentials, in one shape whatever the spelling they were written in."""
+
+    type: str = "none"
+    token: str = ""
+    location: str = "header"  # apiKey: header or query
+    name: str = ""
+    value: str = ""
+    username: str = ""
+    password: str = ""
+    token_url: str = ""
+    client_id: str = ""
+    client_secret: str = ""
+    scope: str = ""
+    audience: str = ""
+    client_authentication: str = "basic"
+    token_path: str = "access_token"
+
+    @property
+    def secrets(self) -> list[str]:
+        """Return every value that must never be shown: in errors, logs or stored records."""
+        values = [self.token, self.value, self.password, self.client_secret]
+        if self.type == "basic":
+            values.append(_basic_value(self.username, self.password))
+        if self.type == "oauth2":
+            values.append(_basic_value(self.client_id, self.client_secret))
+        return [value for value in values if value]
+
+    @property
+    def secret_params(self) -> frozenset[str]:
+        """Return the query parameters this source's calls carry secrets in."""
+        if self.type == "apiKey" and self.location == "query":
+            return frozenset({self.name})
+        return frozenset()
+
+
+def _normal(value: Any) -> str:
+    return re.sub(r"[-_\s]", "", str(value)).lower()
+
+
+def _pick(raw: dict[str, Any], key: str) -> tuple[str | None, Any]:
+    """Return (spelling found, value) of a credentials key under any of its aliases."""
+    for alias in _ALIASES[key]:
+        if alias in raw and raw[alias] not in (None, ""):
+            return alias, raw[alias]
+    return None, None
+
+
+def _infer_type(raw: dict[str, Any]) -> str:
+    if _pick(raw, "tokenUrl")[0] or _pick(raw, "clientId")[0]:
+        return "oauth2"
+    if _pick(raw, "username")[0]:
+        return "basic"
+    if _pick(raw, "token")[0]:
+        return "bearer"
+    if _pick(raw, "value")[0]:
+        return "apiKey"
+    return "none"
+
+
+def credential_problems(raw: Any, *, path: str = "credentials") -> list[str]:
+    """Return every problem of a credentials object, each with its path."""
+    try:
+        credentials_parse(raw, path=path)
+    except CredentialsError as error:
+        return list(error.problems)
+    return []
+
+
+def credentials_parse(raw: Any, *, path: str = "credentials") -> Credentials:
+    """Return the credentials in their one shape; raise CredentialsError listing every problem."""
+    if raw in (None, "", []):
+        return Credentials()
+    if not isinstance(raw, dict):
+        raise CredentialsError([f"{path}: must be an object like {{\"type\": \"bearer\", \"token\": \"...\"}}"])
+    problems: list[str] = []
+    kind = raw.get("type", raw.get("auth"))
+    if kind in (None, ""):
+        kind = _infer_type(raw)
+    elif _normal(kind) in _TYPE_ALIASES:
+        kind = _TYPE_ALIASES[_normal(kind)]
+    else:
+        raise CredentialsError([f"{path}.type: must be one of {', '.join(AUTH_TYPES)}, got {kind!r}"])
+
+    def text(key: str, *, required: bool) -> str:
+        alias, value = _pick(raw, key)
+        if value is None:
+            if required:
+                problems.append(f"{path}.{_ALIASES[key][0]}: is required for {kind} authentication")
+            return ""
+        if isinstance(value, list) and key == "scope" and all(isinstance(item, str) for item in value):
+            return " ".join(value)
+        if not isinstance(value, (str, int)) or isinstance(value, bool):
+            problems.append(f"{path}.{alias}: must be text")
+            return ""
+        return str(value)
+
+    values: dict[str, Any] = {"type": kind}
+    if kind == "bearer":
+        values["token"] = text("token", required=True)
+    elif kind == "apiKey":
+        values["value"] = text("value", required=True)
+        alias, where = _pick(raw, "in")
+        location = _IN_ALIASES.get(_normal(where)) if where is not None else "header"
+        if location is None:
+            problems.append(f"{path}.{alias}: must be header or query, got {where!r}")
+            location = "header"
+        values["location"] = location
+        # OpenConnector puts an API key in the Authorization header unless told otherwise.
+        values["name"] = text("name", required=location == "query") or ("Authorization" if location == "header" else "")
+    elif kind == "basic":
+        values["username"] = text("username", required=True)
+        values["password"] = text("password", required=True)
+    elif kind == "oauth2":
+        values["token_url"] = text("tokenUrl", required=True)
+        values["client_id"] = text("clientId", required=True)
+        values["client_secret"] = text("clientSecret", required=True)
+        values["scope"] = text("scope", required=False)
+        values["audience"] = text("audience", required=False)
+        values["token_path"] = text("tokenPath", required=False) or "access_token"
+        alias, method = _pick(raw, "clientAuthentication")
+        if method is not None:
+            if _normal(method) not in _CLIENT_AUTH_ALIASES:
+                problems.append(f"{path}.{alias}: must be basic or body, got {method!r}")
+            else:
+                values["client_authentication"] = _CLIENT_AUTH_ALIASES[_normal(method)]
+        grant = raw.get("grant_type", raw.get("grantType"))
+        if grant not in (None, "", "client_credentials"):
+            problems.append(f"{path}.grant_type: only client_credentials is supported, got {grant!r}")
+        if values["token_url"] and not values["token_url"].startswith(("http://", "https://")):
+            problems.append(f"{path}.tokenUrl: must be an http:// or https:// URL")
+    if problems:
+        raise CredentialsError(problems)
+    return Credentials(**values)
+
+
+def _basic_value(username: str, password: str) -> str:
+    return base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+
+
+# ---------------------------------------------------------------------------------------------
+# Hiding secrets
+
+
+def mask_url(url: str, *, secret_params: Iterable[str] = ()) -> str:
+    """Return the URL with secret query values and a password in it replaced by `***`."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    names = {name.lower() for name in secret_params} | SECRET_PARAM_NAMES
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    masked = [(key, "***" if key.lower() in names and value else value) for key, value in pairs]
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, host = netloc.rpartition("@")
+        netloc = f"{userinfo.split(':', 1)[0]}:***@{host}" if ":" in userinfo else netloc
+    query = urlencode(masked, safe="*") if masked != pairs else parts.query
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """Return the text with every secret value in it replaced by `***`, longest first."""
+    for secret in sorted({secret for secret in secrets if secret and len(secret) >= 3}, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+# ---------------------------------------------------------------------------------------------
+# Applying credentials to a call
+
+
+class AuthenticationFailed(Exception):
+    """The token URL did not hand out a token; the message names it without any secret."""
+
+
+@dataclass
+class Authenticator:
+    """Add a source's credentials to its calls, fetching and caching an OAuth2 token when needed."""
+
+    source: Any
+    credentials: Credentials
+    timeout: tuple[float, float]
+    verify: bool | str = True
+    _token: str | None = field(default=None, repr=False)
+    # Every access token this call used: a refused one may come back in the refusal's body.
+    _used_tokens: list[str] = field(default_factory=list, repr=False)
+
+    @property
+    def secrets(self) -> list[str]:
+        return [*self.credentials.secrets, *self._used_tokens]
+
+    @property
+    def can_refresh(self) -> bool:
+        return self.credentials.type == "oauth2"
+
+    def apply(self, *, headers: dict[str, str], params: dict[str, Any]) -> None:
+        """Set the headers or query parameters that authenticate a call; they win over configured ones."""
+        credentials = self.credentials
+        if credentials.type == "bearer":
+            _set_header(headers, "Authorization", f"Bearer {credentials.token}")
+        elif credentials.type == "basic":
+            _set_header(headers, "Authorization", f"Basic {_basic_value(credentials.username, credentials.password)}")
+        elif credentials.type == "apiKey":
+            if credentials.location == "query":
+                params[credentials.name] = credentials.value
+            else:
+                _set_header(headers, credentials.name, credentials.value)
+        elif credentials.type == "oauth2":
+            _set_header(headers, "Authorization", f"Bearer {self.access_token()}")
+
+    def refresh(self) -> None:
+        """Forget the cached token and fetch a new one (after the source answered 401)."""
+        self._token = None
+        _cache_store(self.source, {})
+        self.access_token()
+
+    def access_token(self) -> str:
+        """Return a valid access token: this call's, the cached one, or a new one from the token URL."""
+        if self._token:
+            return self._token
+        key = self._cache_key()
+        cached = _cache_load(self.source)
+        if cached.get("key") == key and float(cached.get("expiresAt") or 0) > time.time() + EXPIRY_MARGIN_SECONDS:
+            self._token = str(cached["token"])
+            self._used_tokens.append(self._token)
+            return self._token
+        token, lifetime = self._fetch_token()
+        logger.info(
+            "fetched an OAuth2 token for source %s from %s, valid %d s",
+            getattr(self.source, "reference", "?"), mask_url(self.credentials.token_url), lifetime,
+        )
+        self._token = token
+        self._used_tokens.append(token)
+        _cache_store(self.source, {"key": key, "token": token, "expiresAt": time.time() + lifetime})
+        return token
+
+    def _cache_key(self) -> str:
+        """Identify the credentials a cached token belongs to: changed credentials never reuse it."""
+        c = self.credentials
+        material = "\n".join([c.token_url, c.client_id, c.client_secret, c.scope, c.audience])
+        return hashlib.sha256(material.encode()).hexdigest()
+
+    def _fetch_token(self) -> tuple[str, float]:
+        c = self.credentials
+        data = {"grant_type": "client_credentials"}
+        if c.scope:
+            data["scope"] = c.scope
+        if c.audience:
+            data["audience"] = c.audience
+        auth = None
+        if c.client_authentication == "body":
+            data.update(client_id=c.client_id, client_secret=c.client_secret)
+        else:
+            auth = (c.client_id, c.client_secret)
+        url = mask_url(c.token_url)
+        try:
+            response = requests.post(
+                c.token_url, data=data, auth=auth, headers={"Accept": "application/json"},
+                timeout=self.timeout, verify=self.verify,
+            )
+        except requests.RequestException as error:
+            raise AuthenticationFailed(
+                redact(f"OAuth2 token request to {url} failed: {type(error).__name__}: {error}", self.secrets)
+            ) from None
+        content_type = response.headers.get("Content-Type", "") or "no content type"
+        if response.status_code >= 400:
+            raise AuthenticationFailed(
+                redact(
+                    f"OAuth2 token request to {url} answered {response.status_code} ({content_type}): "
+                    f"{response.text[:200]!r}",
+                    self.secrets,
+                )
+            )
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        token = body.get(c.token_path) if isinstance(body, dict) else None
+        if not isinstance(token, str) or not token:
+            raise AuthenticationFailed(
+                f"OAuth2 token request to {url} answered {response.status_code} ({content_type}) "
+                f"without {c.token_path!r}"
+            )
+        try:
+            lifetime = float(body.get("expires_in", DEFAULT_TOKEN_LIFETIME_SECONDS))
+        except (TypeError, ValueError):
+            lifetime = DEFAULT_TOKEN_LIFETIME_SECONDS
+        return token, max(lifetime, 0.0)
+
+
+def _set_header(headers: dict[str, str], name: str, value: str) -> None:
+    """Set a header, replacing one of the same name in any letter case."""
+    for existing in [key for key in headers if key.lower() == name.lower()]:
+        del headers[existing]
+    headers[name] = value
+
+
+def _cache_load(source: Any) -> dict[str, Any]:
+    if getattr(source, "pk", None) is None:
+        return dict(getattr(source, "auth_token_cache", None) or {})
+    # Read the row, not the instance: another worker may have fetched a token since it was loaded.
+    row = type(source).objects.filter(pk=source.pk).values_list("auth_token_cache", flat=True).first()
+    return dict(row or {})
+
+
+def _cache_store(source: Any, value: dict[str, Any]) -> None:
+    source.auth_token_cache = value
+    if getattr(source, "pk", None) is not None:
+        # Only this column: the rest of the row (rate-limit state) belongs to other writers.
+        type(source).objects.filter(pk=source.pk).update(auth_token_cache=value)
+
+
+def authenticator_for(*, source: Any, timeout: tuple[float, float], verify: bool | str = True) -> Authenticator:
+    """Return the authenticator of a source; raise CredentialsError when its credentials are malformed."""
+    return Authenticator(
+        source=source, credentials=credentials_parse(source.credentials or {}), timeout=timeout, verify=verify
+    )

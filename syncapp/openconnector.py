@@ -1,0 +1,287 @@
+"""Read OpenConnector exports as configuration bundles.
+
+OpenConnector (a Nextcloud app whose configuration names this service keeps) exports objects with
+its own bookkeeping fields, PHP's `[]` for an empty object, booleans written as text, references
+that are URLs or missing (a `slug` instead), and links to other objects by numeric database id.
+`bundle_normalize` turns such an export into this service's bundle format; a bundle already in that
+format comes back unchanged.
+
+Accepted shapes: a bundle (`sources`, `registers`, `mappings`, `synchronizations` lists); an
+OpenAPI-style export with those sections under `components` (lists, or objects keyed by slug); and
+one exported object with its `@type` (`source`, `mapping`, `synchronization`).
+
+A numeric id (`"sourceId": 3`, `"targetId": "1/2"`, `"sourceTargetMapping": "5"`, `"followUps": [4]`)
+is resolved, in this order: an item of the bundle whose reference is that text; an item of the
+bundle with that `id`; the item at that position (counting from 1, as OpenConnector's ids do) when
+the bundle's items carry no ids; an existing object with that reference; an existing object with
+that primary key. What cannot be resolved is left for validation to report with its path.
+"""
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any
+
+from syncapp.models import Mapping, Register, Schema, Source, Synchronization
+
+SECTIONS = ("sources", "registers", "mappings", "synchronizations")
+_TYPES = {"source": "sources", "mapping": "mappings", "synchronization": "synchronizations", "register": "registers"}
+_REFERENCE = re.compile(r"^[-a-zA-Z0-9_]+$")
+# Fields only OpenConnector writes: an item with one of them is an export, whose reference may need
+# deriving and whose empty objects may be written as [].
+_EXPORT_FIELDS = frozenset({
+    "@type", "@id", "@context", "id", "uuid", "slug", "version", "created", "updated", "dateCreated",
+    "dateModified", "configurations",
+})
+_SOURCE_AUTH_FIELDS = ("auth", "apikey", "authorizationHeader", "username", "password", "secret", "jwt", "jwtId")
+_OAUTH_KEYS = {
+    "tokenUrl": "tokenUrl", "client_id": "clientId", "client_secret": "clientSecret", "scope": "scope",
+    "audience": "audience", "authentication": "clientAuthentication", "grant_type": "grant_type",
+    "tokenLocation": "tokenPath",
+}
+
+
+def _is_export(item: dict[str, Any]) -> bool:
+    return any(key in item for key in _EXPORT_FIELDS)
+
+
+def _slugify(text: Any) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-")[:120]
+
+
+def _numeric(value: Any) -> int | None:
+    """Return the number a link holds when it is an OpenConnector id, else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
+def _object(value: Any) -> Any:
+    """Return PHP's empty array as the empty object it stands for."""
+    return {} if value == [] else value
+
+
+def _sections(bundle: dict[str, Any]) -> dict[str, Any]:
+    """Return the bundle's sections, taken from `components` or an `@type` when it is written so."""
+    if isinstance(bundle.get("@type"), str) and bundle["@type"].lower() in _TYPES:
+        return {_TYPES[bundle["@type"].lower()]: [bundle]}
+    components = bundle.get("components")
+    if isinstance(components, dict) and not any(section in bundle for section in SECTIONS):
+        sections: dict[str, Any] = {}
+        for section in SECTIONS:
+            value = components.get(section)
+            if isinstance(value, dict):
+                value = [
+                    {"reference": key, **item} if isinstance(item, dict) and "reference" not in item else item
+                    for key, item in value.items()
+                ]
+            if value is not None:
+                sections[section] = value
+        return sections
+    return bundle
+
+
+def _reference_of(item: dict[str, Any], *, section: str, index: int) -> str:
+    reference = item.get("reference")
+    if isinstance(reference, str) and _REFERENCE.match(reference):
+        return reference
+    for candidate in (item.get("slug"), item.get("name")):
+        if isinstance(candidate, str) and _slugify(candidate):
+            return _slugify(candidate)
+    return f"{section.rstrip('s')}-{index + 1}"
+
+
+def _source_credentials(item: dict[str, Any], configuration: dict[str, Any]) -> dict[str, Any] | None:
+    """Return credentials from OpenConnector's source fields and `authentication.*` configuration."""
+    oauth = {
+        _OAUTH_KEYS[key.split(".", 1)[1]]: value
+        for key, value in configuration.items()
+        if key.startswith("authentication.") and key.split(".", 1)[1] in _OAUTH_KEYS
+    }
+    nested = configuration.get("authentication")
+    if isinstance(nested, dict):
+        oauth.update({_OAUTH_KEYS[key]: value for key, value in nested.items() if key in _OAUTH_KEYS})
+    auth = str(item.get("auth") or "").strip().lower()
+    if oauth:
+        return {"type": "oauth2", **oauth}
+    if auth in ("apikey", "api-key", "api_key") and item.get("apikey"):
+        return {
+            "type": "apiKey", "in": "header", "name": item.get("authorizationHeader") or "Authorization",
+            "value": item["apikey"],
+        }
+    if auth in ("basic", "username-password") or (not auth and item.get("username") and item.get("password")):
+        return {"type": "basic", "username": item.get("username") or "", "password": item.get("password") or ""}
+    if auth in ("", "none"):
+        return None
+    # jwt and other schemes this service does not speak: validation names the type.
+    return {"type": auth}
+
+
+def _source(item: dict[str, Any]) -> dict[str, Any]:
+    configuration = _object(item.get("configuration")) or {}
+    if isinstance(configuration, dict):
+        configuration = dict(configuration)
+        credentials = _source_credentials(item, configuration)
+        if credentials is not None and not item.get("credentials"):
+            item["credentials"] = credentials
+        # Secrets and OpenConnector's template calls (`{{ oauthToken(source) }}`) leave the configuration.
+        for key in list(configuration):
+            secret = key == "authentication" or key.startswith("authentication.")
+            template = key.lower() == "headers.authorization" and "{{" in str(configuration[key])
+            if secret or template:
+                del configuration[key]
+        headers = _object(item.get("headers"))
+        if isinstance(headers, dict) and headers and "headers" not in configuration:
+            configuration["headers"] = headers
+    item["configuration"] = configuration
+    for key in (*_SOURCE_AUTH_FIELDS, "headers"):
+        item.pop(key, None)
+    if item.get("isEnabled") is None:
+        item.pop("isEnabled", None)
+    return item
+
+
+def _mapping(item: dict[str, Any]) -> dict[str, Any]:
+    for key in ("mapping", "cast"):
+        if key in item:
+            item[key] = _object(item[key]) if item[key] is not None else {}
+    if item.get("unset") is None:
+        item.pop("unset", None)
+    if item.get("passThrough") is None:
+        item.pop("passThrough", None)
+    return item
+
+
+class _Resolver:
+    """Turn OpenConnector's numeric ids into references of the bundle or the database."""
+
+    def __init__(self, sections: dict[str, list[dict[str, Any]]]):
+        self.sections = sections
+        self.schemas = [
+            (register, schema)
+            for register in sections.get("registers", [])
+            for schema in (register.get("schemas") or [])
+            if isinstance(schema, dict)
+        ]
+
+    @staticmethod
+    def _in_items(items: list[dict[str, Any]], value: Any) -> dict[str, Any] | None:
+        text = str(value)
+        for item in items:
+            if item.get("reference") == text:
+                return item
+        number = _numeric(value)
+        if number is None:
+            return None
+        for item in items:
+            if _numeric(item.get("id")) == number:
+                return item
+        if not any("id" in item for item in items) and 1 <= number <= len(items):
+            return items[number - 1]
+        return None
+
+    def reference(self, section: str, model, value: Any) -> Any:
+        """Return the reference an id names, or the value unchanged when nothing has it."""
+        if value in (None, ""):
+            return value
+        found = self._in_items(self.sections.get(section, []), value)
+        if found is not None:
+            return found["reference"]
+        text = str(value)
+        if model.objects.filter(reference=text).exists():
+            return text
+        number = _numeric(value)
+        if number is not None:
+            reference = model.objects.filter(pk=number).values_list("reference", flat=True).first()
+            if reference is not None:
+                return reference
+        return text if isinstance(value, int) else value
+
+    def schema_path(self, value: Any) -> Any:
+        """Return `register/schema` references for an OpenConnector `registerId/schemaId`."""
+        if not isinstance(value, str) or "/" not in value:
+            return value
+        register_id, _, schema_id = value.partition("/")
+        if _numeric(register_id) is None and _numeric(schema_id) is None:
+            return value
+        register = self._in_items(self.sections.get("registers", []), register_id)
+        if register is not None:
+            schema = self._in_items([s for s in (register.get("schemas") or []) if isinstance(s, dict)], schema_id)
+            if schema is None:
+                matches = [pair for pair in self.schemas if pair[0] is register]
+                found = self._in_items([schema for _, schema in self.schemas], schema_id)
+                schema = found if any(found is s for _, s in matches) else None
+            if schema is not None:
+                return f"{register['reference']}/{schema['reference']}"
+        register_ref = self.reference("registers", Register, register_id)
+        schema = Schema.objects.filter(register__reference=register_ref, reference=schema_id).first()
+        if schema is None and _numeric(schema_id) is not None:
+            schema = Schema.objects.select_related("register").filter(pk=_numeric(schema_id)).first()
+        return schema.path if schema is not None else value
+
+
+def _synchronization(item: dict[str, Any], resolve: _Resolver) -> dict[str, Any]:
+    if _is_export(item):
+        for key in ("sourceConfig", "targetConfig", "conditions"):
+            if key in item:
+                item[key] = _object(item[key]) if item[key] is not None else {}
+        if item.get("isEnabled") is None:
+            item.pop("isEnabled", None)
+    source_type = item.get("sourceType") or "api"
+    target_type = item.get("targetType") or "register/schema"
+    if "sourceId" in item:
+        if source_type == "api":
+            item["sourceId"] = resolve.reference("sources", Source, item["sourceId"])
+        elif source_type == "register/schema":
+            item["sourceId"] = resolve.schema_path(item["sourceId"])
+    if "targetId" in item:
+        if target_type == "api":
+            item["targetId"] = resolve.reference("sources", Source, item["targetId"])
+        elif target_type == "register/schema":
+            item["targetId"] = resolve.schema_path(item["targetId"])
+    for key in ("sourceHashMapping", "sourceTargetMapping", "targetSourceMapping"):
+        if key in item:
+            item[key] = resolve.reference("mappings", Mapping, item[key])
+    follow_ups = item.get("followUps")
+    if isinstance(follow_ups, list):
+        item["followUps"] = [resolve.reference("synchronizations", Synchronization, ref) for ref in follow_ups]
+    return item
+
+
+def bundle_normalize(bundle: Any) -> Any:
+    """Return an OpenConnector export as a bundle of this service; any other bundle as it is."""
+    if not isinstance(bundle, dict):
+        return bundle
+    sections = copy.deepcopy(_sections(bundle))
+    if not isinstance(sections, dict):
+        return bundle
+    for section in SECTIONS:
+        items = sections.get(section)
+        if not isinstance(items, list):
+            continue
+        for index, item in enumerate(items):
+            if not isinstance(item, dict) or not _is_export(item):
+                continue
+            item["reference"] = _reference_of(item, section=section, index=index)
+            if item.get("description") is None and "description" in item:
+                item["description"] = ""
+            for schema in item.get("schemas") or [] if section == "registers" else []:
+                if isinstance(schema, dict) and _is_export(schema):
+                    schema["reference"] = _reference_of(schema, section="schemas", index=0)
+    resolve = _Resolver({
+        section: [item for item in sections.get(section) or [] if isinstance(item, dict)]
+        for section in SECTIONS
+        if isinstance(sections.get(section), list)
+    })
+    for section, convert in (("sources", _source), ("mappings", _mapping)):
+        for item in sections.get(section) or [] if isinstance(sections.get(section), list) else []:
+            if isinstance(item, dict) and _is_export(item):
+                convert(item)
+    for item in sections.get("synchronizations") or [] if isinstance(sections.get("synchronizations"), list) else []:
+        if isinstance(item, dict):
+            _synchronization(item, resolve)
+    return sections

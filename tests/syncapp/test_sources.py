@@ -1,0 +1,438 @@
+"""Calls to a source (SYNC.md section 4): merged settings, TLS, templates, JSON and XML bodies, clear errors,
+and finding the objects in a body."""
+from __future__ import annotations
+
+import json
+import shutil
+import ssl
+import subprocess
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+
+from syncapp import synchronization
+from syncapp.authentication import mask_url
+from syncapp.configuration import ConfigurationInvalid, bundle_validate
+from syncapp.models import Source
+from syncapp.pagination import PageRequest, first_page_request, pagination_from_source_config
+from syncapp.sources import (
+    SourceError,
+    call_settings,
+    configuration_problems,
+    endpoint_url,
+    extract_objects,
+    fetch_page,
+    xml_to_data,
+)
+from tests.conftest import zoo_bundle
+from tests.helpers import import_zoo
+from tests.loopback import LoopbackServer
+
+Reply = tuple[int, dict[str, str], Any]
+
+
+@dataclass
+class Seen:
+    """One request as the server saw it: header names are lower case, repeated headers all kept."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, list[str]]
+    form: dict[str, str] = field(default_factory=dict)
+
+    def header(self, name: str) -> str | None:
+        values = self.headers.get(name.lower())
+        return values[-1] if values else None
+
+
+class RecordingServer:
+    """A loopback HTTP(S) server that hands `handler` every request with its headers, and records them."""
+
+    def __init__(self, handler: Callable[[Seen], Reply], *, tls: tuple[Path, Path] | None = None):
+        self.handler = handler
+        self.seen: list[Seen] = []
+        outer = self
+
+        class _Handler(BaseHTTPRequestHandler):
+            def _serve(self) -> None:
+                parts = urlsplit(self.path)
+                headers: dict[str, list[str]] = {}
+                for name, value in self.headers.items():
+                    headers.setdefault(name.lower(), []).append(value)
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length).decode() if length else ""
+                seen = Seen(self.command, parts.path, dict(parse_qsl(parts.query, keep_blank_values=True)),
+                            headers, dict(parse_qsl(raw, keep_blank_values=True)))
+                outer.seen.append(seen)
+                status, reply_headers, body = outer.handler(seen)
+                if isinstance(body, str):
+                    payload = body.encode()
+                elif isinstance(body, bytes):
+                    payload = body
+                else:
+                    payload = json.dumps(body).encode()
+                    reply_headers = {"Content-Type": "application/json", **reply_headers}
+                self.send_response(status)
+                for name, value in reply_headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = _serve  # noqa: N815 - the names http.server dispatches to
+            do_POST = _serve  # noqa: N815
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self.scheme = "http"
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(certfile=tls[0], keyfile=tls[1])
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+            self.scheme = "https"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://127.0.0.1:{self._server.server_address[1]}"
+
+    def __enter__(self) -> RecordingServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+def source_at(url: str, **configuration: Any) -> Source:
+    """An unsaved source: fetching needs no database."""
+    return Source(reference="zoo-api", name="Zoo", location=url, configuration=configuration, credentials={})
+
+
+def fetch(source: Source, source_config: dict[str, Any] | None = None):
+    source_config = source_config or {}
+    request = first_page_request(
+        config=pagination_from_source_config(source_config),
+        url=endpoint_url(source=source, source_config=source_config), params={},
+    )
+    return fetch_page(source=source, source_config=source_config, request=request)
+
+
+# ---------------------------------------------------------------------------------------------
+# Settings of a call
+
+
+def test_headers_of_the_source_and_the_synchronization_merge_later_winning_whatever_the_letter_case():
+    with RecordingServer(lambda seen: (200, {}, [])) as server:
+        source = source_at(
+            server.url, headers={"Accept": "application/xml", "X-Tenant": "a"}, **{"headers.X-Trace": "1"}
+        )
+        fetch(source, {"headers": {"accept": "application/json"}, "headers.X-Tenant": "b", "headers.X-Trace": None})
+
+    seen = server.seen[0]
+    assert seen.headers["accept"] == ["application/json"]
+    assert seen.headers["x-tenant"] == ["b"]
+    assert "x-trace" not in seen.headers
+
+
+def test_a_list_of_header_values_is_sent_as_one_header():
+    with RecordingServer(lambda seen: (200, {}, [])) as server:
+        fetch(source_at(server.url, headers={"Accept": ["application/json", "text/json"]}))
+
+    assert server.seen[0].headers["accept"] == ["application/json, text/json"]
+
+
+def test_query_parameters_of_the_source_the_synchronization_and_the_endpoint_all_reach_the_source():
+    with RecordingServer(lambda seen: (200, {}, [])) as server:
+        source = source_at(f"{server.url}/api?version=2", query={"a": "1", "b": "1", "gone": "x"})
+        fetch(source, {"endpoint": "/animals?c=3", "query.b": "2", "query": {"gone": None}})
+
+    assert server.seen[0].path == "/api/animals"
+    assert server.seen[0].query == {"version": "2", "c": "3", "a": "1", "b": "2"}
+
+
+def test_timeouts_come_from_settings_then_the_source_then_the_synchronization(settings):
+    settings.SYNC_HTTP_CONNECT_TIMEOUT, settings.SYNC_HTTP_READ_TIMEOUT = 3, 30
+    source = source_at("http://x", connectTimeout=2, timeout="7")
+
+    assert call_settings(source=source_at("http://x"), source_config={}).timeout == (3.0, 30.0)
+    assert call_settings(source=source, source_config={}).timeout == (2.0, 7.0)
+    assert call_settings(source=source, source_config={"read_timeout": 9}).timeout == (2.0, 9.0)
+
+
+@pytest.mark.parametrize(
+    ("configuration", "problem"),
+    [
+        ({"timeout": "soon"}, "configuration.timeout: must be a number of seconds, got 'soon'"),
+        ({"connectTimeout": 0}, "configuration.connectTimeout: must be more than 0 seconds"),
+        ({"verify": 3}, "configuration.verify: must be true, false or the path of a CA bundle"),
+        ({"headers": ["Accept"]}, "configuration.headers: must be an object"),
+    ],
+)
+def test_bad_call_settings_are_reported_with_their_path(configuration, problem):
+    problems = configuration_problems(configuration, path="configuration")
+
+    assert len(problems) == 1 and problems[0].startswith(problem), problems
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )
+    return cert, key
+
+
+def test_tls_is_verified_unless_turned_off_or_given_a_ca_bundle(certificate):
+    with RecordingServer(lambda seen: (200, {}, [{"id": 1}]), tls=certificate) as server:
+        with pytest.raises(SourceError, match="TLS failed"):
+            fetch(source_at(server.url))
+        unverified = fetch(source_at(server.url, verify="false"))
+        with_bundle = fetch(source_at(server.url), {"verify": str(certificate[0])})
+
+    assert unverified.body == with_bundle.body == [{"id": 1}]
+    assert len(server.seen) == 2  # the refused handshake is not retried, and never reaches the handler
+
+
+# ---------------------------------------------------------------------------------------------
+# Endpoints
+
+
+@pytest.mark.parametrize(
+    ("location", "endpoint", "expected"),
+    [
+        ("http://x/api/", "/animals", "http://x/api/animals"),
+        ("http://x/api", "animals?a=1", "http://x/api/animals?a=1"),
+        ("http://x/api?key=v", "/animals?a=1", "http://x/api/animals?key=v&a=1"),
+        ("http://x/api", "", "http://x/api"),
+        ("http://x/api", "https://other/animals", "https://other/animals"),
+    ],
+)
+def test_the_endpoint_is_appended_to_the_location(location, endpoint, expected):
+    assert endpoint_url(source=source_at(location), source_config={"endpoint": endpoint}) == expected
+
+
+def test_an_endpoint_template_is_rendered_with_the_run_variables():
+    url = endpoint_url(
+        source=source_at("http://x"), source_config={"endpoint": "/runs/{{ run.id }}?since={{ lastSync or 'ever' }}"},
+        variables={"run": {"id": 7}, "lastSync": ""},
+    )
+
+    assert url == "http://x/runs/7?since=ever"
+
+
+def test_an_endpoint_template_that_fails_is_a_clear_error():
+    with pytest.raises(SourceError, match="sourceConfig.endpoint: .*template error"):
+        endpoint_url(source=source_at("http://x"), source_config={"endpoint": "/{{ run.id.nope.deeper }}"},
+                     variables={})
+
+
+@pytest.mark.django_db
+def test_an_endpoint_template_with_bad_syntax_is_refused_at_import_with_its_path():
+    bundle = zoo_bundle(location="http://127.0.0.1:8900")
+    bundle["synchronizations"][0]["sourceConfig"]["endpoint"] = "/animals?since={{ lastSync "
+
+    with pytest.raises(ConfigurationInvalid) as caught:
+        bundle_validate(bundle)
+
+    assert any(p.startswith("synchronizations[0].sourceConfig.endpoint: template syntax error")
+               for p in caught.value.problems), caught.value.problems
+
+
+@pytest.mark.django_db
+def test_bad_call_settings_of_a_source_are_refused_at_import_with_their_path():
+    bundle = zoo_bundle(location="http://127.0.0.1:8900")
+    bundle["sources"][0]["configuration"]["timeout"] = "a while"
+
+    with pytest.raises(ConfigurationInvalid) as caught:
+        bundle_validate(bundle)
+
+    assert caught.value.problems == ["sources[0].configuration.timeout: must be a number of seconds, got 'a while'"]
+
+
+@pytest.mark.usefixtures("transactional_db", "in_process_tasks")
+def test_each_run_renders_its_endpoint_template_so_a_run_can_ask_for_what_changed_since_the_last():
+    with LoopbackServer(lambda path, query: (200, {}, [])) as server:
+        sync = import_zoo(zoo_bundle(location=server.url))
+        sync.source_config = {"endpoint": "/animals?since={{ lastSync }}&run={{ run.id }}", "resultsPosition": "_root"}
+        sync.save()
+        first = synchronization.run_start(synchronization=sync)
+        second = synchronization.run_start(synchronization=sync)
+
+    first.refresh_from_db()
+    assert first.status == "succeeded", first.error_message
+    assert server.requests[0][1] == {"since": "", "run": str(first.pk)}
+    since = first.started_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    assert server.requests[1][1] == {"since": since, "run": str(second.pk)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Bodies and their errors
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "body", "expected"),
+    [
+        (200, {"Content-Type": "application/json"}, "", "answered 200 (application/json) with an empty body"),
+        (200, {"Content-Type": "text/html; charset=utf-8"}, "<!DOCTYPE html><html>Sign in</html>",
+         "answered 200 with text/html; charset=utf-8, not JSON or XML (an HTML page)"),
+        (200, {"Content-Type": "application/json"}, "{'single': 'quotes'}",
+         "answered 200 with application/json, not JSON (Expecting property name"),
+        (200, {"Content-Type": "application/xml"}, "<animals><animal></animals>",
+         "answered 200 with application/xml, not valid XML (mismatched tag"),
+        (404, {"Content-Type": "application/problem+json"}, '{"title": "Not Found"}',
+         "answered 404 (application/problem+json)"),
+        (401, {"Content-Type": "text/plain"}, "no", "answered 401 (text/plain): check the source's credentials"),
+        (503, {"Content-Type": "text/html"}, "<html>down</html>", "answered 503 (text/html)"),
+        (200, {}, "<html><body>plain</body></html>", "answered 200 with no content type, not JSON or XML"),
+    ],
+    ids=["empty", "html", "invalid json", "invalid xml", "404", "401", "503", "untyped html"],
+)
+def test_a_body_that_is_not_a_page_is_an_error_naming_the_url_the_status_and_the_content_type(
+    status, headers, body, expected
+):
+    with LoopbackServer(lambda path, query: (status, headers, body)) as server, pytest.raises(SourceError) as caught:
+        fetch(source_at(server.url), {"endpoint": "/animals"})
+
+    assert expected in str(caught.value)
+    assert f"GET {server.url}/animals" in str(caught.value)
+
+
+def test_an_xml_body_with_entities_is_refused_instead_of_expanded():
+    bomb = (
+        '<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;">]>'
+        "<animals><animal><name>&lol2;</name></animal></animals>"
+    )
+    server = LoopbackServer(lambda path, query: (200, {"Content-Type": "text/xml"}, bomb))
+    with server, pytest.raises(SourceError, match="not valid XML"):
+        fetch(source_at(server.url))
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "kind"),
+    [
+        ("text/plain", '{"items": [{"id": 1}]}', "json"),
+        ("application/vnd.api+json", '{"data": [{"id": 1}]}', "json"),
+        ("application/atom+xml", "<feed><entry><id>1</id></entry></feed>", "xml"),
+        ("application/octet-stream", "<feed><entry><id>1</id></entry></feed>", "xml"),
+    ],
+)
+def test_json_and_xml_are_recognised_by_content_type_or_by_their_first_character(content_type, body, kind):
+    with LoopbackServer(lambda path, query: (200, {"Content-Type": content_type}, body)) as server:
+        page = fetch(source_at(server.url))
+
+    assert page.format == kind
+    assert extract_objects(body=page.body, results_position=None, url=page.url, xml=kind == "xml") in (
+        [{"id": 1}], [{"id": {"#text": "1"}}]
+    )
+
+
+def test_xml_reads_as_openconnector_reads_it():
+    from defusedxml.ElementTree import fromstring
+
+    root = fromstring(
+        '<r:list xmlns:r="urn:r" count="2"><r:item id="1" r:kind="a"><name>One</name><tag>x</tag><tag>y</tag>'
+        '</r:item><r:item id="2"><name lang="en">Two</name><empty/></r:item></r:list>'
+    )
+
+    assert xml_to_data(root) == {
+        "@attributes": {"count": "2"},
+        "item": [
+            {"@attributes": {"id": "1", "kind": "a"}, "name": {"#text": "One"},
+             "tag": [{"#text": "x"}, {"#text": "y"}]},
+            {"@attributes": {"id": "2"}, "name": {"@attributes": {"lang": "en"}, "#text": "Two"}, "empty": {}},
+        ],
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Finding the objects
+
+
+@pytest.mark.parametrize(
+    ("body", "position", "expected"),
+    [
+        ([{"id": 1}], "_root", [{"id": 1}]),
+        ({"id": 1}, "_object", [{"id": 1}]),
+        ({"data": {"items": [{"id": 1}]}}, "data.items", [{"id": 1}]),
+        ({"items": [1], "result": [2], "results": [3], "data": [4]}, None, [1]),
+        ({"result": [2], "results": [3], "data": [4]}, None, [2]),
+        ({"results": [3], "data": [4]}, None, [3]),
+        ({"data": [4], "meta": {"total": 1}}, None, [4]),
+        ({"value": [5], "@odata.count": 1}, None, [5]),
+        ([6], None, [6]),
+        ({"results": []}, None, []),
+    ],
+)
+def test_objects_are_found_by_results_position_or_detected(body, position, expected):
+    assert extract_objects(body=body, results_position=position, url="http://x/a") == expected
+
+
+@pytest.mark.parametrize(
+    ("body", "position", "message"),
+    [
+        ({"message": "maintenance"}, None, "http://x/a: no list of objects found in the body"),
+        ({"a": [1], "b": [2]}, None, "http://x/a: no list of objects found in the body"),
+        ({"data": {"items": "none"}}, "data.items", "http://x/a: resultsPosition 'data.items' holds a str"),
+        ({"data": {}}, "data.items", "http://x/a: resultsPosition 'data.items' holds nothing"),
+        ({"id": 1}, "_root", "http://x/a: resultsPosition is _root but the body is a dict"),
+        ([{"id": 1}], "_object", "http://x/a: resultsPosition is _object but the body is not an object"),
+    ],
+)
+def test_a_body_without_a_list_is_an_error_naming_the_url_never_an_empty_page(body, position, message):
+    with pytest.raises(SourceError) as caught:
+        extract_objects(body=body, results_position=position, url="http://x/a")
+
+    assert str(caught.value).startswith(message)
+
+
+def test_an_xml_element_that_occurs_once_is_a_list_of_one():
+    body = {"@attributes": {"total": "1"}, "animal": {"@attributes": {"id": "1"}}}
+
+    assert extract_objects(body=body, results_position="animal", url="u", xml=True) == [body["animal"]]
+    assert extract_objects(body=body, results_position=None, url="u", xml=True) == [body["animal"]]
+    with pytest.raises(SourceError):
+        extract_objects(body=body, results_position="animal", url="u", xml=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Secrets in URLs
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("http://x/a?api_key=s3cret&page=2", "http://x/a?api_key=***&page=2"),
+        ("http://x/a?Token=s3cret", "http://x/a?Token=***"),
+        ("http://user:s3cret@x/a", "http://user:***@x/a"),
+        ("http://x/a?custom=s3cret", "http://x/a?custom=***"),
+        ("http://x/a?page=2", "http://x/a?page=2"),
+    ],
+)
+def test_secrets_in_a_url_are_masked(url, expected):
+    assert mask_url(url, secret_params={"custom"}) == expected
+
+
+def test_a_page_request_stored_for_the_next_page_is_json():
+    request = first_page_request(config=pagination_from_source_config({}), url="http://x/a?b=1", params={})
+
+    assert PageRequest.from_json(json.loads(json.dumps(request.to_json()))) == request

@@ -80,7 +80,11 @@ def env_url(name: str, *, schemes: tuple[str, ...], default: str | None = None) 
     value = _raw(name)
     if value is None:
         return default
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - reading it is what validates it
+    except ValueError as error:
+        raise SettingError(f"{name} is not a valid URL ({error}): {describe_url(value)!r}") from None
     if parts.scheme not in schemes:
         allowed = ", ".join(f"{scheme}://" for scheme in schemes)
         raise SettingError(f"{name} must start with one of {allowed}, got {describe_url(value)!r}")
@@ -91,8 +95,9 @@ def env_url(name: str, *, schemes: tuple[str, ...], default: str | None = None) 
 
 def describe_url(url: str) -> str:
     """Return the URL with any password replaced, fit for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
+    scheme, separator, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not separator or not at or ":" not in credentials:
         return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return parts._replace(netloc=netloc).geturl()
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"

@@ -2,6 +2,7 @@ import json
 
 from django import forms
 from django.contrib import admin, messages
+from django.db import models
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -26,7 +27,19 @@ class WriteOnlyTextarea(forms.Textarea):
         return None
 
 
-class SourceForm(forms.ModelForm):
+class EmptyJSONForm(forms.ModelForm):
+    """A cleared JSON textarea saves the field's empty default ({} or []), not NULL."""
+
+    def clean(self):
+        cleaned = super().clean()
+        for field in self._meta.model._meta.concrete_fields:
+            cleared = field.name in cleaned and cleaned[field.name] is None
+            if cleared and isinstance(field, models.JSONField) and callable(field.default):
+                cleaned[field.name] = field.default()
+        return cleaned
+
+
+class SourceForm(EmptyJSONForm):
     """Credentials are write-only: the form never shows them, and a blank field keeps them."""
 
     new_credentials = forms.JSONField(
@@ -76,7 +89,7 @@ class SourceAdmin(admin.ModelAdmin):
     search_fields = ["reference", "name", "location"]
 
 
-class MappingForm(forms.ModelForm):
+class MappingForm(EmptyJSONForm):
     class Meta:
         model = Mapping
         fields = ["reference", "name", "description", "mapping", "unset", "cast", "pass_through"]
@@ -198,7 +211,7 @@ class ObjectAdmin(admin.ModelAdmin):
     readonly_fields = ["uuid", "created_at", "updated_at"]
 
 
-class SynchronizationForm(forms.ModelForm):
+class SynchronizationForm(EmptyJSONForm):
     class Meta:
         model = Synchronization
         fields = [

@@ -294,7 +294,6 @@ def test_a_task_time_limit_that_is_not_below_the_visibility_timeout_stops_the_se
     assert "CELERY_TASK_TIME_LIMIT" in last_line(result.stderr)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: env_url accepts or crashes on malformed URLs without naming the variable")
 @pytest.mark.parametrize(
     ("variable", "value"),
     [

@@ -5,7 +5,6 @@ import json
 from typing import Any
 
 import pytest
-from django.db import IntegrityError
 from django.urls import reverse
 
 from contracts.models import ContractLog, SynchronizationContract, SynchronizationRun
@@ -465,12 +464,6 @@ def test_an_object_invalid_against_its_schema_is_refused_by_the_admin(admin_clie
 # ---------------------------------------------------------------------------------------------
 # Clearing an optional JSON field: refused at the field or saved empty, never a server error.
 
-CRASHES = pytest.mark.xfail(
-    strict=True, raises=IntegrityError,
-    reason="BUG: the admin form turns a cleared JSON textarea into None, saved as NULL into a NOT NULL column",
-)
-
-
 def change_form(label: str, instance: Any) -> dict[str, Any]:
     """Return the change form of the instance as the admin would post it unchanged."""
     if label == "syncapp.source":
@@ -489,14 +482,14 @@ def change_form(label: str, instance: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("label", "field"),
     [
-        pytest.param("syncapp.source", "configuration", marks=CRASHES),
-        pytest.param("syncapp.mapping", "mapping", marks=CRASHES),
-        pytest.param("syncapp.mapping", "unset", marks=CRASHES),
-        pytest.param("syncapp.mapping", "cast", marks=CRASHES),
+        ("syncapp.source", "configuration"),
+        ("syncapp.mapping", "mapping"),
+        ("syncapp.mapping", "unset"),
+        ("syncapp.mapping", "cast"),
         ("syncapp.schema", "schema"),
-        pytest.param("syncapp.synchronization", "conditions", marks=CRASHES),
+        ("syncapp.synchronization", "conditions"),
         ("syncapp.synchronization", "source_config"),
-        pytest.param("syncapp.synchronization", "target_config", marks=CRASHES),
+        ("syncapp.synchronization", "target_config"),
     ],
 )
 def test_clearing_an_optional_json_field_is_refused_at_the_field_or_saved_empty(admin_client, label, field):

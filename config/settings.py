@@ -19,6 +19,8 @@ if SECRET_KEY is None:
     # Only good for local use; docker-compose and production set their own.
     SECRET_KEY = "insecure-local-key-set-DJANGO_SECRET_KEY-in-production"
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
+# Behind an HTTPS proxy the admin's forms need their origin listed, e.g. https://sync.example.org
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -159,6 +161,8 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Synchronization service API",
     "DESCRIPTION": "Sources, mappings, synchronizations, the register, runs and contracts.",
     "VERSION": "0.1.0",
+    # A synchronization's source and target types are the same choice set: name it once.
+    "ENUM_NAME_OVERRIDES": {"EndpointTypeEnum": "syncapp.models.Synchronization.TargetType"},
 }
 
 LOG_LEVEL = env_str("LOG_LEVEL", default="INFO").upper()

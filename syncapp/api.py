@@ -1,6 +1,7 @@
 """REST API of sources, mappings, the register and synchronizations."""
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -169,6 +170,7 @@ class MappingViewSet(viewsets.ModelViewSet):
     queryset = Mapping.objects.all()
     serializer_class = MappingSerializer
 
+    @extend_schema(operation_id="mappings_try_saved")
     @action(detail=True, methods=["post"], url_path="try", serializer_class=MappingTrySerializer)
     def try_saved(self, request: Request, pk=None) -> Response:
         """Apply this mapping to a sample input; nothing is stored."""
@@ -178,6 +180,7 @@ class MappingViewSet(viewsets.ModelViewSet):
             mapping_try(config=mapping_config_of(self.get_object()), sample=body.validated_data["input"])
         )
 
+    @extend_schema(operation_id="mappings_try_draft")
     @action(detail=False, methods=["post"], url_path="try", serializer_class=MappingDraftTrySerializer)
     def try_draft(self, request: Request) -> Response:
         """Apply an unsaved mapping to a sample input."""

@@ -171,3 +171,11 @@ def test_the_admin_test_sync_page_reports_a_source_it_cannot_reach(admin_client,
 
     assert response.status_code == 200
     assert "failed" in response.content.decode()
+
+
+def test_the_openapi_description_generates_without_warnings(tmp_path):
+    from django.core.management import call_command
+
+    call_command("spectacular", "--fail-on-warn", "--file", str(tmp_path / "schema.yml"))
+
+    assert "/api/mappings/{id}/try/" in (tmp_path / "schema.yml").read_text()

@@ -5,6 +5,7 @@ redelivered task finds its work recorded and does nothing twice.
 """
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC
@@ -128,6 +129,16 @@ def context_load(*, synchronization_id: int) -> SyncContext:
         id_position=str(config.get("idPosition") or "id"),
         results_position=config.get("resultsPosition") or None,
     )
+
+
+@functools.lru_cache(maxsize=16)
+def context_for_run(*, synchronization_id: int, run_id: int) -> SyncContext:
+    """Return the synchronization as loaded once per run and worker process, for its object tasks.
+
+    A mapping changed during a run reaches the objects of the next run: their contracts keep the
+    fingerprint they were written with, so that run re-checks them.
+    """
+    return context_load(synchronization_id=synchronization_id)
 
 
 def context_check(context: SyncContext) -> None:
@@ -529,10 +540,10 @@ def target_holds(contract: Contract, *, target_hash: str, schema) -> bool:
 
 def object_process(*, run_id: int, contract_id: int, source_object: dict, origin_hash: str) -> None:
     """Map and write one object, then record the contract, a log and the run's counts."""
-    run = SynchronizationRun.objects.filter(pk=run_id).first()
+    run = SynchronizationRun.objects.filter(pk=run_id).only("status", "is_forced", "synchronization_id").first()
     if run is None or run.status != SynchronizationRun.Status.RUNNING:
         return
-    context = context_load(synchronization_id=run.synchronization_id)
+    context = context_for_run(synchronization_id=run.synchronization_id, run_id=run_id)
     schema = context.synchronization.target_schema
     now = timezone.now()
     with transaction.atomic():

@@ -69,7 +69,11 @@ class _Checker:
         self.problems.append(f"{path}: {message}")
 
     def items(self, section: str) -> list[tuple[str, dict]]:
-        value = self.bundle.get(section, [])
+        return self.listed(self.bundle.get(section, []), path=section)
+
+    def listed(self, value: Any, *, path: str) -> list[tuple[str, dict]]:
+        """Return the objects of a list with their paths; report non-objects and bad references."""
+        section = path
         if not isinstance(value, list):
             self.add(section, "must be a list")
             return []
@@ -159,25 +163,7 @@ def bundle_validate(bundle: Any) -> None:
 
     registers = check.items("registers")
     for path, item in registers:
-        schemas = item.get("schemas", [])
-        if not isinstance(schemas, list):
-            check.add(f"{path}.schemas", "must be a list")
-            continue
-        seen: set[str] = set()
-        for index, schema in enumerate(schemas):
-            schema_path = f"{path}.schemas[{index}]"
-            if not isinstance(schema, dict):
-                check.add(schema_path, "must be an object")
-                continue
-            reference = schema.get("reference")
-            if not isinstance(reference, str) or not REFERENCE_PATTERN.match(reference):
-                check.add(f"{schema_path}.reference", "must be a slug of letters, digits, - and _")
-            elif len(reference) > MAX_REFERENCE_LENGTH:
-                check.add(f"{schema_path}.reference", f"must be at most {MAX_REFERENCE_LENGTH} characters")
-            elif reference in seen:
-                check.add(f"{schema_path}.reference", f"{reference!r} appears twice")
-            else:
-                seen.add(reference)
+        for schema_path, schema in check.listed(item.get("schemas", []), path=f"{path}.schemas"):
             for problem in check_json_schema(schema.get("schema", {})):
                 check.add(f"{schema_path}.schema", problem)
 

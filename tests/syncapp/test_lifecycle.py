@@ -410,3 +410,40 @@ def test_a_schedule_that_is_not_cron_is_refused_at_import(sample_source):
     assert caught.value.problems == [
         "synchronizations[0].schedule: 'every day' is not a cron expression like \"*/15 * * * *\""
     ]
+
+
+def test_a_run_can_be_cancelled_through_the_api_once(sample_source, admin_user):
+    sync = import_zoo(zoo_bundle(location=sample_source.url))
+    active = SynchronizationRun.objects.create(synchronization=sync, status="running", heartbeat_at=timezone.now())
+    client = APIClient()
+    client.force_authenticate(admin_user)
+
+    first = client.post(f"/api/runs/{active.pk}/cancel/")
+    second = client.post(f"/api/runs/{active.pk}/cancel/")
+
+    assert (first.status_code, first.json()["status"]) == (200, "cancelled")
+    assert second.status_code == 409 and "already ended" in second.json()["detail"]
+
+
+def test_the_admin_cancels_the_selected_runs(sample_source, admin_client):
+    sync = import_zoo(zoo_bundle(location=sample_source.url))
+    active = SynchronizationRun.objects.create(synchronization=sync, status="queued", heartbeat_at=timezone.now())
+
+    admin_client.post(
+        reverse("admin:contracts_synchronizationrun_changelist"),
+        {"action": "cancel", "_selected_action": [active.pk]},
+    )
+
+    active.refresh_from_db()
+    assert active.status == "cancelled"
+
+
+def test_the_admin_run_now_action_starts_a_run(sample_source, admin_client, animals):
+    sync = import_zoo(zoo_bundle(location=sample_source.url))
+
+    admin_client.post(
+        reverse("admin:syncapp_synchronization_changelist"), {"action": "run_now", "_selected_action": [sync.pk]}
+    )
+
+    run = SynchronizationRun.objects.get(synchronization=sync)
+    assert (run.status, run.created) == ("succeeded", len(active_ids(animals)))

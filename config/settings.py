@@ -7,7 +7,7 @@ from pathlib import Path
 
 import dj_database_url
 
-from config.env import SettingError, env_bool, env_int, env_list, env_str, env_url
+from config.env import SettingError, env_bool, env_float, env_int, env_list, env_str, env_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -122,9 +122,17 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
+# A message is acknowledged when its task has ended, and one whose worker died goes back to the queue:
+# every task is idempotent (the few that are not say so where they are defined).
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# A task running when the broker connection drops finishes its work (recorded in the database, so a
+# redelivery does nothing twice) rather than being killed half-way.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
+# One message at a time per worker process: a long task never holds others back unseen.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# A broker that restarts is back in seconds: keep trying to send for about 10 s before giving up.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 8, "interval_start": 0, "interval_step": 0.5, "interval_max": 2}
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -138,11 +146,44 @@ SYNC_DEFAULT_MAX_PAGES = env_int("SYNC_DEFAULT_MAX_PAGES", default=10000, minimu
 
 # A running run whose tasks made no progress for this long lost its worker and is failed.
 SYNC_RUN_STALE_SECONDS = env_int("SYNC_RUN_STALE_SECONDS", default=900, minimum=10)
+# A run without progress for this long may have lost task messages (a broker restarted without its
+# data): its queued pages and unfinished objects are sent again, once per this interval.
+SYNC_RUN_RESEND_SECONDS = env_int("SYNC_RUN_RESEND_SECONDS", default=300, minimum=2)
+if SYNC_RUN_RESEND_SECONDS >= SYNC_RUN_STALE_SECONDS:
+    raise SettingError("SYNC_RUN_RESEND_SECONDS must be below SYNC_RUN_STALE_SECONDS")
+
+# Rate limits and faults of sources and targets (SYNC.md section 9; syncapp/http.py).
+# Attempts of a call that times out, loses its connection or gets a 5xx, with exponential backoff
+# and jitter between them (seconds: the first wait, and the longest).
+SYNC_HTTP_MAX_ATTEMPTS = env_int("SYNC_HTTP_MAX_ATTEMPTS", default=3, minimum=1)
+SYNC_HTTP_BACKOFF_SECONDS = env_float("SYNC_HTTP_BACKOFF_SECONDS", default=0.5, minimum=0)
+SYNC_HTTP_BACKOFF_MAX_SECONDS = env_float("SYNC_HTTP_BACKOFF_MAX_SECONDS", default=10, minimum=0)
+# Waits a server asks for (Retry-After, a rate-limit reset, the request budget) up to this long happen
+# inside the task; longer ones retry the task that much later, so no worker sits idle. An inline wait
+# must leave the task time to do its work before the soft time limit.
+SYNC_MAX_INLINE_WAIT = min(
+    env_int("SYNC_MAX_INLINE_WAIT", default=30, minimum=0), max(0, CELERY_TASK_SOFT_TIME_LIMIT // 3)
+)
+# The longest wait honoured at all: a source asking for more fails its page (the run ends failed and
+# deletes nothing). With tasks in process, every wait up to this happens inline.
+SYNC_MAX_RATE_LIMIT_WAIT = env_int("SYNC_MAX_RATE_LIMIT_WAIT", default=3600, minimum=1)
+# The longest countdown of a task retried for a rate limit; a longer wait takes several. Each retry
+# moves the run's heartbeat, so the countdown stays below the re-send interval, and countdown plus
+# time limit stay below the visibility timeout, or Redis would hand the waiting task to a second worker.
+SYNC_TASK_COUNTDOWN_MAX = max(
+    1, min(SYNC_RUN_RESEND_SECONDS // 2, (CELERY_VISIBILITY_TIMEOUT - CELERY_TASK_TIME_LIMIT) // 2)
+)
+# Where the request budgets of sources are kept for all workers together: by default the broker's
+# Redis. With tasks in process and no SYNC_REDIS_URL, each process keeps its own (it is the only one).
+SYNC_REDIS_URL = env_url(
+    "SYNC_REDIS_URL", schemes=("redis", "rediss"), default=None if TASKS_IN_PROCESS else CELERY_BROKER_URL
+)
 # Contract logs and ended runs older than this are purged (each synchronization keeps its last run).
 SYNC_LOG_RETENTION_DAYS = env_int("SYNC_LOG_RETENTION_DAYS", default=30, minimum=1)
 
 CELERY_BEAT_SCHEDULE = {
     "start-scheduled-synchronizations": {"task": "workers.tasks.start_scheduled_runs", "schedule": 60.0},
+    "resend-stalled-runs": {"task": "workers.tasks.resend_stalled_runs", "schedule": 60.0},
     "fail-stale-runs": {"task": "workers.tasks.fail_stale_runs", "schedule": 60.0},
     "purge-old-logs": {"task": "workers.tasks.purge_old_logs", "schedule": 3600.0},
 }

@@ -60,6 +60,12 @@ class SynchronizationRun(models.Model):
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     objects_queued = models.PositiveIntegerField(default=0)
     objects_done = models.PositiveIntegerField(default=0)
+    # Calls repeated and tasks re-scheduled because of timeouts, lost connections, 5xx and rate limits,
+    # and the seconds spent waiting for them and for the source's request budget (SYNC.md section 9).
+    retries = models.PositiveIntegerField(default=0)
+    waited_seconds = models.FloatField(default=0)
+    # When the run's queued pages and unfinished objects were last sent again for lack of progress.
+    resent_at = models.DateTimeField(null=True, blank=True)
     error_message = models.TextField(blank=True)
     report = models.JSONField(default=list, blank=True, help_text="Per-object outcome of a test run.")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -97,6 +103,9 @@ class RunPage(models.Model):
     request = models.JSONField(default=dict, help_text="What to ask the source for this page.")
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
     object_count = models.PositiveIntegerField(default=0)
+    # The object tasks this page sent, as [contract id, source object, origin hash], kept while the run
+    # is active: a message the broker lost is sent again from here (SynchronizationRun.resent_at).
+    queued_objects = models.JSONField(null=True, blank=True)
     error_message = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -77,6 +77,11 @@ def run_fail(*, run_id: int, message: str) -> None:
     SynchronizationRun.objects.filter(pk=run_id).update(error_message=message[:5000], fetch_finished=True)
 
 
+def queued_objects_forget(*, run_id: int) -> None:
+    """Drop the copies of the object tasks an ended run's pages sent: nothing will send them again."""
+    RunPage.objects.filter(run_id=run_id, queued_objects__isnull=False).update(queued_objects=None)
+
+
 def run_is_complete(run: SynchronizationRun) -> bool:
     """Return whether every page and object task of the run has ended."""
     return (
@@ -112,6 +117,7 @@ def run_try_finish(
         run.status = final_status(run)
         run.finished_at = timezone.now()
         run.save()
+        queued_objects_forget(run_id=run.pk)
     logger.info("run %s of %s ended %s %s", run.pk, run.synchronization_id, run.status, run.counts)
     return run
 
@@ -125,6 +131,7 @@ def run_cancel(*, run: SynchronizationRun) -> bool:
         RunPage.objects.filter(run_id=run.pk, status=RunPage.Status.QUEUED).update(
             status=RunPage.Status.FAILED, error_message="cancelled", finished_at=timezone.now()
         )
+        queued_objects_forget(run_id=run.pk)
     run.refresh_from_db()
     return bool(cancelled)
 
@@ -150,6 +157,8 @@ def runs_fail_stale(*, synchronization_id: int | None = None, stale_after: float
             RunPage.objects.filter(run_id=run_id, status=RunPage.Status.QUEUED).update(
                 status=RunPage.Status.FAILED, error_message="run failed: worker lost", finished_at=timezone.now()
             )
+            if updated:
+                queued_objects_forget(run_id=run_id)
         if updated:
             logger.warning("run %s failed: no progress for %ss", run_id, seconds)
             failed.append(run_id)
@@ -184,6 +193,8 @@ def run_summary(run: SynchronizationRun) -> dict:
         "status": run.status,
         "counts": run.counts,
         "pagesFetched": run.pages_fetched,
+        "retries": run.retries,
+        "waitedSeconds": round(run.waited_seconds, 3),
         "error": run.error_message or None,
         "createdAt": run.created_at.isoformat() if run.created_at else None,
         "startedAt": run.started_at.isoformat() if run.started_at else None,

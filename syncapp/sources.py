@@ -10,6 +10,10 @@ Settings of a call come from the source's `configuration`, then the synchronizat
 `timeout` (or `readTimeout`, `read_timeout`) is the read timeout, `connectTimeout` (or
 `connect_timeout`) the connect timeout, in seconds; `verify` turns TLS verification off, or names a CA
 bundle file. Every error names the URL, the status and the content type, never a secret.
+
+A source's `configuration` may also set a request budget kept by all workers together,
+`"rateLimit": {"requests": 10, "per": "second"}` (`per`: second, minute, hour, day or seconds); the
+calls themselves, with rate limits, retries and waits, are syncapp.http's.
 """
 from __future__ import annotations
 
@@ -23,12 +27,6 @@ import requests
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring as xml_fromstring
 from django.conf import settings
-from tenacity import (
-    retry,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
 
 from syncapp.authentication import (
     AuthenticationFailed,
@@ -39,6 +37,7 @@ from syncapp.authentication import (
     redact,
 )
 from syncapp.dotpath import MISSING, get_path
+from syncapp.http import HttpError, OnWait, RateLimited, TransientHttpError, budget_problems, http_request
 from syncapp.models import Source
 from syncapp.pagination import PageRequest, query_split
 
@@ -174,9 +173,16 @@ def call_settings(*, source: Source, source_config: dict[str, Any]) -> CallSetti
 
 
 def configuration_problems(configuration: Any, *, path: str) -> list[str]:
-    """Return the problems of a source configuration or sourceConfig's call settings, with their path."""
+    """Return the problems of a source configuration (call settings and request budget), with their path."""
     if not isinstance(configuration, dict):
         return []
+    return _call_problems(configuration, path=path) + budget_problems(
+        configuration.get("rateLimit"), path=f"{path}.rateLimit"
+    )
+
+
+def _call_problems(configuration: dict[str, Any], *, path: str) -> list[str]:
+    """Return the problems of the call settings (headers, query, timeouts, TLS), with their path."""
     problems = []
     for name in ("headers", "query"):
         if name in configuration and configuration[name] is not None and not isinstance(configuration[name], dict):
@@ -196,7 +202,10 @@ def source_config_problems(source_config: Any, *, path: str) -> list[str]:
     """Return the problems of a sourceConfig's call settings and endpoint template, with their path."""
     if not isinstance(source_config, dict):
         return []
-    problems = configuration_problems(source_config, path=path)
+    problems = _call_problems(source_config, path=path)
+    if source_config.get("rateLimit") is not None:
+        # One budget per source, kept by every synchronization that reads it.
+        problems.append(f"{path}.rateLimit: a request budget belongs in the source's configuration")
     endpoint = source_config.get("endpoint")
     if endpoint is not None and not isinstance(endpoint, str):
         problems.append(f"{path}.endpoint: must be text")
@@ -248,44 +257,6 @@ def endpoint_url(
 # Calls
 
 
-def _is_transient(error: BaseException) -> bool:
-    return isinstance(error, TransientSourceError)
-
-
-@retry(
-    retry=retry_if_exception(_is_transient),
-    stop=stop_after_attempt(3),
-    wait=wait_exponential_jitter(multiplier=0.5, max=5),
-    reraise=True,
-)
-def _get(
-    *,
-    url: str,
-    params: dict[str, Any],
-    headers: dict[str, str],
-    timeout: tuple[float, float],
-    verify: bool | str,
-    secret_params: frozenset[str],
-) -> requests.Response:
-    shown = mask_url(url, secret_params=secret_params)
-    try:
-        response = requests.get(url, params=params, headers=headers, timeout=timeout, verify=verify)
-    except requests.exceptions.SSLError as error:
-        # A certificate that does not verify will not verify on a retry either.
-        raise SourceError(f"GET {shown}: TLS failed ({error}); set verify to a CA bundle, or to false") from None
-    except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as error:
-        raise TransientSourceError(f"GET {shown}: {type(error).__name__}: {error}") from None
-    except requests.RequestException as error:
-        raise SourceError(f"GET {shown}: {type(error).__name__}: {error}") from None
-    if response.status_code >= 500 or response.status_code == 429:
-        content_type = response.headers.get("Content-Type") or "no content type"
-        raise TransientSourceError(
-            f"GET {mask_url(response.url, secret_params=secret_params)} answered {response.status_code} "
-            f"({content_type}): {response.text[:200]!r}"
-        )
-    return response
-
-
 def _call_params(*, call: CallSettings, request: PageRequest) -> dict[str, Any]:
     """Return the query of a call: configured, then the request's; a next link's own query wins."""
     _, url_query = query_split(request.url)
@@ -293,29 +264,57 @@ def _call_params(*, call: CallSettings, request: PageRequest) -> dict[str, Any]:
     return {key: value for key, value in params.items() if key not in url_query}
 
 
-def fetch_page(*, source: Source, source_config: dict[str, Any], request: PageRequest) -> FetchedPage:
-    """Fetch one page and return its decoded body; every error is free of secrets."""
+def fetch_page(
+    *, source: Source, source_config: dict[str, Any], request: PageRequest, on_wait: OnWait | None = None
+) -> FetchedPage:
+    """Fetch one page and return its decoded body; every error is free of secrets.
+
+    Rate limits, the source's request budget and retries are the HTTP layer's (syncapp.http): each wait
+    is reported to `on_wait`, and a wait too long to happen here raises RateLimited (not a SourceError:
+    the page is not lost, its task is retried later).
+    """
     call = call_settings(source=source, source_config=source_config)
     try:
         auth = authenticator_for(source=source, timeout=call.timeout, verify=call.verify)
     except CredentialsError as error:
         raise SourceError(f"the credentials of source {source.reference!r} are not usable: {error}") from None
     try:
-        return _fetch(call=call, auth=auth, request=request)
+        return _fetch(call=call, auth=auth, request=request, source=source, on_wait=on_wait)
     except AuthenticationFailed as error:
         raise SourceError(redact(str(error), auth.secrets)) from None
     except SourceError as error:
         raise type(error)(redact(str(error), auth.secrets)) from None
+    except RateLimited as limited:
+        raise RateLimited(
+            redact(str(limited), auth.secrets), wait_seconds=limited.wait_seconds, url=limited.url
+        ) from None
 
 
-def _fetch(*, call: CallSettings, auth: Authenticator, request: PageRequest) -> FetchedPage:
+def _get(
+    *, url: str, params: dict[str, Any], headers: dict[str, str], call: CallSettings, source: Source,
+    secret_params: frozenset[str], on_wait: OnWait | None,
+) -> requests.Response:
+    try:
+        return http_request(
+            method="GET", url=url, params=params, headers=headers, timeout=call.timeout, verify=call.verify,
+            source=source, secret_params=secret_params, on_wait=on_wait,
+        )
+    except TransientHttpError as error:
+        raise TransientSourceError(str(error)) from None
+    except HttpError as error:
+        raise SourceError(str(error)) from None
+
+
+def _fetch(
+    *, call: CallSettings, auth: Authenticator, request: PageRequest, source: Source, on_wait: OnWait | None = None
+) -> FetchedPage:
     secret_params = auth.credentials.secret_params
     headers = dict(call.headers)
     if not any(name.lower() == "accept" for name in headers):
         headers["Accept"] = DEFAULT_ACCEPT
     params = _call_params(call=call, request=request)
     auth.apply(headers=headers, params=params)
-    options = {"url": request.url, "timeout": call.timeout, "verify": call.verify, "secret_params": secret_params}
+    options = {"url": request.url, "call": call, "source": source, "secret_params": secret_params, "on_wait": on_wait}
     response = _get(params=params, headers=headers, **options)
     if response.status_code == 401 and auth.can_refresh:
         # The cached token may have been revoked or expired early: fetch a new one, once.

@@ -8,10 +8,12 @@ from __future__ import annotations
 import functools
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC
+from datetime import UTC, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from contracts import runs
@@ -21,6 +23,7 @@ from syncapp.deletion import vanished_delete
 from syncapp.dotpath import MISSING, get_path
 from syncapp.follow_ups import follow_ups_due
 from syncapp.hashing import hash_value
+from syncapp.http import RateLimited, Wait
 from syncapp.mapping import MappingError, MappingSpec, apply_mapping
 from syncapp.models import Mapping, Synchronization
 from syncapp.pagination import (
@@ -362,8 +365,10 @@ def page_process(*, run_id: int, page_number: int) -> None:
     if page is None:
         return
     if page.status != RunPage.Status.QUEUED:
-        # A redelivered task: its worker may have died after committing and before sending the next page.
+        # A redelivered task: its worker may have died after committing and before sending the next page,
+        # or before closing the run.
         next_page_send(run_id=run_id, number=page_number + 1)
+        run_close_if_complete(run_id=run_id)
         return
     if not runs.run_mark_running(run_id=run_id):
         return
@@ -373,7 +378,10 @@ def page_process(*, run_id: int, page_number: int) -> None:
         context_check(context)
         sync = context.synchronization
         request = PageRequest.from_json(page.request)
-        fetched = fetch_page(source=sync.source, source_config=sync.source_config or {}, request=request)
+        fetched = fetch_page(
+            source=sync.source, source_config=sync.source_config or {}, request=request,
+            on_wait=lambda wait: wait_count(run_id=run_id, wait=wait),
+        )
         objects = extract_objects(
             body=fetched.body, results_position=context.results_position, url=fetched.url,
             xml=fetched.format == "xml",
@@ -453,20 +461,19 @@ def page_process(*, run_id: int, page_number: int) -> None:
             objects_queued=len(to_write),
             pages_fetched=1,
         )
+        object_tasks = [
+            (run_id, contracts[candidate.origin_id].pk, candidate.source_object, candidate.origin_hash, page_number)
+            for candidate in to_write
+        ]
         locked.status = RunPage.Status.DONE
         locked.object_count = len(objects)
         locked.finished_at = now
-        locked.save(update_fields=["status", "object_count", "finished_at"])
+        # Kept with the page, so a message a restarted broker lost can be sent again (runs_resend_stalled).
+        locked.queued_objects = [list(args[1:4]) for args in object_tasks] or None
+        locked.save(update_fields=["status", "object_count", "finished_at", "queued_objects"])
         # Sent before the commit: each object task first locks its contract, which this transaction
         # holds, so it waits for the commit; a worker dying after the commit cannot lose them.
-        dispatch.enqueue_many(
-            sync_object,
-            [
-                (run_id, contracts[candidate.origin_id].pk, candidate.source_object, candidate.origin_hash)
-                for candidate in to_write
-            ],
-            before_commit=True,
-        )
+        dispatch.enqueue_many(sync_object, object_tasks, before_commit=True)
     run_close_if_complete(run_id=run_id)
 
 
@@ -506,6 +513,11 @@ def invalid_logs_record(
             )
 
 
+def wait_count(*, run_id: int, wait: Wait) -> None:
+    """Count a wait of a call on the run; it moves the heartbeat, so a waiting run is not taken for lost."""
+    runs.run_add_counts(run_id=run_id, retries=int(wait.retry), waited_seconds=wait.seconds)
+
+
 def page_fail(*, page: RunPage, message: str) -> None:
     """Record that a page could not be read; the run fetches no further and ends failed."""
     logger.warning("run %s page %s failed: %s", page.run_id, page.number, message)
@@ -538,8 +550,13 @@ def target_holds(contract: Contract, *, target_hash: str, schema) -> bool:
     )
 
 
-def object_process(*, run_id: int, contract_id: int, source_object: dict, origin_hash: str) -> None:
-    """Map and write one object, then record the contract, a log and the run's counts."""
+def object_process(
+    *, run_id: int, contract_id: int, source_object: dict, origin_hash: str, page_number: int | None = None
+) -> None:
+    """Map and write one object, then record the contract, a log and the run's counts.
+
+    `page_number` names the page that sent the task (None in messages from before it was sent along).
+    """
     run = SynchronizationRun.objects.filter(pk=run_id).only("status", "is_forced", "synchronization_id").first()
     if run is None or run.status != SynchronizationRun.Status.RUNNING:
         return
@@ -549,7 +566,16 @@ def object_process(*, run_id: int, contract_id: int, source_object: dict, origin
     with transaction.atomic():
         contract = Contract.objects.select_for_update().filter(pk=contract_id).first()
         if contract is None or contract.last_processed_run_id == run_id:
-            return  # deleted meanwhile, or a redelivered task whose work is already recorded
+            # Deleted meanwhile, or a redelivered task whose work is already recorded: its first delivery
+            # may have lost its database connection after the commit, before it closed the run.
+            transaction.on_commit(lambda: run_close_if_complete(run_id=run_id))
+            return
+        if page_number is not None and not RunPage.objects.filter(
+            run_id=run_id, number=page_number, status=RunPage.Status.DONE
+        ).exists():
+            # Sent by a page whose transaction then rolled back (a lost database connection), which held
+            # this contract's lock until then: the page is processed again and sends it again, counted once.
+            return
         outcome = "unchanged"
         action = Action.SKIP
         target_object = None
@@ -683,6 +709,62 @@ def run_start_waiting(*, synchronization_id: int) -> SynchronizationRun | None:
     return run
 
 
+def runs_resend_stalled(*, resend_after: float | None = None) -> list[int]:
+    """Send the work of active runs without progress for `resend_after` seconds again; return their ids.
+
+    A broker that restarts without its data loses the messages it held. Sent again are the run's
+    queued pages, and the object tasks its done pages sent (RunPage.queued_objects) whose contracts
+    this run has not processed. Both tasks do their work once, so a message that was only slow costs a
+    no-op. A run with nothing to send is closed if its work has ended (its last task may have died
+    between its commit and the close). A run is re-sent at most once per interval, and re-sending is no
+    progress: a run that still does not move is failed as stale (runs_fail_stale).
+    """
+    from workers.tasks import sync_object, sync_page
+
+    seconds = settings.SYNC_RUN_RESEND_SECONDS if resend_after is None else resend_after
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=seconds)
+    due = Q(heartbeat_at__lt=cutoff) & (Q(resent_at__isnull=True) | Q(resent_at__lt=cutoff))
+    stalled = SynchronizationRun.objects.filter(
+        due, status__in=SynchronizationRun.ACTIVE_STATUSES, waiting=False, is_test=False
+    )
+    resent = []
+    for run_id in stalled.values_list("pk", flat=True):
+        with transaction.atomic():
+            claimed = SynchronizationRun.objects.filter(
+                due, pk=run_id, status__in=SynchronizationRun.ACTIVE_STATUSES
+            ).update(resent_at=now)
+            if not claimed:
+                continue  # moved meanwhile, or claimed by another sweep
+            pages = list(
+                RunPage.objects.filter(run_id=run_id, status=RunPage.Status.QUEUED).values_list("number", flat=True)
+            )
+            queued = [
+                (*entry, number)
+                for number, entries in RunPage.objects.filter(
+                    run_id=run_id, status=RunPage.Status.DONE, queued_objects__isnull=False
+                ).values_list("number", "queued_objects")
+                for entry in entries
+            ]
+            processed = set(
+                Contract.objects.filter(
+                    pk__in=[contract_id for contract_id, *_ in queued], last_processed_run_id=run_id
+                ).values_list("pk", flat=True)
+            )
+            objects = [(run_id, *entry) for entry in queued if entry[0] not in processed]
+            dispatch.enqueue_many(sync_page, [(run_id, number) for number in pages])
+            dispatch.enqueue_many(sync_object, objects)
+        if pages or objects:
+            logger.warning(
+                "run %s made no progress for %gs: sent %d page(s) and %d object(s) again", run_id, seconds,
+                len(pages), len(objects),
+            )
+            resent.append(run_id)
+        else:
+            run_close_if_complete(run_id=run_id)
+    return resent
+
+
 # ---------------------------------------------------------------------------------------------
 # A test run: the first page, nothing written
 
@@ -704,7 +786,7 @@ def run_test(*, synchronization: Synchronization, trigger: str = Synchronization
             body=fetched.body, results_position=context.results_position, url=fetched.url,
             xml=fetched.format == "xml",
         )
-    except (SourceError, PaginationError, ConfigurationError) as error:
+    except (SourceError, PaginationError, ConfigurationError, RateLimited) as error:
         run.error_message = str(error)
         run.status = SynchronizationRun.Status.FAILED
         run.finished_at = timezone.now()

@@ -2,29 +2,70 @@
 from __future__ import annotations
 
 import logging
+import math
 
-from celery import shared_task
+from celery import Task, shared_task
+from celery.exceptions import Retry
+from django.conf import settings
 from django.db import InterfaceError, OperationalError
+from kombu.exceptions import OperationalError as BrokerError
 
 from contracts import runs
 from contracts.models import RunPage, SynchronizationRun
 from syncapp import follow_ups, schedules, synchronization
+from syncapp.http import RateLimited
 
 logger = logging.getLogger(__name__)
 
-# Database hiccups (a restarted server, a killed connection) pass: the task is retried whole, and
-# it is idempotent. Any other error is recorded on the page or the object, so the run still ends.
-TRANSIENT_ERRORS = (OperationalError, InterfaceError)
+# Database hiccups (a restarted server, a killed connection) and a broker that stays away longer than
+# the publish retries pass: the task is retried whole, and it is idempotent (a retry the broker cannot
+# take is dropped; the page stays queued and the resend sweep sends it again). Any other error is
+# recorded on the page or the object, so the run still ends.
+TRANSIENT_ERRORS = (OperationalError, InterfaceError, BrokerError)
 RETRY = {"autoretry_for": TRANSIENT_ERRORS, "retry_backoff": 2, "retry_backoff_max": 60, "max_retries": 10}
+# Times one task may be re-scheduled for rate limits before its page or object fails: a source that
+# keeps asking to wait is reported, not waited on forever.
+RATE_LIMIT_MAX_RETRIES = 100
 
 
-@shared_task(acks_late=True, **RETRY)
-def sync_page(run_id: int, page_number: int) -> None:
-    """Fetch and process one page of a run."""
+def retry_later(task: Task, *, limited: RateLimited, run_id: int) -> Retry | str:
+    """Return the retry that brings the task back once the source's wait is over, or why it may not wait.
+
+    The countdown is at most SYNC_TASK_COUNTDOWN_MAX, well below the visibility timeout; a longer wait
+    takes several retries, each finding the wait stored on the source. Each is counted on the run, which
+    moves its heartbeat: a run waiting for a rate limit is not taken for lost.
+    """
+    if task.request.called_directly:
+        # In process, the HTTP layer already waited all it may (SYNC_MAX_RATE_LIMIT_WAIT).
+        return f"{limited} (tasks run in process: no wait beyond SYNC_MAX_RATE_LIMIT_WAIT)"
+    if limited.wait_seconds > settings.SYNC_MAX_RATE_LIMIT_WAIT:
+        return f"{limited}: the source asks to wait {limited.wait_seconds:.0f} s, more than SYNC_MAX_RATE_LIMIT_WAIT"
+    if task.request.retries >= RATE_LIMIT_MAX_RETRIES:
+        return f"{limited}: still rate limited after {RATE_LIMIT_MAX_RETRIES} retries of the task"
+    countdown = max(1, math.ceil(min(limited.wait_seconds, settings.SYNC_TASK_COUNTDOWN_MAX)))
+    runs.run_add_counts(run_id=run_id, retries=1, waited_seconds=countdown)
+    logger.warning("run %s: %s; %s retried in %d s", run_id, limited, task.name, countdown)
+    try:
+        return task.retry(countdown=countdown, max_retries=RATE_LIMIT_MAX_RETRIES, throw=False)
+    finally:
+        # retry() leaves this limit on the task object, where autoretry would take it for a database error.
+        task.__dict__.pop("override_max_retries", None)
+
+
+@shared_task(bind=True, acks_late=True, **RETRY)
+def sync_page(self: Task, run_id: int, page_number: int) -> None:
+    """Fetch and process one page of a run; a rate limit the call could not wait out retries it later."""
     try:
         synchronization.page_process(run_id=run_id, page_number=page_number)
     except TRANSIENT_ERRORS:
         raise
+    except RateLimited as limited:
+        later = retry_later(self, limited=limited, run_id=run_id)
+        if isinstance(later, Retry):
+            raise later from None
+        page = RunPage.objects.filter(run_id=run_id, number=page_number).first()
+        if page is not None:
+            synchronization.page_fail(page=page, message=later)
     except Exception as error:
         logger.exception("run %s page %s failed", run_id, page_number)
         page = RunPage.objects.filter(run_id=run_id, number=page_number).first()
@@ -32,15 +73,25 @@ def sync_page(run_id: int, page_number: int) -> None:
             synchronization.page_fail(page=page, message=f"{type(error).__name__}: {error}")
 
 
-@shared_task(acks_late=True, **RETRY)
-def sync_object(run_id: int, contract_id: int, source_object: dict, origin_hash: str) -> None:
-    """Map and write one changed object of a run."""
+@shared_task(bind=True, acks_late=True, **RETRY)
+def sync_object(
+    self: Task, run_id: int, contract_id: int, source_object: dict, origin_hash: str, page_number: int | None = None
+) -> None:
+    """Map and write one changed object of a run; a rate limit of the target retries it later."""
     try:
         synchronization.object_process(
-            run_id=run_id, contract_id=contract_id, source_object=source_object, origin_hash=origin_hash
+            run_id=run_id, contract_id=contract_id, source_object=source_object, origin_hash=origin_hash,
+            page_number=page_number,
         )
     except TRANSIENT_ERRORS:
         raise
+    except RateLimited as limited:
+        later = retry_later(self, limited=limited, run_id=run_id)
+        if isinstance(later, Retry):
+            raise later from None
+        synchronization.object_fail(
+            run_id=run_id, contract_id=contract_id, source_object=source_object, message=later
+        )
     except Exception as error:
         logger.exception("run %s contract %s failed", run_id, contract_id)
         synchronization.object_fail(
@@ -49,6 +100,8 @@ def sync_object(run_id: int, contract_id: int, source_object: dict, origin_hash:
         )
 
 
+# Re-run when its worker dies, like every task here: at worst a follow-up runs twice, and a second run
+# writes nothing twice, while a lost message would leave the follow-ups unsynced.
 @shared_task(acks_late=True, **RETRY)
 def sync_follow_ups(run_id: int) -> None:
     """Start the follow-ups of an ended run, each as its own run."""
@@ -61,6 +114,12 @@ def sync_follow_ups(run_id: int) -> None:
 def start_scheduled_runs() -> None:
     """Start the synchronizations whose schedule is due (Celery beat sends this every minute)."""
     schedules.schedules_start_due()
+
+
+@shared_task(acks_late=True, **RETRY)
+def resend_stalled_runs() -> None:
+    """Send the work of runs without progress again: a restarted broker may have lost its messages."""
+    synchronization.runs_resend_stalled()
 
 
 @shared_task(acks_late=True, **RETRY)

@@ -78,6 +78,8 @@ def follow_ups_start(*, run: SynchronizationRun) -> list[SynchronizationRun]:
         if follow_up.pk in in_chain:
             logger.warning("run %s: follow-up %s skipped, it is already in the chain", run.pk, follow_up.reference)
             continue
+        if SynchronizationRun.objects.filter(parent=run, synchronization=follow_up).exists():
+            continue  # a redelivered task: this follow-up was started already
         try:
             started.append(
                 run_start(

@@ -447,3 +447,15 @@ def test_the_admin_run_now_action_starts_a_run(sample_source, admin_client, anim
 
     run = SynchronizationRun.objects.get(synchronization=sync)
     assert (run.status, run.created) == ("succeeded", len(active_ids(animals)))
+
+
+def test_starting_the_follow_ups_of_a_run_twice_starts_each_once(chained):
+    from syncapp.follow_ups import follow_ups_start
+
+    parent_sync, follow_up = chained
+    parent = run(parent_sync)
+
+    again = follow_ups_start(run=parent)
+
+    assert again == []
+    assert SynchronizationRun.objects.filter(synchronization=follow_up, parent=parent).count() == 1

@@ -144,6 +144,13 @@ SYNC_HTTP_READ_TIMEOUT = env_int("SYNC_HTTP_READ_TIMEOUT", default=60, minimum=1
 # Safety limit on pages of one run when a synchronization sets no maxPages.
 SYNC_DEFAULT_MAX_PAGES = env_int("SYNC_DEFAULT_MAX_PAGES", default=10000, minimum=1)
 
+# Changed objects written by one task, in one transaction (a synchronization's sourceConfig.chunkSize
+# overrides it), and pages fetched at once when the next requests are known ahead (sourceConfig.concurrency).
+SYNC_CHUNK_SIZE = env_int("SYNC_CHUNK_SIZE", default=100, minimum=1)
+SYNC_PAGE_CONCURRENCY = env_int("SYNC_PAGE_CONCURRENCY", default=4, minimum=1)
+if SYNC_PAGE_CONCURRENCY > 32:
+    raise SettingError(f"SYNC_PAGE_CONCURRENCY must be at most 32, got {SYNC_PAGE_CONCURRENCY}")
+
 # A running run whose tasks made no progress for this long lost its worker and is failed.
 SYNC_RUN_STALE_SECONDS = env_int("SYNC_RUN_STALE_SECONDS", default=900, minimum=10)
 # A run without progress for this long may have lost task messages (a broker restarted without its

@@ -91,21 +91,28 @@ class SynchronizationRun(models.Model):
 
 
 class RunPage(models.Model):
-    """One page of a run: fetched and processed by its own task."""
+    """One page of a run: fetched by its own task, planned in page order (syncapp.runs.pages)."""
 
     class Status(models.TextChoices):
         QUEUED = "queued"
+        # Fetched ahead of the pages before it (sourceConfig.concurrency): its answer waits in
+        # `payload` until every earlier page is planned.
+        FETCHED = "fetched"
         DONE = "done"
         FAILED = "failed"
+        # Fetched ahead, but an earlier page turned out to be the last: not part of the run.
+        SKIPPED = "skipped"
+
+    OPEN_STATUSES = (Status.QUEUED, Status.FETCHED)
 
     run = models.ForeignKey(SynchronizationRun, on_delete=models.CASCADE, related_name="pages")
     number = models.PositiveIntegerField()
     request = models.JSONField(default=dict, help_text="What to ask the source for this page.")
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
     object_count = models.PositiveIntegerField(default=0)
-    # The object tasks this page sent, as [contract id, source object, origin hash], kept while the run
-    # is active: a message the broker lost is sent again from here (SynchronizationRun.resent_at).
-    queued_objects = models.JSONField(null=True, blank=True)
+    # The answer of a page fetched ahead (orjson bytes of {"body", "headers", "url", "format"}), or the
+    # error it met, kept until the page's turn to be planned; emptied once it is planned.
+    payload = models.BinaryField(null=True, blank=True, editable=False)
     error_message = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -113,9 +120,41 @@ class RunPage(models.Model):
     class Meta:
         ordering = ["run", "number"]
         constraints = [models.UniqueConstraint(fields=["run", "number"], name="unique_run_page")]
+        indexes = [models.Index(fields=["run", "status"], name="runpage_run_status")]
 
     def __str__(self) -> str:
         return f"page {self.number} of run {self.run_id}"
+
+
+class RunChunk(models.Model):
+    """Planned writes of a run, written by one task in one transaction (syncapp.runs.chunks).
+
+    `items` holds what the writes need (contract id, hashes, the source and the mapped object), so a
+    task message carries only ids, and a message a restarted broker lost is sent again from here.
+    A chunk of one object is an object retried alone after a transient failure.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        DONE = "done"
+
+    run = models.ForeignKey(SynchronizationRun, on_delete=models.CASCADE, related_name="chunks")
+    page_number = models.PositiveIntegerField()
+    size = models.PositiveIntegerField(default=0)
+    # orjson bytes of a list of planned writes; emptied when the chunk is done.
+    items = models.BinaryField(null=True, blank=True, editable=False)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    # 0 for a chunk a page planned; n for the n-th retry of an object that failed for a passing reason.
+    attempt = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run", "pk"]
+        indexes = [models.Index(fields=["run", "status"], name="runchunk_run_status")]
+
+    def __str__(self) -> str:
+        return f"chunk {self.pk} of run {self.run_id} (page {self.page_number})"
 
 
 class SynchronizationContract(models.Model):

@@ -10,7 +10,7 @@ from django.db import transaction
 from django.db.models import F, OuterRef, Subquery
 from django.utils import timezone
 
-from contracts.models import ContractLog, RunPage, SynchronizationRun
+from contracts.models import ContractLog, RunChunk, RunPage, SynchronizationRun
 from syncapp.models import Synchronization
 
 logger = logging.getLogger(__name__)
@@ -77,9 +77,10 @@ def run_fail(*, run_id: int, message: str) -> None:
     SynchronizationRun.objects.filter(pk=run_id).update(error_message=message[:5000], fetch_finished=True)
 
 
-def queued_objects_forget(*, run_id: int) -> None:
-    """Drop the copies of the object tasks an ended run's pages sent: nothing will send them again."""
-    RunPage.objects.filter(run_id=run_id, queued_objects__isnull=False).update(queued_objects=None)
+def run_work_forget(*, run_id: int) -> None:
+    """Drop what an ended run kept for its tasks: its chunks and the answers of pages fetched ahead."""
+    RunChunk.objects.filter(run_id=run_id).delete()
+    RunPage.objects.filter(run_id=run_id, payload__isnull=False).update(payload=None)
 
 
 def run_is_complete(run: SynchronizationRun) -> bool:
@@ -87,7 +88,7 @@ def run_is_complete(run: SynchronizationRun) -> bool:
     return (
         run.fetch_finished
         and run.objects_done >= run.objects_queued
-        and not RunPage.objects.filter(run_id=run.pk, status=RunPage.Status.QUEUED).exists()
+        and not RunPage.objects.filter(run_id=run.pk, status__in=RunPage.OPEN_STATUSES).exists()
     )
 
 
@@ -108,6 +109,14 @@ def run_try_finish(
     `before_close` runs under the run's lock, in the closing transaction: the deletion of vanished
     objects happens there, so it happens once.
     """
+    # Most calls come while the run still has work: tell them apart without taking the run's lock.
+    ahead = SynchronizationRun.objects.filter(pk=run_id).values("status", "fetch_finished", "objects_done",
+                                                                  "objects_queued").first()
+    if (
+        ahead is None or ahead["status"] != SynchronizationRun.Status.RUNNING or not ahead["fetch_finished"]
+        or ahead["objects_done"] < ahead["objects_queued"]
+    ):
+        return None
     with transaction.atomic():
         run = SynchronizationRun.objects.select_for_update().filter(pk=run_id).first()
         if run is None or run.status != SynchronizationRun.Status.RUNNING or not run_is_complete(run):
@@ -117,7 +126,7 @@ def run_try_finish(
         run.status = final_status(run)
         run.finished_at = timezone.now()
         run.save()
-        queued_objects_forget(run_id=run.pk)
+        run_work_forget(run_id=run.pk)
     logger.info("run %s of %s ended %s %s", run.pk, run.synchronization_id, run.status, run.counts)
     return run
 
@@ -128,10 +137,10 @@ def run_cancel(*, run: SynchronizationRun) -> bool:
         cancelled = SynchronizationRun.objects.filter(
             pk=run.pk, status__in=SynchronizationRun.ACTIVE_STATUSES
         ).update(status=SynchronizationRun.Status.CANCELLED, finished_at=timezone.now(), waiting=False)
-        RunPage.objects.filter(run_id=run.pk, status=RunPage.Status.QUEUED).update(
+        RunPage.objects.filter(run_id=run.pk, status__in=RunPage.OPEN_STATUSES).update(
             status=RunPage.Status.FAILED, error_message="cancelled", finished_at=timezone.now()
         )
-        queued_objects_forget(run_id=run.pk)
+        run_work_forget(run_id=run.pk)
     run.refresh_from_db()
     return bool(cancelled)
 
@@ -154,11 +163,11 @@ def runs_fail_stale(*, synchronization_id: int | None = None, stale_after: float
                 status=SynchronizationRun.Status.FAILED, finished_at=timezone.now(),
                 error_message=f"no progress for {seconds:g}s: the worker running it was lost; nothing was deleted",
             )
-            RunPage.objects.filter(run_id=run_id, status=RunPage.Status.QUEUED).update(
+            RunPage.objects.filter(run_id=run_id, status__in=RunPage.OPEN_STATUSES).update(
                 status=RunPage.Status.FAILED, error_message="run failed: worker lost", finished_at=timezone.now()
             )
             if updated:
-                queued_objects_forget(run_id=run_id)
+                run_work_forget(run_id=run_id)
         if updated:
             logger.warning("run %s failed: no progress for %ss", run_id, seconds)
             failed.append(run_id)

@@ -9,12 +9,18 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from contracts.runs import RunRefused
-from syncapp import synchronization as sync_service
+from syncapp import runs as sync_service
 from syncapp.authentication import credential_problems
 from syncapp.conditions import validate_conditions
 from syncapp.models import Mapping, Object, Register, Schema, Source, Synchronization
-from syncapp.sources import configuration_problems
-from syncapp.targets import InvalidObject, check_json_schema, validate_register_object
+from syncapp.sources.api import configuration_problems
+from syncapp.targets import InvalidObject
+from syncapp.targets.register import (
+    check_json_schema,
+    register_object_save,
+    register_objects_delete,
+    validate_register_object,
+)
 from syncapp.tryout import conditions_try, mapping_config_of, mapping_try
 from syncapp.validation import mapping_problems_by_field, synchronization_problems_by_field
 
@@ -209,6 +215,16 @@ class ObjectAdmin(admin.ModelAdmin):
     list_display = ["uuid", "schema", "created_at", "updated_at"]
     list_filter = ["schema"]
     readonly_fields = ["uuid", "created_at", "updated_at"]
+
+    # Objects are written by the register's writer only (syncapp.targets.register).
+    def save_model(self, request, obj, form, change) -> None:
+        register_object_save(obj=obj)
+
+    def delete_model(self, request, obj) -> None:
+        register_objects_delete(objects=[obj])
+
+    def delete_queryset(self, request, queryset) -> None:
+        register_objects_delete(objects=list(queryset))
 
 
 class SynchronizationForm(EmptyJSONForm):

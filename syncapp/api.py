@@ -9,12 +9,18 @@ from rest_framework.response import Response
 
 from contracts.models import SynchronizationRun
 from contracts.runs import RunRefused, run_summary
-from syncapp import synchronization as sync_service
+from syncapp import runs as sync_service
 from syncapp.authentication import credential_problems
 from syncapp.conditions import validate_conditions
 from syncapp.models import Mapping, Object, Register, Schema, Source, Synchronization
-from syncapp.sources import configuration_problems
-from syncapp.targets import InvalidObject, check_json_schema, validate_register_object
+from syncapp.sources.api import configuration_problems
+from syncapp.targets import InvalidObject
+from syncapp.targets.register import (
+    check_json_schema,
+    register_object_save,
+    register_objects_delete,
+    validate_register_object,
+)
 from syncapp.tryout import conditions_try, mapping_config_of, mapping_try
 from syncapp.validation import mapping_problems_by_field, synchronization_problems_by_field
 
@@ -222,6 +228,19 @@ class ObjectViewSet(viewsets.ModelViewSet):
         queryset = super().get_queryset()
         schema = self.request.query_params.get("schema")
         return queryset.filter(schema_id=schema) if schema else queryset
+
+    # Objects are written by the register's writer only (syncapp.targets.register).
+    def perform_create(self, serializer) -> None:
+        serializer.instance = register_object_save(obj=Object(**serializer.validated_data))
+
+    def perform_update(self, serializer) -> None:
+        obj = serializer.instance
+        for name, value in serializer.validated_data.items():
+            setattr(obj, name, value)
+        register_object_save(obj=obj)
+
+    def perform_destroy(self, instance) -> None:
+        register_objects_delete(objects=[instance])
 
 
 class SynchronizationViewSet(viewsets.ModelViewSet):

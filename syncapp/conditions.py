@@ -14,12 +14,14 @@ library rather than inside it:
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import json_logic
 
 __all__ = [
     "ConditionError",
+    "conditions_compile",
     "evaluate_conditions",
     "evaluate_rule",
     "is_truthy",
@@ -147,3 +149,25 @@ def evaluate_conditions(*, conditions: Any, data: Any) -> bool:
     if _passes_everything(conditions):
         return True
     return is_truthy(evaluate_rule(rule=conditions, data=data))
+
+
+def conditions_compile(conditions: Any) -> Callable[[Any], bool]:
+    """Return a test of objects against ``conditions``, checked once rather than on every object.
+
+    A rule with a refused or unknown operator gives a test that raises ConditionError for every
+    object, as evaluate_conditions would.
+    """
+    if _passes_everything(conditions):
+        return lambda data: True
+    refused = _problems(conditions, path="rule", check_shape=False)
+    message = "; ".join(refused)
+
+    def passes(data: Any) -> bool:
+        if refused:
+            raise ConditionError(message)
+        try:
+            return bool(json_logic._truthy(json_logic.jsonLogic(conditions, data)))
+        except Exception as exc:  # The library raises whatever Python raises: TypeError, KeyError, ...
+            raise ConditionError(f"cannot evaluate rule: {type(exc).__name__}: {exc}") from exc
+
+    return passes

@@ -22,9 +22,10 @@ from syncapp.mapping import validate_mapping_config
 from syncapp.models import Mapping, Register, Schema, Source, Synchronization
 from syncapp.openconnector import bundle_normalize
 from syncapp.pagination import PaginationError, pagination_from_source_config
+from syncapp.runs.context import run_settings_problems
 from syncapp.schedules import schedule_problems
-from syncapp.sources import configuration_problems, source_config_problems
-from syncapp.targets import check_json_schema
+from syncapp.sources.api import configuration_problems, source_config_problems
+from syncapp.targets.register import check_json_schema
 
 REFERENCE_PATTERN = re.compile(r"^[-a-zA-Z0-9_]+$")
 MAX_REFERENCE_LENGTH = 120  # the lengths of the reference and name columns
@@ -201,6 +202,8 @@ def bundle_validate(bundle: Any) -> None:
             except PaginationError as error:
                 check.add(f"{path}.sourceConfig", str(error))
             check.problems.extend(source_config_problems(source_config, path=f"{path}.sourceConfig"))
+            for problem in run_settings_problems(source_config):
+                check.add(f"{path}.sourceConfig", problem)
         for key in ("sourceHashMapping", "sourceTargetMapping", "targetSourceMapping"):
             reference = item.get(key)
             if reference not in (None, "") and not (

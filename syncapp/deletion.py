@@ -7,7 +7,7 @@ from typing import Any
 from django.utils import timezone
 
 from contracts.models import ContractLog, SynchronizationContract, SynchronizationRun
-from syncapp.models import Object
+from syncapp.targets import writer_for
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def vanished_delete(run: SynchronizationRun) -> None:
         run.deletion_refused = True
         return
     now = timezone.now()
-    Object.objects.filter(schema_id=sync.target_schema_id, pk__in=[target for _, _, target in doomed]).delete()
+    writer_for(sync).delete([target for _, _, target in doomed])
     Contract.objects.filter(pk__in=[pk for pk, _, _ in doomed]).update(
         target_id=None, target_hash="", origin_hash="", target_last_action=Contract.Action.DELETE,
         status=Contract.Status.DELETED, target_last_changed=now, target_last_synced=now, last_error="",

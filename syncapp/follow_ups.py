@@ -70,7 +70,8 @@ def follow_ups_due(run: SynchronizationRun) -> bool:
 def follow_ups_start(*, run: SynchronizationRun) -> list[SynchronizationRun]:
     """Start each follow-up of a run as its own run linked to it; never one already in the chain."""
     from contracts.runs import RunRefused
-    from syncapp.synchronization import ConfigurationError, run_start
+    from syncapp.runs.context import ConfigurationError
+    from syncapp.runs.start import run_start
 
     started = []
     in_chain = ancestry(run)
@@ -89,3 +90,9 @@ def follow_ups_start(*, run: SynchronizationRun) -> list[SynchronizationRun]:
         except (RunRefused, ConfigurationError) as error:
             logger.warning("run %s: follow-up %s not started: %s", run.pk, follow_up.reference, error)
     return started
+
+
+def follow_ups_start_of(*, run_id: int) -> list[SynchronizationRun]:
+    """Start the follow-ups of the run with this id, if it is still there."""
+    run = SynchronizationRun.objects.select_related("synchronization").filter(pk=run_id).first()
+    return follow_ups_start(run=run) if run is not None else []

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 import time
 import uuid
@@ -368,6 +369,41 @@ def budget_take(*, source: Source, budget: Budget) -> float:
 
 
 # ---------------------------------------------------------------------------------------------
+# Sessions
+
+# Environment variables that change what requests does when it trusts the environment.
+_ENVIRONMENT_KNOBS = (
+    "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "all_proxy", "no_proxy",
+    "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
+)
+_sessions: dict[tuple[int, int, str], requests.Session] = {}
+
+
+def _trust_environment() -> bool:
+    """Return whether proxies or CA bundles are configured in the environment, for requests to honour.
+
+    Without them, trusting the environment only costs: requests looks for proxies and .netrc files
+    on every call.
+    """
+    return any(os.environ.get(name) for name in _ENVIRONMENT_KNOBS)
+
+
+def session_for(source: Source | None) -> requests.Session:
+    """Return the keep-alive session of this process and thread for the source."""
+    key = (os.getpid(), threading.get_ident(), f"{getattr(source, 'pk', None)}:{getattr(source, 'reference', '')}")
+    session = _sessions.get(key)
+    if session is None:
+        session = requests.Session()
+        session.trust_env = _trust_environment()
+        with _lock:
+            if len(_sessions) > 256:  # threads and sources come and go: do not keep their sessions forever
+                for stale in list(_sessions)[:128]:
+                    _sessions.pop(stale).close()
+            _sessions[key] = session
+    return session
+
+
+# ---------------------------------------------------------------------------------------------
 # Calls
 
 
@@ -459,7 +495,7 @@ class _Call:
     def attempt(self) -> requests.Response:
         self.before()
         try:
-            response = requests.request(self.method, self.url, **self.options)
+            response = session_for(self.source).request(self.method, self.url, **self.options)
         except requests.exceptions.SSLError as error:
             # A certificate that does not verify will not verify on a retry either.
             raise HttpError(

@@ -23,7 +23,8 @@ def schedule_problems(schedule: str) -> list[str]:
 def schedules_start_due(*, now: datetime | None = None) -> list[SynchronizationRun]:
     """Start each enabled synchronization whose schedule matches this minute, once per minute."""
     from contracts.runs import RunRefused
-    from syncapp.synchronization import ConfigurationError, run_start
+    from syncapp.runs.context import ConfigurationError
+    from syncapp.runs.start import run_start
 
     minute = (now or timezone.now()).replace(second=0, microsecond=0)
     started = []

@@ -20,7 +20,7 @@ def mapping_config_of(mapping: Mapping) -> dict[str, Any]:
 
 def mapping_try(*, config: dict[str, Any], sample: Any) -> dict[str, Any]:
     """Apply a mapping configuration to a sample input; return the result or the errors."""
-    from syncapp.synchronization import resolve_mapping
+    from syncapp.runs.context import resolve_mapping
 
     known = set(Mapping.objects.values_list("reference", flat=True))
     problems = validate_mapping_config(config, known_references=known)

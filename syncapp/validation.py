@@ -8,6 +8,7 @@ from syncapp.follow_ups import follow_up_cycle_message, follow_up_graph
 from syncapp.mapping import validate_mapping_config
 from syncapp.models import Mapping
 from syncapp.pagination import PaginationError, pagination_from_source_config
+from syncapp.runs.context import run_settings_problems
 from syncapp.schedules import schedule_problems
 
 MAPPING_FIELDS = {"mapping": "mapping", "unset": "unset", "cast": "cast", "passThrough": "pass_through"}
@@ -30,7 +31,7 @@ def synchronization_problems_by_field(
     """Return the problems of a synchronization's settings that the field types do not catch."""
     errors: dict[str, list[str]] = {}
     if isinstance(source_config, dict):
-        problems = deletion_config_problems(source_config)
+        problems = deletion_config_problems(source_config) + run_settings_problems(source_config)
         try:
             pagination_from_source_config(source_config)
         except PaginationError as error:

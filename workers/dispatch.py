@@ -1,13 +1,18 @@
-"""Enqueue tasks after the current transaction commits, on Celery or in this process.
+"""Send the run's tasks: after the current transaction commits, to Celery or in this process.
+
+Services call the named functions here and never import workers.tasks: a task is sent by name, so
+the run steps and the tasks that call them do not import each other.
 
 With no broker configured (the embedded default) tasks run in this process, one after another
 from a queue drained by the outermost caller, so a run of a thousand pages does not recurse a
-thousand frames deep.
+thousand frames deep. A task sent with a countdown waits its turn in that queue until it is due.
 """
 from __future__ import annotations
 
+import importlib
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Iterable
 from typing import Any
@@ -18,50 +23,72 @@ from django.db import transaction
 logger = logging.getLogger(__name__)
 _local = threading.local()
 
+SYNC_PAGE = "workers.tasks.sync_page"
+SYNC_CHUNK = "workers.tasks.sync_chunk"
+SYNC_FOLLOW_UPS = "workers.tasks.sync_follow_ups"
 
-def _run_in_process(task: Any, args: tuple) -> None:
+
+def _task(name: str) -> Any:
+    from config.celery import app
+
+    if name not in app.tasks:
+        importlib.import_module(name.rsplit(".", 1)[0])
+    return app.tasks[name]
+
+
+def _run_in_process(name: str, args: tuple, *, countdown: float = 0) -> None:
+    due = time.monotonic() + countdown
     queue = getattr(_local, "queue", None)
     if queue is not None:
-        queue.append((task, args))
+        queue.append((due, name, args))
         return
-    _local.queue = deque([(task, args)])
+    _local.queue = deque([(due, name, args)])
     try:
         while _local.queue:
-            next_task, next_args = _local.queue.popleft()
+            due, next_name, next_args = _local.queue.popleft()
+            wait = due - time.monotonic()
+            if wait > 0:
+                if any(other_due <= time.monotonic() for other_due, _, _ in _local.queue):
+                    _local.queue.append((due, next_name, next_args))  # not due yet: others first
+                    continue
+                time.sleep(wait)
             try:
-                next_task(*next_args)
+                _task(next_name)(*next_args)
             except Exception:
                 # A worker would log and go on with the next message; so does the in-process queue.
-                logger.exception("task %s%r failed", next_task.name, next_args)
+                logger.exception("task %s%r failed", next_name, next_args)
     finally:
         _local.queue = None
 
 
-def enqueue(task: Any, *args: Any) -> None:
-    """Send the task once the current transaction has committed."""
-    enqueue_many(task, [args])
-
-
-def enqueue_many(task: Any, calls: Iterable[tuple], *, before_commit: bool = False) -> None:
-    """Send one task message per argument tuple once the current transaction has committed.
-
-    `before_commit` sends them at once instead, so a worker that dies right after the commit cannot
-    lose them. Only for tasks that wait on a row lock this transaction holds (so they see its data)
-    and that do nothing twice (so a rollback, and the retry that follows, is harmless).
-    """
+def _send(name: str, calls: Iterable[tuple], *, countdown: float | None = None) -> None:
     calls = list(calls)
     if not calls:
         return
     if settings.TASKS_IN_PROCESS:
         def send() -> None:
             for args in calls:
-                _run_in_process(task, args)
+                _run_in_process(name, args, countdown=countdown or 0)
     else:
         def send() -> None:
-            with task.app.producer_or_acquire() as producer:
+            from config.celery import app
+
+            with app.producer_or_acquire() as producer:
                 for args in calls:
-                    task.apply_async(args=args, producer=producer)
-        if before_commit:
-            send()
-            return
+                    app.send_task(name, args=args, producer=producer, countdown=countdown)
     transaction.on_commit(send)
+
+
+def pages_fetch(*, run_id: int, numbers: Iterable[int]) -> None:
+    """Send the fetch of these pages of a run."""
+    _send(SYNC_PAGE, [(run_id, number) for number in numbers])
+
+
+def chunks_write(*, run_id: int, chunk_ids: Iterable[int], countdown: float | None = None) -> None:
+    """Send the write of these chunks of a run (a countdown holds a retried object back that long)."""
+    _send(SYNC_CHUNK, [(run_id, chunk_id) for chunk_id in chunk_ids], countdown=countdown)
+
+
+def follow_ups_start(*, run_id: int) -> None:
+    """Send the start of a run's follow-ups."""
+    _send(SYNC_FOLLOW_UPS, [(run_id,)])

@@ -11,19 +11,22 @@ from django.db import InterfaceError, OperationalError
 from kombu.exceptions import OperationalError as BrokerError
 
 from contracts import runs
-from contracts.models import RunPage, SynchronizationRun
-from syncapp import follow_ups, schedules, synchronization
+from syncapp import follow_ups, schedules
 from syncapp.http import RateLimited
+from syncapp.runs import chunks, pages, resend
 
 logger = logging.getLogger(__name__)
 
 # Database hiccups (a restarted server, a killed connection) and a broker that stays away longer than
 # the publish retries pass: the task is retried whole, and it is idempotent (a retry the broker cannot
 # take is dropped; the page stays queued and the resend sweep sends it again). Any other error is
-# recorded on the page or the object, so the run still ends.
+# recorded on the page or the chunk's objects, so the run still ends.
 TRANSIENT_ERRORS = (OperationalError, InterfaceError, BrokerError)
-RETRY = {"autoretry_for": TRANSIENT_ERRORS, "retry_backoff": 2, "retry_backoff_max": 60, "max_retries": 10}
-# Times one task may be re-scheduled for rate limits before its page or object fails: a source that
+TRANSIENT_RETRIES = 10
+RETRY = {
+    "autoretry_for": TRANSIENT_ERRORS, "retry_backoff": 2, "retry_backoff_max": 60, "max_retries": TRANSIENT_RETRIES,
+}
+# Times one task may be re-scheduled for rate limits before its page or objects fail: a source that
 # keeps asking to wait is reported, not waited on forever.
 RATE_LIMIT_MAX_RETRIES = 100
 
@@ -52,52 +55,41 @@ def retry_later(task: Task, *, limited: RateLimited, run_id: int) -> Retry | str
         task.__dict__.pop("override_max_retries", None)
 
 
+def out_of_retries(task: Task) -> bool:
+    """Return whether a transient error now would end the task for good (no autoretry left)."""
+    return task.request.called_directly or task.request.retries >= TRANSIENT_RETRIES
+
+
 @shared_task(bind=True, acks_late=True, **RETRY)
 def sync_page(self: Task, run_id: int, page_number: int) -> None:
-    """Fetch and process one page of a run; a rate limit the call could not wait out retries it later."""
+    """Fetch one page of a run and plan the pages whose turn it is; a long rate limit retries it later."""
     try:
-        synchronization.page_process(run_id=run_id, page_number=page_number)
+        pages.page_process(run_id=run_id, page_number=page_number)
     except TRANSIENT_ERRORS:
         raise
     except RateLimited as limited:
         later = retry_later(self, limited=limited, run_id=run_id)
         if isinstance(later, Retry):
             raise later from None
-        page = RunPage.objects.filter(run_id=run_id, number=page_number).first()
-        if page is not None:
-            synchronization.page_fail(page=page, message=later)
+        pages.page_fail(run_id=run_id, number=page_number, message=later)
     except Exception as error:
         logger.exception("run %s page %s failed", run_id, page_number)
-        page = RunPage.objects.filter(run_id=run_id, number=page_number).first()
-        if page is not None:
-            synchronization.page_fail(page=page, message=f"{type(error).__name__}: {error}")
+        pages.page_fail(run_id=run_id, number=page_number, message=f"{type(error).__name__}: {error}")
 
 
 @shared_task(bind=True, acks_late=True, **RETRY)
-def sync_object(
-    self: Task, run_id: int, contract_id: int, source_object: dict, origin_hash: str, page_number: int | None = None
-) -> None:
-    """Map and write one changed object of a run; a rate limit of the target retries it later."""
+def sync_chunk(self: Task, run_id: int, chunk_id: int) -> None:
+    """Write one chunk of a run's changed objects; whatever happens, each of its objects ends counted."""
     try:
-        synchronization.object_process(
-            run_id=run_id, contract_id=contract_id, source_object=source_object, origin_hash=origin_hash,
-            page_number=page_number,
-        )
-    except TRANSIENT_ERRORS:
-        raise
-    except RateLimited as limited:
-        later = retry_later(self, limited=limited, run_id=run_id)
-        if isinstance(later, Retry):
-            raise later from None
-        synchronization.object_fail(
-            run_id=run_id, contract_id=contract_id, source_object=source_object, message=later
-        )
+        chunks.chunk_process(run_id=run_id, chunk_id=chunk_id)
+    except TRANSIENT_ERRORS as error:
+        if not out_of_retries(self):
+            raise
+        logger.exception("run %s chunk %s failed for good", run_id, chunk_id)
+        chunks.chunk_fail(run_id=run_id, chunk_id=chunk_id, message=f"{type(error).__name__}: {error}")
     except Exception as error:
-        logger.exception("run %s contract %s failed", run_id, contract_id)
-        synchronization.object_fail(
-            run_id=run_id, contract_id=contract_id, source_object=source_object,
-            message=f"{type(error).__name__}: {error}",
-        )
+        logger.exception("run %s chunk %s failed", run_id, chunk_id)
+        chunks.chunk_fail(run_id=run_id, chunk_id=chunk_id, message=f"{type(error).__name__}: {error}")
 
 
 # Re-run when its worker dies, like every task here: at worst a follow-up runs twice, and a second run
@@ -105,9 +97,7 @@ def sync_object(
 @shared_task(acks_late=True, **RETRY)
 def sync_follow_ups(run_id: int) -> None:
     """Start the follow-ups of an ended run, each as its own run."""
-    run = SynchronizationRun.objects.select_related("synchronization").filter(pk=run_id).first()
-    if run is not None:
-        follow_ups.follow_ups_start(run=run)
+    follow_ups.follow_ups_start_of(run_id=run_id)
 
 
 @shared_task(acks_late=True, **RETRY)
@@ -119,7 +109,7 @@ def start_scheduled_runs() -> None:
 @shared_task(acks_late=True, **RETRY)
 def resend_stalled_runs() -> None:
     """Send the work of runs without progress again: a restarted broker may have lost its messages."""
-    synchronization.runs_resend_stalled()
+    resend.runs_resend_stalled()
 
 
 @shared_task(acks_late=True, **RETRY)

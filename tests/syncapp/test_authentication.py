@@ -12,7 +12,7 @@ import pytest
 from django.urls import reverse
 
 from contracts.models import ContractLog, RunPage, SynchronizationContract, SynchronizationRun
-from syncapp import synchronization
+from syncapp import runs as sync_runs
 from syncapp.authentication import Credentials, credential_problems, credentials_parse, redact
 from syncapp.configuration import ConfigurationInvalid, bundle_export, bundle_validate
 from syncapp.models import Object, Source, Synchronization
@@ -252,7 +252,7 @@ def test_the_right_credentials_read_every_page(case):
     with api.server:
         sync = prepared(api.server.url, with_url(right, api.server.url))
 
-        run = synchronization.run_start(synchronization=sync)
+        run = sync_runs.run_start(synchronization=sync)
 
     run.refresh_from_db()
     assert run.status == "succeeded", run.error_message
@@ -269,7 +269,7 @@ def test_wrong_credentials_fail_the_run_with_a_clear_error_that_shows_no_secret(
     with api.server:
         sync = prepared(api.server.url, with_url(wrong, api.server.url))
 
-        run = synchronization.run_start(synchronization=sync)
+        run = sync_runs.run_start(synchronization=sync)
 
     run.refresh_from_db()
     assert run.status == "failed"
@@ -295,7 +295,7 @@ def test_an_oauth2_token_is_fetched_once_and_serves_every_page_of_every_run_unti
     with api.server:
         sync = prepared(api.server.url, oauth2(api.server.url, clientAuthentication=client_auth, scope="read"))
 
-        runs = [synchronization.run_start(synchronization=sync) for _ in range(2)]
+        runs = [sync_runs.run_start(synchronization=sync) for _ in range(2)]
 
     assert [SynchronizationRun.objects.get(pk=run.pk).status for run in runs] == ["succeeded", "succeeded"]
     assert len(api.token_requests()) == 1
@@ -311,7 +311,7 @@ def test_an_oauth2_token_about_to_expire_is_not_used():
     with api.server:
         sync = prepared(api.server.url, oauth2(api.server.url))
 
-        run = synchronization.run_start(synchronization=sync)
+        run = sync_runs.run_start(synchronization=sync)
 
     run.refresh_from_db()
     assert run.status == "succeeded", run.error_message
@@ -329,7 +329,7 @@ def test_a_revoked_oauth2_token_is_replaced_once_and_the_page_read():
     with api.server:
         sync = prepared(api.server.url, oauth2(api.server.url))
 
-        run = synchronization.run_start(synchronization=sync)
+        run = sync_runs.run_start(synchronization=sync)
 
     run.refresh_from_db()
     assert run.status == "succeeded", run.error_message
@@ -344,7 +344,7 @@ def test_a_source_that_refuses_every_oauth2_token_gets_one_new_token_and_then_fa
     with api.server:
         sync = prepared(api.server.url, oauth2(api.server.url))
 
-        run = synchronization.run_start(synchronization=sync)
+        run = sync_runs.run_start(synchronization=sync)
 
     run.refresh_from_db()
     assert run.status == "failed"
@@ -359,7 +359,7 @@ def test_a_token_url_that_refuses_the_client_fails_the_run_naming_the_token_url_
     with api.server:
         sync = prepared(api.server.url, oauth2(api.server.url, clientAuthentication="basic"))
 
-        run = synchronization.run_start(synchronization=sync)
+        run = sync_runs.run_start(synchronization=sync)
 
     run.refresh_from_db()
     assert run.status == "failed"
@@ -373,11 +373,11 @@ def test_new_oauth2_credentials_never_reuse_the_token_of_the_old_ones():
     api = Api(accepts=lambda seen, api: api.valid_token(seen), client_auth="body")
     with api.server:
         sync = prepared(api.server.url, oauth2(api.server.url, clientAuthentication="body"))
-        synchronization.run_start(synchronization=sync)
+        sync_runs.run_start(synchronization=sync)
         sync.source.credentials = oauth2(api.server.url, clientAuthentication="body", scope="write")
         sync.source.save()
 
-        synchronization.run_start(synchronization=sync)
+        sync_runs.run_start(synchronization=sync)
 
     assert [seen.form.get("scope") for seen in api.token_requests()] == [None, "write"]
 
@@ -448,10 +448,10 @@ def test_a_secret_set_on_a_source_appears_in_no_log_admin_page_or_api_answer(cas
             "configuration": "{}", "is_enabled": "on", "new_credentials": json.dumps(credentials),
         })
         assert response.status_code == 302
-        runs = [synchronization.run_start(synchronization=sync)]
+        runs = [sync_runs.run_start(synchronization=sync)]
         credentials_holder["refuse"] = True
-        runs.append(synchronization.run_start(synchronization=sync))
-        synchronization.run_test(synchronization=sync)
+        runs.append(sync_runs.run_start(synchronization=sync))
+        sync_runs.run_test(synchronization=sync)
 
     first, second = (SynchronizationRun.objects.get(pk=run.pk) for run in runs)
     assert (first.status, second.status) == ("succeeded", "failed"), (first.error_message, second.error_message)

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from contracts import runs
 from contracts.models import ContractLog, SynchronizationContract
-from syncapp import synchronization
+from syncapp import runs as sync_runs
 from syncapp.configuration import ConfigurationInvalid, bundle_validate
 from syncapp.http import (
     Limits,
@@ -35,7 +35,7 @@ from syncapp.http import (
 )
 from syncapp.models import Object, Source, Synchronization
 from syncapp.sample_source import generate_animals
-from syncapp.sources import configuration_problems, source_config_problems
+from syncapp.sources.api import configuration_problems, source_config_problems
 from tests.conftest import zoo_bundle
 from tests.helpers import import_zoo
 
@@ -523,7 +523,7 @@ def test_a_run_through_a_fault_syncs_every_record_exactly_once_and_counts_and_lo
     with faulty_source({2: replies}) as server:
         sync = faulty_sync(server)
 
-        run = synchronization.run_start(synchronization=sync)
+        run = sync_runs.run_start(synchronization=sync)
 
     run.refresh_from_db()
     assert_every_record_synced_once(sync, run)
@@ -546,10 +546,10 @@ def test_the_rate_limit_a_run_ends_with_is_respected_by_the_next_run():
 
     with ScriptedServer(script) as server:
         sync = faulty_sync(server)
-        first = synchronization.run_start(synchronization=sync)
+        first = sync_runs.run_start(synchronization=sync)
         last_of_first = server.arrivals[-1].at
 
-        second = synchronization.run_start(synchronization=sync)
+        second = sync_runs.run_start(synchronization=sync)
 
     first.refresh_from_db()
     second.refresh_from_db()
@@ -569,11 +569,11 @@ def test_in_process_a_wait_beyond_the_longest_allowed_fails_the_run_and_deletes_
 
     with ScriptedServer(script) as server:
         sync = faulty_sync(server)
-        synchronization.run_start(synchronization=sync)
+        sync_runs.run_start(synchronization=sync)
         state["limited"] = True
         started = time.monotonic()
 
-        run = synchronization.run_start(synchronization=sync)
+        run = sync_runs.run_start(synchronization=sync)
 
     run.refresh_from_db()
     assert run.status == "failed" and time.monotonic() - started < 5
@@ -587,6 +587,6 @@ def test_a_test_run_that_meets_a_wait_too_long_fails_with_the_reason(settings):
     with ScriptedServer(lambda arrival: (429, {"Retry-After": "60"}, {})) as server:
         sync = faulty_sync(server)
 
-        run = synchronization.run_test(synchronization=sync)
+        run = sync_runs.run_test(synchronization=sync)
 
     assert run.status == "failed" and "answered 429" in run.error_message

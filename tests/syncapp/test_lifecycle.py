@@ -13,9 +13,12 @@ from rest_framework.test import APIClient
 
 from contracts import runs
 from contracts.models import ContractLog, RunPage, SynchronizationContract, SynchronizationRun
-from syncapp import schedules, synchronization
+from syncapp import runs as sync_runs
+from syncapp import schedules
 from syncapp.configuration import ConfigurationInvalid, bundle_import
 from syncapp.models import Object, Synchronization
+from syncapp.runs.context import context_load, first_request
+from syncapp.runs.finish import run_close_if_complete
 from tests.conftest import zoo_bundle
 from tests.helpers import active_ids, import_zoo
 from tests.loopback import LoopbackServer
@@ -24,7 +27,7 @@ pytestmark = pytest.mark.usefixtures("transactional_db", "in_process_tasks")
 
 
 def run(sync: Synchronization, **options) -> SynchronizationRun:
-    started = synchronization.run_start(synchronization=sync, **options)
+    started = sync_runs.run_start(synchronization=sync, **options)
     started.refresh_from_db()
     return started
 
@@ -154,7 +157,7 @@ def test_a_test_run_never_deletes(sample_source, animals):
     run(sync)
     sample_source.replace_records(animals[:1])
 
-    test_run = synchronization.run_test(synchronization=sync)
+    test_run = sync_runs.run_test(synchronization=sync)
 
     assert test_run.deleted == 0 and Object.objects.count() == len(active_ids(animals))
 
@@ -212,7 +215,7 @@ def test_follow_ups_run_after_success_as_their_own_run_linked_to_the_parent(chai
 
 def test_follow_ups_do_not_run_after_a_failed_run_or_a_test_run(chained, sample_source):
     parent_sync, follow_up = chained
-    synchronization.run_test(synchronization=parent_sync)
+    sync_runs.run_test(synchronization=parent_sync)
     parent_sync.source_config = {**parent_sync.source_config, "endpoint": "/nothing-here"}
     parent_sync.save()
 
@@ -295,18 +298,18 @@ def test_a_second_start_while_a_run_is_active_is_refused_clearly(sample_source):
     active = SynchronizationRun.objects.create(synchronization=sync, status="running", heartbeat_at=timezone.now())
 
     with pytest.raises(runs.RunRefused, match=f"already has run {active.pk} running"):
-        synchronization.run_start(synchronization=sync)
+        sync_runs.run_start(synchronization=sync)
 
 
 def test_a_start_asked_to_queue_waits_behind_the_active_run_and_starts_when_it_ends(sample_source, animals):
     sync = import_zoo(zoo_bundle(location=sample_source.url))
     active = SynchronizationRun.objects.create(synchronization=sync, status="running", heartbeat_at=timezone.now())
 
-    waiting = synchronization.run_start(synchronization=sync, queue=True)
+    waiting = sync_runs.run_start(synchronization=sync, queue=True)
 
     assert (waiting.status, waiting.waiting) == ("queued", True)
     SynchronizationRun.objects.filter(pk=active.pk).update(fetch_finished=True)
-    synchronization.run_close_if_complete(run_id=active.pk)
+    run_close_if_complete(run_id=active.pk)
     waiting.refresh_from_db()
     assert (waiting.status, waiting.created) == ("succeeded", len(active_ids(animals)))
 
@@ -318,8 +321,8 @@ def test_a_cancelled_run_ends_cancelled_its_tasks_do_nothing_and_nothing_is_dele
     sample_source.replace_records([])
     # A run as run_start makes it, its first page task not yet delivered.
     queued = runs.run_create(synchronization=sync, force=True)
-    context = synchronization.context_load(synchronization_id=sync.pk)
-    RunPage.objects.create(run=queued, number=1, request=synchronization.first_request(context).to_json())
+    context = context_load(synchronization_id=sync.pk)
+    RunPage.objects.create(run=queued, number=1, request=first_request(context))
 
     assert runs.run_cancel(run=queued) is True
     from workers.tasks import sync_page

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from syncapp import synchronization
+from syncapp import runs as sync_runs
 from syncapp.configuration import ConfigurationInvalid, bundle_export, bundle_import
 from syncapp.models import Mapping, Object, Schema, Source, Synchronization
 from syncapp.openconnector import bundle_normalize
@@ -131,7 +131,7 @@ def test_an_exported_synchronization_runs_with_its_text_booleans(transactional_d
             "synchronizations": [exported_synchronization(targetId="zoo/animal")],
         })
 
-        run = synchronization.run_start(synchronization=Synchronization.objects.get(reference="animals"))
+        run = sync_runs.run_start(synchronization=Synchronization.objects.get(reference="animals"))
 
     run.refresh_from_db()
     assert run.status == "succeeded", run.error_message

@@ -17,13 +17,13 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from syncapp import synchronization
+from syncapp import runs as sync_runs
 from syncapp.authentication import mask_url
 from syncapp.configuration import ConfigurationInvalid, bundle_validate
 from syncapp.models import Source
 from syncapp.pagination import PageRequest, first_page_request, pagination_from_source_config
-from syncapp.sources import (
-    SourceError,
+from syncapp.sources import SourceError
+from syncapp.sources.api import (
     call_settings,
     configuration_problems,
     endpoint_url,
@@ -275,8 +275,8 @@ def test_each_run_renders_its_endpoint_template_so_a_run_can_ask_for_what_change
         sync = import_zoo(zoo_bundle(location=server.url))
         sync.source_config = {"endpoint": "/animals?since={{ lastSync }}&run={{ run.id }}", "resultsPosition": "_root"}
         sync.save()
-        first = synchronization.run_start(synchronization=sync)
-        second = synchronization.run_start(synchronization=sync)
+        first = sync_runs.run_start(synchronization=sync)
+        second = sync_runs.run_start(synchronization=sync)
 
     first.refresh_from_db()
     assert first.status == "succeeded", first.error_message

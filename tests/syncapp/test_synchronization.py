@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from contracts.models import ContractLog, SynchronizationContract
-from syncapp import synchronization
+from syncapp import runs as sync_runs
 from syncapp.models import Mapping, Object, Synchronization
 from tests.conftest import zoo_bundle
 from tests.helpers import active_ids, import_zoo, register_objects
@@ -41,7 +41,7 @@ def test_a_page_number_api_without_next_links_syncs_every_record_once(animals, c
         sync.conditions = {}
         sync.save()
 
-        run = synchronization.run_start(synchronization=sync)
+        run = sync_runs.run_start(synchronization=sync)
 
     run.refresh_from_db()
     assert run.status == "succeeded", run.error_message
@@ -54,7 +54,7 @@ def test_a_bare_list_that_ignores_paging_is_read_once_under_auto_pagination(anim
     with LoopbackServer(lambda path, query: (200, {}, animals)) as server:
         sync = configure(import_zoo(zoo_bundle(location=server.url)), endpoint="/animals.json")
 
-        run = synchronization.run_start(synchronization=sync)
+        run = sync_runs.run_start(synchronization=sync)
 
     run.refresh_from_db()
     assert run.status == "succeeded", run.error_message
@@ -69,7 +69,7 @@ def test_explicit_page_pagination_on_a_source_that_ignores_it_fails_instead_of_l
             import_zoo(zoo_bundle(location=server.url)), endpoint="/animals.json", pagination={"type": "page"},
         )
 
-        run = synchronization.run_start(synchronization=sync)
+        run = sync_runs.run_start(synchronization=sync)
 
     run.refresh_from_db()
     assert run.status == "failed"
@@ -85,7 +85,7 @@ def test_max_pages_stops_the_run_as_partial(animals):
             endpoint="/zoo", resultsPosition="data.items", maxPages=3,
         )
 
-        run = synchronization.run_start(synchronization=sync)
+        run = sync_runs.run_start(synchronization=sync)
 
     run.refresh_from_db()
     assert run.status == "partial"
@@ -96,14 +96,14 @@ def test_max_pages_stops_the_run_as_partial(animals):
 
 def test_a_body_without_a_list_fails_the_run_naming_the_url_and_keeps_what_was_stored(sample_source, animals):
     sync = import_zoo(zoo_bundle(location=sample_source.url))
-    synchronization.run_start(synchronization=sync)
+    sync_runs.run_start(synchronization=sync)
     stored = Object.objects.count()
     with LoopbackServer(lambda path, query: (200, {}, {"message": "maintenance"})) as server:
         sync.source.location = server.url
         sync.source.save()
         configure(sync, endpoint="/animals")
 
-        run = synchronization.run_start(synchronization=sync)
+        run = sync_runs.run_start(synchronization=sync)
 
     run.refresh_from_db()
     assert run.status == "failed"
@@ -125,7 +125,7 @@ def test_a_source_answering_garbage_fails_the_run_with_a_clear_error(animals, st
     with LoopbackServer(lambda path, query: (status, headers, body)) as server:
         sync = configure(import_zoo(zoo_bundle(location=server.url)), endpoint="/animals")
 
-        run = synchronization.run_start(synchronization=sync)
+        run = sync_runs.run_start(synchronization=sync)
 
     run.refresh_from_db()
     assert run.status == "failed"
@@ -141,7 +141,7 @@ def test_objects_without_an_origin_id_or_that_are_not_objects_are_invalid_and_th
             pagination={"type": "none"},
         )
 
-        run = synchronization.run_start(synchronization=sync)
+        run = sync_runs.run_start(synchronization=sync)
 
     run.refresh_from_db()
     assert run.status == "partial"
@@ -159,7 +159,7 @@ def test_an_origin_id_twice_on_one_page_is_written_once(animals):
             import_zoo(zoo_bundle(location=server.url)), endpoint="/x", pagination={"type": "none"},
         )
 
-        run = synchronization.run_start(synchronization=sync)
+        run = sync_runs.run_start(synchronization=sync)
 
     run.refresh_from_db()
     assert (run.created, run.invalid) == (1, 1)
@@ -175,7 +175,7 @@ def test_a_mapping_error_makes_that_object_invalid_naming_the_key(animals):
             import_zoo(zoo_bundle(location=server.url)), endpoint="/x", pagination={"type": "none"},
         )
 
-        run = synchronization.run_start(synchronization=sync)
+        run = sync_runs.run_start(synchronization=sync)
 
     run.refresh_from_db()
     assert (run.status, run.created, run.invalid) == ("partial", 2, 1)
@@ -190,10 +190,10 @@ def test_an_invalid_object_fixed_at_the_source_is_written_on_the_next_run(animal
         sync = configure(
             import_zoo(zoo_bundle(location=server.url)), endpoint="/x", pagination={"type": "none"},
         )
-        synchronization.run_start(synchronization=sync)
+        sync_runs.run_start(synchronization=sync)
         body[0]["legs"] = 4
 
-        run = synchronization.run_start(synchronization=sync)
+        run = sync_runs.run_start(synchronization=sync)
 
     run.refresh_from_db()
     assert (run.status, run.created, run.invalid) == ("succeeded", 1, 0)
@@ -202,12 +202,12 @@ def test_an_invalid_object_fixed_at_the_source_is_written_on_the_next_run(animal
 
 def test_a_changed_mapping_updates_every_object_whose_result_changed_without_forcing(sample_source, animals):
     sync = import_zoo(zoo_bundle(location=sample_source.url))
-    synchronization.run_start(synchronization=sync)
+    sync_runs.run_start(synchronization=sync)
     mapping = Mapping.objects.get(reference="animal-in")
     mapping.mapping = {**mapping.mapping, "label": "{{ name | upper }}"}
     mapping.save()
 
-    run = synchronization.run_start(synchronization=sync)
+    run = sync_runs.run_start(synchronization=sync)
 
     run.refresh_from_db()
     assert run.updated == len(active_ids(animals))
@@ -216,9 +216,9 @@ def test_a_changed_mapping_updates_every_object_whose_result_changed_without_for
 
 def test_a_run_of_a_synchronization_with_a_test_run_active_is_not_refused(sample_source):
     sync = import_zoo(zoo_bundle(location=sample_source.url))
-    synchronization.run_test(synchronization=sync)
+    sync_runs.run_test(synchronization=sync)
 
-    run = synchronization.run_start(synchronization=sync)
+    run = sync_runs.run_start(synchronization=sync)
 
     run.refresh_from_db()
     assert run.status == "succeeded"
@@ -226,7 +226,7 @@ def test_a_run_of_a_synchronization_with_a_test_run_active_is_not_refused(sample
 
 def test_a_changed_mapping_rewrites_only_the_objects_whose_result_changed(sample_source, animals):
     sync = import_zoo(zoo_bundle(location=sample_source.url))
-    synchronization.run_start(synchronization=sync)
+    sync_runs.run_start(synchronization=sync)
     species = next(a["species"] for a in animals if a["status"] == "active")
     affected = [a for a in animals if a["status"] == "active" and a["species"] == species]
     mapping = Mapping.objects.get(reference="animal-in")
@@ -236,7 +236,7 @@ def test_a_changed_mapping_rewrites_only_the_objects_whose_result_changed(sample
     }
     mapping.save()
 
-    run = synchronization.run_start(synchronization=sync)
+    run = sync_runs.run_start(synchronization=sync)
 
     run.refresh_from_db()
     assert (run.updated, run.unchanged) == (len(affected), len(active_ids(animals)) - len(affected))
@@ -249,12 +249,12 @@ def test_a_source_hash_mapping_ignores_fields_that_change_on_every_request(sampl
         reference="animal-hash", mapping={}, unset=["updatedAt"], pass_through=True
     )
     sync.save()
-    synchronization.run_start(synchronization=sync)
+    sync_runs.run_start(synchronization=sync)
     active = [a for a in animals if a["status"] == "active"]
     sample_source.update_record(active[0]["id"], updatedAt="2030-01-01T00:00:00Z")
     sample_source.update_record(active[1]["id"], name="Changed")
 
-    run = synchronization.run_start(synchronization=sync)
+    run = sync_runs.run_start(synchronization=sync)
 
     run.refresh_from_db()
     assert (run.updated, run.unchanged) == (1, len(active) - 1)

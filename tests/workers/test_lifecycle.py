@@ -10,7 +10,7 @@ from django.db import connection
 from config.celery import app as celery_app
 from contracts.models import SynchronizationContract, SynchronizationRun
 from contracts.runs import RunRefused
-from syncapp import synchronization
+from syncapp import runs as sync_runs
 from syncapp.configuration import bundle_import
 from syncapp.models import Object, Synchronization
 from tests.conftest import TEST_QUEUE, WorkerProcess, purge_queue, zoo_bundle
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.worker
 
 
 def run_and_wait(sync: Synchronization, **options) -> SynchronizationRun:
-    return wait_for_run(synchronization.run_start(synchronization=sync, **options))
+    return wait_for_run(sync_runs.run_start(synchronization=sync, **options))
 
 
 def test_removing_records_at_the_source_deletes_exactly_those_objects(worker, sample_source, animals):
@@ -83,7 +83,7 @@ def test_a_test_run_never_deletes(worker, sample_source, animals):
     run_and_wait(sync)
     sample_source.replace_records(animals[:2])
 
-    test_run = synchronization.run_test(synchronization=sync)
+    test_run = sync_runs.run_test(synchronization=sync)
 
     assert test_run.deleted == 0 and Object.objects.count() == len(active_ids(animals))
 
@@ -107,7 +107,7 @@ def test_follow_ups_run_after_success_and_not_after_failure_or_a_test_run(worker
     bundle["synchronizations"][0]["followUps"] = ["again"]
     bundle_import(bundle)
     sync = Synchronization.objects.get(reference="animals")
-    synchronization.run_test(synchronization=sync)
+    sync_runs.run_test(synchronization=sync)
 
     parent = run_and_wait(sync)
 
@@ -134,7 +134,7 @@ def test_starting_the_same_synchronization_twice_at_once_yields_one_run_and_one_
     def start() -> None:
         barrier.wait()
         try:
-            outcomes.append(synchronization.run_start(synchronization=sync))
+            outcomes.append(sync_runs.run_start(synchronization=sync))
         except RunRefused as error:
             outcomes.append(error)
         finally:
@@ -175,7 +175,7 @@ def test_a_worker_killed_in_the_middle_of_a_run_leaves_every_object_exactly_once
         sync = import_zoo(zoo_bundle(location=server.url))
         sync.source_config = {"endpoint": "/a", "pagination": {"type": "page"}}
         sync.save()
-        run = synchronization.run_start(synchronization=sync)
+        run = sync_runs.run_start(synchronization=sync)
 
         # When the worker is killed once the run is under way
         deadline = time.monotonic() + 60
@@ -189,12 +189,12 @@ def test_a_worker_killed_in_the_middle_of_a_run_leaves_every_object_exactly_once
             run = wait_for_run(run, timeout=120)
             # Then the run ends, and after it (or a re-run, if it failed) every record is there once
             if run.status == "failed":
-                run = wait_for_run(synchronization.run_start(synchronization=sync), timeout=120)
+                run = wait_for_run(sync_runs.run_start(synchronization=sync), timeout=120)
         finally:
             second.stop()
             celery_app.conf.task_default_queue = TEST_QUEUE
 
-    assert "workers.tasks.sync_object" in first.log() and "workers.tasks.sync_object" in second.log()
+    assert "workers.tasks.sync_chunk" in first.log() and "workers.tasks.sync_chunk" in second.log()
     assert written_at_kill < 300
     assert run.status == "succeeded", second.log()
     contracts = SynchronizationContract.objects.filter(synchronization=sync)

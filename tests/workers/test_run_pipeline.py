@@ -7,8 +7,9 @@ import pytest
 from django.db import connection
 
 from contracts.models import ContractLog, SynchronizationContract, SynchronizationRun
-from syncapp import synchronization
+from syncapp import runs as sync_runs
 from syncapp.models import Object
+from syncapp.runs.context import context_load, first_request
 from tests.conftest import zoo_bundle
 from tests.helpers import active_ids, import_zoo, register_objects, wait_for_run
 
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.worker
 
 
 def run_and_wait(sync, *, force: bool = False) -> SynchronizationRun:
-    run = synchronization.run_start(synchronization=sync, force=force)
+    run = sync_runs.run_start(synchronization=sync, force=force)
     return wait_for_run(run)
 
 
@@ -85,7 +86,7 @@ def test_a_forced_run_writes_every_object(worker, sample_source, animals):
 def test_a_test_run_writes_nothing_at_all(worker, sample_source, animals):
     sync = import_zoo(zoo_bundle(location=sample_source.url))
 
-    run = synchronization.run_test(synchronization=sync)
+    run = sync_runs.run_test(synchronization=sync)
 
     assert run.status == "succeeded"
     assert not Object.objects.exists()
@@ -136,8 +137,7 @@ def test_two_runs_at_once_never_create_two_contracts_or_objects_for_one_origin_i
             run = SynchronizationRun.objects.create(synchronization=sync)
             from contracts.models import RunPage
 
-            RunPage.objects.create(run=run, number=1, request=synchronization.first_request(
-                synchronization.context_load(synchronization_id=sync.pk)).to_json())
+            RunPage.objects.create(run=run, number=1, request=first_request(context_load(synchronization_id=sync.pk)))
             from workers.tasks import sync_page
 
             sync_page.delay(run.pk, 1)

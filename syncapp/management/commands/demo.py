@@ -10,7 +10,8 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
 from contracts.models import SynchronizationContract, SynchronizationRun
-from syncapp import configuration, synchronization
+from syncapp import configuration
+from syncapp import runs as synchronization
 from syncapp.models import Object, Synchronization
 from syncapp.sample_source import SampleSource, generate_animals
 

@@ -12,7 +12,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from contracts.models import SynchronizationRun
 from contracts.runs import RunRefused, run_cancel, run_summary
-from syncapp import configuration, synchronization
+from syncapp import configuration
+from syncapp import runs as synchronization
 from syncapp.models import Synchronization
 
 # Exit codes tell the outcome of a run apart, for scripts and schedulers.

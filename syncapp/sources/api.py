@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 from xml.etree.ElementTree import Element, ParseError
 
+import orjson
 import requests
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring as xml_fromstring
@@ -37,9 +38,19 @@ from syncapp.authentication import (
     redact,
 )
 from syncapp.dotpath import MISSING, get_path
+from syncapp.hashing import hash_hashes, hash_value
 from syncapp.http import HttpError, OnWait, RateLimited, TransientHttpError, budget_problems, http_request
-from syncapp.models import Source
-from syncapp.pagination import PageRequest, query_split
+from syncapp.models import Source, Synchronization
+from syncapp.pagination import (
+    PageRequest,
+    PaginationConfig,
+    first_page_request,
+    next_page_request,
+    page_repeats_previous,
+    pagination_from_source_config,
+    query_split,
+)
+from syncapp.sources import Fetched, ReadPage, SourceError, TransientSourceError, reader_type
 
 logger = logging.getLogger(__name__)
 
@@ -48,14 +59,6 @@ DEFAULT_ACCEPT = "application/json, application/xml;q=0.9, text/xml;q=0.9, */*;q
 CONNECT_TIMEOUT_KEYS = ("connectTimeout", "connect_timeout")
 READ_TIMEOUT_KEYS = ("timeout", "readTimeout", "read_timeout")
 VERIFY_KEYS = ("verify", "verifyTls", "verify_tls", "verifySsl", "verify_ssl")
-
-
-class SourceError(Exception):
-    """The source could not be read, or answered something that is not a page of objects."""
-
-
-class TransientSourceError(SourceError):
-    """The source failed in a way that may pass: a timeout, a dropped connection, a 5xx."""
 
 
 @dataclass
@@ -265,7 +268,8 @@ def _call_params(*, call: CallSettings, request: PageRequest) -> dict[str, Any]:
 
 
 def fetch_page(
-    *, source: Source, source_config: dict[str, Any], request: PageRequest, on_wait: OnWait | None = None
+    *, source: Source, source_config: dict[str, Any], request: PageRequest, on_wait: OnWait | None = None,
+    call: CallSettings | None = None,
 ) -> FetchedPage:
     """Fetch one page and return its decoded body; every error is free of secrets.
 
@@ -273,7 +277,7 @@ def fetch_page(
     is reported to `on_wait`, and a wait too long to happen here raises RateLimited (not a SourceError:
     the page is not lost, its task is retried later).
     """
-    call = call_settings(source=source, source_config=source_config)
+    call = call or call_settings(source=source, source_config=source_config)
     try:
         auth = authenticator_for(source=source, timeout=call.timeout, verify=call.verify)
     except CredentialsError as error:
@@ -373,6 +377,10 @@ def decode_body(response: requests.Response, *, url: str) -> tuple[Any, str]:
                 f"GET {url} answered {status} with {content_type}, not valid XML ({error}): {snippet!r}"
             ) from None
     try:
+        return orjson.loads(response.content), "json"
+    except orjson.JSONDecodeError:
+        pass  # not strict JSON (NaN, a BOM, another encoding): the json module is more lenient
+    try:
         return response.json(), "json"
     except ValueError as error:
         raise SourceError(
@@ -455,3 +463,84 @@ def extract_objects(*, body: Any, results_position: str | None, url: str, xml: b
         f"{url}: no list of objects found in the body (looked for {', '.join(AUTO_RESULTS_KEYS)} and the only "
         "list at the top level); set resultsPosition"
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# The reader of `api` sources
+
+
+def concurrency_of(source_config: dict[str, Any]) -> int:
+    """Return sourceConfig.concurrency: how many pages may be fetched at once (default SYNC_PAGE_CONCURRENCY)."""
+    value = source_config.get("concurrency", settings.SYNC_PAGE_CONCURRENCY)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 32:
+        raise SourceError(f"sourceConfig.concurrency must be a whole number from 1 to 32, got {value!r}")
+    return value
+
+
+@reader_type(Synchronization.SourceType.API)
+class ApiReader:
+    """Pages of an HTTP API: its pagination, authentication, rate limits and answers (JSON or XML)."""
+
+    def __init__(self, synchronization: Synchronization):
+        self.source: Source = synchronization.source
+        self.source_config: dict[str, Any] = synchronization.source_config or {}
+        self.pagination: PaginationConfig = pagination_from_source_config(self.source_config)
+        self.results_position: str | None = self.source_config.get("resultsPosition") or None
+        self.concurrency = concurrency_of(self.source_config)
+        self.max_pages = self.pagination.max_pages
+        # Read once per run and worker process, not per request.
+        self.call = call_settings(source=self.source, source_config=self.source_config)
+
+    @staticmethod
+    def problem(synchronization: Synchronization) -> str | None:
+        if synchronization.source is None:
+            return f"synchronization {synchronization.reference!r} has no api source (sourceId)"
+        return None
+
+    def first_request(self, *, variables: dict[str, Any]) -> dict[str, Any]:
+        url = endpoint_url(source=self.source, source_config=self.source_config, variables=variables)
+        return first_page_request(config=self.pagination, url=url, params={}).to_json()
+
+    def fetch(self, *, request: dict[str, Any], on_wait: OnWait | None = None) -> Fetched:
+        fetched = fetch_page(
+            source=self.source, source_config=self.source_config, request=PageRequest.from_json(request),
+            on_wait=on_wait, call=self.call,
+        )
+        return Fetched(
+            request=request, body=fetched.body, url=fetched.url, headers=fetched.headers, format=fetched.format,
+            meta={"secretParams": sorted(fetched.secret_params)},
+        )
+
+    def page(self, *, request: dict[str, Any], fetched: Fetched) -> ReadPage:
+        current = PageRequest.from_json(request)
+        objects = extract_objects(
+            body=fetched.body, results_position=self.results_position, url=fetched.url, xml=fetched.format == "xml"
+        )
+        hashes = [hash_value(obj) for obj in objects]
+        fingerprint = hash_hashes(hashes)
+        if page_repeats_previous(config=self.pagination, current=current, fingerprint=fingerprint):
+            return ReadPage(objects=[], hashes=[], next_request=None)
+        following = next_page_request(
+            config=self.pagination, current=current, body=fetched.body, headers=fetched.headers,
+            object_count=len(objects), fingerprint=fingerprint,
+            drop_params=frozenset(fetched.meta.get("secretParams") or ()),
+        )
+        return ReadPage(objects=objects, hashes=hashes, next_request=following.to_json() if following else None)
+
+    def ahead(self, *, request: dict[str, Any], steps: int) -> dict[str, Any] | None:
+        current = PageRequest.from_json(request)
+        config = self.pagination
+        if current.mode == "page" and current.page is not None and config.type in ("page", "auto"):
+            params = {**current.params, config.page_param: current.page + steps}
+            predicted = PageRequest(url=current.url, params=params, page=current.page + steps, mode="page",
+                                    carry=current.carry)
+            return predicted.to_json()
+        if current.mode == "offset" and current.offset is not None and config.type == "offset":
+            offset = current.offset + steps * config.limit
+            params = {**current.params, config.offset_param: offset}
+            predicted = PageRequest(url=current.url, params=params, offset=offset, mode="offset", carry=current.carry)
+            return predicted.to_json()
+        return None  # next links, Link headers and cursors are known only from the page before
+
+    def same_request(self, first: dict[str, Any], second: dict[str, Any]) -> bool:
+        return first.get("url") == second.get("url") and (first.get("params") or {}) == (second.get("params") or {})

@@ -1,0 +1,225 @@
+"""Write a chunk of planned objects: one task, one transaction, bulk statements.
+
+A chunk task locks its chunk and the contracts of its objects (one statement each), hands the
+writes to the target's writer, and records every outcome in bulk: contracts, contract logs, the
+chunk and the run's counters. A redelivered chunk finds itself done and writes nothing twice. An
+object the target refuses (invalid, a constraint) gets its own outcome and never fails the others;
+one that failed for a passing reason is written again later as a chunk of its own, so it holds up
+nothing else: the object stays the unit of isolation and retry, the chunk is the unit of throughput.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from django.db import transaction
+from django.utils import timezone
+
+from contracts import runs
+from contracts.logs import log_text, log_value
+from contracts.models import ContractLog, RunChunk, SynchronizationContract, SynchronizationRun
+from syncapp.runs.context import SyncContext, context_for_run
+from syncapp.runs.finish import run_close_if_complete
+from syncapp.targets import Outcome, Write
+from workers import dispatch
+
+logger = logging.getLogger(__name__)
+
+Contract = SynchronizationContract
+# Attempts of an object whose write fails for a passing reason (a database hiccup, a target's 5xx or
+# rate limit), the first included; then it counts as failed.
+OBJECT_ATTEMPTS = 5
+RETRY_BACKOFF_MAX_SECONDS = 60
+CONTRACT_FIELDS = [
+    "origin_hash", "config_hash", "target_id", "target_hash", "status", "last_error", "target_last_action",
+    "target_last_changed", "target_last_synced", "source_last_synced", "source_last_changed",
+    "source_last_checked", "last_processed_run", "updated_at",
+]
+
+
+@dataclass
+class Item:
+    """One planned write of a chunk, as the page stored it."""
+
+    contract_id: int
+    origin_id: str
+    origin_hash: str
+    target_hash: str
+    source_object: Any
+    target_object: Any
+
+    def to_json(self) -> list[Any]:
+        return [self.contract_id, self.origin_id, self.origin_hash, self.target_hash, self.source_object,
+                self.target_object]
+
+
+def chunk_items(chunk: RunChunk) -> list[Item]:
+    return [Item(*entry) for entry in orjson.loads(bytes(chunk.items or b"[]"))]
+
+
+def retry_countdown(attempt: int) -> float:
+    """Return how long an object waits before its next attempt: 1, 2, 4 ... seconds."""
+    return float(min(RETRY_BACKOFF_MAX_SECONDS, 2 ** max(0, attempt - 1)))
+
+
+class Tally:
+    """The outcomes of a chunk, counted for the run."""
+
+    def __init__(self) -> None:
+        self.counts = dict.fromkeys(("created", "updated", "unchanged", "invalid", "failed"), 0)
+        self.done = 0
+        self.retries = 0
+
+    def add(self, kind: str) -> None:
+        self.counts[kind] += 1
+        self.done += 1
+
+    def record(self, *, run_id: int) -> None:
+        runs.run_add_counts(run_id=run_id, objects_done=self.done, retries=self.retries, **self.counts)
+
+
+def chunk_process(*, run_id: int, chunk_id: int) -> None:
+    """Write the objects of one chunk of a run and record each one's outcome."""
+    run = SynchronizationRun.objects.filter(pk=run_id).only("status", "is_forced", "synchronization_id").first()
+    if run is None or run.status != SynchronizationRun.Status.RUNNING:
+        return
+    context = context_for_run(synchronization_id=run.synchronization_id, run_id=run_id)
+    retried: list[tuple[int, float]] = []
+    with transaction.atomic():
+        chunk = RunChunk.objects.select_for_update().filter(pk=chunk_id, run_id=run_id).first()
+        if chunk is not None and chunk.status == RunChunk.Status.QUEUED:
+            retried = chunk_write(run=run, context=context, chunk=chunk)
+    for retry_id, countdown in retried:
+        dispatch.chunks_write(run_id=run_id, chunk_ids=[retry_id], countdown=countdown)
+    run_close_if_complete(run_id=run_id)
+
+
+def chunk_write(*, run: SynchronizationRun, context: SyncContext, chunk: RunChunk) -> list[tuple[int, float]]:
+    """Write a locked chunk and record it; return the chunks of objects to retry, with their countdowns."""
+    now = timezone.now()
+    items = chunk_items(chunk)
+    contracts = {
+        contract.pk: contract
+        for contract in Contract.objects.select_for_update().filter(pk__in=[item.contract_id for item in items])
+        .order_by("pk")
+    }
+    tally = Tally()
+    todo: list[tuple[Item, Contract]] = []
+    for item in items:
+        contract = contracts.get(item.contract_id)
+        if contract is None or contract.last_processed_run_id == run.pk:
+            tally.done += 1  # deleted meanwhile, or already written by this run
+        elif not run.is_forced and contract.target_id and contract.target_hash == item.target_hash:
+            # Another run wrote exactly this object since the page was planned.
+            contract.last_processed_run_id = run.pk
+            contract.source_last_checked = now
+            todo.append((item, contract))
+        else:
+            todo.append((item, contract))
+    writes = [
+        (item, contract) for item, contract in todo
+        if run.is_forced or not (contract.target_id and contract.target_hash == item.target_hash)
+    ]
+    outcomes = context.writer.write(
+        [Write(target_id=contract.target_id, data=item.target_object, origin_id=item.origin_id)
+         for item, contract in writes]
+    )
+    outcome_of = {id(contract): outcome for (_, contract), outcome in zip(writes, outcomes, strict=True)}
+    logs: list[ContractLog] = []
+    retry_chunks: list[RunChunk] = []
+    for item, contract in todo:
+        outcome = outcome_of.get(id(contract))
+        if outcome is None:
+            tally.add("unchanged")
+            continue
+        if outcome.kind == Outcome.RETRY and chunk.attempt + 1 < OBJECT_ATTEMPTS:
+            retry_chunks.append(RunChunk(
+                run_id=run.pk, page_number=chunk.page_number, size=1, attempt=chunk.attempt + 1,
+                items=orjson.dumps([item.to_json()], default=str),
+            ))
+            tally.retries += 1
+            logger.warning("run %s: object %s retried alone: %s", run.pk, item.origin_id, outcome.error)
+            continue
+        if outcome.kind == Outcome.RETRY:
+            outcome = Outcome(Outcome.FAILED, error=f"{outcome.error} (after {OBJECT_ATTEMPTS} attempts)")
+        contract_apply(contract=contract, item=item, outcome=outcome, context=context, now=now, run_id=run.pk)
+        tally.add(outcome.kind)
+        logs.append(ContractLog(
+            synchronization_id=run.synchronization_id, contract=contract, run_id=run.pk,
+            origin_id=contract.origin_id, action=contract.target_last_action if not contract.last_error else "",
+            status=contract.status, source_object=log_value(item.source_object),
+            target_object=log_value(item.target_object), error=contract.last_error,
+        ))
+    changed = [contract for item, contract in todo if contract.last_processed_run_id == run.pk]
+    if changed:
+        for contract in changed:
+            contract.updated_at = now
+        Contract.objects.bulk_update(changed, CONTRACT_FIELDS)
+    if logs:
+        ContractLog.objects.bulk_create(logs)
+    created = RunChunk.objects.bulk_create(retry_chunks) if retry_chunks else []
+    RunChunk.objects.filter(pk=chunk.pk).update(status=RunChunk.Status.DONE, items=None, finished_at=now)
+    tally.record(run_id=run.pk)
+    return [(retry.pk, retry_countdown(retry.attempt)) for retry in created]
+
+
+def contract_apply(*, contract: Contract, item: Item, outcome: Outcome, context: SyncContext, now, run_id: int) -> None:
+    """Set a contract from the outcome of its write."""
+    contract.source_last_checked = now
+    contract.last_processed_run_id = run_id
+    if outcome.kind in (Outcome.CREATED, Outcome.UPDATED):
+        contract.target_id = outcome.target_id
+        contract.target_hash = item.target_hash
+        contract.target_last_changed = now
+        contract.target_last_synced = now
+        contract.source_last_synced = now
+        if contract.origin_hash != item.origin_hash:
+            contract.source_last_changed = now
+        contract.origin_hash = item.origin_hash
+        contract.config_hash = context.fingerprint
+        contract.status = Contract.Status.SYNCED
+        created = outcome.kind == Outcome.CREATED
+        contract.target_last_action = Contract.Action.CREATE if created else Contract.Action.UPDATE
+        contract.last_error = ""
+        return
+    contract.status = Contract.Status.INVALID if outcome.kind == Outcome.INVALID else Contract.Status.FAILED
+    contract.last_error = log_text(outcome.error)
+
+
+def chunk_fail(*, run_id: int, chunk_id: int, message: str) -> None:
+    """Record every object of a chunk whose task failed for good, so the run still ends."""
+    now = timezone.now()
+    with transaction.atomic():
+        chunk = RunChunk.objects.select_for_update().filter(pk=chunk_id, run_id=run_id).first()
+        if chunk is None or chunk.status != RunChunk.Status.QUEUED:
+            return
+        items = chunk_items(chunk)
+        contracts = {
+            contract.pk: contract
+            for contract in Contract.objects.select_for_update().filter(pk__in=[item.contract_id for item in items])
+            .order_by("pk")
+        }
+        logs = []
+        failed = []
+        for item in items:
+            contract = contracts.get(item.contract_id)
+            if contract is None or contract.last_processed_run_id == run_id:
+                continue
+            contract.status = Contract.Status.FAILED
+            contract.last_error = message[:5000]
+            contract.last_processed_run_id = run_id
+            contract.updated_at = now
+            failed.append(contract)
+            logs.append(ContractLog(
+                synchronization_id=contract.synchronization_id, contract=contract, run_id=run_id,
+                origin_id=contract.origin_id, status=contract.status, source_object=log_value(item.source_object),
+                target_object=log_value(item.target_object), error=message,
+            ))
+        if failed:
+            Contract.objects.bulk_update(failed, ["status", "last_error", "last_processed_run", "updated_at"])
+            ContractLog.objects.bulk_create(logs)
+        RunChunk.objects.filter(pk=chunk.pk).update(status=RunChunk.Status.DONE, items=None, finished_at=now)
+        runs.run_add_counts(run_id=run_id, objects_done=len(items), failed=len(failed))
+    run_close_if_complete(run_id=run_id)

@@ -1,0 +1,208 @@
+"""A synchronization loaded once per run and worker process, with its reader, rules and writer."""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from datetime import UTC
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from contracts.models import SynchronizationRun
+from syncapp.conditions import conditions_compile
+from syncapp.hashing import hash_value
+from syncapp.mapping import MappingError, MappingSpec, apply_mapping
+from syncapp.models import Mapping, Synchronization
+from syncapp.pagination import PaginationError
+from syncapp.runs.planner import Rules
+from syncapp.sources import Reader, SourceError, reader_for, reader_problem
+from syncapp.targets import Writer, writer_for, writer_problem
+
+
+class ConfigurationError(ValueError):
+    """The synchronization cannot run as configured."""
+
+
+def mapping_spec(mapping: Mapping) -> MappingSpec:
+    """Return the mapping language's view of a Mapping record."""
+    return MappingSpec(
+        mapping=dict(mapping.mapping or {}),
+        unset=list(mapping.unset or []),
+        cast=dict(mapping.cast or {}),
+        pass_through=mapping.pass_through,
+    )
+
+
+def resolve_mapping(reference: str) -> MappingSpec:
+    """Return the mapping with this reference, for mappings that map list elements with another."""
+    mapping = Mapping.objects.filter(reference=reference).first()
+    if mapping is None:
+        raise MappingError(key=None, message=f"unknown mapping {reference!r}")
+    return mapping_spec(mapping)
+
+
+def synchronization_fingerprint(synchronization: Synchronization) -> str:
+    """Return a hash of everything that shapes the written objects: a change re-checks them all."""
+    def mapping_json(mapping: Mapping | None) -> Any:
+        if mapping is None:
+            return None
+        return [mapping.mapping, mapping.unset, mapping.cast, mapping.pass_through]
+
+    config = synchronization.source_config or {}
+    return hash_value(
+        {
+            "idPosition": config.get("idPosition"),
+            "conditions": synchronization.conditions,
+            "hashMapping": mapping_json(synchronization.source_hash_mapping),
+            "targetMapping": mapping_json(synchronization.source_target_mapping),
+            "targetType": synchronization.target_type,
+            "targetSchema": synchronization.target_schema_id,
+            "targetSource": synchronization.target_source_id,
+            "targetConfig": synchronization.target_config,
+        }
+    )
+
+
+def chunk_size_of(source_config: dict[str, Any]) -> int:
+    """Return sourceConfig.chunkSize: how many changed objects one write task takes (default SYNC_CHUNK_SIZE)."""
+    value = source_config.get("chunkSize", settings.SYNC_CHUNK_SIZE)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10000:
+        raise ConfigurationError(f"sourceConfig.chunkSize must be a whole number from 1 to 10000, got {value!r}")
+    return value
+
+
+@dataclass
+class SyncContext:
+    """What every page and chunk of a run needs, built once."""
+
+    synchronization: Synchronization
+    fingerprint: str
+    chunk_size: int
+    rules: Rules
+    _reader: Reader | None = None
+    _writer: Writer | None = None
+
+    @property
+    def reader(self) -> Reader:
+        if self._reader is None:
+            self._reader = reader_for(self.synchronization)
+        return self._reader
+
+    @property
+    def writer(self) -> Writer:
+        if self._writer is None:
+            self._writer = writer_for(self.synchronization)
+        return self._writer
+
+
+def _rules(synchronization: Synchronization, *, fingerprint: str, writer_check) -> Rules:
+    config = synchronization.source_config or {}
+    target_spec = mapping_spec(synchronization.source_target_mapping) if synchronization.source_target_mapping else None
+    hash_spec = mapping_spec(synchronization.source_hash_mapping) if synchronization.source_hash_mapping else None
+
+    def to_target(obj: dict) -> Any:
+        if target_spec is None:
+            return obj
+        return apply_mapping(spec=target_spec, data=obj, resolve_mapping=resolve_mapping)
+
+    def origin_hash(obj: dict, plain: str) -> str:
+        return hash_value(apply_mapping(spec=hash_spec, data=obj, resolve_mapping=resolve_mapping))
+
+    return Rules(
+        id_position=str(config.get("idPosition") or "id"),
+        fingerprint=fingerprint,
+        passes=conditions_compile(synchronization.conditions),
+        origin_hash=origin_hash if hash_spec is not None else None,
+        to_target=to_target,
+        validate=writer_check,
+    )
+
+
+def context_load(*, synchronization_id: int) -> SyncContext:
+    """Load a synchronization with its source, mappings and target in one query; raise ConfigurationError
+    when it cannot run as configured."""
+    synchronization = Synchronization.objects.select_related(
+        "source", "source_schema__register", "source_hash_mapping", "source_target_mapping",
+        "target_schema__register", "target_source",
+    ).get(pk=synchronization_id)
+    problem = reader_problem(synchronization) or writer_problem(synchronization)
+    if problem:
+        raise ConfigurationError(problem)
+    fingerprint = synchronization_fingerprint(synchronization)
+    context = SyncContext(
+        synchronization=synchronization, fingerprint=fingerprint,
+        chunk_size=chunk_size_of(synchronization.source_config or {}),
+        rules=None,  # type: ignore[arg-type]  # set below: the rules check objects with the writer
+    )
+    try:
+        context.reader  # noqa: B018 - building it checks the source settings
+    except (PaginationError, SourceError) as error:
+        raise ConfigurationError(f"sourceConfig: {error}") from None
+    context.rules = _rules(synchronization, fingerprint=fingerprint, writer_check=context.writer.validate)
+    return context
+
+
+@functools.lru_cache(maxsize=16)
+def context_for_run(*, synchronization_id: int, run_id: int) -> SyncContext:
+    """Return the synchronization as loaded once per run and worker process, for its page and chunk tasks.
+
+    A mapping changed during a run reaches the objects of the next run: their contracts keep the
+    fingerprint they were written with, so that run re-checks them.
+    """
+    return context_load(synchronization_id=synchronization_id)
+
+
+def endpoint_variables(context: SyncContext, *, run: SynchronizationRun | None) -> dict[str, Any]:
+    """Return what an endpoint template may use: the run, and when the last successful run started."""
+    sync = context.synchronization
+    last = (
+        SynchronizationRun.objects.filter(
+            synchronization_id=sync.pk, is_test=False, status=SynchronizationRun.Status.SUCCEEDED
+        )
+        .exclude(pk=run.pk if run is not None else None)
+        .order_by("-created_at")
+        .first()
+    )
+    now = run.created_at if run is not None and run.created_at else timezone.now()
+
+    def utc(moment) -> str:
+        # "Z", not "+00:00": a "+" in a query string reads as a space.
+        return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+    return {
+        "run": {
+            "id": run.pk if run is not None else None,
+            "reference": str(run.reference) if run is not None else "",
+            "trigger": run.trigger if run is not None else "",
+            "test": bool(run.is_test) if run is not None else False,
+            "force": bool(run.is_forced) if run is not None else False,
+        },
+        "now": utc(now),
+        "lastSync": utc(last.started_at or last.created_at) if last is not None else "",
+        "synchronization": {"reference": sync.reference, "name": sync.name},
+    }
+
+
+def first_request(context: SyncContext, *, run: SynchronizationRun | None = None) -> dict[str, Any]:
+    """Return the request of the run's first page; an endpoint template is rendered for this run."""
+    try:
+        return context.reader.first_request(variables=endpoint_variables(context, run=run))
+    except SourceError as error:
+        raise ConfigurationError(str(error)) from None
+
+
+def run_settings_problems(source_config: dict[str, Any]) -> list[str]:
+    """Return the problems of sourceConfig's chunkSize and concurrency."""
+    from syncapp.sources.api import concurrency_of
+
+    problems = []
+    try:
+        chunk_size_of(source_config)
+    except ConfigurationError as error:
+        problems.append(str(error).removeprefix("sourceConfig."))
+    try:
+        concurrency_of(source_config)
+    except SourceError as error:
+        problems.append(str(error).removeprefix("sourceConfig."))
+    return problems

@@ -1,0 +1,109 @@
+"""Sources: one reader per source type, registered by type.
+
+A reader turns a page request (plain JSON, stored on the run's page record) into a page of objects
+and the request of the page after it; the run steps (syncapp.runs) know no source type. A new kind
+of source is a module here that registers its reader class with `reader_type`.
+
+Reading is split in two so pages can be fetched ahead and still be judged in order: `fetch` does
+the I/O and returns what came back (storable as bytes), `page` is pure and says which objects the
+answer holds and what comes next.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+
+from syncapp.models import Synchronization
+
+
+class SourceError(Exception):
+    """The source could not be read, or answered something that is not a page of objects."""
+
+
+class TransientSourceError(SourceError):
+    """The source failed in a way that may pass: a timeout, a dropped connection, a 5xx."""
+
+
+@dataclass
+class Fetched:
+    """What a source answered to one page request."""
+
+    request: dict[str, Any]  # the request as asked
+    body: Any
+    url: str = ""  # with secrets masked: fit for messages
+    headers: dict[str, str] = field(default_factory=dict)
+    format: str = "json"
+    meta: dict[str, Any] = field(default_factory=dict)  # the reader's own notes
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps({
+            "request": self.request, "body": self.body, "url": self.url, "headers": self.headers,
+            "format": self.format, "meta": self.meta,
+        })
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Fetched:
+        return cls(**orjson.loads(bytes(data)))
+
+
+@dataclass
+class ReadPage:
+    """The objects of a page, their plain hashes, and the request of the next page (None: the last)."""
+
+    objects: list[Any]
+    hashes: list[str]
+    next_request: dict[str, Any] | None
+
+
+class Reader(Protocol):
+    """What the run steps ask of a source."""
+
+    concurrency: int  # pages that may be fetched at once
+    max_pages: int | None
+
+    def first_request(self, *, variables: dict[str, Any]) -> dict[str, Any]:
+        """Return the request of a run's first page; `variables` are the run's, for endpoint templates."""
+
+    def fetch(self, *, request: dict[str, Any], on_wait: Any = None) -> Fetched:
+        """Ask the source for one page. Raise SourceError, or RateLimited to be retried later."""
+
+    def page(self, *, request: dict[str, Any], fetched: Fetched) -> ReadPage:
+        """Return the page's objects and the next page's request. Raise SourceError or PaginationError."""
+
+    def ahead(self, *, request: dict[str, Any], steps: int) -> dict[str, Any] | None:
+        """Return the request `steps` pages after this one if it is known without reading; else None."""
+
+    def same_request(self, first: dict[str, Any], second: dict[str, Any]) -> bool:
+        """Return whether two requests ask the source the same thing."""
+
+
+_readers: dict[str, type] = {}
+
+
+def reader_type(source_type: str):
+    """Register a reader class for a source type (a class decorator)."""
+    def register(cls: type) -> type:
+        _readers[source_type] = cls
+        return cls
+
+    return register
+
+
+def reader_problem(synchronization: Synchronization) -> str | None:
+    """Return why the synchronization's source cannot be read, or None."""
+    cls = _readers.get(synchronization.source_type)
+    if cls is None:
+        kind = synchronization.source_type
+        return f"synchronization {synchronization.reference!r}: source type {kind!r} cannot be read yet"
+    return cls.problem(synchronization)
+
+
+def reader_for(synchronization: Synchronization) -> Reader:
+    """Return the reader of the synchronization's source; check reader_problem first."""
+    return _readers[synchronization.source_type](synchronization)
+
+
+# The readers register themselves on import.
+from syncapp.sources import api as _api  # noqa: E402, F401

@@ -1,0 +1,244 @@
+"""The built-in register as a target: validate against the schema, write objects in bulk.
+
+This module is the one place that writes register objects: syncs (RegisterWriter), the deletion of
+vanished objects, the admin and the API (`register_object_save`, `register_objects_delete`) all come
+through here, so that a later push on change has one place to hook into.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import jsonschema_rs
+from django.db import DatabaseError, DataError, IntegrityError, OperationalError, connection, transaction
+from django.utils import timezone
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+from jsonschema.validators import validator_for
+
+from syncapp.hashing import canonical_json
+from syncapp.models import Object, Schema, Synchronization
+from syncapp.targets import InvalidObject, Outcome, TargetError, Write, writer_type
+
+logger = logging.getLogger(__name__)
+
+# Keywords whose meaning the compiled validator may read differently from the jsonschema library
+# (regular expression dialects, format assertions): schemas using them are checked by jsonschema alone.
+_DIALECT_KEYWORDS = ("pattern", "patternProperties", "format", "$dynamicRef", "$recursiveRef")
+
+
+def check_json_schema(schema: Any) -> list[str]:
+    """Return the problems of a JSON Schema document, empty when it is usable."""
+    if not isinstance(schema, dict):
+        return ["a JSON Schema must be an object"]
+    try:
+        validator_for(schema, default=Draft202012Validator).check_schema(schema)
+    except SchemaError as error:
+        location = "/".join(str(part) for part in error.path) or "(root)"
+        return [f"{location}: {error.message}"]
+    return []
+
+
+def _uses_dialect_keywords(node: Any) -> bool:
+    stack = [node]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            if any(keyword in value for keyword in _DIALECT_KEYWORDS):
+                return True
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return False
+
+
+@dataclass(frozen=True)
+class SchemaCheck:
+    """A schema ready to validate objects: a compiled fast path, and jsonschema for the wording."""
+
+    path: str
+    reference: Any
+    fast: Any
+
+    def problem(self, data: Any) -> str | None:
+        """Return why the object breaks the schema, naming every place (up to ten), or None."""
+        if self.fast is not None:
+            try:
+                if self.fast.is_valid(data):
+                    return None
+            except (ValueError, TypeError):
+                pass  # a value the compiled validator cannot read: jsonschema decides
+        errors = sorted(self.reference.iter_errors(data), key=lambda error: list(error.absolute_path))
+        if not errors:
+            return None
+        problems = []
+        for error in errors[:10]:
+            location = ".".join(str(part) for part in error.absolute_path) or "(root)"
+            problems.append(f"{location}: {error.message}")
+        return f"invalid against schema {self.path}: " + "; ".join(problems)
+
+
+@lru_cache(maxsize=256)
+def _schema_check(schema_id: int, updated_at: str, path: str, schema_json: str) -> SchemaCheck:
+    document = json.loads(schema_json)
+    reference = validator_for(document, default=Draft202012Validator)(document)
+    fast = None
+    if isinstance(document, dict) and not _uses_dialect_keywords(document):
+        try:
+            fast = jsonschema_rs.validator_for(document, validate_formats=False)
+        except (ValueError, TypeError) as error:  # a schema the compiled validator does not take
+            logger.info("schema %s is validated by jsonschema alone: %s", path, error)
+    return SchemaCheck(path=path, reference=reference, fast=fast)
+
+
+def schema_check(schema: Schema) -> SchemaCheck:
+    """Return the validator of a schema, built once per version of it and process."""
+    return _schema_check(schema.pk, schema.updated_at.isoformat(), schema.path, canonical_json(schema.schema or {}))
+
+
+def validate_register_object(*, schema: Schema, data: Any) -> None:
+    """Raise InvalidObject naming every place where the object breaks the schema."""
+    problem = schema_check(schema).problem(data)
+    if problem is not None:
+        raise InvalidObject(problem)
+
+
+# ---------------------------------------------------------------------------------------------
+# Single objects: the admin and the API
+
+
+def register_object_save(*, obj: Object) -> Object:
+    """Validate and save one object (new or changed), as the admin and the API do."""
+    validate_register_object(schema=obj.schema, data=obj.data)
+    obj.save()
+    return obj
+
+
+def register_objects_delete(*, objects: Iterable[Object] | None = None, schema: Schema | None = None,
+                            target_ids: Iterable[str] = ()) -> int:
+    """Delete objects, given as records or as ids of one schema; return how many were deleted."""
+    ids = [obj.pk for obj in objects or ()]
+    query = Object.objects.filter(pk__in=ids)
+    if schema is not None:
+        query = Object.objects.filter(pk__in=[*ids, *target_ids], schema=schema)
+    deleted, _ = query.delete()
+    return deleted
+
+
+# ---------------------------------------------------------------------------------------------
+# The writer of syncs
+
+
+def _connection_lost() -> bool:
+    raw = connection.connection
+    return raw is None or bool(getattr(raw, "closed", False)) or not connection.is_usable()
+
+
+@writer_type(Synchronization.TargetType.REGISTER)
+class RegisterWriter:
+    """Write the mapped objects of a chunk to a schema of the register, in bulk."""
+
+    def __init__(self, synchronization: Synchronization):
+        self.schema: Schema = synchronization.target_schema
+        self.check = schema_check(self.schema)
+
+    @staticmethod
+    def problem(synchronization: Synchronization) -> str | None:
+        if synchronization.target_schema is None:
+            return f"synchronization {synchronization.reference!r} has no register/schema target (targetId)"
+        return None
+
+    def validate(self, data: Any) -> None:
+        problem = self.check.problem(data)
+        if problem is not None:
+            raise InvalidObject(problem)
+
+    def existing(self, target_ids: list[str]) -> set[str]:
+        if not target_ids:
+            return set()
+        rows = Object.objects.filter(schema=self.schema, pk__in=target_ids).values_list("pk", flat=True)
+        return {str(pk) for pk in rows}
+
+    def schema_refresh(self) -> None:
+        """Validate against the schema as it is now: an object the register keeps always fits its schema,
+        also when the schema was changed during the run."""
+        changed = Schema.objects.filter(pk=self.schema.pk).exclude(updated_at=self.schema.updated_at)
+        fresh = changed.select_related("register").first()
+        if fresh is not None:
+            self.schema = fresh
+            self.check = schema_check(fresh)
+
+    def write(self, writes: list[Write]) -> list[Outcome]:
+        self.schema_refresh()
+        outcomes: list[Outcome | None] = [None] * len(writes)
+        valid: list[int] = []
+        for index, write in enumerate(writes):
+            problem = self.check.problem(write.data)
+            if problem is None:
+                valid.append(index)
+            else:
+                outcomes[index] = Outcome(Outcome.INVALID, error=problem)
+        if valid:
+            try:
+                with transaction.atomic():
+                    for index, outcome in zip(valid, self._write_many([writes[i] for i in valid]), strict=True):
+                        outcomes[index] = outcome
+            except DatabaseError as error:
+                if _connection_lost():
+                    raise
+                # One object spoils the bulk statement: write them one by one to find it.
+                logger.info("bulk write to %s failed (%s): writing object by object", self.schema.path, error)
+                for index in valid:
+                    outcomes[index] = self._write_one(writes[index])
+        return outcomes  # type: ignore[return-value]
+
+    def _write_many(self, writes: list[Write]) -> list[Outcome]:
+        now = timezone.now()
+        wanted = [write.target_id for write in writes if write.target_id]
+        present = self.existing(wanted)
+        creates: list[Object] = []
+        updates: list[Object] = []
+        outcomes = []
+        for write in writes:
+            if write.target_id and write.target_id in present:
+                updates.append(Object(pk=write.target_id, schema=self.schema, data=write.data, updated_at=now))
+                outcomes.append(Outcome(Outcome.UPDATED, target_id=write.target_id))
+            else:
+                # A new object, or one deleted from the register since: created (again).
+                created = Object(schema=self.schema, data=write.data, created_at=now, updated_at=now)
+                creates.append(created)
+                outcomes.append(Outcome(Outcome.CREATED, target_id=str(created.pk)))
+        if creates:
+            Object.objects.bulk_create(creates)
+        if updates:
+            Object.objects.bulk_update(updates, ["data", "updated_at"])
+        return outcomes
+
+    def _write_one(self, write: Write) -> Outcome:
+        try:
+            with transaction.atomic():
+                [outcome] = self._write_many([write])
+            return outcome
+        except (IntegrityError, DataError) as error:
+            return Outcome(Outcome.FAILED, error=f"{type(error).__name__}: {error}".strip())
+        except OperationalError as error:
+            if _connection_lost():
+                raise
+            return Outcome(Outcome.RETRY, error=f"{type(error).__name__}: {error}".strip())
+        except DatabaseError as error:
+            if _connection_lost():
+                raise
+            return Outcome(Outcome.FAILED, error=f"{type(error).__name__}: {error}".strip())
+
+    def delete(self, target_ids: list[str]) -> None:
+        register_objects_delete(schema=self.schema, target_ids=target_ids)
+
+
+__all__ = [
+    "InvalidObject", "RegisterWriter", "SchemaCheck", "TargetError", "check_json_schema", "register_object_save",
+    "register_objects_delete", "schema_check", "validate_register_object",
+]

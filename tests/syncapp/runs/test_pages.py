@@ -1,0 +1,100 @@
+"""Planning a page costs a fixed number of statements, whatever the number of its objects."""
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from contracts.models import RunChunk, RunPage
+from syncapp import runs as sync_runs
+from syncapp.configuration import bundle_import
+from syncapp.models import Synchronization
+from syncapp.runs import chunks, pages
+from syncapp.sample_source import generate_animals
+from tests.conftest import zoo_bundle
+from tests.helpers import import_zoo
+from tests.loopback import LoopbackServer
+from tests.syncapp.runs.test_chunks import held_tasks  # noqa: F401 - a fixture
+
+pytestmark = pytest.mark.usefixtures("held_tasks")
+
+
+def queries(function, **kwargs) -> list[str]:
+    with CaptureQueriesContext(connection) as captured:
+        function(**kwargs)
+    return [query["sql"] for query in captured.captured_queries]
+
+
+def costs(count: int, *, reference: str) -> dict[str, int]:
+    """Return the queries of a first sync's page and chunk, and of a re-run's page with a tenth changed."""
+    records = [{**animal, "status": "active"} for animal in generate_animals(count=count, seed=count)]
+    with LoopbackServer(lambda path, query: (200, {}, records)) as server:
+        bundle = zoo_bundle(location=server.url)
+        bundle["sources"][0]["reference"] = f"{reference}-api"
+        bundle["synchronizations"][0].update(reference=reference, sourceId=f"{reference}-api")
+        bundle_import(bundle)
+        sync = Synchronization.objects.get(reference=reference)
+        sync.source_config = {"endpoint": "/a", "resultsPosition": "_root", "pagination": {"type": "none"},
+                              "chunkSize": 1000}
+        sync.save()
+        run = sync_runs.run_start(synchronization=sync)
+        first_page = queries(pages.page_process, run_id=run.pk, page_number=1)
+        first_chunk = queries(chunks.chunk_process, run_id=run.pk, chunk_id=RunChunk.objects.get(run=run).pk)
+        for record in records[: count // 10]:
+            record["name"] += " the second"
+        rerun = sync_runs.run_start(synchronization=sync)
+        rerun_page = queries(pages.page_process, run_id=rerun.pk, page_number=1)
+        rerun_chunk = queries(chunks.chunk_process, run_id=rerun.pk, chunk_id=RunChunk.objects.get(run=rerun).pk)
+    run.refresh_from_db()
+    rerun.refresh_from_db()
+    assert (run.status, run.created, rerun.status, rerun.updated, rerun.unchanged) == (
+        "succeeded", count, "succeeded", count // 10, count - count // 10
+    )
+    return {"first page": len(first_page), "first chunk": len(first_chunk), "re-run page": len(rerun_page),
+            "re-run chunk": len(rerun_chunk)}
+
+
+def test_a_page_and_a_chunk_issue_the_same_queries_for_10_and_for_100_objects():
+    few, many = costs(10, reference="animals"), costs(100, reference="many")
+
+    assert few == many
+    # The last chunk of a run also closes it (deletion, follow-ups, the run queued behind it).
+    assert few["first page"] < 30 and few["first chunk"] < 40 and few["re-run page"] < 30
+
+
+def test_pages_fetched_out_of_order_are_planned_in_order(held_tasks):  # noqa: F811
+    # Given a page-number source of three pages and an empty one, read four pages at a time
+    items = [{**animal, "status": "active"} for animal in generate_animals(count=25, seed=1)]
+
+    def handler(path, query):
+        page = int(query.get("page", 1))
+        return 200, {}, {"results": items[(page - 1) * 10: page * 10]}
+
+    with LoopbackServer(handler) as server:
+        sync = import_zoo(zoo_bundle(location=server.url))
+        sync.source_config = {"endpoint": "/a", "resultsPosition": "results", "pagination": {"type": "page"},
+                              "concurrency": 4}
+        sync.save()
+        run = sync_runs.run_start(synchronization=sync)
+        pages.page_process(run_id=run.pk, page_number=1)
+        assert set(RunPage.objects.filter(run=run).values_list("number", "status")) == {
+            (1, "done"), (2, "queued"), (3, "queued"), (4, "queued"), (5, "queued"),
+        }
+
+        # When the pages after the first come back last first
+        for number in (5, 4, 3):
+            pages.page_process(run_id=run.pk, page_number=number)
+        assert set(RunPage.objects.filter(run=run, number__gt=2).values_list("status", flat=True)) == {"fetched"}
+        pages.page_process(run_id=run.pk, page_number=2)
+
+    # Then each was planned in its turn, the empty fourth ended the run's reading, and the pages made
+    # ahead of it are skipped
+    run.refresh_from_db()
+    assert (run.found, run.pages_fetched, run.fetch_finished) == (25, 4, True)
+    assert dict(RunPage.objects.filter(run=run).values_list("number", "status")) == {
+        1: "done", 2: "done", 3: "done", 4: "done", 5: "skipped", 6: "skipped", 7: "skipped",
+    }
+    for chunk in RunChunk.objects.filter(run=run, status="queued"):
+        chunks.chunk_process(run_id=run.pk, chunk_id=chunk.pk)
+    run.refresh_from_db()
+    assert (run.status, run.created) == ("succeeded", 25)

@@ -5,6 +5,7 @@ import uuid
 
 from django.db import models
 
+from syncapp.fields import DocumentField
 from syncapp.models import Synchronization
 
 
@@ -174,7 +175,10 @@ class SynchronizationContract(models.Model):
         DELETED = "deleted"
 
     reference = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    synchronization = models.ForeignKey(Synchronization, on_delete=models.CASCADE, related_name="contracts")
+    # Indexed by the unique (synchronization, origin id) constraint.
+    synchronization = models.ForeignKey(
+        Synchronization, on_delete=models.CASCADE, related_name="contracts", db_index=False
+    )
     origin_id = models.CharField(max_length=255)
     origin_hash = models.CharField(max_length=64, blank=True)
     # Fingerprint of the synchronization and mapping at the last write: a changed mapping re-writes.
@@ -187,15 +191,19 @@ class SynchronizationContract(models.Model):
     target_last_changed = models.DateTimeField(null=True, blank=True)
     target_last_synced = models.DateTimeField(null=True, blank=True)
     target_last_action = models.CharField(max_length=10, choices=Action.choices, blank=True)
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.NEW, db_index=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.NEW)
     last_error = models.TextField(blank=True)
     # The last run that saw this object at the source; objects not seen by a complete run vanished.
+    # Both run pointers change on every run of every object: without an index or a database
+    # constraint of their own (Django still nulls them when a run is deleted), those writes stay cheap.
     last_seen_run = models.ForeignKey(
-        SynchronizationRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        SynchronizationRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        db_index=False, db_constraint=False,
     )
-    # The last run whose object task finished this contract: a redelivered task does nothing twice.
+    # The last run whose chunk wrote this contract: a redelivered chunk does nothing twice.
     last_processed_run = models.ForeignKey(
-        SynchronizationRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        SynchronizationRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        db_index=False, db_constraint=False,
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -205,28 +213,39 @@ class SynchronizationContract(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["synchronization", "origin_id"], name="unique_contract_origin"),
         ]
-        indexes = [models.Index(fields=["synchronization", "target_id"])]
+        indexes = [
+            models.Index(fields=["synchronization", "target_id"]),
+            models.Index(fields=["synchronization", "status"], name="contract_sync_status"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.synchronization_id}:{self.origin_id}"
 
 
 class ContractLog(models.Model):
-    """One object write or failure, with what came in and what went out."""
+    """One object write or failure, with what came in and what went out.
+
+    Logs are written a chunk at a time: their references are kept by Django (CASCADE, SET_NULL), not
+    by database constraints, which would check three rows for every log inserted.
+    """
 
     reference = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    synchronization = models.ForeignKey(Synchronization, on_delete=models.CASCADE, related_name="logs")
+    synchronization = models.ForeignKey(
+        Synchronization, on_delete=models.CASCADE, related_name="logs", db_constraint=False
+    )
     contract = models.ForeignKey(
-        SynchronizationContract, null=True, blank=True, on_delete=models.SET_NULL, related_name="logs"
+        SynchronizationContract, null=True, blank=True, on_delete=models.SET_NULL, related_name="logs",
+        db_constraint=False,
     )
     run = models.ForeignKey(
-        SynchronizationRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="logs"
+        SynchronizationRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="logs",
+        db_constraint=False,
     )
     origin_id = models.CharField(max_length=255, blank=True)
     action = models.CharField(max_length=10, blank=True)
     status = models.CharField(max_length=10, blank=True)
-    source_object = models.JSONField(null=True, blank=True)
-    target_object = models.JSONField(null=True, blank=True)
+    source_object = DocumentField(null=True, blank=True)
+    target_object = DocumentField(null=True, blank=True)
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 

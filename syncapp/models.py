@@ -5,6 +5,8 @@ import uuid
 
 from django.db import models
 
+from syncapp.fields import DocumentField
+
 
 class Source(models.Model):
     """An external system objects come from, or go to."""
@@ -108,7 +110,7 @@ class Object(models.Model):
 
     uuid = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     schema = models.ForeignKey(Schema, on_delete=models.PROTECT, related_name="stored_objects")
-    data = models.JSONField(default=dict)
+    data = DocumentField(default=dict)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

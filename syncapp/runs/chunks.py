@@ -20,6 +20,7 @@ from django.utils import timezone
 from contracts import runs
 from contracts.logs import log_text, log_value
 from contracts.models import ContractLog, RunChunk, SynchronizationContract, SynchronizationRun
+from syncapp.bulk import rows_update
 from syncapp.runs.context import SyncContext, context_for_run
 from syncapp.runs.finish import run_close_if_complete
 from syncapp.targets import Outcome, Write
@@ -156,7 +157,7 @@ def chunk_write(*, run: SynchronizationRun, context: SyncContext, chunk: RunChun
     if changed:
         for contract in changed:
             contract.updated_at = now
-        Contract.objects.bulk_update(changed, CONTRACT_FIELDS)
+        rows_update(Contract, changed, CONTRACT_FIELDS)
     if logs:
         ContractLog.objects.bulk_create(logs)
     created = RunChunk.objects.bulk_create(retry_chunks) if retry_chunks else []
@@ -218,7 +219,7 @@ def chunk_fail(*, run_id: int, chunk_id: int, message: str) -> None:
                 target_object=log_value(item.target_object), error=message,
             ))
         if failed:
-            Contract.objects.bulk_update(failed, ["status", "last_error", "last_processed_run", "updated_at"])
+            rows_update(Contract, failed, ["status", "last_error", "last_processed_run", "updated_at"])
             ContractLog.objects.bulk_create(logs)
         RunChunk.objects.filter(pk=chunk.pk).update(status=RunChunk.Status.DONE, items=None, finished_at=now)
         runs.run_add_counts(run_id=run_id, objects_done=len(items), failed=len(failed))

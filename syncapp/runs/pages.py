@@ -25,6 +25,7 @@ from django.utils import timezone
 from contracts import runs
 from contracts.logs import log_text, log_value
 from contracts.models import ContractLog, RunChunk, RunPage, SynchronizationContract, SynchronizationRun
+from syncapp.bulk import rows_update
 from syncapp.http import Wait
 from syncapp.pagination import PaginationError
 from syncapp.runs.context import SyncContext, context_for_run
@@ -259,7 +260,7 @@ def invalid_record(
         if not rejected.duplicate and (contract := contract_of(rejected)) is not None
     ]
     if own:
-        Contract.objects.bulk_update(own, ["status", "last_error", "source_last_checked", "updated_at"])
+        rows_update(Contract, own, ["status", "last_error", "source_last_checked", "updated_at"])
 
 
 def holds_record(*, run: SynchronizationRun, context: SyncContext, holds: list[Planned],
@@ -282,9 +283,9 @@ def holds_record(*, run: SynchronizationRun, context: SyncContext, holds: list[P
               "target_last_synced", "source_last_checked", "last_processed_run", "updated_at"]
     unchanged_source = [row for row in rows if row.source_last_changed is None]
     if changed:
-        Contract.objects.bulk_update(changed, [*fields, "source_last_changed"])
+        rows_update(Contract, changed, [*fields, "source_last_changed"])
     if unchanged_source:
-        Contract.objects.bulk_update(unchanged_source, fields)
+        rows_update(Contract, unchanged_source, fields)
 
 
 def chunks_create(

@@ -20,6 +20,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from jsonschema.validators import validator_for
 
+from syncapp.bulk import rows_update
 from syncapp.hashing import canonical_json
 from syncapp.models import Object, Schema, Synchronization
 from syncapp.targets import InvalidObject, Outcome, TargetError, Write, writer_type
@@ -215,7 +216,7 @@ class RegisterWriter:
         if creates:
             Object.objects.bulk_create(creates)
         if updates:
-            Object.objects.bulk_update(updates, ["data", "updated_at"])
+            rows_update(Object, updates, ["data", "updated_at"])
         return outcomes
 
     def _write_one(self, write: Write) -> Outcome:

@@ -1,0 +1,86 @@
+"""Update many rows with different values in one statement.
+
+Django's bulk_update builds a CASE expression per field with a branch per row, which costs more to
+build than the write itself (tens of milliseconds per hundred rows). Here the new values travel as
+one VALUES list joined on the primary key (`UPDATE ... FROM (VALUES ...)`), so a chunk's contracts or
+objects are one statement whatever their number.
+"""
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from django.db import connection, models
+
+# UPDATE ... FROM came with SQLite 3.33; older ones take Django's bulk_update.
+_SQLITE_UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33)
+# SQLite's limit on the parameters of one statement (SQLITE_MAX_VARIABLE_NUMBER, 32766 since 3.32).
+_SQLITE_MAX_PARAMETERS = 32766 if sqlite3.sqlite_version_info >= (3, 32) else 999
+
+
+def _column_value(field: models.Field, value: Any) -> Any:
+    if isinstance(field, models.JSONField):
+        return None if value is None else orjson.dumps(value, default=str).decode()
+    if isinstance(field, models.ForeignKey):
+        field = field.target_field
+    return field.get_db_prep_value(value, connection, prepared=False)
+
+
+def rows_update(model: type[models.Model], objects: Sequence[models.Model], fields: Sequence[str]) -> None:
+    """Write `fields` of each object to its row (matched by primary key) in one statement."""
+    if not objects:
+        return
+    meta = model._meta
+    concrete = [meta.get_field(name) for name in fields]
+    pk = meta.pk
+    vendor = connection.vendor
+    if vendor == "postgresql":
+        _update_postgresql(model, objects, concrete, pk)
+    elif vendor == "sqlite" and _SQLITE_UPDATE_FROM:
+        per_row = len(concrete) + 1
+        step = max(1, _SQLITE_MAX_PARAMETERS // per_row)
+        for start in range(0, len(objects), step):
+            _update_sqlite(model, objects[start:start + step], concrete, pk)
+    else:
+        model.objects.bulk_update(objects, list(fields))
+
+
+def _update_postgresql(model, objects, fields, pk) -> None:
+    quote = connection.ops.quote_name
+    table = quote(model._meta.db_table)
+    columns = [pk, *fields]
+    casts = []
+    for field in columns:
+        target = field.target_field if isinstance(field, models.ForeignKey) else field
+        casts.append("jsonb" if isinstance(field, models.JSONField) else target.db_type(connection))
+    row = "(" + ", ".join(f"%s::{cast}" for cast in casts) + ")"
+    params: list[Any] = []
+    for obj in objects:
+        params.extend(_column_value(field, getattr(obj, field.attname)) for field in columns)
+    names = ", ".join(quote(field.column) for field in columns)
+    assignments = ", ".join(f"{quote(field.column)} = v.{quote(field.column)}" for field in fields)
+    sql = (
+        f"UPDATE {table} SET {assignments} FROM (VALUES {', '.join(row for _ in objects)}) AS v({names}) "
+        f"WHERE {table}.{quote(pk.column)} = v.{quote(pk.column)}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+def _update_sqlite(model, objects, fields, pk) -> None:
+    quote = connection.ops.quote_name
+    table = quote(model._meta.db_table)
+    columns = [pk, *fields]
+    row = "(" + ", ".join("%s" for _ in columns) + ")"
+    params: list[Any] = []
+    for obj in objects:
+        params.extend(_column_value(field, getattr(obj, field.attname)) for field in columns)
+    assignments = ", ".join(f"{quote(field.column)} = v.column{index + 2}" for index, field in enumerate(fields))
+    sql = (
+        f"UPDATE {table} SET {assignments} FROM (VALUES {', '.join(row for _ in objects)}) AS v "
+        f"WHERE {table}.{quote(pk.column)} = v.column1"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)

@@ -5,7 +5,8 @@
 `GET /records?page=N&per_page=K` answers `{"count", "next", "results"}` (a page-number API with a
 total, and a next link for those that follow links). Records are made from their id, about 730
 bytes each, so a million need no memory; a page, once made, is kept (up to --cache-pages).
-`GET /control?version=2` changes 10% of the records (every tenth id), `version=1` changes them back.
+`GET /control?version=2` changes 10% of the records (every tenth id: its name and notes), `version=1`
+changes them back.
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def record(number: int, *, version: int) -> dict:
     changed = version == 2 and number % 10 == 0
     return {
         "id": number,
-        "name": f"{NAMES[digest[0] % len(NAMES)]} {number}",
+        "name": f"{NAMES[digest[0] % len(NAMES)]} {number}" + (" the second" if changed else ""),
         "species": SPECIES[digest[1] % len(SPECIES)],
         "status": "active",
         "legs": str(digest[3] % 5) if number % 3 == 0 else digest[3] % 5,

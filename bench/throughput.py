@@ -209,7 +209,7 @@ def main() -> None:
     Synchronization.objects.all().delete()
     worker = Process(
         [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", QUEUE, "--concurrency", "2",
-         "--without-gossip", "--without-mingle", "--loglevel", "WARNING", "--hostname", f"{QUEUE}@%h"],
+         "--without-gossip", "--without-mingle", "--loglevel", "INFO", "--hostname", f"{QUEUE}@%h"],
         log=log_dir / "worker.log", env={"LOG_LEVEL": "WARNING"}, ready="ready",
     )
     memory = MemoryWatch(worker.process.pid)

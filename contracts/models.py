@@ -119,7 +119,7 @@ class RunPage(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        ordering = ["run", "number"]
+        ordering = ["run_id", "number"]
         constraints = [models.UniqueConstraint(fields=["run", "number"], name="unique_run_page")]
         indexes = [models.Index(fields=["run", "status"], name="runpage_run_status")]
 
@@ -151,7 +151,7 @@ class RunChunk(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        ordering = ["run", "pk"]
+        ordering = ["run_id", "id"]
         indexes = [models.Index(fields=["run", "status"], name="runchunk_run_status")]
 
     def __str__(self) -> str:
@@ -209,14 +209,11 @@ class SynchronizationContract(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        ordering = ["synchronization", "origin_id"]
+        ordering = ["synchronization_id", "origin_id"]
         constraints = [
             models.UniqueConstraint(fields=["synchronization", "origin_id"], name="unique_contract_origin"),
         ]
-        indexes = [
-            models.Index(fields=["synchronization", "target_id"]),
-            models.Index(fields=["synchronization", "status"], name="contract_sync_status"),
-        ]
+        indexes = [models.Index(fields=["synchronization", "target_id"])]
 
     def __str__(self) -> str:
         return f"{self.synchronization_id}:{self.origin_id}"

@@ -84,3 +84,44 @@ def _update_sqlite(model, objects, fields, pk) -> None:
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
+
+
+def _copy_value(field: models.Field, value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(field, models.JSONField):
+        return orjson.dumps(value, default=str).decode()
+    if isinstance(field, models.UUIDField):
+        return str(value)
+    return value
+
+
+def rows_insert(model: type[models.Model], rows: Sequence[dict[str, Any]]) -> None:
+    """Insert rows, each a dict of every column to write by field attname, in one statement.
+
+    PostgreSQL takes them through COPY; other databases through bulk_create. Nothing fills in
+    defaults here: the caller gives every value (uuid4 references, timestamps).
+    """
+    if not rows:
+        return
+    meta = model._meta
+    fields = [meta.get_field(name) for name in rows[0]]
+    if connection.vendor != "postgresql":
+        model.objects.bulk_create([model(**row) for row in rows])
+        return
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(field.column) for field in fields)
+    names = list(rows[0])
+    # COPY goes to psycopg's own cursor; its errors are turned into Django's (IntegrityError, DataError ...).
+    with connection.cursor() as cursor, connection.wrap_database_errors, cursor.cursor.copy(
+        f"COPY {quote(meta.db_table)} ({columns}) FROM STDIN"
+    ) as copy:
+        for row in rows:
+            copy.write_row([_copy_value(field, row[name]) for field, name in zip(fields, names, strict=True)])
+
+
+def in_values(column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+    """Return `column IN values` as SQL and parameters: one array parameter on PostgreSQL."""
+    if connection.vendor == "postgresql":
+        return f"{column} = ANY(%s)", [list(values)]
+    return f"{column} IN ({', '.join('%s' for _ in values)})", list(values)

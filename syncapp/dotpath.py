@@ -89,6 +89,9 @@ def _locate(data: Any, segments: list[str]) -> tuple[Any, Any] | None:
 
 def get_path(data: Any, path: str, *, default: Any = MISSING) -> Any:
     """Return the value at a dot path, or ``default`` when it is absent."""
+    if type(data) is dict and type(path) is str and "." not in path and path:
+        # The common case, a plain key, without splitting the path.
+        return data.get(path, default)
     segments = _segments(path)
     if not segments:
         return data
@@ -117,6 +120,9 @@ def set_path(data: dict[str, Any], path: str, value: Any) -> None:
     """
     if not isinstance(data, dict):
         raise TypeError(f"data must be a dict, not {type(data).__name__}")
+    if type(path) is str and path and "." not in path:
+        data[path] = value  # a plain key: found or not, it is set right here
+        return
     segments = _segments(path)
     if not segments:
         raise ValueError("cannot set the empty path")

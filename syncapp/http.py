@@ -240,15 +240,21 @@ def state_wait(source: Source | None, *, now: datetime) -> float:
             source.rate_limit_remaining = remaining - 1
             return 0.0
         return (reset - now).total_seconds()
+    # Most sources keep no limit, or one that has reset: one read tells, and only a live limit costs a write.
+    row = Source.objects.filter(pk=source.pk).values("rate_limit_remaining", "rate_limit_reset").first()
+    if not row or row["rate_limit_remaining"] is None or row["rate_limit_reset"] is None:
+        return 0.0
+    if row["rate_limit_reset"] <= now:
+        return 0.0
     taken = Source.objects.filter(pk=source.pk, rate_limit_remaining__gt=0, rate_limit_reset__gt=now).update(
         rate_limit_remaining=F("rate_limit_remaining") - 1
     )
     if taken:
         return 0.0
     row = Source.objects.filter(pk=source.pk).values("rate_limit_remaining", "rate_limit_reset").first()
-    if not row or row["rate_limit_remaining"] is None or row["rate_limit_reset"] is None:
-        return 0.0
-    if row["rate_limit_remaining"] <= 0 and row["rate_limit_reset"] > now:
+    if row and row["rate_limit_remaining"] is not None and row["rate_limit_reset"] is not None and (
+        row["rate_limit_remaining"] <= 0 and row["rate_limit_reset"] > now
+    ):
         return (row["rate_limit_reset"] - now).total_seconds()
     return 0.0
 

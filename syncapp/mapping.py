@@ -66,7 +66,7 @@ from jinja2.exceptions import SecurityError, TemplateSyntaxError
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from syncapp.dotpath import MISSING, delete_path, get_path, has_path, set_path
+from syncapp.dotpath import MISSING, delete_path, get_path, set_path
 
 __all__ = [
     "MAX_MAPPING_DEPTH",
@@ -217,13 +217,19 @@ def _apply(*, spec: MappingSpec, data: dict[str, Any]) -> Any:
     return result
 
 
+# Values a mapping may hand on without copying them.
+_IMMUTABLE = frozenset({str, int, float, bool, type(None)})
+
+
 def _evaluate(*, source: Any, data: dict[str, Any], target: str) -> Any:
     """Return the value one mapping entry produces."""
     if not isinstance(source, str):
         return copy.deepcopy(source)
     # "" and "." would name the whole input; treat them as the constant strings they almost always are.
-    if source not in ("", ".") and has_path(data, source):
-        return copy.deepcopy(get_path(data, source))
+    if source not in ("", "."):
+        value = get_path(data, source)
+        if value is not MISSING:
+            return value if type(value) in _IMMUTABLE else copy.deepcopy(value)
     return _render(source=source, context=data, key=target)
 
 

@@ -10,17 +10,18 @@ nothing else: the object stays the unit of isolation and retry, the chunk is the
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from contracts import runs
 from contracts.logs import log_text, log_value
 from contracts.models import ContractLog, RunChunk, SynchronizationContract, SynchronizationRun
-from syncapp.bulk import rows_update
+from syncapp.bulk import rows_insert, rows_update
 from syncapp.runs.context import SyncContext, context_for_run
 from syncapp.runs.finish import run_close_if_complete
 from syncapp.targets import Outcome, Write
@@ -128,7 +129,8 @@ def chunk_write(*, run: SynchronizationRun, context: SyncContext, chunk: RunChun
          for item, contract in writes]
     )
     outcome_of = {id(contract): outcome for (_, contract), outcome in zip(writes, outcomes, strict=True)}
-    logs: list[ContractLog] = []
+    logs: list[dict[str, Any]] = []
+    written: list[tuple[Item, Contract]] = []
     retry_chunks: list[RunChunk] = []
     for item, contract in todo:
         outcome = outcome_of.get(id(contract))
@@ -147,23 +149,62 @@ def chunk_write(*, run: SynchronizationRun, context: SyncContext, chunk: RunChun
             outcome = Outcome(Outcome.FAILED, error=f"{outcome.error} (after {OBJECT_ATTEMPTS} attempts)")
         contract_apply(contract=contract, item=item, outcome=outcome, context=context, now=now, run_id=run.pk)
         tally.add(outcome.kind)
-        logs.append(ContractLog(
-            synchronization_id=run.synchronization_id, contract=contract, run_id=run.pk,
-            origin_id=contract.origin_id, action=contract.target_last_action if not contract.last_error else "",
-            status=contract.status, source_object=log_value(item.source_object),
-            target_object=log_value(item.target_object), error=contract.last_error,
+        logs.append(log_row(
+            run=run, contract=contract, item=item, now=now,
+            action=contract.target_last_action if not contract.last_error else "",
         ))
-    changed = [contract for item, contract in todo if contract.last_processed_run_id == run.pk]
-    if changed:
-        for contract in changed:
-            contract.updated_at = now
-        rows_update(Contract, changed, CONTRACT_FIELDS)
-    if logs:
-        ContractLog.objects.bulk_create(logs)
+        if outcome.kind in (Outcome.CREATED, Outcome.UPDATED):
+            written.append((item, contract))
+    written_ids = {id(contract) for _, contract in written}
+    others = [
+        contract for item, contract in todo
+        if contract.last_processed_run_id == run.pk and id(contract) not in written_ids
+    ]
+    contracts_written(written=written, context=context, run_id=run.pk, now=now)
+    for contract in others:
+        contract.updated_at = now
+    rows_update(Contract, others, CONTRACT_FIELDS)
+    rows_insert(ContractLog, logs)
     created = RunChunk.objects.bulk_create(retry_chunks) if retry_chunks else []
     RunChunk.objects.filter(pk=chunk.pk).update(status=RunChunk.Status.DONE, items=None, finished_at=now)
     tally.record(run_id=run.pk)
     return [(retry.pk, retry_countdown(retry.attempt)) for retry in created]
+
+
+def log_row(*, run: SynchronizationRun, contract: Contract, item: Item, now, action: str) -> dict[str, Any]:
+    """Return the contract log of one written or failed object, as a row to insert."""
+    return {
+        "reference": uuid.uuid4(), "synchronization_id": run.synchronization_id, "contract_id": contract.pk,
+        "run_id": run.pk, "origin_id": contract.origin_id, "action": action, "status": contract.status,
+        "source_object": log_value(item.source_object), "target_object": log_value(item.target_object),
+        "error": contract.last_error, "created_at": now,
+    }
+
+
+def contracts_written(*, written: list[tuple[Item, Contract]], context: SyncContext, run_id: int, now) -> None:
+    """Record the contracts of objects the target took, in one statement: what differs per object travels
+    as arrays, the rest (the run, the time, the fingerprint) once."""
+    if not written:
+        return
+    if connection.vendor != "postgresql":
+        for _, contract in written:
+            contract.updated_at = now
+        rows_update(Contract, [contract for _, contract in written], CONTRACT_FIELDS)
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {Contract._meta.db_table} AS c SET target_id = v.target_id, target_hash = v.target_hash, "
+            "source_last_changed = CASE WHEN c.origin_hash = v.origin_hash THEN c.source_last_changed ELSE %s END, "
+            "origin_hash = v.origin_hash, target_last_action = v.action, config_hash = %s, status = %s, "
+            "last_error = '', target_last_changed = %s, target_last_synced = %s, source_last_synced = %s, "
+            "source_last_checked = %s, last_processed_run_id = %s, updated_at = %s "
+            "FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[]) "
+            "AS v(id, target_id, target_hash, origin_hash, action) WHERE c.id = v.id",
+            [now, context.fingerprint, Contract.Status.SYNCED, now, now, now, now, run_id, now,
+             [contract.pk for _, contract in written], [contract.target_id for _, contract in written],
+             [item.target_hash for item, _ in written], [item.origin_hash for item, _ in written],
+             [contract.target_last_action for _, contract in written]],
+        )
 
 
 def contract_apply(*, contract: Contract, item: Item, outcome: Outcome, context: SyncContext, now, run_id: int) -> None:
@@ -216,7 +257,7 @@ def chunk_fail(*, run_id: int, chunk_id: int, message: str) -> None:
             logs.append(ContractLog(
                 synchronization_id=contract.synchronization_id, contract=contract, run_id=run_id,
                 origin_id=contract.origin_id, status=contract.status, source_object=log_value(item.source_object),
-                target_object=log_value(item.target_object), error=message,
+                target_object=log_value(item.target_object), error=log_text(message),
             ))
         if failed:
             rows_update(Contract, failed, ["status", "last_error", "last_processed_run", "updated_at"])

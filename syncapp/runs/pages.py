@@ -19,13 +19,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from contracts import runs
 from contracts.logs import log_text, log_value
 from contracts.models import ContractLog, RunChunk, RunPage, SynchronizationContract, SynchronizationRun
-from syncapp.bulk import rows_update
+from syncapp.bulk import in_values, rows_update
 from syncapp.http import Wait
 from syncapp.pagination import PaginationError
 from syncapp.runs.context import SyncContext, context_for_run
@@ -156,13 +156,14 @@ def page_take(*, run_id: int, context: SyncContext, head: dict[str, Any], answer
     sends = Sends()
     with transaction.atomic():
         locked = (
-            RunPage.objects.select_for_update()
-            .filter(pk=head["pk"], status=head["status"]).only("pk").first()
+            RunPage.objects.select_for_update(of=("self",)).select_related("run")
+            .filter(pk=head["pk"], status=head["status"])
+            .only("pk", "run__status", "run__is_forced", "run__synchronization_id").first()
         )
         if locked is None:
             return False  # planned meanwhile by another task, which goes on from there
-        run = SynchronizationRun.objects.filter(pk=run_id).only("status", "is_forced", "synchronization_id").first()
-        if run is None or run.status != SynchronizationRun.Status.RUNNING:
+        run = locked.run
+        if run.status != SynchronizationRun.Status.RUNNING:
             return False
         if read is None:
             page_fail_record(run_id=run_id, number=head["number"], message=error)
@@ -206,13 +207,20 @@ def pages_skip_after(*, run_id: int, number: int) -> None:
 # Recording a plan
 
 
+_CONTRACTS = Contract._meta.db_table
+
+
 def contract_states(*, synchronization_id: int, origin_ids: list[str]) -> dict[str, ContractState]:
     """Return the contracts of these origin ids, in one query."""
     if not origin_ids:
         return {}
-    rows = Contract.objects.filter(synchronization_id=synchronization_id, origin_id__in=origin_ids).values_list(
-        *ContractState.FIELDS
-    )
+    where, params = in_values("origin_id", origin_ids)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id, origin_id, origin_hash, config_hash, status, target_id, target_hash, last_seen_run_id "
+            f"FROM {_CONTRACTS} WHERE synchronization_id = %s AND {where}", [synchronization_id, *params]
+        )
+        rows = cursor.fetchall()
     return {
         origin_id: ContractState(pk, origin_hash, config_hash, status, target_id, target_hash, last_seen)
         for pk, origin_id, origin_hash, config_hash, status, target_id, target_hash, last_seen in rows
@@ -220,18 +228,50 @@ def contract_states(*, synchronization_id: int, origin_ids: list[str]) -> dict[s
 
 
 def contracts_ensure(
-    *, synchronization_id: int, origin_ids: list[str], states: dict[str, ContractState]
-) -> dict[str, ContractState]:
-    """Create the contracts these origin ids lack; never two for one id, also when workers race."""
+    *, synchronization_id: int, origin_ids: list[str], states: dict[str, ContractState], run_id: int, now
+) -> tuple[dict[str, ContractState], set[int]]:
+    """Create the contracts these origin ids lack, seen by this run; never two for one id, also when
+    workers race. Return every contract, and those created here (already marked seen)."""
     missing = [origin_id for origin_id in origin_ids if origin_id not in states]
-    if missing:
-        # ignore_conflicts: another worker or run may create the same contracts at this moment.
+    if not missing:
+        return states, set()
+    states = dict(states)
+    created: set[int] = set()
+    if connection.vendor == "postgresql":
+        # ON CONFLICT DO NOTHING: another worker or run may create the same contracts at this moment.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {_CONTRACTS} (reference, synchronization_id, origin_id, origin_hash, config_hash, "
+                "target_hash, status, last_error, target_last_action, last_seen_run_id, source_last_checked, "
+                "created_at, updated_at) "
+                "SELECT gen_random_uuid(), %s, origin, '', '', '', %s, '', '', %s, %s, %s, %s FROM unnest(%s::text[]) "
+                "AS origin ON CONFLICT (synchronization_id, origin_id) DO NOTHING RETURNING id, origin_id",
+                [synchronization_id, Contract.Status.NEW, run_id, now, now, now, missing],
+            )
+            for pk, origin_id in cursor.fetchall():
+                states[origin_id] = ContractState(pk, "", "", Contract.Status.NEW, None, "", run_id)
+                created.add(pk)
+    else:
         Contract.objects.bulk_create(
             [Contract(synchronization_id=synchronization_id, origin_id=origin_id) for origin_id in missing],
             ignore_conflicts=True,
         )
-        states = {**states, **contract_states(synchronization_id=synchronization_id, origin_ids=missing)}
-    return states
+    raced = [origin_id for origin_id in missing if origin_id not in states]
+    if raced:
+        states.update(contract_states(synchronization_id=synchronization_id, origin_ids=raced))
+    return states, created
+
+
+def contracts_mark_seen(*, pks: list[int], run_id: int, now) -> None:
+    """Mark contracts seen by this run: their targets are not deleted as vanished."""
+    if not pks:
+        return
+    where, params = in_values("id", pks)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {_CONTRACTS} SET last_seen_run_id = %s, source_last_checked = %s WHERE {where}",
+            [run_id, now, *params],
+        )
 
 
 def invalid_record(
@@ -327,17 +367,17 @@ def page_record(
     plan = page_plan(objects=read.objects, hashes=read.hashes, contracts=states, rules=rules, run_id=run.pk,
                      force=run.is_forced)
     seen = plan.seen
-    states = contracts_ensure(synchronization_id=sync_id, origin_ids=seen, states=states)
+    states, created = contracts_ensure(synchronization_id=sync_id, origin_ids=seen, states=states, run_id=run.pk,
+                                       now=now)
     writes = plan.writes
     holds: list[Planned] = []
     if plan.holds:
         present = context.writer.existing([states[item.origin_id].target_id for item in plan.holds])
         holds = [item for item in plan.holds if states[item.origin_id].target_id in present]
         writes = [*writes, *(item for item in plan.holds if states[item.origin_id].target_id not in present)]
-    if seen:
-        Contract.objects.filter(pk__in=[states[origin_id].pk for origin_id in seen]).update(
-            last_seen_run_id=run.pk, source_last_checked=now
-        )
+    contracts_mark_seen(
+        pks=[states[origin_id].pk for origin_id in seen if states[origin_id].pk not in created], run_id=run.pk, now=now
+    )
     holds_record(run=run, context=context, holds=holds, states=states, now=now)
     invalid_record(run=run, plan=plan, states=states, now=now)
     sends.chunks += chunks_create(run=run, context=context, number=number, writes=writes, states=states)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -20,7 +21,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from jsonschema.validators import validator_for
 
-from syncapp.bulk import rows_update
+from syncapp.bulk import rows_insert, rows_update
 from syncapp.hashing import canonical_json
 from syncapp.models import Object, Schema, Synchronization
 from syncapp.targets import InvalidObject, Outcome, TargetError, Write, writer_type
@@ -201,7 +202,7 @@ class RegisterWriter:
         now = timezone.now()
         wanted = [write.target_id for write in writes if write.target_id]
         present = self.existing(wanted)
-        creates: list[Object] = []
+        creates: list[dict[str, Any]] = []
         updates: list[Object] = []
         outcomes = []
         for write in writes:
@@ -210,11 +211,11 @@ class RegisterWriter:
                 outcomes.append(Outcome(Outcome.UPDATED, target_id=write.target_id))
             else:
                 # A new object, or one deleted from the register since: created (again).
-                created = Object(schema=self.schema, data=write.data, created_at=now, updated_at=now)
+                created = {"uuid": uuid.uuid4(), "schema_id": self.schema.pk, "data": write.data,
+                           "created_at": now, "updated_at": now}
                 creates.append(created)
-                outcomes.append(Outcome(Outcome.CREATED, target_id=str(created.pk)))
-        if creates:
-            Object.objects.bulk_create(creates)
+                outcomes.append(Outcome(Outcome.CREATED, target_id=str(created["uuid"])))
+        rows_insert(Object, creates)
         if updates:
             rows_update(Object, updates, ["data", "updated_at"])
         return outcomes

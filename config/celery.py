@@ -1,10 +1,19 @@
 """The Celery app; its settings are the CELERY_* names in config.settings."""
 import os
 
-from celery import Celery
+from celery import Celery, signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("sync")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["workers"])
+
+
+@signals.task_prerun.connect
+def database_connections_check(**kwargs) -> None:
+    """Drop connections that broke or outlived their age before a task, as Django does before a request."""
+    from django.db import connections
+
+    for connection in connections.all(initialized_only=True):
+        connection.close_if_unusable_or_obsolete()

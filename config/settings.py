@@ -134,6 +134,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # A broker that restarts is back in seconds: keep trying to send for about 10 s before giving up.
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 8, "interval_start": 0, "interval_step": 0.5, "interval_max": 2}
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Celery closes the database connection before and after every task unless told to reuse it; a new
+# connection per task cost more than a chunk's writes. config.celery closes connections that broke
+# or outlived conn_max_age before each task instead, as Django does around requests.
+CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", default=100000, minimum=1)
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"

@@ -111,9 +111,10 @@ class RunPage(models.Model):
     request = models.JSONField(default=dict, help_text="What to ask the source for this page.")
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
     object_count = models.PositiveIntegerField(default=0)
-    # The answer of a page fetched ahead (orjson bytes of {"body", "headers", "url", "format"}), or the
-    # error it met, kept until the page's turn to be planned; emptied once it is planned.
-    payload = models.BinaryField(null=True, blank=True, editable=False)
+    # The answer of a page fetched ahead (JSON of {"request", "body", "headers", "url", "format"}), kept
+    # until the page's turn to be planned; emptied once it is planned. Text, not bytes: a bytes literal
+    # travels to the database at twice its size.
+    payload = models.TextField(null=True, blank=True, editable=False)
     error_message = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -142,8 +143,8 @@ class RunChunk(models.Model):
     run = models.ForeignKey(SynchronizationRun, on_delete=models.CASCADE, related_name="chunks")
     page_number = models.PositiveIntegerField()
     size = models.PositiveIntegerField(default=0)
-    # orjson bytes of a list of planned writes; emptied when the chunk is done.
-    items = models.BinaryField(null=True, blank=True, editable=False)
+    # JSON of a list of planned writes; emptied when the chunk is done.
+    items = models.TextField(null=True, blank=True, editable=False)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     # 0 for a chunk a page planned; n for the n-th retry of an object that failed for a passing reason.
     attempt = models.PositiveSmallIntegerField(default=0)

@@ -58,7 +58,7 @@ class Item:
 
 
 def chunk_items(chunk: RunChunk) -> list[Item]:
-    return [Item(*entry) for entry in orjson.loads(bytes(chunk.items or b"[]"))]
+    return [Item(*entry) for entry in orjson.loads(chunk.items or "[]")]
 
 
 def retry_countdown(attempt: int) -> float:
@@ -140,7 +140,7 @@ def chunk_write(*, run: SynchronizationRun, context: SyncContext, chunk: RunChun
         if outcome.kind == Outcome.RETRY and chunk.attempt + 1 < OBJECT_ATTEMPTS:
             retry_chunks.append(RunChunk(
                 run_id=run.pk, page_number=chunk.page_number, size=1, attempt=chunk.attempt + 1,
-                items=orjson.dumps([item.to_json()], default=str),
+                items=orjson.dumps([item.to_json()], default=str).decode(),
             ))
             tally.retries += 1
             logger.warning("run %s: object %s retried alone: %s", run.pk, item.origin_id, outcome.error)

@@ -100,7 +100,7 @@ def _answer_store(*, run_id: int, answer: Answer) -> None:
     """Keep the answer of a page fetched ahead until its turn."""
     RunPage.objects.filter(run_id=run_id, number=answer.number, status=RunPage.Status.QUEUED).update(
         status=RunPage.Status.FETCHED, error_message=answer.error[:5000],
-        payload=answer.fetched.to_bytes() if answer.fetched is not None else None,
+        payload=answer.fetched.to_json() if answer.fetched is not None else None,
     )
 
 
@@ -108,7 +108,7 @@ def _answer_load(*, page_pk: int, number: int) -> Answer | None:
     row = RunPage.objects.filter(pk=page_pk, status=RunPage.Status.FETCHED).values("payload", "error_message").first()
     if row is None:
         return None
-    fetched = Fetched.from_bytes(row["payload"]) if row["payload"] is not None else None
+    fetched = Fetched.from_json(row["payload"]) if row["payload"] is not None else None
     return Answer(number=number, fetched=fetched, error=row["error_message"] if fetched is None else "")
 
 
@@ -343,7 +343,7 @@ def chunks_create(
             for item in part
         ]
         chunks.append(RunChunk(run=run, page_number=number, size=len(part),
-                               items=orjson.dumps(items, default=str)))
+                               items=orjson.dumps(items, default=str).decode()))
     if not chunks:
         return []
     created = RunChunk.objects.bulk_create(chunks)

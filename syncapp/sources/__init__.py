@@ -37,15 +37,15 @@ class Fetched:
     format: str = "json"
     meta: dict[str, Any] = field(default_factory=dict)  # the reader's own notes
 
-    def to_bytes(self) -> bytes:
+    def to_json(self) -> str:
         return orjson.dumps({
             "request": self.request, "body": self.body, "url": self.url, "headers": self.headers,
             "format": self.format, "meta": self.meta,
-        })
+        }, default=str).decode()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> Fetched:
-        return cls(**orjson.loads(bytes(data)))
+    def from_json(cls, data: str) -> Fetched:
+        return cls(**orjson.loads(data))
 
 
 @dataclass

@@ -92,19 +92,21 @@ class SynchronizationRun(models.Model):
 
 
 class RunPage(models.Model):
-    """One page of a run: fetched by its own task, planned in page order (syncapp.runs.pages)."""
+    """One page of a run: fetched by its own task, judged in page order, planned (syncapp.runs.pages)."""
 
     class Status(models.TextChoices):
         QUEUED = "queued"
         # Fetched ahead of the pages before it (sourceConfig.concurrency): its answer waits in
-        # `payload` until every earlier page is planned.
+        # `payload` until every earlier page is judged.
         FETCHED = "fetched"
+        # Judged in page order: part of the run, the next page decided; its objects are still to plan.
+        JUDGED = "judged"
         DONE = "done"
         FAILED = "failed"
         # Fetched ahead, but an earlier page turned out to be the last: not part of the run.
         SKIPPED = "skipped"
 
-    OPEN_STATUSES = (Status.QUEUED, Status.FETCHED)
+    OPEN_STATUSES = (Status.QUEUED, Status.FETCHED, Status.JUDGED)
 
     run = models.ForeignKey(SynchronizationRun, on_delete=models.CASCADE, related_name="pages")
     number = models.PositiveIntegerField()
@@ -112,7 +114,7 @@ class RunPage(models.Model):
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
     object_count = models.PositiveIntegerField(default=0)
     # The answer of a page fetched ahead (JSON of {"request", "body", "headers", "url", "format"}), kept
-    # until the page's turn to be planned; emptied once it is planned. Text, not bytes: a bytes literal
+    # until the page is judged and planned; emptied once it is planned. Text, not bytes: a bytes literal
     # travels to the database at twice its size.
     payload = models.TextField(null=True, blank=True, editable=False)
     error_message = models.TextField(blank=True)

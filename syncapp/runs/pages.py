@@ -1,16 +1,17 @@
-"""One page of a run: fetch it, then plan it in page order and record the plan in bulk.
+"""One page of a run: fetch it, judge it in page order, plan it and record the plan in bulk.
 
 Pages are fetched by their own tasks, up to the reader's `concurrency` at once when the next
-requests are known ahead (page numbers, offsets). They are planned strictly in page order, by
-whichever task finds the lowest open page fetched (`pages_drain`), so the end of the source, a
-repeated page and a duplicate origin id are judged exactly as reading one page after another would,
-and a page fetched ahead past the end is skipped, not counted.
+requests are known ahead (page numbers, offsets). They are *judged* strictly in page order, by
+whichever task finds the lowest unjudged page fetched (`pages_judge`): is the page part of the run,
+and what is the next one. So the end of the source and a repeated page are found exactly as reading
+one page after another finds them, and a page fetched ahead past the end is skipped, not counted.
 
-Planning a page is one transaction: the contracts of its objects are read in one query, the
-planner decides, and the outcome is written in a fixed number of statements (contracts seen,
-unchanged and invalid ones, contract logs, the chunks of changed objects, counters, the next pages)
-whatever the number of objects. The chunk and page tasks are sent once it has committed; a task
-redelivered after a worker died between that commit and the sending sends them again.
+Judged pages are *planned* side by side, each in one transaction: the contracts of its objects are
+read in one query, the planner decides, and the outcome is written in a fixed number of statements
+(contracts seen, unchanged and invalid ones, contract logs, the chunks of changed objects,
+counters) whatever the number of objects. Marking contracts seen is conditional, so of two pages
+with the same origin id exactly one keeps it. Tasks are sent once their transaction has committed;
+a task redelivered after a worker died between that commit and the sending sends them again.
 """
 from __future__ import annotations
 
@@ -64,35 +65,34 @@ def page_fetch(*, context: SyncContext, run_id: int, number: int, request: dict[
 
 
 def page_process(*, run_id: int, page_number: int) -> None:
-    """Fetch one page of a run, then plan every page whose turn it is."""
+    """Do what a page needs next: fetch it, judge the pages whose turn it is, or plan it."""
     page = RunPage.objects.filter(run_id=run_id, number=page_number).values("status", "request").first()
     run = SynchronizationRun.objects.filter(pk=run_id).values("status", "synchronization_id").first()
-    if page is None or run is None:
-        return
-    if page["status"] in (RunPage.Status.SKIPPED, RunPage.Status.FAILED):
+    if page is None or run is None or page["status"] in (RunPage.Status.SKIPPED, RunPage.Status.FAILED):
         return  # fetched ahead past the end, or cancelled
-    if page["status"] != RunPage.Status.QUEUED:
-        # A redelivered task, whose worker may have died after its commit and before sending what it
-        # planned: see that everything after it is under way.
-        if run["status"] == SynchronizationRun.Status.RUNNING:
-            context = context_for_run(synchronization_id=run["synchronization_id"], run_id=run_id)
-            pages_drain(run_id=run_id, context=context)
+    if page["status"] == RunPage.Status.QUEUED:
+        if run["status"] != SynchronizationRun.Status.RUNNING and not runs.run_mark_running(run_id=run_id):
+            return
+        context = context_for_run(synchronization_id=run["synchronization_id"], run_id=run_id)
+        answer = page_fetch(context=context, run_id=run_id, number=page_number, request=page["request"])
+        pages_judge(run_id=run_id, context=context, in_hand=answer)
+    elif run["status"] == SynchronizationRun.Status.RUNNING:
+        context = context_for_run(synchronization_id=run["synchronization_id"], run_id=run_id)
+        if page["status"] == RunPage.Status.JUDGED:
+            page_plan_stored(run_id=run_id, context=context, number=page_number)
+        else:
+            # A redelivered task, whose worker may have died after a commit and before sending what it
+            # had judged or planned: see that everything after it is under way.
+            pages_judge(run_id=run_id, context=context)
             work_resend(run_id=run_id, from_page=page_number, window=context.reader.concurrency)
-        run_close_if_complete(run_id=run_id)
-        return
-    if run["status"] != SynchronizationRun.Status.RUNNING and not runs.run_mark_running(run_id=run_id):
-        return
-    context = context_for_run(synchronization_id=run["synchronization_id"], run_id=run_id)
-    answer = page_fetch(context=context, run_id=run_id, number=page_number, request=page["request"])
-    pages_drain(run_id=run_id, context=context, in_hand=answer)
     run_close_if_complete(run_id=run_id)
 
 
 def _head(run_id: int) -> dict[str, Any] | None:
-    """Return the lowest open page of the run: the next to plan."""
+    """Return the lowest page of the run not judged yet: the next to judge."""
     return (
-        RunPage.objects.filter(run_id=run_id, status__in=OPEN).order_by("number")
-        .values("pk", "number", "status", "request").first()
+        RunPage.objects.filter(run_id=run_id, status__in=(RunPage.Status.QUEUED, RunPage.Status.FETCHED))
+        .order_by("number").values("pk", "number", "status", "request").first()
     )
 
 
@@ -104,48 +104,68 @@ def _answer_store(*, run_id: int, answer: Answer) -> None:
     )
 
 
-def _answer_load(*, page_pk: int, number: int) -> Answer | None:
-    row = RunPage.objects.filter(pk=page_pk, status=RunPage.Status.FETCHED).values("payload", "error_message").first()
+def _answer_load(*, run_id: int, number: int, status: str) -> Answer | None:
+    row = (
+        RunPage.objects.filter(run_id=run_id, number=number, status=status)
+        .values("payload", "error_message", "request").first()
+    )
     if row is None:
         return None
     fetched = Fetched.from_json(row["payload"]) if row["payload"] is not None else None
     return Answer(number=number, fetched=fetched, error=row["error_message"] if fetched is None else "")
 
 
-def pages_drain(*, run_id: int, context: SyncContext, in_hand: Answer | None = None) -> None:
-    """Plan the run's pages in order, as long as the next one has been fetched.
+def pages_judge(*, run_id: int, context: SyncContext, in_hand: Answer | None = None) -> None:
+    """Judge the run's pages in order, as long as the next one has been fetched; then plan this task's own.
 
-    `in_hand` is the answer this task just fetched: planned at once if its page is next, else kept on
-    the page for the task that plans the page before it. Each side writes before it looks, so a page
-    is never left fetched with nobody to plan it.
+    `in_hand` is the answer this task just fetched: judged at once if its page is next, else kept on
+    the page for the task that judges the page before it. Each side writes before it looks, so a page
+    is never left fetched with nobody to judge it. A page judged here is planned by this task if it
+    fetched it, else by a task sent for it, so pages are planned side by side.
     """
     head = _head(run_id)
     if in_hand is not None and (head is None or head["number"] != in_hand.number):
         _answer_store(run_id=run_id, answer=in_hand)
         in_hand = None
         head = _head(run_id)
+    own: tuple[int, ReadPage] | None = None
     while head is not None:
-        if in_hand is not None and head["number"] == in_hand.number and head["status"] == RunPage.Status.QUEUED:
+        mine = in_hand is not None and head["number"] == in_hand.number and head["status"] == RunPage.Status.QUEUED
+        if mine:
             answer, in_hand = in_hand, None
         elif head["status"] == RunPage.Status.FETCHED:
-            answer = _answer_load(page_pk=head["pk"], number=head["number"])
+            answer = _answer_load(run_id=run_id, number=head["number"], status=RunPage.Status.FETCHED)
             if answer is None:
                 head = _head(run_id)
                 continue
         else:
-            return  # not fetched yet: its own task plans it
-        if not page_take(run_id=run_id, context=context, head=head, answer=answer):
-            return
+            break  # not fetched yet: its own task judges it
+        judged = page_judge(run_id=run_id, context=context, head=head, answer=answer, keep=not mine)
+        if judged is None:
+            break
+        if mine:
+            own = (head["number"], judged)
+        else:
+            dispatch.pages_fetch(run_id=run_id, numbers=[head["number"]])  # its task plans it
         head = _head(run_id)
+    if own is not None:
+        page_plan_record(run_id=run_id, context=context, number=own[0], read=own[1])
 
 
-def page_take(*, run_id: int, context: SyncContext, head: dict[str, Any], answer: Answer) -> bool:
-    """Plan and record the run's next page; return False when another task holds it or the run has ended."""
+def page_judge(
+    *, run_id: int, context: SyncContext, head: dict[str, Any], answer: Answer, keep: bool
+) -> ReadPage | None:
+    """Judge the run's next page in order: is it part of the run, and what comes after it.
+
+    Return the page read, or None when another task took it, the run has ended, or the page failed.
+    `keep` keeps its answer on the page for the task that will plan it.
+    """
     reader = context.reader
     request = head["request"]
     if answer.fetched is not None and not reader.same_request(answer.fetched.request, request):
         # Fetched ahead on a guess that the page before proved wrong: ask what reading in order asks.
         answer = page_fetch(context=context, run_id=run_id, number=head["number"], request=request)
+        keep = True
     read: ReadPage | None = None
     error = answer.error
     if answer.fetched is not None:
@@ -160,17 +180,59 @@ def page_take(*, run_id: int, context: SyncContext, head: dict[str, Any], answer
             .filter(pk=head["pk"], status=head["status"])
             .only("pk", "run__status", "run__is_forced", "run__synchronization_id").first()
         )
-        if locked is None:
-            return False  # planned meanwhile by another task, which goes on from there
-        run = locked.run
-        if run.status != SynchronizationRun.Status.RUNNING:
-            return False
+        if locked is None or locked.run.status != SynchronizationRun.Status.RUNNING:
+            return None  # judged meanwhile by another task, which goes on from there; or the run ended
         if read is None:
             page_fail_record(run_id=run_id, number=head["number"], message=error)
-        else:
-            page_record(run=run, context=context, number=head["number"], request=request, read=read, sends=sends)
+            return None
+        RunPage.objects.filter(pk=head["pk"]).update(
+            status=RunPage.Status.JUDGED, object_count=len(read.objects),
+            payload=answer.fetched.to_json() if keep else None,
+        )
+        runs.run_add_counts(run_id=run_id, pages_fetched=1)
+        pages_follow(run=locked.run, context=context, number=head["number"], following=read.next_request,
+                     sends=sends)
         sends.dispatch(run_id=run_id)
-    return True
+    return read
+
+
+def page_plan_stored(*, run_id: int, context: SyncContext, number: int) -> None:
+    """Plan a page judged by another task, from the answer it kept (or asked again, if it kept none)."""
+    row = RunPage.objects.filter(run_id=run_id, number=number, status=RunPage.Status.JUDGED).values(
+        "payload", "request"
+    ).first()
+    if row is None:
+        return
+    if row["payload"] is not None:
+        fetched = Fetched.from_json(row["payload"])
+    else:
+        # Its task died between judging and planning it: ask the source again.
+        answer = page_fetch(context=context, run_id=run_id, number=number, request=row["request"])
+        if answer.fetched is None:
+            page_fail(run_id=run_id, number=number, message=answer.error)
+            return
+        fetched = answer.fetched
+    try:
+        read = context.reader.page(request=row["request"], fetched=fetched)
+    except (SourceError, PaginationError) as problem:
+        page_fail(run_id=run_id, number=number, message=str(problem))
+        return
+    page_plan_record(run_id=run_id, context=context, number=number, read=read)
+
+
+def page_plan_record(*, run_id: int, context: SyncContext, number: int, read: ReadPage) -> None:
+    """Plan a judged page's objects and record the plan in one transaction; pages are planned side by side."""
+    sends = Sends()
+    with transaction.atomic():
+        locked = (
+            RunPage.objects.select_for_update(of=("self",)).select_related("run")
+            .filter(run_id=run_id, number=number, status=RunPage.Status.JUDGED)
+            .only("pk", "run__status", "run__is_forced", "run__synchronization_id").first()
+        )
+        if locked is None or locked.run.status != SynchronizationRun.Status.RUNNING:
+            return  # planned already (a redelivered task), or the run ended
+        page_record(run=locked.run, context=context, number=number, read=read, sends=sends)
+        sends.dispatch(run_id=run_id)
 
 
 class Sends:
@@ -262,16 +324,19 @@ def contracts_ensure(
     return states, created
 
 
-def contracts_mark_seen(*, pks: list[int], run_id: int, now) -> None:
-    """Mark contracts seen by this run: their targets are not deleted as vanished."""
+def contracts_mark_seen(*, pks: list[int], run_id: int, now) -> set[int]:
+    """Mark contracts seen by this run (their targets are not deleted as vanished); return those this
+    call marked, not those another page of the run marked before."""
     if not pks:
-        return
+        return set()
     where, params = in_values("id", pks)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {_CONTRACTS} SET last_seen_run_id = %s, source_last_checked = %s WHERE {where}",
-            [run_id, now, *params],
+            f"UPDATE {_CONTRACTS} SET last_seen_run_id = %s, source_last_checked = %s "
+            f"WHERE {where} AND (last_seen_run_id IS NULL OR last_seen_run_id <> %s) RETURNING id",
+            [run_id, now, *params, run_id],
         )
+        return {row[0] for row in cursor.fetchall()}
 
 
 def invalid_record(
@@ -353,11 +418,8 @@ def chunks_create(
     return [chunk.pk for chunk in created]
 
 
-def page_record(
-    *, run: SynchronizationRun, context: SyncContext, number: int, request: dict[str, Any], read: ReadPage,
-    sends: Sends,
-) -> None:
-    """Plan a page's objects and record the plan; create the next pages. Runs in the page's transaction."""
+def page_record(*, run: SynchronizationRun, context: SyncContext, number: int, read: ReadPage, sends: Sends) -> None:
+    """Plan a page's objects and record the plan. Runs in the page's transaction."""
     now = timezone.now()
     sync_id = run.synchronization_id
     rules = context.rules
@@ -366,29 +428,56 @@ def page_record(
     )
     plan = page_plan(objects=read.objects, hashes=read.hashes, contracts=states, rules=rules, run_id=run.pk,
                      force=run.is_forced)
-    seen = plan.seen
-    states, created = contracts_ensure(synchronization_id=sync_id, origin_ids=seen, states=states, run_id=run.pk,
-                                       now=now)
+    states, created = contracts_ensure(synchronization_id=sync_id, origin_ids=plan.seen, states=states,
+                                       run_id=run.pk, now=now)
+    # Pages are planned side by side: of two pages with one origin id, the one that marks its contract
+    # first keeps it, the other reports a duplicate, as the later page does when reading in order.
+    marked = contracts_mark_seen(
+        pks=[states[origin_id].pk for origin_id in plan.seen if states[origin_id].pk not in created],
+        run_id=run.pk, now=now,
+    )
+    duplicates_set_aside(plan=plan, kept={*created, *marked}, states=states)
     writes = plan.writes
     holds: list[Planned] = []
     if plan.holds:
         present = context.writer.existing([states[item.origin_id].target_id for item in plan.holds])
         holds = [item for item in plan.holds if states[item.origin_id].target_id in present]
         writes = [*writes, *(item for item in plan.holds if states[item.origin_id].target_id not in present)]
-    contracts_mark_seen(
-        pks=[states[origin_id].pk for origin_id in seen if states[origin_id].pk not in created], run_id=run.pk, now=now
-    )
     holds_record(run=run, context=context, holds=holds, states=states, now=now)
     invalid_record(run=run, plan=plan, states=states, now=now)
     sends.chunks += chunks_create(run=run, context=context, number=number, writes=writes, states=states)
     runs.run_add_counts(
         run_id=run.pk, found=plan.found, filtered=plan.filtered, unchanged=len(plan.unchanged) + len(holds),
-        invalid=len(plan.invalid), objects_queued=len(writes), pages_fetched=1,
+        invalid=len(plan.invalid), objects_queued=len(writes),
     )
     RunPage.objects.filter(run_id=run.pk, number=number).update(
         status=RunPage.Status.DONE, object_count=len(read.objects), payload=None, finished_at=now
     )
-    pages_follow(run=run, context=context, number=number, following=read.next_request, sends=sends)
+
+
+def duplicates_set_aside(*, plan: PagePlan, kept: set[int], states: dict[str, ContractState]) -> None:
+    """Move the objects whose contract another page of this run marked first to the plan's duplicates."""
+    def lost(origin_id: str) -> bool:
+        return states[origin_id].pk not in kept
+
+    if all(not lost(origin_id) for origin_id in plan.seen):
+        return
+    taken: list[tuple[str, Any]] = []
+    for item in [*plan.writes, *plan.holds]:
+        if lost(item.origin_id):
+            taken.append((item.origin_id, item.source_object))
+    plan.writes = [item for item in plan.writes if not lost(item.origin_id)]
+    plan.holds = [item for item in plan.holds if not lost(item.origin_id)]
+    for origin_id in [origin_id for origin_id in plan.unchanged if lost(origin_id)]:
+        taken.append((origin_id, None))
+    plan.unchanged = [origin_id for origin_id in plan.unchanged if not lost(origin_id)]
+    for rejected in plan.invalid:
+        if rejected.origin_id and not rejected.duplicate and lost(rejected.origin_id):
+            rejected.duplicate = True
+    plan.invalid += [
+        Rejected(origin_id, source, f"origin id {origin_id!r} appears more than once in this run", duplicate=True)
+        for origin_id, source in taken
+    ]
 
 
 def pages_follow(

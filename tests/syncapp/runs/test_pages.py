@@ -1,15 +1,16 @@
-"""Planning a page costs a fixed number of statements, whatever the number of its objects."""
+"""Pages: judged in order, planned side by side, at a fixed number of statements whatever their size."""
 from __future__ import annotations
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from contracts.models import RunChunk, RunPage
+from contracts.models import ContractLog, RunChunk, RunPage, SynchronizationContract
 from syncapp import runs as sync_runs
 from syncapp.configuration import bundle_import
-from syncapp.models import Synchronization
+from syncapp.models import Object, Synchronization
 from syncapp.runs import chunks, pages
+from syncapp.runs.context import context_for_run
 from syncapp.sample_source import generate_animals
 from tests.conftest import zoo_bundle
 from tests.helpers import import_zoo
@@ -87,8 +88,14 @@ def test_pages_fetched_out_of_order_are_planned_in_order(held_tasks):  # noqa: F
         assert set(RunPage.objects.filter(run=run, number__gt=2).values_list("status", flat=True)) == {"fetched"}
         pages.page_process(run_id=run.pk, page_number=2)
 
-    # Then each was planned in its turn, the empty fourth ended the run's reading, and the pages made
-    # ahead of it are skipped
+        # Then the second judged them in order, and the empty fourth ended the run's reading: the pages
+        # made ahead of it are skipped, and the third and fourth wait for their own tasks to plan them
+        assert dict(RunPage.objects.filter(run=run).values_list("number", "status")) == {
+            1: "done", 2: "done", 3: "judged", 4: "judged", 5: "skipped", 6: "skipped", 7: "skipped",
+        }
+        for number in (4, 3):
+            pages.page_process(run_id=run.pk, page_number=number)
+
     run.refresh_from_db()
     assert (run.found, run.pages_fetched, run.fetch_finished) == (25, 4, True)
     assert dict(RunPage.objects.filter(run=run).values_list("number", "status")) == {
@@ -98,3 +105,42 @@ def test_pages_fetched_out_of_order_are_planned_in_order(held_tasks):  # noqa: F
         chunks.chunk_process(run_id=run.pk, chunk_id=chunk.pk)
     run.refresh_from_db()
     assert (run.status, run.created) == ("succeeded", 25)
+
+
+def test_of_two_pages_planned_side_by_side_with_one_origin_id_the_first_planned_keeps_it(held_tasks):  # noqa: F811
+    # Given pages two and three that both hold record 15, page three's copy renamed
+    items = [{**animal, "status": "active"} for animal in generate_animals(count=25, seed=2)]
+    twin = {**items[14], "name": "Copy"}
+    pages_of = {1: items[0:10], 2: items[10:20], 3: [twin, *items[20:25]], 4: []}
+
+    def handler(path, query):
+        return 200, {}, {"results": pages_of.get(int(query.get("page", 1)), [])}
+
+    with LoopbackServer(handler) as server:
+        sync = import_zoo(zoo_bundle(location=server.url))
+        sync.source_config = {"endpoint": "/a", "resultsPosition": "results", "pagination": {"type": "page"},
+                              "concurrency": 4}
+        sync.save()
+        run = sync_runs.run_start(synchronization=sync)
+        pages.page_process(run_id=run.pk, page_number=1)
+        # judged in order, by tasks that then died before planning them
+        context = context_for_run(synchronization_id=sync.pk, run_id=run.pk)
+        for number in (2, 3, 4):
+            head = RunPage.objects.filter(run=run, number=number).values("pk", "number", "status", "request")[0]
+            answer = pages.page_fetch(context=context, run_id=run.pk, number=number, request=head["request"])
+            assert pages.page_judge(run_id=run.pk, context=context, head=head, answer=answer, keep=True)
+
+        # When page three is planned before page two, then page two, then page two again (redelivered)
+        for number in (3, 2, 2, 4):
+            pages.page_process(run_id=run.pk, page_number=number)
+        for chunk in RunChunk.objects.filter(run=run, status="queued"):
+            chunks.chunk_process(run_id=run.pk, chunk_id=chunk.pk)
+
+    # Then the copy planned first is written, the other is the duplicate, and every count is as in order
+    run.refresh_from_db()
+    assert (run.status, run.found, run.created, run.invalid, run.pages_fetched) == ("partial", 26, 25, 1, 4)
+    duplicate = ContractLog.objects.get(run=run, status="invalid")
+    assert "appears more than once in this run" in duplicate.error
+    assert duplicate.source_object["name"] == items[14]["name"]
+    contract = SynchronizationContract.objects.get(origin_id=str(items[14]["id"]))
+    assert Object.objects.get(pk=contract.target_id).data["name"] == "Copy"

@@ -1,8 +1,10 @@
 """The life of a run record: start, count, finish."""
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
@@ -55,6 +57,22 @@ def run_create(
             synchronization=synchronization, trigger=trigger, is_test=test, is_forced=force, parent=parent,
             waiting=waiting, heartbeat_at=timezone.now(),
         )
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What never changes about a run: read once per worker process."""
+
+    pk: int
+    synchronization_id: int
+    is_forced: bool
+
+
+@functools.lru_cache(maxsize=64)
+def run_facts(*, run_id: int) -> RunFacts | None:
+    """Return the run's synchronization and force flag, or None when there is no such run."""
+    row = SynchronizationRun.objects.filter(pk=run_id).values_list("pk", "synchronization_id", "is_forced").first()
+    return RunFacts(*row) if row is not None else None
 
 
 def run_mark_running(*, run_id: int) -> bool:

@@ -57,7 +57,7 @@ class Item:
                 self.target_object]
 
 
-def chunk_items(chunk: RunChunk) -> list[Item]:
+def chunk_items(chunk: RunChunk | Claimed) -> list[Item]:
     return [Item(*entry) for entry in orjson.loads(chunk.items or "[]")]
 
 
@@ -84,22 +84,63 @@ class Tally:
 
 def chunk_process(*, run_id: int, chunk_id: int) -> None:
     """Write the objects of one chunk of a run and record each one's outcome."""
-    run = SynchronizationRun.objects.filter(pk=run_id).only("status", "is_forced", "synchronization_id").first()
-    if run is None or run.status != SynchronizationRun.Status.RUNNING:
+    facts = runs.run_facts(run_id=run_id)
+    if facts is None:
         return
-    context = context_for_run(synchronization_id=run.synchronization_id, run_id=run_id)
     retried: list[tuple[int, float]] = []
     with transaction.atomic():
-        chunk = RunChunk.objects.select_for_update().filter(pk=chunk_id, run_id=run_id).first()
-        if chunk is not None and chunk.status == RunChunk.Status.QUEUED:
-            retried = chunk_write(run=run, context=context, chunk=chunk)
+        chunk = chunk_claim(run_id=run_id, chunk_id=chunk_id)
+        if chunk is not None:
+            context = context_for_run(synchronization_id=facts.synchronization_id, run_id=run_id)
+            retried = chunk_write(facts=facts, run_id=run_id, context=context, chunk=chunk)
     for retry_id, countdown in retried:
         dispatch.chunks_write(run_id=run_id, chunk_ids=[retry_id], countdown=countdown)
     run_close_if_complete(run_id=run_id)
 
 
-def chunk_write(*, run: SynchronizationRun, context: SyncContext, chunk: RunChunk) -> list[tuple[int, float]]:
-    """Write a locked chunk and record it; return the chunks of objects to retry, with their countdowns."""
+@dataclass
+class Claimed:
+    """A chunk this task took: marked done in its transaction, so a redelivered task finds nothing."""
+
+    pk: int
+    page_number: int
+    attempt: int
+    items: str
+
+
+def chunk_claim(*, run_id: int, chunk_id: int) -> Claimed | None:
+    """Take a queued chunk of a running run, in one statement; None when it is done or the run ended."""
+    now = timezone.now()
+    if connection.vendor == "postgresql":
+        chunks, run_table = RunChunk._meta.db_table, SynchronizationRun._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"WITH old AS (SELECT id, page_number, attempt, items FROM {chunks} "
+                f"WHERE id = %s AND run_id = %s AND status = %s FOR UPDATE) "
+                f"UPDATE {chunks} AS c SET status = %s, items = NULL, finished_at = %s FROM old, {run_table} AS r "
+                f"WHERE c.id = old.id AND r.id = c.run_id AND r.status = %s "
+                f"RETURNING old.id, old.page_number, old.attempt, old.items",
+                [chunk_id, run_id, RunChunk.Status.QUEUED, RunChunk.Status.DONE, now,
+                 SynchronizationRun.Status.RUNNING],
+            )
+            row = cursor.fetchone()
+        return Claimed(*row) if row is not None else None
+    row = (
+        RunChunk.objects.select_for_update()
+        .filter(pk=chunk_id, run_id=run_id, status=RunChunk.Status.QUEUED,
+                run__status=SynchronizationRun.Status.RUNNING)
+        .values_list("pk", "page_number", "attempt", "items").first()
+    )
+    if row is None:
+        return None
+    RunChunk.objects.filter(pk=chunk_id).update(status=RunChunk.Status.DONE, items=None, finished_at=now)
+    return Claimed(*row)
+
+
+def chunk_write(
+    *, facts: runs.RunFacts, run_id: int, context: SyncContext, chunk: Claimed
+) -> list[tuple[int, float]]:
+    """Write a claimed chunk and record it; return the chunks of objects to retry, with their countdowns."""
     now = timezone.now()
     items = chunk_items(chunk)
     contracts = {
@@ -111,18 +152,18 @@ def chunk_write(*, run: SynchronizationRun, context: SyncContext, chunk: RunChun
     todo: list[tuple[Item, Contract]] = []
     for item in items:
         contract = contracts.get(item.contract_id)
-        if contract is None or contract.last_processed_run_id == run.pk:
+        if contract is None or contract.last_processed_run_id == run_id:
             tally.done += 1  # deleted meanwhile, or already written by this run
-        elif not run.is_forced and contract.target_id and contract.target_hash == item.target_hash:
+        elif not facts.is_forced and contract.target_id and contract.target_hash == item.target_hash:
             # Another run wrote exactly this object since the page was planned.
-            contract.last_processed_run_id = run.pk
+            contract.last_processed_run_id = run_id
             contract.source_last_checked = now
             todo.append((item, contract))
         else:
             todo.append((item, contract))
     writes = [
         (item, contract) for item, contract in todo
-        if run.is_forced or not (contract.target_id and contract.target_hash == item.target_hash)
+        if facts.is_forced or not (contract.target_id and contract.target_hash == item.target_hash)
     ]
     outcomes = context.writer.write(
         [Write(target_id=contract.target_id, data=item.target_object, origin_id=item.origin_id)
@@ -139,18 +180,18 @@ def chunk_write(*, run: SynchronizationRun, context: SyncContext, chunk: RunChun
             continue
         if outcome.kind == Outcome.RETRY and chunk.attempt + 1 < OBJECT_ATTEMPTS:
             retry_chunks.append(RunChunk(
-                run_id=run.pk, page_number=chunk.page_number, size=1, attempt=chunk.attempt + 1,
+                run_id=run_id, page_number=chunk.page_number, size=1, attempt=chunk.attempt + 1,
                 items=orjson.dumps([item.to_json()], default=str).decode(),
             ))
             tally.retries += 1
-            logger.warning("run %s: object %s retried alone: %s", run.pk, item.origin_id, outcome.error)
+            logger.warning("run %s: object %s retried alone: %s", run_id, item.origin_id, outcome.error)
             continue
         if outcome.kind == Outcome.RETRY:
             outcome = Outcome(Outcome.FAILED, error=f"{outcome.error} (after {OBJECT_ATTEMPTS} attempts)")
-        contract_apply(contract=contract, item=item, outcome=outcome, context=context, now=now, run_id=run.pk)
+        contract_apply(contract=contract, item=item, outcome=outcome, context=context, now=now, run_id=run_id)
         tally.add(outcome.kind)
         logs.append(log_row(
-            run=run, contract=contract, item=item, now=now,
+            facts=facts, run_id=run_id, contract=contract, item=item, now=now,
             action=contract.target_last_action if not contract.last_error else "",
         ))
         if outcome.kind in (Outcome.CREATED, Outcome.UPDATED):
@@ -158,24 +199,23 @@ def chunk_write(*, run: SynchronizationRun, context: SyncContext, chunk: RunChun
     written_ids = {id(contract) for _, contract in written}
     others = [
         contract for item, contract in todo
-        if contract.last_processed_run_id == run.pk and id(contract) not in written_ids
+        if contract.last_processed_run_id == run_id and id(contract) not in written_ids
     ]
-    contracts_written(written=written, context=context, run_id=run.pk, now=now)
+    contracts_written(written=written, context=context, run_id=run_id, now=now)
     for contract in others:
         contract.updated_at = now
     rows_update(Contract, others, CONTRACT_FIELDS)
     rows_insert(ContractLog, logs)
     created = RunChunk.objects.bulk_create(retry_chunks) if retry_chunks else []
-    RunChunk.objects.filter(pk=chunk.pk).update(status=RunChunk.Status.DONE, items=None, finished_at=now)
-    tally.record(run_id=run.pk)
+    tally.record(run_id=run_id)
     return [(retry.pk, retry_countdown(retry.attempt)) for retry in created]
 
 
-def log_row(*, run: SynchronizationRun, contract: Contract, item: Item, now, action: str) -> dict[str, Any]:
+def log_row(*, facts: runs.RunFacts, run_id: int, contract: Contract, item: Item, now, action: str) -> dict[str, Any]:
     """Return the contract log of one written or failed object, as a row to insert."""
     return {
-        "reference": uuid.uuid4(), "synchronization_id": run.synchronization_id, "contract_id": contract.pk,
-        "run_id": run.pk, "origin_id": contract.origin_id, "action": action, "status": contract.status,
+        "reference": uuid.uuid4(), "synchronization_id": facts.synchronization_id, "contract_id": contract.pk,
+        "run_id": run_id, "origin_id": contract.origin_id, "action": action, "status": contract.status,
         "source_object": log_value(item.source_object), "target_object": log_value(item.target_object),
         "error": contract.last_error, "created_at": now,
     }

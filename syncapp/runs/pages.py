@@ -66,10 +66,13 @@ def page_fetch(*, context: SyncContext, run_id: int, number: int, request: dict[
 
 def page_process(*, run_id: int, page_number: int) -> None:
     """Do what a page needs next: fetch it, judge the pages whose turn it is, or plan it."""
-    page = RunPage.objects.filter(run_id=run_id, number=page_number).values("status", "request").first()
-    run = SynchronizationRun.objects.filter(pk=run_id).values("status", "synchronization_id").first()
-    if page is None or run is None or page["status"] in (RunPage.Status.SKIPPED, RunPage.Status.FAILED):
+    page = (
+        RunPage.objects.filter(run_id=run_id, number=page_number)
+        .values("status", "request", "run__status", "run__synchronization_id").first()
+    )
+    if page is None or page["status"] in (RunPage.Status.SKIPPED, RunPage.Status.FAILED):
         return  # fetched ahead past the end, or cancelled
+    run = {"status": page["run__status"], "synchronization_id": page["run__synchronization_id"]}
     if page["status"] == RunPage.Status.QUEUED:
         if run["status"] != SynchronizationRun.Status.RUNNING and not runs.run_mark_running(run_id=run_id):
             return
@@ -176,11 +179,11 @@ def page_judge(
     sends = Sends()
     with transaction.atomic():
         locked = (
-            RunPage.objects.select_for_update(of=("self",)).select_related("run")
-            .filter(pk=head["pk"], status=head["status"])
-            .only("pk", "run__status", "run__is_forced", "run__synchronization_id").first()
+            RunPage.objects.select_for_update(of=("self",))
+            .filter(pk=head["pk"], status=head["status"], run__status=SynchronizationRun.Status.RUNNING)
+            .only("pk").first()
         )
-        if locked is None or locked.run.status != SynchronizationRun.Status.RUNNING:
+        if locked is None:
             return None  # judged meanwhile by another task, which goes on from there; or the run ended
         if read is None:
             page_fail_record(run_id=run_id, number=head["number"], message=error)
@@ -189,8 +192,7 @@ def page_judge(
             status=RunPage.Status.JUDGED, object_count=len(read.objects),
             payload=answer.fetched.to_json() if keep else None,
         )
-        runs.run_add_counts(run_id=run_id, pages_fetched=1)
-        pages_follow(run=locked.run, context=context, number=head["number"], following=read.next_request,
+        pages_follow(run_id=run_id, context=context, number=head["number"], following=read.next_request,
                      sends=sends)
         sends.dispatch(run_id=run_id)
     return read
@@ -223,15 +225,15 @@ def page_plan_stored(*, run_id: int, context: SyncContext, number: int) -> None:
 def page_plan_record(*, run_id: int, context: SyncContext, number: int, read: ReadPage) -> None:
     """Plan a judged page's objects and record the plan in one transaction; pages are planned side by side."""
     sends = Sends()
+    run = runs.run_facts(run_id=run_id)
     with transaction.atomic():
-        locked = (
-            RunPage.objects.select_for_update(of=("self",)).select_related("run")
-            .filter(run_id=run_id, number=number, status=RunPage.Status.JUDGED)
-            .only("pk", "run__status", "run__is_forced", "run__synchronization_id").first()
-        )
-        if locked is None or locked.run.status != SynchronizationRun.Status.RUNNING:
+        # Claimed by marking it done, which its transaction undoes if anything below fails.
+        claimed = RunPage.objects.filter(
+            run_id=run_id, number=number, status=RunPage.Status.JUDGED, run__status=SynchronizationRun.Status.RUNNING
+        ).update(status=RunPage.Status.DONE, payload=None, finished_at=timezone.now())
+        if not claimed or run is None:
             return  # planned already (a redelivered task), or the run ended
-        page_record(run=locked.run, context=context, number=number, read=read, sends=sends)
+        page_record(run=run, context=context, number=number, read=read, sends=sends)
         sends.dispatch(run_id=run_id)
 
 
@@ -340,7 +342,7 @@ def contracts_mark_seen(*, pks: list[int], run_id: int, now) -> set[int]:
 
 
 def invalid_record(
-    *, run: SynchronizationRun, plan: PagePlan, states: dict[str, ContractState], now
+    *, run: runs.RunFacts, plan: PagePlan, states: dict[str, ContractState], now
 ) -> None:
     """Record what could not be taken up: a log each, and the error on their own contracts."""
     if not plan.invalid:
@@ -352,7 +354,7 @@ def invalid_record(
 
     ContractLog.objects.bulk_create([
         ContractLog(
-            synchronization_id=sync_id, contract_id=getattr(contract_of(rejected), "pk", None), run=run,
+            synchronization_id=sync_id, contract_id=getattr(contract_of(rejected), "pk", None), run_id=run.pk,
             origin_id=rejected.origin_id, status=Contract.Status.INVALID,
             source_object=log_value(rejected.source_object), error=log_text(rejected.error),
         )
@@ -368,7 +370,7 @@ def invalid_record(
         rows_update(Contract, own, ["status", "last_error", "source_last_checked", "updated_at"])
 
 
-def holds_record(*, run: SynchronizationRun, context: SyncContext, holds: list[Planned],
+def holds_record(*, run: runs.RunFacts, context: SyncContext, holds: list[Planned],
                  states: dict[str, ContractState], now) -> None:
     """Record objects whose new hash maps to what the target holds: nothing is written but the contract."""
     if not holds:
@@ -394,7 +396,7 @@ def holds_record(*, run: SynchronizationRun, context: SyncContext, holds: list[P
 
 
 def chunks_create(
-    *, run: SynchronizationRun, context: SyncContext, number: int, writes: list[Planned],
+    *, run: runs.RunFacts, context: SyncContext, number: int, writes: list[Planned],
     states: dict[str, ContractState],
 ) -> list[int]:
     """Store the page's changed objects as chunks of planned writes; return their ids."""
@@ -407,18 +409,18 @@ def chunks_create(
              item.target_object]
             for item in part
         ]
-        chunks.append(RunChunk(run=run, page_number=number, size=len(part),
+        chunks.append(RunChunk(run_id=run.pk, page_number=number, size=len(part),
                                items=orjson.dumps(items, default=str).decode()))
     if not chunks:
         return []
     created = RunChunk.objects.bulk_create(chunks)
     if any(chunk.pk is None for chunk in created):  # a database that returns no ids from a bulk insert
-        return list(RunChunk.objects.filter(run=run, page_number=number, status=RunChunk.Status.QUEUED)
+        return list(RunChunk.objects.filter(run_id=run.pk, page_number=number, status=RunChunk.Status.QUEUED)
                     .values_list("pk", flat=True))
     return [chunk.pk for chunk in created]
 
 
-def page_record(*, run: SynchronizationRun, context: SyncContext, number: int, read: ReadPage, sends: Sends) -> None:
+def page_record(*, run: runs.RunFacts, context: SyncContext, number: int, read: ReadPage, sends: Sends) -> None:
     """Plan a page's objects and record the plan. Runs in the page's transaction."""
     now = timezone.now()
     sync_id = run.synchronization_id
@@ -448,10 +450,7 @@ def page_record(*, run: SynchronizationRun, context: SyncContext, number: int, r
     sends.chunks += chunks_create(run=run, context=context, number=number, writes=writes, states=states)
     runs.run_add_counts(
         run_id=run.pk, found=plan.found, filtered=plan.filtered, unchanged=len(plan.unchanged) + len(holds),
-        invalid=len(plan.invalid), objects_queued=len(writes),
-    )
-    RunPage.objects.filter(run_id=run.pk, number=number).update(
-        status=RunPage.Status.DONE, object_count=len(read.objects), payload=None, finished_at=now
+        invalid=len(plan.invalid), objects_queued=len(writes), pages_fetched=1,
     )
 
 
@@ -481,19 +480,19 @@ def duplicates_set_aside(*, plan: PagePlan, kept: set[int], states: dict[str, Co
 
 
 def pages_follow(
-    *, run: SynchronizationRun, context: SyncContext, number: int, following: dict[str, Any] | None, sends: Sends
+    *, run_id: int, context: SyncContext, number: int, following: dict[str, Any] | None, sends: Sends
 ) -> None:
     """Create the page after this one with its request, and the pages that may be fetched ahead of it."""
     reader = context.reader
     max_pages = reader.max_pages
     if following is None:
-        SynchronizationRun.objects.filter(pk=run.pk).update(fetch_finished=True)
-        pages_skip_after(run_id=run.pk, number=number)
+        SynchronizationRun.objects.filter(pk=run_id).update(fetch_finished=True)
+        pages_skip_after(run_id=run_id, number=number)
         return
     if max_pages is not None and number >= max_pages:
-        runs.run_fail(run_id=run.pk, message=f"stopped at maxPages ({max_pages}): the source has more pages")
-        SynchronizationRun.objects.filter(pk=run.pk).update(max_pages_reached=True)
-        pages_skip_after(run_id=run.pk, number=number)
+        runs.run_fail(run_id=run_id, message=f"stopped at maxPages ({max_pages}): the source has more pages")
+        SynchronizationRun.objects.filter(pk=run_id).update(max_pages_reached=True)
+        pages_skip_after(run_id=run_id, number=number)
         return
     wanted = {number + 1: following}
     for step in range(1, reader.concurrency):
@@ -504,12 +503,14 @@ def pages_follow(
             break
         wanted[number + 1 + step] = ahead
     existing = set(
-        RunPage.objects.filter(run_id=run.pk, number__in=list(wanted)).values_list("number", flat=True)
+        RunPage.objects.filter(run_id=run_id, number__in=list(wanted)).values_list("number", flat=True)
     )
     if number + 1 in existing:
         # Fetched ahead on a guess: from now on it holds the request reading in order makes.
-        RunPage.objects.filter(run_id=run.pk, number=number + 1).update(request=following)
-    new = [RunPage(run=run, number=page, request=request) for page, request in wanted.items() if page not in existing]
+        RunPage.objects.filter(run_id=run_id, number=number + 1).update(request=following)
+    new = [
+        RunPage(run_id=run_id, number=page, request=request) for page, request in wanted.items() if page not in existing
+    ]
     RunPage.objects.bulk_create(new, ignore_conflicts=True)
     sends.pages += [page.number for page in new]
 

@@ -14,6 +14,7 @@ from syncapp import configuration
 from syncapp import runs as synchronization
 from syncapp.models import Object, Synchronization
 from syncapp.sample_source import SampleSource, generate_animals
+from syncapp.targets.register import register_objects_delete
 
 BUNDLE = settings.BASE_DIR / "examples" / "zoo.json"
 
@@ -72,7 +73,10 @@ class Command(BaseCommand):
         """Forget what an earlier demo wrote, so every demo starts from an empty register."""
         with transaction.atomic():
             SynchronizationContract.objects.filter(synchronization=sync).delete()
-            Object.objects.filter(schema=sync.target_schema).delete()
+            register_objects_delete(
+                schema=sync.target_schema,
+                target_ids=list(Object.objects.filter(schema=sync.target_schema).values_list("pk", flat=True)),
+            )
 
     def _show_objects(self, sync: Synchronization, *, limit: int) -> None:
         objects = Object.objects.filter(schema=sync.target_schema).order_by("created_at")

@@ -6,6 +6,7 @@ import uuid
 from django.db import models
 
 from syncapp.fields import DocumentField
+from syncapp.ids import uuid7
 from syncapp.models import Synchronization
 
 
@@ -229,7 +230,7 @@ class ContractLog(models.Model):
     by database constraints, which would check three rows for every log inserted.
     """
 
-    reference = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    reference = models.UUIDField(default=uuid7, unique=True, editable=False)
     synchronization = models.ForeignKey(
         Synchronization, on_delete=models.CASCADE, related_name="logs", db_constraint=False
     )

@@ -1,11 +1,10 @@
 """Sources, mappings, synchronizations and the register (the built-in target store)."""
 from __future__ import annotations
 
-import uuid
-
 from django.db import models
 
 from syncapp.fields import DocumentField
+from syncapp.ids import uuid7
 
 
 class Source(models.Model):
@@ -108,7 +107,7 @@ class Schema(models.Model):
 class Object(models.Model):
     """A JSON document of one schema."""
 
-    uuid = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    uuid = models.UUIDField(primary_key=True, default=uuid7, editable=False)
     schema = models.ForeignKey(Schema, on_delete=models.PROTECT, related_name="stored_objects")
     data = DocumentField(default=dict)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -10,7 +10,6 @@ nothing else: the object stays the unit of isolation and retry, the chunk is the
 from __future__ import annotations
 
 import logging
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +21,7 @@ from contracts import runs
 from contracts.logs import log_text, log_value
 from contracts.models import ContractLog, RunChunk, SynchronizationContract, SynchronizationRun
 from syncapp.bulk import rows_insert, rows_update
+from syncapp.ids import uuid7
 from syncapp.runs.context import SyncContext, context_for_run
 from syncapp.runs.finish import run_close_if_complete
 from syncapp.targets import Outcome, Write
@@ -214,7 +214,7 @@ def chunk_write(
 def log_row(*, facts: runs.RunFacts, run_id: int, contract: Contract, item: Item, now, action: str) -> dict[str, Any]:
     """Return the contract log of one written or failed object, as a row to insert."""
     return {
-        "reference": uuid.uuid4(), "synchronization_id": facts.synchronization_id, "contract_id": contract.pk,
+        "reference": uuid7(), "synchronization_id": facts.synchronization_id, "contract_id": contract.pk,
         "run_id": run_id, "origin_id": contract.origin_id, "action": action, "status": contract.status,
         "source_object": log_value(item.source_object), "target_object": log_value(item.target_object),
         "error": contract.last_error, "created_at": now,

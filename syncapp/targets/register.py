@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -23,6 +22,7 @@ from jsonschema.validators import validator_for
 
 from syncapp.bulk import rows_insert, rows_update
 from syncapp.hashing import canonical_json
+from syncapp.ids import uuid7
 from syncapp.models import Object, Schema, Synchronization
 from syncapp.targets import InvalidObject, Outcome, TargetError, Write, writer_type
 
@@ -211,7 +211,7 @@ class RegisterWriter:
                 outcomes.append(Outcome(Outcome.UPDATED, target_id=write.target_id))
             else:
                 # A new object, or one deleted from the register since: created (again).
-                created = {"uuid": uuid.uuid4(), "schema_id": self.schema.pk, "data": write.data,
+                created = {"uuid": uuid7(), "schema_id": self.schema.pk, "data": write.data,
                            "created_at": now, "updated_at": now}
                 creates.append(created)
                 outcomes.append(Outcome(Outcome.CREATED, target_id=str(created["uuid"])))

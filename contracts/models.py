@@ -62,6 +62,11 @@ class SynchronizationRun(models.Model):
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     objects_queued = models.PositiveIntegerField(default=0)
     objects_done = models.PositiveIntegerField(default=0)
+    # Pages are judged in order: the next to judge is page pages_judged + 1. A judged page ends when it
+    # is planned or fails; the run has read everything when the two counts meet. Counters, not queries
+    # over page statuses, whose index keeps every earlier status until PostgreSQL vacuums it.
+    pages_judged = models.PositiveIntegerField(default=0)
+    pages_ended = models.PositiveIntegerField(default=0)
     # Calls repeated and tasks re-scheduled because of timeouts, lost connections, 5xx and rate limits,
     # and the seconds spent waiting for them and for the source's request budget (SYNC.md section 9).
     retries = models.PositiveIntegerField(default=0)

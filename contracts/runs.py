@@ -103,11 +103,7 @@ def run_work_forget(*, run_id: int) -> None:
 
 def run_is_complete(run: SynchronizationRun) -> bool:
     """Return whether every page and object task of the run has ended."""
-    return (
-        run.fetch_finished
-        and run.objects_done >= run.objects_queued
-        and not RunPage.objects.filter(run_id=run.pk, status__in=RunPage.OPEN_STATUSES).exists()
-    )
+    return run.fetch_finished and run.objects_done >= run.objects_queued and run.pages_ended >= run.pages_judged
 
 
 def final_status(run: SynchronizationRun) -> str:
@@ -128,12 +124,10 @@ def run_try_finish(
     objects happens there, so it happens once.
     """
     # Most calls come while the run still has work: tell them apart without taking the run's lock.
-    ahead = SynchronizationRun.objects.filter(pk=run_id).values("status", "fetch_finished", "objects_done",
-                                                                  "objects_queued").first()
-    if (
-        ahead is None or ahead["status"] != SynchronizationRun.Status.RUNNING or not ahead["fetch_finished"]
-        or ahead["objects_done"] < ahead["objects_queued"]
-    ):
+    ahead = SynchronizationRun.objects.filter(pk=run_id).only(
+        "status", "fetch_finished", "objects_done", "objects_queued", "pages_judged", "pages_ended"
+    ).first()
+    if ahead is None or ahead.status != SynchronizationRun.Status.RUNNING or not run_is_complete(ahead):
         return None
     with transaction.atomic():
         run = SynchronizationRun.objects.select_for_update().filter(pk=run_id).first()

@@ -120,6 +120,14 @@ def rows_insert(model: type[models.Model], rows: Sequence[dict[str, Any]]) -> No
             copy.write_row([_copy_value(field, row[name]) for field, name in zip(fields, names, strict=True)])
 
 
+def value_batches(values: Sequence[Any], *, spare: int = 10) -> list[Sequence[Any]]:
+    """Split values for `in_values` so each statement keeps within the database's parameter limit."""
+    if connection.vendor == "postgresql" or len(values) <= _SQLITE_MAX_PARAMETERS - spare:
+        return [values]
+    step = _SQLITE_MAX_PARAMETERS - spare
+    return [values[start:start + step] for start in range(0, len(values), step)]
+
+
 def in_values(column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
     """Return `column IN values` as SQL and parameters: one array parameter on PostgreSQL."""
     if connection.vendor == "postgresql":

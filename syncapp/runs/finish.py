@@ -4,7 +4,7 @@ from __future__ import annotations
 from django.db import connection, transaction
 
 from contracts import runs
-from contracts.models import ContractLog, SynchronizationContract, SynchronizationRun
+from contracts.models import ContractLog, RunChunk, RunPage, SynchronizationContract, SynchronizationRun
 from syncapp.deletion import vanished_delete
 from syncapp.follow_ups import follow_ups_due
 from syncapp.models import Object
@@ -37,9 +37,18 @@ def statistics_refresh(*, run: SynchronizationRun) -> None:
 
     A first sync fills the tables faster than autovacuum looks at them, and until it does the
     planner reads a page's contracts with the plans of a small table: the next run would pay for it.
+    Where autovacuum is off, the tables are vacuumed too.
     """
     if connection.vendor != "postgresql" or run.created + run.deleted < STATISTICS_CHANGED_ROWS:
         return
-    tables = [SynchronizationContract._meta.db_table, Object._meta.db_table, ContractLog._meta.db_table]
+    tables = ", ".join(
+        model._meta.db_table for model in (SynchronizationContract, Object, ContractLog, RunPage, RunChunk)
+    )
     with connection.cursor() as cursor:
-        cursor.execute(f"ANALYZE {', '.join(tables)}")
+        cursor.execute("SELECT current_setting('autovacuum') = 'on'")
+        autovacuum = cursor.fetchone()[0]
+        if autovacuum or connection.in_atomic_block:
+            cursor.execute(f"ANALYZE {tables}")
+        else:
+            # Nobody else removes the old row versions a run leaves: every index scan would wade through them.
+            cursor.execute(f"VACUUM (ANALYZE) {tables}")

@@ -21,12 +21,13 @@ from typing import Any
 
 import orjson
 from django.db import connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from contracts import runs
 from contracts.logs import log_text, log_value
 from contracts.models import ContractLog, RunChunk, RunPage, SynchronizationContract, SynchronizationRun
-from syncapp.bulk import in_values, rows_update
+from syncapp.bulk import in_values, rows_update, value_batches
 from syncapp.http import Wait
 from syncapp.pagination import PaginationError
 from syncapp.runs.context import SyncContext, context_for_run
@@ -92,10 +93,13 @@ def page_process(*, run_id: int, page_number: int) -> None:
 
 
 def _head(run_id: int) -> dict[str, Any] | None:
-    """Return the lowest page of the run not judged yet: the next to judge."""
+    """Return the next page of the run to judge (the one after those judged), if it is still to judge."""
     return (
-        RunPage.objects.filter(run_id=run_id, status__in=(RunPage.Status.QUEUED, RunPage.Status.FETCHED))
-        .order_by("number").values("pk", "number", "status", "request").first()
+        RunPage.objects.filter(
+            run_id=run_id, number=F("run__pages_judged") + 1,
+            status__in=(RunPage.Status.QUEUED, RunPage.Status.FETCHED),
+        )
+        .values("pk", "number", "status", "request").first()
     )
 
 
@@ -186,12 +190,13 @@ def page_judge(
         if locked is None:
             return None  # judged meanwhile by another task, which goes on from there; or the run ended
         if read is None:
-            page_fail_record(run_id=run_id, number=head["number"], message=error)
+            page_fail_record(run_id=run_id, number=head["number"], message=error, judged=False)
             return None
         RunPage.objects.filter(pk=head["pk"]).update(
             status=RunPage.Status.JUDGED, object_count=len(read.objects),
             payload=answer.fetched.to_json() if keep else None,
         )
+        runs.run_add_counts(run_id=run_id, pages_judged=1)
         pages_follow(run_id=run_id, context=context, number=head["number"], following=read.next_request,
                      sends=sends)
         sends.dispatch(run_id=run_id)
@@ -249,13 +254,18 @@ class Sends:
         dispatch.pages_fetch(run_id=run_id, numbers=self.pages)
 
 
-def page_fail_record(*, run_id: int, number: int, message: str) -> None:
-    """Record that a page could not be read: the run fetches no further, deletes nothing and ends failed."""
+def page_fail_record(*, run_id: int, number: int, message: str, judged: bool) -> None:
+    """Record that a page could not be read: the run fetches no further, deletes nothing and ends failed.
+
+    `judged`: the page was judged before it failed (its objects could not be planned): it ends here.
+    """
     logger.warning("run %s page %s failed: %s", run_id, number, message)
     now = timezone.now()
     RunPage.objects.filter(run_id=run_id, number=number).update(
         status=RunPage.Status.FAILED, error_message=message[:5000], payload=None, finished_at=now
     )
+    if judged:
+        runs.run_add_counts(run_id=run_id, pages_ended=1)
     runs.run_fail(run_id=run_id, message=f"page {number}: {message}")
     pages_skip_after(run_id=run_id, number=number)
 
@@ -276,15 +286,15 @@ _CONTRACTS = Contract._meta.db_table
 
 def contract_states(*, synchronization_id: int, origin_ids: list[str]) -> dict[str, ContractState]:
     """Return the contracts of these origin ids, in one query."""
-    if not origin_ids:
-        return {}
-    where, params = in_values("origin_id", origin_ids)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT id, origin_id, origin_hash, config_hash, status, target_id, target_hash, last_seen_run_id "
-            f"FROM {_CONTRACTS} WHERE synchronization_id = %s AND {where}", [synchronization_id, *params]
-        )
-        rows = cursor.fetchall()
+    rows = []
+    for batch in value_batches(origin_ids) if origin_ids else []:
+        where, params = in_values("origin_id", batch)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT id, origin_id, origin_hash, config_hash, status, target_id, target_hash, last_seen_run_id "
+                f"FROM {_CONTRACTS} WHERE synchronization_id = %s AND {where}", [synchronization_id, *params]
+            )
+            rows += cursor.fetchall()
     return {
         origin_id: ContractState(pk, origin_hash, config_hash, status, target_id, target_hash, last_seen)
         for pk, origin_id, origin_hash, config_hash, status, target_id, target_hash, last_seen in rows
@@ -329,16 +339,17 @@ def contracts_ensure(
 def contracts_mark_seen(*, pks: list[int], run_id: int, now) -> set[int]:
     """Mark contracts seen by this run (their targets are not deleted as vanished); return those this
     call marked, not those another page of the run marked before."""
-    if not pks:
-        return set()
-    where, params = in_values("id", pks)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {_CONTRACTS} SET last_seen_run_id = %s, source_last_checked = %s "
-            f"WHERE {where} AND (last_seen_run_id IS NULL OR last_seen_run_id <> %s) RETURNING id",
-            [run_id, now, *params, run_id],
-        )
-        return {row[0] for row in cursor.fetchall()}
+    marked: set[int] = set()
+    for batch in value_batches(pks) if pks else []:
+        where, params = in_values("id", batch)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {_CONTRACTS} SET last_seen_run_id = %s, source_last_checked = %s "
+                f"WHERE {where} AND (last_seen_run_id IS NULL OR last_seen_run_id <> %s) RETURNING id",
+                [run_id, now, *params, run_id],
+            )
+            marked.update(row[0] for row in cursor.fetchall())
+    return marked
 
 
 def invalid_record(
@@ -450,7 +461,7 @@ def page_record(*, run: runs.RunFacts, context: SyncContext, number: int, read: 
     sends.chunks += chunks_create(run=run, context=context, number=number, writes=writes, states=states)
     runs.run_add_counts(
         run_id=run.pk, found=plan.found, filtered=plan.filtered, unchanged=len(plan.unchanged) + len(holds),
-        invalid=len(plan.invalid), objects_queued=len(writes), pages_fetched=1,
+        invalid=len(plan.invalid), objects_queued=len(writes), pages_fetched=1, pages_ended=1,
     )
 
 
@@ -530,8 +541,9 @@ def page_fail(*, run_id: int, number: int, message: str) -> None:
     with transaction.atomic():
         page = (
             RunPage.objects.select_for_update().filter(run_id=run_id, number=number, status__in=OPEN)
-            .only("pk").first()
+            .only("pk", "status").first()
         )
         if page is not None:
-            page_fail_record(run_id=run_id, number=number, message=message)
+            page_fail_record(run_id=run_id, number=number, message=message,
+                             judged=page.status == RunPage.Status.JUDGED)
     run_close_if_complete(run_id=run_id)

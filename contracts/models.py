@@ -114,7 +114,9 @@ class RunPage(models.Model):
 
     OPEN_STATUSES = (Status.QUEUED, Status.FETCHED, Status.JUDGED)
 
-    run = models.ForeignKey(SynchronizationRun, on_delete=models.CASCADE, related_name="pages")
+    # Indexed by the unique (run, number) constraint, the one index page lookups should use: a page is
+    # found by its number, and with stale statistics the planner would rather walk the run's pages.
+    run = models.ForeignKey(SynchronizationRun, on_delete=models.CASCADE, related_name="pages", db_index=False)
     number = models.PositiveIntegerField()
     request = models.JSONField(default=dict, help_text="What to ask the source for this page.")
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
@@ -130,7 +132,6 @@ class RunPage(models.Model):
     class Meta:
         ordering = ["run_id", "number"]
         constraints = [models.UniqueConstraint(fields=["run", "number"], name="unique_run_page")]
-        indexes = [models.Index(fields=["run", "status"], name="runpage_run_status")]
 
     def __str__(self) -> str:
         return f"page {self.number} of run {self.run_id}"
@@ -161,7 +162,6 @@ class RunChunk(models.Model):
 
     class Meta:
         ordering = ["run_id", "id"]
-        indexes = [models.Index(fields=["run", "status"], name="runchunk_run_status")]
 
     def __str__(self) -> str:
         return f"chunk {self.pk} of run {self.run_id} (page {self.page_number})"
@@ -222,7 +222,9 @@ class SynchronizationContract(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["synchronization", "origin_id"], name="unique_contract_origin"),
         ]
-        indexes = [models.Index(fields=["synchronization", "target_id"])]
+        # Not (synchronization, target id): next to the unique (synchronization, origin id) index, the
+        # planner could pick it for a page's contracts and walk the synchronization's every contract.
+        indexes = [models.Index(fields=["target_id"], name="contract_target")]
 
     def __str__(self) -> str:
         return f"{self.synchronization_id}:{self.origin_id}"

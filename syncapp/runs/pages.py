@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import ExpressionWrapper, IntegerField, Subquery
 from django.utils import timezone
 
 from contracts import runs
@@ -94,9 +94,12 @@ def page_process(*, run_id: int, page_number: int) -> None:
 
 def _head(run_id: int) -> dict[str, Any] | None:
     """Return the next page of the run to judge (the one after those judged), if it is still to judge."""
+    # The page number as a subquery, so the page is found by its (run, number) key: a join on the run
+    # row would walk every page of the run.
+    judged = SynchronizationRun.objects.filter(pk=run_id).order_by().values("pages_judged")[:1]
     return (
         RunPage.objects.filter(
-            run_id=run_id, number=F("run__pages_judged") + 1,
+            run_id=run_id, number=ExpressionWrapper(Subquery(judged) + 1, output_field=IntegerField()),
             status__in=(RunPage.Status.QUEUED, RunPage.Status.FETCHED),
         )
         .values("pk", "number", "status", "request").first()

@@ -67,6 +67,17 @@ TEMPLATES = [
 DATABASE_URL = env_url(
     "DATABASE_URL", schemes=("postgres", "postgresql", "pgsql", "sqlite"), default=None
 )
+# SQLite is shared by the web process, `sync` commands and in-process runs. WAL lets readers go on
+# beside a writer; IMMEDIATE transactions take the write lock when they begin, so a transaction that
+# read first never fails at once with "database is locked" on its first write (SQLite's deadlock
+# guard skips the busy timeout there); the busy timeout is how long a writer waits for another.
+# A lock held longer than that is a transient error: the task is retried (workers.dispatch).
+SQLITE_BUSY_TIMEOUT = env_int("SYNC_SQLITE_BUSY_TIMEOUT", default=30, minimum=1)
+SQLITE_OPTIONS = {
+    "timeout": SQLITE_BUSY_TIMEOUT,
+    "transaction_mode": "IMMEDIATE",
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
+}
 if DATABASE_URL is None:
     DATA_DIR = Path(env_str("SYNC_DATA_DIR", default=str(BASE_DIR / "var")))
     DATA_DIR.mkdir(parents=True, exist_ok=True)
@@ -74,7 +85,6 @@ if DATABASE_URL is None:
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": str(DATA_DIR / "sync.sqlite3"),
-            "OPTIONS": {"timeout": 30},
         }
     }
 else:
@@ -83,6 +93,8 @@ else:
         DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int(
             "DATABASE_CONNECT_TIMEOUT", default=10, minimum=1
         )
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["OPTIONS"] = {**SQLITE_OPTIONS, **DATABASES["default"].get("OPTIONS", {})}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -192,8 +204,14 @@ SYNC_REDIS_URL = env_url(
 # Contract logs and ended runs older than this are purged (each synchronization keeps its last run).
 SYNC_LOG_RETENTION_DAYS = env_int("SYNC_LOG_RETENTION_DAYS", default=30, minimum=1)
 
+# How often Celery beat looks for due schedules: a schedule with seconds (a sixth cron field) needs
+# a tick at least that fine.
+SYNC_SCHEDULE_TICK_SECONDS = env_int("SYNC_SCHEDULE_TICK_SECONDS", default=60, minimum=1)
+
 CELERY_BEAT_SCHEDULE = {
-    "start-scheduled-synchronizations": {"task": "workers.tasks.start_scheduled_runs", "schedule": 60.0},
+    "start-scheduled-synchronizations": {
+        "task": "workers.tasks.start_scheduled_runs", "schedule": float(SYNC_SCHEDULE_TICK_SECONDS),
+    },
     "resend-stalled-runs": {"task": "workers.tasks.resend_stalled_runs", "schedule": 60.0},
     "fail-stale-runs": {"task": "workers.tasks.fail_stale_runs", "schedule": 60.0},
     "purge-old-logs": {"task": "workers.tasks.purge_old_logs", "schedule": 3600.0},

@@ -1,7 +1,7 @@
 from django.contrib import admin, messages
 
 from contracts.models import ContractLog, RunPage, SynchronizationContract, SynchronizationRun
-from contracts.runs import run_cancel
+from syncapp.runs.recover import run_cancel
 
 
 class RunPageInline(admin.TabularInline):

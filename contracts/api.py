@@ -6,7 +6,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from contracts.models import ContractLog, SynchronizationContract, SynchronizationRun
-from contracts.runs import run_cancel
+from syncapp.runs.recover import run_cancel
 
 
 class RunSerializer(serializers.ModelSerializer):

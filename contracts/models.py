@@ -73,6 +73,10 @@ class SynchronizationRun(models.Model):
     waited_seconds = models.FloatField(default=0)
     # When the run's queued pages and unfinished objects were last sent again for lack of progress.
     resent_at = models.DateTimeField(null=True, blank=True)
+    # The process running the run when its tasks run in process (host:pid:process start), so a run
+    # whose process died is failed at the next start instead of after SYNC_RUN_STALE_SECONDS.
+    # Empty for runs on Celery workers: there the heartbeat tells.
+    owner = models.CharField(max_length=200, blank=True, editable=False)
     error_message = models.TextField(blank=True)
     report = models.JSONField(default=list, blank=True, help_text="Per-object outcome of a test run.")
     created_at = models.DateTimeField(auto_now_add=True)

@@ -3,13 +3,16 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, OuterRef, Subquery
+from django.db.models import F, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from contracts.models import ContractLog, RunChunk, RunPage, SynchronizationRun
@@ -37,7 +40,6 @@ def run_create(
         Synchronization.objects.select_for_update().filter(pk=synchronization.pk).first()
         waiting = False
         if not test:
-            runs_fail_stale(synchronization_id=synchronization.pk)
             active = (
                 SynchronizationRun.objects.filter(
                     synchronization=synchronization,
@@ -55,8 +57,49 @@ def run_create(
             waiting = active is not None
         return SynchronizationRun.objects.create(
             synchronization=synchronization, trigger=trigger, is_test=test, is_forced=force, parent=parent,
-            waiting=waiting, heartbeat_at=timezone.now(),
+            waiting=waiting, heartbeat_at=timezone.now(), owner="" if waiting else run_owner(),
         )
+
+
+def run_owner() -> str:
+    """Return who runs a run started now: this process when tasks run in process, else nobody in particular."""
+    return process_identity() if settings.TASKS_IN_PROCESS else ""
+
+
+def _process_start(pid: int) -> str | None:
+    """Return when the process started (clock ticks since boot), or None where /proc does not tell."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+@functools.cache
+def process_identity() -> str:
+    """Return this process as host:pid:start, to tell later whether it still lives."""
+    pid = os.getpid()
+    return f"{socket.gethostname()}:{pid}:{_process_start(pid) or ''}"
+
+
+def process_gone(owner: str) -> bool:
+    """Return whether the process an owner names has ended; only a process of this host can be told."""
+    parts = owner.rsplit(":", 2)
+    if len(parts) != 3 or not parts[1].isdigit():
+        return False
+    host, pid, start = parts[0], int(parts[1]), parts[2]
+    if host != socket.gethostname():
+        return False
+    if start and Path("/proc").is_dir():
+        # A pid is reused: the same pid with another start time is another process.
+        return _process_start(pid) != start
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 @dataclass(frozen=True)
@@ -79,7 +122,7 @@ def run_mark_running(*, run_id: int) -> bool:
     """Move a queued run to running; return False when it is not active any more."""
     now = timezone.now()
     SynchronizationRun.objects.filter(pk=run_id, status=SynchronizationRun.Status.QUEUED).update(
-        status=SynchronizationRun.Status.RUNNING, started_at=now, heartbeat_at=now
+        status=SynchronizationRun.Status.RUNNING, started_at=now, heartbeat_at=now, owner=run_owner()
     )
     return SynchronizationRun.objects.filter(pk=run_id, status=SynchronizationRun.Status.RUNNING).exists()
 
@@ -158,30 +201,44 @@ def run_cancel(*, run: SynchronizationRun) -> bool:
 
 
 def runs_fail_stale(*, synchronization_id: int | None = None, stale_after: float | None = None) -> list[int]:
-    """Fail the active runs whose tasks stopped moving: their worker was lost. Return their ids."""
+    """Fail the active runs whose worker was lost; return their ids.
+
+    A run is lost when its tasks made no progress for `stale_after` seconds (SYNC_RUN_STALE_SECONDS),
+    or at once when it ran in a process of this host that has ended.
+    """
     seconds = settings.SYNC_RUN_STALE_SECONDS if stale_after is None else stale_after
     cutoff = timezone.now() - timedelta(seconds=seconds)
-    stale = SynchronizationRun.objects.filter(
-        status__in=SynchronizationRun.ACTIVE_STATUSES, waiting=False, is_test=False, heartbeat_at__lt=cutoff
+    active = SynchronizationRun.objects.filter(
+        status__in=SynchronizationRun.ACTIVE_STATUSES, waiting=False, is_test=False
     )
     if synchronization_id is not None:
-        stale = stale.filter(synchronization_id=synchronization_id)
+        active = active.filter(synchronization_id=synchronization_id)
+    reasons: dict[int, tuple[Q, str]] = {}
+    for run_id in active.filter(heartbeat_at__lt=cutoff).values_list("pk", flat=True):
+        reasons[run_id] = (
+            Q(heartbeat_at__lt=cutoff),
+            f"no progress for {seconds:g}s: the worker running it was lost; nothing was deleted",
+        )
+    for run_id, owner in active.exclude(owner="").exclude(pk__in=reasons).values_list("pk", "owner"):
+        if process_gone(owner):
+            pid = owner.rsplit(":", 2)[1]
+            reasons[run_id] = (
+                Q(owner=owner),
+                f"the process running it (pid {pid}) ended before the run did; nothing was deleted",
+            )
     failed = []
-    for run_id in stale.values_list("pk", flat=True):
+    for run_id, (still, message) in reasons.items():
         with transaction.atomic():
             updated = SynchronizationRun.objects.filter(
-                pk=run_id, status__in=SynchronizationRun.ACTIVE_STATUSES, heartbeat_at__lt=cutoff
-            ).update(
-                status=SynchronizationRun.Status.FAILED, finished_at=timezone.now(),
-                error_message=f"no progress for {seconds:g}s: the worker running it was lost; nothing was deleted",
-            )
-            RunPage.objects.filter(run_id=run_id, status__in=RunPage.OPEN_STATUSES).update(
-                status=RunPage.Status.FAILED, error_message="run failed: worker lost", finished_at=timezone.now()
-            )
+                still, pk=run_id, status__in=SynchronizationRun.ACTIVE_STATUSES
+            ).update(status=SynchronizationRun.Status.FAILED, finished_at=timezone.now(), error_message=message)
             if updated:
+                RunPage.objects.filter(run_id=run_id, status__in=RunPage.OPEN_STATUSES).update(
+                    status=RunPage.Status.FAILED, error_message="run failed: worker lost", finished_at=timezone.now()
+                )
                 run_work_forget(run_id=run_id)
         if updated:
-            logger.warning("run %s failed: no progress for %ss", run_id, seconds)
+            logger.warning("run %s failed: %s", run_id, message)
             failed.append(run_id)
     return failed
 

@@ -266,7 +266,7 @@ class SynchronizationAdmin(admin.ModelAdmin):
     list_filter = ["is_enabled", "source_type", "target_type"]
     search_fields = ["reference", "name"]
     filter_horizontal = ["follow_ups"]
-    readonly_fields = ["tools"]
+    readonly_fields = ["tools", "schedule_checked_at", "schedule_skips", "schedule_skipped_at", "schedule_skip_reason"]
     actions = ["run_now"]
 
     @admin.display(description="Run and try")

@@ -166,7 +166,17 @@ class Synchronization(models.Model):
         Mapping, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     follow_ups = models.ManyToManyField("self", symmetrical=False, blank=True, related_name="followed_by")
-    schedule = models.CharField(max_length=100, blank=True, help_text="Cron expression, e.g. */15 * * * *")
+    schedule = models.CharField(
+        max_length=100, blank=True,
+        help_text="Cron expression, e.g. */15 * * * *; a sixth field counts seconds (see SYNC_SCHEDULE_TICK_SECONDS)",
+    )
+    # The last time the schedule came due and was acted on (a run started, or the start skipped): each
+    # due time is acted on once, whatever the number of beats (syncapp.schedules).
+    schedule_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # A due time whose start was skipped, because a run was still active or the start was refused.
+    schedule_skips = models.PositiveIntegerField(default=0, editable=False)
+    schedule_skipped_at = models.DateTimeField(null=True, blank=True, editable=False)
+    schedule_skip_reason = models.TextField(blank=True, editable=False)
     is_enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -1,10 +1,12 @@
-"""Start synchronizations whose cron schedule is due."""
+"""Start synchronizations whose cron schedule is due, and record the starts that had to be skipped."""
 from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
 
 from croniter import croniter
+from django.conf import settings
+from django.db.models import F, Q
 from django.utils import timezone
 
 from contracts.models import SynchronizationRun
@@ -20,25 +22,60 @@ def schedule_problems(schedule: str) -> list[str]:
     return []
 
 
+def schedule_last_due(schedule: str, *, now: datetime) -> datetime:
+    """Return the latest time at or before `now` at which the schedule came due."""
+    # croniter's get_prev is strictly before its start: start just after now, so now itself counts.
+    return croniter(schedule, now + timedelta(microseconds=1)).get_prev(datetime)
+
+
+def schedule_claim(*, synchronization: Synchronization, due: datetime) -> bool:
+    """Mark the due time as acted on; return False when it was already (by another beat or tick)."""
+    return bool(
+        Synchronization.objects.filter(pk=synchronization.pk)
+        .filter(Q(schedule_checked_at__isnull=True) | Q(schedule_checked_at__lt=due))
+        .update(schedule_checked_at=due)
+    )
+
+
+def schedule_skip_record(*, synchronization: Synchronization, due: datetime, reason: str) -> None:
+    """Record a due time whose run was not started, for the admin to show."""
+    Synchronization.objects.filter(pk=synchronization.pk).update(
+        schedule_skips=F("schedule_skips") + 1, schedule_skipped_at=due, schedule_skip_reason=reason[:2000]
+    )
+    logger.warning("scheduled run of %s at %s skipped: %s", synchronization.reference, due.isoformat(), reason)
+
+
 def schedules_start_due(*, now: datetime | None = None) -> list[SynchronizationRun]:
-    """Start each enabled synchronization whose schedule matches this minute, once per minute."""
+    """Start each enabled synchronization whose schedule came due since it was last acted on.
+
+    Each due time is acted on once, by one beat. A start refused because a run is still active is
+    recorded as a skip. A due time more than two ticks old (the beat was down, or the synchronization
+    disabled) starts nothing: it is recorded as missed, and the next due time starts a run.
+    """
     from contracts.runs import RunRefused
     from syncapp.runs.context import ConfigurationError
     from syncapp.runs.start import run_start
 
-    minute = (now or timezone.now()).replace(second=0, microsecond=0)
+    now = now or timezone.now()
+    grace = timedelta(seconds=2 * max(settings.SYNC_SCHEDULE_TICK_SECONDS, 30))
     started = []
     for sync in Synchronization.objects.filter(is_enabled=True).exclude(schedule=""):
-        if not croniter.is_valid(sync.schedule) or not croniter.match(sync.schedule, minute):
+        if not croniter.is_valid(sync.schedule):
             continue
-        already = SynchronizationRun.objects.filter(
-            synchronization=sync, trigger=SynchronizationRun.Trigger.SCHEDULE,
-            created_at__gte=minute, created_at__lt=minute + timedelta(minutes=1),
-        ).exists()
-        if already:
+        due = schedule_last_due(sync.schedule, now=now)
+        if sync.schedule_checked_at is not None and due <= sync.schedule_checked_at:
+            continue
+        if not schedule_claim(synchronization=sync, due=due):
+            continue
+        if due < now - grace:
+            if sync.schedule_checked_at is not None:
+                schedule_skip_record(
+                    synchronization=sync, due=due,
+                    reason="missed: no beat was running then, or the synchronization was disabled",
+                )
             continue
         try:
             started.append(run_start(synchronization=sync, trigger=SynchronizationRun.Trigger.SCHEDULE))
         except (RunRefused, ConfigurationError) as error:
-            logger.warning("scheduled run of %s not started: %s", sync.reference, error)
+            schedule_skip_record(synchronization=sync, due=due, reason=str(error))
     return started

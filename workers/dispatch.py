@@ -17,8 +17,9 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
+from django import db
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 
 logger = logging.getLogger(__name__)
 _local = threading.local()
@@ -26,6 +27,15 @@ _local = threading.local()
 SYNC_PAGE = "workers.tasks.sync_page"
 SYNC_CHUNK = "workers.tasks.sync_chunk"
 SYNC_FOLLOW_UPS = "workers.tasks.sync_follow_ups"
+
+
+# Transient errors of a task run in process (SQLite locked past its busy timeout, a dropped database
+# connection) run it again later, as a worker's autoretry does: this many attempts in all, the waits
+# between them doubling up to the maximum. The task is told which attempt is its last
+# (`in_process_last_attempt`), so it records its failure then rather than leaving its work undone.
+IN_PROCESS_ATTEMPTS = 8
+IN_PROCESS_BACKOFF_SECONDS = 0.5
+IN_PROCESS_BACKOFF_MAX_SECONDS = 30.0
 
 
 def _task(name: str) -> Any:
@@ -36,27 +46,44 @@ def _task(name: str) -> Any:
     return app.tasks[name]
 
 
+def in_process_last_attempt() -> bool:
+    """Return whether the task running in this process may not be run again after a transient error."""
+    return getattr(_local, "attempt", 0) + 1 >= IN_PROCESS_ATTEMPTS
+
+
 def _run_in_process(name: str, args: tuple, *, countdown: float = 0) -> None:
     due = time.monotonic() + countdown
     queue = getattr(_local, "queue", None)
     if queue is not None:
-        queue.append((due, name, args))
+        queue.append((due, name, args, 0))
         return
-    _local.queue = deque([(due, name, args)])
+    _local.queue = deque([(due, name, args, 0)])
     try:
         while _local.queue:
-            due, next_name, next_args = _local.queue.popleft()
+            due, next_name, next_args, attempt = _local.queue.popleft()
             wait = due - time.monotonic()
             if wait > 0:
-                if any(other_due <= time.monotonic() for other_due, _, _ in _local.queue):
-                    _local.queue.append((due, next_name, next_args))  # not due yet: others first
+                if any(entry[0] <= time.monotonic() for entry in _local.queue):
+                    _local.queue.append((due, next_name, next_args, attempt))  # not due yet: others first
                     continue
                 time.sleep(wait)
+            _local.attempt = attempt
             try:
                 _task(next_name)(*next_args)
+            except (OperationalError, InterfaceError) as error:
+                # The transaction was rolled back whole and every task is idempotent: run it again.
+                db.close_old_connections()
+                if attempt + 1 >= IN_PROCESS_ATTEMPTS:
+                    logger.exception("task %s%r failed %d times", next_name, next_args, IN_PROCESS_ATTEMPTS)
+                    continue
+                backoff = min(IN_PROCESS_BACKOFF_MAX_SECONDS, IN_PROCESS_BACKOFF_SECONDS * 2**attempt)
+                logger.warning("task %s%r: %s; run again in %gs", next_name, next_args, error, backoff)
+                _local.queue.append((time.monotonic() + backoff, next_name, next_args, attempt + 1))
             except Exception:
                 # A worker would log and go on with the next message; so does the in-process queue.
                 logger.exception("task %s%r failed", next_name, next_args)
+            finally:
+                _local.attempt = 0
     finally:
         _local.queue = None
 

@@ -13,7 +13,8 @@ from kombu.exceptions import OperationalError as BrokerError
 from contracts import runs
 from syncapp import follow_ups, schedules
 from syncapp.http import RateLimited
-from syncapp.runs import chunks, pages, resend
+from syncapp.runs import chunks, pages, recover, resend
+from workers import dispatch
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +57,10 @@ def retry_later(task: Task, *, limited: RateLimited, run_id: int) -> Retry | str
 
 
 def out_of_retries(task: Task) -> bool:
-    """Return whether a transient error now would end the task for good (no autoretry left)."""
-    return task.request.called_directly or task.request.retries >= TRANSIENT_RETRIES
+    """Return whether a transient error now would end the task for good (no retry left)."""
+    if task.request.called_directly:
+        return dispatch.in_process_last_attempt()
+    return task.request.retries >= TRANSIENT_RETRIES
 
 
 @shared_task(bind=True, acks_late=True, **RETRY)
@@ -65,8 +68,11 @@ def sync_page(self: Task, run_id: int, page_number: int) -> None:
     """Fetch one page of a run and plan the pages whose turn it is; a long rate limit retries it later."""
     try:
         pages.page_process(run_id=run_id, page_number=page_number)
-    except TRANSIENT_ERRORS:
-        raise
+    except TRANSIENT_ERRORS as error:
+        if not out_of_retries(self):
+            raise
+        logger.exception("run %s page %s failed for good", run_id, page_number)
+        pages.page_fail(run_id=run_id, number=page_number, message=f"{type(error).__name__}: {error}")
     except RateLimited as limited:
         later = retry_later(self, limited=limited, run_id=run_id)
         if isinstance(later, Retry):
@@ -114,8 +120,8 @@ def resend_stalled_runs() -> None:
 
 @shared_task(acks_late=True, **RETRY)
 def fail_stale_runs() -> None:
-    """Fail runs whose worker was lost, so they never stay running forever."""
-    runs.runs_fail_stale()
+    """Fail runs whose worker was lost and start the runs waiting behind them, so none stays stuck."""
+    recover.runs_recover()
 
 
 @shared_task(acks_late=True, **RETRY)

@@ -6,6 +6,7 @@
 - `chunks`: write the changed objects in chunks through the target's writer;
 - `finish`: delete what vanished, close the run, start follow-ups and the run waiting behind it;
 - `resend`: send the work of runs without progress again;
+- `recover`: fail lost runs, start the runs waiting behind ended ones, cancel;
 - `preview`: a test run, writing nothing.
 
 Readers (syncapp.sources) and writers (syncapp.targets) are picked by type; tasks (workers.tasks)
@@ -13,7 +14,8 @@ are sent through workers.dispatch.
 """
 from syncapp.runs.context import ConfigurationError
 from syncapp.runs.preview import run_test
+from syncapp.runs.recover import run_cancel, runs_recover
 from syncapp.runs.resend import runs_resend_stalled
 from syncapp.runs.start import run_start
 
-__all__ = ["ConfigurationError", "run_start", "run_test", "runs_resend_stalled"]
+__all__ = ["ConfigurationError", "run_cancel", "run_start", "run_test", "runs_recover", "runs_resend_stalled"]

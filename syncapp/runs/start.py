@@ -23,6 +23,7 @@ def run_start(
     context = context_load(synchronization_id=synchronization.pk)
     if not synchronization.is_enabled:
         raise runs.RunRefused(f"synchronization {synchronization.reference!r} is disabled")
+    synchronization_unblock(synchronization_id=synchronization.pk)
     with transaction.atomic():
         run = runs.run_create(
             synchronization=synchronization, trigger=trigger, force=force, parent=parent, queue=queue
@@ -33,8 +34,22 @@ def run_start(
     return run
 
 
+def synchronization_unblock(*, synchronization_id: int) -> None:
+    """Fail the synchronization's lost runs, then start the run waiting behind them if none is active.
+
+    Every start does this first, so a run whose worker or process died never blocks the
+    synchronization for good, with or without Celery beat.
+    """
+    runs.runs_fail_stale(synchronization_id=synchronization_id)
+    run_start_waiting(synchronization_id=synchronization_id)
+
+
 def run_start_waiting(*, synchronization_id: int) -> SynchronizationRun | None:
-    """Start the oldest run queued behind another run of the synchronization, if none is active now."""
+    """Start the oldest run queued behind another run of the synchronization, if none is active now.
+
+    A waiting run that cannot start (its configuration broke meanwhile) fails with the reason, and
+    the next one in line is tried.
+    """
     with transaction.atomic():
         Synchronization.objects.select_for_update().filter(pk=synchronization_id).first()
         active = SynchronizationRun.objects.filter(
@@ -43,25 +58,23 @@ def run_start_waiting(*, synchronization_id: int) -> SynchronizationRun | None:
         )
         if active.exists():
             return None
-        run = (
-            SynchronizationRun.objects.filter(
-                synchronization_id=synchronization_id, status=SynchronizationRun.Status.QUEUED, waiting=True
-            )
-            .order_by("created_at", "pk")
-            .first()
-        )
-        if run is None:
-            return None
-        try:
-            context = context_load(synchronization_id=synchronization_id)
-            request = first_request(context, run=run)  # an endpoint template can fail too
-        except ConfigurationError as error:
+        waiting = SynchronizationRun.objects.filter(
+            synchronization_id=synchronization_id, status=SynchronizationRun.Status.QUEUED, waiting=True
+        ).order_by("created_at", "pk")
+        for run in waiting:
+            try:
+                context = context_load(synchronization_id=synchronization_id)
+                request = first_request(context, run=run)  # an endpoint template can fail too
+            except ConfigurationError as error:
+                SynchronizationRun.objects.filter(pk=run.pk).update(
+                    status=SynchronizationRun.Status.FAILED, waiting=False, finished_at=timezone.now(),
+                    error_message=f"could not start after the run before it: {error}",
+                )
+                continue
             SynchronizationRun.objects.filter(pk=run.pk).update(
-                status=SynchronizationRun.Status.FAILED, waiting=False, error_message=str(error),
-                finished_at=timezone.now(),
+                waiting=False, heartbeat_at=timezone.now(), owner=runs.run_owner()
             )
-            return None
-        SynchronizationRun.objects.filter(pk=run.pk).update(waiting=False, heartbeat_at=timezone.now())
-        RunPage.objects.get_or_create(run=run, number=1, defaults={"request": request})
-        dispatch.pages_fetch(run_id=run.pk, numbers=[1])
-    return run
+            RunPage.objects.get_or_create(run=run, number=1, defaults={"request": request})
+            dispatch.pages_fetch(run_id=run.pk, numbers=[1])
+            return run
+    return None

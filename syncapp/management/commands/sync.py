@@ -9,9 +9,11 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
 
+from config.celery import app as celery_app
 from contracts.models import SynchronizationRun
-from contracts.runs import RunRefused, run_cancel, run_summary
+from contracts.runs import RunRefused, run_summary, runs_fail_stale
 from syncapp import configuration
 from syncapp import runs as synchronization
 from syncapp.models import Synchronization
@@ -116,8 +118,10 @@ class Command(BaseCommand):
             sys.exit(code)
 
     def _wait(self, run: SynchronizationRun, *, timeout: float, progress: bool) -> SynchronizationRun:
+        """Wait for the run to end, showing its progress; say so when it stops moving, fail it when lost."""
         deadline = time.monotonic() + timeout
         last = None
+        warned = False
         while True:
             run.refresh_from_db()
             if run.status not in SynchronizationRun.ACTIVE_STATUSES or time.monotonic() > deadline:
@@ -130,6 +134,17 @@ class Command(BaseCommand):
                 if line != last:
                     self.stderr.write(line)
                     last = line
+            idle = (timezone.now() - run.heartbeat_at).total_seconds() if run.heartbeat_at else 0
+            if idle >= settings.SYNC_RUN_STALE_SECONDS:
+                # The worker is gone: fail the run now rather than wait out the timeout.
+                runs_fail_stale(synchronization_id=run.synchronization_id)
+            elif idle >= settings.SYNC_RUN_RESEND_SECONDS and not warned:
+                self.stderr.write(self.style.WARNING(
+                    f"run {run.pk} has made no progress for {idle:.0f}s: is a worker running on queue "
+                    f"{celery_app.conf.task_default_queue!r} (celery -A config worker)? It is failed after "
+                    f"{settings.SYNC_RUN_STALE_SECONDS}s without progress."
+                ))
+                warned = True
             time.sleep(0.5)
 
     def _show_run(self, run: SynchronizationRun, *, as_json: bool) -> None:
@@ -167,7 +182,7 @@ class Command(BaseCommand):
 
     def handle_cancel(self, *, run: str, json: bool = False, **_options) -> None:
         found = self._find_run(SynchronizationRun.objects.select_related("synchronization"), run)
-        if not run_cancel(run=found):
+        if not synchronization.run_cancel(run=found):
             raise CommandError(f"run {found.pk} has already ended ({found.status})")
         self._show_run(found, as_json=json)
 

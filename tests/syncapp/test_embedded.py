@@ -3,10 +3,18 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import sqlite3
 import subprocess
 import sys
+import threading
+import time
+from contextlib import closing
+from pathlib import Path
 
-from tests.conftest import ROOT
+from syncapp.sample_source import generate_animals
+from tests.conftest import ROOT, zoo_bundle
+from tests.loopback import LoopbackServer
 
 
 def test_the_demo_runs_on_sqlite_with_tasks_in_process_when_nothing_is_configured(tmp_path):
@@ -73,3 +81,211 @@ def test_a_page_with_more_objects_than_sqlite_takes_parameters_syncs_in_the_embe
     outcome = json.loads(result.stdout.strip().splitlines()[-1])
     assert outcome["status"] == "succeeded", outcome
     assert outcome["counts"]["created"] == 33000
+
+
+# ---------------------------------------------------------------------------------------------
+# SQLite shared with other processes, and in-process runs whose process dies
+
+
+def embedded_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """Return the environment of the embedded default (SQLite in tmp_path, tasks in process)."""
+    env = {
+        key: value for key, value in os.environ.items()
+        if key not in {"DATABASE_URL", "CELERY_BROKER_URL", "SYNC_REDIS_URL", "DJANGO_SETTINGS_MODULE"}
+    }
+    env.update(SYNC_DATA_DIR=str(tmp_path), PYTHONUNBUFFERED="1", LOG_LEVEL="WARNING", **extra)
+    return env
+
+
+def manage(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def paged_records(count: int) -> list[dict]:
+    return [{**animal, "id": index + 1, "status": "active"}
+            for index, animal in enumerate(generate_animals(count=count, seed=5))]
+
+
+def paged_server(records: list[dict], *, size: int, before_page=None) -> LoopbackServer:
+    """A source answering ?page=N with `size` records a page; `before_page(n)` runs before each answer."""
+    def handler(path, query):
+        page = int(query.get("page", 1))
+        if before_page is not None:
+            before_page(page)
+        return 200, {}, {"results": records[(page - 1) * size: page * size]}
+
+    return LoopbackServer(handler)
+
+
+def embedded_zoo(env: dict[str, str], tmp_path: Path, *, location: str) -> None:
+    """Migrate the embedded database and import the zoo pointed at a paged source."""
+    assert manage(env, "migrate", "--no-input", "-v", "0").returncode == 0
+    bundle = zoo_bundle(location=location)
+    bundle["synchronizations"][0]["sourceConfig"] = {
+        "endpoint": "/a", "resultsPosition": "results", "pagination": {"type": "page"},
+    }
+    path = tmp_path / "zoo.json"
+    path.write_text(json.dumps(bundle))
+    imported = manage(env, "sync", "import", str(path))
+    assert imported.returncode == 0, imported.stderr
+
+
+def database_rows(tmp_path: Path, sql: str) -> list[tuple]:
+    with closing(sqlite3.connect(tmp_path / "sync.sqlite3", timeout=60)) as db:
+        return db.execute(sql).fetchall()
+
+
+HAMMER = """
+import os, sqlite3, sys, time
+import django
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+django.setup()
+from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.auth.models import User
+from django.test import Client
+from syncapp.models import Source
+
+stop, ready, database = sys.argv[1], sys.argv[2], sys.argv[3]
+admin = User.objects.get(username="admin")
+rounds = 0
+while not os.path.exists(stop):
+    # An admin logging in and out (session rows, last_login) and saving a source, as the admin does
+    client = Client()
+    login = {"username": "admin", "password": "pw-for-tests-only"}
+    assert client.post("/admin/login/?next=/admin/", login).status_code == 302
+    source = Source.objects.get(reference="zoo-api")
+    source.description = f"edited {rounds}"
+    source.save()
+    LogEntry.objects.log_actions(admin.pk, [source], CHANGE, change_message="edited")
+    client.post("/admin/logout/")
+    # And a writer of its own that reads, then writes and holds its lock a moment, as a deferred
+    # transaction does (SQLite refuses it at once when the service wrote in between: it gives up)
+    db = sqlite3.connect(database, timeout=30, isolation_level=None)
+    try:
+        db.execute("BEGIN")
+        db.execute("SELECT count(*) FROM django_session").fetchone()
+        db.execute("UPDATE syncapp_source SET description = description || '.' WHERE reference = 'zoo-api'")
+        time.sleep(0.2)
+        db.execute("COMMIT")
+    except sqlite3.OperationalError:
+        db.execute("ROLLBACK")
+    db.close()
+    rounds += 1
+    if rounds == 1:
+        open(ready, "w").close()
+print(rounds)
+"""
+
+
+def test_a_run_on_sqlite_succeeds_while_another_process_writes_to_the_database_all_along(tmp_path):
+    # Given the embedded default, and an admin logging in and saving in another process the whole time
+    env = embedded_env(tmp_path, SYNC_CHUNK_SIZE="20", DJANGO_SUPERUSER_PASSWORD="pw-for-tests-only")
+    records = paged_records(1500)
+    with paged_server(records, size=50) as server:
+        embedded_zoo(env, tmp_path, location=server.url)
+        made = manage(env, "createsuperuser", "--no-input", "--username", "admin", "--email", "admin@example.org")
+        assert made.returncode == 0, made.stderr
+        stop, ready = tmp_path / "stop", tmp_path / "ready"
+        hammer = subprocess.Popen(
+            [sys.executable, "-c", HAMMER, str(stop), str(ready), str(tmp_path / "sync.sqlite3")], cwd=ROOT, env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while not ready.exists():
+                assert hammer.poll() is None, hammer.communicate()[1][-3000:]
+                assert time.monotonic() < deadline, "the other process never wrote"
+                time.sleep(0.05)
+
+            # When a run syncs 1,500 records in 75 chunks meanwhile
+            result = manage(env, "sync", "run", "animals", "--json", timeout=600)
+        finally:
+            stop.touch()
+            out, err = hammer.communicate(timeout=120)
+
+    # Then the run succeeded with every object written once, and the other process wrote all along
+    assert hammer.returncode == 0, err[-3000:]
+    assert int(out.strip()) >= 2
+    assert result.returncode == 0, result.stderr[-3000:]
+    outcome = json.loads(result.stdout)
+    assert outcome["status"] == "succeeded", outcome
+    assert outcome["counts"]["created"] == 1500
+    assert database_rows(tmp_path, "SELECT count(*) FROM syncapp_object") == [(1500,)]
+    assert database_rows(tmp_path, "SELECT status, count(*) FROM contracts_synchronizationcontract GROUP BY 1") == [
+        ("synced", 1500)
+    ]
+
+
+def test_sqlite_locked_by_another_writer_longer_than_the_busy_timeout_delays_the_run_and_loses_nothing(tmp_path):
+    # Given a busy timeout of one second, and another writer that takes the database's write lock for
+    # four seconds as soon as page 3 is asked for, before page 3 is answered
+    env = embedded_env(tmp_path, SYNC_CHUNK_SIZE="10", SYNC_SQLITE_BUSY_TIMEOUT="1", SYNC_PAGE_CONCURRENCY="1")
+    records = paged_records(200)
+    locked, released = threading.Event(), threading.Event()
+
+    def hold_the_lock() -> None:
+        with closing(sqlite3.connect(tmp_path / "sync.sqlite3", isolation_level=None)) as db:
+            db.execute("BEGIN EXCLUSIVE")
+            locked.set()
+            time.sleep(4)
+            db.execute("COMMIT")
+        released.set()
+
+    def before_page(page: int) -> None:
+        if page == 3 and not locked.is_set():
+            threading.Thread(target=hold_the_lock, daemon=True).start()
+            assert locked.wait(30)
+
+    with paged_server(records, size=20, before_page=before_page) as server:
+        embedded_zoo(env, tmp_path, location=server.url)
+
+        # When a run reads the ten pages
+        result = manage(env, "sync", "run", "animals", "--json", timeout=300)
+
+    # Then the writes that met the lock were retried once it was gone, and every object is written once
+    assert released.is_set()
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "database is locked" in result.stderr and "run again in" in result.stderr
+    outcome = json.loads(result.stdout)
+    assert (outcome["status"], outcome["counts"]["created"], outcome["counts"]["failed"]) == ("succeeded", 200, 0)
+    assert database_rows(tmp_path, "SELECT count(*) FROM syncapp_object") == [(200,)]
+    assert database_rows(tmp_path, "SELECT count(*) FROM contracts_contractlog") == [(200,)]
+
+
+def test_a_run_whose_process_was_killed_does_not_block_the_next_run(tmp_path):
+    # Given an in-process run whose process is killed while it waits for page 2
+    env = embedded_env(tmp_path)
+    records = paged_records(60)
+    asked, hold = threading.Event(), threading.Event()
+
+    def before_page(page: int) -> None:
+        if page == 2 and not hold.is_set():
+            asked.set()
+            hold.wait(60)
+
+    with paged_server(records, size=20, before_page=before_page) as server:
+        embedded_zoo(env, tmp_path, location=server.url)
+        process = subprocess.Popen([sys.executable, "manage.py", "sync", "run", "animals"], cwd=ROOT, env=env,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            assert asked.wait(120), "the run never asked for page 2"
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=30)
+        finally:
+            hold.set()
+        [(lost_id, status)] = database_rows(tmp_path, "SELECT id, status FROM contracts_synchronizationrun")
+        assert status == "running"
+
+        # When the synchronization is run again
+        result = manage(env, "sync", "run", "animals", "--json")
+
+    # Then it is not refused: the lost run is failed, naming its process, and the new one syncs everything
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    outcome = json.loads(result.stdout)
+    assert (outcome["status"], outcome["counts"]["created"]) == ("succeeded", 60)
+    [(status, error)] = database_rows(
+        tmp_path, f"SELECT status, error_message FROM contracts_synchronizationrun WHERE id = {lost_id}"
+    )
+    assert status == "failed"
+    assert f"the process running it (pid {process.pid}) ended" in error

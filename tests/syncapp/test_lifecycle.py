@@ -3,7 +3,7 @@ stale runs, retention and schedules."""
 from __future__ import annotations
 
 import io
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
@@ -14,7 +14,6 @@ from rest_framework.test import APIClient
 from contracts import runs
 from contracts.models import ContractLog, RunPage, SynchronizationContract, SynchronizationRun
 from syncapp import runs as sync_runs
-from syncapp import schedules
 from syncapp.configuration import ConfigurationInvalid, bundle_import
 from syncapp.models import Object, Synchronization
 from syncapp.runs.context import context_load, first_request
@@ -386,21 +385,6 @@ def test_old_logs_and_runs_are_purged_but_each_synchronization_keeps_its_last_ru
     assert purged == {"contractLogs": len(active_ids(animals)), "runs": 1}
     assert list(SynchronizationRun.objects.values_list("pk", flat=True)) == [second.pk]
     assert ContractLog.objects.count() == recent_logs
-
-
-def test_a_due_schedule_starts_one_run_per_minute(sample_source):
-    sync = import_zoo(zoo_bundle(location=sample_source.url))
-    sync.schedule = "*/15 * * * *"
-    sync.save()
-    due = datetime(2026, 11, 25, 10, 30, 5, tzinfo=UTC)
-
-    started = schedules.schedules_start_due(now=due)
-    SynchronizationRun.objects.filter(pk=started[0].pk).update(created_at=due)
-    again = schedules.schedules_start_due(now=due + timedelta(seconds=30))
-    not_due = schedules.schedules_start_due(now=due + timedelta(minutes=1))
-
-    assert [r.trigger for r in started] == ["schedule"]
-    assert again == [] and not_due == []
 
 
 def test_a_schedule_that_is_not_cron_is_refused_at_import(sample_source):

@@ -1,6 +1,7 @@
 """Read settings from the environment: safe defaults, loud errors for bad values."""
 from __future__ import annotations
 
+import ipaddress
 import os
 from urllib.parse import urlsplit
 
@@ -101,3 +102,22 @@ def describe_url(url: str) -> str:
         return url
     user = credentials.split(":", 1)[0]
     return f"{scheme}://{user}:***@{host}"
+
+
+def env_networks(name: str, *, default: list[str]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """Return the variable as comma-separated networks (10.0.0.0/8) or addresses; fail naming the bad one."""
+    networks = []
+    for value in env_list(name, default=default):
+        try:
+            networks.append(ipaddress.ip_network(value, strict=False))
+        except ValueError:
+            raise SettingError(f"{name}: {value!r} is not a network (like 10.0.0.0/8) or an address") from None
+    return tuple(networks)
+
+
+def env_choice(name: str, *, default: str, choices: tuple[str, ...]) -> str:
+    """Return the variable when it is one of the choices; fail naming them otherwise."""
+    value = env_str(name, default=default).lower()
+    if value not in choices:
+        raise SettingError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value

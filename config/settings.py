@@ -7,7 +7,17 @@ from pathlib import Path
 
 import dj_database_url
 
-from config.env import SettingError, env_bool, env_float, env_int, env_list, env_str, env_url
+from config.env import (
+    SettingError,
+    env_bool,
+    env_choice,
+    env_float,
+    env_int,
+    env_list,
+    env_networks,
+    env_str,
+    env_url,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -157,6 +167,19 @@ CELERY_TIMEZONE = "UTC"
 # Timeouts of every outgoing HTTP call, in seconds (connect, read).
 SYNC_HTTP_CONNECT_TIMEOUT = env_int("SYNC_HTTP_CONNECT_TIMEOUT", default=10, minimum=1)
 SYNC_HTTP_READ_TIMEOUT = env_int("SYNC_HTTP_READ_TIMEOUT", default=60, minimum=1)
+# Hostile or broken answers: a body larger than this (counted after gzip or deflate decoding), or one
+# that takes longer than the total timeout to arrive (a read timeout only bounds the gap between two
+# bytes), or a page with more objects, fails the page with a clear error.
+SYNC_HTTP_MAX_RESPONSE_BYTES = env_int("SYNC_HTTP_MAX_RESPONSE_BYTES", default=50 * 2**20, minimum=1024)
+SYNC_HTTP_TOTAL_TIMEOUT = env_int("SYNC_HTTP_TOTAL_TIMEOUT", default=300, minimum=1)
+SYNC_MAX_PAGE_OBJECTS = env_int("SYNC_MAX_PAGE_OBJECTS", default=100_000, minimum=1)
+# Where sources and API targets may be (syncapp/egress.py): with an allow-list only its networks; else
+# anything but loopback, link-local (metadata services), reserved and, when asked, private networks.
+SYNC_ALLOWED_NETWORKS = env_networks("SYNC_ALLOWED_NETWORKS", default=[])
+SYNC_DENY_PRIVATE_NETWORKS = env_bool("SYNC_DENY_PRIVATE_NETWORKS", default=False)
+# A next link, Link header or redirect to another host than the source's: followed without the
+# source's credentials (strip), or refused.
+SYNC_CROSS_HOST_REQUESTS = env_choice("SYNC_CROSS_HOST_REQUESTS", default="strip", choices=("strip", "refuse"))
 # Safety limit on pages of one run when a synchronization sets no maxPages.
 SYNC_DEFAULT_MAX_PAGES = env_int("SYNC_DEFAULT_MAX_PAGES", default=10000, minimum=1)
 

@@ -12,6 +12,7 @@ from contracts.runs import RunRefused
 from syncapp import runs as sync_service
 from syncapp.authentication import credential_problems
 from syncapp.conditions import validate_conditions
+from syncapp.egress import location_problems
 from syncapp.models import Mapping, Object, Register, Schema, Source, Synchronization
 from syncapp.sources.api import configuration_problems
 from syncapp.targets import InvalidObject
@@ -77,6 +78,13 @@ class SourceForm(EmptyJSONForm):
         if problems:
             raise forms.ValidationError(problems)
         return value
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("type", Source.Type.API) == Source.Type.API and cleaned.get("location"):
+            for problem in location_problems(cleaned["location"]):
+                self.add_error("location", problem.removeprefix("location: "))
+        return cleaned
 
     def save(self, commit: bool = True):
         source = super().save(commit=False)

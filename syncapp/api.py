@@ -12,6 +12,7 @@ from contracts.runs import RunRefused, run_summary
 from syncapp import runs as sync_service
 from syncapp.authentication import credential_problems
 from syncapp.conditions import validate_conditions
+from syncapp.egress import location_problems
 from syncapp.models import Mapping, Object, Register, Schema, Source, Synchronization
 from syncapp.sources.api import configuration_problems
 from syncapp.targets import InvalidObject
@@ -51,6 +52,15 @@ class SourceSerializer(serializers.ModelSerializer):
         if problems:
             raise serializers.ValidationError(problems)
         return value
+
+    def validate(self, attrs):
+        kind = attrs.get("type", getattr(self.instance, "type", Source.Type.API))
+        location = attrs.get("location", getattr(self.instance, "location", ""))
+        if kind == Source.Type.API:
+            problems = [problem.removeprefix("location: ") for problem in location_problems(location)]
+            if problems:
+                raise serializers.ValidationError({"location": problems})
+        return attrs
 
 
 class MappingSerializer(serializers.ModelSerializer):

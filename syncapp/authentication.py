@@ -108,6 +108,15 @@ class Credentials:
         return [value for value in values if value]
 
     @property
+    def secret_headers(self) -> frozenset[str]:
+        """Return the headers (lower case) this source's calls carry secrets in."""
+        if self.type in ("bearer", "basic", "oauth2"):
+            return frozenset({"authorization"})
+        if self.type == "apiKey" and self.location == "header":
+            return frozenset({self.name.lower()})
+        return frozenset()
+
+    @property
     def secret_params(self) -> frozenset[str]:
         """Return the query parameters this source's calls carry secrets in."""
         if self.type == "apiKey" and self.location == "query":

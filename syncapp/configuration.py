@@ -17,6 +17,7 @@ from django.db import transaction
 from syncapp.authentication import credential_problems
 from syncapp.conditions import validate_conditions
 from syncapp.deletion import deletion_config_problems
+from syncapp.egress import location_problems
 from syncapp.follow_ups import follow_up_cycle, follow_up_graph
 from syncapp.mapping import validate_mapping_config
 from syncapp.models import Mapping, Register, Schema, Source, Synchronization
@@ -152,10 +153,8 @@ def bundle_validate(bundle: Any) -> None:
         kind = item.get("type", "api")
         if kind not in Source.Type.values:
             check.add(f"{path}.type", f"must be one of {', '.join(Source.Type.values)}, got {kind!r}")
-        elif kind == "api" and isinstance(item.get("location"), str) and not item["location"].startswith(
-            ("http://", "https://")
-        ):
-            check.add(f"{path}.location", "an api source needs an http:// or https:// URL")
+        elif kind == "api" and isinstance(item.get("location"), str):
+            check.problems.extend(location_problems(item["location"], path=f"{path}.location"))
         check.json_object(path, item, "configuration")
         check.json_object(path, item, "credentials")
         if isinstance(item.get("credentials"), dict):

@@ -36,14 +36,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import requests
 from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential_jitter
+from urllib3 import exceptions as urllib3_exceptions
 
 from syncapp.authentication import mask_url
+from syncapp.egress import EgressRefused, cross_host_refused, same_origin, url_check
 from syncapp.models import Source
 
 logger = logging.getLogger(__name__)
@@ -410,6 +413,65 @@ def session_for(source: Source | None) -> requests.Session:
 
 
 # ---------------------------------------------------------------------------------------------
+# Answers
+
+MAX_REDIRECTS = 10
+READ_SIZE = 64 * 1024
+# Headers that carry credentials whoever set them: never sent to another host.
+CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
+
+
+def without_credentials(headers: Mapping[str, str], *, names: frozenset[str]) -> dict[str, str]:
+    """Return the headers without those that carry credentials."""
+    drop = CREDENTIAL_HEADERS | {name.lower() for name in names}
+    return {name: value for name, value in headers.items() if name.lower() not in drop}
+
+
+def url_without_params(url: str, *, names: frozenset[str]) -> str:
+    """Return the URL without the query parameters that carry secrets."""
+    if not names:
+        return url
+    parts = urlsplit(url)
+    lowered = {name.lower() for name in names}
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    pairs = [(key, value) for key, value in pairs if key.lower() not in lowered]
+    return urlunsplit(parts._replace(query=urlencode(pairs)))
+
+
+def body_read(response: requests.Response, *, deadline: float, call: str) -> None:
+    """Read the whole body into the response, refusing one that is too large or too slow to arrive.
+
+    The size counts decoded bytes, so a small gzip bomb is stopped as early as a large body; urllib3
+    decodes only as much as each read asks for. The deadline is checked between reads, each of which
+    returns what has arrived, so a body sent a byte at a time is cut too.
+    """
+    limit = settings.SYNC_HTTP_MAX_RESPONSE_BYTES
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > limit and not response.headers.get("Content-Encoding"):
+        raise HttpError(f"{call}: the answer has {int(declared):,} bytes, more than {limit:,} "
+                        "(SYNC_HTTP_MAX_RESPONSE_BYTES)")
+    body = bytearray()
+    try:
+        while chunk := response.raw.read1(READ_SIZE, decode_content=True):
+            body += chunk
+            if len(body) > limit:
+                raise HttpError(f"{call}: the answer is larger than {limit:,} bytes"
+                                f"{' once decoded' if response.headers.get('Content-Encoding') else ''} "
+                                "(SYNC_HTTP_MAX_RESPONSE_BYTES)")
+            if time.monotonic() > deadline:
+                raise HttpError(f"{call}: the answer did not arrive whole within "
+                                f"{settings.SYNC_HTTP_TOTAL_TIMEOUT} s (SYNC_HTTP_TOTAL_TIMEOUT)")
+    except urllib3_exceptions.DecodeError as error:
+        raise HttpError(f"{call}: the answer could not be decoded ({error})") from None
+    except (TimeoutError, urllib3_exceptions.ReadTimeoutError) as error:
+        raise requests.Timeout(str(error)) from None
+    except (urllib3_exceptions.ProtocolError, urllib3_exceptions.IncompleteRead, OSError) as error:
+        raise requests.exceptions.ChunkedEncodingError(str(error)) from None
+    response._content = bytes(body)
+    response._content_consumed = True
+
+
+# ---------------------------------------------------------------------------------------------
 # Calls
 
 
@@ -456,6 +518,7 @@ class _Call:
     on_wait: OnWait | None
     options: dict[str, Any]
     secret_params: frozenset[str]
+    secret_headers: frozenset[str] = frozenset()
     failures: int = 0
     rate_waits: int = 0
 
@@ -501,7 +564,7 @@ class _Call:
     def attempt(self) -> requests.Response:
         self.before()
         try:
-            response = session_for(self.source).request(self.method, self.url, **self.options)
+            response = self.send()
         except requests.exceptions.SSLError as error:
             # A certificate that does not verify will not verify on a retry either.
             raise HttpError(
@@ -515,6 +578,43 @@ class _Call:
         except requests.RequestException as error:
             raise HttpError(f"{self.method} {self.shown}: {type(error).__name__}: {error}") from None
         return self.judge(response)
+
+    def send(self) -> requests.Response:
+        """Send the request, following redirects here: each hop's address is checked, and a hop to another
+        host goes without the credentials (or is refused); then read the body within its limits."""
+        method, url, options = self.method, self.url, dict(self.options)
+        session = session_for(self.source)
+        deadline = time.monotonic() + settings.SYNC_HTTP_TOTAL_TIMEOUT
+        for _ in range(MAX_REDIRECTS + 1):
+            try:
+                url_check(url)
+            except EgressRefused as refused:
+                shown = mask_url(url, secret_params=self.secret_params)
+                raise HttpError(f"{method} {shown}: refused: {refused}") from None
+            response = session.request(method, url, allow_redirects=False, stream=True, **options)
+            if not (response.is_redirect and response.headers.get("Location")):
+                try:
+                    body_read(response, deadline=deadline, call=f"{method} {self.shown}")
+                finally:
+                    response.close()
+                return response
+            target = urljoin(response.url, response.headers["Location"])
+            response.close()
+            if response.status_code == 303 or (response.status_code in (301, 302) and method == "POST"):
+                method = "GET"
+                options.update(json=None, data=None)
+            if not same_origin(target, self.url):
+                elsewhere = f"{method} {self.shown}: redirected to another host ({mask_url(target)})"
+                if cross_host_refused():
+                    raise HttpError(f"{elsewhere}; SYNC_CROSS_HOST_REQUESTS is refuse")
+                if options.get("json") is not None or options.get("data") is not None:
+                    raise HttpError(f"{elsewhere} with the request's body, which may hold secrets: not followed")
+                options["headers"] = without_credentials(options.get("headers") or {}, names=self.secret_headers)
+                target = url_without_params(target, names=self.secret_params)
+            # The query asked for is in the URL the server redirected to, if it wants it.
+            options["params"] = {}
+            url = target
+        raise HttpError(f"{self.method} {self.shown}: more than {MAX_REDIRECTS} redirects")
 
     def judge(self, response: requests.Response) -> requests.Response:
         """Return an answer to hand back, or raise to wait and ask again."""
@@ -564,6 +664,7 @@ def http_request(
     verify: bool | str = True,
     source: Source | None = None,
     secret_params: frozenset[str] = frozenset(),
+    secret_headers: frozenset[str] = frozenset(),
     on_wait: OnWait | None = None,
     limits: Limits | None = None,
 ) -> requests.Response:
@@ -576,7 +677,7 @@ def http_request(
     limits = limits or call_limits()
     call = _Call(
         method=method.upper(), url=url, shown=mask_url(url, secret_params=secret_params), source=source,
-        limits=limits, on_wait=on_wait, secret_params=secret_params,
+        limits=limits, on_wait=on_wait, secret_params=secret_params, secret_headers=secret_headers,
         options={
             "params": dict(params or {}), "headers": dict(headers or {}), "json": json, "data": data,
             "timeout": timeout, "verify": verify,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import ipaddress
 import json
 import os
 import signal
@@ -12,10 +13,19 @@ import time
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 
-from config.celery import app as celery_app
-from syncapp.sample_source import SampleSource, generate_animals
+# The tests' sources and targets are servers on loopback, which the default policy denies: allowed for
+# the workers and commands the tests start, and in this process (whose settings may be read already).
+TEST_NETWORKS = "127.0.0.0/8,::1/128"
+os.environ.setdefault("SYNC_ALLOWED_NETWORKS", TEST_NETWORKS)
+
+from django.conf import settings  # noqa: E402
+
+if not settings.SYNC_ALLOWED_NETWORKS:
+    settings.SYNC_ALLOWED_NETWORKS = tuple(ipaddress.ip_network(network) for network in TEST_NETWORKS.split(","))
+
+from config.celery import app as celery_app  # noqa: E402
+from syncapp.sample_source import SampleSource, generate_animals  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 ZOO_BUNDLE = ROOT / "examples" / "zoo.json"

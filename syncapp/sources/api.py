@@ -38,6 +38,7 @@ from syncapp.authentication import (
     redact,
 )
 from syncapp.dotpath import MISSING, get_path
+from syncapp.egress import cross_host_refused, same_origin
 from syncapp.hashing import hash_hashes, hash_value
 from syncapp.http import HttpError, OnWait, RateLimited, TransientHttpError, budget_problems, http_request
 from syncapp.models import Source, Synchronization
@@ -296,12 +297,12 @@ def fetch_page(
 
 def _get(
     *, url: str, params: dict[str, Any], headers: dict[str, str], call: CallSettings, source: Source,
-    secret_params: frozenset[str], on_wait: OnWait | None,
+    secret_params: frozenset[str], secret_headers: frozenset[str], on_wait: OnWait | None,
 ) -> requests.Response:
     try:
         return http_request(
             method="GET", url=url, params=params, headers=headers, timeout=call.timeout, verify=call.verify,
-            source=source, secret_params=secret_params, on_wait=on_wait,
+            source=source, secret_params=secret_params, secret_headers=secret_headers, on_wait=on_wait,
         )
     except TransientHttpError as error:
         raise TransientSourceError(str(error)) from None
@@ -317,10 +318,21 @@ def _fetch(
     if not any(name.lower() == "accept" for name in headers):
         headers["Accept"] = DEFAULT_ACCEPT
     params = _call_params(call=call, request=request)
-    auth.apply(headers=headers, params=params)
-    options = {"url": request.url, "call": call, "source": source, "secret_params": secret_params, "on_wait": on_wait}
+    # Credentials go to the source's own host only: a next link or Link header may name any other.
+    own_host = same_origin(request.url, source.location)
+    if not own_host and cross_host_refused():
+        raise SourceError(
+            f"{mask_url(request.url, secret_params=secret_params)} is on another host than source "
+            f"{source.reference!r} ({source.location}); SYNC_CROSS_HOST_REQUESTS is refuse"
+        )
+    if own_host:
+        auth.apply(headers=headers, params=params)
+    options = {
+        "url": request.url, "call": call, "source": source, "secret_params": secret_params,
+        "secret_headers": auth.credentials.secret_headers, "on_wait": on_wait,
+    }
     response = _get(params=params, headers=headers, **options)
-    if response.status_code == 401 and auth.can_refresh:
+    if response.status_code == 401 and auth.can_refresh and own_host:
         # The cached token may have been revoked or expired early: fetch a new one, once.
         auth.refresh()
         auth.apply(headers=headers, params=params)
@@ -516,6 +528,11 @@ class ApiReader:
         objects = extract_objects(
             body=fetched.body, results_position=self.results_position, url=fetched.url, xml=fetched.format == "xml"
         )
+        if len(objects) > settings.SYNC_MAX_PAGE_OBJECTS:
+            raise SourceError(
+                f"{fetched.url}: the page holds {len(objects):,} objects, more than {settings.SYNC_MAX_PAGE_OBJECTS:,} "
+                "(SYNC_MAX_PAGE_OBJECTS): ask for smaller pages"
+            )
         hashes = [hash_value(obj) for obj in objects]
         fingerprint = hash_hashes(hashes)
         if page_repeats_previous(config=self.pagination, current=current, fingerprint=fingerprint):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from ipaddress import ip_network
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
@@ -32,6 +33,9 @@ class Command(BaseCommand):
         logging.getLogger("syncapp").setLevel(logging.WARNING)
         with SampleSource(records=generate_animals(count=count)) as source:
             self.stdout.write(f"Sample source serving {count} animals at {source.url}/animals")
+            # Sources may not call loopback addresses (syncapp/egress.py); the demo's own sample source
+            # is the exception, in this process only.
+            settings.SYNC_ALLOWED_NETWORKS = (*settings.SYNC_ALLOWED_NETWORKS, ip_network("127.0.0.1/32"))
             bundle = json.loads(BUNDLE.read_text())
             bundle["sources"][0]["location"] = source.url
             result = configuration.bundle_import(bundle)

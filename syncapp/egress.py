@@ -1,0 +1,146 @@
+"""Where the service may send requests: the networks of sources and API targets, and credentials per host.
+
+A source is called only at an address the policy allows, checked when it is saved and on every
+request after DNS resolution (each redirect included). By default every address is allowed but
+loopback, link-local (cloud metadata services live there), unspecified, multicast and reserved ones;
+`SYNC_DENY_PRIVATE_NETWORKS` adds the private ranges. `SYNC_ALLOWED_NETWORKS`, when set, is an
+allow-list: only the networks it names may be called, denied ones included (a test suite naming
+127.0.0.0/8, an intranet naming 10.0.0.0/8).
+
+Credentials go only to the origin (scheme, host and port) of the source's location: a next link,
+a Link header or a redirect to another origin is followed without them, or refused when
+`SYNC_CROSS_HOST_REQUESTS` is `refuse`.
+"""
+from __future__ import annotations
+
+import ipaddress
+import socket
+from urllib.parse import urlsplit
+
+from django.conf import settings
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+DENIED_NETWORKS: tuple[Network, ...] = tuple(
+    ipaddress.ip_network(cidr) for cidr in (
+        "0.0.0.0/8", "127.0.0.0/8", "169.254.0.0/16", "100.64.0.0/10", "192.0.0.0/24", "224.0.0.0/4",
+        "240.0.0.0/4", "255.255.255.255/32", "::/128", "::1/128", "fe80::/10", "ff00::/8", "fd00:ec2::254/128",
+    )
+)
+PRIVATE_NETWORKS: tuple[Network, ...] = tuple(
+    ipaddress.ip_network(cidr) for cidr in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
+)
+SCHEMES = ("http", "https")
+
+
+class EgressRefused(Exception):
+    """A request to an address or host the policy does not allow; the message names it and the setting."""
+
+
+def _plain(address: Address) -> Address:
+    """Return the IPv4 address inside an IPv4-mapped or 6to4 IPv6 address, else the address."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return address.ipv4_mapped
+        if address.sixtofour is not None:
+            return address.sixtofour
+    return address
+
+
+def address_refusal(address: Address) -> str | None:
+    """Return why the policy refuses an address, or None when it may be called."""
+    address = _plain(address)
+    allowed: tuple[Network, ...] = settings.SYNC_ALLOWED_NETWORKS
+    if allowed:
+        if any(address in network for network in allowed if network.version == address.version):
+            return None
+        return f"{address} is not in SYNC_ALLOWED_NETWORKS"
+    denied = DENIED_NETWORKS + (PRIVATE_NETWORKS if settings.SYNC_DENY_PRIVATE_NETWORKS else ())
+    for network in denied:
+        if network.version == address.version and address in network:
+            kind = "a private network" if network in PRIVATE_NETWORKS else "a loopback, link-local or reserved network"
+            return f"{address} is in {kind} ({network}), which sources may not call (see SYNC_ALLOWED_NETWORKS)"
+    return None
+
+
+def _addresses(host: str, port: int) -> list[Address]:
+    """Return the addresses a host name resolves to (a literal address is its own)."""
+    try:
+        return [ipaddress.ip_address(host.strip("[]").split("%", 1)[0])]
+    except ValueError:
+        pass
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
+
+
+def url_refusal(url: str, *, resolve: bool = True) -> str | None:
+    """Return why a URL may not be called (scheme, host, or an address it resolves to), or None.
+
+    With `resolve` off, or when the name does not resolve, only a literal address is judged.
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as error:
+        return f"{url!r} is not a valid URL ({error})"
+    if parts.scheme.lower() not in SCHEMES:
+        return f"only http:// and https:// URLs may be called, not {parts.scheme or 'a URL without scheme'}://"
+    host = parts.hostname
+    if not host:
+        return f"{url!r} names no host"
+    port = port or (443 if parts.scheme.lower() == "https" else 80)
+    try:
+        addresses = _addresses(host, port) if resolve else [ipaddress.ip_address(host)]
+    except (OSError, UnicodeError, ValueError):
+        return None  # not resolvable here (or not a literal): judged again when it is called
+    for address in addresses:
+        refusal = address_refusal(address)
+        if refusal is not None:
+            return f"{host}: {refusal}" if host.strip("[]") != str(address) else refusal
+    return None
+
+
+def url_check(url: str) -> None:
+    """Raise EgressRefused when the policy refuses the URL, after resolving its host."""
+    refusal = url_refusal(url)
+    if refusal is not None:
+        raise EgressRefused(refusal)
+
+
+def origin(url: str) -> tuple[str, str, int | None]:
+    """Return the origin of a URL: scheme, host and port, the default port spelled out."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return ("", url, None)
+    scheme = parts.scheme.lower()
+    return (scheme, (parts.hostname or "").lower(), port or {"http": 80, "https": 443}.get(scheme))
+
+
+def same_origin(url: str, other: str) -> bool:
+    """Return whether two URLs share scheme, host and port: only then do credentials go along.
+
+    The move of a host from http to https on the default ports is the same host, made safer.
+    """
+    first, second = origin(url), origin(other)
+    upgraded = {("http", 80), ("https", 443)}
+    return first == second or (
+        first[1] == second[1] and {(first[0], first[2]), (second[0], second[2])} == upgraded
+    )
+
+
+def cross_host_refused() -> bool:
+    """Return whether a request to another origin than the source's is refused, not sent without credentials."""
+    return settings.SYNC_CROSS_HOST_REQUESTS == "refuse"
+
+
+def location_problems(location: object, *, path: str = "location") -> list[str]:
+    """Return the problems of an HTTP location as saved: its form, and whether the policy lets it be called."""
+    if not isinstance(location, str) or not location.strip():
+        return [f"{path}: an api source needs an http:// or https:// URL"]
+    if not location.lower().startswith(("http://", "https://")):
+        return [f"{path}: an api source needs an http:// or https:// URL"]
+    refusal = url_refusal(location)
+    return [f"{path}: {refusal}"] if refusal else []

@@ -3,6 +3,8 @@
 Embedded default: with no DATABASE_URL and no CELERY_BROKER_URL the service keeps its data in a
 SQLite file and runs tasks in-process, so it can be tried with nothing installed.
 """
+import base64
+import binascii
 from pathlib import Path
 
 import dj_database_url
@@ -180,6 +182,18 @@ SYNC_DENY_PRIVATE_NETWORKS = env_bool("SYNC_DENY_PRIVATE_NETWORKS", default=Fals
 # A next link, Link header or redirect to another host than the source's: followed without the
 # source's credentials (strip), or refused.
 SYNC_CROSS_HOST_REQUESTS = env_choice("SYNC_CROSS_HOST_REQUESTS", default="strip", choices=("strip", "refuse"))
+# Keys that encrypt credentials at rest (syncapp/sealing.py), newest first: the newest encrypts, all
+# decrypt. Without them, a key derived from the secret key is used, and the service says so at start.
+SYNC_CREDENTIAL_KEYS = tuple(env_list("SYNC_CREDENTIAL_KEYS", default=[]))
+for _key in SYNC_CREDENTIAL_KEYS:
+    try:
+        if len(base64.urlsafe_b64decode(_key.encode())) != 32:
+            raise ValueError
+    except (ValueError, binascii.Error):
+        raise SettingError(
+            "SYNC_CREDENTIAL_KEYS holds a value that is not a Fernet key (32 url-safe base64-encoded bytes; "
+            "`manage.py sync keygen` makes one)"
+        ) from None
 # Safety limit on pages of one run when a synchronization sets no maxPages.
 SYNC_DEFAULT_MAX_PAGES = env_int("SYNC_DEFAULT_MAX_PAGES", default=10000, minimum=1)
 

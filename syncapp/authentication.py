@@ -161,6 +161,8 @@ def credentials_parse(raw: Any, *, path: str = "credentials") -> Credentials:
     """Return the credentials in their one shape; raise CredentialsError listing every problem."""
     if raw in (None, "", []):
         return Credentials()
+    if isinstance(raw, dict) and set(raw) == {"unsealable"}:
+        raise CredentialsError([f"{path}: {raw['unsealable']}"])
     if not isinstance(raw, dict):
         raise CredentialsError([f"{path}: must be an object like {{\"type\": \"bearer\", \"token\": \"...\"}}"])
     problems: list[str] = []

@@ -32,6 +32,8 @@ REFERENCE_PATTERN = re.compile(r"^[-a-zA-Z0-9_]+$")
 MAX_REFERENCE_LENGTH = 120  # the lengths of the reference and name columns
 MAX_NAME_LENGTH = 200
 SECTIONS = ("sources", "registers", "mappings", "synchronizations")
+# What an export writes for a source's credentials, and what an import reads as "keep the stored ones".
+CREDENTIALS_KEPT = "(write-only: kept as stored)"
 
 
 class ConfigurationInvalid(ValueError):
@@ -156,7 +158,8 @@ def bundle_validate(bundle: Any) -> None:
         elif kind == "api" and isinstance(item.get("location"), str):
             check.problems.extend(location_problems(item["location"], path=f"{path}.location"))
         check.json_object(path, item, "configuration")
-        check.json_object(path, item, "credentials")
+        if item.get("credentials") != CREDENTIALS_KEPT:
+            check.json_object(path, item, "credentials")
         if isinstance(item.get("credentials"), dict):
             check.problems.extend(credential_problems(item["credentials"], path=f"{path}.credentials"))
         check.problems.extend(configuration_problems(item.get("configuration"), path=f"{path}.configuration"))
@@ -271,7 +274,7 @@ def bundle_import(bundle: Any) -> ImportResult:
                 "configuration": item.get("configuration") or {},
                 "is_enabled": item.get("isEnabled", True),
             }
-            if "credentials" in item:
+            if "credentials" in item and item["credentials"] != CREDENTIALS_KEPT:
                 values["credentials"] = item.get("credentials") or {}
             _upsert(Source, item["reference"], values, result, "sources")
         for item in bundle.get("registers", []):
@@ -341,13 +344,15 @@ def _synchronization_values(item: dict) -> dict:
 
 
 def bundle_export() -> dict:
-    """Return everything configured as a bundle; credentials are left out, as they are write-only."""
+    """Return everything configured as a bundle; credentials are write-only: a placeholder stands for them,
+    which an import of the bundle reads as "keep the stored credentials"."""
     return {
         "sources": [
             {
                 "reference": source.reference, "name": source.name, "description": source.description,
                 "type": source.type, "location": source.location, "configuration": source.configuration,
                 "isEnabled": source.is_enabled,
+                **({"credentials": CREDENTIALS_KEPT} if source.credentials else {}),
             }
             for source in Source.objects.all()
         ],

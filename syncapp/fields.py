@@ -31,3 +31,31 @@ class DocumentField(models.JSONField):
 
             return Jsonb(value, dumps=_dumps)
         return _dumps(value)
+
+
+class SealedJSONField(models.TextField):
+    """A JSON value stored encrypted with the credential keys (syncapp.sealing), decrypted when read.
+
+    A value no key decrypts reads as {"unsealable": message}: the source's calls fail with that message,
+    while its configuration can still be shown and its credentials set again.
+    """
+
+    def from_db_value(self, value: Any, expression: Any, connection: Any) -> Any:
+        return None if value is None else self._unseal(value)
+
+    def to_python(self, value: Any) -> Any:
+        return self._unseal(value) if isinstance(value, str) else value
+
+    def get_prep_value(self, value: Any) -> Any:
+        from syncapp.sealing import seal
+
+        return None if value is None else seal(value)
+
+    @staticmethod
+    def _unseal(value: str) -> Any:
+        from syncapp.sealing import Unsealable, unseal
+
+        try:
+            return unseal(value)
+        except Unsealable as error:
+            return {"unsealable": str(error)}

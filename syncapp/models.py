@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from django.db import models
 
-from syncapp.fields import DocumentField
+from syncapp.fields import DocumentField, SealedJSONField
 from syncapp.ids import uuid7
 
 
@@ -24,10 +24,11 @@ class Source(models.Model):
         default=dict, blank=True, help_text="Default headers, query, timeouts for every call."
     )
     # Write-only: never rendered back in admin, API or logs.
-    credentials = models.JSONField(default=dict, blank=True)
+    # Encrypted at rest (syncapp.sealing); write-only in the admin, the API and exports.
+    credentials = SealedJSONField(default=dict, blank=True)
     # The OAuth2 access token of the credentials, shared by every worker: {"key", "token", "expiresAt"}.
     # Secret like the credentials, so no form, serializer or export names it.
-    auth_token_cache = models.JSONField(default=dict, blank=True, editable=False)
+    auth_token_cache = SealedJSONField(default=dict, blank=True, editable=False)
     is_enabled = models.BooleanField(default=True)
     rate_limit_limit = models.IntegerField(null=True, blank=True)
     rate_limit_remaining = models.IntegerField(null=True, blank=True)

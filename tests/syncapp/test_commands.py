@@ -15,7 +15,7 @@ from django.core.management.base import CommandError
 
 from contracts.models import ContractLog, RunPage, SynchronizationContract, SynchronizationRun
 from contracts.runs import run_create
-from syncapp.configuration import bundle_export, bundle_import
+from syncapp.configuration import CREDENTIALS_KEPT, bundle_export, bundle_import
 from syncapp.models import Mapping, Object, Register, Schema, Source, Synchronization
 from tests.conftest import zoo_bundle
 from tests.helpers import active_ids, import_zoo
@@ -197,7 +197,7 @@ def test_sync_export_prints_the_bundle_without_credentials():
     assert json.loads(output) == bundle_export()
     assert json.loads(output)["synchronizations"][0]["reference"] == "animals"
     assert SECRET not in output
-    assert "credentials" not in output
+    assert json.loads(output)["sources"][0]["credentials"] == CREDENTIALS_KEPT
 
 
 @pytest.mark.django_db

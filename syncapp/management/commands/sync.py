@@ -14,7 +14,7 @@ from django.utils import timezone
 from config.celery import app as celery_app
 from contracts.models import SynchronizationRun
 from contracts.runs import RunRefused, run_summary, runs_fail_stale
-from syncapp import configuration
+from syncapp import configuration, sealing
 from syncapp import runs as synchronization
 from syncapp.models import Synchronization
 
@@ -57,10 +57,26 @@ class Command(BaseCommand):
         status.add_argument("--json", action="store_true")
         lister = actions.add_parser("list", help="List synchronizations with their last run.")
         lister.add_argument("--json", action="store_true")
+        actions.add_parser("keygen", help="Print a new key for SYNC_CREDENTIAL_KEYS.")
+        actions.add_parser(
+            "rekey", help="Encrypt every stored credential again with the newest key of SYNC_CREDENTIAL_KEYS."
+        )
 
     def handle(self, *args, **options) -> None:
         handler = getattr(self, f"handle_{options['action']}")
         handler(**options)
+
+    # -- keys ------------------------------------------------------------------------------
+
+    def handle_keygen(self, **_options) -> None:
+        self.stdout.write(sealing.key_generate())
+
+    def handle_rekey(self, **_options) -> None:
+        try:
+            count = sealing.secrets_reseal()
+        except sealing.Unsealable as error:
+            raise CommandError(str(error)) from None
+        self.stdout.write(f"encrypted the credentials of {count} source(s) again with the newest key")
 
     # -- import / export ---------------------------------------------------------------------
 

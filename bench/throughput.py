@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 DSN = os.environ.get("BENCH_DATABASE_URL", "postgresql://root@127.0.0.1:5432/sync_bench")
 BROKER = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/14")
 QUEUE = f"bench-{os.getpid()}"
+os.environ.setdefault("SYNC_ALLOWED_NETWORKS", "127.0.0.0/8")  # the bench source is on loopback
 os.environ.update(DATABASE_URL=DSN, CELERY_BROKER_URL=BROKER, CELERY_TASK_DEFAULT_QUEUE=QUEUE,
                   DJANGO_SETTINGS_MODULE="config.settings", LOG_LEVEL="WARNING")
 

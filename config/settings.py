@@ -259,7 +259,8 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.BasicAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
+    # Staff with the permission of the model and action (syncapp/permissions.py).
+    "DEFAULT_PERMISSION_CLASSES": ["syncapp.permissions.ModelActionPermission"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
@@ -270,6 +271,8 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "0.1.0",
     # A synchronization's source and target types are the same choice set: name it once.
     "ENUM_NAME_OVERRIDES": {"EndpointTypeEnum": "syncapp.models.Synchronization.TargetType"},
+    # The description of the API is for its users: staff, not anyone who finds the URL.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAdminUser"],
 }
 
 LOG_LEVEL = env_str("LOG_LEVEL", default="INFO").upper()

@@ -1,6 +1,7 @@
 from django.contrib import admin, messages
 
 from contracts.models import ContractLog, RunPage, SynchronizationContract, SynchronizationRun
+from syncapp import permissions
 from syncapp.runs.recover import run_cancel
 
 
@@ -23,7 +24,10 @@ class SynchronizationRunAdmin(admin.ModelAdmin):
     inlines = [RunPageInline]
     actions = ["cancel"]
 
-    @admin.action(description="Cancel the selected runs")
+    def has_cancel_permission(self, request) -> bool:
+        return request.user.has_perm(permissions.CANCEL)
+
+    @admin.action(description="Cancel the selected runs", permissions=["cancel"])
     def cancel(self, request, queryset) -> None:
         cancelled = [run.pk for run in queryset if run_cancel(run=run)]
         self.message_user(request, f"cancelled {len(cancelled)} run(s)", messages.SUCCESS)

@@ -6,6 +6,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from contracts.models import ContractLog, SynchronizationContract, SynchronizationRun
+from syncapp import permissions
 from syncapp.runs.recover import run_cancel
 
 
@@ -49,6 +50,7 @@ class _FilteredBySynchronization:
 class RunViewSet(_FilteredBySynchronization, viewsets.ReadOnlyModelViewSet):
     queryset = SynchronizationRun.objects.all()
     serializer_class = RunSerializer
+    action_permissions = {"cancel": [permissions.CANCEL]}
 
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None) -> Response:

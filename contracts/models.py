@@ -86,6 +86,7 @@ class SynchronizationRun(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["synchronization", "status"])]
+        permissions = [("cancel_run", "Can cancel runs")]
 
     def __str__(self) -> str:
         return f"{self.synchronization} run {self.pk} ({self.status})"

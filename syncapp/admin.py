@@ -2,6 +2,7 @@ import json
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db import models
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
@@ -9,6 +10,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from contracts.runs import RunRefused
+from syncapp import permissions
 from syncapp import runs as sync_service
 from syncapp.authentication import credential_problems
 from syncapp.conditions import validate_conditions
@@ -298,7 +300,10 @@ class SynchronizationAdmin(admin.ModelAdmin):
             *super().get_urls(),
         ]
 
-    @admin.action(description="Run now")
+    def has_run_permission(self, request) -> bool:
+        return request.user.has_perm(permissions.RUN)
+
+    @admin.action(description="Run now", permissions=["run"])
     def run_now(self, request, queryset) -> None:
         for sync in queryset:
             try:
@@ -310,6 +315,14 @@ class SynchronizationAdmin(admin.ModelAdmin):
 
     def test_view(self, request, pk: int):
         sync = get_object_or_404(Synchronization, pk=pk)
+        if not self.has_run_permission(request):
+            raise PermissionDenied
+        if request.method != "POST":
+            # A test run calls the source: a link (or another site) must not start one.
+            return TemplateResponse(request, "admin/syncapp/test_sync_confirm.html", {
+                **self.admin_site.each_context(request), "title": f"Test sync {sync.reference}", "subject": sync,
+                "back_url": reverse("admin:syncapp_synchronization_change", args=[pk]),
+            })
         try:
             run = sync_service.run_test(synchronization=sync)
         except sync_service.ConfigurationError as error:

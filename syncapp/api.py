@@ -9,7 +9,9 @@ from rest_framework.response import Response
 
 from contracts.models import SynchronizationRun
 from contracts.runs import RunRefused, run_summary
+from syncapp import permissions
 from syncapp import runs as sync_service
+from syncapp.audit import AuditedViewSetMixin
 from syncapp.authentication import credential_problems
 from syncapp.conditions import validate_conditions
 from syncapp.egress import location_problems
@@ -177,14 +179,15 @@ class RunStartSerializer(serializers.Serializer):
     force = serializers.BooleanField(default=False)
 
 
-class SourceViewSet(viewsets.ModelViewSet):
+class SourceViewSet(AuditedViewSetMixin, viewsets.ModelViewSet):
     queryset = Source.objects.all()
     serializer_class = SourceSerializer
 
 
-class MappingViewSet(viewsets.ModelViewSet):
+class MappingViewSet(AuditedViewSetMixin, viewsets.ModelViewSet):
     queryset = Mapping.objects.all()
     serializer_class = MappingSerializer
+    action_permissions = {"try_saved": ["syncapp.view_mapping"], "try_draft": ["syncapp.view_mapping"]}
 
     @extend_schema(operation_id="mappings_try_saved")
     @action(detail=True, methods=["post"], url_path="try", serializer_class=MappingTrySerializer)
@@ -210,6 +213,7 @@ class ConditionsViewSet(viewsets.ViewSet):
     """Try JSON Logic conditions on a sample object."""
 
     serializer_class = ConditionsTrySerializer
+    action_permissions = {"try_conditions": ["syncapp.view_synchronization"]}
 
     @action(detail=False, methods=["post"], url_path="try")
     def try_conditions(self, request: Request) -> Response:
@@ -220,12 +224,12 @@ class ConditionsViewSet(viewsets.ViewSet):
         )
 
 
-class RegisterViewSet(viewsets.ModelViewSet):
+class RegisterViewSet(AuditedViewSetMixin, viewsets.ModelViewSet):
     queryset = Register.objects.all()
     serializer_class = RegisterSerializer
 
 
-class SchemaViewSet(viewsets.ModelViewSet):
+class SchemaViewSet(AuditedViewSetMixin, viewsets.ModelViewSet):
     queryset = Schema.objects.select_related("register")
     serializer_class = SchemaSerializer
 
@@ -253,9 +257,10 @@ class ObjectViewSet(viewsets.ModelViewSet):
         register_objects_delete(objects=[instance])
 
 
-class SynchronizationViewSet(viewsets.ModelViewSet):
+class SynchronizationViewSet(AuditedViewSetMixin, viewsets.ModelViewSet):
     queryset = Synchronization.objects.prefetch_related("follow_ups")
     serializer_class = SynchronizationSerializer
+    action_permissions = {"try_conditions": ["syncapp.view_synchronization"], "run": [permissions.RUN]}
 
     @action(detail=True, methods=["post"], url_path="try-conditions", serializer_class=SampleSerializer)
     def try_conditions(self, request: Request, pk=None) -> Response:

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 from django.db import transaction
 
+from syncapp.audit import change_record, fields_changed
 from syncapp.authentication import credential_problems
 from syncapp.conditions import validate_conditions
 from syncapp.deletion import deletion_config_problems
@@ -48,6 +49,8 @@ class ConfigurationInvalid(ValueError):
 class ImportResult:
     created: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SECTIONS, 0))
     updated: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SECTIONS, 0))
+    # What was added or changed, with the fields that changed: recorded in the configuration's history.
+    changes: list[tuple[Any, str, list[str]]] = field(default_factory=list)
 
 
 def bundle_load(path: Path) -> Any:
@@ -249,8 +252,12 @@ def bundle_validate(bundle: Any) -> None:
 
 
 def _upsert(model, reference: str, values: dict, result: ImportResult, section: str, **lookup):
+    existing = model.objects.filter(reference=reference, **lookup).first()
+    changed = fields_changed(existing, values) if existing is not None else []
     instance, created = model.objects.update_or_create(reference=reference, defaults=values, **lookup)
     (result.created if created else result.updated)[section] += 1
+    if created or changed:
+        result.changes.append((instance, "added" if created else "changed", changed))
     return instance
 
 
@@ -259,8 +266,12 @@ def _schema_by_path(target_id: str) -> Schema:
     return Schema.objects.get(register__reference=register, reference=schema)
 
 
-def bundle_import(bundle: Any) -> ImportResult:
-    """Validate the bundle, then create or update everything in it in one transaction."""
+def bundle_import(bundle: Any, *, actor: Any = None) -> ImportResult:
+    """Validate the bundle, then create or update everything in it in one transaction.
+
+    Each object added or changed is recorded in its history, for `actor` (a user; None for the
+    command line).
+    """
     bundle = bundle_normalize(bundle)
     bundle_validate(bundle)
     result = ImportResult()
@@ -313,6 +324,8 @@ def bundle_import(bundle: Any) -> ImportResult:
         for item, synchronization in synchronizations:
             follow_ups = Synchronization.objects.filter(reference__in=item.get("followUps") or [])
             synchronization.follow_ups.set(follow_ups)
+        for instance, action, fields in result.changes:
+            change_record(user=actor, instance=instance, action=action, fields=fields, via="import")
     return result
 
 

@@ -184,6 +184,7 @@ class Synchronization(models.Model):
 
     class Meta:
         ordering = ["reference"]
+        permissions = [("run_synchronization", "Can start, test and queue runs")]
 
     def __str__(self) -> str:
         return self.name or self.reference

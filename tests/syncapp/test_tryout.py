@@ -167,7 +167,7 @@ def test_the_admin_refuses_conditions_with_an_unknown_operator_at_the_conditions
 
 
 def test_the_admin_test_sync_page_reports_a_source_it_cannot_reach(admin_client, sync):
-    response = admin_client.get(reverse("admin:syncapp_synchronization_test", args=[sync.pk]))
+    response = admin_client.post(reverse("admin:syncapp_synchronization_test", args=[sync.pk]))
 
     assert response.status_code == 200
     assert "failed" in response.content.decode()

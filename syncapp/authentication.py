@@ -26,8 +26,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import requests
-
 logger = logging.getLogger(__name__)
 
 AUTH_TYPES = ("none", "apiKey", "basic", "bearer", "oauth2")
@@ -251,6 +249,12 @@ def mask_url(url: str, *, secret_params: Iterable[str] = ()) -> str:
     return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
+def snippet(text: str, secrets: Iterable[str], *, length: int = 200) -> str:
+    """Return the start of a text for a message, its secrets masked first: cutting first could leave
+    the beginning of a secret that masking no longer recognises."""
+    return redact(text, secrets)[:length]
+
+
 def redact(text: str, secrets: Iterable[str]) -> str:
     """Return the text with every secret value in it replaced by `***`, longest first."""
     for secret in sorted({secret for secret in secrets if secret and len(secret) >= 3}, key=len, reverse=True):
@@ -340,29 +344,28 @@ class Authenticator:
             data["scope"] = c.scope
         if c.audience:
             data["audience"] = c.audience
-        auth = None
+        headers = {"Accept": "application/json"}
         if c.client_authentication == "body":
             data.update(client_id=c.client_id, client_secret=c.client_secret)
         else:
-            auth = (c.client_id, c.client_secret)
+            headers["Authorization"] = f"Basic {_basic_value(c.client_id, c.client_secret)}"
         url = mask_url(c.token_url)
+        from syncapp.http import HttpError, http_request
+
         try:
-            response = requests.post(
-                c.token_url, data=data, auth=auth, headers={"Accept": "application/json"},
-                timeout=self.timeout, verify=self.verify,
+            # Through the one HTTP layer: the token URL's address is checked like a source's, its answer
+            # bounded, and a redirect elsewhere never carries the client secret along.
+            response = http_request(
+                method="POST", url=c.token_url, data=data, headers=headers, timeout=self.timeout,
+                verify=self.verify, secret_headers=frozenset({"authorization"}), secrets=self.secrets,
             )
-        except requests.RequestException as error:
-            raise AuthenticationFailed(
-                redact(f"OAuth2 token request to {url} failed: {type(error).__name__}: {error}", self.secrets)
-            ) from None
+        except HttpError as error:
+            raise AuthenticationFailed(redact(f"OAuth2 token request to {url} failed: {error}", self.secrets)) from None
         content_type = response.headers.get("Content-Type", "") or "no content type"
         if response.status_code >= 400:
             raise AuthenticationFailed(
-                redact(
-                    f"OAuth2 token request to {url} answered {response.status_code} ({content_type}): "
-                    f"{response.text[:200]!r}",
-                    self.secrets,
-                )
+                f"OAuth2 token request to {url} answered {response.status_code} ({content_type}): "
+                f"{snippet(response.text, self.secrets)!r}"
             )
         try:
             body = response.json()

@@ -14,6 +14,7 @@ library rather than inside it:
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -64,6 +65,48 @@ def _install_reduce() -> None:
 
 
 _install_reduce()
+
+# Bounds of the values a rule may build: a rule is a filter, and one that grows a value without end
+# ({"reduce": [[1, ...], {"cat": [{"var": "accumulator"}, {"var": "accumulator"}]}, "x"]} doubles a
+# string forty times) must fail clearly, not exhaust the worker's memory.
+MAX_RESULT_CHARS = 100_000
+MAX_RESULT_ITEMS = 100_000
+MAX_INTEGER_BITS = 1024
+
+
+def _result_check(operator: str, value: Any) -> Any:
+    """Return the value an operator built, or raise ConditionError when it is out of bounds."""
+    if isinstance(value, str) and len(value) > MAX_RESULT_CHARS:
+        raise ConditionError(f"operator {operator!r} built a text longer than {MAX_RESULT_CHARS:,} characters")
+    if isinstance(value, list | tuple) and len(value) > MAX_RESULT_ITEMS:
+        raise ConditionError(f"operator {operator!r} built a list longer than {MAX_RESULT_ITEMS:,} items")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConditionError(f"operator {operator!r} gave {value}: a number out of range")
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > MAX_INTEGER_BITS:
+        raise ConditionError(f"operator {operator!r} gave a number out of range")
+    return value
+
+
+def _bounded(operator: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    def bounded(*args: Any) -> Any:
+        return _result_check(operator, function(*args))
+
+    bounded.bounded = True
+    return bounded
+
+
+def _install_bounds() -> None:
+    """Check the result of every operator that builds values, in the library's own tables."""
+    for name in ("_common_operations", "_unsupported_operations", "_scoped_operations"):
+        table = getattr(json_logic, name, None)
+        if not isinstance(table, dict):
+            raise ImportError(f"json_logic has no {name} table to bound; check its version")
+        for operator, function in list(table.items()):
+            if not getattr(function, "bounded", False):
+                table[operator] = _bounded(operator, function)
+
+
+_install_bounds()
 
 
 def _known_operator(operator: Any) -> bool:
@@ -128,6 +171,10 @@ def evaluate_rule(*, rule: Any, data: Any) -> Any:
         raise ConditionError("; ".join(refused))
     try:
         return json_logic.jsonLogic(rule, data)
+    except ConditionError:
+        raise
+    except RecursionError:
+        raise ConditionError("cannot evaluate rule: it nests too deep") from None
     except Exception as exc:  # The library raises whatever Python raises: TypeError, KeyError, ...
         raise ConditionError(f"cannot evaluate rule: {type(exc).__name__}: {exc}") from exc
 
@@ -167,6 +214,10 @@ def conditions_compile(conditions: Any) -> Callable[[Any], bool]:
             raise ConditionError(message)
         try:
             return bool(json_logic._truthy(json_logic.jsonLogic(conditions, data)))
+        except ConditionError:
+            raise
+        except RecursionError:
+            raise ConditionError("cannot evaluate rule: it nests too deep") from None
         except Exception as exc:  # The library raises whatever Python raises: TypeError, KeyError, ...
             raise ConditionError(f"cannot evaluate rule: {type(exc).__name__}: {exc}") from exc
 

@@ -6,6 +6,7 @@ in the file, and upserts by `reference`, so importing the same bundle twice chan
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,12 +60,53 @@ def bundle_load(path: Path) -> Any:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as error:
         raise ConfigurationInvalid([f"{path}: not UTF-8 text: {error}"]) from None
+    kind = path.suffix.lstrip(".") or "JSON"
     try:
         if path.suffix.lower() in (".yaml", ".yml"):
-            return yaml.safe_load(text)
-        return json.loads(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as error:
-        raise ConfigurationInvalid([f"{path}: not valid {path.suffix.lstrip('.') or 'JSON'}: {error}"]) from None
+            return yaml.load(text, Loader=BundleYamlLoader)  # noqa: S506 - a safe loader without aliases
+        return json.loads(text, parse_constant=_no_constant)
+    except (json.JSONDecodeError, yaml.YAMLError, ValueError) as error:
+        raise ConfigurationInvalid([f"{path}: not valid {kind}: {error}"]) from None
+    except RecursionError:
+        raise ConfigurationInvalid([f"{path}: not valid {kind}: it nests too deep"]) from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+class BundleYamlLoader(yaml.SafeLoader):
+    """YAML's safe loader without anchors and aliases: a few hundred bytes of aliases can stand for
+    gigabytes of data (a "billion laughs"), and a configuration bundle does not need them."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, "aliases (*name) are not allowed in a bundle: write the value out", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+
+MAX_BUNDLE_DEPTH = 100
+
+
+def unstorable_values(value: Any, *, path: str = "") -> list[str]:
+    """Return a problem for each value no JSON column can store (NaN, infinity) and for nesting too deep."""
+    problems = []
+    stack = [(value, path, 0)]
+    while stack:
+        node, location, depth = stack.pop()
+        if depth > MAX_BUNDLE_DEPTH:
+            problems.append(f"{location or '(root)'}: nests deeper than {MAX_BUNDLE_DEPTH} levels")
+            continue
+        if isinstance(node, float) and not math.isfinite(node):
+            problems.append(f"{location or '(root)'}: {node} is not a JSON number")
+        elif isinstance(node, dict):
+            stack.extend((item, f"{location}.{key}" if location else str(key), depth + 1) for key, item in node.items())
+        elif isinstance(node, list):
+            stack.extend((item, f"{location}[{index}]", depth + 1) for index, item in enumerate(node))
+    return problems
 
 
 class _Checker:
@@ -147,6 +189,9 @@ def bundle_validate(bundle: Any) -> None:
     bundle = bundle_normalize(bundle)  # an OpenConnector export reads as a bundle
     if not isinstance(bundle, dict):
         raise ConfigurationInvalid(["(root): a configuration bundle must be an object"])
+    unstorable = unstorable_values(bundle)
+    if unstorable:
+        raise ConfigurationInvalid(unstorable)  # the checks below would choke on them
     check = _Checker(bundle)
     unknown = sorted(set(bundle) - set(SECTIONS))
     for key in unknown:

@@ -31,7 +31,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -45,7 +45,7 @@ from django.utils import timezone
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential_jitter
 from urllib3 import exceptions as urllib3_exceptions
 
-from syncapp.authentication import mask_url
+from syncapp.authentication import mask_url, snippet
 from syncapp.egress import EgressRefused, cross_host_refused, same_origin, url_check
 from syncapp.models import Source
 
@@ -519,6 +519,7 @@ class _Call:
     options: dict[str, Any]
     secret_params: frozenset[str]
     secret_headers: frozenset[str] = frozenset()
+    secrets: tuple[str, ...] = ()
     failures: int = 0
     rate_waits: int = 0
 
@@ -638,7 +639,7 @@ class _Call:
             return response
         shown = mask_url(response.url or self.url, secret_params=self.secret_params)
         content_type = response.headers.get("Content-Type") or "no content type"
-        message = f"{self.method} {shown} answered {status} ({content_type}): {response.text[:200]!r}"
+        message = f"{self.method} {shown} answered {status} ({content_type}): {snippet(response.text, self.secrets)!r}"
         if asked is not None:
             self.rate_waits += 1
             if self.rate_waits > self.limits.max_rate_waits:
@@ -665,6 +666,7 @@ def http_request(
     source: Source | None = None,
     secret_params: frozenset[str] = frozenset(),
     secret_headers: frozenset[str] = frozenset(),
+    secrets: Iterable[str] = (),
     on_wait: OnWait | None = None,
     limits: Limits | None = None,
 ) -> requests.Response:
@@ -678,6 +680,7 @@ def http_request(
     call = _Call(
         method=method.upper(), url=url, shown=mask_url(url, secret_params=secret_params), source=source,
         limits=limits, on_wait=on_wait, secret_params=secret_params, secret_headers=secret_headers,
+        secrets=tuple(secrets),
         options={
             "params": dict(params or {}), "headers": dict(headers or {}), "json": json, "data": data,
             "timeout": timeout, "verify": verify,

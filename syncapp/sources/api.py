@@ -18,6 +18,7 @@ calls themselves, with rate limits, retries and waits, are syncapp.http's.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -37,6 +38,7 @@ from syncapp.authentication import (
     mask_url,
     redact,
 )
+from syncapp.authentication import snippet as redacted_snippet
 from syncapp.dotpath import MISSING, get_path
 from syncapp.egress import cross_host_refused, same_origin
 from syncapp.hashing import hash_hashes, hash_value
@@ -297,12 +299,13 @@ def fetch_page(
 
 def _get(
     *, url: str, params: dict[str, Any], headers: dict[str, str], call: CallSettings, source: Source,
-    secret_params: frozenset[str], secret_headers: frozenset[str], on_wait: OnWait | None,
+    secret_params: frozenset[str], secret_headers: frozenset[str], secrets: list[str], on_wait: OnWait | None,
 ) -> requests.Response:
     try:
         return http_request(
             method="GET", url=url, params=params, headers=headers, timeout=call.timeout, verify=call.verify,
-            source=source, secret_params=secret_params, secret_headers=secret_headers, on_wait=on_wait,
+            source=source, secret_params=secret_params, secret_headers=secret_headers, secrets=secrets,
+            on_wait=on_wait,
         )
     except TransientHttpError as error:
         raise TransientSourceError(str(error)) from None
@@ -329,7 +332,7 @@ def _fetch(
         auth.apply(headers=headers, params=params)
     options = {
         "url": request.url, "call": call, "source": source, "secret_params": secret_params,
-        "secret_headers": auth.credentials.secret_headers, "on_wait": on_wait,
+        "secret_headers": auth.credentials.secret_headers, "secrets": auth.secrets, "on_wait": on_wait,
     }
     response = _get(params=params, headers=headers, **options)
     if response.status_code == 401 and auth.can_refresh and own_host:
@@ -338,7 +341,7 @@ def _fetch(
         auth.apply(headers=headers, params=params)
         response = _get(params=params, headers=headers, **options)
     url = mask_url(response.url, secret_params=secret_params)
-    body, kind = decode_body(response, url=url)
+    body, kind = decode_body(response, url=url, secrets=auth.secrets)
     return FetchedPage(
         url=url, status=response.status_code, headers=dict(response.headers), body=body, format=kind,
         secret_params=secret_params,
@@ -366,11 +369,11 @@ def _body_kind(content_type: str, content: bytes) -> str:
     return "json"
 
 
-def decode_body(response: requests.Response, *, url: str) -> tuple[Any, str]:
+def decode_body(response: requests.Response, *, url: str, secrets: Iterable[str] = ()) -> tuple[Any, str]:
     """Return the body of an answer as JSON data, and whether it was json or xml."""
     status = response.status_code
     content_type = response.headers.get("Content-Type", "") or "no content type"
-    snippet = response.text[:200]
+    snippet = redacted_snippet(response.text, secrets)
     if status >= 400:
         hint = ": check the source's credentials" if status in (401, 403) else ""
         raise SourceError(f"GET {url} answered {status} ({content_type}){hint}: {snippet!r}")
@@ -384,7 +387,7 @@ def decode_body(response: requests.Response, *, url: str) -> tuple[Any, str]:
     if kind == "xml":
         try:
             return xml_to_data(xml_fromstring(response.content)), "xml"
-        except (ParseError, DefusedXmlException, ValueError) as error:
+        except (ParseError, DefusedXmlException, ValueError, LookupError, RecursionError) as error:
             raise SourceError(
                 f"GET {url} answered {status} with {content_type}, not valid XML ({error}): {snippet!r}"
             ) from None

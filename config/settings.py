@@ -262,6 +262,11 @@ REST_FRAMEWORK = {
     # Staff with the permission of the model and action (syncapp/permissions.py).
     "DEFAULT_PERMISSION_CLASSES": ["syncapp.permissions.ModelActionPermission"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PARSER_CLASSES": [
+        "syncapp.parsers.BoundedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
 }

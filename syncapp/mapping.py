@@ -578,8 +578,24 @@ def _syntax_message(exc: TemplateSyntaxError) -> str:
 _NATIVE_TYPES: Final = (type(None), bool, int, float, str, list, tuple, dict)
 
 
-def _plain(value: Any) -> Any:
-    """Return a JSON-ready deep copy of a template value."""
+def _plain(value: Any, size: list[int] | None = None) -> Any:
+    """Return a JSON-ready deep copy of a template value, no larger serialised than MAX_OUTPUT_CHARS.
+
+    The size counts every character and element as written out: a list that holds one long string a
+    million times is small in memory and enormous once stored.
+    """
+    size = [0] if size is None else size
+    if isinstance(value, str):
+        size[0] += len(value)
+    elif isinstance(value, dict | list | tuple):
+        size[0] += 2 + len(value)
+    elif value is None or isinstance(value, bool | int | float | Undefined):
+        size[0] += 8
+    else:
+        value = str(value)
+        size[0] += len(value)
+    if size[0] > MAX_OUTPUT_CHARS:
+        raise _LimitExceeded(f"the value written out exceeds {MAX_OUTPUT_CHARS} characters")
     if value is None or isinstance(value, bool | int | float):
         return value
     if isinstance(value, str):
@@ -587,10 +603,8 @@ def _plain(value: Any) -> Any:
     if isinstance(value, Undefined):
         return None
     if isinstance(value, dict):
-        return {key if isinstance(key, str) else str(key): _plain(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(item) for item in value]
-    return str(value)
+        return {key if isinstance(key, str) else str(key): _plain(item, size) for key, item in value.items()}
+    return [_plain(item, size) for item in value]
 
 
 def _render(*, source: str, context: dict[str, Any], key: str) -> Any:

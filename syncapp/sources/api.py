@@ -212,6 +212,10 @@ def source_config_problems(source_config: Any, *, path: str) -> list[str]:
     if source_config.get("rateLimit") is not None:
         # One budget per source, kept by every synchronization that reads it.
         problems.append(f"{path}.rateLimit: a request budget belongs in the source's configuration")
+    for key in ("resultsPosition", "idPosition"):
+        value = source_config.get(key)
+        if value is not None and not isinstance(value, str):
+            problems.append(f"{path}.{key}: must be text (a dot path), got {type(value).__name__}")
     endpoint = source_config.get("endpoint")
     if endpoint is not None and not isinstance(endpoint, str):
         problems.append(f"{path}.endpoint: must be text")

@@ -92,7 +92,8 @@ MAX_BUNDLE_DEPTH = 100
 
 
 def unstorable_values(value: Any, *, path: str = "") -> list[str]:
-    """Return a problem for each value no JSON column can store (NaN, infinity) and for nesting too deep."""
+    """Return a problem for each value the database cannot store (NaN, infinity, NUL characters) and for
+    nesting too deep."""
     problems = []
     stack = [(value, path, 0)]
     while stack:
@@ -102,7 +103,12 @@ def unstorable_values(value: Any, *, path: str = "") -> list[str]:
             continue
         if isinstance(node, float) and not math.isfinite(node):
             problems.append(f"{location or '(root)'}: {node} is not a JSON number")
+        elif isinstance(node, str) and "\x00" in node:
+            problems.append(f"{location or '(root)'}: text with a NUL character cannot be stored")
         elif isinstance(node, dict):
+            for key in node:
+                if isinstance(key, str) and "\x00" in key:
+                    problems.append(f"{location or '(root)'}: a key with a NUL character cannot be stored")
             stack.extend((item, f"{location}.{key}" if location else str(key), depth + 1) for key, item in node.items())
         elif isinstance(node, list):
             stack.extend((item, f"{location}[{index}]", depth + 1) for index, item in enumerate(node))
@@ -186,12 +192,12 @@ def _schema_exists(target_id: str, bundle_paths: set[str]) -> bool:
 
 def bundle_validate(bundle: Any) -> None:
     """Raise ConfigurationInvalid listing every problem of the bundle with its path."""
+    unstorable = unstorable_values(bundle)
+    if unstorable:
+        raise ConfigurationInvalid(unstorable)  # what follows would choke on them
     bundle = bundle_normalize(bundle)  # an OpenConnector export reads as a bundle
     if not isinstance(bundle, dict):
         raise ConfigurationInvalid(["(root): a configuration bundle must be an object"])
-    unstorable = unstorable_values(bundle)
-    if unstorable:
-        raise ConfigurationInvalid(unstorable)  # the checks below would choke on them
     check = _Checker(bundle)
     unknown = sorted(set(bundle) - set(SECTIONS))
     for key in unknown:
@@ -317,8 +323,8 @@ def bundle_import(bundle: Any, *, actor: Any = None) -> ImportResult:
     Each object added or changed is recorded in its history, for `actor` (a user; None for the
     command line).
     """
-    bundle = bundle_normalize(bundle)
     bundle_validate(bundle)
+    bundle = bundle_normalize(bundle)
     result = ImportResult()
     with transaction.atomic():
         for item in bundle.get("sources", []):

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import urljoin
 
 import requests
 from django.conf import settings
@@ -48,6 +48,7 @@ from urllib3 import exceptions as urllib3_exceptions
 from syncapp.authentication import mask_url, snippet
 from syncapp.egress import EgressRefused, cross_host_refused, same_origin, url_check
 from syncapp.models import Source
+from syncapp.pagination import url_without_params
 
 logger = logging.getLogger(__name__)
 
@@ -427,17 +428,6 @@ def without_credentials(headers: Mapping[str, str], *, names: frozenset[str]) ->
     return {name: value for name, value in headers.items() if name.lower() not in drop}
 
 
-def url_without_params(url: str, *, names: frozenset[str]) -> str:
-    """Return the URL without the query parameters that carry secrets."""
-    if not names:
-        return url
-    parts = urlsplit(url)
-    lowered = {name.lower() for name in names}
-    pairs = parse_qsl(parts.query, keep_blank_values=True)
-    pairs = [(key, value) for key, value in pairs if key.lower() not in lowered]
-    return urlunsplit(parts._replace(query=urlencode(pairs)))
-
-
 def body_read(response: requests.Response, *, deadline: float, call: str) -> None:
     """Read the whole body into the response, refusing one that is too large or too slow to arrive.
 
@@ -611,7 +601,7 @@ class _Call:
                 if options.get("json") is not None or options.get("data") is not None:
                     raise HttpError(f"{elsewhere} with the request's body, which may hold secrets: not followed")
                 options["headers"] = without_credentials(options.get("headers") or {}, names=self.secret_headers)
-                target = url_without_params(target, names=self.secret_params)
+                target = url_without_params(target, self.secret_params)
             # The query asked for is in the URL the server redirected to, if it wants it.
             options["params"] = {}
             url = target

@@ -1077,6 +1077,8 @@ def _cast_problem(name: str) -> str | None:
 
 def _apply_casts(*, result: dict[str, Any], path: str, names: list[str], source: dict[str, Any]) -> None:
     """Apply the casts of one path in order; stop when the path is gone."""
+    if not isinstance(path, str) or path in ("", "."):
+        raise MappingError(key=str(path), message="cast path must be a non-empty string")
     for name in names:
         problem = _cast_problem(name)
         if problem is not None:
@@ -1088,10 +1090,13 @@ def _apply_casts(*, result: dict[str, Any], path: str, names: list[str], source:
             outcome = _cast_value(name=name, value=value, path=path, source=source)
         except _CastError as exc:
             raise MappingError(key=path, message=f'cast "{name}" cannot convert {_preview(value)}: {exc}') from exc
-        if outcome is _REMOVE:
-            delete_path(result, path)
-            return
-        set_path(result, path, outcome)
+        try:
+            if outcome is _REMOVE:
+                delete_path(result, path)
+                return
+            set_path(result, path, outcome)
+        except (TypeError, ValueError) as exc:
+            raise MappingError(key=path, message=str(exc)) from exc
 
 
 def _cast_value(*, name: str, value: Any, path: str, source: dict[str, Any]) -> Any:

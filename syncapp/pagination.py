@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 from syncapp.authentication import mask_url
 from syncapp.dotpath import MISSING, get_path
@@ -143,7 +143,7 @@ def _as_int(value: Any, *, name: str, minimum: int = 0) -> int:
         raise PaginationError(f"{name} must be a whole number, got {value!r}")
     try:
         number = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise PaginationError(f"{name} must be a whole number, got {value!r}") from None
     if number < minimum:
         raise PaginationError(f"{name} must be at least {minimum}, got {number}")
@@ -230,9 +230,19 @@ def pagination_from_source_config(source_config: dict[str, Any]) -> PaginationCo
 # Requests
 
 
+def _split(url: str) -> SplitResult:
+    """Return the parts of a URL; one that is not a URL (a next link `http://[::1`) is a PaginationError."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - reading it is what validates it
+    except ValueError as error:
+        raise PaginationError(f"{url[:200]!r} is not a valid URL ({error})") from None
+    return parts
+
+
 def query_split(url: str) -> tuple[str, dict[str, Any]]:
     """Return the URL without its query, and the query as a dict (a repeated key gives a list)."""
-    parts = urlsplit(url)
+    parts = _split(url)
     query: dict[str, Any] = {}
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
         if key in query:
@@ -247,7 +257,7 @@ def url_without_params(url: str, names: frozenset[str] | set[str]) -> str:
     """Return the URL with the named query parameters removed, the rest in their order."""
     if not names:
         return url
-    parts = urlsplit(url)
+    parts = _split(url)
     pairs = parse_qsl(parts.query, keep_blank_values=True)
     kept = [(key, value) for key, value in pairs if key not in names]
     if len(kept) == len(pairs):
@@ -381,7 +391,12 @@ def _follow(
     drop_params: frozenset[str],
 ) -> PageRequest:
     """Return the request of a next link, keeping the endpoint's query the link leaves out."""
-    url = url_without_params(urljoin(current.url, link), drop_params)
+    try:
+        joined = urljoin(current.url, link)
+    except ValueError as error:
+        raise PaginationError(f"the next link {link[:200]!r} is not a valid URL ({error})") from None
+    url = url_without_params(joined, drop_params)
+    query_split(url)  # a link that is no URL fails here, not when it is asked for
     _, link_query = query_split(url)
     carried = {
         key: value

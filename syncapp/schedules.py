@@ -17,6 +17,8 @@ logger = logging.getLogger(__name__)
 
 def schedule_problems(schedule: str) -> list[str]:
     """Return the problems of a cron expression; an empty one means no schedule."""
+    if schedule and not isinstance(schedule, str):
+        return [f"schedule: must be text, a cron expression like \"*/15 * * * *\", got {type(schedule).__name__}"]
     if schedule and not croniter.is_valid(schedule):
         return [f"schedule: {schedule!r} is not a cron expression like \"*/15 * * * *\""]
     return []

@@ -1,0 +1,192 @@
+"""Property-based fuzzing (hypothesis) of what reads outside input: results extraction, pagination,
+mappings, conditions and configuration import. Whatever the input, the only exceptions are the
+project's own clear errors. Bounded in examples and time, so the suite stays within minutes."""
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from syncapp.conditions import ConditionError, evaluate_conditions, validate_conditions
+from syncapp.configuration import ConfigurationInvalid, bundle_validate
+from syncapp.hashing import hash_hashes
+from syncapp.mapping import MappingError, MappingSpec, apply_mapping, validate_mapping_config
+from syncapp.openconnector import bundle_normalize
+from syncapp.pagination import (
+    PageRequest,
+    PaginationError,
+    first_page_request,
+    link_header_next,
+    next_page_request,
+    pagination_from_source_config,
+)
+from syncapp.sources import SourceError
+from syncapp.sources.api import extract_objects
+
+# Derandomized in CI (the same examples every run: a test that passed cannot fail by chance);
+# FUZZ_EXAMPLES=5000 explores further, with fresh examples.
+FUZZ = settings(
+    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "300")), deadline=None,
+    derandomize=not os.environ.get("FUZZ_EXAMPLES"),
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+scalars = st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False) | st.text(max_size=30)
+json_values = st.recursive(
+    scalars,
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=10), children, max_size=5),
+    max_leaves=25,
+)
+# Text that looks like what the parsers look for, so that examples reach past the first check.
+pathish = st.sampled_from(["", "_root", "_object", "results", "data.items", "a.0.b", "..", "0", "items.-1"]) | st.text(
+    max_size=15
+)
+urlish = st.sampled_from([
+    "http://127.0.0.1:1/a?page=2", "/relative?x=1", "https://[::1", "http://x:notaport/", "javascript:alert(1)",
+    "", "//host/path", "http://127.0.0.1:1/a?page=1&page=2",
+]) | st.text(max_size=40)
+
+
+@FUZZ
+@given(body=json_values, position=st.none() | pathish, xml=st.booleans())
+def test_extracting_objects_from_any_body_gives_a_list_or_a_source_error(body, position, xml):
+    try:
+        objects = extract_objects(body=body, results_position=position, url="http://127.0.0.1:1/a", xml=xml)
+    except SourceError:
+        return
+    assert isinstance(objects, list)
+
+
+link_values = st.lists(
+    st.tuples(urlish, st.sampled_from(['rel="next"', "rel=next", 'rel="prev"', "rel", "", 'rel="next"; x=1'])),
+    max_size=3,
+).map(lambda links: ", ".join(f"<{url}>; {rel}" for url, rel in links)) | st.text(max_size=60)
+
+pagination_configs = st.fixed_dictionaries({}, optional={
+    "type": st.sampled_from(["auto", "page", "offset", "cursor", "next", "link_header", "none", "bogus"]) | scalars,
+    "pageParam": scalars, "pageSize": scalars, "startPage": scalars, "limit": scalars, "offsetParam": scalars,
+    "cursorPath": pathish | scalars, "nextPath": pathish | scalars, "totalPath": pathish | scalars,
+    "hasMorePath": pathish | scalars, "stopOnEmptyPage": scalars,
+})
+
+
+@FUZZ
+@given(pagination=pagination_configs | json_values, body=json_values, link=link_values,
+       count=st.integers(0, 200), url=urlish)
+def test_paginating_any_answer_gives_a_next_request_none_or_a_pagination_error(pagination, body, link, count, url):
+    try:
+        config = pagination_from_source_config({"pagination": pagination})
+        current = first_page_request(config=config, url=url, params={})
+        following = next_page_request(
+            config=config, current=current, body=body, object_count=count, fingerprint=hash_hashes([]),
+            headers={"Link": link},
+        )
+    except (PaginationError, SourceError):
+        return
+    assert following is None or isinstance(following, PageRequest)
+    if following is not None:
+        assert PageRequest.from_json(following.to_json()) == following
+
+
+@FUZZ
+@given(link=link_values)
+def test_any_link_header_gives_a_link_or_none(link):
+    found = link_header_next({"Link": link})
+    assert found is None or isinstance(found, str)
+
+
+templates = st.sampled_from([
+    "{{ name }}", "{{ name | upper }}", "{{ items | map_each('x') }}", "{{ 1 / 0 }}", "{{ name[0:3] }}",
+    "{{ ''.__class__ }}", "{% for i in range(3) %}{{ i }}{% endfor %}", "{{ name * 3 }}", "{{", "{{ x.y.z }}",
+    "{{ [name] * 2 }}", "{{ {'a': name} }}", "{{ name | int }}",
+]) | st.text(max_size=25)
+casts = st.sampled_from(["int", "bool", "float", "string", "datetime", "moneyStringToInt", "unsetIfValue==x",
+                         "int,bool", "json", "nonsense", "", "array", "keyCantBeValue"]) | st.text(max_size=12)
+
+
+@FUZZ
+@given(
+    mapping=st.dictionaries(pathish, templates | pathish, max_size=4),
+    cast=st.dictionaries(pathish, casts, max_size=3),
+    unset=st.lists(pathish, max_size=2),
+    pass_through=st.booleans(),
+    data=st.dictionaries(st.sampled_from(["name", "items", "x", "a"]) | st.text(max_size=5), json_values,
+                         max_size=5),
+)
+def test_any_mapping_of_any_object_gives_a_result_or_a_mapping_error(mapping, cast, unset, pass_through, data):
+    config = {"mapping": mapping, "cast": cast, "unset": unset, "passThrough": pass_through}
+    validate_mapping_config(config)  # never raises: it lists problems
+    try:
+        result = apply_mapping(
+            spec=MappingSpec(mapping=mapping, cast=cast, unset=unset, pass_through=pass_through), data=data
+        )
+    except MappingError:
+        return
+    assert result is not None
+
+
+operators = st.sampled_from(["==", "!=", "===", "<", ">", "<=", "and", "or", "!", "!!", "if", "var", "missing",
+                             "in", "cat", "substr", "+", "-", "*", "/", "%", "min", "max", "merge", "map",
+                             "filter", "reduce", "all", "some", "none", "method", "os.system", "log"])
+rules = st.recursive(
+    scalars,
+    lambda children: st.builds(lambda op, args: {op: args}, operators, st.lists(children, max_size=3) | children),
+    max_leaves=15,
+)
+
+
+@FUZZ
+@given(rule=rules | json_values, data=json_values)
+def test_any_rule_on_any_data_is_true_false_or_a_condition_error(rule, data):
+    problems = validate_conditions(rule)
+    assert isinstance(problems, list)
+    try:
+        assert evaluate_conditions(conditions=rule, data=data) in (True, False)
+    except ConditionError:
+        return
+
+
+sections = st.fixed_dictionaries({}, optional={
+    "sources": st.lists(st.fixed_dictionaries({}, optional={
+        "reference": scalars, "location": urlish | scalars, "type": st.sampled_from(["api", "x"]) | scalars,
+        "configuration": json_values, "credentials": json_values,
+    }), max_size=2) | json_values,
+    "mappings": st.lists(st.fixed_dictionaries({}, optional={
+        "reference": scalars, "mapping": json_values, "cast": json_values, "unset": json_values,
+    }), max_size=2) | json_values,
+    "synchronizations": st.lists(st.fixed_dictionaries({}, optional={
+        "reference": scalars, "sourceId": scalars, "sourceType": scalars, "sourceConfig": json_values,
+        "conditions": rules | json_values, "targetType": scalars, "targetId": scalars, "schedule": scalars,
+        "followUps": json_values, "sourceTargetMapping": scalars,
+    }), max_size=2) | json_values,
+    "registers": json_values,
+})
+
+
+@pytest.mark.django_db
+@FUZZ
+@given(bundle=sections | json_values)
+def test_any_bundle_is_valid_or_a_list_of_problems(bundle):
+    try:
+        bundle_validate(bundle)
+    except ConfigurationInvalid as invalid:
+        assert invalid.problems and all(isinstance(problem, str) for problem in invalid.problems)
+
+
+openconnector_items = st.fixed_dictionaries({}, optional={
+    "id": scalars, "name": scalars, "sourceId": scalars, "targetId": scalars, "sourceType": scalars,
+    "targetType": scalars, "sourceConfig": json_values, "conditions": json_values, "actions": json_values,
+    "location": scalars, "auth": scalars, "apikey": scalars, "configuration": json_values, "uuid": scalars,
+})
+
+
+@pytest.mark.django_db
+@FUZZ
+@given(export=openconnector_items | st.lists(openconnector_items, max_size=3) | json_values)
+def test_any_openconnector_export_reads_as_a_bundle_or_a_list_of_problems(export):
+    try:
+        bundle_validate(bundle_normalize(export))
+    except ConfigurationInvalid as invalid:
+        assert invalid.problems

@@ -17,6 +17,7 @@ calls themselves, with rate limits, retries and waits, are syncapp.http's.
 """
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -399,11 +400,22 @@ def decode_body(response: requests.Response, *, url: str, secrets: Iterable[str]
         return orjson.loads(response.content), "json"
     except orjson.JSONDecodeError:
         pass  # not strict JSON (NaN, a BOM, another encoding): the json module is more lenient
+    # The declared charset, else UTF-8 (with or without a BOM), decoded strictly: bytes that are not
+    # text in it are an error of the page, not characters silently replaced.
+    charset = response.encoding if "charset" in content_type.lower() and response.encoding else "utf-8-sig"
     try:
-        return response.json(), "json"
-    except ValueError as error:
+        text = response.content.decode(charset)
+    except (UnicodeDecodeError, LookupError) as error:
         raise SourceError(
-            f"GET {url} answered {status} with {content_type}, not JSON ({error}): {snippet!r}"
+            f"GET {url} answered {status} with {content_type}, not valid {charset.removesuffix('-sig')} text "
+            f"({error})"
+        ) from None
+    try:
+        return json.loads(text), "json"
+    except (ValueError, RecursionError) as error:
+        reason = "it nests too deep" if isinstance(error, RecursionError) else str(error)
+        raise SourceError(
+            f"GET {url} answered {status} with {content_type}, not JSON ({reason}): {snippet!r}"
         ) from None
 
 

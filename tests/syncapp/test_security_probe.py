@@ -224,3 +224,36 @@ def test_10_sync_import_of_a_bad_file_is_a_command_error_not_a_traceback(tmp_pat
 
     with pytest.raises(CommandError, match="nests too deep"):
         call_command("sync", "import", str(path), stdout=io.StringIO())
+
+
+# 11. Invalid UTF-8 replaced silently; and what held: JSON nested 100,000 deep
+
+
+@pytest.mark.usefixtures("transactional_db", "in_process_tasks")
+@pytest.mark.parametrize(("body", "message"), [
+    (b'{"results": [{"id": 1, "name": "caf\xe9"}]}', "not valid utf-8 text"),
+    (b"[" * 100_000 + b"]" * 100_000, "not JSON"),
+])
+def test_11_a_body_that_is_not_utf8_or_nests_too_deep_fails_the_page_clearly(body, message):
+    with RecordingServer(lambda seen: (200, {"Content-Type": "application/json"}, body)) as server:
+        sync = import_zoo(zoo_bundle(location=server.url))
+
+        run = sync_runs.run_start(synchronization=sync)
+
+    run.refresh_from_db()
+    assert run.status == "failed" and message in run.error_message, run.error_message
+    assert Object.objects.count() == 0
+
+
+@pytest.mark.usefixtures("transactional_db", "in_process_tasks")
+def test_11_a_declared_charset_is_honoured():
+    body = '{"results": [{"id": 1, "name": "café", "species": "cat", "status": "active"}]}'.encode("latin-1")
+    with RecordingServer(lambda seen: (200, {"Content-Type": "application/json; charset=latin-1"}, body)) as server:
+        sync = import_zoo(zoo_bundle(location=server.url))
+        sync.source_config = {"endpoint": "/a", "resultsPosition": "results", "pagination": {"type": "none"}}
+        sync.save()
+
+        run = sync_runs.run_start(synchronization=sync)
+
+    run.refresh_from_db()
+    assert run.found == 1, run.error_message

@@ -162,6 +162,9 @@ class RunChunk(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     # 0 for a chunk a page planned; n for the n-th retry of an object that failed for a passing reason.
     attempt = models.PositiveSmallIntegerField(default=0)
+    # Items written so far, for targets written one object at a time outside our transactions (an API):
+    # each item's outcome is recorded with this count, so a redelivered chunk goes on after the last one.
+    progress = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -259,6 +262,8 @@ class ContractLog(models.Model):
     status = models.CharField(max_length=10, blank=True)
     source_object = DocumentField(null=True, blank=True)
     target_object = DocumentField(null=True, blank=True)
+    # What a target API answered to the write, if it answered anything.
+    response = DocumentField(null=True, blank=True)
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 

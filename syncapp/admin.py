@@ -261,7 +261,8 @@ class SynchronizationForm(EmptyJSONForm):
         problems = synchronization_problems_by_field(
             reference=cleaned.get("reference"), previous_reference=self.instance.reference or None,
             source_config=cleaned.get("source_config", {}), schedule=cleaned.get("schedule") or "",
-            follow_ups=follow_ups,
+            follow_ups=follow_ups, target_type=cleaned.get("target_type") or "",
+            target_config=cleaned.get("target_config"),
         )
         for field, messages_ in problems.items():
             for message in messages_:

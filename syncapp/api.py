@@ -142,6 +142,8 @@ class SynchronizationSerializer(serializers.ModelSerializer):
             reference=attrs.get("reference", getattr(instance, "reference", None)),
             previous_reference=getattr(instance, "reference", None),
             source_config=attrs.get("source_config", getattr(instance, "source_config", {})),
+            target_type=attrs.get("target_type", getattr(instance, "target_type", "")),
+            target_config=attrs.get("target_config", getattr(instance, "target_config", {})),
             schedule=attrs.get("schedule", getattr(instance, "schedule", "")),
             follow_ups=[sync.reference for sync in follow_ups],
         )

@@ -28,6 +28,7 @@ from syncapp.pagination import PaginationError, pagination_from_source_config
 from syncapp.runs.context import run_settings_problems
 from syncapp.schedules import schedule_problems
 from syncapp.sources.api import configuration_problems, source_config_problems
+from syncapp.targets.api import target_config_problems
 from syncapp.targets.register import check_json_schema
 
 REFERENCE_PATTERN = re.compile(r"^[-a-zA-Z0-9_]+$")
@@ -277,6 +278,8 @@ def bundle_validate(bundle: Any) -> None:
         elif not isinstance(target_id, str) or not _exists(Source, target_id, source_refs):
             check.add(f"{path}.targetId", f"no source with reference {target_id!r}")
         check.json_object(path, item, "targetConfig")
+        if target_type == Synchronization.TargetType.API:
+            check.problems.extend(target_config_problems(item.get("targetConfig"), path=f"{path}.targetConfig"))
         follow_ups = item.get("followUps") or []
         if not isinstance(follow_ups, list):
             check.add(f"{path}.followUps", "must be a list of synchronization references")

@@ -26,10 +26,16 @@ def mapping_problems_by_field(*, config: dict[str, Any], reference: str | None) 
 
 def synchronization_problems_by_field(
     *, reference: str | None, previous_reference: str | None, source_config: Any, schedule: str,
-    follow_ups: list[str],
+    follow_ups: list[str], target_type: str = "", target_config: Any = None,
 ) -> dict[str, list[str]]:
     """Return the problems of a synchronization's settings that the field types do not catch."""
     errors: dict[str, list[str]] = {}
+    if target_type == "api":
+        from syncapp.targets.api import target_config_problems
+
+        problems = target_config_problems(target_config)
+        if problems:
+            errors["target_config"] = problems
     if isinstance(source_config, dict):
         problems = deletion_config_problems(source_config) + run_settings_problems(source_config)
         try:

@@ -88,11 +88,14 @@ def chunk_process(*, run_id: int, chunk_id: int) -> None:
     if facts is None:
         return
     retried: list[tuple[int, float]] = []
-    with transaction.atomic():
-        chunk = chunk_claim(run_id=run_id, chunk_id=chunk_id)
-        if chunk is not None:
-            context = context_for_run(synchronization_id=facts.synchronization_id, run_id=run_id)
-            retried = chunk_write(facts=facts, run_id=run_id, context=context, chunk=chunk)
+    context = context_for_run(synchronization_id=facts.synchronization_id, run_id=run_id)
+    if not getattr(context.writer, "transactional", True):
+        retried = chunk_write_one_by_one(facts=facts, run_id=run_id, context=context, chunk_id=chunk_id)
+    else:
+        with transaction.atomic():
+            chunk = chunk_claim(run_id=run_id, chunk_id=chunk_id)
+            if chunk is not None:
+                retried = chunk_write(facts=facts, run_id=run_id, context=context, chunk=chunk)
     for retry_id, countdown in retried:
         dispatch.chunks_write(run_id=run_id, chunk_ids=[retry_id], countdown=countdown)
     run_close_if_complete(run_id=run_id)
@@ -166,7 +169,8 @@ def chunk_write(
         if facts.is_forced or not (contract.target_id and contract.target_hash == item.target_hash)
     ]
     outcomes = context.writer.write(
-        [Write(target_id=contract.target_id, data=item.target_object, origin_id=item.origin_id)
+        [Write(target_id=contract.target_id, data=item.target_object, origin_id=item.origin_id,
+               key=f"run-{run_id}/{item.origin_id}")
          for item, contract in writes]
     )
     outcome_of = {id(contract): outcome for (_, contract), outcome in zip(writes, outcomes, strict=True)}
@@ -192,7 +196,7 @@ def chunk_write(
         tally.add(outcome.kind)
         logs.append(log_row(
             facts=facts, run_id=run_id, contract=contract, item=item, now=now,
-            action=contract.target_last_action if not contract.last_error else "",
+            action=contract.target_last_action if not contract.last_error else "", response=outcome.response,
         ))
         if outcome.kind in (Outcome.CREATED, Outcome.UPDATED):
             written.append((item, contract))
@@ -211,12 +215,51 @@ def chunk_write(
     return [(retry.pk, retry_countdown(retry.attempt)) for retry in created]
 
 
-def log_row(*, facts: runs.RunFacts, run_id: int, contract: Contract, item: Item, now, action: str) -> dict[str, Any]:
+def chunk_write_one_by_one(
+    *, facts: runs.RunFacts, run_id: int, context: SyncContext, chunk_id: int
+) -> list[tuple[int, float]]:
+    """Write a chunk to a target outside our transactions (an API), recording each object before the next.
+
+    Each object is its own transaction: the chunk's row is locked (a redelivered task waits, then
+    finds the object done), its progress read, the object written and its outcome, log, counters and
+    the chunk's new progress recorded together. A chunk whose worker died goes on after the last object
+    recorded, so no object is sent twice unless the worker died between the target's answer and that
+    commit.
+    """
+    retried: list[tuple[int, float]] = []
+    index = 0
+    while True:
+        with transaction.atomic():
+            chunk = (
+                RunChunk.objects.select_for_update()
+                .filter(pk=chunk_id, run_id=run_id, status=RunChunk.Status.QUEUED,
+                        run__status=SynchronizationRun.Status.RUNNING)
+                .only("pk", "page_number", "attempt", "items", "progress").first()
+            )
+            if chunk is None:
+                return retried  # done, or the run ended
+            items = chunk_items(chunk)
+            index = chunk.progress
+            if index >= len(items):
+                RunChunk.objects.filter(pk=chunk_id).update(
+                    status=RunChunk.Status.DONE, items=None, finished_at=timezone.now()
+                )
+                return retried
+            one = Claimed(pk=chunk.pk, page_number=chunk.page_number, attempt=chunk.attempt,
+                          items=orjson.dumps([items[index].to_json()], default=str).decode())
+            retried += chunk_write(facts=facts, run_id=run_id, context=context, chunk=one)
+            RunChunk.objects.filter(pk=chunk_id).update(progress=index + 1)
+
+
+def log_row(
+    *, facts: runs.RunFacts, run_id: int, contract: Contract, item: Item, now, action: str, response: Any = None
+) -> dict[str, Any]:
     """Return the contract log of one written or failed object, as a row to insert."""
     return {
         "reference": uuid7(), "synchronization_id": facts.synchronization_id, "contract_id": contract.pk,
         "run_id": run_id, "origin_id": contract.origin_id, "action": action, "status": contract.status,
         "source_object": log_value(item.source_object), "target_object": log_value(item.target_object),
+        "response": log_value(response) if response is not None else None,
         "error": contract.last_error, "created_at": now,
     }
 

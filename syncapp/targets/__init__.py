@@ -27,6 +27,8 @@ class Write:
     target_id: str | None
     data: Any
     origin_id: str = ""
+    # Names this write of this run, the same when the write is tried again (an idempotency key).
+    key: str = ""
 
 
 @dataclass(frozen=True)
@@ -93,4 +95,5 @@ def writer_for(synchronization: Synchronization) -> Writer:
 
 
 # The writers register themselves on import.
+from syncapp.targets import api as _api  # noqa: E402, F401
 from syncapp.targets import register as _register  # noqa: E402, F401

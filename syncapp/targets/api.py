@@ -1,0 +1,187 @@
+"""Another system's API as a target: POST new objects, update and delete them, one call per object.
+
+`targetId` names the Source whose location, configuration (headers, timeouts), credentials, rate-limit
+state and request budget the calls use; they go through the one HTTP layer (syncapp.http), so rate
+limits, retries, the network policy and the answer limits are a source's. `targetConfig` keys, with
+OpenConnector's names:
+
+- `endpoint`: where a new object is POSTed (appended to the location; a template with `originId`,
+  `targetId` and the mapped `object`);
+- `idPosition`: dot path of the new id in the answer (default `id`; else the last segment of a
+  `Location` header); `idInRequestBody`: the id is the value at this path of the sent object instead;
+- `updateEndpoint` (default `endpoint` + `/{{ targetId }}`), `updateMethod` (`PUT`, `PATCH` or `POST`);
+- `deleteEndpoint` (default as update), `deleteMethod` (default `DELETE`);
+- `recreateOnNotFound`: a 404 on update creates the object again instead of failing it.
+
+A target writes no transaction of ours: each object's outcome is recorded before the next call
+(`transactional = False`, syncapp.runs.chunks), so a redelivered chunk never sends an object twice.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from syncapp.authentication import CredentialsError, authenticator_for, snippet
+from syncapp.dotpath import MISSING, get_path
+from syncapp.egress import same_origin
+from syncapp.http import HttpError, RateLimited, TransientHttpError, http_request
+from syncapp.models import Synchronization
+from syncapp.sources import SourceError
+from syncapp.sources.api import call_settings, endpoint_url
+from syncapp.targets import InvalidObject, Outcome, TargetError, Write, writer_type
+
+KEYS = ("endpoint", "idPosition", "idInRequestBody", "updateEndpoint", "updateMethod", "deleteEndpoint",
+        "deleteMethod", "recreateOnNotFound")
+UPDATE_METHODS = ("PUT", "PATCH", "POST")
+DELETE_METHODS = ("DELETE", "POST", "PUT", "PATCH")
+TEMPLATE_KEYS = ("endpoint", "updateEndpoint", "deleteEndpoint")
+
+
+def target_config_problems(config: Any, *, path: str = "targetConfig") -> list[str]:
+    """Return the problems of an api target's configuration, each with its path."""
+    if config in (None, {}):
+        return []
+    if not isinstance(config, dict):
+        return [f"{path}: must be an object"]
+    problems = [f"{path}.{key}: unknown key (known: {', '.join(KEYS)})" for key in config if key not in KEYS]
+    for key in ("endpoint", "idPosition", "idInRequestBody", "updateEndpoint", "deleteEndpoint"):
+        if key in config and not isinstance(config[key], str):
+            problems.append(f"{path}.{key}: must be text")
+    for key, allowed in (("updateMethod", UPDATE_METHODS), ("deleteMethod", DELETE_METHODS)):
+        value = config.get(key)
+        if value is not None and (not isinstance(value, str) or value.upper() not in allowed):
+            problems.append(f"{path}.{key}: must be one of {', '.join(allowed)}, got {value!r}")
+    if "recreateOnNotFound" in config and not isinstance(config["recreateOnNotFound"], bool):
+        problems.append(f"{path}.recreateOnNotFound: must be true or false")
+    from syncapp.mapping import validate_mapping_config
+
+    for key in TEMPLATE_KEYS:
+        value = config.get(key)
+        if isinstance(value, str) and ("{{" in value or "{%" in value):
+            problems += [f"{path}.{problem.removeprefix('mapping.')}"
+                         for problem in validate_mapping_config({"mapping": {key: value}})]
+    return problems
+
+
+@writer_type(Synchronization.TargetType.API)
+class ApiWriter:
+    """Objects sent to another system's API, one call each."""
+
+    # Remote writes cannot be rolled back with our transaction: the chunk records each before the next.
+    transactional = False
+
+    def __init__(self, synchronization: Synchronization):
+        self.reference = synchronization.reference
+        self.source = synchronization.target_source
+        self.config: dict[str, Any] = synchronization.target_config or {}
+        self.call = call_settings(source=self.source, source_config={})
+        self.endpoint = self.config.get("endpoint") or ""
+        self.update_endpoint = self.config.get("updateEndpoint") or f"{self.endpoint.rstrip('/')}/{{{{ targetId }}}}"
+        self.delete_endpoint = self.config.get("deleteEndpoint") or self.update_endpoint
+        self.update_method = str(self.config.get("updateMethod") or "PUT").upper()
+        self.delete_method = str(self.config.get("deleteMethod") or "DELETE").upper()
+
+    @staticmethod
+    def problem(synchronization: Synchronization) -> str | None:
+        if synchronization.target_source is None:
+            return f"synchronization {synchronization.reference!r} has no api target (targetId names a source)"
+        problems = target_config_problems(synchronization.target_config)
+        return "; ".join(problems) if problems else None
+
+    def validate(self, data: Any) -> None:
+        if not isinstance(data, dict):
+            raise InvalidObject(f"an api target takes a JSON object, not {type(data).__name__}")
+
+    def existing(self, target_ids: list[str]) -> set[str]:
+        # A remote API is not asked object by object: what it had, it is taken to have still.
+        return {target_id for target_id in target_ids if target_id}
+
+    def write(self, writes: list[Write]) -> list[Outcome]:
+        return [self._write_one(write) for write in writes]
+
+    def delete(self, target_ids: list[str]) -> None:
+        for target_id in target_ids:
+            try:
+                response = self._send(
+                    self.delete_method, self.delete_endpoint, variables={"targetId": target_id, "object": None,
+                                                                          "originId": None},
+                )
+            except (HttpError, RateLimited, SourceError, CredentialsError) as error:
+                raise TargetError(f"deleting {target_id}: {error}") from None
+            if response.status_code >= 400 and response.status_code != 404:  # gone already is deleted
+                raise TargetError(self._refusal(response, f"deleting {target_id}"))
+
+    # -- one object ---------------------------------------------------------------------------
+
+    def _write_one(self, write: Write) -> Outcome:
+        variables = {"originId": write.origin_id, "targetId": write.target_id, "object": write.data}
+        try:
+            if write.target_id:
+                response = self._send(self.update_method, self.update_endpoint, variables=variables, body=write.data)
+                if response.status_code == 404 and self.config.get("recreateOnNotFound"):
+                    return self._create(write, {**variables, "targetId": None})
+                if response.status_code < 300:
+                    return Outcome(Outcome.UPDATED, target_id=write.target_id, response=self._body(response))
+                return Outcome(Outcome.FAILED, error=self._refusal(response, "update"))
+            return self._create(write, variables)
+        except (TransientHttpError, RateLimited) as error:
+            return Outcome(Outcome.RETRY, error=str(error))
+        except (HttpError, SourceError, CredentialsError) as error:
+            return Outcome(Outcome.FAILED, error=str(error))
+
+    def _create(self, write: Write, variables: dict[str, Any]) -> Outcome:
+        # A target that honours idempotency keys creates nothing twice even for a call whose answer
+        # was lost with its worker (the one case the chunk's progress cannot cover).
+        key = f"{self.reference}/{write.key}" if write.key else None
+        response = self._send("POST", self.endpoint, variables=variables, body=write.data,
+                              extra_headers={"Idempotency-Key": key} if key else None)
+        if response.status_code >= 300:
+            return Outcome(Outcome.FAILED, error=self._refusal(response, "create"))
+        body = self._body(response)
+        target_id = self._new_id(write=write, body=body, location=response.headers.get("Location"))
+        if target_id is None:
+            where = self.config.get("idInRequestBody") or self.config.get("idPosition") or "id"
+            return Outcome(Outcome.FAILED, error=f"created, but the answer holds no id at {where!r} and no Location",
+                           response=body)
+        return Outcome(Outcome.CREATED, target_id=target_id, response=body)
+
+    def _new_id(self, *, write: Write, body: Any, location: str | None) -> str | None:
+        in_request = self.config.get("idInRequestBody")
+        if in_request:
+            found = get_path(write.data, in_request)
+            return None if found is MISSING or found in (None, "") else str(found)
+        found = get_path(body, self.config.get("idPosition") or "id") if isinstance(body, dict | list) else MISSING
+        if found is not MISSING and found not in (None, "") and not isinstance(found, dict | list):
+            return str(found)
+        if location:
+            segment = location.rstrip("/").rsplit("/", 1)[-1]
+            return segment or None
+        return None
+
+    def _send(
+        self, method: str, endpoint: str, *, variables: dict[str, Any], body: Any = None,
+        extra_headers: dict[str, str] | None = None,
+    ):
+        url = endpoint_url(source=self.source, source_config={"endpoint": endpoint}, variables=variables)
+        auth = authenticator_for(source=self.source, timeout=self.call.timeout, verify=self.call.verify)
+        headers = {"Accept": "application/json", **self.call.headers, **(extra_headers or {})}
+        params = dict(self.call.query)
+        if same_origin(url, self.source.location):
+            auth.apply(headers=headers, params=params)
+        return http_request(
+            method=method, url=url, params=params, headers=headers, json=body, timeout=self.call.timeout,
+            verify=self.call.verify, source=self.source, secret_params=auth.credentials.secret_params,
+            secret_headers=auth.credentials.secret_headers, secrets=auth.secrets,
+        )
+
+    def _refusal(self, response, what: str) -> str:
+        secrets = authenticator_for(source=self.source, timeout=self.call.timeout).secrets
+        return f"{what}: {response.request.method} answered {response.status_code}: {snippet(response.text, secrets)!r}"
+
+    @staticmethod
+    def _body(response) -> Any:
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            return snippet(response.text, ())

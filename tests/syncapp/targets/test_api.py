@@ -1,0 +1,258 @@
+"""The `api` target: objects sent to a loopback API that stores what it receives, one call per object."""
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from contracts.models import ContractLog, SynchronizationContract
+from syncapp import runs as sync_runs
+from syncapp.configuration import ConfigurationInvalid, bundle_import
+from syncapp.models import Synchronization
+from syncapp.sample_source import SampleSource, generate_animals
+
+pytestmark = pytest.mark.usefixtures("transactional_db", "in_process_tasks")
+
+TOKEN = "tok-target-3f9a-never-show"
+
+
+class TargetApi:
+    """A loopback API storing items: POST /items, PUT|PATCH|DELETE /items/{id}; it records every call.
+
+    `refuse(item)` returns a status to answer instead (422, say); every `limit_every`-th call answers
+    429 with Retry-After: 1. It honours Idempotency-Key on POST, as many APIs do.
+    """
+
+    def __init__(self, *, refuse=None, limit_every: int = 0):
+        self.items: dict[str, dict] = {}
+        self.calls: list[tuple[str, str, Any, dict[str, str]]] = []
+        self.keys: dict[str, str] = {}
+        self.numbers = itertools.count(1)
+        self.counter = itertools.count(1)
+        self.refuse = refuse or (lambda item: None)
+        self.limit_every = limit_every
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _serve(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length)) if length else None
+                status, payload, headers = outer.handle(self.command, self.path, body, dict(self.headers))
+                data = json.dumps(payload).encode() if payload is not None else b""
+                self.send_response(status)
+                for name, value in {"Content-Type": "application/json", **headers}.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_POST = do_PUT = do_PATCH = do_DELETE = do_GET = _serve  # noqa: N815
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def handle(self, method: str, path: str, body: Any, headers: dict[str, str]):
+        with self.lock:
+            self.calls.append((method, path, body, headers))
+            if self.limit_every and next(self.counter) % self.limit_every == 0:
+                return 429, {"error": "slow down"}, {"Retry-After": "1"}
+            refused = self.refuse(body) if body is not None else None
+            if refused:
+                return refused, {"errors": {"name": "is not acceptable"}}, {}
+            parts = path.strip("/").split("/")
+            if method == "POST" and parts == ["items"]:
+                key = headers.get("Idempotency-Key")
+                if key and key in self.keys:
+                    return 201, {"id": self.keys[key], **self.items[self.keys[key]]}, {}
+                new_id = f"t{next(self.numbers)}"
+                self.items[new_id] = body
+                if key:
+                    self.keys[key] = new_id
+                return 201, {"id": new_id, **body}, {}
+            if len(parts) == 2 and parts[0] == "items":
+                if parts[1] not in self.items:
+                    return 404, {"detail": "not found"}, {}
+                if method == "DELETE":
+                    del self.items[parts[1]]
+                    return 204, None, {}
+                self.items[parts[1]] = body if method == "PUT" else {**self.items[parts[1]], **body}
+                return 200, {"id": parts[1], **self.items[parts[1]]}, {}
+            return 400, {"detail": "no such route"}, {}
+
+    def of(self, method: str) -> list[tuple[str, Any]]:
+        return [(path, body) for m, path, body, _ in self.calls if m == method]
+
+    def __enter__(self) -> TargetApi:
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def outgoing(source_url: str, target: TargetApi, **target_config: Any) -> Synchronization:
+    """Import a synchronization from the sample source to the target API."""
+    bundle_import({
+        "sources": [
+            {"reference": "zoo-api", "location": source_url},
+            {"reference": "crm", "location": target.url, "credentials": {"type": "bearer", "token": TOKEN}},
+        ],
+        "mappings": [{"reference": "to-crm", "mapping": {"name": "name", "kind": "species", "legs": "legs"}}],
+        "synchronizations": [{
+            "reference": "push", "sourceType": "api", "sourceId": "zoo-api",
+            "sourceConfig": {"endpoint": "/animals", "query": {"per_page": 10}, "resultsPosition": "results",
+                             "pagination": {"type": "next", "nextPath": "next"}},
+            "sourceTargetMapping": "to-crm", "targetType": "api", "targetId": "crm",
+            "targetConfig": {"endpoint": "/items", **target_config},
+        }],
+    })
+    return Synchronization.objects.get(reference="push")
+
+
+def run(sync: Synchronization, **options):
+    started = sync_runs.run_start(synchronization=sync, **options)
+    started.refresh_from_db()
+    return started
+
+
+ANIMALS = generate_animals(count=25, seed=4)
+
+
+def test_a_first_run_creates_every_object_once_and_keeps_the_ids_the_target_answered():
+    with SampleSource(records=ANIMALS, page_size=10) as source, TargetApi() as target:
+        sync = outgoing(source.url, target)
+
+        first = run(sync)
+
+    assert (first.status, first.created) == ("succeeded", 25), first.error_message
+    assert len(target.of("POST")) == 25 and len(target.items) == 25
+    contracts = SynchronizationContract.objects.filter(synchronization=sync)
+    assert set(contracts.values_list("target_id", flat=True)) == set(target.items)
+    by_origin = {str(animal["id"]): animal for animal in ANIMALS}
+    for contract in contracts:
+        assert target.items[contract.target_id]["name"] == by_origin[contract.origin_id]["name"]
+    # The calls carried the target's credentials; the answers are kept in the contract logs
+    assert all(headers.get("Authorization") == f"Bearer {TOKEN}" for *_, headers in target.calls)
+    assert ContractLog.objects.filter(run=first, response__id__isnull=False).count() == 25
+
+
+def test_a_repeated_run_sends_nothing_and_a_test_run_sends_nothing():
+    with SampleSource(records=ANIMALS, page_size=10) as source, TargetApi() as target:
+        sync = outgoing(source.url, target)
+        run(sync)
+        calls = len(target.calls)
+
+        again = run(sync)
+        sync_runs.run_test(synchronization=sync)
+
+    assert (again.status, again.unchanged, again.created, again.updated) == ("succeeded", 25, 0, 0)
+    assert len(target.calls) == calls
+
+
+def test_a_changed_object_is_sent_with_the_configured_method_to_its_url():
+    with SampleSource(records=ANIMALS, page_size=10) as source, TargetApi() as target:
+        sync = outgoing(source.url, target, updateMethod="PATCH")
+        run(sync)
+        changed = ANIMALS[3]
+        source.update_record(changed["id"], name="Renamed")
+        contract = SynchronizationContract.objects.get(synchronization=sync, origin_id=str(changed["id"]))
+
+        second = run(sync)
+
+    assert (second.status, second.updated, second.unchanged) == ("succeeded", 1, 24), second.error_message
+    [(path, body)] = target.of("PATCH")
+    assert path == f"/items/{contract.target_id}" and body["name"] == "Renamed"
+    assert target.items[contract.target_id]["name"] == "Renamed"
+
+
+def test_a_vanished_object_is_deleted_at_the_target():
+    with SampleSource(records=ANIMALS, page_size=10) as source, TargetApi() as target:
+        sync = outgoing(source.url, target)
+        run(sync)
+        gone = ANIMALS[0]
+        contract = SynchronizationContract.objects.get(synchronization=sync, origin_id=str(gone["id"]))
+        source.replace_records(ANIMALS[1:])
+
+        second = run(sync)
+
+    assert (second.status, second.deleted) == ("succeeded", 1), second.error_message
+    assert target.of("DELETE") == [(f"/items/{contract.target_id}", None)]
+    assert contract.target_id not in target.items and len(target.items) == 24
+
+
+def test_a_422_fails_that_object_only_and_the_run_ends_partial():
+    refused_name = ANIMALS[5]["name"]
+    with SampleSource(records=ANIMALS, page_size=10) as source, \
+            TargetApi(refuse=lambda item: 422 if item.get("name") == refused_name else None) as target:
+        sync = outgoing(source.url, target)
+
+        first = run(sync)
+
+    assert (first.status, first.created, first.failed) == ("partial", 24, 1)
+    failed = SynchronizationContract.objects.get(synchronization=sync, status="failed")
+    assert "answered 422" in failed.last_error and "is not acceptable" in failed.last_error
+    log = ContractLog.objects.get(run=first, contract=failed)
+    assert "answered 422" in log.error
+    assert TOKEN not in failed.last_error
+
+
+def test_a_target_that_answers_429_every_few_calls_gets_every_object_exactly_once(settings):
+    settings.SYNC_HTTP_MAX_ATTEMPTS = 3
+    with SampleSource(records=ANIMALS[:12], page_size=10) as source, TargetApi(limit_every=4) as target:
+        sync = outgoing(source.url, target)
+
+        first = run(sync)
+
+    assert (first.status, first.created) == ("succeeded", 12), first.error_message
+    assert len(target.items) == 12
+    assert sorted(item["name"] for item in target.items.values()) == sorted(a["name"] for a in ANIMALS[:12])
+    assert len(target.of("POST")) > 12  # some were answered 429 and sent again
+
+
+def test_a_404_on_update_recreates_the_object_when_asked():
+    with SampleSource(records=ANIMALS[:5], page_size=10) as source, TargetApi() as target:
+        sync = outgoing(source.url, target, recreateOnNotFound=True)
+        run(sync)
+        target.items.clear()  # someone emptied the target
+        source.update_record(ANIMALS[0]["id"], name="Back")
+
+        second = run(sync)
+
+    assert second.status == "succeeded", second.error_message
+    assert [item["name"] for item in target.items.values()] == ["Back"]
+    contract = SynchronizationContract.objects.get(synchronization=sync, origin_id=str(ANIMALS[0]["id"]))
+    assert contract.target_id in target.items
+
+
+def test_the_id_can_come_from_the_sent_object():
+    with SampleSource(records=ANIMALS[:3], page_size=10) as source, TargetApi() as target:
+        sync = outgoing(source.url, target, idInRequestBody="name")
+
+        first = run(sync)
+
+    assert first.status == "succeeded", first.error_message
+    assert set(SynchronizationContract.objects.values_list("target_id", flat=True)) == {
+        animal["name"] for animal in ANIMALS[:3]
+    }
+
+
+@pytest.mark.parametrize(("config", "problem"), [
+    ({"endpoint": "/items", "updateMethod": "FETCH"}, "targetConfig.updateMethod: must be one of PUT, PATCH, POST"),
+    ({"endpoint": "/items", "colour": "red"}, "targetConfig.colour: unknown key"),
+    ({"endpoint": "/items/{{ targetId | nonsense }}"}, "targetConfig.endpoint"),
+    ({"endpoint": "/items", "recreateOnNotFound": "yes"}, "targetConfig.recreateOnNotFound: must be true or false"),
+])
+def test_a_bad_target_configuration_is_refused_when_saved(config, problem):
+    with TargetApi() as target, pytest.raises(ConfigurationInvalid) as caught:
+        outgoing("http://127.0.0.1:9", target, **config)
+
+    assert any(p.startswith(f"synchronizations[0].{problem}") for p in caught.value.problems), caught.value.problems

@@ -203,3 +203,53 @@ def chunk_waits_on_the_lock() -> bool:
             [connection.settings_dict["NAME"], f"%{Object._meta.db_table}%"],
         )
         return cursor.fetchone()[0] > 0
+
+
+def test_a_worker_killed_while_an_api_target_answers_a_chunk_creates_no_duplicate(own_worker):
+    from syncapp.sample_source import SampleSource
+    from tests.syncapp.targets.test_api import TargetApi, outgoing
+
+    queue, env, logs = own_worker["queue"], own_worker["env"], own_worker["logs"]
+    animals = generate_animals(count=20, seed=6)
+    held, release = threading.Event(), threading.Event()
+
+    class HoldingTarget(TargetApi):
+        """Holds the answer to the sixth creation until released: the worker waits in mid-chunk."""
+
+        def handle(self, method, path, body, headers):
+            if method == "POST" and len(self.of("POST")) == 5 and not held.is_set():
+                held.set()
+                assert release.wait(120)
+            return super().handle(method, path, body, headers)
+
+    first = WorkerProcess(queue=queue, log_path=logs / "first.log", env=env)
+    second = None
+    try:
+        with SampleSource(records=animals, page_size=10) as source, HoldingTarget() as target:
+            sync = outgoing(source.url, target)
+            sync.source_config = {**sync.source_config, "chunkSize": 10}
+            sync.save()
+            run = sync_runs.run_start(synchronization=sync)
+            assert held.wait(90), first.log()
+
+            # When the worker dies while the target holds its answer, and the target then answers
+            first.kill()
+            release.set()
+
+            # Then a new worker goes on from the object after the last one recorded
+            second = WorkerProcess(queue=queue, log_path=logs / "second.log", env=env)
+            run = wait_for_run(run, timeout=120)
+    finally:
+        release.set()
+        if second is not None:
+            second.stop()
+        if first.process.poll() is None:
+            first.stop()
+
+    assert (run.status, run.created) == ("succeeded", 20), run.error_message
+    # Every animal is at the target once: the held call was sent again with its idempotency key
+    assert sorted(item["name"] for item in target.items.values()) == sorted(animal["name"] for animal in animals)
+    contracts = SynchronizationContract.objects.filter(synchronization=sync)
+    assert set(contracts.values_list("target_id", flat=True)) == set(target.items)
+    # and only the held one was sent twice
+    assert len(target.of("POST")) == 21

@@ -1,7 +1,7 @@
 """Where the service may send requests: the networks of sources and API targets, and credentials per host.
 
-A source is called only at an address the policy allows, checked when it is saved and on every
-request after DNS resolution (each redirect included). By default every address is allowed but
+A source is called only at an address the policy allows: a literal address (or localhost) is
+checked when it is saved, and every request after DNS resolution (each redirect included). By default every address is allowed but
 loopback, link-local (cloud metadata services live there), unspecified, multicast and reserved ones;
 `SYNC_DENY_PRIVATE_NETWORKS` adds the private ranges. `SYNC_ALLOWED_NETWORKS`, when set, is an
 allow-list: only the networks it names may be called, denied ones included (a test suite naming
@@ -90,10 +90,13 @@ def url_refusal(url: str, *, resolve: bool = True) -> str | None:
     if not host:
         return f"{url!r} names no host"
     port = port or (443 if parts.scheme.lower() == "https" else 80)
-    try:
-        addresses = _addresses(host, port) if resolve else [ipaddress.ip_address(host)]
-    except (OSError, UnicodeError, ValueError):
-        return None  # not resolvable here (or not a literal): judged again when it is called
+    if host.lower() == "localhost" or host.lower().endswith(".localhost"):
+        addresses = [ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")]
+    else:
+        try:
+            addresses = _addresses(host, port) if resolve else [ipaddress.ip_address(host.strip("[]"))]
+        except (OSError, UnicodeError, ValueError):
+            return None  # not resolvable here (or not a literal): judged again when it is called
     for address in addresses:
         refusal = address_refusal(address)
         if refusal is not None:
@@ -142,5 +145,6 @@ def location_problems(location: object, *, path: str = "location") -> list[str]:
         return [f"{path}: an api source needs an http:// or https:// URL"]
     if not location.lower().startswith(("http://", "https://")):
         return [f"{path}: an api source needs an http:// or https:// URL"]
-    refusal = url_refusal(location)
+    # Names are resolved when called, not when saved: a saved name may resolve elsewhere by then anyway.
+    refusal = url_refusal(location, resolve=False)
     return [f"{path}: {refusal}"] if refusal else []

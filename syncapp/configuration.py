@@ -27,6 +27,7 @@ from syncapp.openconnector import bundle_normalize
 from syncapp.pagination import PaginationError, pagination_from_source_config
 from syncapp.runs.context import run_settings_problems
 from syncapp.schedules import schedule_problems
+from syncapp.sources.register import register_source_config_problems
 from syncapp.sources.api import configuration_problems, source_config_problems
 from syncapp.targets.api import target_config_problems
 from syncapp.targets.register import check_json_schema
@@ -259,6 +260,8 @@ def bundle_validate(bundle: Any) -> None:
             except PaginationError as error:
                 check.add(f"{path}.sourceConfig", str(error))
             check.problems.extend(source_config_problems(source_config, path=f"{path}.sourceConfig"))
+            if source_type == Synchronization.SourceType.REGISTER:
+                check.problems.extend(register_source_config_problems(source_config, path=f"{path}.sourceConfig"))
             for problem in run_settings_problems(source_config):
                 check.add(f"{path}.sourceConfig", problem)
         for key in ("sourceHashMapping", "sourceTargetMapping", "targetSourceMapping"):

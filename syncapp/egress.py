@@ -1,11 +1,11 @@
 """Where the service may send requests: the networks of sources and API targets, and credentials per host.
 
 A source is called only at an address the policy allows: a literal address (or localhost) is
-checked when it is saved, and every request after DNS resolution (each redirect included). By default every address is allowed but
-loopback, link-local (cloud metadata services live there), unspecified, multicast and reserved ones;
-`SYNC_DENY_PRIVATE_NETWORKS` adds the private ranges. `SYNC_ALLOWED_NETWORKS`, when set, is an
-allow-list: only the networks it names may be called, denied ones included (a test suite naming
-127.0.0.0/8, an intranet naming 10.0.0.0/8).
+checked when it is saved, and every request after DNS resolution (each redirect included). By
+default every address is allowed but loopback, link-local (cloud metadata services live there),
+unspecified, multicast and reserved ones; `SYNC_DENY_PRIVATE_NETWORKS` adds the private ranges.
+`SYNC_ALLOWED_NETWORKS`, when set, is an allow-list: only the networks it names may be called,
+denied ones included (a test suite naming 127.0.0.0/8, an intranet naming 10.0.0.0/8).
 
 Credentials go only to the origin (scheme, host and port) of the source's location: a next link,
 a Link header or a redirect to another origin is followed without them, or refused when

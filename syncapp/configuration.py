@@ -27,8 +27,8 @@ from syncapp.openconnector import bundle_normalize
 from syncapp.pagination import PaginationError, pagination_from_source_config
 from syncapp.runs.context import run_settings_problems
 from syncapp.schedules import schedule_problems
-from syncapp.sources.register import register_source_config_problems
 from syncapp.sources.api import configuration_problems, source_config_problems
+from syncapp.sources.register import register_source_config_problems
 from syncapp.targets.api import target_config_problems
 from syncapp.targets.register import check_json_schema
 

@@ -73,6 +73,8 @@ class SynchronizationRun(models.Model):
     waited_seconds = models.FloatField(default=0)
     # When the run's queued pages and unfinished objects were last sent again for lack of progress.
     resent_at = models.DateTimeField(null=True, blank=True)
+    # The origin ids a run is limited to (a push of the register objects that changed); empty: everything.
+    scope = models.JSONField(default=list, blank=True)
     # The process running the run when its tasks run in process (host:pid:process start), so a run
     # whose process died is failed at the next start instead of after SYNC_RUN_STALE_SECONDS.
     # Empty for runs on Celery workers: there the heartbeat tells.

@@ -33,8 +33,12 @@ def run_create(
     force: bool = False,
     parent: SynchronizationRun | None = None,
     queue: bool = False,
+    scope: list[str] | None = None,
 ) -> SynchronizationRun:
-    """Create a queued run; when another run of the synchronization is active, refuse or wait behind it."""
+    """Create a queued run; when another run of the synchronization is active, refuse or wait behind it.
+
+    A run with a `scope` reads, writes and deletes only the objects with those origin ids.
+    """
     with transaction.atomic():
         # Lock the synchronization so two starts at once cannot both see "no active run".
         Synchronization.objects.select_for_update().filter(pk=synchronization.pk).first()
@@ -58,6 +62,7 @@ def run_create(
         return SynchronizationRun.objects.create(
             synchronization=synchronization, trigger=trigger, is_test=test, is_forced=force, parent=parent,
             waiting=waiting, heartbeat_at=timezone.now(), owner="" if waiting else run_owner(),
+            scope=sorted(set(scope or [])),
         )
 
 

@@ -25,6 +25,7 @@ from syncapp.mapping import validate_mapping_config
 from syncapp.models import Mapping, Register, Schema, Source, Synchronization
 from syncapp.openconnector import bundle_normalize
 from syncapp.pagination import PaginationError, pagination_from_source_config
+from syncapp.pushes import push_events_problems
 from syncapp.runs.context import run_settings_problems
 from syncapp.schedules import schedule_problems
 from syncapp.sources.api import configuration_problems, source_config_problems
@@ -262,6 +263,7 @@ def bundle_validate(bundle: Any) -> None:
             check.problems.extend(source_config_problems(source_config, path=f"{path}.sourceConfig"))
             if source_type == Synchronization.SourceType.REGISTER:
                 check.problems.extend(register_source_config_problems(source_config, path=f"{path}.sourceConfig"))
+                check.problems.extend(push_events_problems(source_config, path=f"{path}.sourceConfig"))
             for problem in run_settings_problems(source_config):
                 check.add(f"{path}.sourceConfig", problem)
         for key in ("sourceHashMapping", "sourceTargetMapping", "targetSourceMapping"):

@@ -85,6 +85,8 @@ def vanished_delete(run: SynchronizationRun) -> None:
         return
     with_target = Contract.objects.filter(synchronization=sync, target_id__isnull=False)
     vanished = with_target.exclude(last_seen_run_id=run.pk)
+    if run.scope:
+        vanished = vanished.filter(origin_id__in=run.scope)  # a push judges only what it was about
     doomed = list(vanished.values_list("pk", "origin_id", "target_id"))
     if not doomed:
         return

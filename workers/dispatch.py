@@ -27,6 +27,7 @@ _local = threading.local()
 SYNC_PAGE = "workers.tasks.sync_page"
 SYNC_CHUNK = "workers.tasks.sync_chunk"
 SYNC_FOLLOW_UPS = "workers.tasks.sync_follow_ups"
+SYNC_PUSH = "workers.tasks.sync_push"
 
 
 # Transient errors of a task run in process (SQLite locked past its busy timeout, a dropped database
@@ -119,3 +120,8 @@ def chunks_write(*, run_id: int, chunk_ids: Iterable[int], countdown: float | No
 def follow_ups_start(*, run_id: int) -> None:
     """Send the start of a run's follow-ups."""
     _send(SYNC_FOLLOW_UPS, [(run_id,)])
+
+
+def push_start(*, synchronization_id: int, object_ids: list[str]) -> None:
+    """Send the push of changed register objects to a synchronization that reads them."""
+    _send(SYNC_PUSH, [(synchronization_id, list(object_ids))])

@@ -11,7 +11,7 @@ from django.db import InterfaceError, OperationalError
 from kombu.exceptions import OperationalError as BrokerError
 
 from contracts import runs
-from syncapp import follow_ups, schedules
+from syncapp import follow_ups, pushes, schedules
 from syncapp.http import RateLimited
 from syncapp.runs import chunks, pages, recover, resend
 from workers import dispatch
@@ -104,6 +104,13 @@ def sync_chunk(self: Task, run_id: int, chunk_id: int) -> None:
 def sync_follow_ups(run_id: int) -> None:
     """Start the follow-ups of an ended run, each as its own run."""
     follow_ups.follow_ups_start_of(run_id=run_id)
+
+
+# Safe to run twice: a second push of the same objects finds them unchanged and writes nothing.
+@shared_task(acks_late=True, **RETRY)
+def sync_push(synchronization_id: int, object_ids: list[str]) -> None:
+    """Start a run of a synchronization for the register objects that changed."""
+    pushes.push_start(synchronization_id=synchronization_id, object_ids=object_ids)
 
 
 @shared_task(acks_late=True, **RETRY)

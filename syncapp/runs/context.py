@@ -177,6 +177,7 @@ def endpoint_variables(context: SyncContext, *, run: SynchronizationRun | None) 
             "trigger": run.trigger if run is not None else "",
             "test": bool(run.is_test) if run is not None else False,
             "force": bool(run.is_forced) if run is not None else False,
+            "scope": list(run.scope or []) if run is not None else [],
         },
         "now": utc(now),
         "lastSync": utc(last.started_at or last.created_at) if last is not None else "",

@@ -18,15 +18,19 @@ def run_start(
     force: bool = False,
     parent: SynchronizationRun | None = None,
     queue: bool = False,
+    scope: list[str] | None = None,
 ) -> SynchronizationRun:
-    """Create a run and queue its first page; when one is active, refuse, or wait behind it if `queue`."""
+    """Create a run and queue its first page; when one is active, refuse, or wait behind it if `queue`.
+
+    `scope` limits the run to the objects with these origin ids (a push of changed register objects).
+    """
     context = context_load(synchronization_id=synchronization.pk)
     if not synchronization.is_enabled:
         raise runs.RunRefused(f"synchronization {synchronization.reference!r} is disabled")
     synchronization_unblock(synchronization_id=synchronization.pk)
     with transaction.atomic():
         run = runs.run_create(
-            synchronization=synchronization, trigger=trigger, force=force, parent=parent, queue=queue
+            synchronization=synchronization, trigger=trigger, force=force, parent=parent, queue=queue, scope=scope
         )
         if not run.waiting:
             RunPage.objects.create(run=run, number=1, request=first_request(context, run=run))

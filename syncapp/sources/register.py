@@ -6,6 +6,7 @@ however far the run has come, and an object written meanwhile is seen once at mo
 """
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django.conf import settings
@@ -55,10 +56,13 @@ class RegisterReader:
         return None
 
     def first_request(self, *, variables: dict[str, Any]) -> dict[str, Any]:
-        return {"after": ""}
+        # A run limited to some objects (a push) reads only those.
+        return {"after": "", "only": list((variables.get("run") or {}).get("scope") or [])}
 
     def fetch(self, *, request: dict[str, Any], on_wait: Any = None) -> Fetched:
         objects = Object.objects.filter(schema_id=self.schema_id).order_by("uuid")
+        if request.get("only"):
+            objects = objects.filter(uuid__in=[value for value in request["only"] if _is_uuid(value)])
         if request.get("after"):
             objects = objects.filter(uuid__gt=request["after"])
         body = [register_object_as_source(obj) for obj in objects[: self.page_size]]
@@ -66,11 +70,21 @@ class RegisterReader:
 
     def page(self, *, request: dict[str, Any], fetched: Fetched) -> ReadPage:
         objects = list(fetched.body)
-        following = {"after": objects[-1]["id"]} if len(objects) == self.page_size else None
+        following = (
+            {"after": objects[-1]["id"], "only": request.get("only") or []} if len(objects) == self.page_size else None
+        )
         return ReadPage(objects=objects, hashes=[hash_value(obj) for obj in objects], next_request=following)
 
     def ahead(self, *, request: dict[str, Any], steps: int) -> dict[str, Any] | None:
         return None
 
     def same_request(self, first: dict[str, Any], second: dict[str, Any]) -> bool:
-        return first.get("after") == second.get("after")
+        return first.get("after") == second.get("after") and first.get("only") == second.get("only")
+
+
+def _is_uuid(value: Any) -> bool:
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return True

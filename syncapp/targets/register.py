@@ -24,6 +24,7 @@ from syncapp.bulk import rows_insert, rows_update
 from syncapp.hashing import canonical_json
 from syncapp.ids import uuid7
 from syncapp.models import Object, Schema, Synchronization
+from syncapp.pushes import changes_push
 from syncapp.targets import InvalidObject, Outcome, TargetError, Write, writer_type
 
 logger = logging.getLogger(__name__)
@@ -114,20 +115,27 @@ def validate_register_object(*, schema: Schema, data: Any) -> None:
 
 
 def register_object_save(*, obj: Object) -> Object:
-    """Validate and save one object (new or changed), as the admin and the API do."""
+    """Validate and save one object (new or changed), as the admin and the API do; push the change."""
     validate_register_object(schema=obj.schema, data=obj.data)
+    event = "create" if obj._state.adding else "update"
     obj.save()
+    changes_push(schema_id=obj.schema_id, changes=[(str(obj.pk), event)])
     return obj
 
 
 def register_objects_delete(*, objects: Iterable[Object] | None = None, schema: Schema | None = None,
-                            target_ids: Iterable[str] = ()) -> int:
-    """Delete objects, given as records or as ids of one schema; return how many were deleted."""
+                            target_ids: Iterable[str] = (), written_by: Synchronization | None = None) -> int:
+    """Delete objects, given as records or as ids of one schema; return how many were deleted; push the
+    deletions (`written_by`: the synchronization deleting them, whose source is not pushed to)."""
     ids = [obj.pk for obj in objects or ()]
     query = Object.objects.filter(pk__in=ids)
     if schema is not None:
         query = Object.objects.filter(pk__in=[*ids, *target_ids], schema=schema)
+    gone = list(query.values_list("pk", "schema_id"))
     deleted, _ = query.delete()
+    for schema_id in {schema_id for _, schema_id in gone}:
+        changes_push(schema_id=schema_id, changes=[(str(pk), "delete") for pk, of in gone if of == schema_id],
+                     written_by=written_by)
     return deleted
 
 
@@ -145,6 +153,7 @@ class RegisterWriter:
     """Write the mapped objects of a chunk to a schema of the register, in bulk."""
 
     def __init__(self, synchronization: Synchronization):
+        self.synchronization = synchronization
         self.schema: Schema = synchronization.target_schema
         self.check = schema_check(self.schema)
 
@@ -218,6 +227,10 @@ class RegisterWriter:
         rows_insert(Object, creates)
         if updates:
             rows_update(Object, updates, ["data", "updated_at"])
+        changes_push(
+            schema_id=self.schema.pk, written_by=self.synchronization,
+            changes=[(str(o.target_id), "create" if o.kind == Outcome.CREATED else "update") for o in outcomes],
+        )
         return outcomes
 
     def _write_one(self, write: Write) -> Outcome:
@@ -237,7 +250,7 @@ class RegisterWriter:
             return Outcome(Outcome.FAILED, error=f"{type(error).__name__}: {error}".strip())
 
     def delete(self, target_ids: list[str]) -> None:
-        register_objects_delete(schema=self.schema, target_ids=target_ids)
+        register_objects_delete(schema=self.schema, target_ids=target_ids, written_by=self.synchronization)
 
 
 __all__ = [

@@ -15,20 +15,24 @@ pytestmark = pytest.mark.usefixtures("transactional_db", "in_process_tasks")
 
 
 def register_to(target: TargetApi, *, count: int, **source_config) -> Synchronization:
+    """Fill a schema with `count` objects, then make the synchronization that reads it. These tests are
+    about full runs: only creations are pushed, and none of those `count` objects is."""
     bundle_import({
-        "sources": [{"reference": "crm", "location": target.url}],
         "registers": [{"reference": "zoo", "schemas": [{"reference": "animal", "schema": {"type": "object"}}]}],
-        "mappings": [{"reference": "out", "mapping": {"name": "name", "uuid": "id"}}],
-        "synchronizations": [{
-            "reference": "outgoing", "sourceType": "register/schema", "sourceId": "zoo/animal",
-            "sourceConfig": {"pageSize": 7, **source_config}, "sourceTargetMapping": "out",
-            "conditions": {"!=": [{"var": "name"}, "secret"]},
-            "targetType": "api", "targetId": "crm", "targetConfig": {"endpoint": "/items"},
-        }],
     })
     schema = Schema.objects.get(reference="animal")
     for number in range(count):
         register_object_save(obj=Object(schema=schema, data={"name": f"animal {number}"}))
+    bundle_import({
+        "sources": [{"reference": "crm", "location": target.url}],
+        "mappings": [{"reference": "out", "mapping": {"name": "name", "uuid": "id"}}],
+        "synchronizations": [{
+            "reference": "outgoing", "sourceType": "register/schema", "sourceId": "zoo/animal",
+            "sourceConfig": {"pageSize": 7, "triggerOnlyOnEvents": ["create"], **source_config},
+            "sourceTargetMapping": "out", "conditions": {"!=": [{"var": "name"}, "secret"]},
+            "targetType": "api", "targetId": "crm", "targetConfig": {"endpoint": "/items"},
+        }],
+    })
     return Synchronization.objects.get(reference="outgoing")
 
 

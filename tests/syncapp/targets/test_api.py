@@ -71,12 +71,12 @@ class TargetApi:
             if method == "POST" and parts == ["items"]:
                 key = headers.get("Idempotency-Key")
                 if key and key in self.keys:
-                    return 201, {"id": self.keys[key], **self.items[self.keys[key]]}, {}
+                    return 201, {**self.items[self.keys[key]], "id": self.keys[key]}, {}
                 new_id = f"t{next(self.numbers)}"
                 self.items[new_id] = body
                 if key:
                     self.keys[key] = new_id
-                return 201, {"id": new_id, **body}, {}
+                return 201, {**body, "id": new_id}, {}
             if len(parts) == 2 and parts[0] == "items":
                 if parts[1] not in self.items:
                     return 404, {"detail": "not found"}, {}
@@ -84,7 +84,7 @@ class TargetApi:
                     del self.items[parts[1]]
                     return 204, None, {}
                 self.items[parts[1]] = body if method == "PUT" else {**self.items[parts[1]], **body}
-                return 200, {"id": parts[1], **self.items[parts[1]]}, {}
+                return 200, {**self.items[parts[1]], "id": parts[1]}, {}
             return 400, {"detail": "no such route"}, {}
 
     def of(self, method: str) -> list[tuple[str, Any]]:

@@ -1,0 +1,152 @@
+"""Pushes on change: a register object saved or deleted reaches the synchronizations that read its
+schema, after commit, without echoing back to where it came from."""
+from __future__ import annotations
+
+import pytest
+from django.db import transaction
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from contracts.models import SynchronizationRun
+from syncapp import pushes
+from syncapp.configuration import ConfigurationInvalid, bundle_import
+from syncapp.models import Object, Schema, Synchronization
+from syncapp.sample_source import SampleSource, generate_animals
+from syncapp.targets.register import register_object_save, register_objects_delete
+from tests.syncapp.targets.test_api import TargetApi
+
+pytestmark = pytest.mark.usefixtures("transactional_db", "in_process_tasks")
+
+
+def pushing(target: TargetApi, *, reference: str = "push", target_source: str = "crm", **source_config) -> None:
+    bundle_import({
+        "sources": [{"reference": target_source, "location": target.url}],
+        "registers": [{"reference": "zoo", "schemas": [{"reference": "animal", "schema": {"type": "object"}}]}],
+        "synchronizations": [{
+            "reference": reference, "sourceType": "register/schema", "sourceId": "zoo/animal",
+            "sourceConfig": source_config, "targetType": "api", "targetId": target_source,
+            "targetConfig": {"endpoint": "/items"},
+        }],
+    })
+
+
+def schema() -> Schema:
+    return Schema.objects.get(reference="animal")
+
+
+def test_an_object_saved_through_the_api_reaches_the_target_once_after_commit(admin_user):
+    with TargetApi() as target:
+        pushing(target)
+        client = APIClient()
+        client.force_authenticate(admin_user)
+
+        answer = client.post("/api/objects/", {"schema": schema().pk, "data": {"name": "Lulu"}}, format="json")
+
+    assert answer.status_code == 201, answer.content
+    assert [body["name"] for _, body in target.of("POST")] == ["Lulu"]
+    run = SynchronizationRun.objects.get()
+    assert (run.trigger, run.status, run.created, run.scope) == ("event", "succeeded", 1, [answer.json()["uuid"]])
+
+
+def test_a_rolled_back_save_pushes_nothing():
+    with TargetApi() as target:
+        pushing(target)
+
+        with pytest.raises(RuntimeError), transaction.atomic():
+            register_object_save(obj=Object(schema=schema(), data={"name": "Ghost"}))
+            raise RuntimeError("the request failed after the save")
+
+    assert target.calls == [] and not SynchronizationRun.objects.exists()
+
+
+def test_an_update_and_a_delete_reach_the_target_and_nothing_else_is_touched():
+    with TargetApi() as target:
+        pushing(target)
+        lulu = register_object_save(obj=Object(schema=schema(), data={"name": "Lulu"}))
+        register_object_save(obj=Object(schema=schema(), data={"name": "Momo"}))
+
+        lulu.data = {"name": "Lulu II"}
+        register_object_save(obj=lulu)
+        register_objects_delete(objects=[lulu])
+
+    assert [body["name"] for _, body in target.of("PUT")] == ["Lulu II"]
+    assert len(target.of("DELETE")) == 1
+    assert [item["name"] for item in target.items.values()] == ["Momo"]
+    assert [run.status for run in SynchronizationRun.objects.order_by("pk")] == ["succeeded"] * 4
+
+
+def test_only_the_events_asked_for_start_a_push():
+    with TargetApi() as target:
+        pushing(target, triggerOnlyOnEvents=["delete"])
+        lulu = register_object_save(obj=Object(schema=schema(), data={"name": "Lulu"}))
+        assert target.calls == []
+
+        register_objects_delete(objects=[lulu])
+
+    # Nothing was sent for the creation, so there is nothing at the target to delete either
+    assert target.calls == []
+    assert SynchronizationRun.objects.get().scope == [str(lulu.pk)]
+
+
+def test_changes_while_a_run_is_active_gather_into_one_run_waiting_behind_it():
+    with TargetApi() as target:
+        pushing(target)
+        sync = Synchronization.objects.get(reference="push")
+        active = SynchronizationRun.objects.create(synchronization=sync, status="running", heartbeat_at=timezone.now())
+
+        saved = [register_object_save(obj=Object(schema=schema(), data={"name": f"n{n}"})) for n in range(5)]
+
+        waiting = SynchronizationRun.objects.get(waiting=True)
+        assert waiting.scope == sorted(str(obj.pk) for obj in saved)
+        assert target.calls == []
+
+        from syncapp import runs as sync_runs
+
+        sync_runs.run_cancel(run=active)
+
+    waiting.refresh_from_db()
+    assert (waiting.status, waiting.created) == ("succeeded", 5)
+    assert len(target.items) == 5
+
+
+def test_an_object_pulled_into_the_register_is_not_pushed_back_to_the_source_it_came_from():
+    animals = generate_animals(count=6, seed=2)
+    with SampleSource(records=animals, page_size=10) as source, TargetApi() as elsewhere:
+        # Given a pull from the zoo API into the register, a push back to the zoo API, and a push elsewhere
+        bundle_import({
+            "sources": [
+                {"reference": "zoo-api", "location": source.url}, {"reference": "crm", "location": elsewhere.url},
+            ],
+            "registers": [{"reference": "zoo", "schemas": [{"reference": "animal", "schema": {"type": "object"}}]}],
+            "synchronizations": [
+                {"reference": "pull", "sourceType": "api", "sourceId": "zoo-api",
+                 "sourceConfig": {"endpoint": "/animals", "resultsPosition": "results",
+                                  "pagination": {"type": "next", "nextPath": "next"}},
+                 "targetType": "register/schema", "targetId": "zoo/animal"},
+                {"reference": "back", "sourceType": "register/schema", "sourceId": "zoo/animal",
+                 "targetType": "api", "targetId": "zoo-api", "targetConfig": {"endpoint": "/animals"}},
+                {"reference": "out", "sourceType": "register/schema", "sourceId": "zoo/animal",
+                 "targetType": "api", "targetId": "crm", "targetConfig": {"endpoint": "/items"}},
+            ],
+        })
+        from syncapp import runs as sync_runs
+
+        pull = sync_runs.run_start(synchronization=Synchronization.objects.get(reference="pull"))
+
+    pull.refresh_from_db()
+    assert (pull.status, pull.created) == ("succeeded", 6), pull.error_message
+    assert not SynchronizationRun.objects.filter(synchronization__reference="back").exists()
+    assert [source_path for source_path in source.requests if "POST" in source_path] == []
+    pushed = SynchronizationRun.objects.get(synchronization__reference="out")
+    assert (pushed.trigger, pushed.created) == ("event", 6)
+    assert len(elsewhere.items) == 6
+
+
+def test_trigger_events_are_checked_when_saved():
+    with TargetApi() as target, pytest.raises(ConfigurationInvalid, match="triggerOnlyOnEvents: must be a list"):
+        pushing(target, triggerOnlyOnEvents=["saved"])
+
+
+def test_push_events_default_to_every_event():
+    assert pushes.push_events({}) == ("create", "update", "delete")
+    assert pushes.push_events({"triggerOnlyOnEvents": ["update"]}) == ("update",)

@@ -253,3 +253,65 @@ def test_a_worker_killed_while_an_api_target_answers_a_chunk_creates_no_duplicat
     assert set(contracts.values_list("target_id", flat=True)) == set(target.items)
     # and only the held one was sent twice
     assert len(target.of("POST")) == 21
+
+
+def test_a_register_object_saved_through_the_api_is_pushed_by_a_worker_once_and_a_pull_is_not_pushed_back(
+    worker, admin_user
+):
+    from rest_framework.test import APIClient
+
+    from syncapp.configuration import bundle_import
+    from syncapp.models import Schema
+    from syncapp.sample_source import SampleSource
+    from tests.syncapp.targets.test_api import TargetApi
+
+    animals = generate_animals(count=4, seed=8)
+    with SampleSource(records=animals, page_size=10) as source, TargetApi() as crm:
+        # Given a pull from the zoo API into the register, and pushes of the register to the CRM and back
+        bundle_import({
+            "sources": [{"reference": "zoo-api", "location": source.url}, {"reference": "crm", "location": crm.url}],
+            "registers": [{"reference": "zoo", "schemas": [{"reference": "animal", "schema": {"type": "object"}}]}],
+            "synchronizations": [
+                {"reference": "pull", "sourceType": "api", "sourceId": "zoo-api",
+                 "sourceConfig": {"endpoint": "/animals", "resultsPosition": "results",
+                                  "pagination": {"type": "next", "nextPath": "next"}},
+                 "targetType": "register/schema", "targetId": "zoo/animal"},
+                {"reference": "back", "sourceType": "register/schema", "sourceId": "zoo/animal",
+                 "targetType": "api", "targetId": "zoo-api", "targetConfig": {"endpoint": "/animals"}},
+                {"reference": "out", "sourceType": "register/schema", "sourceId": "zoo/animal",
+                 "targetType": "api", "targetId": "crm", "targetConfig": {"endpoint": "/items"}},
+            ],
+        })
+        client = APIClient()
+        client.force_authenticate(admin_user)
+
+        # When an object is saved through the REST API
+        answer = client.post("/api/objects/", {"schema": Schema.objects.get().pk, "data": {"name": "Lulu"}},
+                             format="json")
+        assert answer.status_code == 201, answer.content
+
+        # Then the worker pushes it to both targets, once
+        def pushed() -> list[SynchronizationRun]:
+            return list(SynchronizationRun.objects.filter(trigger="event"))
+
+        deadline = time.monotonic() + 90
+        while len(pushed()) < 2 or any(run.status in SynchronizationRun.ACTIVE_STATUSES for run in pushed()):
+            assert time.monotonic() < deadline, worker.log()
+            time.sleep(0.2)
+        assert [body["name"] for _, body in crm.of("POST")] == ["Lulu"]
+
+        # And when the pull writes the zoo's animals into the register
+        pull = wait_for_run(
+            sync_runs.run_start(synchronization=Synchronization.objects.get(reference="pull")), timeout=90
+        )
+        deadline = time.monotonic() + 90
+        while len(crm.items) < 5 or any(run.status in SynchronizationRun.ACTIVE_STATUSES for run in pushed()):
+            assert time.monotonic() < deadline, worker.log()
+            time.sleep(0.2)
+
+    # They reach the CRM, and none goes back to the zoo API they came from
+    assert pull.created == 4
+    assert sorted(item["name"] for item in crm.items.values()) == sorted(["Lulu", *(a["name"] for a in animals)])
+    # (the push back ran for Lulu only, the object saved here; the sample source takes no writes)
+    back = SynchronizationRun.objects.filter(synchronization__reference="back")
+    assert [run.scope for run in back] == [[answer.json()["uuid"]]]

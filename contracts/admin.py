@@ -1,8 +1,13 @@
+import json
+
 from django.contrib import admin, messages
+from django.utils.html import format_html
 
 from contracts.models import ContractLog, RunPage, SynchronizationContract, SynchronizationRun
 from syncapp import permissions
+from syncapp.models import Object
 from syncapp.runs.recover import run_cancel
+from syncapp.write_back import conflict_resolve
 
 
 class RunPageInline(admin.TabularInline):
@@ -38,7 +43,35 @@ class SynchronizationContractAdmin(admin.ModelAdmin):
     list_display = ["origin_id", "synchronization", "status", "target_last_action", "target_id", "updated_at"]
     list_filter = ["synchronization", "status", "target_last_action"]
     search_fields = ["origin_id", "target_id"]
-    readonly_fields = ["reference", "created_at", "updated_at"]
+    readonly_fields = ["reference", "versions", "created_at", "updated_at"]
+    actions = ["keep_source", "keep_register"]
+
+    @admin.display(description="Versions (a conflict: both sides changed)")
+    def versions(self, contract: SynchronizationContract) -> str:
+        if contract.status != SynchronizationContract.Status.CONFLICT:
+            return "-"
+        obj = Object.objects.filter(pk=contract.target_id).first() if contract.target_id else None
+        incoming = contract.logs.filter(status=SynchronizationContract.Status.CONFLICT).order_by("-created_at").first()
+        return format_html(
+            "<p>In the register:</p><pre>{}</pre><p>From the source:</p><pre>{}</pre>",
+            json.dumps(obj.data if obj else None, indent=1, ensure_ascii=False),
+            json.dumps(incoming.target_object if incoming else None, indent=1, ensure_ascii=False),
+        )
+
+    def _resolve(self, request, queryset, *, keep: str) -> None:
+        conflicts = queryset.filter(status=SynchronizationContract.Status.CONFLICT)
+        for contract in conflicts:
+            conflict_resolve(contract=contract, keep=keep)
+        self.message_user(request, f"resolved {len(conflicts)} conflict(s)",
+                          messages.SUCCESS)
+
+    @admin.action(description="Resolve conflicts: keep the source's version", permissions=["change"])
+    def keep_source(self, request, queryset) -> None:
+        self._resolve(request, queryset, keep="source")
+
+    @admin.action(description="Resolve conflicts: keep the register's version", permissions=["change"])
+    def keep_register(self, request, queryset) -> None:
+        self._resolve(request, queryset, keep="target")
 
 
 @admin.register(ContractLog)

@@ -192,6 +192,8 @@ class SynchronizationContract(models.Model):
         INVALID = "invalid"
         FAILED = "failed"
         DELETED = "deleted"
+        # Changed at the source and at the target since the last sync (two-way sync, conflictWinner manual).
+        CONFLICT = "conflict"
 
     reference = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     # Indexed by the unique (synchronization, origin id) constraint.

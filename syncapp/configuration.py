@@ -32,6 +32,7 @@ from syncapp.sources.api import configuration_problems, source_config_problems
 from syncapp.sources.register import register_source_config_problems
 from syncapp.targets.api import target_config_problems
 from syncapp.targets.register import check_json_schema
+from syncapp.write_back import write_back_problems
 
 REFERENCE_PATTERN = re.compile(r"^[-a-zA-Z0-9_]+$")
 MAX_REFERENCE_LENGTH = 120  # the lengths of the reference and name columns
@@ -285,6 +286,7 @@ def bundle_validate(bundle: Any) -> None:
         check.json_object(path, item, "targetConfig")
         if target_type == Synchronization.TargetType.API:
             check.problems.extend(target_config_problems(item.get("targetConfig"), path=f"{path}.targetConfig"))
+        check.problems.extend(write_back_problems(item, path=path))
         follow_ups = item.get("followUps") or []
         if not isinstance(follow_ups, list):
             check.add(f"{path}.followUps", "must be a list of synchronization references")

@@ -51,6 +51,11 @@ def changes_push(
     changes = list(changes)
     if not changes:
         return
+    from syncapp.write_back import changes_write_back
+
+    changed = sorted({object_id for object_id, event in changes if event == "update"})
+    if changed:
+        changes_write_back(schema_id=schema_id, object_ids=changed, written_by=written_by)
     readers = Synchronization.objects.filter(
         source_type=Synchronization.SourceType.REGISTER, source_schema_id=schema_id, is_enabled=True
     ).values_list("pk", "source_config", "target_source_id")

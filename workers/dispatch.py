@@ -28,6 +28,7 @@ SYNC_PAGE = "workers.tasks.sync_page"
 SYNC_CHUNK = "workers.tasks.sync_chunk"
 SYNC_FOLLOW_UPS = "workers.tasks.sync_follow_ups"
 SYNC_PUSH = "workers.tasks.sync_push"
+SYNC_WRITE_BACK = "workers.tasks.sync_write_back"
 
 
 # Transient errors of a task run in process (SQLite locked past its busy timeout, a dropped database
@@ -125,3 +126,8 @@ def follow_ups_start(*, run_id: int) -> None:
 def push_start(*, synchronization_id: int, object_ids: list[str]) -> None:
     """Send the push of changed register objects to a synchronization that reads them."""
     _send(SYNC_PUSH, [(synchronization_id, list(object_ids))])
+
+
+def write_back(*, synchronization_id: int, object_ids: list[str]) -> None:
+    """Send the write-back of register objects changed here to the source of a two-way synchronization."""
+    _send(SYNC_WRITE_BACK, [(synchronization_id, list(object_ids))])

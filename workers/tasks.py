@@ -11,7 +11,7 @@ from django.db import InterfaceError, OperationalError
 from kombu.exceptions import OperationalError as BrokerError
 
 from contracts import runs
-from syncapp import follow_ups, pushes, schedules
+from syncapp import follow_ups, pushes, schedules, write_back
 from syncapp.http import RateLimited
 from syncapp.runs import chunks, pages, recover, resend
 from workers import dispatch
@@ -111,6 +111,13 @@ def sync_follow_ups(run_id: int) -> None:
 def sync_push(synchronization_id: int, object_ids: list[str]) -> None:
     """Start a run of a synchronization for the register objects that changed."""
     pushes.push_start(synchronization_id=synchronization_id, object_ids=object_ids)
+
+
+# Safe to run twice: an object whose version went back already is found unchanged here.
+@shared_task(acks_late=True, **RETRY)
+def sync_write_back(synchronization_id: int, object_ids: list[str]) -> None:
+    """Send register objects changed here back to the source of a two-way synchronization."""
+    write_back.write_back(synchronization_id=synchronization_id, object_ids=object_ids)
 
 
 @shared_task(acks_late=True, **RETRY)

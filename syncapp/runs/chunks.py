@@ -170,13 +170,14 @@ def chunk_write(
     ]
     outcomes = context.writer.write(
         [Write(target_id=contract.target_id, data=item.target_object, origin_id=item.origin_id,
-               key=f"run-{run_id}/{item.origin_id}")
+               key=f"run-{run_id}/{item.origin_id}", known_hash=contract.target_hash)
          for item, contract in writes]
     )
     outcome_of = {id(contract): outcome for (_, contract), outcome in zip(writes, outcomes, strict=True)}
     logs: list[dict[str, Any]] = []
     written: list[tuple[Item, Contract]] = []
     retry_chunks: list[RunChunk] = []
+    kept: list[str] = []  # changed at the target too, and the target wins: its version goes back
     for item, contract in todo:
         outcome = outcome_of.get(id(contract))
         if outcome is None:
@@ -193,7 +194,9 @@ def chunk_write(
         if outcome.kind == Outcome.RETRY:
             outcome = Outcome(Outcome.FAILED, error=f"{outcome.error} (after {OBJECT_ATTEMPTS} attempts)")
         contract_apply(contract=contract, item=item, outcome=outcome, context=context, now=now, run_id=run_id)
-        tally.add(outcome.kind)
+        if outcome.kind == Outcome.KEPT:
+            kept.append(contract.target_id)
+        tally.add({Outcome.CONFLICT: "failed", Outcome.KEPT: "unchanged"}.get(outcome.kind, outcome.kind))
         logs.append(log_row(
             facts=facts, run_id=run_id, contract=contract, item=item, now=now,
             action=contract.target_last_action if not contract.last_error else "", response=outcome.response,
@@ -212,6 +215,8 @@ def chunk_write(
     rows_insert(ContractLog, logs)
     created = RunChunk.objects.bulk_create(retry_chunks) if retry_chunks else []
     tally.record(run_id=run_id)
+    if kept:
+        dispatch.write_back(synchronization_id=facts.synchronization_id, object_ids=kept)
     return [(retry.pk, retry_countdown(retry.attempt)) for retry in created]
 
 
@@ -309,7 +314,15 @@ def contract_apply(*, contract: Contract, item: Item, outcome: Outcome, context:
         contract.target_last_action = Contract.Action.CREATE if created else Contract.Action.UPDATE
         contract.last_error = ""
         return
-    contract.status = Contract.Status.INVALID if outcome.kind == Outcome.INVALID else Contract.Status.FAILED
+    if outcome.kind == Outcome.KEPT:
+        # The source's version is not written: the next run sees it as known, the target's goes back.
+        contract.origin_hash = item.origin_hash
+        contract.status = Contract.Status.SYNCED
+        contract.last_error = ""
+        return
+    contract.status = {
+        Outcome.INVALID: Contract.Status.INVALID, Outcome.CONFLICT: Contract.Status.CONFLICT,
+    }.get(outcome.kind, Contract.Status.FAILED)
     contract.last_error = log_text(outcome.error)
 
 

@@ -29,6 +29,8 @@ class Write:
     origin_id: str = ""
     # Names this write of this run, the same when the write is tried again (an idempotency key).
     key: str = ""
+    # The hash of what was last written there: a target that holds something else was changed there.
+    known_hash: str = ""
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,10 @@ class Outcome:
     INVALID: ClassVar[str] = "invalid"
     FAILED: ClassVar[str] = "failed"
     RETRY: ClassVar[str] = "retry"
+    # Two-way sync: changed at the target too since the last sync. CONFLICT leaves both for a person;
+    # KEPT keeps the target's version (conflictWinner target), which then goes back to the source.
+    CONFLICT: ClassVar[str] = "conflict"
+    KEPT: ClassVar[str] = "kept"
 
 
 class Writer(Protocol):

@@ -21,7 +21,7 @@ from jsonschema.exceptions import SchemaError
 from jsonschema.validators import validator_for
 
 from syncapp.bulk import rows_insert, rows_update
-from syncapp.hashing import canonical_json
+from syncapp.hashing import canonical_json, hash_value
 from syncapp.ids import uuid7
 from syncapp.models import Object, Schema, Synchronization
 from syncapp.pushes import changes_push
@@ -156,6 +156,10 @@ class RegisterWriter:
         self.synchronization = synchronization
         self.schema: Schema = synchronization.target_schema
         self.check = schema_check(self.schema)
+        # Two-way sync (sourceConfig.writeBack): an object changed here since the last sync is a
+        # conflict the source's version does not simply overwrite, unless the source wins.
+        config = synchronization.source_config or {}
+        self.winner = str(config.get("conflictWinner") or "source") if config.get("writeBack") else "source"
 
     @staticmethod
     def problem(synchronization: Synchronization) -> str | None:
@@ -210,12 +214,23 @@ class RegisterWriter:
     def _write_many(self, writes: list[Write]) -> list[Outcome]:
         now = timezone.now()
         wanted = [write.target_id for write in writes if write.target_id]
-        present = self.existing(wanted)
+        present = self.existing(wanted) if self.winner == "source" else self._present_with_hashes(wanted)
         creates: list[dict[str, Any]] = []
         updates: list[Object] = []
         outcomes = []
         for write in writes:
-            if write.target_id and write.target_id in present:
+            changed_here = (
+                isinstance(present, dict) and write.target_id in present and write.known_hash
+                and present[write.target_id] != write.known_hash
+            )
+            if changed_here and self.winner == "target":
+                outcomes.append(Outcome(Outcome.KEPT, target_id=write.target_id))
+            elif changed_here:
+                outcomes.append(Outcome(
+                    Outcome.CONFLICT, target_id=write.target_id,
+                    error="changed in the register and at the source since the last sync: resolve it in the admin",
+                ))
+            elif write.target_id and write.target_id in present:
                 updates.append(Object(pk=write.target_id, schema=self.schema, data=write.data, updated_at=now))
                 outcomes.append(Outcome(Outcome.UPDATED, target_id=write.target_id))
             else:
@@ -229,9 +244,17 @@ class RegisterWriter:
             rows_update(Object, updates, ["data", "updated_at"])
         changes_push(
             schema_id=self.schema.pk, written_by=self.synchronization,
-            changes=[(str(o.target_id), "create" if o.kind == Outcome.CREATED else "update") for o in outcomes],
+            changes=[(str(o.target_id), "create" if o.kind == Outcome.CREATED else "update") for o in outcomes
+                     if o.kind in (Outcome.CREATED, Outcome.UPDATED)],
         )
         return outcomes
+
+    def _present_with_hashes(self, target_ids: list[str]) -> dict[str, str]:
+        """Return the hash of each object still there (two-way sync: to see what changed here)."""
+        if not target_ids:
+            return {}
+        rows = Object.objects.filter(schema=self.schema, pk__in=target_ids).values_list("pk", "data")
+        return {str(pk): hash_value(data) for pk, data in rows}
 
     def _write_one(self, write: Write) -> Outcome:
         try:

@@ -67,7 +67,9 @@ class TargetApi:
             refused = self.refuse(body) if body is not None else None
             if refused:
                 return refused, {"errors": {"name": "is not acceptable"}}, {}
-            parts = path.strip("/").split("/")
+            parts = path.split("?", 1)[0].strip("/").split("/")
+            if method == "GET" and parts == ["items"]:
+                return 200, {"results": [{**item, "id": key} for key, item in self.items.items()]}, {}
             if method == "POST" and parts == ["items"]:
                 key = headers.get("Idempotency-Key")
                 if key and key in self.keys:

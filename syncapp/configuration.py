@@ -285,7 +285,9 @@ def bundle_validate(bundle: Any) -> None:
             check.add(f"{path}.targetId", f"no source with reference {target_id!r}")
         check.json_object(path, item, "targetConfig")
         if target_type == Synchronization.TargetType.API:
-            check.problems.extend(target_config_problems(item.get("targetConfig"), path=f"{path}.targetConfig"))
+            check.problems.extend(target_config_problems(
+                item.get("targetConfig"), path=f"{path}.targetConfig", known_mappings=mapping_refs,
+            ))
         check.problems.extend(write_back_problems(item, path=path))
         follow_ups = item.get("followUps") or []
         if not isinstance(follow_ups, list):

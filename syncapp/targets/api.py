@@ -24,28 +24,43 @@ from syncapp.authentication import CredentialsError, authenticator_for, snippet
 from syncapp.dotpath import MISSING, get_path
 from syncapp.egress import same_origin
 from syncapp.http import HttpError, RateLimited, TransientHttpError, http_request
+from syncapp.mapping import MappingError, apply_mapping
 from syncapp.models import Synchronization
 from syncapp.sources import SourceError
 from syncapp.sources.api import call_settings, endpoint_url
 from syncapp.targets import InvalidObject, Outcome, TargetError, Write, writer_type
 
-KEYS = ("endpoint", "idPosition", "idInRequestBody", "updateEndpoint", "updateMethod", "deleteEndpoint",
-        "deleteMethod", "recreateOnNotFound")
+KEYS = ("endpoint", "idPosition", "idInRequestBody", "updateEndpoint", "updateMethod", "updateMapping",
+        "deleteEndpoint", "deleteMethod", "deleteMapping", "recreateOnNotFound")
 UPDATE_METHODS = ("PUT", "PATCH", "POST")
 DELETE_METHODS = ("DELETE", "POST", "PUT", "PATCH")
 TEMPLATE_KEYS = ("endpoint", "updateEndpoint", "deleteEndpoint")
 
 
-def target_config_problems(config: Any, *, path: str = "targetConfig") -> list[str]:
-    """Return the problems of an api target's configuration, each with its path."""
+def _mapping_known(reference: str, known: set[str] | None) -> bool:
+    from syncapp.models import Mapping
+
+    return (known is not None and reference in known) or Mapping.objects.filter(reference=reference).exists()
+
+
+def target_config_problems(
+    config: Any, *, path: str = "targetConfig", known_mappings: set[str] | None = None
+) -> list[str]:
+    """Return the problems of an api target's configuration, each with its path (`known_mappings`: the
+    references of mappings about to be saved with it)."""
     if config in (None, {}):
         return []
     if not isinstance(config, dict):
         return [f"{path}: must be an object"]
     problems = [f"{path}.{key}: unknown key (known: {', '.join(KEYS)})" for key in config if key not in KEYS]
-    for key in ("endpoint", "idPosition", "idInRequestBody", "updateEndpoint", "deleteEndpoint"):
+    for key in ("endpoint", "idPosition", "idInRequestBody", "updateEndpoint", "deleteEndpoint", "updateMapping",
+                "deleteMapping"):
         if key in config and not isinstance(config[key], str):
             problems.append(f"{path}.{key}: must be text")
+    for key in ("updateMapping", "deleteMapping"):
+        reference = config.get(key)
+        if isinstance(reference, str) and reference and not _mapping_known(reference, known_mappings):
+            problems.append(f"{path}.{key}: no mapping with reference {reference!r}")
     for key, allowed in (("updateMethod", UPDATE_METHODS), ("deleteMethod", DELETE_METHODS)):
         value = config.get(key)
         if value is not None and (not isinstance(value, str) or value.upper() not in allowed):
@@ -79,6 +94,9 @@ class ApiWriter:
         self.delete_endpoint = self.config.get("deleteEndpoint") or self.update_endpoint
         self.update_method = str(self.config.get("updateMethod") or "PUT").upper()
         self.delete_method = str(self.config.get("deleteMethod") or "DELETE").upper()
+        # The bodies of updates and deletions, when they are not the mapped object (and no body).
+        self.update_mapping = _spec(self.config.get("updateMapping"))
+        self.delete_mapping = _spec(self.config.get("deleteMapping"))
 
     @staticmethod
     def problem(synchronization: Synchronization) -> str | None:
@@ -100,12 +118,11 @@ class ApiWriter:
 
     def delete(self, target_ids: list[str]) -> None:
         for target_id in target_ids:
+            variables = {"targetId": target_id, "object": None, "originId": None}
             try:
-                response = self._send(
-                    self.delete_method, self.delete_endpoint, variables={"targetId": target_id, "object": None,
-                                                                          "originId": None},
-                )
-            except (HttpError, RateLimited, SourceError, CredentialsError) as error:
+                body = _mapped(self.delete_mapping, {"targetId": target_id}) if self.delete_mapping else None
+                response = self._send(self.delete_method, self.delete_endpoint, variables=variables, body=body)
+            except (HttpError, RateLimited, SourceError, CredentialsError, MappingError) as error:
                 raise TargetError(f"deleting {target_id}: {error}") from None
             if response.status_code >= 400 and response.status_code != 404:  # gone already is deleted
                 raise TargetError(self._refusal(response, f"deleting {target_id}"))
@@ -116,7 +133,8 @@ class ApiWriter:
         variables = {"originId": write.origin_id, "targetId": write.target_id, "object": write.data}
         try:
             if write.target_id:
-                response = self._send(self.update_method, self.update_endpoint, variables=variables, body=write.data)
+                body = _mapped(self.update_mapping, write.data) if self.update_mapping else write.data
+                response = self._send(self.update_method, self.update_endpoint, variables=variables, body=body)
                 if response.status_code == 404 and self.config.get("recreateOnNotFound"):
                     return self._create(write, {**variables, "targetId": None})
                 if response.status_code < 300:
@@ -127,6 +145,8 @@ class ApiWriter:
             return Outcome(Outcome.RETRY, error=str(error))
         except (HttpError, SourceError, CredentialsError) as error:
             return Outcome(Outcome.FAILED, error=str(error))
+        except MappingError as error:
+            return Outcome(Outcome.INVALID, error=f"updateMapping: {error}")
 
     def _create(self, write: Write, variables: dict[str, Any]) -> Outcome:
         # A target that honours idempotency keys creates nothing twice even for a call whose answer
@@ -185,3 +205,23 @@ class ApiWriter:
             return response.json()
         except ValueError:
             return snippet(response.text, ())
+
+
+def _spec(reference: Any):
+    """Return the mapping a targetConfig key names, ready to apply; None when it names none."""
+    if not reference:
+        return None
+    from syncapp.models import Mapping
+    from syncapp.runs.context import mapping_spec
+
+    mapping = Mapping.objects.filter(reference=reference).first()
+    if mapping is None:
+        raise TargetError(f"targetConfig: no mapping with reference {reference!r}")
+    return mapping_spec(mapping)
+
+
+def _mapped(spec: Any, data: Any) -> Any:
+    from syncapp.runs.context import resolve_mapping
+
+    return apply_mapping(spec=spec, data=data if isinstance(data, dict) else {"value": data},
+                         resolve_mapping=resolve_mapping)

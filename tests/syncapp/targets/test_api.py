@@ -258,3 +258,21 @@ def test_a_bad_target_configuration_is_refused_when_saved(config, problem):
         outgoing("http://127.0.0.1:9", target, **config)
 
     assert any(p.startswith(f"synchronizations[0].{problem}") for p in caught.value.problems), caught.value.problems
+
+
+def test_an_update_mapping_shapes_the_update_body():
+    with SampleSource(records=ANIMALS[:3], page_size=10) as source, TargetApi() as target:
+        bundle_import({"mappings": [{"reference": "only-name", "mapping": {"name": "name"}}]})
+        sync = outgoing(source.url, target, updateMethod="PATCH", updateMapping="only-name")
+        run(sync)
+        source.update_record(ANIMALS[0]["id"], name="Renamed")
+
+        second = run(sync)
+
+    assert second.updated == 1, second.error_message
+    assert [body for _, body in target.of("PATCH")] == [{"name": "Renamed"}]
+
+
+def test_an_update_mapping_that_does_not_exist_is_refused_when_saved():
+    with TargetApi() as target, pytest.raises(ConfigurationInvalid, match="updateMapping: no mapping with reference"):
+        outgoing("http://127.0.0.1:9", target, updateMapping="nowhere")

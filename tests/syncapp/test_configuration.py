@@ -603,3 +603,9 @@ def test_the_example_bundle_in_the_repository_is_valid():
     bundle = json.loads((Path(__file__).resolve().parents[2] / "examples" / "zoo.json").read_text())
 
     bundle_validate(bundle)
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.json")),
+                         ids=lambda path: path.name)
+def test_every_example_bundle_is_valid(path):
+    bundle_validate(json.loads(path.read_text()))

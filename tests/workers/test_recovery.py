@@ -2,6 +2,7 @@
 scheduled runs one at a time, and a worker killed in the middle of a chunk loses and repeats nothing."""
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -285,7 +286,15 @@ def test_a_register_object_saved_through_the_api_is_pushed_by_a_worker_once_and_
         client = APIClient()
         client.force_authenticate(admin_user)
 
-        # When an object is saved through the REST API
+        # When a save is rolled back, and then an object is saved through the REST API
+        from django.db import transaction
+
+        from syncapp.models import Object
+        from syncapp.targets.register import register_object_save
+
+        with contextlib.suppress(RuntimeError), transaction.atomic():
+            ghost = register_object_save(obj=Object(schema=Schema.objects.get(), data={"name": "Ghost"}))
+            raise RuntimeError("the request failed after the save")
         answer = client.post("/api/objects/", {"schema": Schema.objects.get().pk, "data": {"name": "Lulu"}},
                              format="json")
         assert answer.status_code == 201, answer.content
@@ -312,6 +321,8 @@ def test_a_register_object_saved_through_the_api_is_pushed_by_a_worker_once_and_
     # They reach the CRM, and none goes back to the zoo API they came from
     assert pull.created == 4
     assert sorted(item["name"] for item in crm.items.values()) == sorted(["Lulu", *(a["name"] for a in animals)])
+    # (the rolled-back save pushed nothing anywhere)
+    assert all(str(ghost.pk) not in run.scope for run in SynchronizationRun.objects.all())
     # (the push back ran for Lulu only, the object saved here; the sample source takes no writes)
     back = SynchronizationRun.objects.filter(synchronization__reference="back")
     assert [run.scope for run in back] == [[answer.json()["uuid"]]]

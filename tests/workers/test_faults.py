@@ -7,6 +7,7 @@ import contextlib
 import os
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -193,27 +194,44 @@ def test_two_workers_keep_a_source_budget_together(on_fault_queue, tmp_path):
 
 def test_database_connections_killed_during_a_run_lose_and_duplicate_nothing(on_fault_queue):
     items = records(200)
-    with ScriptedServer(pages_of(items, size=20, delay=0.1)) as server:
-        sync = paged_sync(server)
-        run = sync_runs.run_start(synchronization=sync)
+    # Pages after the fifth wait for the gate: the first kills come while the run is surely unfinished.
+    gate = threading.Event()
+    serve = pages_of(items, size=20, delay=0.1)
 
-        deadline = time.monotonic() + 60
-        while Object.objects.count() < 20:
-            assert time.monotonic() < deadline, f"the run did not start:\n{on_fault_queue.log()}"
-            time.sleep(0.05)
-        killed = 0
-        for _ in range(4):
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = %s "
-                    "AND pid <> pg_backend_pid() AND backend_type = 'client backend'",
-                    [connection.settings_dict["NAME"]],
-                )
-                killed += cursor.fetchone()[0]
-            time.sleep(0.4)
-        written_at_kills = Object.objects.count()
+    def reply(arrival: Arrival):
+        if int(arrival.query.get("page", 1)) > 5:
+            assert gate.wait(120)
+        return serve(arrival)
 
-        run = wait_for_run(run, timeout=120)
+    def kill_connections() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = %s "
+                "AND pid <> pg_backend_pid() AND backend_type = 'client backend'",
+                [connection.settings_dict["NAME"]],
+            )
+            return cursor.fetchone()[0]
+
+    try:
+        with ScriptedServer(reply) as server:
+            sync = paged_sync(server)
+            run = sync_runs.run_start(synchronization=sync)
+
+            deadline = time.monotonic() + 60
+            while Object.objects.count() < 20:
+                assert time.monotonic() < deadline, f"the run did not start:\n{on_fault_queue.log()}"
+                time.sleep(0.05)
+            killed = kill_connections()
+            written_at_kills = Object.objects.count()
+            # Then kill them again while the rest of the run writes (wherever the workers then are).
+            gate.set()
+            for _ in range(3):
+                time.sleep(0.3)
+                killed += kill_connections()
+
+            run = wait_for_run(run, timeout=120)
+    finally:
+        gate.set()
 
     assert killed >= 1 and written_at_kills < 200
     assert_synced_exactly_once(run, count=200)

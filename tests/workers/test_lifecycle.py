@@ -160,9 +160,14 @@ def test_a_worker_killed_in_the_middle_of_a_run_leaves_every_object_exactly_once
     # Given a slow source of 300 records in 30 pages, and a worker of our own on a queue of its own
     records = [{**a, "status": "active", "id": index + 1} for index, a in enumerate((animals * 3)[:300])]
 
+    # Pages after the tenth wait for the gate: the worker is killed while the run is surely unfinished.
+    gate = threading.Event()
+
     def handler(path, query):
         time.sleep(0.15)
         page = int(query.get("page", 1))
+        if page > 10:
+            assert gate.wait(120)
         return 200, {}, {"results": records[(page - 1) * 10: page * 10]}
 
     queue = f"{TEST_QUEUE}-kill"
@@ -184,6 +189,7 @@ def test_a_worker_killed_in_the_middle_of_a_run_leaves_every_object_exactly_once
             time.sleep(0.05)
         first.kill()
         written_at_kill = Object.objects.count()
+        gate.set()
         second = WorkerProcess(queue=queue, log_path=tmp_path / "second.log", env=env)
         try:
             run = wait_for_run(run, timeout=120)

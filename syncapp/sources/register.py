@@ -42,10 +42,10 @@ class RegisterReader:
     def __init__(self, synchronization: Synchronization):
         config = synchronization.source_config or {}
         self.schema_id = synchronization.source_schema_id
-        size = config.get("pageSize", DEFAULT_PAGE_SIZE)
-        if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_PAGE_SIZE:
-            raise SourceError(f"sourceConfig.pageSize must be a whole number from 1 to {MAX_PAGE_SIZE}, got {size!r}")
-        self.page_size = size
+        problems = register_source_config_problems(config, path="sourceConfig")
+        if problems:
+            raise SourceError("; ".join(problems))
+        self.page_size = config.get("pageSize", DEFAULT_PAGE_SIZE)
         max_pages = config.get("maxPages")
         self.max_pages = max_pages if isinstance(max_pages, int) and max_pages > 0 else settings.SYNC_DEFAULT_MAX_PAGES
 

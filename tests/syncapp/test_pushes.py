@@ -30,6 +30,24 @@ def pushing(target: TargetApi, *, reference: str = "push", target_source: str = 
     })
 
 
+def pull_and_pushes(*, zoo_url: str, crm_url: str) -> dict:
+    """A bundle: a pull from the zoo API into the register, a push back to the zoo API, a push to a CRM."""
+    return {
+        "sources": [{"reference": "zoo-api", "location": zoo_url}, {"reference": "crm", "location": crm_url}],
+        "registers": [{"reference": "zoo", "schemas": [{"reference": "animal", "schema": {"type": "object"}}]}],
+        "synchronizations": [
+            {"reference": "pull", "sourceType": "api", "sourceId": "zoo-api",
+             "sourceConfig": {"endpoint": "/animals", "resultsPosition": "results",
+                              "pagination": {"type": "next", "nextPath": "next"}},
+             "targetType": "register/schema", "targetId": "zoo/animal"},
+            {"reference": "back", "sourceType": "register/schema", "sourceId": "zoo/animal",
+             "targetType": "api", "targetId": "zoo-api", "targetConfig": {"endpoint": "/animals"}},
+            {"reference": "out", "sourceType": "register/schema", "sourceId": "zoo/animal",
+             "targetType": "api", "targetId": "crm", "targetConfig": {"endpoint": "/items"}},
+        ],
+    }
+
+
 def schema() -> Schema:
     return Schema.objects.get(reference="animal")
 
@@ -113,22 +131,7 @@ def test_an_object_pulled_into_the_register_is_not_pushed_back_to_the_source_it_
     animals = generate_animals(count=6, seed=2)
     with SampleSource(records=animals, page_size=10) as source, TargetApi() as elsewhere:
         # Given a pull from the zoo API into the register, a push back to the zoo API, and a push elsewhere
-        bundle_import({
-            "sources": [
-                {"reference": "zoo-api", "location": source.url}, {"reference": "crm", "location": elsewhere.url},
-            ],
-            "registers": [{"reference": "zoo", "schemas": [{"reference": "animal", "schema": {"type": "object"}}]}],
-            "synchronizations": [
-                {"reference": "pull", "sourceType": "api", "sourceId": "zoo-api",
-                 "sourceConfig": {"endpoint": "/animals", "resultsPosition": "results",
-                                  "pagination": {"type": "next", "nextPath": "next"}},
-                 "targetType": "register/schema", "targetId": "zoo/animal"},
-                {"reference": "back", "sourceType": "register/schema", "sourceId": "zoo/animal",
-                 "targetType": "api", "targetId": "zoo-api", "targetConfig": {"endpoint": "/animals"}},
-                {"reference": "out", "sourceType": "register/schema", "sourceId": "zoo/animal",
-                 "targetType": "api", "targetId": "crm", "targetConfig": {"endpoint": "/items"}},
-            ],
-        })
+        bundle_import(pull_and_pushes(zoo_url=source.url, crm_url=elsewhere.url))
         from syncapp import runs as sync_runs
 
         pull = sync_runs.run_start(synchronization=Synchronization.objects.get(reference="pull"))

@@ -265,24 +265,12 @@ def test_a_register_object_saved_through_the_api_is_pushed_by_a_worker_once_and_
     from syncapp.models import Schema
     from syncapp.sample_source import SampleSource
     from tests.syncapp.targets.test_api import TargetApi
+    from tests.syncapp.test_pushes import pull_and_pushes
 
     animals = generate_animals(count=4, seed=8)
     with SampleSource(records=animals, page_size=10) as source, TargetApi() as crm:
         # Given a pull from the zoo API into the register, and pushes of the register to the CRM and back
-        bundle_import({
-            "sources": [{"reference": "zoo-api", "location": source.url}, {"reference": "crm", "location": crm.url}],
-            "registers": [{"reference": "zoo", "schemas": [{"reference": "animal", "schema": {"type": "object"}}]}],
-            "synchronizations": [
-                {"reference": "pull", "sourceType": "api", "sourceId": "zoo-api",
-                 "sourceConfig": {"endpoint": "/animals", "resultsPosition": "results",
-                                  "pagination": {"type": "next", "nextPath": "next"}},
-                 "targetType": "register/schema", "targetId": "zoo/animal"},
-                {"reference": "back", "sourceType": "register/schema", "sourceId": "zoo/animal",
-                 "targetType": "api", "targetId": "zoo-api", "targetConfig": {"endpoint": "/animals"}},
-                {"reference": "out", "sourceType": "register/schema", "sourceId": "zoo/animal",
-                 "targetType": "api", "targetId": "crm", "targetConfig": {"endpoint": "/items"}},
-            ],
-        })
+        bundle_import(pull_and_pushes(zoo_url=source.url, crm_url=crm.url))
         client = APIClient()
         client.force_authenticate(admin_user)
 

@@ -586,8 +586,10 @@ class _Call:
             if not (response.is_redirect and response.headers.get("Location")):
                 try:
                     body_read(response, deadline=deadline, call=f"{method} {self.shown}")
-                finally:
-                    response.close()
+                except BaseException:
+                    response.close()  # a connection left half read serves no other request
+                    raise
+                response.raw.release_conn()  # read whole: the connection goes back to the keep-alive pool
                 return response
             target = urljoin(response.url, response.headers["Location"])
             response.close()

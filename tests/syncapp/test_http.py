@@ -595,3 +595,36 @@ def test_a_test_run_that_meets_a_wait_too_long_fails_with_the_reason(settings):
         run = sync_runs.run_test(synchronization=sync)
 
     assert run.status == "failed" and "answered 429" in run.error_message
+
+
+def test_calls_to_one_source_share_one_keep_alive_connection():
+    # Answers are read whole by the service itself (bounded): the connection must still go back to the pool
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    ports: set[int] = set()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:  # noqa: N802 - the name http.server dispatches to
+            ports.add(self.client_address[1])
+            body = b'{"results": []}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        for _ in range(5):
+            answer = http_request(method="GET", url=f"http://127.0.0.1:{server.server_address[1]}/a", timeout=(5, 5))
+            assert answer.json() == {"results": []}
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    assert len(ports) == 1

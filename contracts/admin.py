@@ -10,16 +10,36 @@ from syncapp.runs.recover import run_cancel
 from syncapp.write_back import conflict_resolve
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Records the service keeps itself: shown, never added or edited by hand (deleting old ones is allowed)."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
 class RunPageInline(admin.TabularInline):
     model = RunPage
     extra = 0
     can_delete = False
+    show_change_link = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
     readonly_fields = ["number", "status", "object_count", "error_message", "finished_at"]
     exclude = ["request"]
 
 
 @admin.register(SynchronizationRun)
-class SynchronizationRunAdmin(admin.ModelAdmin):
+class SynchronizationRunAdmin(ReadOnlyAdmin):
     list_display = [
         "id", "synchronization", "status", "trigger", "is_test", "found", "created", "updated",
         "unchanged", "invalid", "failed", "created_at",
@@ -39,7 +59,7 @@ class SynchronizationRunAdmin(admin.ModelAdmin):
 
 
 @admin.register(SynchronizationContract)
-class SynchronizationContractAdmin(admin.ModelAdmin):
+class SynchronizationContractAdmin(ReadOnlyAdmin):
     list_display = ["origin_id", "synchronization", "status", "target_last_action", "target_id", "updated_at"]
     list_filter = ["synchronization", "status", "target_last_action"]
     search_fields = ["origin_id", "target_id"]
@@ -65,17 +85,20 @@ class SynchronizationContractAdmin(admin.ModelAdmin):
         self.message_user(request, f"resolved {len(conflicts)} conflict(s)",
                           messages.SUCCESS)
 
-    @admin.action(description="Resolve conflicts: keep the source's version", permissions=["change"])
+    def has_resolve_permission(self, request) -> bool:
+        return request.user.has_perm("contracts.change_synchronizationcontract")
+
+    @admin.action(description="Resolve conflicts: keep the source's version", permissions=["resolve"])
     def keep_source(self, request, queryset) -> None:
         self._resolve(request, queryset, keep="source")
 
-    @admin.action(description="Resolve conflicts: keep the register's version", permissions=["change"])
+    @admin.action(description="Resolve conflicts: keep the register's version", permissions=["resolve"])
     def keep_register(self, request, queryset) -> None:
         self._resolve(request, queryset, keep="target")
 
 
 @admin.register(ContractLog)
-class ContractLogAdmin(admin.ModelAdmin):
+class ContractLogAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "synchronization", "origin_id", "action", "status", "error"]
     list_filter = ["synchronization", "action", "status"]
     search_fields = ["origin_id", "error"]

@@ -503,3 +503,30 @@ def test_clearing_an_optional_json_field_is_refused_at_the_field_or_saved_empty(
         assert response.status_code == 302
         instance.refresh_from_db()
         assert getattr(instance, field) in ({}, [])
+
+
+@pytest.mark.parametrize("model", ["synchronizationrun", "synchronizationcontract", "contractlog"])
+@pytest.mark.usefixtures("transactional_db")
+def test_records_the_service_keeps_cannot_be_added_or_edited_in_the_admin(admin_client, model, sample_source,
+                                                                         settings):
+    from syncapp import runs as sync_runs
+    from tests.conftest import zoo_bundle
+    from tests.helpers import import_zoo
+
+    sync = import_zoo(zoo_bundle(location=sample_source.url))
+    settings.TASKS_IN_PROCESS = True
+    sync_runs.run_start(synchronization=sync)
+    record = {"synchronizationrun": SynchronizationRun, "synchronizationcontract": SynchronizationContract,
+              "contractlog": ContractLog}[model].objects.first()
+
+    add = admin_client.get(reverse(f"admin:contracts_{model}_add"))
+    page = admin_client.get(reverse(f"admin:contracts_{model}_change", args=[record.pk]))
+    post = admin_client.post(reverse(f"admin:contracts_{model}_change", args=[record.pk]), {})
+
+    assert add.status_code == 403
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert 'name="_save"' not in html and 'name="_continue"' not in html
+    if model == "synchronizationrun":  # its pages are shown, not editable, and none can be added
+        assert 'name="pages-MAX_NUM_FORMS" value="0"' in html and 'name="pages-0-status"' not in html
+    assert post.status_code == 403

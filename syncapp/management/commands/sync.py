@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 import uuid
@@ -49,33 +50,52 @@ class Command(BaseCommand):
         runner.add_argument(
             "--queue", action="store_true", help="If a run is active, wait behind it instead of being refused."
         )
+        runner.add_argument(
+            "--cancel-on-interrupt", action="store_true",
+            help="Ctrl-C cancels the run (by default the run goes on and only the waiting stops).",
+        )
         canceller = actions.add_parser("cancel", help="Cancel an active run.")
         canceller.add_argument("run", help="Run id or reference.")
         canceller.add_argument("--json", action="store_true")
-        status = actions.add_parser("status", help="Show a run, or the latest runs.")
-        status.add_argument("run", nargs="?", help="Run id or reference.")
+        status = actions.add_parser("status", help="Show a run, a synchronization's last runs, or the latest runs.")
+        status.add_argument("run", nargs="?", help="Run id or reference, or a synchronization's reference.")
         status.add_argument("--json", action="store_true")
         lister = actions.add_parser("list", help="List synchronizations with their last run.")
         lister.add_argument("--json", action="store_true")
-        actions.add_parser("keygen", help="Print a new key for SYNC_CREDENTIAL_KEYS.")
-        actions.add_parser(
+        keygen = actions.add_parser("keygen", help="Print a new key for SYNC_CREDENTIAL_KEYS.")
+        keygen.add_argument("--json", action="store_true")
+        rekey = actions.add_parser(
             "rekey", help="Encrypt every stored credential again with the newest key of SYNC_CREDENTIAL_KEYS."
         )
+        rekey.add_argument("--json", action="store_true")
+        exporter.add_argument("--json", action="store_true", help="The bundle is JSON already; accepted for scripts.")
 
     def handle(self, *args, **options) -> None:
         handler = getattr(self, f"handle_{options['action']}")
-        handler(**options)
+        try:
+            handler(**options)
+        except BrokenPipeError:
+            # The reader went away (`| head`): nothing more to say, and no traceback about it.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(0)
 
     # -- keys ------------------------------------------------------------------------------
 
-    def handle_keygen(self, **_options) -> None:
-        self.stdout.write(sealing.key_generate())
+    def handle_keygen(self, *, json: bool = False, **_options) -> None:
+        key = sealing.key_generate()
+        if json:
+            self._print_json({"key": key})
+            return
+        self.stdout.write(key)
 
-    def handle_rekey(self, **_options) -> None:
+    def handle_rekey(self, *, json: bool = False, **_options) -> None:
         try:
             count = sealing.secrets_reseal()
         except sealing.Unsealable as error:
             raise CommandError(str(error)) from None
+        if json:
+            self._print_json({"sources": count})
+            return
         self.stdout.write(f"encrypted the credentials of {count} source(s) again with the newest key")
 
     # -- import / export ---------------------------------------------------------------------
@@ -108,7 +128,7 @@ class Command(BaseCommand):
 
     def handle_run(
         self, *, reference: str, test: bool, force: bool, wait: bool, timeout: float, json: bool,
-        queue: bool = False, **_options,
+        queue: bool = False, cancel_on_interrupt: bool = False, **_options,
     ) -> None:
         sync = Synchronization.objects.filter(reference=reference).first()
         if sync is None:
@@ -123,7 +143,18 @@ class Command(BaseCommand):
         except synchronization.ConfigurationError as error:
             raise CommandError(str(error)) from None
         if wait or test or settings.TASKS_IN_PROCESS:
-            run = self._wait(run, timeout=timeout, progress=not json)
+            try:
+                run = self._wait(run, timeout=timeout, progress=not json)
+            except KeyboardInterrupt:
+                if cancel_on_interrupt:
+                    synchronization.run_cancel(run=run)
+                    self.stderr.write(f"interrupted: run {run.pk} cancelled")
+                else:
+                    self.stderr.write(
+                        f"interrupted: stopped waiting; run {run.pk} goes on (`sync status {run.pk}` shows it, "
+                        f"`sync cancel {run.pk}` stops it)"
+                    )
+                sys.exit(130)
         self._show_run(run, as_json=json)
         if run.status in SynchronizationRun.ACTIVE_STATUSES:
             if wait:
@@ -185,8 +216,9 @@ class Command(BaseCommand):
 
     def handle_status(self, *, run: str | None = None, json: bool = False, **_options) -> None:
         runs = SynchronizationRun.objects.select_related("synchronization")
-        if run is None:
-            recent = list(runs[:20])
+        named = Synchronization.objects.filter(reference=run).first() if run is not None else None
+        if run is None or named is not None:
+            recent = list((runs.filter(synchronization=named) if named is not None else runs)[:20])
             if json:
                 self._print_json([run_summary(item) for item in recent])
                 return

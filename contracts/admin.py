@@ -1,9 +1,14 @@
 import json
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import JsonResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.urls import path, reverse
 from django.utils.html import format_html
 
 from contracts.models import ContractLog, RunPage, SynchronizationContract, SynchronizationRun
+from contracts.runs import run_progress
 from syncapp import permissions
 from syncapp.models import Object
 from syncapp.runs.recover import run_cancel
@@ -51,6 +56,61 @@ class SynchronizationRunAdmin(ReadOnlyAdmin):
 
     def has_cancel_permission(self, request) -> bool:
         return request.user.has_perm(permissions.CANCEL)
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["progress", *self.readonly_fields]
+
+    @admin.display(description="Progress")
+    def progress(self, run: SynchronizationRun) -> str:
+        facts = run_progress(run)
+        active = run.status in SynchronizationRun.ACTIVE_STATUSES
+        cancel = format_html(
+            ' <button type="submit" class="button" formaction="{}" formmethod="post" name="_cancel">Cancel run'
+            "</button>", reverse("admin:contracts_synchronizationrun_cancel", args=[run.pk]),
+        ) if active else ""
+        logs = reverse("admin:contracts_contractlog_changelist") + f"?run__id__exact={run.pk}"
+        parent = format_html(
+            ' · follow-up of <a href="{}">run {}</a>',
+            reverse("admin:contracts_synchronizationrun_change", args=[run.parent_id]), run.parent_id,
+        ) if run.parent_id else ""
+        # While the run is active the page asks for its progress every two seconds (a small JSON endpoint).
+        script = format_html(
+            "<script>(function poll() {{ fetch('{}').then(r => r.json()).then(p => {{"
+            " const bar = document.getElementById('run-progress'); bar.max = Math.max(p.found, 1);"
+            " bar.value = p.done; document.getElementById('run-progress-text').textContent = p.text;"
+            " if (p.active) setTimeout(poll, 2000); else if (p.status !== '{}') location.reload(); }}); }})();"
+            "</script>",
+            reverse("admin:contracts_synchronizationrun_progress", args=[run.pk]), run.status,
+        ) if active else ""
+        return format_html(
+            '<progress id="run-progress" value="{}" max="{}" style="width:20em"></progress> '
+            '<span id="run-progress-text">{}</span>{}<br><a href="{}">Contract logs of this run</a>{}{}',
+            facts["done"], max(facts["found"], 1), facts["text"], cancel, logs, parent, script,
+        )
+
+    def get_urls(self):
+        wrap = self.admin_site.admin_view
+        return [
+            path("<int:pk>/progress/", wrap(self.progress_view), name="contracts_synchronizationrun_progress"),
+            path("<int:pk>/cancel/", wrap(self.cancel_view), name="contracts_synchronizationrun_cancel"),
+            *super().get_urls(),
+        ]
+
+    def progress_view(self, request, pk: int) -> JsonResponse:
+        run = get_object_or_404(SynchronizationRun, pk=pk)
+        if not self.has_view_permission(request, run):
+            raise PermissionDenied
+        return JsonResponse(run_progress(run))
+
+    def cancel_view(self, request, pk: int):
+        run = get_object_or_404(SynchronizationRun, pk=pk)
+        if request.method != "POST" or not self.has_cancel_permission(request):
+            raise PermissionDenied
+        if run_cancel(run=run):
+            self.message_user(request, f"run {run.pk} cancelled", messages.SUCCESS)
+        else:
+            self.message_user(request, f"run {run.pk} had already ended ({run.status})", messages.WARNING)
+        return redirect("admin:contracts_synchronizationrun_change", run.pk)
 
     @admin.action(description="Cancel the selected runs", permissions=["cancel"])
     def cancel(self, request, queryset) -> None:

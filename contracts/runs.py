@@ -264,6 +264,18 @@ def logs_purge(*, older_than_days: int | None = None) -> dict[str, int]:
     return {"contractLogs": logs, "runs": runs_deleted}
 
 
+def run_progress(run: SynchronizationRun) -> dict:
+    """Return how far a run has come, for a progress bar: objects done of found, pages, and a line."""
+    done = run.filtered + run.unchanged + run.created + run.updated + run.invalid + run.failed
+    active = run.status in SynchronizationRun.ACTIVE_STATUSES
+    seconds = ((run.finished_at or timezone.now()) - run.started_at).total_seconds() if run.started_at else 0.0
+    text = f"{run.status}: {done:,} of {run.found:,} objects done, {run.pages_fetched:,} pages, {seconds:.0f} s"
+    return {
+        "id": run.pk, "status": run.status, "active": active, "found": run.found, "done": done,
+        "pagesFetched": run.pages_fetched, "counts": run.counts, "seconds": round(seconds, 1), "text": text,
+    }
+
+
 def run_summary(run: SynchronizationRun) -> dict:
     """Return the run as plain JSON, for the command line and the API."""
     return {

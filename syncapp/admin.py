@@ -7,8 +7,9 @@ from django.db import models
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
+from contracts.models import SynchronizationRun
 from contracts.runs import RunRefused
 from syncapp import permissions
 from syncapp import runs as sync_service
@@ -26,6 +27,7 @@ from syncapp.targets.register import (
 )
 from syncapp.tryout import conditions_try, mapping_config_of, mapping_try
 from syncapp.validation import mapping_problems_by_field, synchronization_problems_by_field
+from workers import dispatch
 
 
 class WriteOnlyTextarea(forms.Textarea):
@@ -284,17 +286,36 @@ class SynchronizationAdmin(admin.ModelAdmin):
     def tools(self, sync: Synchronization) -> str:
         if sync.pk is None:
             return "Save the synchronization first."
-        return format_html(
-            '<a class="button" href="{}">Test sync</a> <a class="button" href="{}">Try conditions</a> '
-            '<a href="{}">Runs</a>',
+        # The button posts the change form (and its CSRF token) to the run view: forms do not nest.
+        buttons = format_html(
+            '<button type="submit" class="button" formaction="{}" formmethod="post" name="_run_now">Run now'
+            '</button> <a class="button" href="{}">Test sync</a> <a class="button" href="{}">Try conditions</a> '
+            '<a href="{}">All runs</a>',
+            reverse("admin:syncapp_synchronization_run", args=[sync.pk]),
             reverse("admin:syncapp_synchronization_test", args=[sync.pk]),
             reverse("admin:syncapp_synchronization_try_conditions", args=[sync.pk]),
             reverse("admin:contracts_synchronizationrun_changelist") + f"?synchronization__id__exact={sync.pk}",
         )
+        rows = format_html_join(
+            "", '<tr><td><a href="{}">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>',
+            (
+                (reverse("admin:contracts_synchronizationrun_change", args=[run.pk]), run.pk, run.status,
+                 run.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                 ", ".join(f"{name} {value}" for name, value in run.counts.items() if value) or "-",
+                 f"{run.duration_seconds:.1f} s" if run.duration_seconds is not None else "-")
+                for run in sync.runs.order_by("-created_at", "-id")[:5]
+            ),
+        )
+        table = format_html(
+            '<table style="margin-top:1em"><thead><tr><th>Run</th><th>Status</th><th>Created</th><th>Counts</th>'
+            "<th>Duration</th></tr></thead><tbody>{}</tbody></table>", rows,
+        ) if rows else ""
+        return format_html("{}{}", buttons, table)
 
     def get_urls(self):
         wrap = self.admin_site.admin_view
         return [
+            path("<int:pk>/run/", wrap(self.run_view), name="syncapp_synchronization_run"),
             path("<int:pk>/test/", wrap(self.test_view), name="syncapp_synchronization_test"),
             path("<int:pk>/try-conditions/", wrap(self.try_conditions_view),
                  name="syncapp_synchronization_try_conditions"),
@@ -307,12 +328,27 @@ class SynchronizationAdmin(admin.ModelAdmin):
     @admin.action(description="Run now", permissions=["run"])
     def run_now(self, request, queryset) -> None:
         for sync in queryset:
-            try:
-                run = sync_service.run_start(synchronization=sync)
-            except (RunRefused, sync_service.ConfigurationError) as error:
-                self.message_user(request, f"{sync.reference}: {error}", messages.ERROR)
-            else:
-                self.message_user(request, f"{sync.reference}: run {run.pk} started", messages.SUCCESS)
+            self._start(request, sync)
+
+    def _start(self, request, sync: Synchronization):
+        """Queue a run: its tasks go to the workers, or (tasks in process) to a thread, never into this request."""
+        try:
+            with dispatch.in_background():
+                run = sync_service.run_start(synchronization=sync, trigger=SynchronizationRun.Trigger.MANUAL)
+        except (RunRefused, sync_service.ConfigurationError) as error:
+            self.message_user(request, f"{sync.reference}: {error}", messages.ERROR)
+            return None
+        self.message_user(request, f"{sync.reference}: run {run.pk} queued", messages.SUCCESS)
+        return run
+
+    def run_view(self, request, pk: int):
+        sync = get_object_or_404(Synchronization, pk=pk)
+        if request.method != "POST" or not self.has_run_permission(request):
+            raise PermissionDenied
+        run = self._start(request, sync)
+        if run is None:
+            return redirect("admin:syncapp_synchronization_change", pk)
+        return redirect("admin:contracts_synchronizationrun_change", run.pk)
 
     def test_view(self, request, pk: int):
         sync = get_object_or_404(Synchronization, pk=pk)

@@ -9,12 +9,13 @@ thousand frames deep. A task sent with a countdown waits its turn in that queue 
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from django import db
@@ -53,7 +54,38 @@ def in_process_last_attempt() -> bool:
     return getattr(_local, "attempt", 0) + 1 >= IN_PROCESS_ATTEMPTS
 
 
+@contextlib.contextmanager
+def in_background() -> Iterator[None]:
+    """Run the tasks sent inside this block (tasks in process) in a thread of their own once it ends.
+
+    A run started from a web request is then queued, not executed inside the request: the page
+    answers at once, and the run's progress can be watched. With a broker this changes nothing.
+    """
+    if not settings.TASKS_IN_PROCESS or getattr(_local, "deferred", None) is not None:
+        yield
+        return
+    _local.deferred = []
+    try:
+        yield
+    finally:
+        deferred, _local.deferred = _local.deferred, None
+    if deferred:
+        threading.Thread(target=_run_deferred, args=(deferred,), name="sync-tasks", daemon=True).start()
+
+
+def _run_deferred(calls: list[tuple[str, tuple, float]]) -> None:
+    try:
+        for name, args, countdown in calls:
+            _run_in_process(name, args, countdown=countdown)
+    finally:
+        db.connections.close_all()  # this thread's own connections
+
+
 def _run_in_process(name: str, args: tuple, *, countdown: float = 0) -> None:
+    deferred = getattr(_local, "deferred", None)
+    if deferred is not None:
+        deferred.append((name, args, countdown))
+        return
     due = time.monotonic() + countdown
     queue = getattr(_local, "queue", None)
     if queue is not None:

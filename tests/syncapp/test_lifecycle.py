@@ -19,7 +19,7 @@ from syncapp.models import Object, Synchronization
 from syncapp.runs.context import context_load, first_request
 from syncapp.runs.finish import run_close_if_complete
 from tests.conftest import zoo_bundle
-from tests.helpers import active_ids, import_zoo
+from tests.helpers import active_ids, import_zoo, wait_for_run
 from tests.loopback import LoopbackServer
 
 pytestmark = pytest.mark.usefixtures("transactional_db", "in_process_tasks")
@@ -432,7 +432,8 @@ def test_the_admin_run_now_action_starts_a_run(sample_source, admin_client, anim
         reverse("admin:syncapp_synchronization_changelist"), {"action": "run_now", "_selected_action": [sync.pk]}
     )
 
-    run = SynchronizationRun.objects.get(synchronization=sync)
+    # Queued from the request and run in a thread of its own (tasks in process): it ends by itself
+    run = wait_for_run(SynchronizationRun.objects.get(synchronization=sync), timeout=60)
     assert (run.status, run.created) == ("succeeded", len(active_ids(animals)))
 
 

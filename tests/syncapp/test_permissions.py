@@ -12,7 +12,7 @@ from contracts.models import SynchronizationRun
 from syncapp.configuration import bundle_import
 from syncapp.models import Object, Source, Synchronization
 from tests.conftest import zoo_bundle
-from tests.helpers import import_zoo
+from tests.helpers import import_zoo, wait_for_run
 
 pytestmark = pytest.mark.usefixtures("transactional_db", "in_process_tasks")
 
@@ -133,7 +133,7 @@ def test_the_admin_offers_run_now_and_test_sync_only_with_the_run_permission(zoo
     runner = staff("syncapp.view_synchronization", "syncapp.run_synchronization", username="runner")
     client.force_login(runner)
     client.post(changelist, {"action": "run_now", "_selected_action": [zoo.pk]})
-    assert SynchronizationRun.objects.filter(is_test=False).count() == 1
+    assert wait_for_run(SynchronizationRun.objects.get(is_test=False), timeout=60).status == "succeeded"
 
 
 def test_a_test_sync_opened_by_a_link_asks_before_it_calls_the_source(zoo, admin_client, sample_source):

@@ -1,0 +1,92 @@
+"""Runs in the admin: started from the synchronization's page without holding the request, watched live,
+cancelled from their page."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from contracts.models import SynchronizationRun
+from syncapp.sample_source import generate_animals
+from tests.conftest import zoo_bundle
+from tests.helpers import import_zoo, wait_for_run
+from tests.loopback import LoopbackServer
+
+pytestmark = pytest.mark.usefixtures("transactional_db", "in_process_tasks")
+
+RECORDS = [{**animal, "id": number, "status": "active"}
+           for number, animal in enumerate(generate_animals(count=30, seed=3), start=1)]
+
+
+def test_run_now_queues_the_run_and_answers_before_it_ends_also_with_tasks_in_process(admin_client):
+    # Given a source that holds its answers until the test lets them go
+    gate = threading.Event()
+
+    def handler(path, query):
+        assert gate.wait(60)
+        page = int(query.get("page", 1))
+        return 200, {}, {"results": RECORDS[(page - 1) * 10: page * 10]}
+
+    with LoopbackServer(handler) as server:
+        sync = import_zoo(zoo_bundle(location=server.url))
+        sync.source_config = {"endpoint": "/a", "resultsPosition": "results", "pagination": {"type": "page"}}
+        sync.save()
+
+        # When "Run now" is pressed on the synchronization's page
+        answer = admin_client.post(reverse("admin:syncapp_synchronization_run", args=[sync.pk]))
+
+        # Then the page answers at once, on the run's page, while the run waits for its source
+        run = SynchronizationRun.objects.get()
+        assert answer.status_code == 302
+        assert answer["Location"] == reverse("admin:contracts_synchronizationrun_change", args=[run.pk])
+        assert run.status in SynchronizationRun.ACTIVE_STATUSES
+        gate.set()
+        run = wait_for_run(run, timeout=60)
+
+    assert (run.status, run.created) == ("succeeded", 30), run.error_message
+    progress = admin_client.get(reverse("admin:contracts_synchronizationrun_progress", args=[run.pk])).json()
+    assert (progress["status"], progress["done"], progress["found"], progress["active"]) == ("succeeded", 30, 30, False)
+
+
+def test_a_runs_page_shows_its_progress_its_logs_and_a_cancel_button_while_active(admin_client, sample_source):
+    sync = import_zoo(zoo_bundle(location=sample_source.url))
+    active = SynchronizationRun.objects.create(
+        synchronization=sync, status="running", heartbeat_at=timezone.now(), started_at=timezone.now(), found=40,
+        created=10, unchanged=5,
+    )
+
+    page = admin_client.get(reverse("admin:contracts_synchronizationrun_change", args=[active.pk])).content.decode()
+    progress = admin_client.get(reverse("admin:contracts_synchronizationrun_progress", args=[active.pk])).json()
+
+    assert 'id="run-progress" value="15" max="40"' in page
+    assert reverse("admin:contracts_synchronizationrun_progress", args=[active.pk]) in page  # it polls
+    assert f"?run__id__exact={active.pk}" in page and "Cancel run" in page
+    assert (progress["active"], progress["done"], progress["found"]) == (True, 15, 40)
+
+    admin_client.post(reverse("admin:contracts_synchronizationrun_cancel", args=[active.pk]))
+    active.refresh_from_db()
+    assert active.status == "cancelled"
+    assert "Cancel run" not in admin_client.get(
+        reverse("admin:contracts_synchronizationrun_change", args=[active.pk])
+    ).content.decode()
+
+
+def test_the_synchronization_page_has_run_now_and_its_last_runs(admin_client, sample_source):
+    sync = import_zoo(zoo_bundle(location=sample_source.url))
+    admin_client.post(reverse("admin:syncapp_synchronization_run", args=[sync.pk]))
+    run = wait_for_run(SynchronizationRun.objects.get(), timeout=60)
+
+    page = admin_client.get(reverse("admin:syncapp_synchronization_change", args=[sync.pk])).content.decode()
+
+    assert reverse("admin:syncapp_synchronization_run", args=[sync.pk]) in page and "Run now" in page
+    assert reverse("admin:contracts_synchronizationrun_change", args=[run.pk]) in page
+    assert f"created {run.created}" in page
+
+
+def test_run_now_is_a_post_only(admin_client, sample_source):
+    sync = import_zoo(zoo_bundle(location=sample_source.url))
+
+    assert admin_client.get(reverse("admin:syncapp_synchronization_run", args=[sync.pk])).status_code == 403
+    assert not SynchronizationRun.objects.exists()

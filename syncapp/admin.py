@@ -64,10 +64,20 @@ class SourceForm(EmptyJSONForm):
         ),
         widget=WriteOnlyTextarea(attrs={"rows": 3}),
     )
+    clear_credentials = forms.BooleanField(
+        required=False, label="Clear the credentials", help_text="Remove the stored credentials when saving.",
+    )
 
     class Meta:
         model = Source
         fields = ["reference", "name", "description", "type", "location", "configuration", "is_enabled"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        stored = self.instance.credentials if self.instance.pk else None
+        kind = (stored or {}).get("type", "set") if isinstance(stored, dict) else "set"
+        state = f"Stored: set ({kind})." if stored else "Stored: not set."
+        self.fields["new_credentials"].help_text = f"{state} {self.fields['new_credentials'].help_text}"
 
     def clean_new_credentials(self):
         value = self.cleaned_data.get("new_credentials")
@@ -94,6 +104,9 @@ class SourceForm(EmptyJSONForm):
         source = super().save(commit=False)
         if self.cleaned_data.get("new_credentials"):
             source.credentials = self.cleaned_data["new_credentials"]
+        elif self.cleaned_data.get("clear_credentials"):
+            source.credentials = {}
+            source.auth_token_cache = {}
         if commit:
             source.save()
         return source

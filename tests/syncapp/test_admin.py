@@ -530,3 +530,23 @@ def test_records_the_service_keeps_cannot_be_added_or_edited_in_the_admin(admin_
     if model == "synchronizationrun":  # its pages are shown, not editable, and none can be added
         assert 'name="pages-MAX_NUM_FORMS" value="0"' in html and 'name="pages-0-status"' not in html
     assert post.status_code == 403
+
+
+def test_the_source_form_says_whether_credentials_are_set_and_can_clear_them(admin_client):
+    source = Source.objects.create(reference="s", name="s", location="http://127.0.0.1:1",
+                                   credentials={"type": "bearer", "token": "tok-admin-77aa-never-show"},
+                                   auth_token_cache={"token": "cached-never-show"})
+    url = reverse("admin:syncapp_source_change", args=[source.pk])
+
+    page = admin_client.get(url).content.decode()
+    assert "Stored: set (bearer)." in page and "tok-admin-77aa-never-show" not in page
+
+    answer = admin_client.post(url, {
+        "reference": "s", "name": "s", "type": "api", "location": "http://127.0.0.1:1", "configuration": "{}",
+        "is_enabled": "on", "new_credentials": "", "clear_credentials": "on",
+    })
+
+    assert answer.status_code == 302, answer.content.decode()[:2000]
+    source.refresh_from_db()
+    assert source.credentials == {} and source.auth_token_cache == {}
+    assert "Stored: not set." in admin_client.get(url).content.decode()

@@ -38,6 +38,9 @@ def test_the_demo_runs_on_sqlite_with_tasks_in_process_when_nothing_is_configure
     assert "succeeded" in first and created > 100 and "invalid 0" in first
     assert "succeeded" in second and "updated 1," in second and f"unchanged {created - 1}," in second
     assert (tmp_path / "sync.sqlite3").exists()
+    # It says how to run the synchronization again once its sample source has stopped
+    port = result.stdout.split("Sample source serving 300 animals at http://127.0.0.1:")[1].split("/")[0]
+    assert f"manage.py sample_source --port {port} --count 300" in result.stdout
 
 
 BIG_PAGE = """

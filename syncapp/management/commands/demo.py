@@ -33,6 +33,7 @@ class Command(BaseCommand):
         logging.getLogger("syncapp").setLevel(logging.WARNING)
         with SampleSource(records=generate_animals(count=count)) as source:
             self.stdout.write(f"Sample source serving {count} animals at {source.url}/animals")
+            port = source.url.rsplit(":", 1)[1]
             # Sources may not call loopback addresses (syncapp/egress.py); the demo's own sample source
             # is the exception, in this process only.
             settings.SYNC_ALLOWED_NETWORKS = (*settings.SYNC_ALLOWED_NETWORKS, ip_network("127.0.0.1/32"))
@@ -59,6 +60,11 @@ class Command(BaseCommand):
             "\nThe second run wrote only what changed. Try: python manage.py sync status, "
             "python manage.py register export zoo/animal"
         ))
+        self.stdout.write(
+            "The sample source has stopped with the demo. To run the synchronization again, start it on the "
+            f"same port and allow loopback sources:\n  python manage.py sample_source --port {port} "
+            f"--count {count} &\n  SYNC_ALLOWED_NETWORKS=127.0.0.0/8 python manage.py sync run animals"
+        )
 
     def _run(self, sync: Synchronization, title: str) -> SynchronizationRun:
         run = synchronization.run_start(synchronization=sync)

@@ -49,7 +49,9 @@ class SynchronizationRunAdmin(ReadOnlyAdmin):
         "id", "synchronization", "status", "trigger", "is_test", "found", "created", "updated",
         "unchanged", "invalid", "failed", "created_at",
     ]
-    list_filter = ["status", "trigger", "is_test", "synchronization"]
+    list_filter = ["status", "trigger", "is_test", "synchronization", "created_at"]
+    search_fields = ["synchronization__reference", "error_message"]
+    date_hierarchy = "created_at"
     readonly_fields = [field.name for field in SynchronizationRun._meta.fields]
     inlines = [RunPageInline]
     actions = ["cancel"]
@@ -121,8 +123,8 @@ class SynchronizationRunAdmin(ReadOnlyAdmin):
 @admin.register(SynchronizationContract)
 class SynchronizationContractAdmin(ReadOnlyAdmin):
     list_display = ["origin_id", "synchronization", "status", "target_last_action", "target_id", "updated_at"]
-    list_filter = ["synchronization", "status", "target_last_action"]
-    search_fields = ["origin_id", "target_id"]
+    list_filter = ["synchronization", "status", "target_last_action", "updated_at"]
+    search_fields = ["origin_id", "target_id", "last_error"]
     readonly_fields = ["reference", "versions", "created_at", "updated_at"]
     actions = ["keep_source", "keep_register"]
 
@@ -160,6 +162,7 @@ class SynchronizationContractAdmin(ReadOnlyAdmin):
 @admin.register(ContractLog)
 class ContractLogAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "synchronization", "origin_id", "action", "status", "error"]
-    list_filter = ["synchronization", "action", "status"]
-    search_fields = ["origin_id", "error"]
+    list_filter = ["synchronization", "action", "status", "created_at"]
+    search_fields = ["origin_id", "error", "source_object", "target_object"]
+    date_hierarchy = "created_at"
     readonly_fields = [field.name for field in ContractLog._meta.fields]

@@ -4,6 +4,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import models
+from django.db.models import OuterRef, Subquery
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -238,7 +239,10 @@ class ObjectForm(forms.ModelForm):
 class ObjectAdmin(admin.ModelAdmin):
     form = ObjectForm
     list_display = ["uuid", "schema", "created_at", "updated_at"]
-    list_filter = ["schema"]
+    list_filter = ["schema", "updated_at"]
+    # Content too: the document's text (PostgreSQL and SQLite both compare JSON as text here).
+    search_fields = ["uuid", "data"]
+    date_hierarchy = "updated_at"
     readonly_fields = ["uuid", "created_at", "updated_at"]
 
     # Objects are written by the register's writer only (syncapp.targets.register).
@@ -288,9 +292,26 @@ class SynchronizationForm(EmptyJSONForm):
 @admin.register(Synchronization)
 class SynchronizationAdmin(admin.ModelAdmin):
     form = SynchronizationForm
-    list_display = ["reference", "name", "source", "target_schema", "schedule", "is_enabled"]
+    list_display = ["reference", "name", "source", "target_schema", "schedule", "is_enabled", "last_run"]
     list_filter = ["is_enabled", "source_type", "target_type"]
     search_fields = ["reference", "name"]
+
+    def get_queryset(self, request):
+        last = SynchronizationRun.objects.filter(synchronization=OuterRef("pk"), is_test=False).order_by(
+            "-created_at", "-id"
+        )
+        return super().get_queryset(request).annotate(
+            last_run_id=Subquery(last.values("pk")[:1]), last_run_status=Subquery(last.values("status")[:1])
+        )
+
+    @admin.display(description="Last run")
+    def last_run(self, sync: Synchronization) -> str:
+        if getattr(sync, "last_run_id", None) is None:
+            return "-"
+        return format_html(
+            '<a href="{}">{} {}</a>', reverse("admin:contracts_synchronizationrun_change", args=[sync.last_run_id]),
+            sync.last_run_id, sync.last_run_status,
+        )
     filter_horizontal = ["follow_ups"]
     readonly_fields = ["tools", "schedule_checked_at", "schedule_skips", "schedule_skipped_at", "schedule_skip_reason"]
     actions = ["run_now"]

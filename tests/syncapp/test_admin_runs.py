@@ -2,6 +2,7 @@
 cancelled from their page."""
 from __future__ import annotations
 
+import re
 import threading
 
 import pytest
@@ -90,3 +91,22 @@ def test_run_now_is_a_post_only(admin_client, sample_source):
 
     assert admin_client.get(reverse("admin:syncapp_synchronization_run", args=[sync.pk])).status_code == 403
     assert not SynchronizationRun.objects.exists()
+
+
+def test_the_lists_show_the_last_run_and_find_objects_and_logs_by_content(admin_client, sample_source, animals):
+    sync = import_zoo(zoo_bundle(location=sample_source.url))
+    admin_client.post(reverse("admin:syncapp_synchronization_run", args=[sync.pk]))
+    run = wait_for_run(SynchronizationRun.objects.get(), timeout=60)
+    name = next(animal["name"] for animal in animals if animal["status"] == "active")
+
+    syncs = admin_client.get(reverse("admin:syncapp_synchronization_changelist")).content.decode()
+    objects = admin_client.get(reverse("admin:syncapp_object_changelist") + f"?q={name}").content.decode()
+    logs = admin_client.get(reverse("admin:contracts_contractlog_changelist") + f"?q={name}").content.decode()
+    nothing = admin_client.get(reverse("admin:syncapp_object_changelist") + "?q=no-such-animal-anywhere")
+
+    def found(page: str) -> int:
+        return int(re.search(r"(\d+) results?", page).group(1))
+
+    assert f"{run.pk} succeeded" in syncs
+    assert found(objects) >= 1 and found(logs) >= 1
+    assert found(nothing.content.decode()) == 0

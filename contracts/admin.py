@@ -122,11 +122,28 @@ class SynchronizationRunAdmin(ReadOnlyAdmin):
 
 @admin.register(SynchronizationContract)
 class SynchronizationContractAdmin(ReadOnlyAdmin):
-    list_display = ["origin_id", "synchronization", "status", "target_last_action", "target_id", "updated_at"]
+    list_display = ["origin_id", "synchronization", "status", "target_last_action", "target", "updated_at"]
     list_filter = ["synchronization", "status", "target_last_action", "updated_at"]
     search_fields = ["origin_id", "target_id", "last_error"]
-    readonly_fields = ["reference", "versions", "created_at", "updated_at"]
+    readonly_fields = ["reference", "target", "logs_link", "versions", "created_at", "updated_at"]
     actions = ["keep_source", "keep_register"]
+
+    @admin.display(description="Target object", ordering="target_id")
+    def target(self, contract: SynchronizationContract) -> str:
+        if not contract.target_id:
+            return "-"
+        if contract.synchronization.target_type == "register/schema":
+            url = reverse("admin:syncapp_object_change", args=[contract.target_id])
+            return format_html('<a href="{}">{}</a>', url, contract.target_id)
+        return contract.target_id  # an id at another system
+
+    @admin.display(description="Logs")
+    def logs_link(self, contract: SynchronizationContract) -> str:
+        url = reverse("admin:contracts_contractlog_changelist") + f"?contract__id__exact={contract.pk}"
+        return format_html('<a href="{}">The logs of this object</a>', url)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("synchronization")
 
     @admin.display(description="Versions (a conflict: both sides changed)")
     def versions(self, contract: SynchronizationContract) -> str:

@@ -110,3 +110,22 @@ def test_the_lists_show_the_last_run_and_find_objects_and_logs_by_content(admin_
     assert f"{run.pk} succeeded" in syncs
     assert found(objects) >= 1 and found(logs) >= 1
     assert found(nothing.content.decode()) == 0
+
+
+def test_a_contract_links_to_its_object_and_its_logs(admin_client, sample_source):
+    from contracts.models import SynchronizationContract
+
+    sync = import_zoo(zoo_bundle(location=sample_source.url))
+    admin_client.post(reverse("admin:syncapp_synchronization_run", args=[sync.pk]))
+    wait_for_run(SynchronizationRun.objects.get(), timeout=60)
+    contract = SynchronizationContract.objects.exclude(target_id=None).first()
+
+    page = admin_client.get(reverse("admin:contracts_synchronizationcontract_change", args=[contract.pk]))
+    listing = admin_client.get(reverse("admin:contracts_synchronizationcontract_changelist"))
+
+    html = page.content.decode()
+    assert reverse("admin:syncapp_object_change", args=[contract.target_id]) in html
+    assert f"?contract__id__exact={contract.pk}" in html
+    assert reverse("admin:syncapp_object_change", args=[contract.target_id]) in listing.content.decode()
+    logs = admin_client.get(reverse("admin:contracts_contractlog_changelist") + f"?contract__id__exact={contract.pk}")
+    assert logs.status_code == 200 and "1 contract log" in logs.content.decode().lower()

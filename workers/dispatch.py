@@ -61,7 +61,10 @@ def in_background() -> Iterator[None]:
     A run started from a web request is then queued, not executed inside the request: the page
     answers at once, and the run's progress can be watched. With a broker this changes nothing.
     """
-    if not settings.TASKS_IN_PROCESS or getattr(_local, "deferred", None) is not None:
+    if not settings.TASKS_IN_PROCESS or getattr(_local, "deferred", None) is not None or (
+        transaction.get_connection().in_atomic_block
+    ):
+        # Inside a transaction another thread would not see what it wrote: run them here, as usual.
         yield
         return
     _local.deferred = []

@@ -97,3 +97,44 @@ def test_ctrl_c_while_waiting_stops_the_wait_cleanly_and_cancels_only_when_asked
         assert "cancelled" in err and run.status == "cancelled"
     else:
         assert "goes on" in err and run.status == "queued"
+
+
+def test_progress_is_a_bar_redrawn_on_a_terminal_and_plain_lines_elsewhere(tmp_path):
+    import pty
+
+    from tests.syncapp.test_embedded import embedded_env, embedded_zoo, manage, paged_records, paged_server
+
+    # Given a run of the embedded default that takes a few seconds (each page answers after 0.2 s)
+    env = embedded_env(tmp_path)
+    with paged_server(paged_records(200), size=20, before_page=lambda page: time.sleep(0.2)) as server:
+        embedded_zoo(env, tmp_path, location=server.url)
+
+        # When it runs with a terminal for its messages
+        controller, terminal = pty.openpty()
+        process = subprocess.Popen([sys.executable, "manage.py", "sync", "run", "animals"], cwd=ROOT, env=env,
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=terminal)
+        os.close(terminal)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:
+                break  # the command ended and closed the terminal
+            if not chunk:
+                break
+            shown += chunk
+        os.close(controller)
+        out, _ = process.communicate(timeout=120)
+
+        # And again without one
+        plain = manage(env, "sync", "run", "animals", "--force")
+
+    # Then the terminal got one bar redrawn in place, with objects done of found and a rate
+    assert process.returncode == 0, shown.decode(errors="replace")[-2000:]
+    text = shown.decode(errors="replace")
+    assert "\r" in text and "] " in text and "/200 objects" in text and "/s" in text
+    assert "succeeded" in out.decode()
+    # and elsewhere plain lines, no bar
+    assert plain.returncode == 0, plain.stderr[-2000:]
+    lines = [line for line in plain.stderr.splitlines() if "objects," in line]
+    assert lines and "\r" not in plain.stderr and "[#" not in plain.stderr

@@ -14,10 +14,11 @@ from django.utils import timezone
 
 from config.celery import app as celery_app
 from contracts.models import SynchronizationRun
-from contracts.runs import RunRefused, run_summary, runs_fail_stale
+from contracts.runs import RunRefused, run_progress, run_summary, runs_fail_stale
 from syncapp import configuration, sealing
 from syncapp import runs as synchronization
 from syncapp.models import Synchronization
+from workers import dispatch
 
 # Exit codes tell the outcome of a run apart, for scripts and schedulers.
 EXIT_CODES = {
@@ -27,6 +28,8 @@ EXIT_CODES = {
     SynchronizationRun.Status.CANCELLED: 4,
 }
 EXIT_REFUSED = 5
+# Not on a terminal (a log, a pipe), progress is a plain line this often.
+PLAIN_PROGRESS_SECONDS = 10
 EXIT_STILL_RUNNING = 6
 
 
@@ -137,7 +140,9 @@ class Command(BaseCommand):
             if test:
                 run = synchronization.run_test(synchronization=sync)
             else:
-                run = synchronization.run_start(synchronization=sync, force=force, queue=queue)
+                # With tasks in process they run in a thread of this process, so the progress can be shown.
+                with dispatch.in_background():
+                    run = synchronization.run_start(synchronization=sync, force=force, queue=queue)
         except RunRefused as error:
             raise CommandError(str(error), returncode=EXIT_REFUSED) from None
         except synchronization.ConfigurationError as error:
@@ -146,7 +151,10 @@ class Command(BaseCommand):
             try:
                 run = self._wait(run, timeout=timeout, progress=not json)
             except KeyboardInterrupt:
-                if cancel_on_interrupt:
+                if self._newline_due:
+                    self.stderr.write("")
+                # With tasks in process, the run cannot go on without this process: it is cancelled too.
+                if cancel_on_interrupt or settings.TASKS_IN_PROCESS:
                     synchronization.run_cancel(run=run)
                     self.stderr.write(f"interrupted: run {run.pk} cancelled")
                 else:
@@ -164,23 +172,46 @@ class Command(BaseCommand):
         if code:
             sys.exit(code)
 
+    _newline_due = False
+
+    def _progress_show(self, run: SynchronizationRun, *, started: float, last_line_at: float) -> float:
+        """Show the run's progress: a bar redrawn in place on a terminal, else a plain line every 10 s.
+        Return when a plain line was last written."""
+        facts = run_progress(run)
+        done, found = facts["done"], facts["found"]
+        seconds = max(time.monotonic() - started, 0.001)
+        rate = done / seconds
+        eta = f", ETA {(found - done) / rate:.0f} s" if rate > 0 and found > done else ""
+        numbers = f"{done:,}/{found:,} objects, {run.pages_fetched:,} pages, {rate:,.0f}/s{eta}"
+        if self.stderr.isatty():
+            width = 30
+            filled = int(width * done / found) if found else 0
+            self.stderr.write(f"\rrun {run.pk} {run.status} [{'#' * filled}{'.' * (width - filled)}] {numbers}  ",
+                              ending="")
+            self.stderr.flush()
+            self._newline_due = True
+            return last_line_at
+        if time.monotonic() - last_line_at >= PLAIN_PROGRESS_SECONDS:
+            self.stderr.write(f"run {run.pk} {run.status}: {numbers}")
+            return time.monotonic()
+        return last_line_at
+
     def _wait(self, run: SynchronizationRun, *, timeout: float, progress: bool) -> SynchronizationRun:
         """Wait for the run to end, showing its progress; say so when it stops moving, fail it when lost."""
         deadline = time.monotonic() + timeout
-        last = None
+        started = time.monotonic()
+        last_line_at = float("-inf")
         warned = False
         while True:
             run.refresh_from_db()
             if run.status not in SynchronizationRun.ACTIVE_STATUSES or time.monotonic() > deadline:
+                if progress and self._newline_due:
+                    self._progress_show(run, started=started, last_line_at=last_line_at)
+                    self.stderr.write("")
+                    self._newline_due = False
                 return run
             if progress:
-                line = (
-                    f"run {run.pk} {run.status}: {run.pages_fetched} pages, {run.found} found, "
-                    f"{run.objects_done}/{run.objects_queued} writes done"
-                )
-                if line != last:
-                    self.stderr.write(line)
-                    last = line
+                last_line_at = self._progress_show(run, started=started, last_line_at=last_line_at)
             idle = (timezone.now() - run.heartbeat_at).total_seconds() if run.heartbeat_at else 0
             if idle >= settings.SYNC_RUN_STALE_SECONDS:
                 # The worker is gone: fail the run now rather than wait out the timeout.

@@ -1,3 +1,4 @@
+import contextlib
 import json
 
 from django import forms
@@ -37,6 +38,39 @@ class WriteOnlyTextarea(forms.Textarea):
 
     def format_value(self, value):
         return None
+
+
+class PrettyJSONTextarea(forms.Textarea):
+    """JSON shown indented, in a monospace box as tall as its content; what does not parse is shown as typed."""
+
+    def __init__(self, attrs=None):
+        super().__init__({"style": "font-family: monospace; width: 60em", **(attrs or {})})
+
+    def format_value(self, value):
+        text = super().format_value(value)
+        # Invalid input of a refused form does not parse: it is shown back as it was typed.
+        with contextlib.suppress(TypeError, ValueError):
+            text = json.dumps(json.loads(text), indent=2, ensure_ascii=False) if text else text
+        return text
+
+    def get_context(self, name, value, attrs):
+        context = super().get_context(name, value, attrs)
+        lines = (self.format_value(value) or "").count("\n") + 2
+        context["widget"]["attrs"]["rows"] = max(4, min(lines, 30))
+        return context
+
+
+JSON_WIDGETS = {models.JSONField: {"widget": PrettyJSONTextarea}}
+
+SOURCE_CONFIG_KEYS = (
+    "Keys: endpoint, headers, query, resultsPosition, idPosition, pagination {type, pageParam, pageSize, ...}, "
+    "maxPages, deleteMissing, deleteSafetyLimit, followUpsOnPartial, concurrency, chunkSize; a register source: "
+    "pageSize, triggerOnlyOnEvents; two-way sync: writeBack, conflictWinner (see the README)."
+)
+TARGET_CONFIG_KEYS = (
+    "An api target's keys: endpoint, idPosition, idInRequestBody, updateEndpoint, updateMethod, updateMapping, "
+    "deleteEndpoint, deleteMethod, deleteMapping, recreateOnNotFound (see the README)."
+)
 
 
 class EmptyJSONForm(forms.ModelForm):
@@ -115,6 +149,7 @@ class SourceForm(EmptyJSONForm):
 
 @admin.register(Source)
 class SourceAdmin(admin.ModelAdmin):
+    formfield_overrides = JSON_WIDGETS
     form = SourceForm
     list_display = ["reference", "name", "type", "location", "is_enabled", "rate_limit_remaining"]
     list_filter = ["type", "is_enabled"]
@@ -163,6 +198,7 @@ def _try_page(request, *, title: str, subject, back_url: str, explanation: str, 
 
 @admin.register(Mapping)
 class MappingAdmin(admin.ModelAdmin):
+    formfield_overrides = JSON_WIDGETS
     form = MappingForm
     list_display = ["reference", "name", "pass_through", "updated_at"]
     search_fields = ["reference", "name"]
@@ -209,12 +245,14 @@ class SchemaInline(admin.TabularInline):
 
 @admin.register(Register)
 class RegisterAdmin(admin.ModelAdmin):
+    formfield_overrides = JSON_WIDGETS
     list_display = ["reference", "name"]
     inlines = [SchemaInline]
 
 
 @admin.register(Schema)
 class SchemaAdmin(admin.ModelAdmin):
+    formfield_overrides = JSON_WIDGETS
     form = SchemaForm
     list_display = ["reference", "register", "name"]
     list_filter = ["register"]
@@ -237,6 +275,7 @@ class ObjectForm(forms.ModelForm):
 
 @admin.register(Object)
 class ObjectAdmin(admin.ModelAdmin):
+    formfield_overrides = JSON_WIDGETS
     form = ObjectForm
     list_display = ["uuid", "schema", "created_at", "updated_at"]
     list_filter = ["schema", "updated_at"]
@@ -265,6 +304,11 @@ class SynchronizationForm(EmptyJSONForm):
             "target_source", "target_config", "target_source_mapping", "follow_ups", "schedule", "is_enabled",
         ]
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["source_config"].help_text = SOURCE_CONFIG_KEYS
+        self.fields["target_config"].help_text = TARGET_CONFIG_KEYS
+
     def clean_conditions(self):
         conditions = self.cleaned_data.get("conditions")
         for problem in validate_conditions(conditions or {}):
@@ -291,6 +335,7 @@ class SynchronizationForm(EmptyJSONForm):
 
 @admin.register(Synchronization)
 class SynchronizationAdmin(admin.ModelAdmin):
+    formfield_overrides = JSON_WIDGETS
     form = SynchronizationForm
     list_display = ["reference", "name", "source", "target_schema", "schedule", "is_enabled", "last_run"]
     list_filter = ["is_enabled", "source_type", "target_type"]

@@ -550,3 +550,25 @@ def test_the_source_form_says_whether_credentials_are_set_and_can_clear_them(adm
     source.refresh_from_db()
     assert source.credentials == {} and source.auth_token_cache == {}
     assert "Stored: not set." in admin_client.get(url).content.decode()
+
+
+def test_json_fields_are_shown_indented_and_invalid_input_is_shown_back_as_typed(admin_client):
+    source = Source.objects.create(reference="s", name="s", location="http://127.0.0.1:1",
+                                   configuration={"headers": {"Accept": "application/json"}, "timeout": 5})
+    url = reverse("admin:syncapp_source_change", args=[source.pk])
+
+    page = admin_client.get(url).content.decode()
+    refused = admin_client.post(url, {
+        "reference": "s", "name": "s", "type": "api", "location": "http://127.0.0.1:1",
+        "configuration": '{"headers": {oops', "is_enabled": "on",
+    }).content.decode()
+
+    assert "{\n  &quot;headers&quot;: {\n    &quot;Accept&quot;: &quot;application/json&quot;\n  }," in page
+    assert "font-family: monospace" in page
+    assert "{&quot;headers&quot;: {oops" in refused and "errorlist" in refused
+
+
+def test_the_synchronization_form_names_the_keys_of_its_configurations(admin_client):
+    page = admin_client.get(reverse("admin:syncapp_synchronization_add")).content.decode()
+
+    assert "resultsPosition" in page and "deleteSafetyLimit" in page and "updateMethod" in page

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from contracts.models import ContractLog, SynchronizationContract, SynchronizationRun
@@ -34,15 +35,36 @@ class ContractLogSerializer(serializers.ModelSerializer):
         fields = "__all__"
 
 
+# Query parameters every list takes besides its filters.
+PAGING_PARAMETERS = frozenset({"limit", "offset", "format"})
+
+
 class _FilteredBySynchronization:
+    """Lists filtered by `synchronization` (its id or its reference) and the model's own status fields.
+
+    A parameter the list does not know is refused naming the ones it knows: a misspelt filter that
+    silently returned everything (or nothing) would mislead.
+    """
+
+    def filter_names(self) -> list[str]:
+        fields = {field.name for field in self.get_serializer_class().Meta.model._meta.fields}
+        return ["synchronization", *(name for name in ("status", "target_last_action", "action") if name in fields)]
+
     def get_queryset(self):
         queryset = super().get_queryset()
-        reference = self.request.query_params.get("synchronization")
-        if reference:
-            queryset = queryset.filter(synchronization__reference=reference)
-        for field in ("status", "target_last_action", "action"):
+        names = self.filter_names()
+        unknown = sorted(set(self.request.query_params) - set(names) - PAGING_PARAMETERS)
+        if unknown:
+            raise ValidationError({
+                name: f"unknown filter; this list takes {', '.join(names)} (and limit, offset)" for name in unknown
+            })
+        named = self.request.query_params.get("synchronization")
+        if named:
+            by = {"synchronization_id": int(named)} if named.isdigit() else {"synchronization__reference": named}
+            queryset = queryset.filter(**by)
+        for field in names[1:]:
             value = self.request.query_params.get(field)
-            if value and field in {f.name for f in queryset.model._meta.fields}:
+            if value:
                 queryset = queryset.filter(**{field: value})
         return queryset
 

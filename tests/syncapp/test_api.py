@@ -537,3 +537,21 @@ def test_runs_contracts_and_logs_cannot_be_written_through_the_api(api, two_sync
     assert api.post("/api/runs/", {"synchronization": run.synchronization_id}, format="json").status_code == 405
     assert api.delete(f"/api/runs/{run.pk}/").status_code == 405
     assert SynchronizationRun.objects.count() == 2
+
+
+@pytest.mark.parametrize("path", ["/api/runs/", "/api/contracts/", "/api/contract-logs/"])
+def test_lists_take_a_synchronization_by_id_or_reference_and_refuse_unknown_filters(api, path):
+    bundle_import(zoo_bundle(location="http://127.0.0.1:8900"))
+    sync = Synchronization.objects.get(reference="animals")
+    run = SynchronizationRun.objects.create(synchronization=sync, status="succeeded")
+    contract = SynchronizationContract.objects.create(synchronization=sync, origin_id="1", status="synced")
+    ContractLog.objects.create(synchronization=sync, contract=contract, run=run, origin_id="1", status="synced")
+
+    by_id = api.get(f"{path}?synchronization={sync.pk}")
+    by_reference = api.get(f"{path}?synchronization={sync.reference}")
+    other = api.get(f"{path}?synchronization=nothing-like-it")
+    misspelt = api.get(f"{path}?synchronisation={sync.pk}")
+
+    assert by_id.json()["count"] == by_reference.json()["count"] == 1
+    assert other.json()["count"] == 0
+    assert misspelt.status_code == 400 and "synchronisation" in misspelt.json()

@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from contracts.logs import log_text, log_value
 from contracts.models import ContractLog, SynchronizationContract
+from syncapp.authentication import CredentialsError
 from syncapp.hashing import hash_value
 from syncapp.mapping import MappingError, apply_mapping
 from syncapp.models import Object, Synchronization
@@ -89,7 +90,12 @@ def write_back(*, synchronization_id: int, object_ids: list[str]) -> int:
     settings = write_back_settings(synchronization.source_config) if synchronization else None
     if settings is None or synchronization.source is None or synchronization.target_source_mapping is None:
         return 0
-    writer = _writer(synchronization, settings)
+    try:
+        writer = _writer(synchronization, settings)
+    except CredentialsError as error:
+        logger.warning("%s: nothing written back, the source's credentials are not usable: %s",
+                       synchronization.reference, error)
+        return 0
     spec = mapping_spec(synchronization.target_source_mapping)
     sent = 0
     for object_id in object_ids:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from syncapp.authentication import CredentialsError, authenticator_for, snippet
+from syncapp.authentication import CredentialsError, authenticator_for, credential_problems, snippet
 from syncapp.dotpath import MISSING, get_path
 from syncapp.egress import same_origin
 from syncapp.http import HttpError, RateLimited, TransientHttpError, http_request
@@ -103,6 +103,8 @@ class ApiWriter:
         if synchronization.target_source is None:
             return f"synchronization {synchronization.reference!r} has no api target (targetId names a source)"
         problems = target_config_problems(synchronization.target_config)
+        problems += credential_problems(synchronization.target_source.credentials or {},
+                                        path=f"the credentials of target {synchronization.target_source.reference!r}")
         return "; ".join(problems) if problems else None
 
     def validate(self, data: Any) -> None:

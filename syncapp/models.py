@@ -132,6 +132,8 @@ class Synchronization(models.Model):
     class SourceType(models.TextChoices):
         API = "api", "API"
         REGISTER = "register/schema", "Register/Schema"
+        DATABASE = "database", "Database"
+        FILE = "file", "File"
 
     class TargetType(models.TextChoices):
         REGISTER = "register/schema", "Register/Schema"

@@ -138,3 +138,34 @@ def test_progress_is_a_bar_redrawn_on_a_terminal_and_plain_lines_elsewhere(tmp_p
     assert plain.returncode == 0, plain.stderr[-2000:]
     lines = [line for line in plain.stderr.splitlines() if "objects," in line]
     assert lines and "\r" not in plain.stderr and "[#" not in plain.stderr
+
+
+@pytest.mark.parametrize("arguments", [
+    ["sync", "export"], ["sync", "list"], ["sync", "list", "--json"], ["sync", "status", "animals"],
+    ["register", "export", "zoo/animal"],
+])
+def test_a_reader_that_went_away_ends_the_command_quietly(tmp_path, arguments):
+    from tests.syncapp.test_embedded import embedded_env, embedded_zoo
+
+    # Given a configuration and an object to print
+    env = embedded_env(tmp_path)
+    embedded_zoo(env, tmp_path, location="http://127.0.0.1:9/")
+    stored = subprocess.run([sys.executable, "manage.py", "shell", "-c", (
+        "from syncapp.models import Object, Schema; "
+        "Object.objects.create(schema=Schema.objects.get(reference='animal'), data={'name': 'Olga'})"
+    )], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert stored.returncode == 0, stored.stderr
+
+    # When the command writes into a pipe whose reader has gone (as `| head` does once it has its lines);
+    # the reading end is closed before the command starts, so its first write meets the closed pipe
+    reading, writing = os.pipe()
+    os.close(reading)
+    try:
+        process = subprocess.run([sys.executable, "manage.py", *arguments], cwd=ROOT, env=env,
+                                 stdout=writing, stderr=subprocess.PIPE, text=True, timeout=300)
+    finally:
+        os.close(writing)
+
+    # Then it ends with success and says nothing about the pipe: no traceback, no "Exception ignored"
+    assert process.returncode == 0, process.stderr[-2000:]
+    assert "Traceback" not in process.stderr and "BrokenPipe" not in process.stderr, process.stderr[-2000:]

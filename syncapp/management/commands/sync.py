@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 import uuid
@@ -74,13 +73,8 @@ class Command(BaseCommand):
         exporter.add_argument("--json", action="store_true", help="The bundle is JSON already; accepted for scripts.")
 
     def handle(self, *args, **options) -> None:
-        handler = getattr(self, f"handle_{options['action']}")
-        try:
-            handler(**options)
-        except BrokenPipeError:
-            # The reader went away (`| head`): nothing more to say, and no traceback about it.
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            sys.exit(0)
+        # A closed pipe (`sync export | head`) is handled in manage.py, for every command.
+        getattr(self, f"handle_{options['action']}")(**options)
 
     # -- keys ------------------------------------------------------------------------------
 

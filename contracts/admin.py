@@ -112,6 +112,8 @@ class SynchronizationRunAdmin(ReadOnlyAdmin):
             self.message_user(request, f"run {run.pk} cancelled", messages.SUCCESS)
         else:
             self.message_user(request, f"run {run.pk} had already ended ({run.status})", messages.WARNING)
+        if "_from_synchronization" in request.POST:
+            return redirect("admin:syncapp_synchronization_change", run.synchronization_id)
         return redirect("admin:contracts_synchronizationrun_change", run.pk)
 
     @admin.action(description="Cancel the selected runs", permissions=["cancel"])

@@ -333,6 +333,16 @@ class SynchronizationForm(EmptyJSONForm):
         return cleaned
 
 
+def _cancel_button(run: SynchronizationRun) -> str:
+    """Return a Cancel button for an active run, posting the page's form (and CSRF token) to the run's cancel view."""
+    if run.status not in SynchronizationRun.ACTIVE_STATUSES:
+        return ""
+    return format_html(
+        '<button type="submit" class="button" formaction="{}" formmethod="post" name="_from_synchronization">'
+        "Cancel</button>", reverse("admin:contracts_synchronizationrun_cancel", args=[run.pk]),
+    )
+
+
 @admin.register(Synchronization)
 class SynchronizationAdmin(admin.ModelAdmin):
     formfield_overrides = JSON_WIDGETS
@@ -376,18 +386,19 @@ class SynchronizationAdmin(admin.ModelAdmin):
             reverse("admin:contracts_synchronizationrun_changelist") + f"?synchronization__id__exact={sync.pk}",
         )
         rows = format_html_join(
-            "", '<tr><td><a href="{}">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>',
+            "", '<tr><td><a href="{}">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>',
             (
                 (reverse("admin:contracts_synchronizationrun_change", args=[run.pk]), run.pk, run.status,
                  run.created_at.strftime("%Y-%m-%d %H:%M:%S"),
                  ", ".join(f"{name} {value}" for name, value in run.counts.items() if value) or "-",
-                 f"{run.duration_seconds:.1f} s" if run.duration_seconds is not None else "-")
+                 f"{run.duration_seconds:.1f} s" if run.duration_seconds is not None else "-",
+                 _cancel_button(run))
                 for run in sync.runs.order_by("-created_at", "-id")[:5]
             ),
         )
         table = format_html(
             '<table style="margin-top:1em"><thead><tr><th>Run</th><th>Status</th><th>Created</th><th>Counts</th>'
-            "<th>Duration</th></tr></thead><tbody>{}</tbody></table>", rows,
+            "<th>Duration</th><th></th></tr></thead><tbody>{}</tbody></table>", rows,
         ) if rows else ""
         return format_html("{}{}", buttons, table)
 

@@ -86,6 +86,29 @@ def test_the_synchronization_page_has_run_now_and_its_last_runs(admin_client, sa
     assert f"created {run.created}" in page
 
 
+def test_an_active_run_is_cancelled_from_the_synchronization_page(admin_client, sample_source):
+    # Given a synchronization with an active run and an ended one
+    sync = import_zoo(zoo_bundle(location=sample_source.url))
+    ended = SynchronizationRun.objects.create(synchronization=sync, status="succeeded", finished_at=timezone.now())
+    active = SynchronizationRun.objects.create(
+        synchronization=sync, status="running", heartbeat_at=timezone.now(), started_at=timezone.now(),
+    )
+    change = reverse("admin:syncapp_synchronization_change", args=[sync.pk])
+
+    # Then its page offers Cancel for the active run only
+    page = admin_client.get(change).content.decode()
+    assert reverse("admin:contracts_synchronizationrun_cancel", args=[active.pk]) in page
+    assert reverse("admin:contracts_synchronizationrun_cancel", args=[ended.pk]) not in page
+
+    # When it is pressed, the run is cancelled and the synchronization's page shown again
+    answer = admin_client.post(
+        reverse("admin:contracts_synchronizationrun_cancel", args=[active.pk]), {"_from_synchronization": ""}
+    )
+    assert (answer.status_code, answer["Location"]) == (302, change)
+    active.refresh_from_db()
+    assert active.status == "cancelled"
+
+
 def test_run_now_is_a_post_only(admin_client, sample_source):
     sync = import_zoo(zoo_bundle(location=sample_source.url))
 

@@ -152,3 +152,19 @@ def test_a_contract_links_to_its_object_and_its_logs(admin_client, sample_source
     assert reverse("admin:syncapp_object_change", args=[contract.target_id]) in listing.content.decode()
     logs = admin_client.get(reverse("admin:contracts_contractlog_changelist") + f"?contract__id__exact={contract.pk}")
     assert logs.status_code == 200 and "1 contract log" in logs.content.decode().lower()
+
+
+def test_contracts_sort_by_origin_id_as_numbers_where_they_are_numbers(admin_client, sample_source):
+    from contracts.models import SynchronizationContract
+
+    # Given contracts whose origin ids are numbers, stored as text
+    sync = import_zoo(zoo_bundle(location=sample_source.url))
+    for origin_id in ["10", "2", "1", "33"]:
+        SynchronizationContract.objects.create(synchronization=sync, origin_id=origin_id)
+
+    # When the list is sorted by origin id
+    page = admin_client.get(reverse("admin:contracts_synchronizationcontract_changelist") + "?o=1").content.decode()
+
+    # Then 2 comes before 10, as a person reads them
+    shown = re.findall(r'class="field-origin">(?:<a [^>]*>)?(\d+)<', page)
+    assert shown == ["1", "2", "10", "33"], shown

@@ -20,7 +20,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from syncapp.authentication import CredentialsError, authenticator_for, credential_problems, snippet
+from syncapp.authentication import (
+    AuthenticationFailed,
+    CredentialsError,
+    authenticator_for,
+    credential_problems,
+    snippet,
+)
 from syncapp.dotpath import MISSING, get_path
 from syncapp.egress import same_origin
 from syncapp.http import HttpError, RateLimited, TransientHttpError, http_request
@@ -89,6 +95,8 @@ class ApiWriter:
         self.source = synchronization.target_source
         self.config: dict[str, Any] = synchronization.target_config or {}
         self.call = call_settings(source=self.source, source_config={})
+        # One authenticator for the writer's calls: an OAuth2 token is read (or fetched) once, not per call.
+        self.auth = authenticator_for(source=self.source, timeout=self.call.timeout, verify=self.call.verify)
         self.endpoint = self.config.get("endpoint") or ""
         self.update_endpoint = self.config.get("updateEndpoint") or f"{self.endpoint.rstrip('/')}/{{{{ targetId }}}}"
         self.delete_endpoint = self.config.get("deleteEndpoint") or self.update_endpoint
@@ -124,7 +132,7 @@ class ApiWriter:
             try:
                 body = _mapped(self.delete_mapping, {"targetId": target_id}) if self.delete_mapping else None
                 response = self._send(self.delete_method, self.delete_endpoint, variables=variables, body=body)
-            except (HttpError, RateLimited, SourceError, CredentialsError, MappingError) as error:
+            except (HttpError, RateLimited, SourceError, CredentialsError, AuthenticationFailed, MappingError) as error:
                 raise TargetError(f"deleting {target_id}: {error}") from None
             if response.status_code >= 400 and response.status_code != 404:  # gone already is deleted
                 raise TargetError(self._refusal(response, f"deleting {target_id}"))
@@ -145,7 +153,7 @@ class ApiWriter:
             return self._create(write, variables)
         except (TransientHttpError, RateLimited) as error:
             return Outcome(Outcome.RETRY, error=str(error))
-        except (HttpError, SourceError, CredentialsError) as error:
+        except (HttpError, SourceError, CredentialsError, AuthenticationFailed) as error:
             return Outcome(Outcome.FAILED, error=str(error))
         except MappingError as error:
             return Outcome(Outcome.INVALID, error=f"updateMapping: {error}")
@@ -184,20 +192,31 @@ class ApiWriter:
         extra_headers: dict[str, str] | None = None,
     ):
         url = endpoint_url(source=self.source, source_config={"endpoint": endpoint}, variables=variables)
-        auth = authenticator_for(source=self.source, timeout=self.call.timeout, verify=self.call.verify)
+        auth = self.auth
         headers = {"Accept": "application/json", **self.call.headers, **(extra_headers or {})}
         params = dict(self.call.query)
-        if same_origin(url, self.source.location):
+        own_origin = same_origin(url, self.source.location)
+        if own_origin:
             auth.apply(headers=headers, params=params)
-        return http_request(
-            method=method, url=url, params=params, headers=headers, json=body, timeout=self.call.timeout,
-            verify=self.call.verify, source=self.source, secret_params=auth.credentials.secret_params,
-            secret_headers=auth.credentials.secret_headers, secrets=auth.secrets,
-        )
+
+        def send():
+            return http_request(
+                method=method, url=url, params=params, headers=headers, json=body, timeout=self.call.timeout,
+                verify=self.call.verify, source=self.source, secret_params=auth.credentials.secret_params,
+                secret_headers=auth.credentials.secret_headers, secrets=auth.secrets,
+            )
+
+        response = send()
+        if response.status_code == 401 and auth.can_refresh and own_origin:
+            # The cached token may have been revoked or expired early: fetch a new one and send again, once.
+            auth.refresh()
+            auth.apply(headers=headers, params=params)
+            response = send()
+        return response
 
     def _refusal(self, response, what: str) -> str:
-        secrets = authenticator_for(source=self.source, timeout=self.call.timeout).secrets
-        return f"{what}: {response.request.method} answered {response.status_code}: {snippet(response.text, secrets)!r}"
+        text = snippet(response.text, self.auth.secrets)
+        return f"{what}: {response.request.method} answered {response.status_code}: {text!r}"
 
     @staticmethod
     def _body(response) -> Any:

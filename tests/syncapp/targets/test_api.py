@@ -27,7 +27,10 @@ class TargetApi:
     429 with Retry-After: 1. It honours Idempotency-Key on POST, as many APIs do.
     """
 
-    def __init__(self, *, refuse=None, limit_every: int = 0):
+    def __init__(self, *, refuse=None, limit_every: int = 0, oauth2: bool = False):
+        self.oauth2 = oauth2  # POST /token hands out tokens; /items takes only a valid one
+        self.tokens: list[str] = []
+        self.revoked: set[str] = set()
         self.items: dict[str, dict] = {}
         self.calls: list[tuple[str, str, Any, dict[str, str]]] = []
         self.keys: dict[str, str] = {}
@@ -41,7 +44,11 @@ class TargetApi:
         class Handler(BaseHTTPRequestHandler):
             def _serve(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length)) if length else None
+                raw = self.rfile.read(length) if length else b""
+                try:
+                    body = json.loads(raw) if raw else None
+                except ValueError:
+                    body = None  # a form (the token request)
                 status, payload, headers = outer.handle(self.command, self.path, body, dict(self.headers))
                 data = json.dumps(payload).encode() if payload is not None else b""
                 self.send_response(status)
@@ -68,6 +75,13 @@ class TargetApi:
             if refused:
                 return refused, {"errors": {"name": "is not acceptable"}}, {}
             parts = path.split("?", 1)[0].strip("/").split("/")
+            if self.oauth2 and parts == ["token"]:
+                self.tokens.append(f"target-token-{len(self.tokens) + 1}")
+                return 200, {"access_token": self.tokens[-1], "token_type": "Bearer", "expires_in": 3600}, {}
+            if self.oauth2:
+                token = headers.get("Authorization", "").removeprefix("Bearer ")
+                if token not in self.tokens or token in self.revoked:
+                    return 401, {"error": "invalid_token"}, {"WWW-Authenticate": "Bearer"}
             if method == "GET" and parts == ["items"]:
                 return 200, {"results": [{**item, "id": key} for key, item in self.items.items()]}, {}
             if method == "POST" and parts == ["items"]:
@@ -276,3 +290,29 @@ def test_an_update_mapping_shapes_the_update_body():
 def test_an_update_mapping_that_does_not_exist_is_refused_when_saved():
     with TargetApi() as target, pytest.raises(ConfigurationInvalid, match="updateMapping: no mapping with reference"):
         outgoing("http://127.0.0.1:9", target, updateMapping="nowhere")
+
+
+def test_an_oauth2_token_is_fetched_once_for_the_writes_and_replaced_once_when_revoked():
+    # Given a target taking OAuth2 client-credential tokens
+    with SampleSource(records=ANIMALS, page_size=10) as source, TargetApi(oauth2=True) as target:
+        sync = outgoing(source.url, target)
+        crm = sync.target_source
+        crm.credentials = {"type": "oauth2", "tokenUrl": f"{target.url}/token", "clientId": "zoo",
+                           "clientSecret": "target-secret-never-show"}
+        crm.save()
+
+        # When a first run creates every object
+        first = run(sync)
+        # and the target drops its token before the next run changes every object
+        target.revoked.add(target.tokens[-1])
+        source.replace_records([{**animal, "name": f"{animal['name']} II"} for animal in ANIMALS])
+        second = run(sync)
+
+    # Then the first run used one token for all its calls, the second one a new one after a single 401
+    assert (first.status, first.created) == ("succeeded", 25), first.error_message
+    assert (second.status, second.updated) == ("succeeded", 25), second.error_message
+    assert target.tokens == ["target-token-1", "target-token-2"]
+    refused = [call for call in target.calls if call[3].get("Authorization") == "Bearer target-token-1"
+               and call[0] == "PUT"]
+    assert len(refused) == 1
+    assert len(target.items) == 25 and all(item["name"].endswith(" II") for item in target.items.values())

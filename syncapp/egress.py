@@ -1,7 +1,9 @@
 """Where the service may send requests: the networks of sources and API targets, and credentials per host.
 
 A source is called only at an address the policy allows: a literal address (or localhost) is
-checked when it is saved, and every request after DNS resolution (each redirect included). By
+checked when it is saved, every request after DNS resolution (each redirect included), and every
+new connection by the address it really reached (so a name resolving elsewhere in between does not
+slip through). By
 default every address is allowed but loopback, link-local (cloud metadata services live there),
 unspecified, multicast and reserved ones; `SYNC_DENY_PRIVATE_NETWORKS` adds the private ranges.
 `SYNC_ALLOWED_NETWORKS`, when set, is an allow-list: only the networks it names may be called,
@@ -109,6 +111,22 @@ def url_check(url: str) -> None:
     refusal = url_refusal(url)
     if refusal is not None:
         raise EgressRefused(refusal)
+
+
+def peer_check(sock: socket.socket, *, host: str) -> None:
+    """Raise EgressRefused when a connected socket's peer is an address the policy refuses.
+
+    The address a name resolved to when the URL was checked may not be the one connected to: the
+    name may resolve again, to another address, in between (DNS rebinding). The connected peer is
+    what counts.
+    """
+    try:
+        peer = sock.getpeername()[0]
+    except OSError:
+        return  # not connected after all: the request fails on its own
+    refusal = address_refusal(ipaddress.ip_address(str(peer).split("%", 1)[0]))
+    if refusal is not None:
+        raise EgressRefused(f"{host} connected to {refusal}")
 
 
 def origin(url: str) -> tuple[str, str, int | None]:

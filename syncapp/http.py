@@ -39,6 +39,9 @@ from typing import Any
 from urllib.parse import urljoin
 
 import requests
+import requests.adapters
+import urllib3
+import urllib3.connection
 from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
@@ -46,7 +49,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exp
 from urllib3 import exceptions as urllib3_exceptions
 
 from syncapp.authentication import mask_url, snippet
-from syncapp.egress import EgressRefused, cross_host_refused, same_origin, url_check
+from syncapp.egress import EgressRefused, cross_host_refused, peer_check, same_origin, url_check
 from syncapp.models import Source
 from syncapp.pagination import url_without_params
 
@@ -398,6 +401,45 @@ def _trust_environment() -> bool:
     return any(os.environ.get(name) for name in _ENVIRONMENT_KNOBS)
 
 
+class _CheckedConnectionMixin:
+    """Check the address each new connection reached against the egress policy (see egress.peer_check)."""
+
+    def _new_conn(self):
+        sock = super()._new_conn()
+        # Through a proxy the peer is the proxy, the operator's own: the URL was checked before.
+        if getattr(self, "proxy", None) is None and not getattr(self, "_tunnel_host", None):
+            try:
+                peer_check(sock, host=self.host)
+            except EgressRefused:
+                sock.close()
+                raise
+        return sock
+
+
+class _CheckedHTTPConnection(_CheckedConnectionMixin, urllib3.connection.HTTPConnection):
+    pass
+
+
+class _CheckedHTTPSConnection(_CheckedConnectionMixin, urllib3.connection.HTTPSConnection):
+    pass
+
+
+class _CheckedHTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _CheckedHTTPConnection
+
+
+class _CheckedHTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _CheckedHTTPSConnection
+
+
+class CheckedAdapter(requests.adapters.HTTPAdapter):
+    """A transport whose connections are checked against the egress policy once connected."""
+
+    def init_poolmanager(self, *args, **kwargs) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _CheckedHTTPPool, "https": _CheckedHTTPSPool}
+
+
 def session_for(source: Source | None) -> requests.Session:
     """Return the keep-alive session of this process and thread for the source."""
     key = (os.getpid(), threading.get_ident(), f"{getattr(source, 'pk', None)}:{getattr(source, 'reference', '')}")
@@ -405,6 +447,8 @@ def session_for(source: Source | None) -> requests.Session:
     if session is None:
         session = requests.Session()
         session.trust_env = _trust_environment()
+        for prefix in ("http://", "https://"):
+            session.mount(prefix, CheckedAdapter())
         with _lock:
             if len(_sessions) > 256:  # threads and sources come and go: do not keep their sessions forever
                 for stale in list(_sessions)[:128]:
@@ -582,7 +626,11 @@ class _Call:
             except EgressRefused as refused:
                 shown = mask_url(url, secret_params=self.secret_params)
                 raise HttpError(f"{method} {shown}: refused: {refused}") from None
-            response = session.request(method, url, allow_redirects=False, stream=True, **options)
+            try:
+                response = session.request(method, url, allow_redirects=False, stream=True, **options)
+            except EgressRefused as refused:
+                shown = mask_url(url, secret_params=self.secret_params)
+                raise HttpError(f"{method} {shown}: refused: {refused}") from None
             if not (response.is_redirect and response.headers.get("Location")):
                 try:
                     body_read(response, deadline=deadline, call=f"{method} {self.shown}")

@@ -483,6 +483,35 @@ def test_a_name_is_judged_by_every_address_it_resolves_to(settings, monkeypatch)
     assert "169.254.169.254 is in a loopback, link-local or reserved network" in egress.url_refusal("http://sneaky.test/")
 
 
+def test_a_name_that_resolves_elsewhere_once_checked_is_refused_at_the_connection(settings, monkeypatch):
+    # Given a name whose first answer is a public address and every later one loopback (DNS rebinding)
+    settings.SYNC_ALLOWED_NETWORKS = ()
+    real = socket.getaddrinfo
+    asked: list[str] = []
+
+    def rebinding(host, port, *args, **kwargs):
+        if host != "rebind.test":
+            return real(host, port, *args, **kwargs)
+        asked.append(host)
+        address = "192.0.2.1" if len(asked) == 1 else "127.0.0.1"
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    with RecordingServer(lambda seen: (200, {}, {"results": RECORDS})) as server:
+        port = server.url.rsplit(":", 1)[1]
+        sync = import_zoo(zoo_bundle(location=f"http://rebind.test:{port}"))
+
+        # When it runs: the URL is checked against the first answer, the connection made to a later one
+        run = sync_runs.run_start(synchronization=sync)
+
+    # Then the connection to loopback is closed unused, and the run fails saying why
+    run.refresh_from_db()
+    assert len(asked) >= 2
+    assert run.status == "failed"
+    assert "rebind.test connected to 127.0.0.1 is in a loopback, link-local or reserved network" in run.error_message
+    assert server.seen == []
+
+
 @pytest.mark.parametrize(("variable", "value", "message"), [
     ("SYNC_ALLOWED_NETWORKS", "10.0.0.0/8,not-a-network", "SYNC_ALLOWED_NETWORKS: 'not-a-network' is not a network"),
     ("SYNC_CROSS_HOST_REQUESTS", "sometimes", "SYNC_CROSS_HOST_REQUESTS must be one of strip, refuse"),

@@ -1,4 +1,3 @@
-import contextlib
 import json
 
 from django import forms
@@ -29,36 +28,8 @@ from syncapp.targets.register import (
 )
 from syncapp.tryout import conditions_try, mapping_config_of, mapping_try
 from syncapp.validation import mapping_problems_by_field, synchronization_problems_by_field
+from syncapp.widgets import PrettyJSONTextarea, WriteOnlyTextarea
 from workers import dispatch
-
-
-class WriteOnlyTextarea(forms.Textarea):
-    """A textarea that never renders a value: typed credentials are not shown back, not even on a
-    form refused for another field."""
-
-    def format_value(self, value):
-        return None
-
-
-class PrettyJSONTextarea(forms.Textarea):
-    """JSON shown indented, in a monospace box as tall as its content; what does not parse is shown as typed."""
-
-    def __init__(self, attrs=None):
-        super().__init__({"style": "font-family: monospace; width: 60em", **(attrs or {})})
-
-    def format_value(self, value):
-        text = super().format_value(value)
-        # Invalid input of a refused form does not parse: it is shown back as it was typed.
-        with contextlib.suppress(TypeError, ValueError):
-            text = json.dumps(json.loads(text), indent=2, ensure_ascii=False) if text else text
-        return text
-
-    def get_context(self, name, value, attrs):
-        context = super().get_context(name, value, attrs)
-        lines = (self.format_value(value) or "").count("\n") + 2
-        context["widget"]["attrs"]["rows"] = max(4, min(lines, 30))
-        return context
-
 
 JSON_WIDGETS = {models.JSONField: {"widget": PrettyJSONTextarea}}
 
@@ -177,7 +148,7 @@ class MappingForm(EmptyJSONForm):
 
 class TryForm(forms.Form):
     sample = forms.JSONField(
-        label="Sample input", initial=dict, widget=forms.Textarea(attrs={"rows": 12, "cols": 80}),
+        label="Sample input", initial=dict, widget=PrettyJSONTextarea(attrs={"rows": 12}),
         help_text="A JSON object as the source would send it.",
     )
 
@@ -239,6 +210,7 @@ class SchemaForm(forms.ModelForm):
 
 class SchemaInline(admin.TabularInline):
     model = Schema
+    formfield_overrides = JSON_WIDGETS
     form = SchemaForm
     extra = 0
 

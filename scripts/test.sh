@@ -24,8 +24,8 @@ if [ ! -x "$chromium" ]; then
     echo "test.sh: apt-get install chromium failed: the browser test fails without it" >&2
   fi
 fi
-# The browser test's screenshots: the committed ones in docs/screenshots are refreshed by running that
-# test on its own (`pytest -m browser`), not by every run of the suite.
+# The browser test's screenshots: the committed ones in docs/screenshots are refreshed on purpose
+# (`SYNC_SCREENSHOTS_DIR=docs/screenshots scripts/test.sh -m browser`), not by every run of the suite.
 export SYNC_SCREENSHOTS_DIR="${SYNC_SCREENSHOTS_DIR:-${TMPDIR:-/tmp}/sync-screenshots}"
 export DATABASE_URL="${TEST_DATABASE_URL:-postgresql://root@127.0.0.1:5432/test}"
 export CELERY_BROKER_URL="${TEST_CELERY_BROKER_URL:-redis://127.0.0.1:6379/15}"

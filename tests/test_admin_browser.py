@@ -117,7 +117,7 @@ def browser(monkeypatch):
     except ImportError:
         pytest.fail("the browser test needs Playwright: pip install -e '.[dev]' (scripts/setup.sh does)")
     if not CHROMIUM.exists():
-        pytest.fail(f"the browser test needs Chromium at {CHROMIUM}: apt-get install chromium (scripts/setup.sh does)")
+        pytest.fail(f"the browser test needs Chromium at {CHROMIUM}: apt-get install chromium (scripts/test.sh does)")
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(
             executable_path=str(CHROMIUM), headless=True,

@@ -85,12 +85,13 @@ class SynchronizationRunAdmin(ReadOnlyAdmin):
             ' · follow-up of <a href="{}">run {}</a>',
             reverse("admin:contracts_synchronizationrun_change", args=[run.parent_id]), run.parent_id,
         ) if run.parent_id else ""
-        # While the run is active the page asks for its progress every two seconds (a small JSON endpoint).
+        # While the run is active the page asks for its progress every two seconds (a small JSON endpoint),
+        # and shows itself again when the run's status changes (started, ended), so every field is current.
         script = format_html(
             "<script>(function poll() {{ fetch('{}').then(r => r.json()).then(p => {{"
             " const bar = document.getElementById('run-progress'); bar.max = Math.max(p.found, 1);"
             " bar.value = p.done; document.getElementById('run-progress-text').textContent = p.text;"
-            " if (p.active) setTimeout(poll, 2000); else if (p.status !== '{}') location.reload(); }}); }})();"
+            " if (p.status !== '{}') location.reload(); else if (p.active) setTimeout(poll, 2000); }}); }})();"
             "</script>",
             reverse("admin:contracts_synchronizationrun_progress", args=[run.pk]), run.status,
         ) if active else ""

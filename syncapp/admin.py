@@ -350,7 +350,8 @@ class SynchronizationAdmin(admin.ModelAdmin):
         # The button posts the change form (and its CSRF token) to the run view: forms do not nest.
         buttons = format_html(
             '<button type="submit" class="button" formaction="{}" formmethod="post" name="_run_now">Run now'
-            '</button> <a class="button" href="{}">Test sync</a> <a class="button" href="{}">Try conditions</a> '
+            '</button> <button type="submit" class="button" formaction="{}" formmethod="post" name="_test">Test sync'
+            '</button> <a class="button" href="{}">Try conditions</a> '
             '<a href="{}">All runs</a>',
             reverse("admin:syncapp_synchronization_run", args=[sync.pk]),
             reverse("admin:syncapp_synchronization_test", args=[sync.pk]),

@@ -292,11 +292,8 @@ def test_an_operator_configures_tests_and_runs_a_synchronization_in_the_admin(se
     change_url = page.url
 
     # "Test sync": a preview of the first page, nothing written
-    page.get_by_text("Test sync", exact=True).click()
+    page.get_by_role("button", name="Test sync", exact=True).click()
     page.wait_for_load_state()
-    confirm = page.locator("#content form [type='submit']")
-    if "/test/" in page.url and confirm.count() == 1:  # a confirmation page (or a dialog, accepted above)
-        confirm.click()
     expect(page.locator("#content")).to_contain_text("The first page was read")
     actives_on_page_one = sum(animal["status"] == "active" for animal in ANIMALS[:PER_PAGE])
     expect(page.locator("#content")).to_contain_text(f"created {actives_on_page_one}")

@@ -82,6 +82,9 @@ def test_the_synchronization_page_has_run_now_and_its_last_runs(admin_client, sa
     page = admin_client.get(reverse("admin:syncapp_synchronization_change", args=[sync.pk])).content.decode()
 
     assert reverse("admin:syncapp_synchronization_run", args=[sync.pk]) in page and "Run now" in page
+    # Test sync is a button posting the form, not a link a crawler or a prefetch could follow
+    test_url = reverse("admin:syncapp_synchronization_test", args=[sync.pk])
+    assert f'formaction="{test_url}" formmethod="post"' in page and f'href="{test_url}"' not in page
     assert reverse("admin:contracts_synchronizationrun_change", args=[run.pk]) in page
     assert f"created {run.created}" in page
 

@@ -66,7 +66,8 @@ JSON_WIDGETS = {models.JSONField: {"widget": PrettyJSONTextarea}}
 SOURCE_CONFIG_KEYS = (
     "Keys: endpoint, headers, query, resultsPosition, idPosition, pagination {type, pageParam, pageSize, ...}, "
     "maxPages, deleteMissing, deleteSafetyLimit, followUpsOnPartial, concurrency, chunkSize; a register source: "
-    "pageSize, triggerOnlyOnEvents; two-way sync: writeBack, conflictWinner (see the README)."
+    "pageSize, triggerOnlyOnEvents; a file source: format, objectsPath, delimiter, quotechar, encoding, header, "
+    "columns, idPath, pageSize; two-way sync: writeBack, conflictWinner (see the README)."
 )
 TARGET_CONFIG_KEYS = (
     "An api target's keys: endpoint, idPosition, idInRequestBody, updateEndpoint, updateMethod, updateMapping, "

@@ -455,3 +455,9 @@ def test_only_a_file_source_takes_an_upload(admin_client):
 
     assert response.status_code == 200
     assert "only a source of type file takes an uploaded file" in response.content.decode()
+
+
+def test_the_bundled_file_source_example_is_valid():
+    from syncapp.configuration import bundle_validate
+
+    bundle_validate(json.loads((Path(__file__).parents[2] / "examples" / "people-csv.json").read_text()))

@@ -34,8 +34,8 @@ SHA-256: a worker that does not find it (on a machine without the shared volume,
 removed it) downloads the file again and reads on only when it is the same file, else the page fails
 ("changed during the run"). So a run reads one version of the file, and never downloads it per page;
 HTTP Range requests were not used, because many servers ignore them and a file replaced between two
-ranges would mix two versions silently. Uploaded and local files are checked the same way, by size
-and modification time.
+ranges would mix two versions silently. An upload replaced during a run is stored under a new name,
+so the run reads on in the one it began with; a local file is held to its size and modification time.
 
 Garbage (a line that is not JSON, a CSV record with the wrong number of fields, bytes that are not
 text in the encoding) fails the page with an error naming the file, the line and record, and what is
@@ -359,6 +359,8 @@ def _header_check(columns: list[str], *, name: str, line: int) -> list[str]:
 def csv_page(handle: IO[bytes], *, request: dict[str, Any], options: FileOptions, name: str, size: int,
              delimiter: str) -> PageOut:
     """Read one page of a CSV file from the request's offset; the column names come with the request."""
+    # A field may be as long as a record (the csv module's own limit is 128 KiB; it is per process).
+    csv.field_size_limit(max(csv.field_size_limit(), settings.SYNC_FILE_MAX_RECORD_BYTES))
     lines = _Lines(handle, offset=request["offset"], line=request["line"], encoding=options.encoding, name=name)
     records = csv.reader(lines, delimiter=delimiter, quotechar=options.quotechar, strict=True)
     columns: list[str] | None = request.get("columns") or (list(options.columns) if options.columns else None)

@@ -3,8 +3,10 @@ at a time through the whole pipeline (conditions, mapping, contracts, deletion),
 with the file, line and record named."""
 from __future__ import annotations
 
+import io
 import json
 import os
+import random
 from pathlib import Path
 
 import pytest
@@ -249,6 +251,39 @@ def test_each_page_request_holds_a_byte_offset_and_the_csv_header_and_stores_onl
     assert reader.fetch(request=following).body == PEOPLE[2:4]
 
 
+def random_json(rng: random.Random, depth: int = 0):
+    """A JSON value with what a scanner can trip on: escaped quotes and backslashes, brackets in strings,
+    nesting, non-ASCII text, numbers of every shape."""
+    if depth > 3 or rng.random() < 0.3:
+        return rng.choice([1, -2.5e-3, 'a"b\\c', "é\n", True, None, "", "]}[{,", 12345678901, '\\"', "\\"])
+    if rng.random() < 0.5:
+        return [random_json(rng, depth + 1) for _ in range(rng.randint(0, 3))]
+    keys = [rng.choice(["k", 'k"', "ü", "x y", "]"]) + str(i) for i in range(rng.randint(0, 3))]
+    return {key: random_json(rng, depth + 1) for key in keys}
+
+
+def test_the_json_scanner_pages_any_list_exactly_across_buffer_boundaries(monkeypatch):
+    from syncapp.sources import file as file_source
+
+    monkeypatch.setattr(file_source, "READ_SIZE", 7)  # every boundary falls inside something
+    rng = random.Random(20261203)
+    for _ in range(400):
+        items = [random_json(rng) for _ in range(rng.randint(0, 9))]
+        wrapped = rng.random() < 0.5
+        document = {"before": [random_json(rng), "]"], "data": {"items": items}, "after": 1} if wrapped else items
+        raw = json.dumps(document, indent=rng.choice([None, 1]), ensure_ascii=rng.random() < 0.5).encode()
+        options = file_source.file_options({"format": "json", "pageSize": rng.randint(1, 4),
+                                            **({"objectsPath": "data.items"} if wrapped else {})})
+        request, read = {"offset": 0, "line": 1, "row": 0}, []
+        while True:
+            page = file_source.json_page(io.BytesIO(raw), request=request, options=options, name="t.json")
+            read += page.rows
+            if page.done:
+                break
+            request = {"offset": page.offset, "line": page.line, "row": page.row}
+        assert read == items, raw
+
+
 def test_a_file_that_changes_at_its_url_during_a_run_fails_the_page_read_from_a_new_download():
     with FileServer("people.ndjson", as_ndjson(PEOPLE)) as server:
         sync = file_sync(source=url_source(server, "people.ndjson"))
@@ -265,6 +300,31 @@ def test_a_file_that_changes_at_its_url_during_a_run_fails_the_page_read_from_a_
         server.files["/files/people.ndjson"] = as_ndjson(PEOPLE_CHANGED)
         with pytest.raises(SourceError, match="changed during the run"):
             reader.fetch(request=following)
+
+
+def test_a_run_reads_on_in_the_upload_it_began_with_when_a_new_one_is_stored():
+    sync = file_sync(source={}, upload=("people.csv", as_csv(PEOPLE)))
+    reader = reader_for(sync)
+    first = reader.first_request(variables={"run": {"id": 1}})
+    following = reader.page(request=first, fetched=reader.fetch(request=first)).next_request
+
+    replace_upload("people.csv", as_csv(PEOPLE_CHANGED))
+
+    assert reader.fetch(request=following).body == PEOPLE[2:4]
+
+
+def test_a_local_file_that_changes_during_a_run_fails_the_next_page(settings, tmp_path):
+    settings.SYNC_FILE_ALLOWED_DIRS = (str(tmp_path),)
+    path = tmp_path / "people.csv"
+    path.write_bytes(as_csv(PEOPLE))
+    reader = reader_for(file_sync(source={"location": str(path)}))
+    first = reader.first_request(variables={"run": {"id": 1}})
+    following = reader.page(request=first, fetched=reader.fetch(request=first)).next_request
+
+    path.write_bytes(as_csv(PEOPLE_CHANGED) + b"7,Extra,Oslo,20,active\n")
+
+    with pytest.raises(SourceError, match="people.csv changed during the run"):
+        reader.fetch(request=following)
 
 
 def test_an_error_answer_of_the_files_url_fails_the_run_without_the_key():

@@ -57,6 +57,7 @@ def csv_write(path: Path, *, rows: int) -> None:
 
 
 def synchronization(*, reference: str, path: Path, page_size: int) -> Synchronization:
+    Synchronization.objects.filter(reference=reference).delete()
     Source.objects.filter(reference=f"{reference}-file").delete()
     with path.open("rb") as handle:
         Source.objects.create(reference=f"{reference}-file", name=reference, type="file",
@@ -99,9 +100,11 @@ def main() -> None:
     rates: dict[int, list[float]] = {rows: [] for rows in files}
     load = os.getloadavg()
     try:
+        syncs = {rows: synchronization(reference=f"file-{rows}", path=path, page_size=args.page_size)
+                 for rows, path in files.items()}
         for repeat in range(args.repeat):
             for rows, path in files.items():
-                sync = synchronization(reference=f"file-{rows}", path=path, page_size=args.page_size)
+                sync = syncs[rows]
                 data_clear()
                 time.sleep(1)  # let the worker settle after the truncation
                 memory.reset()

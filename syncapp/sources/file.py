@@ -82,8 +82,6 @@ DOWNLOADS = "file-sources/downloads"
 # A copy left by a run that never reached its last page is removed by a later download after this long.
 DOWNLOAD_KEEP_SECONDS = 2 * 86400
 BOM = codecs.BOM_UTF8
-FILE_CONFIG_KEYS = ("format", "delimiter", "quotechar", "encoding", "header", "columns", "objectsPath", "idPath",
-                    "pageSize")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -24,10 +24,11 @@ COPY . .
 RUN pip install --no-deps . \
     && python manage.py collectstatic --no-input -v 0 \
     && useradd --system --no-create-home --uid 10001 --shell /usr/sbin/nologin app \
-    && mkdir -p /app/var \
+    && mkdir -p /app/var/media \
     && chown -R app:app /app/var
 
 # Static files are collected into /app/var/static for a reverse proxy to serve; gunicorn does not.
+# /app/var/media holds file sources' uploads and downloads: made here so a new volume mounted on it is app's.
 USER app
 
 EXPOSE 8000

@@ -95,8 +95,9 @@ SQLITE_OPTIONS = {
     "transaction_mode": "IMMEDIATE",
     "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
 }
+# The service's own files: the embedded SQLite database, uploads (below).
+DATA_DIR = Path(env_str("SYNC_DATA_DIR", default=str(BASE_DIR / "var")))
 if DATABASE_URL is None:
-    DATA_DIR = Path(env_str("SYNC_DATA_DIR", default=str(BASE_DIR / "var")))
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {
         "default": {
@@ -205,6 +206,31 @@ for _key in SYNC_CREDENTIAL_KEYS:
             "SYNC_CREDENTIAL_KEYS holds a value that is not a Fernet key (32 url-safe base64-encoded bytes; "
             "`manage.py sync keygen` makes one)"
         ) from None
+# File sources (syncapp/sources/file.py). Uploaded files, and the copy of a file at a URL that a run
+# reads, live under the media root: every web process and worker must see the same directory (one
+# volume in docker-compose.yml). Nothing there is served over HTTP.
+MEDIA_ROOT = Path(env_str("SYNC_MEDIA_ROOT", default=str(DATA_DIR / "media")))
+MEDIA_URL = "/media/"  # never routed: uploads are read by the workers only
+# Local directories a file source may name as its location; none by default, so no path is read.
+SYNC_FILE_ALLOWED_DIRS = tuple(env_list("SYNC_FILE_ALLOWED_DIRS", default=[]))
+for _directory in SYNC_FILE_ALLOWED_DIRS:
+    if not Path(_directory).is_absolute():
+        raise SettingError(f"SYNC_FILE_ALLOWED_DIRS must hold absolute directories, got {_directory!r}")
+# The largest file a source may download or upload, and the longest one record (a line, a CSV
+# record, a JSON list element) may be: a file is read a page at a time, a record is read whole.
+SYNC_FILE_MAX_BYTES = env_int("SYNC_FILE_MAX_BYTES", default=2 * 2**30, minimum=1024)
+SYNC_FILE_MAX_RECORD_BYTES = env_int("SYNC_FILE_MAX_RECORD_BYTES", default=16 * 2**20, minimum=1024)
+# How long the download of a file at a URL may take in all, in seconds (a large file takes longer
+# than one page of an API, SYNC_HTTP_TOTAL_TIMEOUT); it happens inside a page task, so within its limit.
+SYNC_FILE_DOWNLOAD_TIMEOUT = env_int(
+    "SYNC_FILE_DOWNLOAD_TIMEOUT", default=max(1, CELERY_TASK_SOFT_TIME_LIMIT * 2 // 3), minimum=1
+)
+if SYNC_FILE_DOWNLOAD_TIMEOUT > CELERY_TASK_SOFT_TIME_LIMIT:
+    raise SettingError(
+        f"SYNC_FILE_DOWNLOAD_TIMEOUT ({SYNC_FILE_DOWNLOAD_TIMEOUT}) must be at most the task time limit "
+        f"({CELERY_TASK_SOFT_TIME_LIMIT} s, from CELERY_TASK_TIME_LIMIT)"
+    )
+
 # Safety limit on pages of one run when a synchronization sets no maxPages.
 SYNC_DEFAULT_MAX_PAGES = env_int("SYNC_DEFAULT_MAX_PAGES", default=10000, minimum=1)
 

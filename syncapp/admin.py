@@ -19,6 +19,7 @@ from syncapp.conditions import validate_conditions
 from syncapp.egress import location_problems
 from syncapp.models import Mapping, Object, Register, Schema, Source, Synchronization
 from syncapp.sources.api import configuration_problems
+from syncapp.sources.file import file_location_problems, upload_problems
 from syncapp.targets import InvalidObject
 from syncapp.targets.register import (
     check_json_schema,
@@ -36,7 +37,8 @@ JSON_WIDGETS = {models.JSONField: {"widget": PrettyJSONTextarea}}
 SOURCE_CONFIG_KEYS = (
     "Keys: endpoint, headers, query, resultsPosition, idPosition, pagination {type, pageParam, pageSize, ...}, "
     "maxPages, deleteMissing, deleteSafetyLimit, followUpsOnPartial, concurrency, chunkSize; a register source: "
-    "pageSize, triggerOnlyOnEvents; two-way sync: writeBack, conflictWinner (see the README)."
+    "pageSize, triggerOnlyOnEvents; a file source: format, objectsPath, delimiter, quotechar, encoding, header, "
+    "columns, idPath, pageSize; two-way sync: writeBack, conflictWinner (see the README)."
 )
 TARGET_CONFIG_KEYS = (
     "An api target's keys: endpoint, idPosition, idInRequestBody, updateEndpoint, updateMethod, updateMapping, "
@@ -76,7 +78,11 @@ class SourceForm(EmptyJSONForm):
 
     class Meta:
         model = Source
-        fields = ["reference", "name", "description", "type", "location", "configuration", "is_enabled"]
+        fields = ["reference", "name", "description", "type", "location", "file", "configuration", "is_enabled"]
+        help_texts = {
+            "file": "A file source's CSV, NDJSON or JSON file (.csv, .tsv, .ndjson, .jsonl, .json), read by the "
+                    "workers; or leave it empty and give the file's URL or an allowed path as the location.",
+        }
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -101,9 +107,18 @@ class SourceForm(EmptyJSONForm):
 
     def clean(self):
         cleaned = super().clean()
-        if cleaned.get("type", Source.Type.API) == Source.Type.API and cleaned.get("location"):
-            for problem in location_problems(cleaned["location"]):
+        kind = cleaned.get("type", Source.Type.API)
+        if kind == Source.Type.API:
+            for problem in location_problems(cleaned.get("location") or ""):
                 self.add_error("location", problem.removeprefix("location: "))
+        # The upload of this form (False: its "clear" box is ticked), else the one stored.
+        upload = cleaned.get("file")
+        has_upload = bool(upload) or (upload is None and bool(self.instance.file))
+        if kind == Source.Type.FILE and "location" in cleaned:
+            for problem in file_location_problems(cleaned.get("location") or "", has_upload=has_upload):
+                self.add_error("location", problem.removeprefix("location: "))
+        for problem in upload_problems(upload=upload, kind=kind):
+            self.add_error("file", problem)
         return cleaned
 
     def save(self, commit: bool = True):
@@ -297,7 +312,7 @@ class SynchronizationForm(EmptyJSONForm):
             reference=cleaned.get("reference"), previous_reference=self.instance.reference or None,
             source_config=cleaned.get("source_config", {}), schedule=cleaned.get("schedule") or "",
             follow_ups=follow_ups, target_type=cleaned.get("target_type") or "",
-            target_config=cleaned.get("target_config"),
+            target_config=cleaned.get("target_config"), source_type=cleaned.get("source_type") or "",
         )
         for field, messages_ in problems.items():
             for message in messages_:

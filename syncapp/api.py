@@ -17,6 +17,7 @@ from syncapp.conditions import validate_conditions
 from syncapp.egress import location_problems
 from syncapp.models import Mapping, Object, Register, Schema, Source, Synchronization
 from syncapp.sources.api import configuration_problems
+from syncapp.sources.file import file_location_problems, upload_problems
 from syncapp.targets import InvalidObject
 from syncapp.targets.register import (
     check_json_schema,
@@ -30,11 +31,13 @@ from syncapp.validation import mapping_problems_by_field, synchronization_proble
 
 class SourceSerializer(serializers.ModelSerializer):
     credentials = serializers.JSONField(write_only=True, required=False)
+    # A file source's upload (multipart); answered with its stored name, never a URL: uploads are not served.
+    file = serializers.FileField(required=False, allow_null=True, use_url=False)
 
     class Meta:
         model = Source
         fields = [
-            "id", "reference", "name", "description", "type", "location", "configuration", "credentials",
+            "id", "reference", "name", "description", "type", "location", "file", "configuration", "credentials",
             "is_enabled", "rate_limit_limit", "rate_limit_remaining", "rate_limit_reset", "rate_limit_window",
             "created_at", "updated_at",
         ]
@@ -62,6 +65,15 @@ class SourceSerializer(serializers.ModelSerializer):
             problems = [problem.removeprefix("location: ") for problem in location_problems(location)]
             if problems:
                 raise serializers.ValidationError({"location": problems})
+        upload = attrs.get("file", getattr(self.instance, "file", None))
+        if kind == Source.Type.FILE:
+            problems = [problem.removeprefix("location: ")
+                        for problem in file_location_problems(location, has_upload=bool(upload))]
+            if problems:
+                raise serializers.ValidationError({"location": problems})
+        problems = upload_problems(upload=attrs.get("file"), kind=kind)
+        if problems:
+            raise serializers.ValidationError({"file": problems})
         return attrs
 
 
@@ -143,6 +155,7 @@ class SynchronizationSerializer(serializers.ModelSerializer):
             previous_reference=getattr(instance, "reference", None),
             source_config=attrs.get("source_config", getattr(instance, "source_config", {})),
             target_type=attrs.get("target_type", getattr(instance, "target_type", "")),
+            source_type=attrs.get("source_type", getattr(instance, "source_type", "")),
             target_config=attrs.get("target_config", getattr(instance, "target_config", {})),
             schedule=attrs.get("schedule", getattr(instance, "schedule", "")),
             follow_ups=[sync.reference for sync in follow_ups],

@@ -29,6 +29,7 @@ from syncapp.pushes import push_events_problems
 from syncapp.runs.context import run_settings_problems
 from syncapp.schedules import schedule_problems
 from syncapp.sources.api import configuration_problems, source_config_problems
+from syncapp.sources.file import file_location_problems, file_source_config_problems
 from syncapp.sources.register import register_source_config_problems
 from syncapp.targets.api import target_config_problems
 from syncapp.targets.register import check_json_schema
@@ -38,6 +39,8 @@ REFERENCE_PATTERN = re.compile(r"^[-a-zA-Z0-9_]+$")
 MAX_REFERENCE_LENGTH = 120  # the lengths of the reference and name columns
 MAX_NAME_LENGTH = 200
 SECTIONS = ("sources", "registers", "mappings", "synchronizations")
+# Synchronization source types whose sourceId names a Source record.
+SOURCE_RECORD_TYPES = (Synchronization.SourceType.API, Synchronization.SourceType.FILE)
 # What an export writes for a source's credentials, and what an import reads as "keep the stored ones".
 CREDENTIALS_KEPT = "(write-only: kept as stored)"
 
@@ -209,12 +212,18 @@ def bundle_validate(bundle: Any) -> None:
 
     sources = check.items("sources")
     for path, item in sources:
-        check.text(path, item, "location", required=True)
         kind = item.get("type", "api")
+        check.text(path, item, "location", required=kind != Source.Type.FILE)
         if kind not in Source.Type.values:
             check.add(f"{path}.type", f"must be one of {', '.join(Source.Type.values)}, got {kind!r}")
         elif kind == "api" and isinstance(item.get("location"), str):
             check.problems.extend(location_problems(item["location"], path=f"{path}.location"))
+        elif kind == Source.Type.FILE:
+            # An uploaded file is not part of a bundle: a source that has one keeps it.
+            has_upload = Source.objects.filter(reference=item.get("reference")).exclude(file="").exists()
+            check.problems.extend(file_location_problems(
+                item.get("location"), has_upload=has_upload, path=f"{path}.location"
+            ))
         check.json_object(path, item, "configuration")
         if item.get("credentials") != CREDENTIALS_KEPT:
             check.json_object(path, item, "credentials")
@@ -246,7 +255,7 @@ def bundle_validate(bundle: Any) -> None:
         if source_type not in Synchronization.SourceType.values:
             check.add(f"{path}.sourceType", f"must be one of {', '.join(Synchronization.SourceType.values)}")
         source_id = item.get("sourceId")
-        if source_type == "api":
+        if source_type in SOURCE_RECORD_TYPES:
             if not isinstance(source_id, str) or not _exists(Source, source_id, source_refs):
                 check.add(f"{path}.sourceId", f"no source with reference {source_id!r}")
         elif source_type == "register/schema" and (
@@ -262,6 +271,8 @@ def bundle_validate(bundle: Any) -> None:
             except PaginationError as error:
                 check.add(f"{path}.sourceConfig", str(error))
             check.problems.extend(source_config_problems(source_config, path=f"{path}.sourceConfig"))
+            if source_type == Synchronization.SourceType.FILE:
+                check.problems.extend(file_source_config_problems(source_config, path=f"{path}.sourceConfig"))
             if source_type == Synchronization.SourceType.REGISTER:
                 check.problems.extend(register_source_config_problems(source_config, path=f"{path}.sourceConfig"))
                 check.problems.extend(push_events_problems(source_config, path=f"{path}.sourceConfig"))
@@ -344,7 +355,7 @@ def bundle_import(bundle: Any, *, actor: Any = None) -> ImportResult:
                 "name": item.get("name") or item["reference"],
                 "description": item.get("description") or "",
                 "type": item.get("type", "api"),
-                "location": item["location"],
+                "location": item.get("location") or "",
                 "configuration": item.get("configuration") or {},
                 "is_enabled": item.get("isEnabled", True),
             }
@@ -403,7 +414,7 @@ def _synchronization_values(item: dict) -> dict:
         "name": item.get("name") or item["reference"],
         "description": item.get("description") or "",
         "source_type": source_type,
-        "source": Source.objects.get(reference=item["sourceId"]) if source_type == "api" else None,
+        "source": Source.objects.get(reference=item["sourceId"]) if source_type in SOURCE_RECORD_TYPES else None,
         "source_schema": _schema_by_path(item["sourceId"]) if source_type == "register/schema" else None,
         "source_config": item.get("sourceConfig") or {},
         "source_hash_mapping": _mapping_or_none(item.get("sourceHashMapping")),

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import urljoin
 
 import requests
@@ -472,29 +472,60 @@ def without_credentials(headers: Mapping[str, str], *, names: frozenset[str]) ->
     return {name: value for name, value in headers.items() if name.lower() not in drop}
 
 
-def body_read(response: requests.Response, *, deadline: float, call: str) -> None:
-    """Read the whole body into the response, refusing one that is too large or too slow to arrive.
+@dataclass(frozen=True)
+class BodyLimits:
+    """How large a body may be and how long it may take to arrive, with the settings that say so."""
+
+    max_bytes: int
+    max_bytes_setting: str
+    seconds: float
+    seconds_setting: str
+
+
+def body_limits() -> BodyLimits:
+    """Return the limits of an answer read into memory."""
+    return BodyLimits(
+        max_bytes=settings.SYNC_HTTP_MAX_RESPONSE_BYTES, max_bytes_setting="SYNC_HTTP_MAX_RESPONSE_BYTES",
+        seconds=settings.SYNC_HTTP_TOTAL_TIMEOUT, seconds_setting="SYNC_HTTP_TOTAL_TIMEOUT",
+    )
+
+
+def body_read(
+    response: requests.Response, *, deadline: float, call: str, sink: BinaryIO | None = None,
+    limits: BodyLimits | None = None,
+) -> None:
+    """Read the whole body into the response (or into `sink`), refusing one that is too large or too slow.
 
     The size counts decoded bytes, so a small gzip bomb is stopped as early as a large body; urllib3
     decodes only as much as each read asks for. The deadline is checked between reads, each of which
-    returns what has arrived, so a body sent a byte at a time is cut too.
+    returns what has arrived, so a body sent a byte at a time is cut too. A body written to `sink`
+    (a file, emptied first: an attempt repeated starts over) leaves the response's content empty.
     """
-    limit = settings.SYNC_HTTP_MAX_RESPONSE_BYTES
+    limits = limits or body_limits()
+    limit = limits.max_bytes
     declared = response.headers.get("Content-Length", "")
     if declared.isdigit() and int(declared) > limit and not response.headers.get("Content-Encoding"):
         raise HttpError(f"{call}: the answer has {int(declared):,} bytes, more than {limit:,} "
-                        "(SYNC_HTTP_MAX_RESPONSE_BYTES)")
+                        f"({limits.max_bytes_setting})")
     body = bytearray()
+    size = 0
+    if sink is not None:
+        sink.seek(0)
+        sink.truncate()
     try:
         while chunk := response.raw.read1(READ_SIZE, decode_content=True):
-            body += chunk
-            if len(body) > limit:
+            size += len(chunk)
+            if sink is not None:
+                sink.write(chunk)
+            else:
+                body += chunk
+            if size > limit:
                 raise HttpError(f"{call}: the answer is larger than {limit:,} bytes"
                                 f"{' once decoded' if response.headers.get('Content-Encoding') else ''} "
-                                "(SYNC_HTTP_MAX_RESPONSE_BYTES)")
+                                f"({limits.max_bytes_setting})")
             if time.monotonic() > deadline:
                 raise HttpError(f"{call}: the answer did not arrive whole within "
-                                f"{settings.SYNC_HTTP_TOTAL_TIMEOUT} s (SYNC_HTTP_TOTAL_TIMEOUT)")
+                                f"{limits.seconds:g} s ({limits.seconds_setting})")
     except urllib3_exceptions.DecodeError as error:
         raise HttpError(f"{call}: the answer could not be decoded ({error})") from None
     except (TimeoutError, urllib3_exceptions.ReadTimeoutError) as error:
@@ -556,6 +587,9 @@ class _Call:
     secrets: tuple[str, ...] = ()
     failures: int = 0
     rate_waits: int = 0
+    # Where a successful answer's body goes instead of memory (a file download), and its limits.
+    sink: BinaryIO | None = None
+    body_limits: BodyLimits | None = None
 
     def report(self, *, reason: str, seconds: float, retry: bool) -> None:
         log = logger.warning if retry else logger.info
@@ -619,7 +653,8 @@ class _Call:
         host goes without the credentials (or is refused); then read the body within its limits."""
         method, url, options = self.method, self.url, dict(self.options)
         session = session_for(self.source)
-        deadline = time.monotonic() + settings.SYNC_HTTP_TOTAL_TIMEOUT
+        limits = self.body_limits or body_limits()
+        deadline = time.monotonic() + limits.seconds
         for _ in range(MAX_REDIRECTS + 1):
             try:
                 url_check(url)
@@ -632,8 +667,11 @@ class _Call:
                 shown = mask_url(url, secret_params=self.secret_params)
                 raise HttpError(f"{method} {shown}: refused: {refused}") from None
             if not (response.is_redirect and response.headers.get("Location")):
+                # Only a successful answer goes to the sink: an error's body is read to be quoted.
+                sink = self.sink if 200 <= response.status_code < 300 else None
                 try:
-                    body_read(response, deadline=deadline, call=f"{method} {self.shown}")
+                    body_read(response, deadline=deadline, call=f"{method} {self.shown}", sink=sink,
+                              limits=limits if sink is not None else None)
                 except BaseException:
                     response.close()  # a connection left half read serves no other request
                     raise
@@ -709,18 +747,21 @@ def http_request(
     secrets: Iterable[str] = (),
     on_wait: OnWait | None = None,
     limits: Limits | None = None,
+    sink: BinaryIO | None = None,
+    sink_limits: BodyLimits | None = None,
 ) -> requests.Response:
     """Send one request under the source's rate limits and budget, retrying what may pass.
 
     Return the answer when it is not a 5xx or 429 (4xx included: the caller judges them). Raise
     TransientHttpError when retries ran out, HttpError for what no retry mends, and RateLimited when
-    the wait asked for is longer than may be waited here.
+    the wait asked for is longer than may be waited here. With `sink`, a 2xx answer's body is written
+    there, within `sink_limits`, instead of being kept in memory.
     """
     limits = limits or call_limits()
     call = _Call(
         method=method.upper(), url=url, shown=mask_url(url, secret_params=secret_params), source=source,
         limits=limits, on_wait=on_wait, secret_params=secret_params, secret_headers=secret_headers,
-        secrets=tuple(secrets),
+        secrets=tuple(secrets), sink=sink, body_limits=sink_limits,
         options={
             "params": dict(params or {}), "headers": dict(headers or {}), "json": json, "data": data,
             "timeout": timeout, "verify": verify,

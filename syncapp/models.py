@@ -7,6 +7,11 @@ from syncapp.fields import DocumentField, SealedJSONField
 from syncapp.ids import uuid7
 
 
+def source_upload_path(instance: Source, filename: str) -> str:
+    """Return where an uploaded source file is stored: its own folder, its name kept (the name tells the format)."""
+    return f"sources/{uuid7().hex}/{filename}"
+
+
 class Source(models.Model):
     """An external system objects come from, or go to."""
 
@@ -19,7 +24,12 @@ class Source(models.Model):
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
     type = models.CharField(max_length=20, choices=Type.choices, default=Type.API)
-    location = models.CharField(max_length=500, help_text="Base URL (api) or DSN (database) or path (file).")
+    location = models.CharField(
+        max_length=500, blank=True,
+        help_text="Base URL (api) or DSN (database) or the URL or path of the file (file; blank with an upload).",
+    )
+    # A file source's uploaded file, under SYNC_MEDIA_ROOT (syncapp/sources/file.py).
+    file = models.FileField(upload_to=source_upload_path, blank=True, max_length=300)
     configuration = models.JSONField(
         default=dict, blank=True, help_text="Default headers, query, timeouts for every call."
     )

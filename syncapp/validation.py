@@ -26,7 +26,7 @@ def mapping_problems_by_field(*, config: dict[str, Any], reference: str | None) 
 
 def synchronization_problems_by_field(
     *, reference: str | None, previous_reference: str | None, source_config: Any, schedule: str,
-    follow_ups: list[str], target_type: str = "", target_config: Any = None,
+    follow_ups: list[str], target_type: str = "", target_config: Any = None, source_type: str = "",
 ) -> dict[str, list[str]]:
     """Return the problems of a synchronization's settings that the field types do not catch."""
     errors: dict[str, list[str]] = {}
@@ -38,6 +38,10 @@ def synchronization_problems_by_field(
             errors["target_config"] = problems
     if isinstance(source_config, dict):
         problems = deletion_config_problems(source_config) + run_settings_problems(source_config)
+        if source_type == "file":
+            from syncapp.sources.file import file_source_config_problems
+
+            problems += file_source_config_problems(source_config, path="sourceConfig")
         try:
             pagination_from_source_config(source_config)
         except PaginationError as error:

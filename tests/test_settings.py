@@ -268,6 +268,9 @@ def test_with_a_database_and_a_broker_the_settings_use_them_and_tasks_go_to_the_
         ("DJANGO_DEBUG", "maybe"),
         ("CELERY_VISIBILITY_TIMEOUT", "abc"),
         ("LOG_LEVEL", "loud"),
+        ("SYNC_FILE_ALLOWED_DIRS", "/srv/drop,relative/dir"),
+        ("SYNC_FILE_MAX_BYTES", "lots"),
+        ("SYNC_FILE_DOWNLOAD_TIMEOUT", "100000"),
     ],
 )
 def test_a_bad_value_stops_the_settings_with_a_message_naming_the_variable(tmp_path, variable, value):
@@ -278,6 +281,18 @@ def test_a_bad_value_stops_the_settings_with_a_message_naming_the_variable(tmp_p
     assert message.startswith("config.env.SettingError: "), result.stderr
     assert variable in message
     assert "hunter2" not in result.stderr
+
+
+def test_the_media_root_of_uploads_lies_in_the_data_directory_unless_set(tmp_path):
+    show = SETUP.replace("'broker': s.CELERY_BROKER_URL}", "'broker': s.CELERY_BROKER_URL, 'media': str(s.MEDIA_ROOT)}")
+    environment = {"PATH": os.environ.get("PATH", ""), "SYNC_DATA_DIR": str(tmp_path / "data")}
+    default = subprocess.run([sys.executable, "-c", show], cwd=ROOT, env=environment, capture_output=True, text=True,
+                             timeout=60)
+    chosen = subprocess.run([sys.executable, "-c", show], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                            env={**environment, "SYNC_MEDIA_ROOT": str(tmp_path / "shared")})
+
+    assert json.loads(last_line(default.stdout))["media"] == str(tmp_path / "data" / "media"), default.stderr
+    assert json.loads(last_line(chosen.stdout))["media"] == str(tmp_path / "shared"), chosen.stderr
 
 
 def test_a_required_secret_key_that_is_missing_stops_the_settings(tmp_path):

@@ -52,7 +52,7 @@ def synchronization_fingerprint(synchronization: Synchronization) -> str:
     config = synchronization.source_config or {}
     return hash_value(
         {
-            "idPosition": config.get("idPosition"),
+            "idPosition": config.get("idPosition") or config.get("idPath"),
             "conditions": synchronization.conditions,
             "hashMapping": mapping_json(synchronization.source_hash_mapping),
             "targetMapping": mapping_json(synchronization.source_target_mapping),
@@ -110,7 +110,8 @@ def _rules(synchronization: Synchronization, *, fingerprint: str, writer_check) 
         return hash_value(apply_mapping(spec=hash_spec, data=obj, resolve_mapping=resolve_mapping))
 
     return Rules(
-        id_position=str(config.get("idPosition") or "id"),
+        # idPath: a file source's name for it (the id column of a CSV).
+        id_position=str(config.get("idPosition") or config.get("idPath") or "id"),
         fingerprint=fingerprint,
         passes=conditions_compile(synchronization.conditions),
         origin_hash=origin_hash if hash_spec is not None else None,

@@ -20,6 +20,7 @@ from syncapp.conditions import validate_conditions
 from syncapp.egress import location_problems
 from syncapp.models import Mapping, Object, Register, Schema, Source, Synchronization
 from syncapp.sources.api import configuration_problems
+from syncapp.sources.database import database_credentials_problems, database_location_problems
 from syncapp.targets import InvalidObject
 from syncapp.targets.register import (
     check_json_schema,
@@ -65,7 +66,8 @@ JSON_WIDGETS = {models.JSONField: {"widget": PrettyJSONTextarea}}
 SOURCE_CONFIG_KEYS = (
     "Keys: endpoint, headers, query, resultsPosition, idPosition, pagination {type, pageParam, pageSize, ...}, "
     "maxPages, deleteMissing, deleteSafetyLimit, followUpsOnPartial, concurrency, chunkSize; a register source: "
-    "pageSize, triggerOnlyOnEvents; two-way sync: writeBack, conflictWinner (see the README)."
+    "pageSize, triggerOnlyOnEvents; a database source: table, schema, query, keyColumn, idColumn, pageSize, "
+    "columns, decimals; two-way sync: writeBack, conflictWinner (see the README)."
 )
 TARGET_CONFIG_KEYS = (
     "An api target's keys: endpoint, idPosition, idInRequestBody, updateEndpoint, updateMethod, updateMapping, "
@@ -130,9 +132,16 @@ class SourceForm(EmptyJSONForm):
 
     def clean(self):
         cleaned = super().clean()
-        if cleaned.get("type", Source.Type.API) == Source.Type.API and cleaned.get("location"):
+        kind = cleaned.get("type", Source.Type.API)
+        if kind == Source.Type.API and cleaned.get("location"):
             for problem in location_problems(cleaned["location"]):
                 self.add_error("location", problem.removeprefix("location: "))
+        if kind == Source.Type.DATABASE and cleaned.get("location"):
+            for problem in database_location_problems(cleaned["location"]):
+                self.add_error("location", problem.removeprefix("location: "))
+            if cleaned.get("new_credentials"):
+                for problem in database_credentials_problems(cleaned["new_credentials"]):
+                    self.add_error("new_credentials", problem)
         return cleaned
 
     def save(self, commit: bool = True):
@@ -325,7 +334,8 @@ class SynchronizationForm(EmptyJSONForm):
             reference=cleaned.get("reference"), previous_reference=self.instance.reference or None,
             source_config=cleaned.get("source_config", {}), schedule=cleaned.get("schedule") or "",
             follow_ups=follow_ups, target_type=cleaned.get("target_type") or "",
-            target_config=cleaned.get("target_config"),
+            target_config=cleaned.get("target_config"), source_type=cleaned.get("source_type") or "",
+            source=cleaned.get("source"),
         )
         for field, messages_ in problems.items():
             for message in messages_:

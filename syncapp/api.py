@@ -17,6 +17,7 @@ from syncapp.conditions import validate_conditions
 from syncapp.egress import location_problems
 from syncapp.models import Mapping, Object, Register, Schema, Source, Synchronization
 from syncapp.sources.api import configuration_problems
+from syncapp.sources.database import database_credentials_problems, database_location_problems
 from syncapp.targets import InvalidObject
 from syncapp.targets.register import (
     check_json_schema,
@@ -62,6 +63,17 @@ class SourceSerializer(serializers.ModelSerializer):
             problems = [problem.removeprefix("location: ") for problem in location_problems(location)]
             if problems:
                 raise serializers.ValidationError({"location": problems})
+        if kind == Source.Type.DATABASE:
+            errors = {}
+            problems = [problem.removeprefix("location: ") for problem in database_location_problems(location)]
+            if problems:
+                errors["location"] = problems
+            if attrs.get("credentials"):
+                problems = database_credentials_problems(attrs["credentials"])
+                if problems:
+                    errors["credentials"] = problems
+            if errors:
+                raise serializers.ValidationError(errors)
         return attrs
 
 
@@ -146,6 +158,8 @@ class SynchronizationSerializer(serializers.ModelSerializer):
             target_config=attrs.get("target_config", getattr(instance, "target_config", {})),
             schedule=attrs.get("schedule", getattr(instance, "schedule", "")),
             follow_ups=[sync.reference for sync in follow_ups],
+            source_type=attrs.get("source_type", getattr(instance, "source_type", "")),
+            source=attrs.get("source", getattr(instance, "source", None)),
         )
         if errors:
             raise serializers.ValidationError(errors)

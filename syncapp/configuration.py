@@ -29,6 +29,11 @@ from syncapp.pushes import push_events_problems
 from syncapp.runs.context import run_settings_problems
 from syncapp.schedules import schedule_problems
 from syncapp.sources.api import configuration_problems, source_config_problems
+from syncapp.sources.database import (
+    database_credentials_problems,
+    database_location_problems,
+    database_read_problems,
+)
 from syncapp.sources.register import register_source_config_problems
 from syncapp.targets.api import target_config_problems
 from syncapp.targets.register import check_json_schema
@@ -194,6 +199,21 @@ def _schema_exists(target_id: str, bundle_paths: set[str]) -> bool:
     return Schema.objects.filter(register__reference=register, reference=schema).exists()
 
 
+def _database_source(reference: str, sources: list[tuple[str, dict]]) -> Source | None:
+    """Return the source a synchronization reads, as the bundle or else the database has it (not saved)."""
+    for _path, item in sources:
+        if item["reference"] == reference:
+            stored = Source.objects.filter(reference=reference).first()
+            credentials = item.get("credentials")
+            if credentials == CREDENTIALS_KEPT or "credentials" not in item:
+                credentials = stored.credentials if stored is not None else {}
+            return Source(
+                reference=reference, type=item.get("type", "api"), location=item.get("location") or "",
+                configuration=item.get("configuration") or {}, credentials=credentials or {},
+            )
+    return Source.objects.filter(reference=reference).first()
+
+
 def bundle_validate(bundle: Any) -> None:
     """Raise ConfigurationInvalid listing every problem of the bundle with its path."""
     unstorable = unstorable_values(bundle)
@@ -215,6 +235,12 @@ def bundle_validate(bundle: Any) -> None:
             check.add(f"{path}.type", f"must be one of {', '.join(Source.Type.values)}, got {kind!r}")
         elif kind == "api" and isinstance(item.get("location"), str):
             check.problems.extend(location_problems(item["location"], path=f"{path}.location"))
+        elif kind == "database" and isinstance(item.get("location"), str):
+            check.problems.extend(database_location_problems(item["location"], path=f"{path}.location"))
+            if item.get("credentials") != CREDENTIALS_KEPT:
+                check.problems.extend(
+                    database_credentials_problems(item.get("credentials"), path=f"{path}.credentials")
+                )
         check.json_object(path, item, "configuration")
         if item.get("credentials") != CREDENTIALS_KEPT:
             check.json_object(path, item, "credentials")
@@ -253,6 +279,16 @@ def bundle_validate(bundle: Any) -> None:
             not isinstance(source_id, str) or not _schema_exists(source_id, schema_paths)
         ):
             check.add(f"{path}.sourceId", f"no register/schema {source_id!r}")
+        elif source_type == Synchronization.SourceType.DATABASE:
+            source = _database_source(source_id, sources) if isinstance(source_id, str) else None
+            if source is None:
+                check.add(f"{path}.sourceId", f"no source with reference {source_id!r}")
+            elif not check.problems:
+                # Checked on the database itself, once the source is known to be sound.
+                check.problems.extend(database_read_problems(
+                    source=source, source_config=item.get("sourceConfig") or {}, path=f"{path}.sourceConfig",
+                    source_path=f"{path}.sourceId",
+                ))
         source_config = item.get("sourceConfig") or {}
         if not isinstance(source_config, dict):
             check.add(f"{path}.sourceConfig", "must be an object")
@@ -261,7 +297,8 @@ def bundle_validate(bundle: Any) -> None:
                 pagination_from_source_config(source_config)
             except PaginationError as error:
                 check.add(f"{path}.sourceConfig", str(error))
-            check.problems.extend(source_config_problems(source_config, path=f"{path}.sourceConfig"))
+            if source_type != Synchronization.SourceType.DATABASE:  # its `query` is SQL, not HTTP parameters
+                check.problems.extend(source_config_problems(source_config, path=f"{path}.sourceConfig"))
             if source_type == Synchronization.SourceType.REGISTER:
                 check.problems.extend(register_source_config_problems(source_config, path=f"{path}.sourceConfig"))
                 check.problems.extend(push_events_problems(source_config, path=f"{path}.sourceConfig"))
@@ -403,7 +440,9 @@ def _synchronization_values(item: dict) -> dict:
         "name": item.get("name") or item["reference"],
         "description": item.get("description") or "",
         "source_type": source_type,
-        "source": Source.objects.get(reference=item["sourceId"]) if source_type == "api" else None,
+        "source": (
+            Source.objects.get(reference=item["sourceId"]) if source_type in ("api", "database") else None
+        ),
         "source_schema": _schema_by_path(item["sourceId"]) if source_type == "register/schema" else None,
         "source_config": item.get("sourceConfig") or {},
         "source_hash_mapping": _mapping_or_none(item.get("sourceHashMapping")),

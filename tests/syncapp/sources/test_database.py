@@ -11,6 +11,7 @@ import sqlite3
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import psycopg
 import pymysql
@@ -30,6 +31,7 @@ from syncapp.sources.database import database_connect, json_safe, key_decode, ke
 pytestmark = pytest.mark.usefixtures("transactional_db", "in_process_tasks")
 
 PG_SERVER = "postgresql://root@127.0.0.1:5432"
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "warehouse-database.json"
 MARIADB = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": "", "database": "test"}
 ROWS = 3000
 PASSWORD = "hunter2-not-shown"
@@ -480,6 +482,73 @@ def test_the_egress_policy_is_checked_again_when_connecting(pg_database, setting
     with pytest.raises(SourceError, match=r"127\.0\.0\.1 is not in SYNC_ALLOWED_NETWORKS") as refused:
         reader_for(sync).fetch(request={"after": None})
     assert not isinstance(refused.value, TransientSourceError)
+
+
+def test_a_statement_past_the_sources_timeout_is_cancelled_and_counts_as_transient(pg_database, settings):
+    settings.SYNC_HTTP_MAX_ATTEMPTS, settings.SYNC_HTTP_BACKOFF_SECONDS = 1, 0
+    pg_items(pg_database, count=2)
+    sync = database_sync(pg_database, query="SELECT id, pg_sleep(30) AS slept FROM items", keyColumn="id")
+    Source.objects.filter(pk=sync.source_id).update(configuration={"timeout": 0.2})
+    sync.refresh_from_db()
+
+    with pytest.raises(TransientSourceError, match="canceling statement due to statement timeout"):
+        reader_for(sync).fetch(request={"after": None})
+
+
+def test_the_api_refuses_a_database_source_with_a_password_in_its_location_without_echoing_it(api):
+    response = api.post("/api/sources/", {
+        "reference": "db", "name": "DB", "type": "database",
+        "location": f"mysql://root:{PASSWORD}@127.0.0.1:3306/test",
+    }, format="json")
+
+    assert response.status_code == 400
+    assert "the password belongs in the source's credentials" in response.json()["location"][0]
+    assert PASSWORD not in response.content.decode()
+    assert not Source.objects.exists()
+
+
+def test_the_admin_refuses_a_sqlite_source_outside_the_allowed_directories_at_its_location(admin_client):
+    response = admin_client.post("/admin/syncapp/source/add/", {
+        "reference": "db", "name": "DB", "description": "", "type": "database", "location": "sqlite:////etc/shop.db",
+        "configuration": "{}", "is_enabled": "on", "new_credentials": "",
+    })
+
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["location"] == [
+        "SQLite files may be read only from the directories of SYNC_DATABASE_SOURCE_SQLITE_DIRS, set to none"
+    ]
+
+
+def test_the_example_bundle_syncs_a_warehouse_table_and_a_query(pg_database):
+    with pg(pg_database) as connection:
+        connection.execute(
+            "CREATE TABLE products (id bigint PRIMARY KEY, sku text UNIQUE NOT NULL, name text NOT NULL, "
+            "price numeric(8, 2), stock integer NOT NULL, updated_at timestamp, secret text)"
+        )
+        connection.execute("INSERT INTO products SELECT g, 'SKU-' || g, 'product ' || g, g + 0.99, g % 3, "
+                           "timestamp '2025-01-01 12:00' + g * interval '1 hour', 'x' FROM generate_series(1, 1200) g")
+        connection.execute("UPDATE products SET name = '' WHERE id = 5")
+        connection.execute("CREATE TABLE customers (id integer PRIMARY KEY, email text NOT NULL)")
+        connection.execute("CREATE TABLE orders (id integer PRIMARY KEY, customer_id integer, total numeric(8, 2))")
+        connection.execute("INSERT INTO customers VALUES (1, 'a@example.org'), (2, 'b@example.org')")
+        connection.execute("INSERT INTO orders VALUES (1, 1, 10.50), (2, 1, 4.50)")
+    bundle = json.loads(EXAMPLE.read_text())
+    bundle["sources"][0]["location"] = pg_database  # the machine's PostgreSQL trusts root, password or not
+
+    bundle_import(bundle)
+    products = run(Synchronization.objects.get(reference="products"))
+    customers = run(Synchronization.objects.get(reference="customer-totals"))
+
+    assert (products.status, products.found, products.filtered, products.created, products.pages_fetched) == (
+        "succeeded", 1200, 1, 1199, 2), products.error_message
+    product = Object.objects.get(schema__reference="product", data__sku="SKU-7")
+    assert product.data == {"sku": "SKU-7", "name": "product 7", "price": "7.99", "stock": 1,
+                            "updated": "2025-01-01T19:00:00"}
+    assert (customers.status, customers.created) == ("succeeded", 2), customers.error_message
+    assert sorted((obj.data["email"], obj.data["orders"], obj.data["spent"])
+                  for obj in Object.objects.filter(schema__reference="customer")) == [
+        ("a@example.org", 2, 15), ("b@example.org", 0, 0),
+    ]
 
 
 # ---------------------------------------------------------------------------------------------

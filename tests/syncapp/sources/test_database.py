@@ -23,7 +23,7 @@ from sqlalchemy.engine import Engine
 
 from contracts.models import RunPage, SynchronizationContract
 from syncapp import runs as sync_runs
-from syncapp.configuration import ConfigurationInvalid, bundle_import
+from syncapp.configuration import CREDENTIALS_KEPT, ConfigurationInvalid, bundle_export, bundle_import
 from syncapp.models import Object, Source, Synchronization
 from syncapp.sources import SourceError, TransientSourceError, reader_for
 from syncapp.sources.database import database_connect, json_safe, key_decode, key_encode
@@ -549,6 +549,32 @@ def test_the_example_bundle_syncs_a_warehouse_table_and_a_query(pg_database):
                   for obj in Object.objects.filter(schema__reference="customer")) == [
         ("a@example.org", 2, 15), ("b@example.org", 0, 0),
     ]
+
+
+def test_an_exported_database_synchronization_imports_again_keeping_the_stored_password(maria_table):
+    maria_items(maria_table, count=3)
+    sync = database_sync("mysql://root@127.0.0.1:3306/test", table=maria_table)
+    Source.objects.filter(pk=sync.source_id).update(credentials={"password": ""})  # root has none here
+
+    exported = bundle_export()
+    assert exported["sources"][0]["credentials"] == CREDENTIALS_KEPT
+    assert exported["synchronizations"][0]["sourceId"] == "warehouse"
+    result = bundle_import(exported)
+
+    assert result.created == {"sources": 0, "registers": 0, "mappings": 0, "synchronizations": 0}
+    assert Source.objects.get(reference="warehouse").credentials == {"password": ""}
+    assert counts(run(Synchronization.objects.get(reference="items"))) == ("succeeded", 3, 3, 0, 0, 0)
+
+
+def test_a_test_sync_shows_what_the_first_page_would_do_and_writes_nothing(pg_database):
+    pg_items(pg_database, count=30)
+    sync = database_sync(pg_database, table="items", pageSize=10)
+
+    tried = sync_runs.run_test(synchronization=sync)
+
+    assert (tried.status, tried.found, tried.created) == ("succeeded", 10, 10), tried.error_message
+    assert [entry["originId"] for entry in tried.report] == [str(n) for n in range(1, 11)]
+    assert not Object.objects.exists()
 
 
 # ---------------------------------------------------------------------------------------------

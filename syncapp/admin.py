@@ -97,7 +97,8 @@ class SourceForm(EmptyJSONForm):
             'Write-only. Leave empty to keep the stored credentials. E.g. {"type": "bearer", "token": "..."}, '
             '{"type": "apiKey", "in": "header", "name": "X-API-Key", "value": "..."}, '
             '{"type": "basic", "username": "...", "password": "..."}, '
-            '{"type": "oauth2", "tokenUrl": "...", "clientId": "...", "clientSecret": "...", "scope": "..."}'
+            '{"type": "oauth2", "tokenUrl": "...", "clientId": "...", "clientSecret": "...", "scope": "..."}; '
+            'a database source: {"password": "..."} (and "username" if not the URL\'s)'
         ),
         widget=WriteOnlyTextarea(attrs={"rows": 3}),
     )
@@ -330,12 +331,14 @@ class SynchronizationForm(EmptyJSONForm):
     def clean(self):
         cleaned = super().clean()
         follow_ups = [sync.reference for sync in cleaned.get("follow_ups") or []]
+        read_changed = bool({"source_type", "source", "source_config"} & set(self.changed_data))
         problems = synchronization_problems_by_field(
             reference=cleaned.get("reference"), previous_reference=self.instance.reference or None,
             source_config=cleaned.get("source_config", {}), schedule=cleaned.get("schedule") or "",
             follow_ups=follow_ups, target_type=cleaned.get("target_type") or "",
             target_config=cleaned.get("target_config"), source_type=cleaned.get("source_type") or "",
             source=cleaned.get("source"),
+            source_changed=not self.instance.pk or read_changed,
         )
         for field, messages_ in problems.items():
             for message in messages_:

@@ -150,6 +150,8 @@ class SynchronizationSerializer(serializers.ModelSerializer):
     def validate(self, attrs):
         instance = self.instance
         follow_ups = attrs.get("follow_ups", list(instance.follow_ups.all()) if instance else [])
+        read = ("source_type", "source", "source_config")
+        read_changed = instance is None or any(key in attrs and attrs[key] != getattr(instance, key) for key in read)
         errors = synchronization_problems_by_field(
             reference=attrs.get("reference", getattr(instance, "reference", None)),
             previous_reference=getattr(instance, "reference", None),
@@ -160,6 +162,7 @@ class SynchronizationSerializer(serializers.ModelSerializer):
             follow_ups=[sync.reference for sync in follow_ups],
             source_type=attrs.get("source_type", getattr(instance, "source_type", "")),
             source=attrs.get("source", getattr(instance, "source", None)),
+            source_changed=read_changed,
         )
         if errors:
             raise serializers.ValidationError(errors)

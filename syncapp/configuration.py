@@ -214,6 +214,27 @@ def _database_source(reference: str, sources: list[tuple[str, dict]]) -> Source 
     return Source.objects.filter(reference=reference).first()
 
 
+def _database_read_changed(item: dict, sources: list[tuple[str, dict]]) -> bool:
+    """Return whether importing a synchronization changes what it reads from its database (then the
+    database is asked); a bundle imported again does not need the database up."""
+    stored = Synchronization.objects.filter(reference=item["reference"]).select_related("source").first()
+    if stored is None or stored.source is None:
+        return True
+    read = (item.get("sourceType", "api"), item.get("sourceId"), item.get("sourceConfig") or {})
+    if (stored.source_type, stored.source.reference, stored.source_config) != read:
+        return True
+    for _path, source in sources:
+        if source["reference"] != stored.source.reference:
+            continue
+        credentials = source.get("credentials", CREDENTIALS_KEPT)
+        return (
+            source.get("location") != stored.source.location
+            or (source.get("configuration") or {}) != stored.source.configuration
+            or (credentials != CREDENTIALS_KEPT and (credentials or {}) != stored.source.credentials)
+        )
+    return False
+
+
 def bundle_validate(bundle: Any) -> None:
     """Raise ConfigurationInvalid listing every problem of the bundle with its path."""
     unstorable = unstorable_values(bundle)
@@ -287,7 +308,7 @@ def bundle_validate(bundle: Any) -> None:
                 # Checked on the database itself, once the source is known to be sound.
                 check.problems.extend(database_read_problems(
                     source=source, source_config=item.get("sourceConfig") or {}, path=f"{path}.sourceConfig",
-                    source_path=f"{path}.sourceId",
+                    source_path=f"{path}.sourceId", live=_database_read_changed(item, sources),
                 ))
         source_config = item.get("sourceConfig") or {}
         if not isinstance(source_config, dict):

@@ -27,17 +27,19 @@ def mapping_problems_by_field(*, config: dict[str, Any], reference: str | None) 
 def synchronization_problems_by_field(
     *, reference: str | None, previous_reference: str | None, source_config: Any, schedule: str,
     follow_ups: list[str], target_type: str = "", target_config: Any = None, source_type: str = "",
-    source: Source | None = None,
+    source: Source | None = None, source_changed: bool = True,
 ) -> dict[str, list[str]]:
     """Return the problems of a synchronization's settings that the field types do not catch.
 
-    A database source's table or query is checked on the database itself (read-only).
+    A database source's table or query is checked on the database itself (read-only) when it is new or
+    `source_changed` (its source, source type or sourceConfig): a synchronization can be renamed or
+    disabled while its database is down.
     """
     errors: dict[str, list[str]] = {}
     if source_type == Synchronization.SourceType.DATABASE:
         from syncapp.sources.database import database_read_problems
 
-        for problem in database_read_problems(source=source, source_config=source_config):
+        for problem in database_read_problems(source=source, source_config=source_config, live=source_changed):
             if problem.startswith("sourceId"):
                 errors.setdefault("source", []).append(problem.removeprefix("sourceId").lstrip(": "))
             else:

@@ -605,12 +605,13 @@ def _query_problems(connection: Connection, *, read: DatabaseRead, path: str) ->
 
 
 def database_read_problems(*, source: Source | None, source_config: Any, path: str = "sourceConfig",
-                           source_path: str = "sourceId") -> list[str]:
+                           source_path: str = "sourceId", live: bool = True) -> list[str]:
     """Return the problems of what a synchronization reads from a database source, checked on the database.
 
-    The settings first; then, through a read-only connection, that the table and its columns exist and
-    the key column is unique, or that the query runs (with LIMIT 0) and its result has the columns named.
-    A database that cannot be reached is a problem of `source_path`.
+    The settings first; then (when `live`: what is read has changed) through a read-only connection,
+    that the table and its columns exist and the key column is unique, or that the query runs (with
+    LIMIT 0) and its result has the columns named. A database that cannot be reached is a problem of
+    `source_path`.
     """
     if source is None:
         return [f"{source_path}: a database synchronization names its source (a Source of type database)"]
@@ -621,7 +622,7 @@ def database_read_problems(*, source: Source | None, source_config: Any, path: s
     except DatabaseConfigError as error:
         return error.problems
     location_problems = database_location_problems(source.location, path=f"{source_path} location")
-    if location_problems:
+    if location_problems or not live:
         return location_problems
     try:
         with database_connect(source=source) as connection:

@@ -378,6 +378,27 @@ def test_the_api_refuses_a_synchronization_of_a_missing_table_at_its_field(api, 
     assert sync.source_config["table"] == "items"
 
 
+def test_a_synchronization_can_be_changed_while_its_database_is_down_unless_what_it_reads_changes(api, pg_database):
+    pg_items(pg_database, count=2)
+    sync = database_sync(pg_database, table="items")
+    Source.objects.filter(pk=sync.source_id).update(location="postgresql://root@127.0.0.1:1/down")
+    url = f"/api/synchronizations/{sync.pk}/"
+
+    assert api.patch(url, {"name": "Disabled for now", "is_enabled": False}, format="json").status_code == 200
+    bundle_import(bundle_export())  # the same bundle again
+    refused = api.patch(url, {"source_config": {"table": "items", "pageSize": 10}}, format="json")
+
+    assert refused.status_code == 400
+    assert refused.json()["source"][0].startswith(
+        "source 'warehouse': cannot connect to postgresql://root@127.0.0.1:1/down: connection failed"
+    )
+    changed = bundle_export()
+    changed["synchronizations"][0]["sourceConfig"]["pageSize"] = 10
+    with pytest.raises(ConfigurationInvalid, match=r"synchronizations\[0\]\.sourceId: source 'warehouse': cannot "
+                                                   r"connect to postgresql://root@127\.0\.0\.1:1/down"):
+        bundle_import(changed)
+
+
 def test_the_admin_refuses_a_query_of_a_missing_column_at_its_field(admin_client, pg_database):
     pg_items(pg_database, count=2)
     sync = database_sync(pg_database, table="items")

@@ -584,7 +584,7 @@ def _table_problems(connection: Connection, *, read: DatabaseRead, path: str) ->
 
 def _query_problems(connection: Connection, *, read: DatabaseRead, path: str) -> list[str]:
     try:
-        result = connection.execute(text(f"SELECT * FROM ({_escaped(read.query)}) AS sync_source LIMIT 0"))
+        result = connection.execute(text(f"SELECT * FROM ({_wrapped(read.query)}) AS sync_source LIMIT 0"))
         names = list(result.keys())
         result.close()
     except SQLAlchemyError as error:
@@ -708,9 +708,10 @@ def key_decode(encoded: dict[str, Any]) -> Any:
     return decoders[kind](value)
 
 
-def _escaped(query: str) -> str:
-    """Return a query for text(): its colons are the query's own, not bound parameters."""
-    return query.replace(":", "\\:")
+def _wrapped(query: str) -> str:
+    """Return a query to put inside a subquery with text(): on lines of its own, so a comment that ends it
+    does not swallow what follows, and its colons its own, not bound parameters."""
+    return "\n" + query.replace(":", "\\:") + "\n"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -797,7 +798,7 @@ class DatabaseReader:
             quoted = preparer.quote(key)
             listed = ", ".join(preparer.quote(name) for name in self._selected(key)) if self.read.columns else "*"
             where = f"{quoted} IS NOT NULL" if after is None else f"{quoted} > :after"
-            sql = (f"SELECT {listed} FROM ({_escaped(self.read.query)}) AS sync_source WHERE {where} "
+            sql = (f"SELECT {listed} FROM ({_wrapped(self.read.query)}) AS sync_source WHERE {where} "
                    f"ORDER BY {quoted} LIMIT :limit")
             statement = text(sql).bindparams(limit=self.read.page_size + 1)
             return statement.bindparams(after=after) if after is not None else statement

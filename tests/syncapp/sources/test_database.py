@@ -262,10 +262,25 @@ def test_a_query_source_reads_its_result_in_keyset_pages_with_the_origin_id_from
     assert first.pages_fetched == 7
     rows = register_rows()
     assert rows["IT-8"] == {"id": 8, "code": "IT-8", "label": "ITEM 8", "price": 10.0}
-    reads = page_reads(statements, name="FROM (SELECT id")
+    reads = page_reads(statements, name="'IT-' || id")
     assert len(reads) == 7
-    assert all("AS sync_source WHERE" in statement and "ORDER BY id LIMIT" in statement for statement in reads)
+    assert all(") AS sync_source WHERE" in statement and "ORDER BY id LIMIT" in statement for statement in reads)
     assert not [statement for statement in reads if "OFFSET" in statement.upper()]
+
+
+def test_a_mariadb_query_with_quotes_percent_signs_and_colons_reads_in_keyset_pages(maria_table):
+    maria_items(maria_table, count=40)
+    sync = database_sync(
+        "mariadb://root@127.0.0.1:3306/test", pageSize=6, keyColumn="label",
+        query=f"SELECT CONCAT('it''s: ', name) AS label, price FROM `{maria_table}` "
+              "WHERE name LIKE 'item 1%' -- the tens and one\n  AND id > 0 -- a comment at the end",
+    )
+
+    first = run(sync)
+
+    assert counts(first) == ("succeeded", 11, 11, 0, 0, 0), first.error_message  # 1 and 10 to 19
+    assert first.pages_fetched == 2
+    assert register_rows()["it's: item 12"] == {"label": "it's: item 12", "price": "15.00"}
 
 
 def test_columns_limit_what_a_row_holds_and_decimals_may_be_numbers(pg_database):

@@ -392,14 +392,35 @@ class DatabaseRead:
         return f"sourceConfig.table {name!r}"
 
 
-def _scan_words(query: str) -> tuple[list[str], list[str]]:
-    """Return the words and the semicolons of a query outside quotes and comments, in order."""
+def _quoted_end(query: str, index: int, *, backslash: bool) -> int:
+    """Return where the quoted text starting at `index` ends (after its closing quote)."""
+    quote_char = query[index]
+    position = index + 1
+    while position < len(query):
+        char = query[position]
+        if backslash and char == "\\" and quote_char == "'":
+            position += 2  # MySQL's backslash escape
+        elif char == quote_char:
+            if query.startswith(quote_char * 2, position):  # a doubled quote stands for itself
+                position += 2
+            else:
+                return position + 1
+        else:
+            position += 1
+    raise DatabaseConfigError([f"a quote {quote_char} is not closed"])
+
+
+def _scan_words(query: str, *, backslash: bool) -> tuple[list[str], list[str]]:
+    """Return the words of a query outside quotes and comments, and what follows each semicolon.
+
+    `backslash`: a backslash escapes a quote inside '…' (MySQL), or does not (PostgreSQL, SQLite).
+    """
     words: list[str] = []
     semicolons: list[str] = []
     index, length = 0, len(query)
     while index < length:
         char = query[index]
-        if query.startswith("--", index) or char == "#":
+        if query.startswith("--", index):
             end = query.find("\n", index)
             index = length if end < 0 else end + 1
         elif query.startswith("/*", index):
@@ -408,19 +429,7 @@ def _scan_words(query: str) -> tuple[list[str], list[str]]:
                 raise DatabaseConfigError(["a comment /* is not closed"])
             index = end + 2
         elif char in "'\"`":
-            end = index + 1
-            while True:
-                end = query.find(char, end)
-                if end < 0:
-                    raise DatabaseConfigError([f"a quote {char} is not closed"])
-                if query.startswith(char * 2, end):  # a doubled quote stands for itself
-                    end += 2
-                    continue
-                if char == "'" and query[end - 1] == "\\" and not query.startswith("\\\\", end - 2):
-                    end += 1  # MySQL's backslash escape
-                    continue
-                break
-            index = end + 1
+            index = _quoted_end(query, index, backslash=backslash)
         elif char == "$" and (match := re.match(r"\$([A-Za-z_]\w*)?\$", query[index:])):
             tag = match.group(0)
             end = query.find(tag, index + len(tag))
@@ -440,22 +449,32 @@ def _scan_words(query: str) -> tuple[list[str], list[str]]:
 
 
 def query_problems(query: str) -> list[str]:
-    """Return why a query is not one read-only SELECT, or nothing."""
-    try:
-        words, semicolons = _scan_words(query)
-    except DatabaseConfigError as error:
-        return error.problems
-    problems = []
-    if not words or words[0] not in ("select", "with"):
-        problems.append("must be a single SELECT (or WITH … SELECT) statement")
-    if any(rest.strip() for rest in semicolons):
-        problems.append("must be a single statement: nothing may follow a ;")
-    writing = sorted({word for word in words if word in WRITING_WORDS})
-    if writing:
-        problems.append(f"must only read: {', '.join(word.upper() for word in writing)} has no place in it")
-    if "for" in words and any(word in ("share", "update", "nowait") for word in words):
-        problems.append("must not lock rows (FOR UPDATE / FOR SHARE)")
-    return problems
+    """Return why a query is not one read-only SELECT, or nothing.
+
+    The query is read as MySQL reads quotes and as PostgreSQL and SQLite do: a word hidden from one
+    reading is seen by the other. (`#` comments are not skipped: words in them are judged too.)
+    """
+    readings = []
+    unreadable: list[str] = []
+    for backslash in (False, True):
+        try:
+            readings.append(_scan_words(query, backslash=backslash))
+        except DatabaseConfigError as error:
+            unreadable = error.problems
+    if not readings:
+        return unreadable
+    problems: list[str] = []
+    for words, semicolons in readings:
+        if not words or words[0] not in ("select", "with"):
+            problems.append("must be a single SELECT (or WITH … SELECT) statement")
+        if any(rest.strip() for rest in semicolons):
+            problems.append("must be a single statement: nothing may follow a ;")
+        writing = sorted({word for word in words if word in WRITING_WORDS})
+        if writing:
+            problems.append(f"must only read: {', '.join(word.upper() for word in writing)} has no place in it")
+        if "for" in words and any(word in ("share", "update", "nowait") for word in words):
+            problems.append("must not lock rows (FOR UPDATE / FOR SHARE)")
+    return list(dict.fromkeys(problems))
 
 
 def _name(config: dict[str, Any], key: str, *, path: str, problems: list[str]) -> str | None:

@@ -359,6 +359,9 @@ def test_a_query_that_writes_through_a_function_fails_its_run_in_the_read_only_t
     ({"query": "WITH gone AS (DELETE FROM items RETURNING id) SELECT id FROM gone", "keyColumn": "id"},
      r"sourceConfig\.query: must only read: DELETE"),
     ({"query": "SELECT id INTO copy FROM items", "keyColumn": "id"}, r"sourceConfig\.query: must only read: INTO"),
+    ({"query": "SELECT id, 'a\\' AS x FROM items; DELETE FROM items; -- '", "keyColumn": "id"},
+     r"sourceConfig\.query: must be a single statement"),  # a backslash hides nothing in any reading of quotes
+    ({"query": "SELECT id FROM items FOR UPDATE", "keyColumn": "id"}, r"sourceConfig\.query: must not lock rows"),
     ({"table": "items", "query": "SELECT id FROM items", "keyColumn": "id"}, r"sourceConfig: name either a table"),
     ({}, r"sourceConfig: name either a table"),
     ({"table": "items", "pageSize": 0}, r"sourceConfig\.pageSize: must be a whole number"),

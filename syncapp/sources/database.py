@@ -67,7 +67,7 @@ URL_OPTIONS = {
         "sslmode", "sslrootcert", "sslcert", "sslkey", "sslcrl", "application_name", "channel_binding",
         "gssencmode", "target_session_attrs",
     }),
-    "mysql": frozenset({"charset", "ssl_ca", "ssl_cert", "ssl_key", "ssl_verify_cert", "ssl_verify_identity"}),
+    "mysql": frozenset({"charset", "ssl_ca", "ssl_cert", "ssl_key", "ssl_capath", "ssl_cipher", "ssl_check_hostname"}),
     "sqlite": frozenset(),
 }
 DEFAULT_PAGE_SIZE = 500
@@ -287,8 +287,11 @@ def _engine(*, location: DatabaseLocation, username: str | None, password: str |
             "options": f"-c default_transaction_read_only=on -c statement_timeout={int(statement * 1000)}",
         }
     else:
+        # PyMySQL checks a certificate against the host it connects to: with TLS that is the name (checked
+        # just now), else the address checked.
+        host = location.host if any(key.startswith("ssl_") for key in query) else address
         url = URL.create(DRIVERS["mysql"], username=username or location.username or None, password=password,
-                         host=address, port=location.port, database=location.database, query=query)
+                         host=host, port=location.port, database=location.database, query=query)
         connect_args = {
             "connect_timeout": connect, "read_timeout": statement, "write_timeout": statement,
             # Run and committed when the connection is made: every transaction after it is read-only.

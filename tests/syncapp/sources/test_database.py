@@ -558,6 +558,16 @@ def test_the_admin_refuses_a_sqlite_source_outside_the_allowed_directories_at_it
     ]
 
 
+def test_the_admin_list_of_sources_masks_a_password_stored_in_a_location_anyway(admin_client):
+    Source.objects.create(reference="legacy", name="Legacy", type="database",
+                          location=f"postgresql://reader:{PASSWORD}@203.0.113.9:5432/shop")
+
+    page = admin_client.get("/admin/syncapp/source/").content.decode()
+
+    assert "postgresql://reader:***@203.0.113.9:5432/shop" in page
+    assert PASSWORD not in page
+
+
 def test_the_example_bundle_syncs_a_warehouse_table_and_a_query(pg_database):
     with pg(pg_database) as connection:
         connection.execute(

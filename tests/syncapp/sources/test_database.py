@@ -6,15 +6,11 @@ import datetime as dt
 import decimal
 import ipaddress
 import json
-import os
 import sqlite3
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-import psycopg
-import pymysql
 import pytest
 from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
@@ -27,108 +23,25 @@ from syncapp.configuration import CREDENTIALS_KEPT, ConfigurationInvalid, bundle
 from syncapp.models import Object, Source, Synchronization
 from syncapp.sources import SourceError, TransientSourceError, reader_for
 from syncapp.sources.database import database_connect, json_safe, key_decode, key_encode
+from tests.databases import database_sync, maria, maria_items, mariadb_table, pg, pg_items, source_database
 
 pytestmark = pytest.mark.usefixtures("transactional_db", "in_process_tasks")
 
-PG_SERVER = "postgresql://root@127.0.0.1:5432"
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "warehouse-database.json"
-MARIADB = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": "", "database": "test"}
 ROWS = 3000
 PASSWORD = "hunter2-not-shown"
 
 
-# ---------------------------------------------------------------------------------------------
-# The machine's databases
-
-
 @pytest.fixture
 def pg_database() -> Iterator[str]:
-    """A PostgreSQL database of this test's own, dropped after it: its location."""
-    name = f"h_db_source_{os.getpid()}"
-    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{PG_SERVER}/{name}"
-    finally:
-        with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@contextmanager
-def pg(location: str) -> Iterator[psycopg.Connection]:
-    """A writing connection of the test's own, to set up and change the source's rows."""
-    with psycopg.connect(location, autocommit=True) as connection:
-        yield connection
+    with source_database() as location:
+        yield location
 
 
 @pytest.fixture
 def maria_table() -> Iterator[str]:
-    """The name of a MariaDB table unique to this test, in database `test`, dropped after it."""
-    name = f"h_db_source_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    try:
+    with mariadb_table() as name:
         yield name
-    finally:
-        with maria() as cursor:
-            cursor.execute(f"DROP TABLE IF EXISTS `{name}`")
-
-
-@contextmanager
-def maria() -> Iterator[pymysql.cursors.Cursor]:
-    connection = pymysql.connect(**MARIADB, autocommit=True)
-    try:
-        with connection.cursor() as cursor:
-            yield cursor
-    finally:
-        connection.close()
-
-
-def pg_items(location: str, *, count: int) -> None:
-    with pg(location) as connection:
-        connection.execute(
-            "CREATE TABLE items (id integer PRIMARY KEY, name text NOT NULL, price numeric(10, 2), born date, "
-            "seen timestamptz, tag uuid, blob bytea)"
-        )
-        connection.execute(
-            "INSERT INTO items SELECT g, 'item ' || g, g * 1.25, date '2020-01-01' + g, "
-            "timestamptz '2024-05-06 07:08:09+00' + g * interval '1 minute', "
-            "md5(g::text)::uuid, decode(lpad(to_hex(g), 4, '0'), 'hex') FROM generate_series(1, %s) g",
-            (count,),
-        )
-
-
-def maria_items(table: str, *, count: int) -> None:
-    with maria() as cursor:
-        cursor.execute(
-            f"CREATE TABLE `{table}` (id INT PRIMARY KEY, name VARCHAR(50) NOT NULL, price DECIMAL(10, 2), "
-            "born DATE, seen DATETIME)"
-        )
-        cursor.executemany(
-            f"INSERT INTO `{table}` VALUES (%s, %s, %s, %s, %s)",
-            [(n, f"item {n}", decimal.Decimal(n) * decimal.Decimal("1.25"), dt.date(2020, 1, 1) + dt.timedelta(n),
-              dt.datetime(2024, 5, 6, 7, 8, 9) + dt.timedelta(minutes=n)) for n in range(1, count + 1)],
-        )
-
-
-# ---------------------------------------------------------------------------------------------
-# Configuration and runs
-
-
-def database_sync(location: str, *, credentials: dict | None = None, **source_config) -> Synchronization:
-    """Import a database source and a synchronization from it into the register (checked as saved)."""
-    source = {"reference": "warehouse", "type": "database", "location": location}
-    if credentials is not None:
-        source["credentials"] = credentials
-    bundle_import({
-        "sources": [source],
-        "registers": [{"reference": "shop", "schemas": [{"reference": "item", "schema": {"type": "object"}}]}],
-        "synchronizations": [{
-            "reference": "items", "sourceType": "database", "sourceId": "warehouse",
-            "sourceConfig": {"pageSize": 500, **source_config}, "targetType": "register/schema",
-            "targetId": "shop/item",
-        }],
-    })
-    return Synchronization.objects.get(reference="items")
 
 
 def run(sync: Synchronization):

@@ -76,6 +76,16 @@ def env_list(name: str, *, default: list[str]) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+def env_dirs(name: str, *, default: list[str]) -> tuple[str, ...]:
+    """Return the variable as comma-separated absolute directory paths, resolved; fail naming a relative one."""
+    directories = []
+    for value in env_list(name, default=default):
+        if not os.path.isabs(value):
+            raise SettingError(f"{name}: {value!r} is not an absolute path")
+        directories.append(os.path.realpath(value))
+    return tuple(directories)
+
+
 def env_url(name: str, *, schemes: tuple[str, ...], default: str | None = None) -> str | None:
     """Return the variable as a URL with one of the given schemes; fail naming it otherwise."""
     value = _raw(name)

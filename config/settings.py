@@ -14,6 +14,7 @@ from config.env import (
     SettingError,
     env_bool,
     env_choice,
+    env_dirs,
     env_float,
     env_int,
     env_list,
@@ -191,6 +192,12 @@ SYNC_MAX_PAGE_OBJECTS = env_int("SYNC_MAX_PAGE_OBJECTS", default=100_000, minimu
 # anything but loopback, link-local (metadata services), reserved and, when asked, private networks.
 SYNC_ALLOWED_NETWORKS = env_networks("SYNC_ALLOWED_NETWORKS", default=[])
 SYNC_DENY_PRIVATE_NETWORKS = env_bool("SYNC_DENY_PRIVATE_NETWORKS", default=False)
+# Database sources (syncapp/sources/database.py): timeouts of a connection and of one statement, in
+# seconds, and the directories whose SQLite files may be read (none by default: a file path is not a host
+# the egress policy can judge).
+SYNC_DATABASE_CONNECT_TIMEOUT = env_int("SYNC_DATABASE_CONNECT_TIMEOUT", default=10, minimum=1)
+SYNC_DATABASE_STATEMENT_TIMEOUT = env_int("SYNC_DATABASE_STATEMENT_TIMEOUT", default=60, minimum=1)
+SYNC_DATABASE_SOURCE_SQLITE_DIRS = env_dirs("SYNC_DATABASE_SOURCE_SQLITE_DIRS", default=[])
 # A next link, Link header or redirect to another host than the source's: followed without the
 # source's credentials (strip), or refused.
 SYNC_CROSS_HOST_REQUESTS = env_choice("SYNC_CROSS_HOST_REQUESTS", default="strip", choices=("strip", "refuse"))

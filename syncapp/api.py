@@ -17,6 +17,7 @@ from syncapp.conditions import validate_conditions
 from syncapp.egress import location_problems
 from syncapp.models import Mapping, Object, Register, Schema, Source, Synchronization
 from syncapp.sources.api import configuration_problems
+from syncapp.sources.database import database_credentials_problems, database_location_problems
 from syncapp.sources.file import file_location_problems, upload_problems
 from syncapp.targets import InvalidObject
 from syncapp.targets.register import (
@@ -74,6 +75,17 @@ class SourceSerializer(serializers.ModelSerializer):
         problems = upload_problems(upload=attrs.get("file"), kind=kind)
         if problems:
             raise serializers.ValidationError({"file": problems})
+        if kind == Source.Type.DATABASE:
+            errors = {}
+            problems = [problem.removeprefix("location: ") for problem in database_location_problems(location)]
+            if problems:
+                errors["location"] = problems
+            if attrs.get("credentials"):
+                problems = database_credentials_problems(attrs["credentials"])
+                if problems:
+                    errors["credentials"] = problems
+            if errors:
+                raise serializers.ValidationError(errors)
         return attrs
 
 
@@ -150,6 +162,8 @@ class SynchronizationSerializer(serializers.ModelSerializer):
     def validate(self, attrs):
         instance = self.instance
         follow_ups = attrs.get("follow_ups", list(instance.follow_ups.all()) if instance else [])
+        read = ("source_type", "source", "source_config")
+        read_changed = instance is None or any(key in attrs and attrs[key] != getattr(instance, key) for key in read)
         errors = synchronization_problems_by_field(
             reference=attrs.get("reference", getattr(instance, "reference", None)),
             previous_reference=getattr(instance, "reference", None),
@@ -159,6 +173,8 @@ class SynchronizationSerializer(serializers.ModelSerializer):
             target_config=attrs.get("target_config", getattr(instance, "target_config", {})),
             schedule=attrs.get("schedule", getattr(instance, "schedule", "")),
             follow_ups=[sync.reference for sync in follow_ups],
+            source=attrs.get("source", getattr(instance, "source", None)),
+            source_changed=read_changed,
         )
         if errors:
             raise serializers.ValidationError(errors)

@@ -29,6 +29,11 @@ from syncapp.pushes import push_events_problems
 from syncapp.runs.context import run_settings_problems
 from syncapp.schedules import schedule_problems
 from syncapp.sources.api import configuration_problems, source_config_problems
+from syncapp.sources.database import (
+    database_credentials_problems,
+    database_location_problems,
+    database_read_problems,
+)
 from syncapp.sources.file import file_location_problems, file_source_config_problems
 from syncapp.sources.register import register_source_config_problems
 from syncapp.targets.api import target_config_problems
@@ -40,7 +45,9 @@ MAX_REFERENCE_LENGTH = 120  # the lengths of the reference and name columns
 MAX_NAME_LENGTH = 200
 SECTIONS = ("sources", "registers", "mappings", "synchronizations")
 # Synchronization source types whose sourceId names a Source record.
-SOURCE_RECORD_TYPES = (Synchronization.SourceType.API, Synchronization.SourceType.FILE)
+SOURCE_RECORD_TYPES = (
+    Synchronization.SourceType.API, Synchronization.SourceType.FILE, Synchronization.SourceType.DATABASE,
+)
 # What an export writes for a source's credentials, and what an import reads as "keep the stored ones".
 CREDENTIALS_KEPT = "(write-only: kept as stored)"
 
@@ -197,6 +204,42 @@ def _schema_exists(target_id: str, bundle_paths: set[str]) -> bool:
     return Schema.objects.filter(register__reference=register, reference=schema).exists()
 
 
+def _database_source(reference: str, sources: list[tuple[str, dict]]) -> Source | None:
+    """Return the source a synchronization reads, as the bundle or else the database has it (not saved)."""
+    for _path, item in sources:
+        if item["reference"] == reference:
+            stored = Source.objects.filter(reference=reference).first()
+            credentials = item.get("credentials")
+            if credentials == CREDENTIALS_KEPT or "credentials" not in item:
+                credentials = stored.credentials if stored is not None else {}
+            return Source(
+                reference=reference, type=item.get("type", "api"), location=item.get("location") or "",
+                configuration=item.get("configuration") or {}, credentials=credentials or {},
+            )
+    return Source.objects.filter(reference=reference).first()
+
+
+def _database_read_changed(item: dict, sources: list[tuple[str, dict]]) -> bool:
+    """Return whether importing a synchronization changes what it reads from its database (then the
+    database is asked); a bundle imported again does not need the database up."""
+    stored = Synchronization.objects.filter(reference=item["reference"]).select_related("source").first()
+    if stored is None or stored.source is None:
+        return True
+    read = (item.get("sourceType", "api"), item.get("sourceId"), item.get("sourceConfig") or {})
+    if (stored.source_type, stored.source.reference, stored.source_config) != read:
+        return True
+    for _path, source in sources:
+        if source["reference"] != stored.source.reference:
+            continue
+        credentials = source.get("credentials", CREDENTIALS_KEPT)
+        return (
+            source.get("location") != stored.source.location
+            or (source.get("configuration") or {}) != stored.source.configuration
+            or (credentials != CREDENTIALS_KEPT and (credentials or {}) != stored.source.credentials)
+        )
+    return False
+
+
 def bundle_validate(bundle: Any) -> None:
     """Raise ConfigurationInvalid listing every problem of the bundle with its path."""
     unstorable = unstorable_values(bundle)
@@ -224,6 +267,12 @@ def bundle_validate(bundle: Any) -> None:
             check.problems.extend(file_location_problems(
                 item.get("location"), has_upload=has_upload, path=f"{path}.location"
             ))
+        elif kind == "database" and isinstance(item.get("location"), str):
+            check.problems.extend(database_location_problems(item["location"], path=f"{path}.location"))
+            if item.get("credentials") != CREDENTIALS_KEPT:
+                check.problems.extend(
+                    database_credentials_problems(item.get("credentials"), path=f"{path}.credentials")
+                )
         check.json_object(path, item, "configuration")
         if item.get("credentials") != CREDENTIALS_KEPT:
             check.json_object(path, item, "credentials")
@@ -255,7 +304,17 @@ def bundle_validate(bundle: Any) -> None:
         if source_type not in Synchronization.SourceType.values:
             check.add(f"{path}.sourceType", f"must be one of {', '.join(Synchronization.SourceType.values)}")
         source_id = item.get("sourceId")
-        if source_type in SOURCE_RECORD_TYPES:
+        if source_type == Synchronization.SourceType.DATABASE:
+            source = _database_source(source_id, sources) if isinstance(source_id, str) else None
+            if source is None:
+                check.add(f"{path}.sourceId", f"no source with reference {source_id!r}")
+            elif not check.problems:
+                # Checked on the database itself, once the source is known to be sound.
+                check.problems.extend(database_read_problems(
+                    source=source, source_config=item.get("sourceConfig") or {}, path=f"{path}.sourceConfig",
+                    source_path=f"{path}.sourceId", live=_database_read_changed(item, sources),
+                ))
+        elif source_type in SOURCE_RECORD_TYPES:
             if not isinstance(source_id, str) or not _exists(Source, source_id, source_refs):
                 check.add(f"{path}.sourceId", f"no source with reference {source_id!r}")
         elif source_type == "register/schema" and (
@@ -270,7 +329,8 @@ def bundle_validate(bundle: Any) -> None:
                 pagination_from_source_config(source_config)
             except PaginationError as error:
                 check.add(f"{path}.sourceConfig", str(error))
-            check.problems.extend(source_config_problems(source_config, path=f"{path}.sourceConfig"))
+            if source_type != Synchronization.SourceType.DATABASE:  # its `query` is SQL, not HTTP parameters
+                check.problems.extend(source_config_problems(source_config, path=f"{path}.sourceConfig"))
             if source_type == Synchronization.SourceType.FILE:
                 check.problems.extend(file_source_config_problems(source_config, path=f"{path}.sourceConfig"))
             if source_type == Synchronization.SourceType.REGISTER:

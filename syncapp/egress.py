@@ -92,18 +92,42 @@ def url_refusal(url: str, *, resolve: bool = True) -> str | None:
     if not host:
         return f"{url!r} names no host"
     port = port or (443 if parts.scheme.lower() == "https" else 80)
-    if host.lower() == "localhost" or host.lower().endswith(".localhost"):
-        addresses = [ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")]
-    else:
-        try:
-            addresses = _addresses(host, port) if resolve else [ipaddress.ip_address(host.strip("[]"))]
-        except (OSError, UnicodeError, ValueError):
-            return None  # not resolvable here (or not a literal): judged again when it is called
+    return host_refusal(host, port=port, resolve=resolve)
+
+
+def host_refusal(host: str, *, port: int, resolve: bool = True) -> str | None:
+    """Return why a host may not be called (an address it is or resolves to), or None.
+
+    With `resolve` off, or when the name does not resolve, only a literal address is judged.
+    """
+    try:
+        addresses = _host_addresses(host, port=port, resolve=resolve)
+    except (OSError, UnicodeError, ValueError):
+        return None  # not resolvable here (or not a literal): judged again when it is called
     for address in addresses:
         refusal = address_refusal(address)
         if refusal is not None:
             return f"{host}: {refusal}" if host.strip("[]") != str(address) else refusal
     return None
+
+
+def _host_addresses(host: str, *, port: int, resolve: bool) -> list[Address]:
+    if host.lower() == "localhost" or host.lower().endswith(".localhost"):
+        return [ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")]
+    return _addresses(host, port) if resolve else [ipaddress.ip_address(host.strip("[]"))]
+
+
+def host_addresses_allowed(host: str, *, port: int) -> list[Address]:
+    """Return the addresses a host resolves to, all allowed by the policy; raise EgressRefused otherwise.
+
+    A connection made to one of them (not to the name again) cannot be sent elsewhere by a second lookup.
+    """
+    addresses = _host_addresses(host, port=port, resolve=True)  # OSError: it does not resolve (now)
+    for address in addresses:
+        refusal = address_refusal(address)
+        if refusal is not None:
+            raise EgressRefused(f"{host}: {refusal}" if host.strip("[]") != str(address) else refusal)
+    return addresses
 
 
 def url_check(url: str) -> None:

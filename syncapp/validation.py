@@ -6,7 +6,7 @@ from typing import Any
 from syncapp.deletion import deletion_config_problems
 from syncapp.follow_ups import follow_up_cycle_message, follow_up_graph
 from syncapp.mapping import validate_mapping_config
-from syncapp.models import Mapping
+from syncapp.models import Mapping, Source, Synchronization
 from syncapp.pagination import PaginationError, pagination_from_source_config
 from syncapp.runs.context import run_settings_problems
 from syncapp.schedules import schedule_problems
@@ -27,9 +27,23 @@ def mapping_problems_by_field(*, config: dict[str, Any], reference: str | None) 
 def synchronization_problems_by_field(
     *, reference: str | None, previous_reference: str | None, source_config: Any, schedule: str,
     follow_ups: list[str], target_type: str = "", target_config: Any = None, source_type: str = "",
+    source: Source | None = None, source_changed: bool = True,
 ) -> dict[str, list[str]]:
-    """Return the problems of a synchronization's settings that the field types do not catch."""
+    """Return the problems of a synchronization's settings that the field types do not catch.
+
+    A database source's table or query is checked on the database itself (read-only) when it is new or
+    `source_changed` (its source, source type or sourceConfig): a synchronization can be renamed or
+    disabled while its database is down.
+    """
     errors: dict[str, list[str]] = {}
+    if source_type == Synchronization.SourceType.DATABASE:
+        from syncapp.sources.database import database_read_problems
+
+        for problem in database_read_problems(source=source, source_config=source_config, live=source_changed):
+            if problem.startswith("sourceId"):
+                errors.setdefault("source", []).append(problem.removeprefix("sourceId").lstrip(": "))
+            else:
+                errors.setdefault("source_config", []).append(problem)
     if target_type == "api":
         from syncapp.targets.api import target_config_problems
 
@@ -37,7 +51,8 @@ def synchronization_problems_by_field(
         if problems:
             errors["target_config"] = problems
     if isinstance(source_config, dict):
-        problems = deletion_config_problems(source_config) + run_settings_problems(source_config)
+        problems = errors.pop("source_config", [])
+        problems += deletion_config_problems(source_config) + run_settings_problems(source_config)
         if source_type == "file":
             from syncapp.sources.file import file_source_config_problems
 

@@ -9,7 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from config.env import SettingError, describe_url, env_bool, env_float, env_int, env_list, env_str, env_url
+from config.env import (
+    SettingError,
+    describe_url,
+    env_bool,
+    env_dirs,
+    env_float,
+    env_int,
+    env_list,
+    env_str,
+    env_url,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 NAME = "SYNC_TEST_SETTING"
@@ -326,3 +336,25 @@ def test_a_malformed_url_stops_the_settings_with_a_message_naming_the_variable(t
     assert message.startswith("config.env.SettingError: "), result.stderr
     assert variable in message
     assert "hunter2" not in result.stderr
+
+
+def test_directories_are_absolute_and_resolved(setenv, tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    setenv(f"{tmp_path}/link, /srv/data/../sqlite")
+
+    assert env_dirs(NAME, default=[]) == (os.path.realpath(tmp_path / "real"), "/srv/sqlite")
+
+
+def test_a_relative_directory_fails_naming_the_variable(setenv):
+    setenv("/srv/sqlite,data/sqlite")
+
+    with pytest.raises(SettingError, match=f"{NAME}: 'data/sqlite' is not an absolute path"):
+        env_dirs(NAME, default=[])
+
+
+def test_a_relative_sqlite_directory_for_database_sources_stops_the_settings(tmp_path):
+    result = load_settings(tmp_path, SYNC_DATABASE_SOURCE_SQLITE_DIRS="var/sqlite")
+
+    assert result.returncode != 0
+    assert "SYNC_DATABASE_SOURCE_SQLITE_DIRS: 'var/sqlite' is not an absolute path" in last_line(result.stderr)

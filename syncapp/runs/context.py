@@ -96,7 +96,7 @@ class SyncContext:
         return self._writer
 
 
-def _rules(synchronization: Synchronization, *, fingerprint: str, writer_check) -> Rules:
+def _rules(synchronization: Synchronization, *, fingerprint: str, writer_check, id_position: str | None) -> Rules:
     config = synchronization.source_config or {}
     target_spec = mapping_spec(synchronization.source_target_mapping) if synchronization.source_target_mapping else None
     hash_spec = mapping_spec(synchronization.source_hash_mapping) if synchronization.source_hash_mapping else None
@@ -110,8 +110,8 @@ def _rules(synchronization: Synchronization, *, fingerprint: str, writer_check) 
         return hash_value(apply_mapping(spec=hash_spec, data=obj, resolve_mapping=resolve_mapping))
 
     return Rules(
-        # idPath: a file source's name for it (the id column of a CSV).
-        id_position=str(config.get("idPosition") or config.get("idPath") or "id"),
+        # A reader may name the id itself (a database's id column); idPath is a file source's name for it.
+        id_position=id_position or str(config.get("idPosition") or config.get("idPath") or "id"),
         fingerprint=fingerprint,
         passes=conditions_compile(synchronization.conditions),
         origin_hash=origin_hash if hash_spec is not None else None,
@@ -137,10 +137,14 @@ def context_load(*, synchronization_id: int) -> SyncContext:
         rules=None,  # type: ignore[arg-type]  # set below: the rules check objects with the writer
     )
     try:
-        context.reader  # noqa: B018 - building it checks the source settings
+        # Building it checks the source settings. A reader that knows where its objects' ids are (a
+        # database source's id column) says so; else sourceConfig.idPosition does.
+        id_position = getattr(context.reader, "id_position", None)
     except (PaginationError, SourceError) as error:
         raise ConfigurationError(f"sourceConfig: {error}") from None
-    context.rules = _rules(synchronization, fingerprint=fingerprint, writer_check=context.writer.validate)
+    context.rules = _rules(
+        synchronization, fingerprint=fingerprint, writer_check=context.writer.validate, id_position=id_position
+    )
     return context
 
 

@@ -107,5 +107,6 @@ def reader_for(synchronization: Synchronization) -> Reader:
 
 # The readers register themselves on import.
 from syncapp.sources import api as _api  # noqa: E402, F401
+from syncapp.sources import database as _database  # noqa: E402, F401
 from syncapp.sources import file as _file  # noqa: E402, F401
 from syncapp.sources import register as _register  # noqa: E402, F401

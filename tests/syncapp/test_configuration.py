@@ -605,7 +605,15 @@ def test_the_example_bundle_in_the_repository_is_valid():
     bundle_validate(bundle)
 
 
-@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.json")),
-                         ids=lambda path: path.name)
+def examples_without_databases() -> list[Path]:
+    """Return the example bundles that read no database: one that does is checked against the machine's
+    PostgreSQL (tests/syncapp/sources/test_database.py), since saving it asks the database."""
+    paths = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.json"))
+    return [path for path in paths if not any(
+        source.get("type") == "database" for source in json.loads(path.read_text()).get("sources", [])
+    )]
+
+
+@pytest.mark.parametrize("path", examples_without_databases(), ids=lambda path: path.name)
 def test_every_example_bundle_is_valid(path):
     bundle_validate(json.loads(path.read_text()))

@@ -1,0 +1,886 @@
+"""Databases as sources: a table or a read-only query of PostgreSQL, MariaDB/MySQL or SQLite, in keyset pages.
+
+A Source of type `database` has a connection URL as its location (`postgresql://user@host:5432/db`,
+`mysql://user@host:3306/db` or `mariadb://…`, `sqlite:////absolute/path.db`); the password is in the
+source's credentials (`{"password": "…"}`, optionally with `username`), never in the URL, which the
+admin, the API and exports show. A synchronization's sourceConfig names what is read:
+
+    {"table": "customers", "schema": "sales", "keyColumn": "id", "idColumn": "id", "pageSize": 500,
+     "columns": ["id", "name", "updated_at"], "decimals": "string"}
+    {"query": "SELECT c.id, c.name, o.total FROM customers c JOIN orders o ON …", "keyColumn": "id"}
+
+Pages are keyset pages on `keyColumn` (a unique, orderable column; default the table's primary key):
+`WHERE key > last ORDER BY key LIMIT n`, a query wrapped as a subquery, never OFFSET, so a page costs
+the same however far the run has come. Every connection is read-only (PostgreSQL
+`default_transaction_read_only`, MySQL `SET SESSION TRANSACTION READ ONLY`, SQLite `mode=ro` and
+`query_only`), made for one page and closed with its engine, to a host the egress policy allows after
+resolving it (syncapp.egress). Rows become JSON-safe dicts: dates and times ISO 8601, decimals text (or
+numbers with `"decimals": "number"`), bytes base64, UUIDs text.
+"""
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import decimal
+import logging
+import math
+import os
+import random
+import re
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from django.conf import settings
+from sqlalchemy import column, create_engine, inspect, literal_column, select, table, text
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchTableError, SQLAlchemyError
+from sqlalchemy.pool import NullPool
+from sqlalchemy.types import JSON, LargeBinary
+
+from syncapp.authentication import redact
+from syncapp.egress import EgressRefused, host_addresses_allowed, host_refusal
+from syncapp.hashing import hash_value
+from syncapp.http import Wait
+from syncapp.models import Source, Synchronization
+from syncapp.sources import Fetched, ReadPage, SourceError, TransientSourceError, reader_type
+
+logger = logging.getLogger(__name__)
+
+SCHEMES = {
+    "postgresql": "postgresql", "postgres": "postgresql", "postgresql+psycopg": "postgresql",
+    "mysql": "mysql", "mariadb": "mysql", "mysql+pymysql": "mysql", "mariadb+pymysql": "mysql",
+    "sqlite": "sqlite",
+}
+DRIVERS = {"postgresql": "postgresql+psycopg", "mysql": "mysql+pymysql"}
+DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306}
+# Options a location may carry. Others could point the driver elsewhere than the checked host
+# (`host=`, `hostaddr=`, `unix_socket=`), read local files (`read_default_file=`, `passfile=`) or undo
+# the read-only session (`options=`).
+URL_OPTIONS = {
+    "postgresql": frozenset({
+        "sslmode", "sslrootcert", "sslcert", "sslkey", "sslcrl", "application_name", "channel_binding",
+        "gssencmode", "target_session_attrs",
+    }),
+    "mysql": frozenset({"charset", "ssl_ca", "ssl_cert", "ssl_key", "ssl_capath", "ssl_cipher", "ssl_check_hostname"}),
+    "sqlite": frozenset(),
+}
+DEFAULT_PAGE_SIZE = 500
+MAX_PAGE_SIZE = 10_000
+DECIMALS = ("string", "number")
+CREDENTIAL_KEYS = frozenset({"type", "username", "user", "password"})
+# Words that write inside a SELECT (a data-modifying WITH, SELECT … INTO, FOR UPDATE), looked for outside
+# quotes and comments; what is not a SELECT at all is refused by its first word.
+WRITING_WORDS = frozenset({
+    "insert", "update", "delete", "merge", "into", "create", "alter", "drop", "truncate", "grant", "revoke",
+})
+# PostgreSQL SQLSTATE classes and codes worth another try: connection exceptions, resources, operator
+# intervention (a cancelled statement: the statement timeout), serialization failures and deadlocks.
+PG_TRANSIENT_STATES = ("08", "53", "57", "40001", "40P01", "55P03")
+# MariaDB/MySQL error codes worth another try: too many connections, shutdown, lock wait timeout,
+# deadlock, cannot connect, server gone, lost connection, statement time limits.
+MYSQL_TRANSIENT_CODES = frozenset({1040, 1053, 1205, 1213, 1969, 2002, 2003, 2006, 2013, 2055, 3024, 4031})
+# What a failed PostgreSQL connection says when no retry will mend it.
+PG_PERMANENT = re.compile(r"authentication|does not exist|pg_hba\.conf|permission denied|certificate|SSL", re.I)
+MYSQL_PERMANENT_CODES = frozenset({1044, 1045, 1049, 1698})
+
+
+class DatabaseConfigError(ValueError):
+    """A location or sourceConfig of a database source that cannot be read as it is; `problems` lists each."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+# ---------------------------------------------------------------------------------------------
+# Locations
+
+
+@dataclass(frozen=True)
+class DatabaseLocation:
+    """A parsed connection URL of a database source, without a password."""
+
+    kind: str  # postgresql, mysql or sqlite
+    host: str = ""
+    port: int = 0
+    database: str = ""
+    username: str = ""
+    options: tuple[tuple[str, str], ...] = ()
+    path: str = ""  # sqlite: the file
+
+    @property
+    def shown(self) -> str:
+        """Return the location fit for messages and logs."""
+        if self.kind == "sqlite":
+            return f"sqlite:///{self.path}"
+        user = f"{self.username}@" if self.username else ""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.kind}://{user}{host}:{self.port}/{self.database}"
+
+
+def database_location_parse(location: Any) -> DatabaseLocation:
+    """Return a database source's connection URL parsed; raise DatabaseConfigError naming what is wrong.
+
+    No message repeats the URL: it may hold a password.
+    """
+    if not isinstance(location, str) or "://" not in location:
+        raise DatabaseConfigError([
+            "a database source needs a connection URL like postgresql://user@host:5432/db, "
+            "mysql://user@host:3306/db or sqlite:////path/to/file.db"
+        ])
+    try:
+        url = make_url(location.strip())
+        port = url.port
+    except (ArgumentError, ValueError):
+        raise DatabaseConfigError(["not a valid connection URL"]) from None
+    kind = SCHEMES.get(url.drivername.lower())
+    if kind is None:
+        known = "postgresql://, mysql://, mariadb:// or sqlite://"
+        raise DatabaseConfigError([f"the scheme must be {known} (drivers psycopg and pymysql), not {url.drivername}://"])
+    problems = []
+    if url.password:
+        problems.append(
+            'the password belongs in the source\'s credentials ({"password": "…"}), not in the URL, which the '
+            "admin, the API and exports show"
+        )
+    unknown = sorted(set(url.query) - URL_OPTIONS[kind])
+    if unknown:
+        allowed = ", ".join(sorted(URL_OPTIONS[kind])) or "none"
+        problems.append(f"the URL option(s) {', '.join(unknown)} are not allowed here (allowed: {allowed})")
+    if kind == "sqlite":
+        path = url.database or ""
+        if not path or path == ":memory:" or not os.path.isabs(path):
+            problems.append("a SQLite location names an absolute file path: sqlite:////path/to/file.db")
+        if problems:
+            raise DatabaseConfigError(problems)
+        return DatabaseLocation(kind=kind, path=path)
+    if not url.host:
+        problems.append("the URL names no host (a local socket cannot be checked against the egress policy)")
+    if not url.database:
+        problems.append("the URL names no database: …/dbname")
+    if problems:
+        raise DatabaseConfigError(problems)
+    options = tuple(sorted((key, str(value)) for key, value in url.query.items() if isinstance(value, str)))
+    return DatabaseLocation(
+        kind=kind, host=url.host, port=port or DEFAULT_PORTS[kind], database=url.database,
+        username=url.username or "", options=options,
+    )
+
+
+def sqlite_path_refusal(path: str) -> str | None:
+    """Return why a SQLite file may not be read (it is outside SYNC_DATABASE_SOURCE_SQLITE_DIRS), or None."""
+    directories = [os.path.realpath(directory) for directory in settings.SYNC_DATABASE_SOURCE_SQLITE_DIRS]
+    if not directories:
+        return "SQLite files may be read only from the directories of SYNC_DATABASE_SOURCE_SQLITE_DIRS, set to none"
+    real = os.path.realpath(path)  # a symbolic link is judged by where it leads
+    if any(real.startswith(directory.rstrip(os.sep) + os.sep) for directory in directories):
+        return None
+    return f"{path} is not in a directory of SYNC_DATABASE_SOURCE_SQLITE_DIRS"
+
+
+def database_location_problems(location: Any, *, path: str = "location") -> list[str]:
+    """Return the problems of a database source's location as saved: its form, and whether it may be read."""
+    try:
+        parsed = database_location_parse(location)
+    except DatabaseConfigError as error:
+        return [f"{path}: {problem}" for problem in error.problems]
+    if parsed.kind == "sqlite":
+        refusal = sqlite_path_refusal(parsed.path)
+    else:
+        # A name is resolved when connecting, not now: it may resolve elsewhere by then anyway.
+        refusal = host_refusal(parsed.host, port=parsed.port, resolve=False)
+    return [f"{path}: {refusal}"] if refusal else []
+
+
+def database_credentials_problems(credentials: Any, *, path: str = "credentials") -> list[str]:
+    """Return the problems of a database source's credentials: an object with `password` (and `username`)."""
+    if credentials in (None, "", {}):
+        return []
+    if not isinstance(credentials, dict):
+        return [f'{path}: must be an object like {{"password": "…"}}']
+    problems = []
+    unknown = sorted(str(key) for key in credentials if key not in CREDENTIAL_KEYS)
+    if unknown:
+        problems.append(f"{path}: a database source takes username and password, not {', '.join(unknown)}")
+    if credentials.get("type") not in (None, "", "basic", "password"):
+        problems.append(f"{path}.type: a database source takes basic (a username and password), if anything")
+    for key in ("username", "user", "password"):
+        if key in credentials and not isinstance(credentials[key], str):
+            problems.append(f"{path}.{key}: must be text")
+    return problems
+
+
+# ---------------------------------------------------------------------------------------------
+# Connections
+
+
+def _login(source: Source) -> tuple[str | None, str | None]:
+    """Return the username (None: the URL's) and password of a source's credentials."""
+    raw = source.credentials or {}
+    if not isinstance(raw, dict) or "unsealable" in raw:
+        raise SourceError(f"the credentials of source {source.reference!r} are not usable")
+    username = raw.get("username") or raw.get("user") or None
+    password = raw.get("password") or None
+    return (str(username) if username else None), (str(password) if password else None)
+
+
+def _seconds(configuration: Any, keys: tuple[str, ...], *, default: float) -> float:
+    if isinstance(configuration, dict):
+        for key in keys:
+            value = configuration.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+                return float(value)
+    return float(default)
+
+
+def _timeouts(source: Source) -> tuple[float, float]:
+    """Return the connect and statement timeouts, in seconds: the source configuration's, else the settings'."""
+    configuration = source.configuration or {}
+    connect = _seconds(configuration, ("connectTimeout", "connect_timeout"),
+                       default=settings.SYNC_DATABASE_CONNECT_TIMEOUT)
+    statement = _seconds(configuration, ("timeout", "statementTimeout", "readTimeout"),
+                         default=settings.SYNC_DATABASE_STATEMENT_TIMEOUT)
+    return connect, statement
+
+
+def _engine(*, location: DatabaseLocation, username: str | None, password: str | None, connect: float,
+            statement: float) -> Engine:
+    """Return an engine that makes read-only connections to an allowed address, pooling none."""
+    if location.kind == "sqlite":
+        refusal = sqlite_path_refusal(location.path)
+        if refusal is not None:
+            raise SourceError(refusal)
+        if not os.path.isfile(location.path):
+            raise SourceError(f"{location.path}: no such SQLite file")
+        uri = f"file:{quote(location.path)}?mode=ro"
+
+        def sqlite_connect() -> sqlite3.Connection:
+            connection = sqlite3.connect(uri, uri=True, timeout=connect, check_same_thread=False)
+            connection.execute("PRAGMA query_only = ON")
+            deadline = time.monotonic() + statement
+            # A connection serves one page: a read that outlasts the statement timeout is interrupted.
+            connection.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
+            return connection
+
+        return create_engine("sqlite+pysqlite://", creator=sqlite_connect, poolclass=NullPool)
+    try:
+        addresses = host_addresses_allowed(location.host, port=location.port)
+    except EgressRefused as refused:
+        raise SourceError(str(refused)) from None
+    except (OSError, UnicodeError) as error:
+        raise TransientSourceError(f"{location.host} does not resolve ({error})") from None
+    address = str(addresses[0])
+    query = dict(location.options)
+    if location.kind == "postgresql":
+        url = URL.create(DRIVERS["postgresql"], username=username or location.username or None, password=password,
+                         host=location.host, port=location.port, database=location.database, query=query)
+        connect_args: dict[str, Any] = {
+            # The name stays for TLS; the connection goes to the address checked, not to a second lookup.
+            "hostaddr": address,
+            "connect_timeout": max(1, math.ceil(connect)),
+            "options": f"-c default_transaction_read_only=on -c statement_timeout={int(statement * 1000)}",
+        }
+    else:
+        # PyMySQL checks a certificate against the host it connects to: with TLS that is the name (checked
+        # just now), else the address checked.
+        host = location.host if any(key.startswith("ssl_") for key in query) else address
+        url = URL.create(DRIVERS["mysql"], username=username or location.username or None, password=password,
+                         host=host, port=location.port, database=location.database, query=query)
+        connect_args = {
+            "connect_timeout": connect, "read_timeout": statement, "write_timeout": statement,
+            # Run and committed when the connection is made: every transaction after it is read-only.
+            "init_command": "SET SESSION TRANSACTION READ ONLY",
+        }
+    return create_engine(url, poolclass=NullPool, connect_args=connect_args)
+
+
+def _error_text(error: BaseException, *, secrets: list[str]) -> str:
+    original = getattr(error, "orig", None) or error
+    lines = [line.strip() for line in str(original).splitlines() if line.strip()]
+    return redact(" ".join(lines), secrets)[:500] or type(original).__name__
+
+
+def _is_transient(error: BaseException, *, connecting: bool) -> bool:
+    original = getattr(error, "orig", None) or error
+    if isinstance(original, (TimeoutError, ConnectionError)):
+        return True
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True
+    state = getattr(original, "sqlstate", None)
+    if type(original).__module__.startswith("psycopg"):
+        if state:
+            return state.startswith(PG_TRANSIENT_STATES)
+        # A connection that failed has no SQLSTATE: refused, timed out or unreachable may pass.
+        return connecting and not PG_PERMANENT.search(str(original))
+    if type(original).__module__.startswith("pymysql"):
+        code = original.args[0] if original.args and isinstance(original.args[0], int) else None
+        if code in MYSQL_PERMANENT_CODES:
+            return False
+        return code in MYSQL_TRANSIENT_CODES
+    if isinstance(original, sqlite3.OperationalError):
+        return "locked" in str(original) or "busy" in str(original)
+    return False
+
+
+def database_error(error: BaseException, *, location: DatabaseLocation, secrets: list[str],
+                   connecting: bool = False) -> SourceError:
+    """Return a driver's error as a SourceError naming the location (TransientSourceError for what may pass)."""
+    kind = TransientSourceError if _is_transient(error, connecting=connecting) else SourceError
+    verb = "cannot connect to" if connecting else "error from"
+    return kind(f"{verb} {location.shown}: {_error_text(error, secrets=secrets)}")
+
+
+@contextmanager
+def database_connect(*, source: Source) -> Iterator[Connection]:
+    """Yield a read-only connection to a database source; its engine is disposed with it.
+
+    Raise SourceError (TransientSourceError for a refused or timed-out connection, a lost one, a
+    statement timeout, a deadlock), its message naming the masked location, never the password.
+    """
+    try:
+        location = database_location_parse(source.location)
+    except DatabaseConfigError as error:
+        raise SourceError(f"source {source.reference!r}: location: {error}") from None
+    username, password = _login(source)
+    secrets = [password] if password else []
+    connect, statement = _timeouts(source)
+    engine = _engine(location=location, username=username, password=password, connect=connect, statement=statement)
+    try:
+        try:
+            connection = engine.connect()
+        except (SQLAlchemyError, OSError, sqlite3.Error) as error:
+            raise database_error(error, location=location, secrets=secrets, connecting=True) from None
+        try:
+            yield connection
+        except (SQLAlchemyError, OSError, sqlite3.Error) as error:
+            raise database_error(error, location=location, secrets=secrets) from None
+        finally:
+            try:
+                connection.close()
+            except SQLAlchemyError:
+                logger.warning("closing a connection to %s failed", location.shown)
+    finally:
+        engine.dispose()
+
+
+# ---------------------------------------------------------------------------------------------
+# What a synchronization reads
+
+
+@dataclass(frozen=True)
+class DatabaseRead:
+    """A synchronization's sourceConfig for a database source."""
+
+    table: str | None
+    schema: str | None
+    query: str | None
+    key_column: str | None  # None: the table's primary key
+    id_column: str | None  # None: the key column
+    page_size: int
+    columns: tuple[str, ...] | None
+    decimals: str
+
+    @property
+    def what(self) -> str:
+        """Return what is read, for messages."""
+        if self.query is not None:
+            return "sourceConfig.query"
+        name = f"{self.schema}.{self.table}" if self.schema else self.table
+        return f"sourceConfig.table {name!r}"
+
+
+def _quoted_end(query: str, index: int, *, backslash: bool) -> int:
+    """Return where the quoted text starting at `index` ends (after its closing quote)."""
+    quote_char = query[index]
+    position = index + 1
+    while position < len(query):
+        char = query[position]
+        if backslash and char == "\\" and quote_char == "'":
+            position += 2  # MySQL's backslash escape
+        elif char == quote_char:
+            if query.startswith(quote_char * 2, position):  # a doubled quote stands for itself
+                position += 2
+            else:
+                return position + 1
+        else:
+            position += 1
+    raise DatabaseConfigError([f"a quote {quote_char} is not closed"])
+
+
+def _scan_words(query: str, *, backslash: bool) -> tuple[list[str], list[str]]:
+    """Return the words of a query outside quotes and comments, and what follows each semicolon.
+
+    `backslash`: a backslash escapes a quote inside '…' (MySQL), or does not (PostgreSQL, SQLite).
+    """
+    words: list[str] = []
+    semicolons: list[str] = []
+    index, length = 0, len(query)
+    while index < length:
+        char = query[index]
+        if query.startswith("--", index):
+            end = query.find("\n", index)
+            index = length if end < 0 else end + 1
+        elif query.startswith("/*", index):
+            end = query.find("*/", index + 2)
+            if end < 0:
+                raise DatabaseConfigError(["a comment /* is not closed"])
+            index = end + 2
+        elif char in "'\"`":
+            index = _quoted_end(query, index, backslash=backslash)
+        elif char == "$" and (match := re.match(r"\$([A-Za-z_]\w*)?\$", query[index:])):
+            tag = match.group(0)
+            end = query.find(tag, index + len(tag))
+            if end < 0:
+                raise DatabaseConfigError([f"a dollar quote {tag} is not closed"])
+            index = end + len(tag)
+        elif char == ";":
+            semicolons.append(query[index + 1:])
+            index += 1
+        elif char.isalpha() or char == "_":
+            match = re.match(r"[A-Za-z_]\w*", query[index:])
+            words.append(match.group(0).lower())
+            index += len(match.group(0))
+        else:
+            index += 1
+    return words, semicolons
+
+
+def query_problems(query: str) -> list[str]:
+    """Return why a query is not one read-only SELECT, or nothing.
+
+    The query is read as MySQL reads quotes and as PostgreSQL and SQLite do: a word hidden from one
+    reading is seen by the other. (`#` comments are not skipped: words in them are judged too.)
+    """
+    readings = []
+    unreadable: list[str] = []
+    for backslash in (False, True):
+        try:
+            readings.append(_scan_words(query, backslash=backslash))
+        except DatabaseConfigError as error:
+            unreadable = error.problems
+    if not readings:
+        return unreadable
+    problems: list[str] = []
+    for words, semicolons in readings:
+        if not words or words[0] not in ("select", "with"):
+            problems.append("must be a single SELECT (or WITH … SELECT) statement")
+        if any(rest.strip() for rest in semicolons):
+            problems.append("must be a single statement: nothing may follow a ;")
+        writing = sorted({word for word in words if word in WRITING_WORDS})
+        if writing:
+            problems.append(f"must only read: {', '.join(word.upper() for word in writing)} has no place in it")
+        if "for" in words and any(word in ("share", "update", "nowait") for word in words):
+            problems.append("must not lock rows (FOR UPDATE / FOR SHARE)")
+    return list(dict.fromkeys(problems))
+
+
+def _name(config: dict[str, Any], key: str, *, path: str, problems: list[str]) -> str | None:
+    value = config.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        problems.append(f"{path}.{key}: must be a name (text), got {value!r}")
+        return None
+    return value.strip()
+
+
+def database_read_parse(config: Any, *, path: str = "sourceConfig") -> DatabaseRead:
+    """Return what a sourceConfig asks of a database; raise DatabaseConfigError with every problem and its path.
+
+    This reads the settings only; whether the table, columns or query exist is database_read_problems'.
+    """
+    if not isinstance(config, dict):
+        raise DatabaseConfigError([f"{path}: must be an object"])
+    problems: list[str] = []
+    table_name = _name(config, "table", path=path, problems=problems)
+    schema = _name(config, "schema", path=path, problems=problems)
+    key = _name(config, "keyColumn", path=path, problems=problems)
+    id_column = _name(config, "idColumn", path=path, problems=problems)
+    query = config.get("query")
+    if query is not None and (not isinstance(query, str) or not query.strip()):
+        problems.append(f"{path}.query: must be the text of a SELECT statement")
+        query = None
+    elif isinstance(query, str):
+        query = query.strip().rstrip(";").rstrip()
+        problems.extend(f"{path}.query: {problem}" for problem in query_problems(query))
+    query_refused = any(problem.startswith(f"{path}.query") for problem in problems)
+    if (table_name is None) == (query is None) and not query_refused:
+        problems.append(f"{path}: name either a table ({path}.table) or a query ({path}.query), one of them")
+    if query is not None and schema is not None:
+        problems.append(f"{path}.schema: belongs with a table; a query names its own tables")
+    if query is not None and key is None:
+        problems.append(f"{path}.keyColumn: a query needs one: a unique, orderable column of its result to page on")
+    if id_column is not None and "." in id_column:
+        problems.append(f"{path}.idColumn: a column whose name holds a dot cannot be the id column")
+    if id_column is None and key is not None and "." in key:
+        problems.append(f"{path}.idColumn: the key column's name holds a dot: name another column as idColumn")
+    size = config.get("pageSize", DEFAULT_PAGE_SIZE)
+    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_PAGE_SIZE:
+        problems.append(f"{path}.pageSize: must be a whole number from 1 to {MAX_PAGE_SIZE}, got {size!r}")
+    columns = config.get("columns")
+    if columns is not None and (
+        not isinstance(columns, list) or not columns
+        or not all(isinstance(name, str) and name.strip() for name in columns)
+    ):
+        problems.append(f"{path}.columns: must be a list of column names")
+        columns = None
+    decimals = config.get("decimals", "string")
+    if decimals not in DECIMALS:
+        problems.append(f"{path}.decimals: must be string or number, got {decimals!r}")
+    if problems:
+        raise DatabaseConfigError(problems)
+    return DatabaseRead(
+        table=table_name, schema=schema, query=query, key_column=key, id_column=id_column, page_size=size,
+        columns=tuple(dict.fromkeys(name.strip() for name in columns)) if columns else None, decimals=decimals,
+    )
+
+
+def _unique_columns(inspector: Any, *, table_name: str, schema: str | None) -> set[str]:
+    """Return the columns of a table that are unique on their own: its primary key, unique constraints and indexes."""
+    unique: set[str] = set()
+    primary = inspector.get_pk_constraint(table_name, schema=schema).get("constrained_columns") or []
+    if len(primary) == 1:
+        unique.add(primary[0])
+    for constraint in inspector.get_unique_constraints(table_name, schema=schema):
+        if len(constraint.get("column_names") or []) == 1:
+            unique.add(constraint["column_names"][0])
+    for index in inspector.get_indexes(table_name, schema=schema):
+        if index.get("unique") and len(index.get("column_names") or []) == 1:
+            unique.add(index["column_names"][0])
+    return unique
+
+
+def table_key_column(connection: Connection, *, read: DatabaseRead, path: str = "sourceConfig") -> str:
+    """Return the key column of a table read (the configured one, else its single-column primary key)."""
+    if read.key_column is not None:
+        return read.key_column
+    inspector = inspect(connection)
+    try:
+        primary = inspector.get_pk_constraint(read.table, schema=read.schema).get("constrained_columns") or []
+    except NoSuchTableError:
+        raise SourceError(f"{path}.table: no table {read.table!r} in the database") from None
+    if len(primary) != 1:
+        raise SourceError(
+            f"{path}.keyColumn: table {read.table!r} has no single-column primary key: name a unique column to page on"
+        )
+    return primary[0]
+
+
+def _table_problems(connection: Connection, *, read: DatabaseRead, path: str) -> list[str]:
+    inspector = inspect(connection)
+    if not inspector.has_table(read.table, schema=read.schema):
+        where = f" in schema {read.schema!r}" if read.schema else ""
+        return [f"{path}.table: no table or view {read.table!r}{where} in the database"]
+    found = {info["name"]: info for info in inspector.get_columns(read.table, schema=read.schema)}
+    problems = []
+    try:
+        key = table_key_column(connection, read=read, path=path)
+    except SourceError as error:
+        return [str(error)]
+    # A view has no constraints to show its key is unique: its pages check that as they are read.
+    is_view = read.table in inspector.get_view_names(schema=read.schema)
+    if key not in found:
+        problems.append(f"{path}.keyColumn: table {read.table!r} has no column {key!r}")
+    elif not is_view:
+        if key not in _unique_columns(inspector, table_name=read.table, schema=read.schema):
+            problems.append(
+                f"{path}.keyColumn: column {key!r} is not unique on its own (no primary key, unique constraint "
+                "or unique index of that column alone): pages on it could skip rows"
+            )
+        if found[key].get("nullable") and read.key_column is not None:
+            problems.append(f"{path}.keyColumn: column {key!r} may be NULL: rows with a NULL key cannot be paged")
+        if isinstance(found[key]["type"], (JSON, LargeBinary)):
+            problems.append(f"{path}.keyColumn: column {key!r} is of a type without order ({found[key]['type']})")
+    for field, names in (("idColumn", [read.id_column] if read.id_column else []), ("columns", read.columns or [])):
+        for name in names:
+            if name not in found:
+                problems.append(f"{path}.{field}: table {read.table!r} has no column {name!r}")
+    return problems
+
+
+def _query_problems(connection: Connection, *, read: DatabaseRead, path: str) -> list[str]:
+    try:
+        result = connection.execute(text(f"SELECT * FROM ({_wrapped(read.query)}) AS sync_source LIMIT 0"))
+        names = list(result.keys())
+        result.close()
+    except SQLAlchemyError as error:
+        connection.rollback()
+        return [f"{path}.query: the database refused it: {_error_text(error, secrets=[])}"]
+    problems = []
+    if len(set(names)) != len(names):
+        twice = sorted({name for name in names if names.count(name) > 1})
+        problems.append(f"{path}.query: the result has columns of the same name ({', '.join(twice)}): rename them")
+    for field, wanted in (("keyColumn", [read.key_column]), ("idColumn", [read.id_column] if read.id_column else []),
+                          ("columns", read.columns or [])):
+        for name in wanted:
+            if name not in names:
+                problems.append(
+                    f"{path}.{field}: the query's result has no column {name!r} (it has {', '.join(names)})"
+                )
+    return problems
+
+
+def database_read_problems(*, source: Source | None, source_config: Any, path: str = "sourceConfig",
+                           source_path: str = "sourceId", live: bool = True) -> list[str]:
+    """Return the problems of what a synchronization reads from a database source, checked on the database.
+
+    The settings first; then (when `live`: what is read has changed) through a read-only connection,
+    that the table and its columns exist and the key column is unique, or that the query runs (with
+    LIMIT 0) and its result has the columns named. A database that cannot be reached is a problem of
+    `source_path`.
+    """
+    if source is None:
+        return [f"{source_path}: a database synchronization names its source (a Source of type database)"]
+    if source.type != Source.Type.DATABASE:
+        return [f"{source_path}: source {source.reference!r} is of type {source.type}, not database"]
+    try:
+        read = database_read_parse(source_config, path=path)
+    except DatabaseConfigError as error:
+        return error.problems
+    location_problems = database_location_problems(source.location, path=f"{source_path} location")
+    if location_problems or not live:
+        return location_problems
+    try:
+        with database_connect(source=source) as connection:
+            if read.query is not None:
+                return _query_problems(connection, read=read, path=path)
+            return _table_problems(connection, read=read, path=path)
+    except SourceError as error:
+        return [f"{source_path}: source {source.reference!r}: {error}"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Rows and keys as JSON
+
+
+def json_safe(value: Any, *, decimals: str = "string") -> Any:
+    """Return a database value as JSON: ISO 8601 dates and times, decimals as text (or numbers), bytes base64."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, decimal.Decimal):
+        if decimals == "number" and value.is_finite():
+            return int(value) if value == value.to_integral_value() and value.as_tuple().exponent >= 0 else float(value)
+        return str(value)
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return _duration(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(key): json_safe(item, decimals=decimals) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item, decimals=decimals) for item in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted(json_safe(item, decimals=decimals) for item in value)
+    return str(value)  # network addresses, ranges, enums: their text
+
+
+def _duration(value: dt.timedelta) -> str:
+    """Return a timedelta as an ISO 8601 duration (P1DT2H3M4.5S)."""
+    sign = "-" if value < dt.timedelta(0) else ""
+    value = abs(value)
+    seconds = value.seconds + value.microseconds / 1_000_000
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    clock = "".join(part for part in (
+        f"{int(hours)}H" if hours else "", f"{int(minutes)}M" if minutes else "",
+        f"{seconds:g}S" if seconds else "",
+    ))
+    days = f"{value.days}D" if value.days else ""
+    return f"{sign}P{days}{'T' + clock if clock else ''}" if (days or clock) else "PT0S"
+
+
+KEY_TYPES: dict[type, str] = {
+    bool: "bool", int: "int", float: "float", str: "str", decimal.Decimal: "decimal", dt.datetime: "datetime",
+    dt.date: "date", dt.time: "time", uuid.UUID: "uuid", bytes: "bytes",
+}
+
+
+def key_encode(value: Any) -> dict[str, Any]:
+    """Return a key value as JSON that key_decode turns back into the same value, for a page request."""
+    if isinstance(value, (bytearray, memoryview)):
+        value = bytes(value)
+    kind = next((name for cls, name in KEY_TYPES.items() if type(value) is cls), None)
+    if kind is None:
+        kind = next((name for cls, name in KEY_TYPES.items() if isinstance(value, cls)), None)
+    if kind is None:
+        raise SourceError(f"a key of type {type(value).__name__} cannot be paged on: choose another keyColumn")
+    return {"type": kind, "value": json_safe(value)}
+
+
+def key_decode(encoded: dict[str, Any]) -> Any:
+    """Return the key value of a page request."""
+    kind, value = encoded["type"], encoded["value"]
+    decoders = {
+        "bool": bool, "int": int, "float": float, "str": str, "decimal": decimal.Decimal,
+        "datetime": dt.datetime.fromisoformat, "date": dt.date.fromisoformat, "time": dt.time.fromisoformat,
+        "uuid": uuid.UUID, "bytes": base64.b64decode,
+    }
+    return decoders[kind](value)
+
+
+def _wrapped(query: str) -> str:
+    """Return a query to put inside a subquery with text(): on lines of its own, so a comment that ends it
+    does not swallow what follows, and its colons its own, not bound parameters."""
+    return "\n" + query.replace(":", "\\:") + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# The reader of `database` sources
+
+
+@reader_type(Synchronization.SourceType.DATABASE)
+class DatabaseReader:
+    """The rows of a table or query, in keyset pages on its key column, through a read-only connection."""
+
+    concurrency = 1  # each page starts after the last key of the page before
+
+    def __init__(self, synchronization: Synchronization):
+        config = synchronization.source_config or {}
+        self.synchronization = synchronization
+        self.source: Source = synchronization.source
+        try:
+            self.read = database_read_parse(config)
+            self.location = database_location_parse(self.source.location)
+        except DatabaseConfigError as error:
+            raise SourceError(str(error)) from None
+        max_pages = config.get("maxPages")
+        self.max_pages = max_pages if isinstance(max_pages, int) and max_pages > 0 else settings.SYNC_DEFAULT_MAX_PAGES
+        self._key_column = self.read.key_column
+
+    @staticmethod
+    def problem(synchronization: Synchronization) -> str | None:
+        source = synchronization.source
+        if source is None:
+            return f"synchronization {synchronization.reference!r} has no database source (sourceId)"
+        if source.type != Source.Type.DATABASE:
+            return (f"synchronization {synchronization.reference!r}: source {source.reference!r} is of type "
+                    f"{source.type}, not database")
+        return None
+
+    @property
+    def key_column(self) -> str:
+        """Return the column pages are keyed on; a table's primary key is looked up once."""
+        if self._key_column is None:
+            self._key_column = self._retrying(self._primary_key, on_wait=None)
+        return self._key_column
+
+    @property
+    def id_position(self) -> str:
+        """Return where an object's origin id is: its id column."""
+        return self.read.id_column or self.key_column
+
+    def _primary_key(self) -> str:
+        with database_connect(source=self.source) as connection:
+            return table_key_column(connection, read=self.read)
+
+    def _context(self, error: SourceError) -> SourceError:
+        """Return the error naming the synchronization and what it reads."""
+        return type(error)(f"synchronization {self.synchronization.reference!r}, {self.read.what}: {error}")
+
+    def _retrying(self, attempt: Any, *, on_wait: Any) -> Any:
+        """Return what `attempt` returns, trying again on transient errors with backoff, as HTTP calls are."""
+        failures = 0
+        while True:
+            try:
+                return attempt()
+            except TransientSourceError as error:
+                failures += 1
+                if failures >= settings.SYNC_HTTP_MAX_ATTEMPTS:
+                    raise self._context(TransientSourceError(f"{error} (after {failures} attempts)")) from None
+                base = settings.SYNC_HTTP_BACKOFF_SECONDS
+                seconds = min(settings.SYNC_HTTP_BACKOFF_MAX_SECONDS, base * 2 ** (failures - 1))
+                seconds += random.uniform(0, base)  # noqa: S311 - jitter, not a secret
+                logger.warning("%s: %s; trying again in %.1f s", self.location.shown, error, seconds)
+                if on_wait is not None:
+                    on_wait(Wait(url=self.location.shown, reason=str(error)[:200], seconds=seconds, retry=True))
+                time.sleep(seconds)
+            except SourceError as error:
+                raise self._context(error) from None
+
+    def first_request(self, *, variables: dict[str, Any]) -> dict[str, Any]:
+        return {"after": None}
+
+    def statement(self, *, after: Any) -> Any:
+        """Return the statement of the page after key `after` (None: the first page), one row more than a page."""
+        key = self.key_column
+        if self.read.query is not None:
+            preparer = _preparer(self.location.kind)
+            quoted = preparer.quote(key)
+            listed = ", ".join(preparer.quote(name) for name in self._selected(key)) if self.read.columns else "*"
+            where = f"{quoted} IS NOT NULL" if after is None else f"{quoted} > :after"
+            sql = (f"SELECT {listed} FROM ({_wrapped(self.read.query)}) AS sync_source WHERE {where} "
+                   f"ORDER BY {quoted} LIMIT :limit")
+            statement = text(sql).bindparams(limit=self.read.page_size + 1)
+            return statement.bindparams(after=after) if after is not None else statement
+        source = table(self.read.table, schema=self.read.schema)
+        key_column = column(key)
+        if self.read.columns:
+            chosen = select(*(column(name) for name in self._selected(key)))
+        else:
+            chosen = select(literal_column("*"))
+        statement = chosen.select_from(source).order_by(key_column).limit(self.read.page_size + 1)
+        return statement.where(key_column.is_not(None) if after is None else key_column > after)
+
+    def _selected(self, key: str) -> list[str]:
+        id_column = [self.read.id_column] if self.read.id_column else []
+        return list(dict.fromkeys([*(self.read.columns or ()), key, *id_column]))
+
+    def fetch(self, *, request: dict[str, Any], on_wait: Any = None) -> Fetched:
+        after = key_decode(request["after"]) if request.get("after") else None
+
+        def attempt() -> list[dict[str, Any]]:
+            with database_connect(source=self.source) as connection:
+                result = connection.execute(self.statement(after=after))
+                return [dict(row) for row in result.mappings()]
+
+        rows = self._retrying(attempt, on_wait=on_wait)
+        key = self.key_column
+        more = len(rows) > self.read.page_size  # the row after the page says there is a next one
+        keys = [row.get(key) for row in rows]
+        for before, current in zip(keys, keys[1:], strict=False):
+            if current == before:
+                raise self._context(SourceError(
+                    f"keyColumn {key!r} is not unique: {json_safe(current)!r} is the key of more than one row, so "
+                    "keyset pages would skip rows; choose a unique column"
+                ))
+        if keys and keys[0] is None:
+            raise self._context(SourceError(f"keyColumn {key!r} of a row is NULL"))
+        page = rows[: self.read.page_size]
+        decimals = self.read.decimals
+        body = [{str(name): json_safe(value, decimals=decimals) for name, value in row.items()} for row in page]
+        last = key_encode(page[-1][key]) if page and more else None
+        return Fetched(
+            request=request, body=body, url=f"{self.location.shown} ({self.read.what})",
+            meta={"next": last, "keyColumn": key},
+        )
+
+    def page(self, *, request: dict[str, Any], fetched: Fetched) -> ReadPage:
+        objects = list(fetched.body)
+        following = {"after": fetched.meta["next"]} if fetched.meta.get("next") else None
+        return ReadPage(objects=objects, hashes=[hash_value(obj) for obj in objects], next_request=following)
+
+    def ahead(self, *, request: dict[str, Any], steps: int) -> dict[str, Any] | None:
+        return None  # a page's start is the last key of the page before
+
+    def same_request(self, first: dict[str, Any], second: dict[str, Any]) -> bool:
+        return first.get("after") == second.get("after")
+
+
+def _preparer(kind: str) -> Any:
+    """Return the identifier quoting of a kind of database."""
+    from sqlalchemy.dialects import mysql, postgresql, sqlite
+
+    dialect = {"postgresql": postgresql.dialect, "mysql": mysql.dialect, "sqlite": sqlite.dialect}[kind]()
+    return dialect.identifier_preparer

@@ -107,7 +107,8 @@ def incremental_problems(source_config: dict[str, Any]) -> list[str]:
     if isinstance(raw.get("fullSchedule"), str) and raw["fullSchedule"]:
         from syncapp.schedules import schedule_problems
 
-        problems += [f"incremental.full{problem[1:]}" for problem in schedule_problems(raw["fullSchedule"])]
+        problems += [f"incremental.fullSchedule{problem.removeprefix('schedule')}"
+                     for problem in schedule_problems(raw["fullSchedule"])]
     return problems
 
 

@@ -66,35 +66,39 @@ def schedules_start_due(*, now: datetime | None = None) -> list[SynchronizationR
     grace = timedelta(seconds=2 * max(settings.SYNC_SCHEDULE_TICK_SECONDS, 30))
     started = []
 
-    def start_if_due(sync: Synchronization, *, schedule: str, field: str, full: bool) -> None:
+    def start_if_due(sync: Synchronization, *, schedule: str, field: str, full: bool, covered: bool = False) -> bool:
+        """Start the run of a due time not acted on yet; return whether one started."""
         if not croniter.is_valid(schedule):
-            return
+            return False
         checked = getattr(sync, field)
         due = schedule_last_due(schedule, now=now)
         if checked is not None and due <= checked:
-            return
-        if not schedule_claim(synchronization=sync, due=due, field=field):
-            return
+            return False
+        if not schedule_claim(synchronization=sync, due=due, field=field) or covered:
+            return False
         if due < now - grace:
             if checked is not None:
                 schedule_skip_record(
                     synchronization=sync, due=due,
                     reason="missed: no beat was running then, or the synchronization was disabled",
                 )
-            return
+            return False
         try:
             started.append(run_start(synchronization=sync, trigger=SynchronizationRun.Trigger.SCHEDULE, full=full))
         except (RunRefused, ConfigurationError) as error:
             kind = "full run" if full else "run"
             schedule_skip_record(synchronization=sync, due=due, reason=f"{kind}: {error}")
+            return False
+        return True
 
     scheduled = Q(schedule__gt="") | Q(source_config__has_key="incremental")
     for sync in Synchronization.objects.filter(scheduled, is_enabled=True):
         # The full-run schedule of an incremental synchronization first: when both come due at once,
-        # the full run reads everything the incremental one would.
+        # the full run reads everything the incremental one would, which then does not start.
         config = incremental_config(sync.source_config)
+        full = False
         if config is not None and config.full_schedule:
-            start_if_due(sync, schedule=config.full_schedule, field="full_schedule_checked_at", full=True)
+            full = start_if_due(sync, schedule=config.full_schedule, field="full_schedule_checked_at", full=True)
         if sync.schedule:
-            start_if_due(sync, schedule=sync.schedule, field="schedule_checked_at", full=False)
+            start_if_due(sync, schedule=sync.schedule, field="schedule_checked_at", full=False, covered=full)
     return started

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import re
 
 import pytest
 from django.core.management import call_command
@@ -287,3 +288,17 @@ def test_the_command_line_shows_the_detail_requests_of_a_run(capsys):
         call_command("sync", "run", "animals", "--wait")
 
     assert "detail requests 3 (0 failed)" in capsys.readouterr().out
+
+
+def test_the_run_page_and_the_api_show_the_detail_requests(admin_client):
+    from django.urls import reverse
+
+    zoo = Zoo()
+    with zoo.server:
+        sync = zoo_sync(zoo.server.url, extra=[{"staticEndpoint": "/animals/{{ originId }}", "keyToSetExtraData": "d"}])
+        run = sync_runs.run_start(synchronization=sync)
+
+    page = admin_client.get(reverse("admin:contracts_synchronizationrun_change", args=[run.pk])).content.decode()
+    listed = admin_client.get(f"/api/runs/{run.pk}/").json()
+    assert re.search(r"Enrichments:</label>\s*<div class=\"readonly\">3</div>", page)
+    assert (listed["enrichments"], listed["enrichments_failed"]) == (3, 0)

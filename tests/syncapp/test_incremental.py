@@ -273,3 +273,23 @@ def test_a_broken_incremental_setting_is_refused_at_import_naming_it(incremental
 
     assert any(problem in line for line in refused.value.problems), refused.value.problems
     assert incremental_config({"incremental": incremental}) is None
+
+
+def test_the_admin_starts_a_full_run_and_the_run_page_shows_its_mode_and_cursor(admin_client):
+    from django.urls import reverse
+
+    from tests.helpers import wait_for_run
+
+    api = Api()
+    with api.server:
+        sync = sync_for(api.server.url)
+        sync_runs.run_start(synchronization=sync)
+        page = admin_client.get(reverse("admin:syncapp_synchronization_change", args=[sync.pk])).content.decode()
+
+        answer = admin_client.post(reverse("admin:syncapp_synchronization_run_full", args=[sync.pk]))
+        run = wait_for_run(SynchronizationRun.objects.order_by("-pk").first(), timeout=60)
+
+    assert "Full run</button>" in page and "2025-01-05T10:00:00Z" in page
+    assert answer.status_code == 302 and run.mode == "full"
+    shown = admin_client.get(reverse("admin:contracts_synchronizationrun_change", args=[run.pk])).content.decode()
+    assert "Mode" in shown and "full" in shown and "Cursor value" in shown

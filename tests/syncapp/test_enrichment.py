@@ -302,3 +302,65 @@ def test_the_run_page_and_the_api_show_the_detail_requests(admin_client):
     listed = admin_client.get(f"/api/runs/{run.pk}/").json()
     assert re.search(r"Enrichments:</label>\s*<div class=\"readonly\">3</div>", page)
     assert (listed["enrichments"], listed["enrichments_failed"]) == (3, 0)
+
+
+def test_a_detail_rate_limit_is_waited_out_and_counted_on_the_run():
+    zoo = Zoo()
+    zoo.detail_failures["2"] = [429]
+    original = zoo.handle
+
+    def handle(path, query):
+        status, headers, body = original(path, query)
+        return (status, {"Retry-After": "1"} if status == 429 else headers, body)
+
+    zoo.server = LoopbackServer(handle)
+    with zoo.server:
+        sync = zoo_sync(zoo.server.url, extra=[{"staticEndpoint": "/animals/{{ originId }}",
+                                                "keyToSetExtraData": "detail"}])
+
+        run = sync_runs.run_start(synchronization=sync)
+
+    run.refresh_from_db()
+    assert (run.status, run.created) == ("succeeded", 3)
+    assert run.retries >= 1 and run.waited_seconds >= 1
+    assert objects_by_id()["2"]["detail"] == DETAILS["2"]
+
+
+def test_a_detail_url_outside_the_allowed_networks_fails_its_object_without_a_request():
+    zoo = Zoo()
+    zoo.animals = [{**ANIMALS[0], "links": {"self": "http://192.0.2.10/animals/1"}}, ANIMALS[1]]
+    with zoo.server:
+        sync = zoo_sync(zoo.server.url, extra=[{"dynamicEndpointLocation": "links.self", "keyToSetExtraData": "d"}])
+
+        run = sync_runs.run_start(synchronization=sync)
+
+    run.refresh_from_db()
+    contract = SynchronizationContract.objects.get(synchronization=sync, origin_id="1")
+    assert (run.status, run.failed, contract.status) == ("partial", 2, "failed")
+    assert "192.0.2.10" in contract.last_error
+    # Animal 2 has no link at all: that, too, is its own failure, named.
+    missing = SynchronizationContract.objects.get(synchronization=sync, origin_id="2").last_error
+    assert "dynamicEndpointLocation 'links.self' holds no endpoint" in missing
+
+
+def test_pages_fetched_ahead_are_enriched_once_each_object():
+    animals = [{"id": number, "name": f"animal {number}", "status": "active"} for number in range(1, 24)]
+
+    def handle(path, query):
+        if path == "/animals":
+            page = int(query.get("page", 1))
+            return 200, {}, {"results": animals[(page - 1) * 5: page * 5]}
+        return 200, {}, {"detail": path.rsplit("/", 1)[1]}
+
+    server = LoopbackServer(handle)
+    with server:
+        sync = zoo_sync(server.url, extra=[{"staticEndpoint": "/animals/{{ originId }}"}],
+                        resultsPosition="results", pagination={"type": "page"}, concurrency=4)
+
+        run = sync_runs.run_start(synchronization=sync)
+
+    run.refresh_from_db()
+    assert (run.status, run.created, run.enrichments) == ("succeeded", 23, 23), run.error_message
+    details = sorted(path for path, _ in server.requests if path != "/animals")
+    assert details == sorted(f"/animals/{number}" for number in range(1, 24))
+    assert objects_by_id()["17"]["detail"] == "17"

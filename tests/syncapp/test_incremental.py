@@ -293,3 +293,28 @@ def test_the_admin_starts_a_full_run_and_the_run_page_shows_its_mode_and_cursor(
     assert answer.status_code == 302 and run.mode == "full"
     shown = admin_client.get(reverse("admin:contracts_synchronizationrun_change", args=[run.pk])).content.decode()
     assert "Mode" in shown and "full" in shown and "Cursor value" in shown
+
+
+def test_the_example_bundle_reads_the_sample_source_incrementally_with_details(sample_source, animals):
+    import json
+    from pathlib import Path
+
+    bundle = json.loads((Path(__file__).resolve().parents[2] / "examples" / "zoo-incremental.json").read_text())
+    bundle["sources"][0]["location"] = sample_source.url
+    bundle_import(bundle)
+    sync = Synchronization.objects.get(reference="animals-incremental")
+    first = ended(sync_runs.run_start(synchronization=sync))
+    newest = max(animal["updatedAt"] for animal in animals)
+    changed = next(animal for animal in animals if animal["status"] == "active" and animal["updatedAt"] != newest)
+    sample_source.update_record(changed["id"], name="Renamed", updatedAt="2030-01-01T00:00:00Z")
+    sample_source.reset_requests()
+
+    second = ended(sync_runs.run_start(synchronization=sync))
+
+    active = sum(1 for animal in animals if animal["status"] == "active")
+    assert (first.status, first.created, first.enrichments) == ("succeeded", active, active), first.error_message
+    assert (second.status, second.mode, second.updated, second.deleted) == ("succeeded", "incremental", 1, 0)
+    listed = [path for path in sample_source.requests if path.startswith("/animals?")]
+    assert listed and all("updated_since=" in path for path in listed)
+    keepers = {data["name"]: data["keeper"] for data in Object.objects.values_list("data", flat=True)}
+    assert keepers["Renamed"] == changed["keeper"]["email"]

@@ -156,6 +156,9 @@ def context_load(*, synchronization_id: int) -> SyncContext:
         if problems:
             raise ConfigurationError(f"sourceConfig.{problems[0]}")
         context.enricher = Enricher(synchronization)
+    problems = incremental_problems(config)
+    if problems:
+        raise ConfigurationError(f"sourceConfig.{problems[0]}")
     context.incremental = incremental_config(config)
     return context
 

@@ -318,3 +318,16 @@ def test_the_example_bundle_reads_the_sample_source_incrementally_with_details(s
     assert listed and all("updated_since=" in path for path in listed)
     keepers = {data["name"]: data["keeper"] for data in Object.objects.values_list("data", flat=True)}
     assert keepers["Renamed"] == changed["keeper"]["email"]
+
+
+def test_a_broken_incremental_setting_stored_behind_the_checks_refuses_to_start_rather_than_read_everything():
+    sync = sync_for("http://127.0.0.1:9")
+    Synchronization.objects.filter(pk=sync.pk).update(
+        source_config={**sync.source_config, "incremental": {"param": "since"}}
+    )
+    sync.refresh_from_db()
+
+    with pytest.raises(sync_runs.ConfigurationError, match="incremental.cursorPath"):
+        sync_runs.run_start(synchronization=sync)
+
+    assert not SynchronizationRun.objects.exists()

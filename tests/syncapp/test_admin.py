@@ -589,4 +589,5 @@ def test_bad_incremental_or_enrichment_settings_are_refused_by_the_admin_at_the_
     response = admin_client.post(admin_url("syncapp.synchronization", "add"), data)
 
     assert not Synchronization.objects.filter(reference="bad").exists()
-    assert problem in str(response.context["adminform"].form.errors["source_config"])
+    errors = response.context["adminform"].form.errors.as_data()["source_config"]
+    assert any(problem in message for error in errors for message in error.messages), errors

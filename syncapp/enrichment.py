@@ -33,7 +33,10 @@ detail that cannot be had (a 404, garbage, retries spent) fails that object only
 The hash that tells whether an object changed is taken of the enriched object, so a changed detail
 is written. The price: every object that reaches enrichment costs its detail request on every run,
 unchanged or not, since only the detail itself can say whether it changed. With incremental reads
-(sourceConfig.incremental) the list holds only what changed, and only that is enriched.
+(sourceConfig.incremental) the list holds only what changed, and only that is enriched. Where the
+list entry changes whenever its detail does (an `updated_at` in the list), `extraDataOnlyWhenChanged:
+true` enriches only objects whose list entry changed (or all, on a forced run): the hash is then the
+list entry's, and a change of the detail alone is not seen until the entry changes or a forced run.
 """
 from __future__ import annotations
 
@@ -86,6 +89,11 @@ def before_conditions(source_config: dict[str, Any]) -> bool:
     return _truthy((source_config or {}).get("fetchExtraDataBeforeConditions"))
 
 
+def only_when_changed(source_config: dict[str, Any]) -> bool:
+    """Return whether only objects whose list entry changed are enriched (extraDataOnlyWhenChanged)."""
+    return _truthy((source_config or {}).get("extraDataOnlyWhenChanged"))
+
+
 def _entry_problems(raw: Any, *, where: str, depth: int) -> list[str]:
     if not isinstance(raw, dict):
         return [f"{where}: must be an object with staticEndpoint or dynamicEndpointLocation"]
@@ -133,9 +141,13 @@ def extra_data_problems(source_config: dict[str, Any], *, known_sources: set[str
     """
     raw = source_config.get("extraDataConfigs")
     problems: list[str] = []
-    value = source_config.get("fetchExtraDataBeforeConditions")
-    if value is not None and not isinstance(value, bool) and str(value).lower() not in ("true", "false"):
-        problems.append("fetchExtraDataBeforeConditions: must be true or false")
+    for key in ("fetchExtraDataBeforeConditions", "extraDataOnlyWhenChanged"):
+        value = source_config.get(key)
+        if value is not None and not isinstance(value, bool) and str(value).lower() not in ("true", "false"):
+            problems.append(f"{key}: must be true or false")
+    if only_when_changed(source_config) and before_conditions(source_config):
+        # An unchanged object is not enriched: conditions on its detail would filter it out, and delete it.
+        problems.append("extraDataOnlyWhenChanged: cannot be combined with fetchExtraDataBeforeConditions")
     if raw in (None, []):
         return problems
     if not isinstance(raw, list):
@@ -218,6 +230,8 @@ class Enrichment:
     """What enriching a page's objects brought: objects by their index, failures by index, requests made."""
 
     before_conditions: bool
+    # Only objects whose list entry changed were enriched: their hash is the list entry's.
+    only_changed: bool = False
     objects: dict[int, Any] = field(default_factory=dict)
     failures: dict[int, str] = field(default_factory=dict)
     requests: int = 0
@@ -233,6 +247,7 @@ class Enricher:
         self.source_config: dict[str, Any] = synchronization.source_config or {}
         self.configs = extra_data_configs(self.source_config)
         self.before_conditions = before_conditions(self.source_config)
+        self.only_changed = only_when_changed(self.source_config)
         names = {item.source for entry in self.configs for item in _walk(entry) if item.source}
         self.sources = {source.reference: source for source in Source.objects.filter(reference__in=names)}
         self._calls: dict[tuple[str, tuple[str, ...]], Any] = {}
@@ -375,7 +390,7 @@ def objects_enrich(
     *, enricher: Enricher, objects: list[Any], chosen: list[tuple[int, str]], on_wait: OnWait | None = None,
 ) -> Enrichment:
     """Enrich the chosen objects of a page ((index, origin id) pairs); a failure is that object's alone."""
-    result = Enrichment(before_conditions=enricher.before_conditions)
+    result = Enrichment(before_conditions=enricher.before_conditions, only_changed=enricher.only_changed)
 
     def count() -> None:
         result.requests += 1

@@ -54,7 +54,9 @@ def synchronization_fingerprint(synchronization: Synchronization) -> str:
     config = synchronization.source_config or {}
     # Set only when configured, so synchronizations without them keep the fingerprint they were written with.
     enrichment = {
-        key: config[key] for key in ("extraDataConfigs", "fetchExtraDataBeforeConditions") if config.get(key)
+        key: config[key]
+        for key in ("extraDataConfigs", "fetchExtraDataBeforeConditions", "extraDataOnlyWhenChanged")
+        if config.get(key)
     }
     return hash_value(
         {

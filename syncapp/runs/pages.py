@@ -271,8 +271,18 @@ def page_enrich(*, run_id: int, context: SyncContext, number: int, read: ReadPag
         return None
     if not RunPage.objects.filter(run_id=run_id, number=number, status=RunPage.Status.JUDGED).exists():
         return None  # planned already by another task: its details are not needed again
+    contracts, force = None, False
+    if enricher.only_changed:
+        # Read outside the page's transaction: the plan checks again that what it writes was enriched.
+        facts = runs.run_facts(run_id=run_id)
+        force = facts is not None and facts.is_forced
+        contracts = contract_states(
+            synchronization_id=context.synchronization.pk,
+            origin_ids=page_origin_ids(read.objects, id_position=context.rules.id_position),
+        )
     chosen = enrichment_candidates(objects=read.objects, rules=context.rules,
-                                   before_conditions=enricher.before_conditions)
+                                   before_conditions=enricher.before_conditions, hashes=read.hashes,
+                                   contracts=contracts, force=force)
     enrichment = objects_enrich(enricher=enricher, objects=read.objects, chosen=chosen,
                                 on_wait=lambda wait: wait_count(run_id=run_id, wait=wait))
     if enrichment.failures:

@@ -136,10 +136,17 @@ def page_origin_ids(objects: list[Any], *, id_position: str) -> list[str]:
     return list(dict.fromkeys(ids))
 
 
-def enrichment_candidates(*, objects: list[Any], rules: Rules, before_conditions: bool) -> list[tuple[int, str]]:
+def enrichment_candidates(
+    *, objects: list[Any], rules: Rules, before_conditions: bool, hashes: list[str] | None = None,
+    contracts: dict[str, ContractState] | None = None, force: bool = False,
+) -> list[tuple[int, str]]:
     """Return the (index, origin id) of the page's objects to enrich: those with an origin id, once per id,
     that pass the conditions unless enrichment comes before them. An object the conditions cannot judge
-    is left to the plan, which reports it."""
+    is left to the plan, which reports it.
+
+    With `contracts` (extraDataOnlyWhenChanged), an object whose list entry is unchanged since its last
+    write is not enriched, unless the run is forced.
+    """
     chosen = []
     seen: set[str] = set()
     for index, obj in enumerate(objects):
@@ -149,14 +156,25 @@ def enrichment_candidates(*, objects: list[Any], rules: Rules, before_conditions
         if origin_id is None or origin_id in seen:
             continue
         seen.add(origin_id)
-        if not before_conditions:
-            try:
-                if not rules.passes(obj):
-                    continue
-            except ConditionError:
+        try:
+            if not before_conditions and not rules.passes(obj):
                 continue
+            contract = contracts.get(origin_id) if contracts is not None else None
+            if contract is not None and not force and contract_is_unchanged(
+                contract, origin_hash=_origin_hash(obj, index=index, hashes=hashes, rules=rules),
+                fingerprint=rules.fingerprint,
+            ):
+                continue
+        except (ConditionError, MappingError):
+            continue
         chosen.append((index, origin_id))
     return chosen
+
+
+def _origin_hash(obj: dict, *, index: int, hashes: list[str] | None, rules: Rules, plain_ok: bool = True) -> str:
+    """Return the hash by which an object's change is told (sourceHashMapping applied, if any)."""
+    plain = hashes[index] if hashes is not None and plain_ok else hash_value(obj)
+    return plain if rules.origin_hash is None else rules.origin_hash(obj, plain)
 
 
 def page_plan(
@@ -203,8 +221,17 @@ def page_plan(
                 continue
             if enrichment is not None and not enrichment.before_conditions:
                 obj = _enriched(enrichment, index=index, obj=obj)
-            plain = hashes[index] if hashes is not None and obj is raw else hash_value(obj)
-            origin_hash = plain if rules.origin_hash is None else rules.origin_hash(obj, plain)
+            if enrichment is not None and enrichment.only_changed:
+                # The list entry tells whether the object changed; its detail is fetched only then.
+                origin_hash = _origin_hash(raw, index=index, hashes=hashes, rules=rules)
+                if index not in enrichment.objects and not (
+                    not force and contract is not None
+                    and contract_is_unchanged(contract, origin_hash=origin_hash, fingerprint=rules.fingerprint)
+                ):
+                    raise _DetailFailed("its detail was not fetched (its contract changed meanwhile); the next "
+                                        "run writes it")
+            else:
+                origin_hash = _origin_hash(obj, index=index, hashes=hashes, rules=rules, plain_ok=obj is raw)
         except _DetailFailed as failure:
             plan.invalid.append(Rejected(origin_id, raw, str(failure), failed=True))
             continue

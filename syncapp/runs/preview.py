@@ -43,8 +43,10 @@ def run_test(
     )
     enrichment = None
     if context.enricher is not None:
-        chosen = enrichment_candidates(objects=read.objects, rules=rules,
-                                       before_conditions=context.enricher.before_conditions)
+        chosen = enrichment_candidates(
+            objects=read.objects, rules=rules, before_conditions=context.enricher.before_conditions,
+            hashes=read.hashes, contracts=states if context.enricher.only_changed else None,
+        )
         try:
             enrichment = objects_enrich(enricher=context.enricher, objects=read.objects, chosen=chosen)
         except RateLimited as error:

@@ -364,3 +364,34 @@ def test_pages_fetched_ahead_are_enriched_once_each_object():
     details = sorted(path for path, _ in server.requests if path != "/animals")
     assert details == sorted(f"/animals/{number}" for number in range(1, 24))
     assert objects_by_id()["17"]["detail"] == "17"
+
+
+def test_only_objects_whose_list_entry_changed_are_enriched_when_asked():
+    zoo = Zoo()
+    with zoo.server:
+        sync = zoo_sync(zoo.server.url, extra=[{"staticEndpoint": "/animals/{{ originId }}",
+                                                "keyToSetExtraData": "detail"}], extraDataOnlyWhenChanged=True)
+        first = sync_runs.run_start(synchronization=sync)
+        zoo.animals[0]["name"] = "Fritz the second"
+        zoo.details["1"]["diet"] = ["hare"]
+        zoo.details["2"]["diet"] = ["fruit"]  # a detail alone changed: not seen in this mode
+        zoo.server.requests.clear()
+
+        second = sync_runs.run_start(synchronization=sync)
+        forced = sync_runs.run_start(synchronization=sync, force=True)
+
+    for run in (first, second, forced):
+        run.refresh_from_db()
+    assert (first.created, first.enrichments) == (3, 3)
+    assert (second.status, second.updated, second.unchanged, second.enrichments) == ("succeeded", 1, 2, 1)
+    assert zoo.detail_requests()[:1] == ["/animals/1"]
+    assert (forced.enrichments, forced.updated) == (3, 3)
+    assert objects_by_id()["1"]["detail"]["diet"] == ["hare"] and objects_by_id()["2"]["detail"]["diet"] == ["fruit"]
+
+
+def test_enriching_only_changed_objects_before_the_conditions_is_refused():
+    with pytest.raises(ConfigurationInvalid) as refused:
+        zoo_sync("http://127.0.0.1:9", extra=[{"staticEndpoint": "/a"}], extraDataOnlyWhenChanged=True,
+                 fetchExtraDataBeforeConditions=True)
+
+    assert any("cannot be combined with fetchExtraDataBeforeConditions" in line for line in refused.value.problems)

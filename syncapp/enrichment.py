@@ -21,6 +21,9 @@ Each entry of the list names where the detail is and where its answer goes:
 - `extraDataConfigPerResult`, `resultsLocation`: the answer is a list (at `resultsLocation`); each
   of its items is enriched in turn with this nested configuration.
 
+`sourceConfig.extraDataConcurrency` (1 to 32, default SYNC_PAGE_CONCURRENCY) objects of a page are
+enriched at once.
+
 `sourceConfig.fetchExtraDataBeforeConditions: true` enriches before the conditions, so they can use
 the detail; by default, as in OpenConnector, objects are enriched after the conditions (an object
 filtered out costs no request) and before the hash, the mapping and the write.
@@ -41,10 +44,14 @@ list entry's, and a change of the detail alone is not seen until the entry chang
 from __future__ import annotations
 
 import copy
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
+
+from django.conf import settings
+from django.db import connections
 
 from syncapp.dotpath import MISSING, get_path, set_path
 from syncapp.http import OnWait
@@ -87,6 +94,14 @@ def _truthy(value: Any) -> bool:
 def before_conditions(source_config: dict[str, Any]) -> bool:
     """Return whether objects are enriched before the conditions (fetchExtraDataBeforeConditions)."""
     return _truthy((source_config or {}).get("fetchExtraDataBeforeConditions"))
+
+
+def concurrency_of(source_config: dict[str, Any]) -> int:
+    """Return extraDataConcurrency: how many objects of a page are enriched at once (default SYNC_PAGE_CONCURRENCY)."""
+    value = (source_config or {}).get("extraDataConcurrency", settings.SYNC_PAGE_CONCURRENCY)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 32:
+        raise ValueError(f"extraDataConcurrency: must be a whole number from 1 to 32, got {value!r}")
+    return value
 
 
 def only_when_changed(source_config: dict[str, Any]) -> bool:
@@ -145,6 +160,11 @@ def extra_data_problems(source_config: dict[str, Any], *, known_sources: set[str
         value = source_config.get(key)
         if value is not None and not isinstance(value, bool) and str(value).lower() not in ("true", "false"):
             problems.append(f"{key}: must be true or false")
+    if "extraDataConcurrency" in source_config:
+        try:
+            concurrency_of(source_config)
+        except ValueError as error:
+            problems.append(str(error))
     if only_when_changed(source_config) and before_conditions(source_config):
         # An unchanged object is not enriched: conditions on its detail would filter it out, and delete it.
         problems.append("extraDataOnlyWhenChanged: cannot be combined with fetchExtraDataBeforeConditions")
@@ -248,6 +268,7 @@ class Enricher:
         self.configs = extra_data_configs(self.source_config)
         self.before_conditions = before_conditions(self.source_config)
         self.only_changed = only_when_changed(self.source_config)
+        self.concurrency = concurrency_of(self.source_config)
         names = {item.source for entry in self.configs for item in _walk(entry) if item.source}
         self.sources = {source.reference: source for source in Source.objects.filter(reference__in=names)}
         self._calls: dict[tuple[str, tuple[str, ...]], Any] = {}
@@ -389,15 +410,59 @@ class Enricher:
 def objects_enrich(
     *, enricher: Enricher, objects: list[Any], chosen: list[tuple[int, str]], on_wait: OnWait | None = None,
 ) -> Enrichment:
-    """Enrich the chosen objects of a page ((index, origin id) pairs); a failure is that object's alone."""
+    """Enrich the chosen objects of a page ((index, origin id) pairs); a failure is that object's alone.
+
+    Up to `extraDataConcurrency` objects are enriched at once, each thread with its own database
+    connection (closed when it ends) and HTTP session; the source's request budget and rate limits
+    hold for all of them together. A rate limit too long to wait out (RateLimited) stops the others
+    and is raised, so the page is retried later.
+    """
     result = Enrichment(before_conditions=enricher.before_conditions, only_changed=enricher.only_changed)
+    lock = threading.Lock()
+    pending = iter(chosen)
+    stop: list[BaseException] = []
 
     def count() -> None:
-        result.requests += 1
+        with lock:
+            result.requests += 1
 
-    for index, origin_id in chosen:
-        try:
-            result.objects[index] = enricher.enrich(objects[index], origin_id=origin_id, on_wait=on_wait, count=count)
-        except EnrichmentFailed as error:
-            result.failures[index] = f"enrichment failed: {error}"
+    def work() -> None:
+        while True:
+            with lock:
+                if stop:
+                    return
+                item = next(pending, None)
+            if item is None:
+                return
+            index, origin_id = item
+            try:
+                enriched = enricher.enrich(objects[index], origin_id=origin_id, on_wait=on_wait, count=count)
+            except EnrichmentFailed as error:
+                with lock:
+                    result.failures[index] = f"enrichment failed: {error}"
+                continue
+            except BaseException as error:  # RateLimited, or a bug: the page's task decides
+                with lock:
+                    stop.append(error)
+                return
+            with lock:
+                result.objects[index] = enriched
+
+    threads = min(enricher.concurrency, len(chosen))
+    if threads <= 1:
+        work()
+    else:
+        def in_thread() -> None:
+            try:
+                work()
+            finally:
+                connections.close_all()  # this thread's own connections
+
+        workers = [threading.Thread(target=in_thread, name="enrich", daemon=True) for _ in range(threads)]
+        for thread in workers:
+            thread.start()
+        for thread in workers:
+            thread.join()
+    if stop:
+        raise stop[0]
     return result

@@ -395,3 +395,27 @@ def test_enriching_only_changed_objects_before_the_conditions_is_refused():
                  fetchExtraDataBeforeConditions=True)
 
     assert any("cannot be combined with fetchExtraDataBeforeConditions" in line for line in refused.value.problems)
+
+
+def test_the_objects_of_a_page_are_enriched_side_by_side():
+    import threading
+
+    # Given a detail endpoint that answers only once three requests wait at the same time
+    arrived = threading.Barrier(3, timeout=30)
+    zoo = Zoo()
+    original = zoo.handle
+
+    def handle(path, query):
+        if path.startswith("/animals/"):
+            arrived.wait()
+        return original(path, query)
+
+    zoo.server = LoopbackServer(handle)
+    with zoo.server:
+        sync = zoo_sync(zoo.server.url, extra=[{"staticEndpoint": "/animals/{{ originId }}",
+                                                "keyToSetExtraData": "detail"}], extraDataConcurrency=3)
+
+        run = sync_runs.run_start(synchronization=sync)
+
+    run.refresh_from_db()
+    assert (run.status, run.created, run.enrichments) == ("succeeded", 3, 3), run.error_message

@@ -98,10 +98,14 @@ def incremental_problems(source_config: dict[str, Any]) -> list[str]:
     fmt = raw.get("format") or "raw"
     if not isinstance(fmt, str) or (fmt not in FORMATS and "%" not in fmt):
         problems.append(f"incremental.format: must be one of {', '.join(FORMATS)} or a strftime pattern, got {fmt!r}")
+    if fmt not in (None, "raw") and kind in ("number", "string"):
+        problems.append(f"incremental.format: {fmt!r} sends a date and time; this cursor's type is {kind}")
     initial = raw.get("initialValue")
     if initial is not None and kind in TYPES:
         try:
             cursor_order(initial, kind=kind)
+            if isinstance(fmt, str) and fmt != "raw":
+                _datetime(initial)  # it is sent as a date and time
         except CursorError as error:
             problems.append(f"incremental.initialValue: {error}")
     if isinstance(raw.get("fullSchedule"), str) and raw["fullSchedule"]:

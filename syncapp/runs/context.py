@@ -13,7 +13,13 @@ from contracts.models import SynchronizationRun
 from syncapp.conditions import conditions_compile
 from syncapp.enrichment import Enricher, extra_data_problems
 from syncapp.hashing import hash_value
-from syncapp.incremental import IncrementalConfig, cursor_variables, incremental_config, incremental_problems
+from syncapp.incremental import (
+    CursorError,
+    IncrementalConfig,
+    cursor_variables,
+    incremental_config,
+    incremental_problems,
+)
 from syncapp.mapping import MappingError, MappingSpec, apply_mapping
 from syncapp.models import Mapping, Synchronization
 from syncapp.pagination import PaginationError
@@ -211,7 +217,10 @@ def endpoint_variables(context: SyncContext, *, run: SynchronizationRun | None) 
 
 def first_request(context: SyncContext, *, run: SynchronizationRun | None = None) -> dict[str, Any]:
     """Return the request of the run's first page; an endpoint template is rendered for this run."""
-    variables = endpoint_variables(context, run=run)
+    try:
+        variables = endpoint_variables(context, run=run)
+    except CursorError as error:
+        raise ConfigurationError(f"sourceConfig.incremental: the stored cursor cannot be sent: {error}") from None
     try:
         request = context.reader.first_request(variables=variables)
     except SourceError as error:

@@ -259,6 +259,8 @@ def test_the_full_run_schedule_starts_full_runs_apart_from_the_schedule():
     ({"cursorPath": "updated_at", "type": "datetime", "initialValue": "soon"}, "incremental.initialValue"),
     ({"cursorPath": "updated_at", "fullSchedule": "every night"}, "incremental.fullSchedule"),
     ({"cursorPath": "updated_at", "cursorParam": "x"}, "incremental: unknown keys cursorParam"),
+    ({"cursorPath": "version", "type": "number", "format": "epoch"}, "incremental.format: 'epoch' sends a date"),
+    ({"cursorPath": "updated_at", "initialValue": "first", "format": "iso"}, "incremental.initialValue"),
 ])
 def test_a_broken_incremental_setting_is_refused_at_import_naming_it(incremental, problem):
     with pytest.raises(ConfigurationInvalid) as refused:
@@ -318,6 +320,15 @@ def test_the_example_bundle_reads_the_sample_source_incrementally_with_details(s
     assert listed and all("updated_since=" in path for path in listed)
     keepers = {data["name"]: data["keeper"] for data in Object.objects.values_list("data", flat=True)}
     assert keepers["Renamed"] == changed["keeper"]["email"]
+
+
+def test_a_stored_cursor_that_cannot_be_sent_in_the_configured_format_refuses_to_start():
+    sync = sync_for("http://127.0.0.1:9", format="iso")
+    Synchronization.objects.filter(pk=sync.pk).update(incremental_cursor="v42", incremental_cursor_path="updated_at")
+    sync.refresh_from_db()
+
+    with pytest.raises(sync_runs.ConfigurationError, match="the stored cursor cannot be sent"):
+        sync_runs.run_start(synchronization=sync)
 
 
 def test_a_broken_incremental_setting_stored_behind_the_checks_refuses_to_start_rather_than_read_everything():

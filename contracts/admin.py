@@ -56,10 +56,10 @@ class RunPageInline(admin.TabularInline):
 @admin.register(SynchronizationRun)
 class SynchronizationRunAdmin(ReadOnlyAdmin):
     list_display = [
-        "id", "synchronization", "status", "trigger", "is_test", "found", "created", "updated",
-        "unchanged", "invalid", "failed", "created_at",
+        "id", "synchronization", "status", "trigger", "mode", "is_test", "found", "created", "updated",
+        "unchanged", "invalid", "failed", "enrichments", "created_at",
     ]
-    list_filter = ["status", "trigger", "is_test", "synchronization", "created_at"]
+    list_filter = ["status", "trigger", "mode", "is_test", "synchronization", "created_at"]
     search_fields = ["synchronization__reference", "error_message"]
     date_hierarchy = "created_at"
     readonly_fields = [field.name for field in SynchronizationRun._meta.fields]

@@ -17,8 +17,9 @@ class RunSerializer(serializers.ModelSerializer):
     class Meta:
         model = SynchronizationRun
         fields = [
-            "id", "reference", "synchronization", "parent", "trigger", "is_test", "is_forced", "status",
-            "counts", "pages_fetched", "objects_queued", "objects_done", "error_message", "report",
+            "id", "reference", "synchronization", "parent", "trigger", "is_test", "is_forced", "mode", "status",
+            "counts", "pages_fetched", "objects_queued", "objects_done", "enrichments", "enrichments_failed",
+            "cursor_sent", "cursor_value", "cursor_missing", "error_message", "report",
             "created_at", "started_at", "finished_at",
         ]
 

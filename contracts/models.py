@@ -38,8 +38,24 @@ class SynchronizationRun(models.Model):
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="follow_up_runs"
     )
     trigger = models.CharField(max_length=20, choices=Trigger.choices, default=Trigger.MANUAL)
+    class Mode(models.TextChoices):
+        # Every record of the source: what it did not see vanished (SYNC.md section 7).
+        FULL = "full"
+        # Only what changed since the stored cursor (sourceConfig.incremental): deletes nothing.
+        INCREMENTAL = "incremental"
+
     is_test = models.BooleanField(default=False)
     is_forced = models.BooleanField(default=False)
+    mode = models.CharField(max_length=12, choices=Mode.choices, default=Mode.FULL)
+    # The cursor value sent on the first page request of an incremental run, and the greatest value
+    # this run saw in its records (stored on the synchronization when the run succeeds).
+    cursor_sent = models.JSONField(null=True, blank=True)
+    cursor_value = models.JSONField(null=True, blank=True)
+    # Records without a usable cursor value: synced, but they do not move the cursor (a warning).
+    cursor_missing = models.PositiveIntegerField(default=0)
+    # Detail requests of sourceConfig.extraDataConfigs made for this run's objects, and those that failed.
+    enrichments = models.PositiveIntegerField(default=0)
+    enrichments_failed = models.PositiveIntegerField(default=0)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED, db_index=True)
     found = models.PositiveIntegerField(default=0)
     filtered = models.PositiveIntegerField(default=0)
@@ -128,6 +144,8 @@ class RunPage(models.Model):
     request = models.JSONField(default=dict, help_text="What to ask the source for this page.")
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
     object_count = models.PositiveIntegerField(default=0)
+    # The greatest incremental cursor value among the page's records (null: none, or no cursor).
+    cursor_value = models.JSONField(null=True, blank=True)
     # The answer of a page fetched ahead (JSON of {"request", "body", "headers", "url", "format"}), kept
     # until the page is judged and planned; emptied once it is planned. Text, not bytes: a bytes literal
     # travels to the database at twice its size.

@@ -34,10 +34,12 @@ def run_create(
     parent: SynchronizationRun | None = None,
     queue: bool = False,
     scope: list[str] | None = None,
+    mode: str = SynchronizationRun.Mode.FULL,
 ) -> SynchronizationRun:
     """Create a queued run; when another run of the synchronization is active, refuse or wait behind it.
 
-    A run with a `scope` reads, writes and deletes only the objects with those origin ids.
+    A run with a `scope` reads, writes and deletes only the objects with those origin ids. An
+    incremental run (`mode`) asks only for what changed since the stored cursor, and deletes nothing.
     """
     with transaction.atomic():
         # Lock the synchronization so two starts at once cannot both see "no active run".
@@ -62,7 +64,7 @@ def run_create(
         return SynchronizationRun.objects.create(
             synchronization=synchronization, trigger=trigger, is_test=test, is_forced=force, parent=parent,
             waiting=waiting, heartbeat_at=timezone.now(), owner="" if waiting else run_owner(),
-            scope=sorted(set(scope or [])),
+            scope=sorted(set(scope or [])), mode=mode,
         )
 
 
@@ -164,12 +166,14 @@ def final_status(run: SynchronizationRun) -> str:
 
 
 def run_try_finish(
-    *, run_id: int, before_close: Callable[[SynchronizationRun], None] | None = None
+    *, run_id: int, before_close: Callable[[SynchronizationRun], None] | None = None,
+    on_status: Callable[[SynchronizationRun], None] | None = None,
 ) -> SynchronizationRun | None:
     """Close the run when all its work has ended; return it only to the one caller that closed it.
 
     `before_close` runs under the run's lock, in the closing transaction: the deletion of vanished
-    objects happens there, so it happens once.
+    objects happens there, so it happens once. `on_status` runs there too, once the run's final
+    status is set (the cursor of a successful incremental read is stored there).
     """
     # Most calls come while the run still has work: tell them apart without taking the run's lock.
     ahead = SynchronizationRun.objects.filter(pk=run_id).only(
@@ -185,6 +189,8 @@ def run_try_finish(
             before_close(run)
         run.status = final_status(run)
         run.finished_at = timezone.now()
+        if on_status is not None:
+            on_status(run)
         run.save()
         run_work_forget(run_id=run.pk)
     logger.info("run %s of %s ended %s %s", run.pk, run.synchronization_id, run.status, run.counts)
@@ -285,9 +291,15 @@ def run_summary(run: SynchronizationRun) -> dict:
         "trigger": run.trigger,
         "test": run.is_test,
         "force": run.is_forced,
+        "mode": run.mode,
         "status": run.status,
         "counts": run.counts,
         "pagesFetched": run.pages_fetched,
+        "enrichments": run.enrichments,
+        "enrichmentsFailed": run.enrichments_failed,
+        "cursorSent": run.cursor_sent,
+        "cursor": run.cursor_value,
+        "cursorMissing": run.cursor_missing,
         "retries": run.retries,
         "waitedSeconds": round(run.waited_seconds, 3),
         "error": run.error_message or None,

@@ -372,8 +372,10 @@ class SynchronizationAdmin(admin.ModelAdmin):
             sync.last_run_id, sync.last_run_status,
         )
     filter_horizontal = ["follow_ups"]
-    readonly_fields = ["tools", "schedule_checked_at", "schedule_skips", "schedule_skipped_at", "schedule_skip_reason"]
-    actions = ["run_now"]
+    readonly_fields = ["tools", "schedule_checked_at", "schedule_skips", "schedule_skipped_at", "schedule_skip_reason",
+                       "incremental_cursor", "incremental_cursor_path", "incremental_cursor_at",
+                       "full_schedule_checked_at"]
+    actions = ["run_now", "run_full"]
 
     @admin.display(description="Run and try")
     def tools(self, sync: Synchronization) -> str:
@@ -382,10 +384,14 @@ class SynchronizationAdmin(admin.ModelAdmin):
         # The button posts the change form (and its CSRF token) to the run view: forms do not nest.
         buttons = format_html(
             '<button type="submit" class="button" formaction="{}" formmethod="post" name="_run_now">Run now'
-            '</button> <button type="submit" class="button" formaction="{}" formmethod="post" name="_test">Test sync'
-            '</button> <a class="button" href="{}">Try conditions</a> '
+            '</button>{} <button type="submit" class="button" formaction="{}" formmethod="post" name="_test">'
+            'Test sync</button> <a class="button" href="{}">Try conditions</a> '
             '<a href="{}">All runs</a>',
             reverse("admin:syncapp_synchronization_run", args=[sync.pk]),
+            format_html(
+                ' <button type="submit" class="button" formaction="{}" formmethod="post" name="_run_full">'
+                "Full run</button>", reverse("admin:syncapp_synchronization_run_full", args=[sync.pk]),
+            ) if (sync.source_config or {}).get("incremental") else "",
             reverse("admin:syncapp_synchronization_test", args=[sync.pk]),
             reverse("admin:syncapp_synchronization_try_conditions", args=[sync.pk]),
             reverse("admin:contracts_synchronizationrun_changelist") + f"?synchronization__id__exact={sync.pk}",
@@ -411,6 +417,7 @@ class SynchronizationAdmin(admin.ModelAdmin):
         wrap = self.admin_site.admin_view
         return [
             path("<int:pk>/run/", wrap(self.run_view), name="syncapp_synchronization_run"),
+            path("<int:pk>/run-full/", wrap(self.run_full_view), name="syncapp_synchronization_run_full"),
             path("<int:pk>/test/", wrap(self.test_view), name="syncapp_synchronization_test"),
             path("<int:pk>/try-conditions/", wrap(self.try_conditions_view),
                  name="syncapp_synchronization_try_conditions"),
@@ -425,22 +432,32 @@ class SynchronizationAdmin(admin.ModelAdmin):
         for sync in queryset:
             self._start(request, sync)
 
-    def _start(self, request, sync: Synchronization):
+    @admin.action(description="Full run (every record; deletes what vanished)", permissions=["run"])
+    def run_full(self, request, queryset) -> None:
+        for sync in queryset:
+            self._start(request, sync, full=True)
+
+    def _start(self, request, sync: Synchronization, *, full: bool = False):
         """Queue a run: its tasks go to the workers, or (tasks in process) to a thread, never into this request."""
         try:
             with dispatch.in_background():
-                run = sync_service.run_start(synchronization=sync, trigger=SynchronizationRun.Trigger.MANUAL)
+                run = sync_service.run_start(
+                    synchronization=sync, trigger=SynchronizationRun.Trigger.MANUAL, full=full
+                )
         except (RunRefused, sync_service.ConfigurationError) as error:
             self.message_user(request, f"{sync.reference}: {error}", messages.ERROR)
             return None
-        self.message_user(request, f"{sync.reference}: run {run.pk} queued", messages.SUCCESS)
+        self.message_user(request, f"{sync.reference}: {run.mode} run {run.pk} queued", messages.SUCCESS)
         return run
 
-    def run_view(self, request, pk: int):
+    def run_full_view(self, request, pk: int):
+        return self.run_view(request, pk, full=True)
+
+    def run_view(self, request, pk: int, *, full: bool = False):
         sync = get_object_or_404(Synchronization, pk=pk)
         if request.method != "POST" or not self.has_run_permission(request):
             raise PermissionDenied
-        run = self._start(request, sync)
+        run = self._start(request, sync, full=full)
         if run is None:
             return redirect("admin:syncapp_synchronization_change", pk)
         return redirect("admin:contracts_synchronizationrun_change", run.pk)

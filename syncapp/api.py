@@ -150,8 +150,10 @@ class SynchronizationSerializer(serializers.ModelSerializer):
             "id", "reference", "name", "description", "source_type", "source", "source_schema",
             "source_config", "source_hash_mapping", "source_target_mapping", "conditions", "target_type",
             "target_schema", "target_source", "target_config", "target_source_mapping", "follow_ups",
-            "schedule", "is_enabled", "created_at", "updated_at",
+            "schedule", "is_enabled", "incremental_cursor", "incremental_cursor_path", "incremental_cursor_at",
+            "created_at", "updated_at",
         ]
+        read_only_fields = ["incremental_cursor", "incremental_cursor_path", "incremental_cursor_at"]
 
     def validate_conditions(self, value):
         problems = validate_conditions(value or {})
@@ -208,6 +210,9 @@ def _outcome_response(outcome: dict) -> Response:
 class RunStartSerializer(serializers.Serializer):
     test = serializers.BooleanField(default=False)
     force = serializers.BooleanField(default=False)
+    full = serializers.BooleanField(
+        default=False, help_text="Read every record, not only what changed since the cursor (sourceConfig.incremental)."
+    )
 
 
 class SourceViewSet(AuditedViewSetMixin, viewsets.ModelViewSet):
@@ -310,11 +315,12 @@ class SynchronizationViewSet(AuditedViewSetMixin, viewsets.ModelViewSet):
         options.is_valid(raise_exception=True)
         try:
             if options.validated_data["test"]:
-                run = sync_service.run_test(synchronization=sync, trigger=SynchronizationRun.Trigger.API)
+                run = sync_service.run_test(synchronization=sync, trigger=SynchronizationRun.Trigger.API,
+                                            full=options.validated_data["full"])
             else:
                 run = sync_service.run_start(
                     synchronization=sync, trigger=SynchronizationRun.Trigger.API,
-                    force=options.validated_data["force"],
+                    force=options.validated_data["force"], full=options.validated_data["full"],
                 )
         except RunRefused as error:
             return Response({"detail": str(error)}, status=status.HTTP_409_CONFLICT)

@@ -336,7 +336,7 @@ def bundle_validate(bundle: Any) -> None:
             if source_type == Synchronization.SourceType.REGISTER:
                 check.problems.extend(register_source_config_problems(source_config, path=f"{path}.sourceConfig"))
                 check.problems.extend(push_events_problems(source_config, path=f"{path}.sourceConfig"))
-            for problem in run_settings_problems(source_config):
+            for problem in run_settings_problems(source_config, known_sources=source_refs):
                 check.add(f"{path}.sourceConfig", problem)
         for key in ("sourceHashMapping", "sourceTargetMapping", "targetSourceMapping"):
             reference = item.get(key)

@@ -61,8 +61,14 @@ def deletion_config_problems(source_config: dict[str, Any]) -> list[str]:
 
 
 def deletion_allowed(run: SynchronizationRun) -> bool:
-    """Return whether the run saw the whole source: only then can absence mean deletion."""
-    return not (run.is_test or run.error_message or run.max_pages_reached or run.waiting)
+    """Return whether the run saw the whole source: only then can absence mean deletion.
+
+    An incremental run asked only for what changed: what it did not see did not vanish.
+    """
+    return not (
+        run.is_test or run.error_message or run.max_pages_reached or run.waiting
+        or run.mode == SynchronizationRun.Mode.INCREMENTAL
+    )
 
 
 def vanished_delete(run: SynchronizationRun) -> None:

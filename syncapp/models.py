@@ -190,6 +190,13 @@ class Synchronization(models.Model):
     schedule_skips = models.PositiveIntegerField(default=0, editable=False)
     schedule_skipped_at = models.DateTimeField(null=True, blank=True, editable=False)
     schedule_skip_reason = models.TextField(blank=True, editable=False)
+    # sourceConfig.incremental.fullSchedule: the last due time of the full-run schedule acted on.
+    full_schedule_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Incremental reads (syncapp.incremental): the greatest cursor value a successful run saw, and the
+    # cursorPath it was read from (a cursor of another path is not used).
+    incremental_cursor = models.JSONField(null=True, blank=True, editable=False)
+    incremental_cursor_path = models.CharField(max_length=500, blank=True, editable=False)
+    incremental_cursor_at = models.DateTimeField(null=True, blank=True, editable=False)
     is_enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

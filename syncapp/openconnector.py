@@ -246,6 +246,15 @@ def _synchronization(item: dict[str, Any], resolve: _Resolver) -> dict[str, Any]
     for key in ("sourceHashMapping", "sourceTargetMapping", "targetSourceMapping"):
         if key in item:
             item[key] = resolve.reference("mappings", Mapping, item[key])
+    source_config = item.get("sourceConfig")
+    if isinstance(source_config, dict) and isinstance(source_config.get("extraDataConfigs"), list):
+        # An extra data call on another source names it by OpenConnector's id: keep its reference instead.
+        for entry in source_config["extraDataConfigs"]:
+            while isinstance(entry, dict):
+                for key in ("source", "sourceId"):
+                    if entry.get(key) not in (None, ""):
+                        entry[key] = resolve.reference("sources", Source, entry[key])
+                entry = entry.get("extraDataConfigPerResult")
     follow_ups = item.get("followUps")
     if isinstance(follow_ups, list):
         item["followUps"] = [resolve.reference("synchronizations", Synchronization, ref) for ref in follow_ups]

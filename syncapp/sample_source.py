@@ -4,6 +4,7 @@ The records look like a real, slightly sloppy upstream system: ids are whole num
 comes as text in about a third of them. Three shapes of the same data are served:
 
 - `/animals?page=N&per_page=K`: DRF style `{"count", "next", "previous", "results"}` with absolute links;
+  `updated_since=ISO-8601` keeps the records updated at or after that moment (in `updatedAt` order);
 - `/animals/{id}`: one record, or 404 `{"detail": "Not found."}`;
 - `/api/zoo/animals?page=N`: nested `{"data": {"items"}, "meta": {"page", "pages", "total"}}`, no links;
 - `/animals.json`: the bare list of all records.
@@ -21,7 +22,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -175,6 +176,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         """Keep quiet: the tests run thousands of requests."""
+
+
+def _moment(text: str) -> datetime | None:
+    """Return an ISO 8601 moment (UTC when it names no offset), or None when it is not one."""
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _whole_number(params: dict[str, str], *, name: str, default: int) -> int:
@@ -359,6 +369,14 @@ class SampleSource:
             records = list(self._records)
         if route == "/animals":
             base = f"http://{host}" if host else self._base_url
+            if params.get("updated_since"):
+                since = _moment(params["updated_since"])
+                if since is None:
+                    return HTTPStatus.BAD_REQUEST, {"updated_since": ["Enter a valid date/time."]}
+                records = sorted(
+                    (record for record in records if (_moment(str(record.get("updatedAt", ""))) or since) >= since),
+                    key=lambda record: str(record.get("updatedAt", "")),
+                )
             return HTTPStatus.OK, self._drf_page(records=records, base=base, path=parts.path, pairs=pairs)
         if route == "/api/zoo/animals":
             return HTTPStatus.OK, self._nested_page(records=records, params=params)

@@ -30,12 +30,15 @@ def schedule_last_due(schedule: str, *, now: datetime) -> datetime:
     return croniter(schedule, now + timedelta(microseconds=1)).get_prev(datetime)
 
 
-def schedule_claim(*, synchronization: Synchronization, due: datetime) -> bool:
-    """Mark the due time as acted on; return False when it was already (by another beat or tick)."""
+def schedule_claim(*, synchronization: Synchronization, due: datetime, field: str = "schedule_checked_at") -> bool:
+    """Mark the due time as acted on; return False when it was already (by another beat or tick).
+
+    `field` is where the schedule keeps its last due time: the full-run schedule keeps its own.
+    """
     return bool(
         Synchronization.objects.filter(pk=synchronization.pk)
-        .filter(Q(schedule_checked_at__isnull=True) | Q(schedule_checked_at__lt=due))
-        .update(schedule_checked_at=due)
+        .filter(Q(**{f"{field}__isnull": True}) | Q(**{f"{field}__lt": due}))
+        .update(**{field: due})
     )
 
 
@@ -55,29 +58,47 @@ def schedules_start_due(*, now: datetime | None = None) -> list[SynchronizationR
     disabled) starts nothing: it is recorded as missed, and the next due time starts a run.
     """
     from contracts.runs import RunRefused
+    from syncapp.incremental import incremental_config
     from syncapp.runs.context import ConfigurationError
     from syncapp.runs.start import run_start
 
     now = now or timezone.now()
     grace = timedelta(seconds=2 * max(settings.SYNC_SCHEDULE_TICK_SECONDS, 30))
     started = []
-    for sync in Synchronization.objects.filter(is_enabled=True).exclude(schedule=""):
-        if not croniter.is_valid(sync.schedule):
-            continue
-        due = schedule_last_due(sync.schedule, now=now)
-        if sync.schedule_checked_at is not None and due <= sync.schedule_checked_at:
-            continue
-        if not schedule_claim(synchronization=sync, due=due):
-            continue
+
+    def start_if_due(sync: Synchronization, *, schedule: str, field: str, full: bool, covered: bool = False) -> bool:
+        """Start the run of a due time not acted on yet; return whether one started."""
+        if not croniter.is_valid(schedule):
+            return False
+        checked = getattr(sync, field)
+        due = schedule_last_due(schedule, now=now)
+        if checked is not None and due <= checked:
+            return False
+        if not schedule_claim(synchronization=sync, due=due, field=field) or covered:
+            return False
         if due < now - grace:
-            if sync.schedule_checked_at is not None:
+            if checked is not None:
                 schedule_skip_record(
                     synchronization=sync, due=due,
                     reason="missed: no beat was running then, or the synchronization was disabled",
                 )
-            continue
+            return False
         try:
-            started.append(run_start(synchronization=sync, trigger=SynchronizationRun.Trigger.SCHEDULE))
+            started.append(run_start(synchronization=sync, trigger=SynchronizationRun.Trigger.SCHEDULE, full=full))
         except (RunRefused, ConfigurationError) as error:
-            schedule_skip_record(synchronization=sync, due=due, reason=str(error))
+            kind = "full run" if full else "run"
+            schedule_skip_record(synchronization=sync, due=due, reason=f"{kind}: {error}")
+            return False
+        return True
+
+    scheduled = Q(schedule__gt="") | Q(source_config__has_key="incremental")
+    for sync in Synchronization.objects.filter(scheduled, is_enabled=True):
+        # The full-run schedule of an incremental synchronization first: when both come due at once,
+        # the full run reads everything the incremental one would, which then does not start.
+        config = incremental_config(sync.source_config)
+        full = False
+        if config is not None and config.full_schedule:
+            full = start_if_due(sync, schedule=config.full_schedule, field="full_schedule_checked_at", full=True)
+        if sync.schedule:
+            start_if_due(sync, schedule=sync.schedule, field="schedule_checked_at", full=False, covered=full)
     return started

@@ -11,7 +11,15 @@ from django.utils import timezone
 
 from contracts.models import SynchronizationRun
 from syncapp.conditions import conditions_compile
+from syncapp.enrichment import Enricher, extra_data_problems
 from syncapp.hashing import hash_value
+from syncapp.incremental import (
+    CursorError,
+    IncrementalConfig,
+    cursor_variables,
+    incremental_config,
+    incremental_problems,
+)
 from syncapp.mapping import MappingError, MappingSpec, apply_mapping
 from syncapp.models import Mapping, Synchronization
 from syncapp.pagination import PaginationError
@@ -50,8 +58,15 @@ def synchronization_fingerprint(synchronization: Synchronization) -> str:
         return [mapping.mapping, mapping.unset, mapping.cast, mapping.pass_through]
 
     config = synchronization.source_config or {}
+    # Set only when configured, so synchronizations without them keep the fingerprint they were written with.
+    enrichment = {
+        key: config[key]
+        for key in ("extraDataConfigs", "fetchExtraDataBeforeConditions", "extraDataOnlyWhenChanged")
+        if config.get(key)
+    }
     return hash_value(
         {
+            **({"enrichment": enrichment} if enrichment else {}),
             "idPosition": config.get("idPosition") or config.get("idPath"),
             "conditions": synchronization.conditions,
             "hashMapping": mapping_json(synchronization.source_hash_mapping),
@@ -82,6 +97,9 @@ class SyncContext:
     rules: Rules
     _reader: Reader | None = None
     _writer: Writer | None = None
+    # sourceConfig.extraDataConfigs, None without them; sourceConfig.incremental, None without it.
+    enricher: Enricher | None = None
+    incremental: IncrementalConfig | None = None
 
     @property
     def reader(self) -> Reader:
@@ -145,6 +163,16 @@ def context_load(*, synchronization_id: int) -> SyncContext:
     context.rules = _rules(
         synchronization, fingerprint=fingerprint, writer_check=context.writer.validate, id_position=id_position
     )
+    config = synchronization.source_config or {}
+    if config.get("extraDataConfigs"):
+        problems = extra_data_problems(config)
+        if problems:
+            raise ConfigurationError(f"sourceConfig.{problems[0]}")
+        context.enricher = Enricher(synchronization)
+    problems = incremental_problems(config)
+    if problems:
+        raise ConfigurationError(f"sourceConfig.{problems[0]}")
+    context.incremental = incremental_config(config)
     return context
 
 
@@ -187,19 +215,33 @@ def endpoint_variables(context: SyncContext, *, run: SynchronizationRun | None) 
         "now": utc(now),
         "lastSync": utc(last.started_at or last.created_at) if last is not None else "",
         "synchronization": {"reference": sync.reference, "name": sync.name},
+        # An incremental run's cursor ({param, value, raw, path}), None on a full run: readers send it.
+        "cursor": cursor_variables(sync, run=run),
     }
 
 
 def first_request(context: SyncContext, *, run: SynchronizationRun | None = None) -> dict[str, Any]:
     """Return the request of the run's first page; an endpoint template is rendered for this run."""
     try:
-        return context.reader.first_request(variables=endpoint_variables(context, run=run))
+        variables = endpoint_variables(context, run=run)
+    except CursorError as error:
+        raise ConfigurationError(f"sourceConfig.incremental: the stored cursor cannot be sent: {error}") from None
+    try:
+        request = context.reader.first_request(variables=variables)
     except SourceError as error:
         raise ConfigurationError(str(error)) from None
+    if run is not None and run.pk is not None and variables["cursor"] is not None:
+        run.cursor_sent = variables["cursor"]["raw"]
+        SynchronizationRun.objects.filter(pk=run.pk).update(cursor_sent=run.cursor_sent)
+    return request
 
 
-def run_settings_problems(source_config: dict[str, Any]) -> list[str]:
-    """Return the problems of sourceConfig's chunkSize and concurrency."""
+def run_settings_problems(source_config: dict[str, Any], *, known_sources: set[str] | None = None) -> list[str]:
+    """Return the problems of sourceConfig's chunkSize, concurrency, incremental and extraDataConfigs.
+
+    `known_sources`: references of sources an extraDataConfigs entry may name besides the database's
+    (those of a bundle being imported).
+    """
     from syncapp.sources.api import concurrency_of
 
     problems = []
@@ -211,4 +253,6 @@ def run_settings_problems(source_config: dict[str, Any]) -> list[str]:
         concurrency_of(source_config)
     except SourceError as error:
         problems.append(str(error).removeprefix("sourceConfig."))
+    problems += incremental_problems(source_config)
+    problems += extra_data_problems(source_config, known_sources=known_sources)
     return problems

@@ -7,14 +7,15 @@ from contracts import runs
 from contracts.models import ContractLog, RunChunk, RunPage, SynchronizationContract, SynchronizationRun
 from syncapp.deletion import vanished_delete
 from syncapp.follow_ups import follow_ups_due
+from syncapp.incremental import run_cursor_store
 from syncapp.models import Object
 from syncapp.runs.start import run_start_waiting
 from workers import dispatch
 
 
 def run_close_if_complete(*, run_id: int) -> None:
-    """Close the run if all its work has ended: delete what vanished, then act on its end."""
-    finished = runs.run_try_finish(run_id=run_id, before_close=vanished_delete)
+    """Close the run if all its work has ended: delete what vanished, keep its cursor, then act on its end."""
+    finished = runs.run_try_finish(run_id=run_id, before_close=vanished_delete, on_status=run_cursor_store)
     if finished is not None:
         run_finished(run=finished)
 

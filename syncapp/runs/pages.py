@@ -28,11 +28,21 @@ from contracts import runs
 from contracts.logs import log_text, log_value
 from contracts.models import ContractLog, RunChunk, RunPage, SynchronizationContract, SynchronizationRun
 from syncapp.bulk import in_values, rows_update, value_batches
+from syncapp.enrichment import Enrichment, objects_enrich
 from syncapp.http import Wait
+from syncapp.incremental import page_cursor
 from syncapp.pagination import PaginationError
 from syncapp.runs.context import SyncContext, context_for_run
 from syncapp.runs.finish import run_close_if_complete
-from syncapp.runs.planner import ContractState, PagePlan, Planned, Rejected, page_origin_ids, page_plan
+from syncapp.runs.planner import (
+    ContractState,
+    PagePlan,
+    Planned,
+    Rejected,
+    enrichment_candidates,
+    page_origin_ids,
+    page_plan,
+)
 from syncapp.sources import Fetched, ReadPage, SourceError
 from workers import dispatch
 
@@ -231,18 +241,55 @@ def page_plan_stored(*, run_id: int, context: SyncContext, number: int) -> None:
 
 
 def page_plan_record(*, run_id: int, context: SyncContext, number: int, read: ReadPage) -> None:
-    """Plan a judged page's objects and record the plan in one transaction; pages are planned side by side."""
+    """Plan a judged page's objects and record the plan in one transaction; pages are planned side by side.
+
+    The details of its objects (sourceConfig.extraDataConfigs) are fetched first, outside the
+    transaction: no row stays locked while the source answers.
+    """
     sends = Sends()
     run = runs.run_facts(run_id=run_id)
+    enrichment = page_enrich(run_id=run_id, context=context, number=number, read=read)
+    cursor, cursor_missing = (
+        page_cursor(read.objects, config=context.incremental) if context.incremental is not None else (None, 0)
+    )
     with transaction.atomic():
         # Claimed by marking it done, which its transaction undoes if anything below fails.
         claimed = RunPage.objects.filter(
             run_id=run_id, number=number, status=RunPage.Status.JUDGED, run__status=SynchronizationRun.Status.RUNNING
-        ).update(status=RunPage.Status.DONE, payload=None, finished_at=timezone.now())
+        ).update(status=RunPage.Status.DONE, payload=None, finished_at=timezone.now(), cursor_value=cursor)
         if not claimed or run is None:
             return  # planned already (a redelivered task), or the run ended
-        page_record(run=run, context=context, number=number, read=read, sends=sends)
+        page_record(run=run, context=context, number=number, read=read, sends=sends, enrichment=enrichment,
+                    cursor_missing=cursor_missing)
         sends.dispatch(run_id=run_id)
+
+
+def page_enrich(*, run_id: int, context: SyncContext, number: int, read: ReadPage) -> Enrichment | None:
+    """Fetch the details of a judged page's objects that need them, and count the requests on the run."""
+    enricher = context.enricher
+    if enricher is None or not read.objects:
+        return None
+    if not RunPage.objects.filter(run_id=run_id, number=number, status=RunPage.Status.JUDGED).exists():
+        return None  # planned already by another task: its details are not needed again
+    contracts, force = None, False
+    if enricher.only_changed:
+        # Read outside the page's transaction: the plan checks again that what it writes was enriched.
+        facts = runs.run_facts(run_id=run_id)
+        force = facts is not None and facts.is_forced
+        contracts = contract_states(
+            synchronization_id=context.synchronization.pk,
+            origin_ids=page_origin_ids(read.objects, id_position=context.rules.id_position),
+        )
+    chosen = enrichment_candidates(objects=read.objects, rules=context.rules,
+                                   before_conditions=enricher.before_conditions, hashes=read.hashes,
+                                   contracts=contracts, force=force)
+    enrichment = objects_enrich(enricher=enricher, objects=read.objects, chosen=chosen,
+                                on_wait=lambda wait: wait_count(run_id=run_id, wait=wait))
+    if enrichment.failures:
+        logger.warning("run %s page %s: %s objects without their details, e.g. %s", run_id, number,
+                       len(enrichment.failures), next(iter(enrichment.failures.values())))
+    runs.run_add_counts(run_id=run_id, enrichments=enrichment.requests, enrichments_failed=len(enrichment.failures))
+    return enrichment
 
 
 class Sends:
@@ -366,16 +413,19 @@ def invalid_record(
     def contract_of(rejected: Rejected) -> ContractState | None:
         return states.get(rejected.origin_id) if rejected.origin_id else None
 
+    def status_of(rejected: Rejected) -> str:
+        return Contract.Status.FAILED if rejected.failed else Contract.Status.INVALID
+
     ContractLog.objects.bulk_create([
         ContractLog(
             synchronization_id=sync_id, contract_id=getattr(contract_of(rejected), "pk", None), run_id=run.pk,
-            origin_id=rejected.origin_id, status=Contract.Status.INVALID,
+            origin_id=rejected.origin_id, status=status_of(rejected),
             source_object=log_value(rejected.source_object), error=log_text(rejected.error),
         )
         for rejected in plan.invalid
     ])
     own = [
-        Contract(pk=contract.pk, status=Contract.Status.INVALID, last_error=log_text(rejected.error),
+        Contract(pk=contract.pk, status=status_of(rejected), last_error=log_text(rejected.error),
                  source_last_checked=now, updated_at=now)
         for rejected in plan.invalid
         if not rejected.duplicate and (contract := contract_of(rejected)) is not None
@@ -434,7 +484,10 @@ def chunks_create(
     return [chunk.pk for chunk in created]
 
 
-def page_record(*, run: runs.RunFacts, context: SyncContext, number: int, read: ReadPage, sends: Sends) -> None:
+def page_record(
+    *, run: runs.RunFacts, context: SyncContext, number: int, read: ReadPage, sends: Sends,
+    enrichment: Enrichment | None = None, cursor_missing: int = 0,
+) -> None:
     """Plan a page's objects and record the plan. Runs in the page's transaction."""
     now = timezone.now()
     sync_id = run.synchronization_id
@@ -443,7 +496,7 @@ def page_record(*, run: runs.RunFacts, context: SyncContext, number: int, read: 
         synchronization_id=sync_id, origin_ids=page_origin_ids(read.objects, id_position=rules.id_position)
     )
     plan = page_plan(objects=read.objects, hashes=read.hashes, contracts=states, rules=rules, run_id=run.pk,
-                     force=run.is_forced)
+                     force=run.is_forced, enrichment=enrichment)
     states, created = contracts_ensure(synchronization_id=sync_id, origin_ids=plan.seen, states=states,
                                        run_id=run.pk, now=now)
     # Pages are planned side by side: of two pages with one origin id, the one that marks its contract
@@ -462,9 +515,11 @@ def page_record(*, run: runs.RunFacts, context: SyncContext, number: int, read: 
     holds_record(run=run, context=context, holds=holds, states=states, now=now)
     invalid_record(run=run, plan=plan, states=states, now=now)
     sends.chunks += chunks_create(run=run, context=context, number=number, writes=writes, states=states)
+    failed = sum(1 for rejected in plan.invalid if rejected.failed)
     runs.run_add_counts(
         run_id=run.pk, found=plan.found, filtered=plan.filtered, unchanged=len(plan.unchanged) + len(holds),
-        invalid=len(plan.invalid), objects_queued=len(writes), pages_fetched=1, pages_ended=1,
+        invalid=len(plan.invalid) - failed, failed=failed, objects_queued=len(writes), pages_fetched=1,
+        pages_ended=1, cursor_missing=cursor_missing,
     )
 
 

@@ -4,7 +4,7 @@ Nothing here touches the database or the network: the page step loads the page's
 query, calls `page_plan`, and records the plan in bulk. Per object the plan says one of:
 
 - invalid: not an object, no origin id, a duplicate, a condition or mapping error, or against the
-  target's schema;
+  target's schema; or failed: its detail (sourceConfig.extraDataConfigs) could not be fetched;
 - filtered: the conditions say it does not belong;
 - unchanged: its hash, the synchronization's fingerprint and its target say nothing changed;
 - holds: it changed, but maps to exactly what the target already holds (the target is asked, once
@@ -62,6 +62,8 @@ class Rejected:
     error: str
     # Another object of the run has the same origin id: its contract belongs to that one.
     duplicate: bool = False
+    # Not the object's fault but the source's (its detail could not be fetched): it counts as failed.
+    failed: bool = False
 
 
 @dataclass
@@ -90,6 +92,17 @@ class PagePlan:
         ids = [*self.unchanged, *(item.origin_id for item in self.holds), *(item.origin_id for item in self.writes)]
         ids += [rejected.origin_id for rejected in self.invalid if rejected.origin_id and not rejected.duplicate]
         return ids
+
+
+class _DetailFailed(Exception):
+    """The object's detail could not be fetched."""
+
+
+def _enriched(enrichment: Any, *, index: int, obj: dict) -> dict:
+    """Return the object with its details, or raise _DetailFailed."""
+    if index in enrichment.failures:
+        raise _DetailFailed(enrichment.failures[index])
+    return enrichment.objects.get(index, obj)
 
 
 def origin_id_of(obj: Any, *, id_position: str) -> str | None:
@@ -123,6 +136,47 @@ def page_origin_ids(objects: list[Any], *, id_position: str) -> list[str]:
     return list(dict.fromkeys(ids))
 
 
+def enrichment_candidates(
+    *, objects: list[Any], rules: Rules, before_conditions: bool, hashes: list[str] | None = None,
+    contracts: dict[str, ContractState] | None = None, force: bool = False,
+) -> list[tuple[int, str]]:
+    """Return the (index, origin id) of the page's objects to enrich: those with an origin id, once per id,
+    that pass the conditions unless enrichment comes before them. An object the conditions cannot judge
+    is left to the plan, which reports it.
+
+    With `contracts` (extraDataOnlyWhenChanged), an object whose list entry is unchanged since its last
+    write is not enriched, unless the run is forced.
+    """
+    chosen = []
+    seen: set[str] = set()
+    for index, obj in enumerate(objects):
+        if not isinstance(obj, dict):
+            continue
+        origin_id = origin_id_of(obj, id_position=rules.id_position)
+        if origin_id is None or origin_id in seen:
+            continue
+        seen.add(origin_id)
+        try:
+            if not before_conditions and not rules.passes(obj):
+                continue
+            contract = contracts.get(origin_id) if contracts is not None else None
+            if contract is not None and not force and contract_is_unchanged(
+                contract, origin_hash=_origin_hash(obj, index=index, hashes=hashes, rules=rules),
+                fingerprint=rules.fingerprint,
+            ):
+                continue
+        except (ConditionError, MappingError):
+            continue
+        chosen.append((index, origin_id))
+    return chosen
+
+
+def _origin_hash(obj: dict, *, index: int, hashes: list[str] | None, rules: Rules, plain_ok: bool = True) -> str:
+    """Return the hash by which an object's change is told (sourceHashMapping applied, if any)."""
+    plain = hashes[index] if hashes is not None and plain_ok else hash_value(obj)
+    return plain if rules.origin_hash is None else rules.origin_hash(obj, plain)
+
+
 def page_plan(
     *,
     objects: list[Any],
@@ -131,12 +185,15 @@ def page_plan(
     rules: Rules,
     run_id: int | None,
     force: bool,
+    enrichment: Any = None,
 ) -> PagePlan:
     """Return what happens to each object of a page.
 
     `hashes` are the objects' plain hashes, as the reader computed them for the page's fingerprint
     (None: computed here). A contract already seen by this run means the object came on an earlier
-    page too: the first one counts, this one is a duplicate.
+    page too: the first one counts, this one is a duplicate. `enrichment` (syncapp.enrichment.Enrichment)
+    holds the objects with their details, by index, and the objects whose detail failed: the
+    conditions see the enriched object if it was enriched before them, the hash and mapping always.
     """
     plan = PagePlan(found=len(objects))
     seen: set[str] = set()
@@ -155,12 +212,29 @@ def page_plan(
             continue
         seen.add(origin_id)
         contract = contracts.get(origin_id)
+        raw = obj
         try:
+            if enrichment is not None and enrichment.before_conditions:
+                obj = _enriched(enrichment, index=index, obj=obj)
             if not rules.passes(obj):
                 plan.filtered += 1
                 continue
-            plain = hashes[index] if hashes is not None else hash_value(obj)
-            origin_hash = plain if rules.origin_hash is None else rules.origin_hash(obj, plain)
+            if enrichment is not None and not enrichment.before_conditions:
+                obj = _enriched(enrichment, index=index, obj=obj)
+            if enrichment is not None and enrichment.only_changed:
+                # The list entry tells whether the object changed; its detail is fetched only then.
+                origin_hash = _origin_hash(raw, index=index, hashes=hashes, rules=rules)
+                if index not in enrichment.objects and not (
+                    not force and contract is not None
+                    and contract_is_unchanged(contract, origin_hash=origin_hash, fingerprint=rules.fingerprint)
+                ):
+                    raise _DetailFailed("its detail was not fetched (its contract changed meanwhile); the next "
+                                        "run writes it")
+            else:
+                origin_hash = _origin_hash(obj, index=index, hashes=hashes, rules=rules, plain_ok=obj is raw)
+        except _DetailFailed as failure:
+            plan.invalid.append(Rejected(origin_id, raw, str(failure), failed=True))
+            continue
         except (ConditionError, MappingError) as error:
             plan.invalid.append(Rejected(origin_id, obj, str(error)))
             continue

@@ -6,6 +6,7 @@ from django.utils import timezone
 
 from contracts import runs
 from contracts.models import RunPage, SynchronizationRun
+from syncapp.incremental import run_mode
 from syncapp.models import Synchronization
 from syncapp.runs.context import ConfigurationError, context_load, first_request
 from workers import dispatch
@@ -19,10 +20,13 @@ def run_start(
     parent: SynchronizationRun | None = None,
     queue: bool = False,
     scope: list[str] | None = None,
+    full: bool = False,
 ) -> SynchronizationRun:
     """Create a run and queue its first page; when one is active, refuse, or wait behind it if `queue`.
 
     `scope` limits the run to the objects with these origin ids (a push of changed register objects).
+    A synchronization with sourceConfig.incremental reads incrementally from its stored cursor, unless
+    `full` asks for every record (and with it, the deletion of what vanished).
     """
     context = context_load(synchronization_id=synchronization.pk)
     if not synchronization.is_enabled:
@@ -30,7 +34,8 @@ def run_start(
     synchronization_unblock(synchronization_id=synchronization.pk)
     with transaction.atomic():
         run = runs.run_create(
-            synchronization=synchronization, trigger=trigger, force=force, parent=parent, queue=queue, scope=scope
+            synchronization=synchronization, trigger=trigger, force=force, parent=parent, queue=queue, scope=scope,
+            mode=run_mode(context.synchronization, full=full or bool(scope)),
         )
         if not run.waiting:
             RunPage.objects.create(run=run, number=1, request=first_request(context, run=run))

@@ -251,11 +251,19 @@ def endpoint_url(
     endpoint = str(source_config.get("endpoint") or "")
     if "{{" in endpoint or "{%" in endpoint:
         endpoint = _endpoint_render(endpoint, variables=variables or {})
+    return url_join(location=source.location, endpoint=endpoint)
+
+
+def url_join(*, location: str, endpoint: str) -> str:
+    """Return an endpoint appended to a source location; an absolute URL stays as it is.
+
+    A query in the location and one in the endpoint are both kept.
+    """
     if endpoint.startswith(("http://", "https://")):
         return endpoint
-    location = urlsplit(source.location)
     if not endpoint:
-        return source.location
+        return location
+    location = urlsplit(location)
     path_part, _, endpoint_query = endpoint.partition("?")
     path = location.path.rstrip("/")
     if path_part:
@@ -530,7 +538,10 @@ class ApiReader:
 
     def first_request(self, *, variables: dict[str, Any]) -> dict[str, Any]:
         url = endpoint_url(source=self.source, source_config=self.source_config, variables=variables)
-        return first_page_request(config=self.pagination, url=url, params={}).to_json()
+        # An incremental run's cursor goes with the first page and, carried, with every page after it.
+        cursor = variables.get("cursor") or {}
+        params = {cursor["param"]: cursor["value"]} if cursor.get("param") else {}
+        return first_page_request(config=self.pagination, url=url, params=params).to_json()
 
     def fetch(self, *, request: dict[str, Any], on_wait: OnWait | None = None) -> Fetched:
         fetched = fetch_page(

@@ -572,3 +572,22 @@ def test_the_synchronization_form_names_the_keys_of_its_configurations(admin_cli
     page = admin_client.get(reverse("admin:syncapp_synchronization_add")).content.decode()
 
     assert "resultsPosition" in page and "deleteSafetyLimit" in page and "updateMethod" in page
+
+
+@pytest.mark.parametrize(("source_config", "problem"), [
+    ({"incremental": {"param": "since"}}, "incremental.cursorPath: required"),
+    ({"extraDataConfigs": [{"staticEndpoint": "/a", "source": "nowhere"}]},
+     "extraDataConfigs[0].source: no source with reference 'nowhere'"),
+])
+def test_bad_incremental_or_enrichment_settings_are_refused_by_the_admin_at_the_field(
+    admin_client, source_config, problem
+):
+    source, schema, mapping = make_source(), make_schema(), make_mapping()
+    data = synchronization_form(source=source, schema=schema, mapping=mapping, reference="bad",
+                                source_config=json.dumps(source_config))
+
+    response = admin_client.post(admin_url("syncapp.synchronization", "add"), data)
+
+    assert not Synchronization.objects.filter(reference="bad").exists()
+    errors = response.context["adminform"].form.errors.as_data()["source_config"]
+    assert any(problem in message for error in errors for message in error.messages), errors

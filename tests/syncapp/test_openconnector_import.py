@@ -254,3 +254,25 @@ def test_a_bundle_of_this_service_reads_as_it_is(db):
     bundle = zoo_bundle(location=LOCATION)
 
     assert bundle_normalize(copy.deepcopy(bundle)) == bundle
+
+
+def test_extra_data_configs_of_an_export_keep_their_keys_and_name_another_source_by_reference(db):
+    extra = [{"staticEndpoint": "/animals/{{ originId }}", "keyToSetExtraData": "detail", "source": 4,
+              "unsetConfigKey": "query",
+              "extraDataConfigPerResult": {"dynamicEndpointLocation": "href", "sourceId": "9"}}]
+    bundle = {
+        "sources": [exported_source(id=4, slug="staff-api", location="http://127.0.0.1:1"), exported_source(id=9)],
+        "registers": [{"id": 3, **zoo_register(id=5)}],
+        "mappings": [exported_mapping(id=6)],
+        "synchronizations": [exported_synchronization(
+            sourceId="9", sourceTargetMapping="6", targetId="3/5",
+            sourceConfig={"endpoint": "/animals", "extraDataConfigs": extra, "fetchExtraDataBeforeConditions": "true"},
+        )],
+    }
+
+    bundle_import(bundle)
+
+    config = Synchronization.objects.get(reference="animals").source_config
+    assert config["extraDataConfigs"][0]["source"] == "staff-api"
+    assert config["extraDataConfigs"][0]["extraDataConfigPerResult"]["sourceId"] == "zoo-api"
+    assert config["extraDataConfigs"][0]["keyToSetExtraData"] == "detail"

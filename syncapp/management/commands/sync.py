@@ -46,6 +46,10 @@ class Command(BaseCommand):
         runner.add_argument("reference")
         runner.add_argument("--test", action="store_true", help="Show what would happen; write nothing.")
         runner.add_argument("--force", action="store_true", help="Write every object, changed or not.")
+        runner.add_argument(
+            "--full", action="store_true",
+            help="Read every record, not only what changed since the stored cursor (sourceConfig.incremental).",
+        )
         runner.add_argument("--wait", action="store_true", help="Wait until the run has ended.")
         runner.add_argument("--timeout", type=float, default=3600, help="Seconds to wait at most (--wait).")
         runner.add_argument("--json", action="store_true", help="Print the run as one JSON object.")
@@ -125,18 +129,18 @@ class Command(BaseCommand):
 
     def handle_run(
         self, *, reference: str, test: bool, force: bool, wait: bool, timeout: float, json: bool,
-        queue: bool = False, cancel_on_interrupt: bool = False, **_options,
+        queue: bool = False, cancel_on_interrupt: bool = False, full: bool = False, **_options,
     ) -> None:
         sync = Synchronization.objects.filter(reference=reference).first()
         if sync is None:
             raise CommandError(f"no synchronization with reference {reference!r} (see `sync list`)")
         try:
             if test:
-                run = synchronization.run_test(synchronization=sync)
+                run = synchronization.run_test(synchronization=sync, full=full)
             else:
                 # With tasks in process they run in a thread of this process, so the progress can be shown.
                 with dispatch.in_background():
-                    run = synchronization.run_start(synchronization=sync, force=force, queue=queue)
+                    run = synchronization.run_start(synchronization=sync, force=force, queue=queue, full=full)
         except RunRefused as error:
             raise CommandError(str(error), returncode=EXIT_REFUSED) from None
         except synchronization.ConfigurationError as error:
@@ -226,8 +230,12 @@ class Command(BaseCommand):
         if as_json:
             self._print_json(summary)
             return
-        self.stdout.write(f"run {run.pk} of {run.synchronization.reference}: {run.status}")
+        self.stdout.write(f"run {run.pk} of {run.synchronization.reference}: {run.status} ({run.mode})")
         self.stdout.write("  " + ", ".join(f"{name} {value}" for name, value in run.counts.items()))
+        if run.enrichments:
+            self.stdout.write(f"  detail requests {run.enrichments} ({run.enrichments_failed} failed)")
+        if run.cursor_sent is not None or run.cursor_value is not None:
+            self.stdout.write(f"  cursor sent {run.cursor_sent!r}, greatest seen {run.cursor_value!r}")
         if run.error_message:
             self.stdout.write(f"  error: {run.error_message}")
         if run.is_test:

@@ -44,6 +44,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework.authtoken",
+    "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "syncapp",
@@ -274,7 +275,12 @@ REST_FRAMEWORK = {
     ],
     # Staff with the permission of the model and action (syncapp/permissions.py).
     "DEFAULT_PERMISSION_CLASSES": ["syncapp.permissions.ModelActionPermission"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # drf-spectacular's, with the refusals (400/401/403/404) each operation can answer (syncapp/openapi.py).
+    "DEFAULT_SCHEMA_CLASS": "syncapp.openapi.SyncAutoSchema",
+    # django-filter FilterSets per list, and a query parameter no filter knows refused (syncapp/filters.py).
+    "DEFAULT_FILTER_BACKENDS": ["syncapp.filters.StrictFilterBackend"],
+    # Errors not about one field, named like the fields: camelCase.
+    "NON_FIELD_ERRORS_KEY": "nonFieldErrors",
     "DEFAULT_PARSER_CLASSES": [
         "syncapp.parsers.BoundedJSONParser",
         "rest_framework.parsers.FormParser",

@@ -281,6 +281,8 @@ REST_FRAMEWORK = {
     "DEFAULT_FILTER_BACKENDS": ["syncapp.filters.StrictFilterBackend"],
     # Errors not about one field, named like the fields: camelCase.
     "NON_FIELD_ERRORS_KEY": "nonFieldErrors",
+    # A deletion other records prevent is a 409 naming them, not a server error.
+    "EXCEPTION_HANDLER": "syncapp.api_errors.api_exception_handler",
     "DEFAULT_PARSER_CLASSES": [
         "syncapp.parsers.BoundedJSONParser",
         "rest_framework.parsers.FormParser",

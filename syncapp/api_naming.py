@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Model, QuerySet
+from django.db.models import JSONField, Model, QuerySet
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -24,8 +24,20 @@ def _camel_errors(detail: Any) -> Any:
     return detail
 
 
+class NotNullJSONField(serializers.JSONField):
+    """A JSON field that refuses null unless it allows it, also when null comes as the text of a form."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        value = super().to_internal_value(data)
+        if value is None and not self.allow_null:
+            self.fail("null")
+        return value
+
+
 class CamelCaseModelSerializer(serializers.ModelSerializer):
     """A model serializer whose fields, and the errors naming them, are camelCase."""
+
+    serializer_field_mapping = {**serializers.ModelSerializer.serializer_field_mapping, JSONField: NotNullJSONField}
 
     def get_fields(self) -> dict[str, serializers.Field]:
         renamed: dict[str, serializers.Field] = {}

@@ -6,11 +6,13 @@ everything (or nothing) would mislead.
 """
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import django_filters
 from django import forms
 from django.db.models import QuerySet
+from django_filters.fields import IsoDateTimeField
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
@@ -64,14 +66,32 @@ class TrueOrFalseFilter(django_filters.BooleanFilter):
     field_class = _TrueOrFalseField
 
 
+class _InstantField(IsoDateTimeField):
+    def to_python(self, value: Any) -> datetime | None:
+        moment = super().to_python(value)
+        if moment is None:
+            return None
+        # In UTC: PostgreSQL takes offsets up to 15:59 only, ISO 8601 allows more.
+        try:
+            return moment.astimezone(UTC)
+        except OverflowError:
+            raise forms.ValidationError(f"{str(value)[:50]!r} is out of range") from None
+
+
+class InstantFilter(django_filters.IsoDateTimeFilter):
+    """An ISO 8601 date and time, any offset."""
+
+    field_class = _InstantField
+
+
 def after(field_name: str, what: str) -> django_filters.IsoDateTimeFilter:
-    return django_filters.IsoDateTimeFilter(
+    return InstantFilter(
         field_name=field_name, lookup_expr="gte", help_text=f"Only those {what} at or after this ISO 8601 time."
     )
 
 
 def before(field_name: str, what: str) -> django_filters.IsoDateTimeFilter:
-    return django_filters.IsoDateTimeFilter(
+    return InstantFilter(
         field_name=field_name, lookup_expr="lt", help_text=f"Only those {what} before this ISO 8601 time."
     )
 

@@ -1,8 +1,9 @@
 """The OpenAPI description says what each endpoint really answers, its refusals included.
 
 Every operation can answer 401 (no credentials) and 403 (not staff, or without the permission);
-one on a single record 404; one that takes a body or filters 400. A synchronization in a path is
-its numeric id or its reference. Operations that answer more (409) say so with `extend_schema`.
+one on a single record 404; one that takes a body or filters 400; a deletion 409 when other records
+use the record. A synchronization in a path is its numeric id or its reference. Operations that
+answer more (409) say so with `extend_schema`.
 """
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ FORBIDDEN = OpenApiResponse(ErrorSerializer, description="Not staff, or without 
 NOT_FOUND = OpenApiResponse(ErrorSerializer, description="No such record.")
 CONFLICT = OpenApiResponse(ErrorSerializer, description="Refused in the current state; `detail` says why.")
 
+IN_USE = OpenApiResponse(ErrorSerializer, description="Other records use this one; `detail` names them.")
+
 ID_OR_REFERENCE = OpenApiParameter(
     "id", OpenApiTypes.STR, OpenApiParameter.PATH,
     description="The synchronization's numeric id or its reference.",
@@ -56,6 +59,8 @@ class SyncAutoSchema(AutoSchema):
         filtered = self.method == "GET" and self._is_list_view() and bool(self.get_filter_backends())
         if takes_body or filtered:
             errors["400"] = VALIDATION_ERROR
+        if self.method == "DELETE":
+            errors["409"] = IN_USE
         for code, response in errors.items():
             if code not in responses:
                 responses[code] = self._get_response_for_code(response, code, direction=direction)

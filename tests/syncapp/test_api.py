@@ -657,3 +657,27 @@ def test_a_runs_pages_are_listed_in_order(api, two_synchronizations):
     assert [(page["number"], page["objectCount"], page["status"]) for page in pages] == [
         (1, 50, "done"), (2, 0, "queued")
     ]
+
+
+def test_a_json_field_sent_as_null_in_a_form_is_refused_not_stored(api):
+    response = api.post("/api/mappings/", {"reference": "m", "name": "M", "mapping": "null"}, format="multipart")
+
+    assert "mapping" in refused(response)
+    assert not Mapping.objects.exists()
+
+
+def test_deleting_a_source_a_synchronization_uses_is_refused_naming_it(api):
+    sync = make_synchronization()
+
+    response = api.delete(f"/api/sources/{sync.source_id}/")
+
+    assert response.status_code == 409
+    assert "animals" in response.json()["detail"]
+    assert Source.objects.filter(pk=sync.source_id).exists()
+
+
+def test_a_path_nothing_serves_under_the_api_is_answered_in_json(api):
+    response = api.get("/api/sources/1.5/")
+
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Not found."}

@@ -1,4 +1,4 @@
-"""Answers of the API to errors the views do not catch themselves."""
+"""Answers of the API to errors the views do not catch themselves, and its bounded paging."""
 from __future__ import annotations
 
 from typing import Any
@@ -7,6 +7,7 @@ from django.db.models import ProtectedError, RestrictedError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from rest_framework import status
+from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
@@ -33,3 +34,14 @@ def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     if request.path.startswith("/api/"):
         return JsonResponse({"detail": "Not found."}, status=404)
     return defaults.page_not_found(request, exception)
+
+
+class BoundedLimitOffsetPagination(LimitOffsetPagination):
+    """`limit` and `offset` paging, bounded: a page of at most 1000, an offset the database can take."""
+
+    max_limit = 1000
+    # PostgreSQL's OFFSET is a bigint; no list comes near this many records.
+    max_offset = 10**15
+
+    def get_offset(self, request: Any) -> int:
+        return min(super().get_offset(request), self.max_offset)

@@ -681,3 +681,13 @@ def test_a_path_nothing_serves_under_the_api_is_answered_in_json(api):
 
     assert response.status_code == 404
     assert response.json() == {"detail": "Not found."}
+
+
+def test_a_limit_or_offset_past_what_the_database_counts_is_bounded_not_an_error(api):
+    make_source()
+
+    huge_limit = api.get("/api/sources/", {"limit": 2**80})
+    huge_offset = api.get("/api/sources/", {"offset": 2**80})
+
+    assert [item["reference"] for item in results(huge_limit)] == ["zoo-api"]
+    assert results(huge_offset) == []

@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework.authtoken",
+    "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "syncapp",
@@ -307,13 +308,21 @@ REST_FRAMEWORK = {
     ],
     # Staff with the permission of the model and action (syncapp/permissions.py).
     "DEFAULT_PERMISSION_CLASSES": ["syncapp.permissions.ModelActionPermission"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # drf-spectacular's, with the refusals (400/401/403/404) each operation can answer (syncapp/openapi.py).
+    "DEFAULT_SCHEMA_CLASS": "syncapp.openapi.SyncAutoSchema",
+    # django-filter FilterSets per list, and a query parameter no filter knows refused (syncapp/filters.py).
+    "DEFAULT_FILTER_BACKENDS": ["syncapp.filters.StrictFilterBackend"],
+    # Errors not about one field, named like the fields: camelCase.
+    "NON_FIELD_ERRORS_KEY": "nonFieldErrors",
+    # A deletion other records prevent is a 409 naming them, not a server error.
+    "EXCEPTION_HANDLER": "syncapp.api_errors.api_exception_handler",
     "DEFAULT_PARSER_CLASSES": [
         "syncapp.parsers.BoundedJSONParser",
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    # limit/offset, bounded so that no request asks the database for more than it can count.
+    "DEFAULT_PAGINATION_CLASS": "syncapp.api_errors.BoundedLimitOffsetPagination",
     "PAGE_SIZE": 100,
 }
 SPECTACULAR_SETTINGS = {

@@ -1,80 +1,72 @@
-"""REST API of runs, contracts and contract logs (read-only)."""
+"""REST API of runs, their pages, contracts and contract logs (read-only, but for cancelling a run)."""
 from __future__ import annotations
 
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
-from contracts.models import ContractLog, SynchronizationContract, SynchronizationRun
+from contracts.filters import ContractFilterSet, ContractLogFilterSet, RunFilterSet
+from contracts.models import ContractLog, RunPage, SynchronizationContract, SynchronizationRun
 from syncapp import permissions
+from syncapp.api_naming import CamelCaseModelSerializer
+from syncapp.openapi import CONFLICT
 from syncapp.runs.recover import run_cancel
 
 
-class RunSerializer(serializers.ModelSerializer):
-    counts = serializers.DictField(read_only=True)
+class RunCountsSerializer(serializers.Serializer):
+    found = serializers.IntegerField()
+    filtered = serializers.IntegerField()
+    unchanged = serializers.IntegerField()
+    created = serializers.IntegerField()
+    updated = serializers.IntegerField()
+    deleted = serializers.IntegerField()
+    invalid = serializers.IntegerField()
+    failed = serializers.IntegerField()
+
+
+class RunSerializer(CamelCaseModelSerializer):
+    synchronization_reference = serializers.CharField(source="synchronization.reference", read_only=True)
+    counts = RunCountsSerializer(read_only=True)
+    duration_seconds = serializers.FloatField(read_only=True, allow_null=True)
 
     class Meta:
         model = SynchronizationRun
         fields = [
-            "id", "reference", "synchronization", "parent", "trigger", "is_test", "is_forced", "mode", "status",
-            "counts", "pages_fetched", "objects_queued", "objects_done", "enrichments", "enrichments_failed",
-            "cursor_sent", "cursor_value", "cursor_missing", "error_message", "report",
-            "created_at", "started_at", "finished_at",
+            "id", "reference", "synchronization", "synchronization_reference", "parent", "trigger", "is_test",
+            "is_forced", "mode", "status", "counts", "pages_fetched", "objects_queued", "objects_done",
+            "enrichments", "enrichments_failed", "cursor_sent", "cursor_value", "cursor_missing", "retries",
+            "waited_seconds", "error_message", "report", "created_at", "started_at", "finished_at",
+            "duration_seconds",
         ]
 
 
-class ContractSerializer(serializers.ModelSerializer):
+class RunPageSerializer(CamelCaseModelSerializer):
+    class Meta:
+        model = RunPage
+        fields = ["id", "run", "number", "status", "object_count", "request", "error_message", "created_at",
+                  "finished_at"]
+
+
+class ContractSerializer(CamelCaseModelSerializer):
     class Meta:
         model = SynchronizationContract
         exclude = ["last_processed_run"]
 
 
-class ContractLogSerializer(serializers.ModelSerializer):
+class ContractLogSerializer(CamelCaseModelSerializer):
     class Meta:
         model = ContractLog
         fields = "__all__"
 
 
-# Query parameters every list takes besides its filters.
-PAGING_PARAMETERS = frozenset({"limit", "offset", "format"})
-
-
-class _FilteredBySynchronization:
-    """Lists filtered by `synchronization` (its id or its reference) and the model's own status fields.
-
-    A parameter the list does not know is refused naming the ones it knows: a misspelt filter that
-    silently returned everything (or nothing) would mislead.
-    """
-
-    def filter_names(self) -> list[str]:
-        fields = {field.name for field in self.get_serializer_class().Meta.model._meta.fields}
-        return ["synchronization", *(name for name in ("status", "target_last_action", "action") if name in fields)]
-
-    def get_queryset(self):
-        queryset = super().get_queryset()
-        names = self.filter_names()
-        unknown = sorted(set(self.request.query_params) - set(names) - PAGING_PARAMETERS)
-        if unknown:
-            raise ValidationError({
-                name: f"unknown filter; this list takes {', '.join(names)} (and limit, offset)" for name in unknown
-            })
-        named = self.request.query_params.get("synchronization")
-        if named:
-            by = {"synchronization_id": int(named)} if named.isdigit() else {"synchronization__reference": named}
-            queryset = queryset.filter(**by)
-        for field in names[1:]:
-            value = self.request.query_params.get(field)
-            if value:
-                queryset = queryset.filter(**{field: value})
-        return queryset
-
-
-class RunViewSet(_FilteredBySynchronization, viewsets.ReadOnlyModelViewSet):
-    queryset = SynchronizationRun.objects.all()
+class RunViewSet(viewsets.ReadOnlyModelViewSet):
+    queryset = SynchronizationRun.objects.select_related("synchronization")
     serializer_class = RunSerializer
-    action_permissions = {"cancel": [permissions.CANCEL]}
+    filterset_class = RunFilterSet
+    action_permissions = {"cancel": [permissions.CANCEL], "pages": ["contracts.view_synchronizationrun"]}
 
+    @extend_schema(request=None, responses={200: RunSerializer, 409: CONFLICT})
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None) -> Response:
         """Cancel an active run: its queued tasks do nothing and nothing is deleted."""
@@ -84,12 +76,24 @@ class RunViewSet(_FilteredBySynchronization, viewsets.ReadOnlyModelViewSet):
             return Response({"detail": detail}, status=status.HTTP_409_CONFLICT)
         return Response(RunSerializer(run).data)
 
+    @extend_schema(
+        filters=False,
+        responses={200: OpenApiResponse(RunPageSerializer(many=True), description="The run's pages, in order.")},
+    )
+    @action(detail=True, methods=["get"], serializer_class=RunPageSerializer, pagination_class=None)
+    def pages(self, request, pk=None) -> Response:
+        """List the pages of this run: what was asked of the source, how many objects each held."""
+        run = self.get_object()
+        return Response(RunPageSerializer(run.pages.order_by("number"), many=True).data)
 
-class ContractViewSet(_FilteredBySynchronization, viewsets.ReadOnlyModelViewSet):
+
+class ContractViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = SynchronizationContract.objects.all()
     serializer_class = ContractSerializer
+    filterset_class = ContractFilterSet
 
 
-class ContractLogViewSet(_FilteredBySynchronization, viewsets.ReadOnlyModelViewSet):
+class ContractLogViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = ContractLog.objects.all()
     serializer_class = ContractLogSerializer
+    filterset_class = ContractLogFilterSet

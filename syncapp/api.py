@@ -1,21 +1,26 @@
 """REST API of sources, mappings, the register and synchronizations."""
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from contracts.api import RunSerializer
 from contracts.models import SynchronizationRun
-from contracts.runs import RunRefused, run_summary
+from contracts.runs import RunRefused
 from syncapp import permissions
 from syncapp import runs as sync_service
+from syncapp.api_naming import CamelCaseModelSerializer, IdOrReferenceRelatedField
 from syncapp.audit import AuditedViewSetMixin
 from syncapp.authentication import credential_problems
 from syncapp.conditions import validate_conditions
 from syncapp.egress import location_problems
+from syncapp.filters import ObjectFilterSet, SchemaFilterSet, SourceFilterSet, SynchronizationFilterSet
 from syncapp.models import Mapping, Object, Register, Schema, Source, Synchronization
+from syncapp.openapi import CONFLICT, VALIDATION_ERROR
 from syncapp.sources.api import configuration_problems
 from syncapp.sources.database import database_credentials_problems, database_location_problems
 from syncapp.sources.file import file_location_problems, upload_problems
@@ -30,7 +35,7 @@ from syncapp.tryout import conditions_try, mapping_config_of, mapping_try
 from syncapp.validation import mapping_problems_by_field, synchronization_problems_by_field
 
 
-class SourceSerializer(serializers.ModelSerializer):
+class SourceSerializer(CamelCaseModelSerializer):
     credentials = serializers.JSONField(write_only=True, required=False)
     # A file source's upload (multipart); answered with its stored name, never a URL: uploads are not served.
     file = serializers.FileField(required=False, allow_null=True, use_url=False)
@@ -89,7 +94,7 @@ class SourceSerializer(serializers.ModelSerializer):
         return attrs
 
 
-class MappingSerializer(serializers.ModelSerializer):
+class MappingSerializer(CamelCaseModelSerializer):
     class Meta:
         model = Mapping
         fields = [
@@ -111,13 +116,13 @@ class MappingSerializer(serializers.ModelSerializer):
         return attrs
 
 
-class RegisterSerializer(serializers.ModelSerializer):
+class RegisterSerializer(CamelCaseModelSerializer):
     class Meta:
         model = Register
         fields = ["id", "reference", "name", "description", "created_at", "updated_at"]
 
 
-class SchemaSerializer(serializers.ModelSerializer):
+class SchemaSerializer(CamelCaseModelSerializer):
     class Meta:
         model = Schema
         fields = ["id", "register", "reference", "name", "description", "schema", "created_at", "updated_at"]
@@ -129,7 +134,7 @@ class SchemaSerializer(serializers.ModelSerializer):
         return value
 
 
-class ObjectSerializer(serializers.ModelSerializer):
+class ObjectSerializer(CamelCaseModelSerializer):
     class Meta:
         model = Object
         fields = ["uuid", "schema", "data", "created_at", "updated_at"]
@@ -143,7 +148,12 @@ class ObjectSerializer(serializers.ModelSerializer):
         return attrs
 
 
-class SynchronizationSerializer(serializers.ModelSerializer):
+class SynchronizationSerializer(CamelCaseModelSerializer):
+    follow_ups = IdOrReferenceRelatedField(
+        many=True, required=False, queryset=Synchronization.objects.all(),
+        help_text="The synchronizations run after this one, each by its id or its reference; answered by id.",
+    )
+
     class Meta:
         model = Synchronization
         fields = [
@@ -183,33 +193,59 @@ class SynchronizationSerializer(serializers.ModelSerializer):
         return attrs
 
 
-class MappingTrySerializer(serializers.Serializer):
-    input = serializers.JSONField(help_text="A sample source object.")
+class SampleSerializer(serializers.Serializer):
+    """A sample source object under `data` (the mapping try also takes it under its former name `input`)."""
+
+    data = serializers.JSONField(help_text="A sample source object.")
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict) and "data" not in data and "input" in data:
+            data = {**data, "data": data["input"]}
+        return super().to_internal_value(data)
 
 
-class MappingDraftTrySerializer(MappingTrySerializer):
+class MappingDraftTrySerializer(SampleSerializer):
     mapping = serializers.JSONField(required=False, default=dict)
     unset = serializers.JSONField(required=False, default=list)
     cast = serializers.JSONField(required=False, default=dict)
     passThrough = serializers.BooleanField(required=False, default=False)  # noqa: N815 - the config name
 
 
-class ConditionsTrySerializer(serializers.Serializer):
-    conditions = serializers.JSONField(required=False, default=dict)
-    data = serializers.JSONField(help_text="A sample source object.")
+class ConditionsTrySerializer(SampleSerializer):
+    conditions = serializers.JSONField(required=False, default=dict, help_text="JSON Logic conditions.")
 
 
-class SampleSerializer(serializers.Serializer):
-    data = serializers.JSONField(help_text="A sample source object.")
+class MappingOutcomeSerializer(serializers.Serializer):
+    ok = serializers.BooleanField(help_text="Whether the mapping applied.")
+    result = serializers.JSONField(required=False, help_text="The mapped object, when it applied.")
+    errors = serializers.ListField(child=serializers.CharField(), required=False, help_text="What is wrong.")
+    key = serializers.CharField(required=False, allow_null=True, help_text="The mapping key that failed.")
+
+
+class ConditionsOutcomeSerializer(serializers.Serializer):
+    ok = serializers.BooleanField(help_text="Whether the conditions could be evaluated.")
+    passes = serializers.BooleanField(required=False, help_text="Whether the object passes them.")
+    result = serializers.JSONField(required=False, allow_null=True, help_text="What the conditions evaluated to.")
+    errors = serializers.ListField(child=serializers.CharField(), required=False, help_text="What is wrong.")
 
 
 def _outcome_response(outcome: dict) -> Response:
     return Response(outcome, status=status.HTTP_200_OK if outcome["ok"] else status.HTTP_400_BAD_REQUEST)
 
 
+def _try_responses(outcome: type[serializers.Serializer]) -> dict:
+    return {
+        200: outcome,
+        400: OpenApiResponse(
+            VALIDATION_ERROR.response,
+            description="The body is invalid, or the try failed: then the outcome with `ok` false and `errors`.",
+        ),
+    }
+
+
 class RunStartSerializer(serializers.Serializer):
-    test = serializers.BooleanField(default=False)
-    force = serializers.BooleanField(default=False)
+    test = serializers.BooleanField(default=False, help_text="A test run: report what would be done, write nothing.")
+    force = serializers.BooleanField(default=False, help_text="Write every object, changed or not.")
     full = serializers.BooleanField(
         default=False, help_text="Read every record, not only what changed since the cursor (sourceConfig.incremental)."
     )
@@ -218,6 +254,7 @@ class RunStartSerializer(serializers.Serializer):
 class SourceViewSet(AuditedViewSetMixin, viewsets.ModelViewSet):
     queryset = Source.objects.all()
     serializer_class = SourceSerializer
+    filterset_class = SourceFilterSet
 
 
 class MappingViewSet(AuditedViewSetMixin, viewsets.ModelViewSet):
@@ -225,24 +262,26 @@ class MappingViewSet(AuditedViewSetMixin, viewsets.ModelViewSet):
     serializer_class = MappingSerializer
     action_permissions = {"try_saved": ["syncapp.view_mapping"], "try_draft": ["syncapp.view_mapping"]}
 
-    @extend_schema(operation_id="mappings_try_saved")
-    @action(detail=True, methods=["post"], url_path="try", serializer_class=MappingTrySerializer)
+    @extend_schema(operation_id="mappings_try_saved", request=SampleSerializer,
+                   responses=_try_responses(MappingOutcomeSerializer))
+    @action(detail=True, methods=["post"], url_path="try", serializer_class=SampleSerializer)
     def try_saved(self, request: Request, pk=None) -> Response:
-        """Apply this mapping to a sample input; nothing is stored."""
-        body = MappingTrySerializer(data=request.data)
+        """Apply this mapping to a sample object (`data`); nothing is stored."""
+        body = SampleSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         return _outcome_response(
-            mapping_try(config=mapping_config_of(self.get_object()), sample=body.validated_data["input"])
+            mapping_try(config=mapping_config_of(self.get_object()), sample=body.validated_data["data"])
         )
 
-    @extend_schema(operation_id="mappings_try_draft")
+    @extend_schema(operation_id="mappings_try_draft", request=MappingDraftTrySerializer,
+                   responses=_try_responses(MappingOutcomeSerializer))
     @action(detail=False, methods=["post"], url_path="try", serializer_class=MappingDraftTrySerializer)
     def try_draft(self, request: Request) -> Response:
-        """Apply an unsaved mapping to a sample input."""
+        """Apply an unsaved mapping to a sample object (`data`)."""
         body = MappingDraftTrySerializer(data=request.data)
         body.is_valid(raise_exception=True)
         config = {key: body.validated_data[key] for key in ("mapping", "unset", "cast", "passThrough")}
-        return _outcome_response(mapping_try(config=config, sample=body.validated_data["input"]))
+        return _outcome_response(mapping_try(config=config, sample=body.validated_data["data"]))
 
 
 class ConditionsViewSet(viewsets.ViewSet):
@@ -251,8 +290,10 @@ class ConditionsViewSet(viewsets.ViewSet):
     serializer_class = ConditionsTrySerializer
     action_permissions = {"try_conditions": ["syncapp.view_synchronization"]}
 
+    @extend_schema(request=ConditionsTrySerializer, responses=_try_responses(ConditionsOutcomeSerializer))
     @action(detail=False, methods=["post"], url_path="try")
     def try_conditions(self, request: Request) -> Response:
+        """Evaluate unsaved conditions on a sample object (`data`)."""
         body = ConditionsTrySerializer(data=request.data)
         body.is_valid(raise_exception=True)
         return _outcome_response(
@@ -268,16 +309,13 @@ class RegisterViewSet(AuditedViewSetMixin, viewsets.ModelViewSet):
 class SchemaViewSet(AuditedViewSetMixin, viewsets.ModelViewSet):
     queryset = Schema.objects.select_related("register")
     serializer_class = SchemaSerializer
+    filterset_class = SchemaFilterSet
 
 
 class ObjectViewSet(viewsets.ModelViewSet):
     queryset = Object.objects.select_related("schema")
     serializer_class = ObjectSerializer
-
-    def get_queryset(self):
-        queryset = super().get_queryset()
-        schema = self.request.query_params.get("schema")
-        return queryset.filter(schema_id=schema) if schema else queryset
+    filterset_class = ObjectFilterSet
 
     # Objects are written by the register's writer only (syncapp.targets.register).
     def perform_create(self, serializer) -> None:
@@ -294,22 +332,42 @@ class ObjectViewSet(viewsets.ModelViewSet):
 
 
 class SynchronizationViewSet(AuditedViewSetMixin, viewsets.ModelViewSet):
+    """Synchronizations; in a path one is named by its numeric id or its reference."""
+
     queryset = Synchronization.objects.prefetch_related("follow_ups")
     serializer_class = SynchronizationSerializer
+    filterset_class = SynchronizationFilterSet
     action_permissions = {"try_conditions": ["syncapp.view_synchronization"], "run": [permissions.RUN]}
+    lookup_by_reference = True  # syncapp.openapi documents the path parameter so
 
+    def get_object(self) -> Synchronization:
+        named = str(self.kwargs[self.lookup_url_kwarg or self.lookup_field])
+        lookup = {"pk": int(named)} if named.isdigit() and len(named) < 19 else {"reference": named}
+        sync = get_object_or_404(self.filter_queryset(self.get_queryset()), **lookup)
+        self.check_object_permissions(self.request, sync)
+        return sync
+
+    @extend_schema(request=SampleSerializer, responses=_try_responses(ConditionsOutcomeSerializer))
     @action(detail=True, methods=["post"], url_path="try-conditions", serializer_class=SampleSerializer)
     def try_conditions(self, request: Request, pk=None) -> Response:
-        """Evaluate this synchronization's conditions on a sample object."""
+        """Evaluate this synchronization's conditions on a sample object (`data`)."""
         body = SampleSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         return _outcome_response(
             conditions_try(conditions=self.get_object().conditions, sample=body.validated_data["data"])
         )
 
+    @extend_schema(
+        request=RunStartSerializer,
+        responses={
+            202: OpenApiResponse(RunSerializer, description="Started (or, for a test run, done): the run."),
+            400: OpenApiResponse(VALIDATION_ERROR.response, description="The body, or the configuration, is invalid."),
+            409: CONFLICT,
+        },
+    )
     @action(detail=True, methods=["post"], serializer_class=RunStartSerializer)
     def run(self, request: Request, pk=None) -> Response:
-        """Start a run (or a test run) of this synchronization."""
+        """Start a run (or a test run) of this synchronization; a test run answers with its report."""
         sync = self.get_object()
         options = RunStartSerializer(data=request.data)
         options.is_valid(raise_exception=True)
@@ -327,7 +385,4 @@ class SynchronizationViewSet(AuditedViewSetMixin, viewsets.ModelViewSet):
         except sync_service.ConfigurationError as error:
             return Response({"detail": str(error)}, status=status.HTTP_400_BAD_REQUEST)
         run.refresh_from_db()
-        summary = run_summary(run)
-        if run.is_test:
-            summary["report"] = run.report
-        return Response(summary, status=status.HTTP_202_ACCEPTED)
+        return Response(RunSerializer(run).data, status=status.HTTP_202_ACCEPTED)

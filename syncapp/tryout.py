@@ -27,7 +27,7 @@ def mapping_try(*, config: dict[str, Any], sample: Any) -> dict[str, Any]:
     if problems:
         return {"ok": False, "errors": problems}
     if not isinstance(sample, dict):
-        return {"ok": False, "errors": ["input: a mapping takes a JSON object"]}
+        return {"ok": False, "errors": ["data: a mapping takes a JSON object"]}
     try:
         result = apply_mapping(spec=MappingSpec.from_config(config), data=sample, resolve_mapping=resolve_mapping)
     except MappingError as error:

@@ -125,7 +125,7 @@ def test_a_source_is_created_listed_and_retrieved(api):
     assert source.configuration == {"headers": {"Accept": "application/json"}}
     assert [item["reference"] for item in results(api.get("/api/sources/"))] == ["zoo-api"]
     retrieved = api.get(f"/api/sources/{body['id']}/").json()
-    assert (retrieved["name"], retrieved["location"], retrieved["is_enabled"]) == (
+    assert (retrieved["name"], retrieved["location"], retrieved["isEnabled"]) == (
         "Zoo API", "http://127.0.0.1:8900", True
     )
 
@@ -196,7 +196,7 @@ def test_updating_a_source_with_credentials_replaces_them(api):
 def test_rate_limit_state_cannot_be_written_through_the_api(api):
     source = make_source()
 
-    api.patch(f"/api/sources/{source.pk}/", {"rate_limit_remaining": 0}, format="json")
+    api.patch(f"/api/sources/{source.pk}/", {"rateLimitRemaining": 0}, format="json")
 
     source.refresh_from_db()
     assert source.rate_limit_remaining is None
@@ -209,7 +209,7 @@ def test_rate_limit_state_cannot_be_written_through_the_api(api):
 def test_a_mapping_is_created_listed_and_retrieved(api):
     body = created(api.post("/api/mappings/", {
         "reference": "animal-in", "mapping": {"name": "title", "kind": "{{ species | upper }}"},
-        "cast": {"legs": "int"}, "unset": ["secret"], "pass_through": True,
+        "cast": {"legs": "int"}, "unset": ["secret"], "passThrough": True,
     }, format="json"))
 
     mapping = Mapping.objects.get(reference="animal-in")
@@ -338,10 +338,10 @@ def synchronization_body(**changes: Any) -> dict[str, Any]:
     source = Source.objects.first() or make_source()
     schema = Schema.objects.first() or make_schema()
     body = {
-        "reference": "animals", "name": "Animals", "source_type": "api", "source": source.pk,
-        "source_config": {"endpoint": "/animals", "resultsPosition": "results"},
+        "reference": "animals", "name": "Animals", "sourceType": "api", "source": source.pk,
+        "sourceConfig": {"endpoint": "/animals", "resultsPosition": "results"},
         "conditions": {"==": [{"var": "status"}, "active"]},
-        "target_type": "register/schema", "target_schema": schema.pk, "schedule": "*/15 * * * *",
+        "targetType": "register/schema", "targetSchema": schema.pk, "schedule": "*/15 * * * *",
     }
     return {**body, **changes}
 
@@ -354,7 +354,7 @@ def test_a_synchronization_is_created_listed_and_retrieved(api):
     assert sync.source_config == {"endpoint": "/animals", "resultsPosition": "results"}
     assert [item["reference"] for item in results(api.get("/api/synchronizations/"))] == ["animals"]
     retrieved = api.get(f"/api/synchronizations/{body['id']}/").json()
-    assert (retrieved["source"], retrieved["target_schema"]) == (sync.source_id, sync.target_schema_id)
+    assert (retrieved["source"], retrieved["targetSchema"]) == (sync.source_id, sync.target_schema_id)
 
 
 @pytest.mark.parametrize(
@@ -384,10 +384,10 @@ def test_changing_conditions_to_an_unknown_operator_is_refused_and_the_stored_on
     [({"pagination": {"type": "bogus"}}, "pagination.type"), ({"maxPages": 0}, "maxPages")],
 )
 def test_a_synchronization_with_bad_pagination_settings_is_refused_naming_them(api, source_config, named):
-    body = refused(api.post("/api/synchronizations/", synchronization_body(source_config=source_config),
+    body = refused(api.post("/api/synchronizations/", synchronization_body(sourceConfig=source_config),
                             format="json"))
 
-    assert named in json.dumps(body["source_config"])
+    assert named in json.dumps(body["sourceConfig"])
     assert not Synchronization.objects.exists()
 
 
@@ -412,7 +412,7 @@ def test_a_test_run_through_the_api_returns_the_report_and_writes_nothing(api, s
 
     assert response.status_code in (200, 202), response.content
     body = response.json()
-    assert body["test"] is True
+    assert body["isTest"] is True
     assert body["status"] == "succeeded", body
     first_page = animals[:50]  # the zoo bundle asks for 50 per page
     active = [animal for animal in first_page if animal["status"] == "active"]
@@ -439,7 +439,7 @@ def test_a_run_started_through_the_api_can_be_followed_to_its_end(api, sample_so
     assert response.status_code == 202, response.content
     run = api.get(f"/api/runs/{response.json()['id']}/").json()
     active = [animal for animal in animals if animal["status"] == "active"]
-    assert (run["status"], run["trigger"], run["is_test"]) == ("succeeded", "api", False)
+    assert (run["status"], run["trigger"], run["isTest"]) == ("succeeded", "api", False)
     assert run["counts"]["created"] == len(active)
     assert Object.objects.count() == len(active)
 
@@ -525,8 +525,8 @@ def test_a_run_is_retrieved_with_its_counts(api, two_synchronizations):
 def test_contracts_are_filtered_by_status_and_action(api, two_synchronizations):
     SynchronizationContract.objects.filter(origin_id="keepers-1").update(status="failed", target_last_action="skip")
 
-    assert [c["origin_id"] for c in results(api.get("/api/contracts/", {"status": "failed"}))] == ["keepers-1"]
-    assert [c["origin_id"] for c in results(api.get("/api/contracts/", {"target_last_action": "create"}))] == [
+    assert [c["originId"] for c in results(api.get("/api/contracts/", {"status": "failed"}))] == ["keepers-1"]
+    assert [c["originId"] for c in results(api.get("/api/contracts/", {"targetLastAction": "create"}))] == [
         "animals-1"
     ]
 
@@ -555,3 +555,139 @@ def test_lists_take_a_synchronization_by_id_or_reference_and_refuse_unknown_filt
     assert by_id.json()["count"] == by_reference.json()["count"] == 1
     assert other.json()["count"] == 0
     assert misspelt.status_code == 400 and "synchronisation" in misspelt.json()
+
+
+# ---------------------------------------------------------------------------------------------
+# One naming style, filters that say what they take, a synchronization by id or reference
+
+
+def test_every_collection_answers_camel_case_field_names_with_an_id_and_a_reference(api, two_synchronizations):
+    for collection in ["sources", "schemas", "synchronizations", "runs", "contracts", "contract-logs"]:
+        item = results(api.get(f"/api/{collection}/"))[0]
+
+        assert all("_" not in name for name in item), (collection, sorted(item))
+        assert {"id", "reference"} <= set(item), (collection, sorted(item))
+
+
+def test_starting_a_run_answers_the_run_as_the_runs_collection_shows_it(api):
+    sync = make_synchronization()
+
+    started = api.post(f"/api/synchronizations/{sync.reference}/run/", {}, format="json")
+
+    assert started.status_code == 202, started.content
+    shown = api.get(f"/api/runs/{started.json()['id']}/").json()
+    assert set(started.json()) == set(shown)
+    assert (started.json()["reference"], started.json()["synchronizationReference"]) == (
+        shown["reference"], "animals"
+    )
+
+
+def test_a_synchronization_is_named_in_a_path_by_its_id_or_its_reference(api):
+    sync = make_synchronization()
+
+    by_id = api.get(f"/api/synchronizations/{sync.pk}/")
+    by_reference = api.get(f"/api/synchronizations/{sync.reference}/")
+    renamed = api.patch(f"/api/synchronizations/{sync.reference}/", {"name": "Renamed"}, format="json")
+
+    assert by_id.json()["id"] == by_reference.json()["id"] == sync.pk
+    assert renamed.status_code == 200 and renamed.json()["name"] == "Renamed"
+    assert api.get("/api/synchronizations/no-such-one/").status_code == 404
+
+
+def test_follow_ups_are_taken_by_id_or_reference_and_answered_by_id(api):
+    first = make_synchronization()
+    second = make_synchronization(reference="keepers", source=first.source, target_schema=first.target_schema)
+    third = make_synchronization(reference="feeding", source=first.source, target_schema=first.target_schema)
+
+    response = api.patch(f"/api/synchronizations/{first.pk}/", {"followUps": ["keepers", third.pk]}, format="json")
+    unknown = api.patch(f"/api/synchronizations/{first.pk}/", {"followUps": ["nothing-like-it"]}, format="json")
+
+    assert response.status_code == 200, response.content
+    assert sorted(response.json()["followUps"]) == sorted([second.pk, third.pk])
+    assert "nothing-like-it" in json.dumps(refused(unknown)["followUps"])
+
+
+@pytest.mark.parametrize(
+    ("path", "query", "named"),
+    [
+        ("/api/runs/", {"status": "finished"}, "status"),
+        ("/api/runs/", {"createdAfter": "yesterday"}, "createdAfter"),
+        ("/api/runs/", {"isTest": "maybe"}, "isTest"),
+        ("/api/contracts/", {"targetLastAction": "erase"}, "targetLastAction"),
+        ("/api/contract-logs/", {"run": "first"}, "run"),
+        ("/api/objects/", {"schema": "animal"}, "schema"),
+    ],
+)
+def test_a_filter_given_a_value_it_cannot_take_is_refused_naming_it(api, path, query, named):
+    body = refused(api.get(path, query))
+
+    assert named in body
+
+
+def test_an_unknown_query_parameter_is_refused_naming_the_filters_the_list_takes(api):
+    body = refused(api.get("/api/runs/", {"state": "failed"}))
+
+    assert "state" in body
+    assert "status" in body["state"][0] and "createdAfter" in body["state"][0]
+
+
+def test_runs_are_filtered_by_trigger_and_by_when_they_were_created(api, two_synchronizations):
+    run = SynchronizationRun.objects.get(synchronization__reference="keepers")
+    SynchronizationRun.objects.filter(pk=run.pk).update(trigger="schedule")
+
+    scheduled = results(api.get("/api/runs/", {"trigger": "schedule"}))
+    recent = results(api.get("/api/runs/", {"createdAfter": run.created_at.isoformat()}))
+    future = results(api.get("/api/runs/", {"createdAfter": "2999-01-01T00:00:00Z"}))
+
+    assert [item["id"] for item in scheduled] == [run.pk]
+    assert run.pk in {item["id"] for item in recent}
+    assert future == []
+
+
+def test_a_runs_pages_are_listed_in_order(api, two_synchronizations):
+    from contracts.models import RunPage
+
+    run = SynchronizationRun.objects.get(synchronization__reference="animals")
+    RunPage.objects.create(run=run, number=2, request={"url": "http://127.0.0.1:8900/animals", "params": {"page": 2}})
+    RunPage.objects.create(run=run, number=1, request={"url": "http://127.0.0.1:8900/animals"}, object_count=50,
+                           status="done")
+
+    pages = api.get(f"/api/runs/{run.pk}/pages/").json()
+
+    assert [(page["number"], page["objectCount"], page["status"]) for page in pages] == [
+        (1, 50, "done"), (2, 0, "queued")
+    ]
+
+
+def test_a_json_field_sent_as_null_in_a_form_is_refused_not_stored(api):
+    response = api.post("/api/mappings/", {"reference": "m", "name": "M", "mapping": "null"}, format="multipart")
+
+    assert "mapping" in refused(response)
+    assert not Mapping.objects.exists()
+
+
+def test_deleting_a_source_a_synchronization_uses_is_refused_naming_it(api):
+    sync = make_synchronization()
+
+    response = api.delete(f"/api/sources/{sync.source_id}/")
+
+    assert response.status_code == 409
+    assert "animals" in response.json()["detail"]
+    assert Source.objects.filter(pk=sync.source_id).exists()
+
+
+def test_a_path_nothing_serves_under_the_api_is_answered_in_json(api):
+    response = api.get("/api/sources/1.5/")
+
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Not found."}
+
+
+def test_a_limit_or_offset_past_what_the_database_counts_is_bounded_not_an_error(api):
+    make_source()
+
+    huge_limit = api.get("/api/sources/", {"limit": 2**80})
+    huge_offset = api.get("/api/sources/", {"offset": 2**80})
+
+    assert [item["reference"] for item in results(huge_limit)] == ["zoo-api"]
+    assert results(huge_offset) == []

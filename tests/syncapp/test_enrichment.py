@@ -272,12 +272,12 @@ def test_a_broken_enrichment_is_refused_by_the_api_at_the_field(admin_client):
 
     answer = admin_client.patch(
         f"/api/synchronizations/{sync.pk}/",
-        {"source_config": {**sync.source_config, "extraDataConfigs": [{"mergeExtraData": True}]}},
+        {"sourceConfig": {**sync.source_config, "extraDataConfigs": [{"mergeExtraData": True}]}},
         content_type="application/json",
     )
 
     assert answer.status_code == 400
-    assert "extraDataConfigs[0]: needs staticEndpoint" in str(answer.json()["source_config"])
+    assert "extraDataConfigs[0]: needs staticEndpoint" in str(answer.json()["sourceConfig"])
 
 
 def test_the_command_line_shows_the_detail_requests_of_a_run(capsys):
@@ -301,7 +301,7 @@ def test_the_run_page_and_the_api_show_the_detail_requests(admin_client):
     page = admin_client.get(reverse("admin:contracts_synchronizationrun_change", args=[run.pk])).content.decode()
     listed = admin_client.get(f"/api/runs/{run.pk}/").json()
     assert re.search(r"Enrichments:</label>\s*<div class=\"readonly\">3</div>", page)
-    assert (listed["enrichments"], listed["enrichments_failed"]) == (3, 0)
+    assert (listed["enrichments"], listed["enrichmentsFailed"]) == (3, 0)
 
 
 def test_a_detail_rate_limit_is_waited_out_and_counted_on_the_run():

@@ -267,11 +267,11 @@ def test_a_follow_up_cycle_is_refused_by_the_api(chained, admin_user):
     client.force_authenticate(admin_user)
 
     response = client.patch(
-        f"/api/synchronizations/{follow_up.pk}/", {"follow_ups": [parent_sync.pk]}, format="json"
+        f"/api/synchronizations/{follow_up.pk}/", {"followUps": [parent_sync.reference]}, format="json"
     )
 
     assert response.status_code == 400
-    assert response.json()["follow_ups"] == ["follow-ups make a cycle: retired → animals → retired"]
+    assert response.json()["followUps"] == ["follow-ups make a cycle: retired → animals → retired"]
 
 
 def test_a_follow_up_cycle_is_refused_by_the_admin(chained, admin_client):

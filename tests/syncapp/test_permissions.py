@@ -47,6 +47,30 @@ def test_anonymous_requests_are_refused_everywhere(path):
     assert api(None).get(path).status_code in (401, 403)
 
 
+@pytest.mark.parametrize("path", [*API_LISTS, "/api/synchronizations/animals/", "/api/runs/1/pages/"])
+def test_anonymous_requests_are_answered_401_asking_for_a_token(path):
+    response = api(None).get(path)
+
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == "Token"
+
+
+def test_a_user_who_is_not_staff_cannot_change_configuration_even_with_every_permission(zoo):
+    user = User.objects.create_user(username="outsider", password="pw")
+    user.user_permissions.add(*Permission.objects.filter(content_type__app_label__in=["syncapp", "contracts"]))
+    client = api(User.objects.get(pk=user.pk))
+
+    assert client.patch(f"/api/sources/{zoo.source_id}/", {"location": "http://127.0.0.1:1"},
+                        format="json").status_code == 403
+    assert client.patch(f"/api/synchronizations/{zoo.reference}/", {"isEnabled": False},
+                        format="json").status_code == 403
+    assert client.delete(f"/api/synchronizations/{zoo.pk}/").status_code == 403
+    assert client.post(f"/api/synchronizations/{zoo.pk}/run/", {}, format="json").status_code == 403
+    zoo.refresh_from_db()
+    assert zoo.is_enabled and Source.objects.get(pk=zoo.source_id).location != "http://127.0.0.1:1"
+    assert not SynchronizationRun.objects.exists()
+
+
 def test_anonymous_users_are_sent_to_the_admin_login(client):
     response = client.get(reverse("admin:syncapp_source_changelist"))
 

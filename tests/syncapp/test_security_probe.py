@@ -76,7 +76,7 @@ def test_5_a_value_small_in_memory_but_huge_written_out_is_refused(template):
 
 def test_5_the_try_endpoint_answers_the_bound_instead_of_dying(staff_api, db):
     response = staff_api.post(
-        "/api/mappings/try/", {"mapping": {"a": "{{ [['x'*999999]*1000]*1000 }}"}, "input": {}}, format="json"
+        "/api/mappings/try/", {"mapping": {"a": "{{ [['x'*999999]*1000]*1000 }}"}, "data": {}}, format="json"
     )
 
     assert response.status_code in (200, 400)

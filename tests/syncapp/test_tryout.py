@@ -39,15 +39,22 @@ def api(admin_user) -> APIClient:
 
 
 def test_a_saved_mapping_can_be_tried_on_a_sample_through_the_api(api, mapping):
-    response = api.post(f"/api/mappings/{mapping.pk}/try/", {"input": ANIMAL}, format="json")
+    response = api.post(f"/api/mappings/{mapping.pk}/try/", {"data": ANIMAL}, format="json")
 
     assert response.status_code == 200
     assert response.json() == {"ok": True, "result": {"title": "Amara", "kind": "AFRICAN ELEPHANT", "legs": 4}}
 
 
+def test_a_mapping_try_still_takes_the_sample_under_its_former_name_input(api, mapping):
+    response = api.post(f"/api/mappings/{mapping.pk}/try/", {"input": ANIMAL}, format="json")
+
+    assert response.status_code == 200
+    assert response.json()["result"]["title"] == "Amara"
+
+
 def test_an_unsaved_mapping_can_be_tried_and_its_error_names_the_key(api):
     response = api.post(
-        "/api/mappings/try/", {"mapping": {"legs": "legs"}, "cast": {"legs": "int"}, "input": {"legs": "many"}},
+        "/api/mappings/try/", {"mapping": {"legs": "legs"}, "cast": {"legs": "int"}, "data": {"legs": "many"}},
         format="json",
     )
 
@@ -58,7 +65,7 @@ def test_an_unsaved_mapping_can_be_tried_and_its_error_names_the_key(api):
 
 
 def test_trying_a_mapping_with_a_template_error_reports_it_before_running(api):
-    response = api.post("/api/mappings/try/", {"mapping": {"kind": "{{ species "}, "input": ANIMAL}, format="json")
+    response = api.post("/api/mappings/try/", {"mapping": {"kind": "{{ species "}, "data": ANIMAL}, format="json")
 
     assert response.status_code == 400
     assert response.json()["errors"][0].startswith("mapping.kind: template syntax error")

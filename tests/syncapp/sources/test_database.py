@@ -301,10 +301,10 @@ def test_the_api_refuses_a_synchronization_of_a_missing_table_at_its_field(api, 
     pg_items(pg_database, count=2)
     sync = database_sync(pg_database, table="items")
 
-    response = api.patch(f"/api/synchronizations/{sync.pk}/", {"source_config": {"table": "itemz"}}, format="json")
+    response = api.patch(f"/api/synchronizations/{sync.pk}/", {"sourceConfig": {"table": "itemz"}}, format="json")
 
     assert response.status_code == 400, response.content
-    assert response.json()["source_config"] == ["sourceConfig.table: no table or view 'itemz' in the database"]
+    assert response.json()["sourceConfig"] == ["sourceConfig.table: no table or view 'itemz' in the database"]
     sync.refresh_from_db()
     assert sync.source_config["table"] == "items"
 
@@ -315,9 +315,9 @@ def test_a_synchronization_can_be_changed_while_its_database_is_down_unless_what
     Source.objects.filter(pk=sync.source_id).update(location="postgresql://root@127.0.0.1:1/down")
     url = f"/api/synchronizations/{sync.pk}/"
 
-    assert api.patch(url, {"name": "Disabled for now", "is_enabled": False}, format="json").status_code == 200
+    assert api.patch(url, {"name": "Disabled for now", "isEnabled": False}, format="json").status_code == 200
     bundle_import(bundle_export())  # the same bundle again
-    refused = api.patch(url, {"source_config": {"table": "items", "pageSize": 10}}, format="json")
+    refused = api.patch(url, {"sourceConfig": {"table": "items", "pageSize": 10}}, format="json")
 
     assert refused.status_code == 400
     assert refused.json()["source"][0].startswith(

@@ -1,0 +1,67 @@
+"""The OpenAPI description says what each endpoint really answers, its refusals included.
+
+Every operation can answer 401 (no credentials) and 403 (not staff, or without the permission);
+one on a single record 404; one that takes a body or filters 400; a deletion 409 when other records
+use the record. A synchronization in a path is its numeric id or its reference. Operations that
+answer more (409) say so with `extend_schema`.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
+from rest_framework import serializers
+
+
+class ErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField(help_text="What went wrong.")
+
+
+# A refusal of a body or of filters: the names refused, each with its problems, or a `detail`.
+VALIDATION_ERROR = OpenApiResponse(
+    response={
+        "type": "object",
+        "additionalProperties": {},
+        "description": "Each refused field or query parameter with its problems, or `detail`.",
+    },
+    description="Refused: the body or a query parameter is invalid.",
+)
+NOT_AUTHENTICATED = OpenApiResponse(ErrorSerializer, description="No or invalid credentials.")
+FORBIDDEN = OpenApiResponse(ErrorSerializer, description="Not staff, or without the permission for this.")
+NOT_FOUND = OpenApiResponse(ErrorSerializer, description="No such record.")
+CONFLICT = OpenApiResponse(ErrorSerializer, description="Refused in the current state; `detail` says why.")
+
+IN_USE = OpenApiResponse(ErrorSerializer, description="Other records use this one; `detail` names them.")
+
+ID_OR_REFERENCE = OpenApiParameter(
+    "id", OpenApiTypes.STR, OpenApiParameter.PATH,
+    description="The synchronization's numeric id or its reference.",
+)
+
+
+class SyncAutoSchema(AutoSchema):
+    """drf-spectacular's schema with the refusals every operation can answer."""
+
+    def get_override_parameters(self) -> list[Any]:
+        parameters = list(super().get_override_parameters())
+        if getattr(self.view, "lookup_by_reference", False) and "{id}" in self.path:
+            parameters.append(ID_OR_REFERENCE)
+        return parameters
+
+    def _get_response_bodies(self, direction: str = "response") -> dict[str, Any]:
+        responses = super()._get_response_bodies(direction)
+        errors = {"401": NOT_AUTHENTICATED, "403": FORBIDDEN}
+        if "{" in self.path:
+            errors["404"] = NOT_FOUND
+        takes_body = self.method in ("POST", "PUT", "PATCH") and self.get_request_serializer() is not None
+        filtered = self.method == "GET" and self._is_list_view() and bool(self.get_filter_backends())
+        if takes_body or filtered:
+            errors["400"] = VALIDATION_ERROR
+        if self.method == "DELETE":
+            errors["409"] = IN_USE
+        for code, response in errors.items():
+            if code not in responses:
+                responses[code] = self._get_response_for_code(response, code, direction=direction)
+        return responses

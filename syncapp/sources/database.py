@@ -810,19 +810,31 @@ class DatabaseReader:
                 raise self._context(error) from None
 
     def first_request(self, *, variables: dict[str, Any]) -> dict[str, Any]:
-        return {"after": None}
+        # An incremental run reads only rows whose cursor column is at or after the stored cursor
+        # (sourceConfig.incremental.cursorPath names the column); the boundary rows come again, unchanged.
+        cursor = variables.get("cursor") or {}
+        if cursor.get("raw") is None or not cursor.get("path"):
+            return {"after": None}
+        return {"after": None, "since": {"column": cursor["path"], "value": key_encode(_cursor_bound(cursor["raw"]))}}
 
-    def statement(self, *, after: Any) -> Any:
-        """Return the statement of the page after key `after` (None: the first page), one row more than a page."""
+    def statement(self, *, after: Any, since: dict[str, Any] | None = None) -> Any:
+        """Return the statement of the page after key `after` (None: the first page), one row more than a page.
+
+        `since` ({"column", "value"}) keeps only rows whose cursor column is at or after the value.
+        """
         key = self.key_column
         if self.read.query is not None:
             preparer = _preparer(self.location.kind)
             quoted = preparer.quote(key)
             listed = ", ".join(preparer.quote(name) for name in self._selected(key)) if self.read.columns else "*"
             where = f"{quoted} IS NOT NULL" if after is None else f"{quoted} > :after"
+            if since is not None:
+                where += f" AND {preparer.quote(since['column'])} >= :since"
             sql = (f"SELECT {listed} FROM ({_wrapped(self.read.query)}) AS sync_source WHERE {where} "
                    f"ORDER BY {quoted} LIMIT :limit")
             statement = text(sql).bindparams(limit=self.read.page_size + 1)
+            if since is not None:
+                statement = statement.bindparams(since=since["value"])
             return statement.bindparams(after=after) if after is not None else statement
         source = table(self.read.table, schema=self.read.schema)
         key_column = column(key)
@@ -831,6 +843,8 @@ class DatabaseReader:
         else:
             chosen = select(literal_column("*"))
         statement = chosen.select_from(source).order_by(key_column).limit(self.read.page_size + 1)
+        if since is not None:
+            statement = statement.where(column(since["column"]) >= since["value"])
         return statement.where(key_column.is_not(None) if after is None else key_column > after)
 
     def _selected(self, key: str) -> list[str]:
@@ -839,10 +853,13 @@ class DatabaseReader:
 
     def fetch(self, *, request: dict[str, Any], on_wait: Any = None) -> Fetched:
         after = key_decode(request["after"]) if request.get("after") else None
+        since = request.get("since")
+        if since is not None:
+            since = {"column": since["column"], "value": key_decode(since["value"])}
 
         def attempt() -> list[dict[str, Any]]:
             with database_connect(source=self.source) as connection:
-                result = connection.execute(self.statement(after=after))
+                result = connection.execute(self.statement(after=after, since=since))
                 return [dict(row) for row in result.mappings()]
 
         rows = self._retrying(attempt, on_wait=on_wait)
@@ -869,13 +886,29 @@ class DatabaseReader:
     def page(self, *, request: dict[str, Any], fetched: Fetched) -> ReadPage:
         objects = list(fetched.body)
         following = {"after": fetched.meta["next"]} if fetched.meta.get("next") else None
+        if following is not None and request.get("since") is not None:
+            following["since"] = request["since"]
         return ReadPage(objects=objects, hashes=[hash_value(obj) for obj in objects], next_request=following)
 
     def ahead(self, *, request: dict[str, Any], steps: int) -> dict[str, Any] | None:
         return None  # a page's start is the last key of the page before
 
     def same_request(self, first: dict[str, Any], second: dict[str, Any]) -> bool:
-        return first.get("after") == second.get("after")
+        return first.get("after") == second.get("after") and first.get("since") == second.get("since")
+
+
+def _cursor_bound(value: Any) -> Any:
+    """Return a stored cursor as the database compares it: a date and time as one, numbers and text as they are.
+
+    The cursor was read from rows as JSON (a timestamp as ISO 8601 text); sent back as text it would
+    compare as text, or not at all, with the column's own type.
+    """
+    if isinstance(value, str):
+        try:
+            return dt.datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    return value
 
 
 def _preparer(kind: str) -> Any:

@@ -116,6 +116,10 @@ def file_source_config_problems(config: Any, *, path: str = "sourceConfig") -> l
     if not isinstance(config, dict):
         return [f"{path}: must be an object"]
     problems = []
+    if config.get("incremental"):
+        # A file is read whole every run; an "incremental" run would only stop deletions, silently.
+        problems.append(f"{path}.incremental: a file source reads the whole file each run; leave it out (unchanged "
+                        "rows are found unchanged by their hashes)")
     kind = config.get("format")
     if kind is not None and kind not in FORMATS:
         problems.append(f"{path}.format: must be one of {', '.join(FORMATS)}, got {kind!r}")

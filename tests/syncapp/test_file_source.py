@@ -473,6 +473,7 @@ def api_client() -> APIClient:
     ({"encoding": "klingon"}, "sourceConfig.encoding: 'klingon' is not an encoding"),
     ({"columns": ["id", "id"]}, "sourceConfig.columns: 'id' named more than once"),
     ({"pageSize": 0}, "sourceConfig.pageSize: must be a whole number from 1 to 10000"),
+    ({"incremental": {"cursorPath": "updated"}}, "sourceConfig.incremental: a file source reads the whole file"),
 ])
 def test_bad_file_settings_are_refused_at_save(config, message):
     with pytest.raises(ConfigurationInvalid) as refused:

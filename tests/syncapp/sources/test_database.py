@@ -590,3 +590,50 @@ def test_database_values_become_json_and_keys_survive_a_page_request():
     assert json_safe(decimal.Decimal("12"), decimals="number") == 12
     for key in (7, "S007", moment, dt.date(2024, 1, 2), decimal.Decimal("1.10"), uuid.UUID(int=5), b"\x01"):
         assert key_decode(json.loads(json.dumps(key_encode(key)))) == key
+
+
+def test_an_incremental_run_reads_only_rows_at_or_after_the_stored_cursor_and_deletes_nothing(
+    pg_database, statements
+):
+    # Given a table whose `seen` column moves when a row changes, synced once in full
+    pg_items(pg_database, count=50)
+    sync = database_sync(pg_database, table="items", pageSize=20, incremental={"cursorPath": "seen"})
+    first = run(sync)
+    sync.refresh_from_db()
+    assert (first.status, first.mode, first.created) == ("succeeded", "full", 50), first.error_message
+    assert sync.incremental_cursor == "2024-05-06T07:58:09+00:00"  # row 50's
+
+    # When two rows change (and move their cursor on) and one is deleted
+    with pg(pg_database) as connection:
+        connection.execute("UPDATE items SET name = 'renamed', seen = timestamptz '2025-01-01 00:00:00+00' "
+                           "WHERE id IN (3, 40)")
+        connection.execute("DELETE FROM items WHERE id = 7")
+    statements.clear()
+    second = run(sync)
+
+    # Then the second run asks for rows at or after the cursor: the two changed and row 50 at the boundary
+    sync.refresh_from_db()
+    assert (second.status, second.mode) == ("succeeded", "incremental"), second.error_message
+    assert (second.found, second.updated, second.unchanged, second.deleted) == (3, 2, 1, 0)
+    reads = page_reads(statements, name="items")
+    assert reads and all("seen >=" in statement for statement in reads)
+    # and the deleted row is still in the register (only a full run deletes), the cursor moved on
+    assert "7" in register_rows() and register_rows()["40"]["name"] == "renamed"
+    assert sync.incremental_cursor == "2025-01-01T00:00:00+00:00"
+
+
+def test_an_incremental_run_on_mariadb_reads_only_rows_at_or_after_the_stored_cursor(maria_table):
+    # Given a MariaDB table synced once in full, its cursor the greatest `seen` (a DATETIME without zone)
+    maria_items(maria_table, count=30)
+    sync = database_sync("mysql://root@127.0.0.1:3306/test", table=maria_table, incremental={"cursorPath": "seen"})
+    assert run(sync).created == 30
+    sync.refresh_from_db()
+    assert sync.incremental_cursor == "2024-05-06T07:38:09"
+
+    # When one row changes and moves its cursor on
+    with maria() as cursor:
+        cursor.execute(f"UPDATE `{maria_table}` SET name = 'renamed', seen = '2025-02-03 04:05:06' WHERE id = 12")
+    second = run(sync)
+
+    # Then only it and the boundary row are read
+    assert (second.mode, second.found, second.updated, second.unchanged) == ("incremental", 2, 1, 1)

@@ -16,11 +16,10 @@ from syncapp import permissions
 from syncapp import runs as sync_service
 from syncapp.authentication import credential_problems, mask_url
 from syncapp.conditions import validate_conditions
-from syncapp.egress import location_problems
 from syncapp.models import Mapping, Object, Register, Schema, Source, Synchronization
+from syncapp.sources import problems_by_field, source_record_problems
 from syncapp.sources.api import configuration_problems
-from syncapp.sources.database import database_credentials_problems, database_location_problems
-from syncapp.sources.file import file_location_problems, upload_problems
+from syncapp.sources.file import upload_problems
 from syncapp.targets import InvalidObject
 from syncapp.targets.register import (
     check_json_schema,
@@ -111,21 +110,17 @@ class SourceForm(EmptyJSONForm):
     def clean(self):
         cleaned = super().clean()
         kind = cleaned.get("type", Source.Type.API)
-        if kind == Source.Type.API:
-            for problem in location_problems(cleaned.get("location") or ""):
-                self.add_error("location", problem.removeprefix("location: "))
-        if kind == Source.Type.DATABASE and "location" in cleaned:
-            for problem in database_location_problems(cleaned.get("location") or ""):
-                self.add_error("location", problem.removeprefix("location: "))
-            if cleaned.get("new_credentials"):
-                for problem in database_credentials_problems(cleaned["new_credentials"]):
-                    self.add_error("new_credentials", problem)
         # The upload of this form (False: its "clear" box is ticked), else the one stored.
         upload = cleaned.get("file")
         has_upload = bool(upload) or (upload is None and bool(self.instance.file))
-        if kind == Source.Type.FILE and "location" in cleaned:
-            for problem in file_location_problems(cleaned.get("location") or "", has_upload=has_upload):
-                self.add_error("location", problem.removeprefix("location: "))
+        if "location" in cleaned:
+            problems = source_record_problems(
+                kind=kind, location=cleaned.get("location") or "", has_upload=has_upload,
+                credentials=cleaned.get("new_credentials") or None,
+            )
+            for field, messages_ in problems_by_field(problems).items():
+                for message in messages_:
+                    self.add_error("new_credentials" if field == "credentials" else field, message)
         for problem in upload_problems(upload=upload, kind=kind):
             self.add_error("file", problem)
         return cleaned

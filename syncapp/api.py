@@ -17,13 +17,12 @@ from syncapp.api_naming import CamelCaseModelSerializer, IdOrReferenceRelatedFie
 from syncapp.audit import AuditedViewSetMixin
 from syncapp.authentication import credential_problems
 from syncapp.conditions import validate_conditions
-from syncapp.egress import location_problems
 from syncapp.filters import ObjectFilterSet, SchemaFilterSet, SourceFilterSet, SynchronizationFilterSet
 from syncapp.models import Mapping, Object, Register, Schema, Source, Synchronization
 from syncapp.openapi import CONFLICT, VALIDATION_ERROR
+from syncapp.sources import problems_by_field, source_record_problems
 from syncapp.sources.api import configuration_problems
-from syncapp.sources.database import database_credentials_problems, database_location_problems
-from syncapp.sources.file import file_location_problems, upload_problems
+from syncapp.sources.file import upload_problems
 from syncapp.targets import InvalidObject
 from syncapp.targets.register import (
     check_json_schema,
@@ -67,30 +66,15 @@ class SourceSerializer(CamelCaseModelSerializer):
     def validate(self, attrs):
         kind = attrs.get("type", getattr(self.instance, "type", Source.Type.API))
         location = attrs.get("location", getattr(self.instance, "location", ""))
-        if kind == Source.Type.API:
-            problems = [problem.removeprefix("location: ") for problem in location_problems(location)]
-            if problems:
-                raise serializers.ValidationError({"location": problems})
         upload = attrs.get("file", getattr(self.instance, "file", None))
-        if kind == Source.Type.FILE:
-            problems = [problem.removeprefix("location: ")
-                        for problem in file_location_problems(location, has_upload=bool(upload))]
-            if problems:
-                raise serializers.ValidationError({"location": problems})
+        errors = problems_by_field(source_record_problems(
+            kind=kind, location=location, has_upload=bool(upload), credentials=attrs.get("credentials") or None,
+        ))
         problems = upload_problems(upload=attrs.get("file"), kind=kind)
         if problems:
-            raise serializers.ValidationError({"file": problems})
-        if kind == Source.Type.DATABASE:
-            errors = {}
-            problems = [problem.removeprefix("location: ") for problem in database_location_problems(location)]
-            if problems:
-                errors["location"] = problems
-            if attrs.get("credentials"):
-                problems = database_credentials_problems(attrs["credentials"])
-                if problems:
-                    errors["credentials"] = problems
-            if errors:
-                raise serializers.ValidationError(errors)
+            errors.setdefault("file", []).extend(problems)
+        if errors:
+            raise serializers.ValidationError(errors)
         return attrs
 
 

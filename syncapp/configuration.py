@@ -19,7 +19,6 @@ from syncapp.audit import change_record, fields_changed
 from syncapp.authentication import credential_problems
 from syncapp.conditions import validate_conditions
 from syncapp.deletion import deletion_config_problems
-from syncapp.egress import location_problems
 from syncapp.follow_ups import follow_up_cycle, follow_up_graph
 from syncapp.mapping import validate_mapping_config
 from syncapp.models import Mapping, Register, Schema, Source, Synchronization
@@ -28,13 +27,12 @@ from syncapp.pagination import PaginationError, pagination_from_source_config
 from syncapp.pushes import push_events_problems
 from syncapp.runs.context import run_settings_problems
 from syncapp.schedules import schedule_problems
+from syncapp.sources import source_record_problems
 from syncapp.sources.api import configuration_problems, source_config_problems
 from syncapp.sources.database import (
-    database_credentials_problems,
-    database_location_problems,
     database_read_problems,
 )
-from syncapp.sources.file import file_location_problems, file_source_config_problems
+from syncapp.sources.file import file_source_config_problems
 from syncapp.sources.register import register_source_config_problems
 from syncapp.targets.api import target_config_problems
 from syncapp.targets.register import check_json_schema
@@ -259,20 +257,14 @@ def bundle_validate(bundle: Any) -> None:
         check.text(path, item, "location", required=kind != Source.Type.FILE)
         if kind not in Source.Type.values:
             check.add(f"{path}.type", f"must be one of {', '.join(Source.Type.values)}, got {kind!r}")
-        elif kind == "api" and isinstance(item.get("location"), str):
-            check.problems.extend(location_problems(item["location"], path=f"{path}.location"))
-        elif kind == Source.Type.FILE:
+        elif item.get("location") is None or isinstance(item.get("location"), str):
             # An uploaded file is not part of a bundle: a source that has one keeps it.
             has_upload = Source.objects.filter(reference=item.get("reference")).exclude(file="").exists()
-            check.problems.extend(file_location_problems(
-                item.get("location"), has_upload=has_upload, path=f"{path}.location"
+            credentials = item.get("credentials")
+            check.problems.extend(source_record_problems(
+                kind=kind, location=item.get("location"), has_upload=has_upload, path=f"{path}.",
+                credentials=None if credentials == CREDENTIALS_KEPT else credentials,
             ))
-        elif kind == "database" and isinstance(item.get("location"), str):
-            check.problems.extend(database_location_problems(item["location"], path=f"{path}.location"))
-            if item.get("credentials") != CREDENTIALS_KEPT:
-                check.problems.extend(
-                    database_credentials_problems(item.get("credentials"), path=f"{path}.credentials")
-                )
         check.json_object(path, item, "configuration")
         if item.get("credentials") != CREDENTIALS_KEPT:
             check.json_object(path, item, "credentials")

@@ -10,6 +10,7 @@ answer holds and what comes next.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -80,6 +81,8 @@ class Reader(Protocol):
 
 
 _readers: dict[str, type] = {}
+# The save-time checks of Source records, by Source.type: a kind's module registers its own.
+_record_checks: dict[str, Callable[..., list[str]]] = {}
 
 
 def reader_type(source_type: str):
@@ -89,6 +92,40 @@ def reader_type(source_type: str):
         return cls
 
     return register
+
+
+def source_record_check(source_kind: str):
+    """Register the save-time check of Source records of a type (a function decorator).
+
+    The check is called with `location`, `credentials` (None: not given, the stored ones are kept),
+    `has_upload` and `path` (a prefix such as "sources[0]."), and returns problems that start with
+    their path and field: "location: …", "sources[0].credentials: …".
+    """
+    def register(check: Callable[..., list[str]]) -> Callable[..., list[str]]:
+        _record_checks[source_kind] = check
+        return check
+
+    return register
+
+
+def source_record_problems(
+    *, kind: str, location: Any, credentials: Any = None, has_upload: bool = False, path: str = ""
+) -> list[str]:
+    """Return the problems of a Source record of a type as it is about to be saved."""
+    check = _record_checks.get(kind)
+    if check is None:
+        return []
+    return check(location=location, credentials=credentials, has_upload=has_upload, path=path)
+
+
+def problems_by_field(problems: list[str]) -> dict[str, list[str]]:
+    """Return "field: message" problems (as source_record_problems words them) grouped by field."""
+    fields: dict[str, list[str]] = {}
+    for problem in problems:
+        name, _, message = problem.partition(": ")
+        name, dot, inner = name.partition(".")  # credentials.type: … is a problem of the credentials field
+        fields.setdefault(name, []).append(f"{inner}: {message}" if dot else message)
+    return fields
 
 
 def reader_problem(synchronization: Synchronization) -> str | None:

@@ -41,7 +41,7 @@ from syncapp.authentication import (
 )
 from syncapp.authentication import snippet as redacted_snippet
 from syncapp.dotpath import MISSING, get_path
-from syncapp.egress import cross_host_refused, same_origin
+from syncapp.egress import cross_host_refused, location_problems, same_origin
 from syncapp.hashing import hash_hashes, hash_value
 from syncapp.http import HttpError, OnWait, RateLimited, TransientHttpError, budget_problems, http_request
 from syncapp.models import Source, Synchronization
@@ -54,7 +54,7 @@ from syncapp.pagination import (
     pagination_from_source_config,
     query_split,
 )
-from syncapp.sources import Fetched, ReadPage, SourceError, TransientSourceError, reader_type
+from syncapp.sources import Fetched, ReadPage, SourceError, TransientSourceError, reader_type, source_record_check
 
 logger = logging.getLogger(__name__)
 
@@ -591,3 +591,9 @@ class ApiReader:
 
     def same_request(self, first: dict[str, Any], second: dict[str, Any]) -> bool:
         return first.get("url") == second.get("url") and (first.get("params") or {}) == (second.get("params") or {})
+
+
+@source_record_check(Source.Type.API)
+def api_source_problems(*, location: Any, credentials: Any, has_upload: bool, path: str) -> list[str]:
+    """Return the problems of an API source as saved: its base URL must be one the egress policy allows."""
+    return location_problems(location if isinstance(location, str) else "", path=f"{path}location")

@@ -48,7 +48,14 @@ from syncapp.egress import EgressRefused, host_addresses_allowed, host_refusal
 from syncapp.hashing import hash_value
 from syncapp.http import Wait
 from syncapp.models import Source, Synchronization
-from syncapp.sources import Fetched, ReadPage, SourceError, TransientSourceError, reader_type
+from syncapp.sources import (
+    Fetched,
+    ReadPage,
+    SourceError,
+    TransientSourceError,
+    reader_type,
+    source_record_check,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -196,6 +203,15 @@ def database_location_problems(location: Any, *, path: str = "location") -> list
         # A name is resolved when connecting, not now: it may resolve elsewhere by then anyway.
         refusal = host_refusal(parsed.host, port=parsed.port, resolve=False)
     return [f"{path}: {refusal}"] if refusal else []
+
+
+@source_record_check(Source.Type.DATABASE)
+def database_source_problems(*, location: Any, credentials: Any, has_upload: bool, path: str) -> list[str]:
+    """Return the problems of a database source as saved: its connection URL, and its credentials when given."""
+    problems = database_location_problems(location if isinstance(location, str) else "", path=f"{path}location")
+    if credentials is not None:
+        problems += database_credentials_problems(credentials, path=f"{path}credentials")
+    return problems
 
 
 def database_credentials_problems(credentials: Any, *, path: str = "credentials") -> list[str]:

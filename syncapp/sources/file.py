@@ -68,7 +68,14 @@ from syncapp.egress import location_problems as url_location_problems
 from syncapp.hashing import hash_value
 from syncapp.http import BodyLimits, HttpError, OnWait, RateLimited, TransientHttpError, http_request
 from syncapp.models import Source, Synchronization
-from syncapp.sources import Fetched, ReadPage, SourceError, TransientSourceError, reader_type
+from syncapp.sources import (
+    Fetched,
+    ReadPage,
+    SourceError,
+    TransientSourceError,
+    reader_type,
+    source_record_check,
+)
 from syncapp.sources.api import call_settings
 
 logger = logging.getLogger(__name__)
@@ -226,6 +233,12 @@ def file_location_problems(location: Any, *, has_upload: bool, path: str = "loca
     except SourceError as error:
         return [f"{path}: {error}"]
     return []
+
+
+@source_record_check(Source.Type.FILE)
+def file_source_problems(*, location: Any, credentials: Any, has_upload: bool, path: str) -> list[str]:
+    """Return the problems of a file source as saved: an allowed URL or path, or an uploaded file."""
+    return file_location_problems(location, has_upload=has_upload, path=f"{path}location")
 
 
 def upload_problems(*, upload: Any, kind: str) -> list[str]:

@@ -283,14 +283,15 @@ def run_progress(run: SynchronizationRun) -> dict:
 
 
 def run_summary(run: SynchronizationRun) -> dict:
-    """Return the run as plain JSON, for the command line and the API."""
+    """Return the run as plain JSON for the command line, with the names the API gives its fields."""
     return {
         "id": run.pk,
         "reference": str(run.reference),
-        "synchronization": run.synchronization.reference,
+        "synchronization": run.synchronization_id,
+        "synchronizationReference": run.synchronization.reference,
         "trigger": run.trigger,
-        "test": run.is_test,
-        "force": run.is_forced,
+        "isTest": run.is_test,
+        "isForced": run.is_forced,
         "mode": run.mode,
         "status": run.status,
         "counts": run.counts,
@@ -298,11 +299,11 @@ def run_summary(run: SynchronizationRun) -> dict:
         "enrichments": run.enrichments,
         "enrichmentsFailed": run.enrichments_failed,
         "cursorSent": run.cursor_sent,
-        "cursor": run.cursor_value,
+        "cursorValue": run.cursor_value,
         "cursorMissing": run.cursor_missing,
         "retries": run.retries,
         "waitedSeconds": round(run.waited_seconds, 3),
-        "error": run.error_message or None,
+        "errorMessage": run.error_message,
         "createdAt": run.created_at.isoformat() if run.created_at else None,
         "startedAt": run.started_at.isoformat() if run.started_at else None,
         "finishedAt": run.finished_at.isoformat() if run.finished_at else None,

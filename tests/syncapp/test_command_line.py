@@ -52,7 +52,7 @@ def test_status_of_a_synchronization_lists_its_last_runs(sample_source):
     call_command("sync", "status", "animals", "--json", stdout=out)
 
     shown = json.loads(out.getvalue())
-    assert [(run["synchronization"], run["status"]) for run in shown] == [("animals", "succeeded")] * 2
+    assert [(run["synchronizationReference"], run["status"]) for run in shown] == [("animals", "succeeded")] * 2
 
 
 def environment() -> dict[str, str]:

@@ -304,7 +304,7 @@ def test_sync_run_force_writes_every_object_again(zoo, animals):
 
     result = one_json_object(output)
     assert code == 0
-    assert result["force"] is True
+    assert result["isForced"] is True
     assert result["counts"]["updated"] == len(active_ids(animals))
     assert result["counts"]["unchanged"] == 0
 
@@ -316,7 +316,7 @@ def test_sync_run_test_json_reports_what_would_happen_and_writes_nothing(zoo, an
     first_page = animals[:50]
     would_create = [a for a in first_page if a["status"] == "active"]
     assert code == 0
-    assert result["test"] is True
+    assert result["isTest"] is True
     assert result["status"] == "succeeded"
     assert set(result["counts"]) == COUNT_KEYS
     assert result["counts"]["found"] == len(first_page)
@@ -375,7 +375,7 @@ def test_sync_run_exits_1_when_the_source_cannot_be_read(broken_zoo):
     result = one_json_object(output)
     assert code == 1
     assert result["status"] == "failed"
-    assert "/animals" in result["error"]
+    assert "/animals" in result["errorMessage"]
     assert set(result["counts"]) == COUNT_KEYS
     assert not Object.objects.exists()
 
@@ -386,7 +386,7 @@ def test_sync_run_test_exits_1_when_the_source_cannot_be_read(broken_zoo):
     result = one_json_object(output)
     assert code == 1
     assert result["status"] == "failed"
-    assert result["error"]
+    assert result["errorMessage"]
 
 
 @pytest.mark.django_db
@@ -484,7 +484,7 @@ def test_sync_status_without_a_run_lists_the_latest_runs(zoo):
     assert "test" in lines[0]
     assert "test" not in lines[1]
     assert lines[1].split()[:3] == [str(first.pk), "animals", "succeeded"]
-    assert [(run["id"], run["test"]) for run in listed] == [(test.pk, True), (first.pk, False)]
+    assert [(run["id"], run["isTest"]) for run in listed] == [(test.pk, True), (first.pk, False)]
     assert all(set(run["counts"]) == COUNT_KEYS for run in listed)
 
 

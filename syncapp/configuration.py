@@ -24,16 +24,13 @@ from syncapp.mapping import validate_mapping_config
 from syncapp.models import Mapping, Register, Schema, Source, Synchronization
 from syncapp.openconnector import bundle_normalize
 from syncapp.pagination import PaginationError, pagination_from_source_config
-from syncapp.pushes import push_events_problems
 from syncapp.runs.context import run_settings_problems
 from syncapp.schedules import schedule_problems
-from syncapp.sources import source_record_problems
-from syncapp.sources.api import configuration_problems, source_config_problems
+from syncapp.sources import source_config_problems_of, source_record_problems
+from syncapp.sources.api import configuration_problems
 from syncapp.sources.database import (
     database_read_problems,
 )
-from syncapp.sources.file import file_source_config_problems
-from syncapp.sources.register import register_source_config_problems
 from syncapp.targets.api import target_config_problems
 from syncapp.targets.register import check_json_schema
 from syncapp.write_back import write_back_problems
@@ -321,13 +318,7 @@ def bundle_validate(bundle: Any) -> None:
                 pagination_from_source_config(source_config)
             except PaginationError as error:
                 check.add(f"{path}.sourceConfig", str(error))
-            if source_type != Synchronization.SourceType.DATABASE:  # its `query` is SQL, not HTTP parameters
-                check.problems.extend(source_config_problems(source_config, path=f"{path}.sourceConfig"))
-            if source_type == Synchronization.SourceType.FILE:
-                check.problems.extend(file_source_config_problems(source_config, path=f"{path}.sourceConfig"))
-            if source_type == Synchronization.SourceType.REGISTER:
-                check.problems.extend(register_source_config_problems(source_config, path=f"{path}.sourceConfig"))
-                check.problems.extend(push_events_problems(source_config, path=f"{path}.sourceConfig"))
+            check.problems.extend(source_config_problems_of(source_type, source_config, path=f"{path}.sourceConfig"))
             for problem in run_settings_problems(source_config, known_sources=source_refs):
                 check.add(f"{path}.sourceConfig", problem)
         for key in ("sourceHashMapping", "sourceTargetMapping", "targetSourceMapping"):

@@ -53,10 +53,9 @@ def synchronization_problems_by_field(
     if isinstance(source_config, dict):
         problems = errors.pop("source_config", [])
         problems += deletion_config_problems(source_config) + run_settings_problems(source_config)
-        if source_type == "file":
-            from syncapp.sources.file import file_source_config_problems
+        from syncapp.sources import source_config_problems_of
 
-            problems += file_source_config_problems(source_config, path="sourceConfig")
+        problems += source_config_problems_of(source_type, source_config)
         try:
             pagination_from_source_config(source_config)
         except PaginationError as error:

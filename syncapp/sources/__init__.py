@@ -128,6 +128,16 @@ def problems_by_field(problems: list[str]) -> dict[str, list[str]]:
     return fields
 
 
+def source_config_problems_of(source_type: str, source_config: Any, *, path: str = "sourceConfig") -> list[str]:
+    """Return the problems of a synchronization's sourceConfig for its source type, each with its path.
+
+    Each reader class says what its settings must be (`config_problems`); a type without a reader has
+    none to check here (reader_problem says it cannot be read).
+    """
+    check = getattr(_readers.get(source_type), "config_problems", None)
+    return check(source_config, path=path) if check is not None and isinstance(source_config, dict) else []
+
+
 def reader_problem(synchronization: Synchronization) -> str | None:
     """Return why the synchronization's source cannot be read, or None."""
     cls = _readers.get(synchronization.source_type)

@@ -531,6 +531,10 @@ class ApiReader:
         self.call = call_settings(source=self.source, source_config=self.source_config)
 
     @staticmethod
+    def config_problems(source_config: dict[str, Any], *, path: str) -> list[str]:
+        return source_config_problems(source_config, path=path)
+
+    @staticmethod
     def problem(synchronization: Synchronization) -> str | None:
         if synchronization.source is None:
             return f"synchronization {synchronization.reference!r} has no api source (sourceId)"

@@ -776,6 +776,12 @@ class DatabaseReader:
         self._key_column = self.read.key_column
 
     @staticmethod
+    def config_problems(source_config: dict[str, Any], *, path: str) -> list[str]:
+        # Its `query` is SQL, not an HTTP parameter; the table or query is checked on the database itself
+        # (database_read_problems), where the source is known.
+        return []
+
+    @staticmethod
     def problem(synchronization: Synchronization) -> str | None:
         source = synchronization.source
         if source is None:

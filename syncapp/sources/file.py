@@ -76,7 +76,7 @@ from syncapp.sources import (
     reader_type,
     source_record_check,
 )
-from syncapp.sources.api import call_settings
+from syncapp.sources.api import call_settings, source_config_problems
 
 logger = logging.getLogger(__name__)
 
@@ -681,6 +681,11 @@ class FileReader:
             raise SourceError("sourceConfig.columns: a CSV file without a header row needs its column names")
         if self.format == "json" and self.options.encoding not in ("utf-8", "utf-8-sig"):
             raise SourceError(f"sourceConfig.encoding: a JSON file is read as UTF-8, got {self.options.encoding!r}")
+
+    @staticmethod
+    def config_problems(source_config: dict[str, Any], *, path: str) -> list[str]:
+        # A file at a URL is fetched with the call settings an API source has.
+        return source_config_problems(source_config, path=path) + file_source_config_problems(source_config, path=path)
 
     @staticmethod
     def problem(synchronization: Synchronization) -> str | None:

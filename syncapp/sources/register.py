@@ -50,6 +50,17 @@ class RegisterReader:
         self.max_pages = max_pages if isinstance(max_pages, int) and max_pages > 0 else settings.SYNC_DEFAULT_MAX_PAGES
 
     @staticmethod
+    def config_problems(source_config: dict[str, Any], *, path: str) -> list[str]:
+        from syncapp.pushes import push_events_problems
+        from syncapp.sources.api import source_config_problems
+
+        return (
+            source_config_problems(source_config, path=path)
+            + register_source_config_problems(source_config, path=path)
+            + push_events_problems(source_config, path=path)
+        )
+
+    @staticmethod
     def problem(synchronization: Synchronization) -> str | None:
         if synchronization.source_schema_id is None:
             return f"synchronization {synchronization.reference!r} has no register/schema source (sourceId)"

@@ -450,6 +450,26 @@ def test_a_synchronization_with_bad_pagination_settings_is_refused_by_the_admin_
     assert "pagination.type" in str(response.context["adminform"].form.errors["source_config"])
 
 
+@pytest.mark.parametrize(("source_type", "config", "problem"), [
+    ("api", {"rateLimit": {"requests": 5}}, "sourceConfig.rateLimit: a request budget belongs in the source's"),
+    ("register/schema", {"pageSize": 0}, "sourceConfig.pageSize: must be a whole number from 1 to"),
+])
+def test_a_synchronization_is_refused_by_the_admin_for_what_an_import_refuses_in_its_source_settings(
+    admin_client, source_type, config, problem
+):
+    # Given settings that only the source type's reader knows to be wrong
+    source, schema, mapping = make_source(), make_schema(), make_mapping()
+    data = synchronization_form(source=source, schema=schema, mapping=mapping, reference="bad",
+                                source_config=json.dumps(config))
+    data.update(source_type=source_type, source_schema=schema.pk if source_type != "api" else "")
+
+    response = admin_client.post(admin_url("syncapp.synchronization", "add"), data)
+
+    # Then the form names the problem at sourceConfig, as an import would
+    assert not Synchronization.objects.filter(reference="bad").exists()
+    assert any(problem in message for message in response.context["adminform"].form.errors["source_config"])
+
+
 def test_an_object_invalid_against_its_schema_is_refused_by_the_admin(admin_client):
     schema = make_schema()
 

@@ -30,7 +30,6 @@ are found unchanged.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 from dataclasses import dataclass
@@ -126,7 +125,11 @@ def _datetime(value: Any) -> datetime:
     if isinstance(value, int | float):
         if not math.isfinite(value):
             raise CursorError(f"{value!r} is not a date and time")
-        return datetime.fromtimestamp(value, tz=UTC)
+        try:
+            return datetime.fromtimestamp(value, tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            raise CursorError(f"{value!r} is not a date and time in seconds since 1970 (milliseconds? use type "
+                              "number)") from None
     if not isinstance(value, str):
         raise CursorError(f"{value!r} is not a date and time")
     try:
@@ -139,6 +142,8 @@ def _datetime(value: Any) -> datetime:
 def _kind_of(value: Any) -> str:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return "number"
+    if isinstance(value, str) and not value.strip():
+        raise CursorError("empty text is no cursor")
     if isinstance(value, str):
         try:
             _datetime(value)
@@ -286,9 +291,13 @@ def run_cursor_store(run) -> None:
         return
     if run.mode == SynchronizationRun.Mode.INCREMENTAL:
         previous = stored_cursor(sync, config=config)
-        # A stored cursor of another kind (the configuration changed) gives way to this run's.
-        with contextlib.suppress(CursorError):
+        try:
             greatest = cursor_greatest([previous, greatest], kind=config.type)
+        except CursorError as error:
+            # Records of this run hold a cursor of another kind than the stored one (a date where text
+            # was, say): the stored cursor stays rather than move to a value it cannot be compared with.
+            logger.warning("run %s: the cursor stays %r: %s", run.pk, previous, error)
+            return
         if greatest is None:
             return
     Synchronization.objects.filter(pk=sync.pk).update(

@@ -37,11 +37,11 @@ from typing import Any
 from urllib.parse import quote
 
 from django.conf import settings
-from sqlalchemy import column, create_engine, inspect, literal_column, select, table, text
+from sqlalchemy import bindparam, column, create_engine, inspect, literal_column, select, table, text
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchTableError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
-from sqlalchemy.types import JSON, LargeBinary
+from sqlalchemy.types import JSON, LargeBinary, NullType
 
 from syncapp.authentication import redact
 from syncapp.egress import EgressRefused, host_addresses_allowed, host_refusal
@@ -449,7 +449,9 @@ def _scan_words(query: str, *, backslash: bool) -> tuple[list[str], list[str]]:
             index = end + 2
         elif char in "'\"`":
             index = _quoted_end(query, index, backslash=backslash)
-        elif char == "$" and (match := re.match(r"\$([A-Za-z_]\w*)?\$", query[index:])):
+        elif char == "$" and not (index and (query[index - 1].isalnum() or query[index - 1] in "_$")) and (
+            match := re.match(r"\$([A-Za-z_]\w*)?\$", query[index:])
+        ):
             tag = match.group(0)
             end = query.find(tag, index + len(tag))
             if end < 0:
@@ -459,7 +461,7 @@ def _scan_words(query: str, *, backslash: bool) -> tuple[list[str], list[str]]:
             semicolons.append(query[index + 1:])
             index += 1
         elif char.isalpha() or char == "_":
-            match = re.match(r"[A-Za-z_]\w*", query[index:])
+            match = re.match(r"[A-Za-z_][\w$]*", query[index:])  # PostgreSQL names may hold $
             words.append(match.group(0).lower())
             index += len(match.group(0))
         else:
@@ -622,7 +624,11 @@ def _table_problems(connection: Connection, *, read: DatabaseRead, path: str) ->
 
 def _query_problems(connection: Connection, *, read: DatabaseRead, path: str) -> list[str]:
     try:
-        result = connection.execute(text(f"SELECT * FROM ({_wrapped(read.query)}) AS sync_source LIMIT 0"))
+        # A bound parameter sends it as one prepared statement: a second statement hidden from the
+        # check above is refused by the database, never run (as the page reads are sent too).
+        result = connection.execute(
+            text(f"SELECT * FROM ({_wrapped(read.query)}) AS sync_source LIMIT :none").bindparams(none=0)
+        )
         names = list(result.keys())
         result.close()
     except SQLAlchemyError as error:
@@ -837,7 +843,7 @@ class DatabaseReader:
         cursor = variables.get("cursor") or {}
         if cursor.get("raw") is None or not cursor.get("path"):
             return {"after": None}
-        return {"after": None, "since": {"column": cursor["path"], "value": key_encode(_cursor_bound(cursor["raw"]))}}
+        return {"after": None, "since": {"column": cursor["path"], "value": key_encode(cursor["raw"])}}
 
     def statement(self, *, after: Any, since: dict[str, Any] | None = None) -> Any:
         """Return the statement of the page after key `after` (None: the first page), one row more than a page.
@@ -856,7 +862,7 @@ class DatabaseReader:
                    f"ORDER BY {quoted} LIMIT :limit")
             statement = text(sql).bindparams(limit=self.read.page_size + 1)
             if since is not None:
-                statement = statement.bindparams(since=since["value"])
+                statement = statement.bindparams(_cursor_param(since["value"]))
             return statement.bindparams(after=after) if after is not None else statement
         source = table(self.read.table, schema=self.read.schema)
         key_column = column(key)
@@ -866,7 +872,7 @@ class DatabaseReader:
             chosen = select(literal_column("*"))
         statement = chosen.select_from(source).order_by(key_column).limit(self.read.page_size + 1)
         if since is not None:
-            statement = statement.where(column(since["column"]) >= since["value"])
+            statement = statement.where(column(since["column"]) >= _cursor_param(since["value"]))
         return statement.where(key_column.is_not(None) if after is None else key_column > after)
 
     def _selected(self, key: str) -> list[str]:
@@ -919,18 +925,14 @@ class DatabaseReader:
         return first.get("after") == second.get("after") and first.get("since") == second.get("since")
 
 
-def _cursor_bound(value: Any) -> Any:
-    """Return a stored cursor as the database compares it: a date and time as one, numbers and text as they are.
+def _cursor_param(value: Any) -> Any:
+    """Return the stored cursor as a parameter of no type of ours, for the database to read as its column's.
 
-    The cursor was read from rows as JSON (a timestamp as ISO 8601 text); sent back as text it would
-    compare as text, or not at all, with the column's own type.
+    The cursor was read from rows as JSON (a timestamp as ISO 8601 text). Typed as text, PostgreSQL would
+    refuse to compare it with a timestamp; made a datetime, it would no longer equal a date kept as text
+    (SQLite). Untyped, PostgreSQL casts it to the column's type, MySQL converts it, SQLite compares text.
     """
-    if isinstance(value, str):
-        try:
-            return dt.datetime.fromisoformat(value)
-        except ValueError:
-            return value
-    return value
+    return bindparam("since", value, type_=NullType())
 
 
 def _preparer(kind: str) -> Any:

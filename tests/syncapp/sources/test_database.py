@@ -76,8 +76,8 @@ def statements() -> Iterator[list[str]]:
 
 
 def page_reads(sent: list[str], *, name: str) -> list[str]:
-    """Return the statements that read pages (not the check of a query when saved, with LIMIT 0)."""
-    return [sql for sql in sent if name in sql and "LIMIT" in sql and "LIMIT 0" not in sql]
+    """Return the statements that read pages (not the check of a query when saved, with LIMIT :none, 0)."""
+    return [sql for sql in sent if name in sql and "LIMIT" in sql and "LIMIT 0" not in sql and "(none)" not in sql]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -275,6 +275,9 @@ def test_a_query_that_writes_through_a_function_fails_its_run_in_the_read_only_t
     ({"query": "SELECT id, 'a\\' AS x FROM items; DELETE FROM items; -- '", "keyColumn": "id"},
      r"sourceConfig\.query: must be a single statement"),  # a backslash hides nothing in any reading of quotes
     ({"query": "SELECT id FROM items FOR UPDATE", "keyColumn": "id"}, r"sourceConfig\.query: must not lock rows"),
+    # A $ inside a name (PostgreSQL allows it) starts no dollar quote that could hide a second statement
+    ({"query": "SELECT id AS a$b$ FROM items; DELETE FROM items; SELECT 1 AS c$b$", "keyColumn": "id"},
+     r"sourceConfig\.query: must be a single statement"),
     ({"table": "items", "query": "SELECT id FROM items", "keyColumn": "id"}, r"sourceConfig: name either a table"),
     ({}, r"sourceConfig: name either a table"),
     ({"table": "items", "pageSize": 0}, r"sourceConfig\.pageSize: must be a whole number"),
@@ -636,4 +639,23 @@ def test_an_incremental_run_on_mariadb_reads_only_rows_at_or_after_the_stored_cu
     second = run(sync)
 
     # Then only it and the boundary row are read
+    assert (second.mode, second.found, second.updated, second.unchanged) == ("incremental", 2, 1, 1)
+
+
+def test_an_incremental_sqlite_source_compares_its_cursor_with_dates_kept_as_text(tmp_path, settings):
+    # Given a SQLite table whose `changed` dates are text, synced once in full
+    settings.SYNC_DATABASE_SOURCE_SQLITE_DIRS = (str(tmp_path),)
+    with sqlite3.connect(tmp_path / "shop.db") as connection:
+        connection.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, changed TEXT)")
+        connection.executemany("INSERT INTO items VALUES (?, ?, ?)",
+                               [(n, f"item {n}", f"2024-01-{n:02} 10:00:00") for n in range(1, 11)])
+    sync = database_sync(f"sqlite:///{tmp_path / 'shop.db'}", table="items", incremental={"cursorPath": "changed"})
+    assert run(sync).created == 10
+
+    # When a row changes on the cursor's own day and time
+    with sqlite3.connect(tmp_path / "shop.db") as connection:
+        connection.execute("UPDATE items SET name = 'renamed', changed = '2024-01-10 10:00:00' WHERE id = 4")
+    second = run(sync)
+
+    # Then it is read with the boundary row (text compared with text, not with a datetime's rendering)
     assert (second.mode, second.found, second.updated, second.unchanged) == ("incremental", 2, 1, 1)

@@ -1,7 +1,7 @@
 """REST API of sources, mappings, the register and synchronizations."""
 from __future__ import annotations
 
-from django.shortcuts import get_object_or_404
+from django.http import Http404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
@@ -13,7 +13,7 @@ from contracts.models import SynchronizationRun
 from contracts.runs import RunRefused
 from syncapp import permissions
 from syncapp import runs as sync_service
-from syncapp.api_naming import CamelCaseModelSerializer, IdOrReferenceRelatedField
+from syncapp.api_naming import CamelCaseModelSerializer, IdOrReferenceRelatedField, record_named
 from syncapp.audit import AuditedViewSetMixin
 from syncapp.authentication import credential_problems
 from syncapp.conditions import validate_conditions
@@ -326,8 +326,9 @@ class SynchronizationViewSet(AuditedViewSetMixin, viewsets.ModelViewSet):
 
     def get_object(self) -> Synchronization:
         named = str(self.kwargs[self.lookup_url_kwarg or self.lookup_field])
-        lookup = {"pk": int(named)} if named.isdigit() and len(named) < 19 else {"reference": named}
-        sync = get_object_or_404(self.filter_queryset(self.get_queryset()), **lookup)
+        sync = record_named(self.filter_queryset(self.get_queryset()), named)
+        if sync is None:
+            raise Http404(f"No synchronization with id or reference {named!r}.")
         self.check_object_permissions(self.request, sync)
         return sync
 

@@ -12,6 +12,18 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 
+def record_named(queryset: QuerySet, named: int | str) -> Model | None:
+    """Return the record a request names: by id when it is a number, else by reference, else by an id
+    spelt as text (a reference may be all digits, "2024": the reference wins)."""
+    if isinstance(named, int):
+        return queryset.filter(pk=named).first()
+    found = queryset.filter(reference=named).first()
+    # isascii: "²".isdigit() is true, and int() refuses it
+    if found is None and named.isascii() and named.isdigit() and len(named) < 19:
+        found = queryset.filter(pk=int(named)).first()
+    return found
+
+
 def camel_case(name: str) -> str:
     """Return a snake_case name in camelCase (`target_last_action` is `targetLastAction`)."""
     head, *rest = name.split("_")
@@ -70,9 +82,7 @@ class IdOrReferenceRelatedField(serializers.PrimaryKeyRelatedField):
         queryset: QuerySet = self.get_queryset()
         if isinstance(data, bool) or not isinstance(data, (int, str)):
             self.fail("incorrect_type", data_type=type(data).__name__)
-        text = str(data)
-        lookup = {"pk": int(text)} if text.isdigit() and len(text) < 19 else {"reference": text}
-        found = queryset.filter(**lookup).first()
+        found = record_named(queryset, data)
         if found is None:
-            self.fail("does_not_exist", pk_value=text)
+            self.fail("does_not_exist", pk_value=str(data))
         return found

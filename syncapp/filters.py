@@ -18,6 +18,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework.exceptions import ValidationError
 
+from syncapp.api_naming import record_named
 from syncapp.models import Object, Schema, Source, Synchronization
 
 # Query parameters every list takes besides its filters.
@@ -34,9 +35,8 @@ class SynchronizationFilter(django_filters.CharFilter):
     def filter(self, qs: QuerySet, value: str) -> QuerySet:
         if value in ("", None):
             return qs
-        if value.isdigit() and len(value) < 19:
-            return qs.filter(**{f"{self.field_name}_id": int(value)})
-        return qs.filter(**{f"{self.field_name}__reference": value})
+        named = record_named(Synchronization.objects.all(), value)
+        return qs.none() if named is None else qs.filter(**{f"{self.field_name}_id": named.pk})
 
 
 @extend_schema_field(OpenApiTypes.INT)

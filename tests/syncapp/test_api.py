@@ -594,6 +594,23 @@ def test_a_synchronization_is_named_in_a_path_by_its_id_or_its_reference(api):
     assert api.get("/api/synchronizations/no-such-one/").status_code == 404
 
 
+def test_a_reference_of_digits_names_its_synchronization_and_unicode_digits_name_nothing(api):
+    # Given a synchronization whose reference is all digits, and another whose id is that number
+    sync = make_synchronization()
+    digits = make_synchronization(reference=str(sync.pk), source=sync.source, target_schema=sync.target_schema)
+    SynchronizationRun.objects.create(synchronization=digits)
+
+    # Then the reference wins over the id it looks like, in a path and in a filter
+    assert api.get(f"/api/synchronizations/{sync.pk}/").json()["id"] == digits.pk
+    assert [run["synchronization"] for run in api.get(f"/api/runs/?synchronization={sync.pk}").json()["results"]] == [
+        digits.pk
+    ]
+    # and digits that are not ASCII are a reference no one has, not a server error
+    assert api.get("/api/synchronizations/\u00b2/").status_code == 404
+    assert api.get("/api/runs/?synchronization=\u00b2").json()["results"] == []
+    assert api.patch(f"/api/synchronizations/{sync.pk}/", {"followUps": ["\u00b2"]}, format="json").status_code == 400
+
+
 def test_follow_ups_are_taken_by_id_or_reference_and_answered_by_id(api):
     first = make_synchronization()
     second = make_synchronization(reference="keepers", source=first.source, target_schema=first.target_schema)

@@ -532,7 +532,18 @@ class ApiReader:
 
     @staticmethod
     def config_problems(source_config: dict[str, Any], *, path: str) -> list[str]:
-        return source_config_problems(source_config, path=path)
+        problems = source_config_problems(source_config, path=path)
+        incremental = source_config.get("incremental")
+        endpoint = source_config.get("endpoint")
+        if (
+            isinstance(incremental, dict) and not incremental.get("param")
+            and not (isinstance(endpoint, str) and "cursor" in endpoint)
+        ):
+            # Never sent, the cursor would change nothing read, and the runs called incremental would
+            # never delete what vanished.
+            problems.append(f"{path}.incremental.param: name the query parameter the cursor is sent as (or use "
+                            "{{ cursor.value }} in the endpoint)")
+        return problems
 
     @staticmethod
     def problem(synchronization: Synchronization) -> str | None:

@@ -54,11 +54,16 @@ class RegisterReader:
         from syncapp.pushes import push_events_problems
         from syncapp.sources.api import source_config_problems
 
-        return (
+        problems = (
             source_config_problems(source_config, path=path)
             + register_source_config_problems(source_config, path=path)
             + push_events_problems(source_config, path=path)
         )
+        if source_config.get("incremental"):
+            # Pushes already send only what changed; an "incremental" read of the register would only
+            # stop deletions.
+            problems.append(f"{path}.incremental: the register is read whole (pushes send what changed); leave it out")
+        return problems
 
     @staticmethod
     def problem(synchronization: Synchronization) -> str | None:

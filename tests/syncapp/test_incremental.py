@@ -11,7 +11,15 @@ from contracts.models import RunPage, SynchronizationRun
 from syncapp import runs as sync_runs
 from syncapp import schedules
 from syncapp.configuration import ConfigurationInvalid, bundle_import
-from syncapp.incremental import CursorError, cursor_greatest, cursor_order, incremental_config
+from syncapp.incremental import (
+    CursorError,
+    IncrementalConfig,
+    cursor_greatest,
+    cursor_order,
+    incremental_config,
+    incremental_problems,
+    page_cursor,
+)
 from syncapp.models import Object, Synchronization
 from tests.loopback import LoopbackServer
 
@@ -275,6 +283,40 @@ def test_a_broken_incremental_setting_is_refused_at_import_naming_it(incremental
 
     assert any(problem in line for line in refused.value.problems), refused.value.problems
     assert incremental_config({"incremental": incremental}) is None
+
+
+@pytest.mark.parametrize(("source_type", "source_id", "config", "problem"), [
+    ("api", "zoo-api", {"endpoint": "/animals", "incremental": {"cursorPath": "updated_at"}},
+     "sourceConfig.incremental.param: name the query parameter"),
+    ("register/schema", "zoo/animal", {"incremental": {"cursorPath": "updated_at"}},
+     "sourceConfig.incremental: the register is read whole"),
+])
+def test_an_incremental_setting_a_source_would_never_send_is_refused(source_type, source_id, config, problem):
+    # An incremental run whose cursor changes nothing read would only stop deletions, silently
+    with pytest.raises(ConfigurationInvalid) as refused:
+        bundle_import({
+            "sources": [{"reference": "zoo-api", "name": "Zoo", "type": "api", "location": "http://127.0.0.1:9"}],
+            "registers": [{"reference": "zoo", "name": "Zoo", "schemas": [{"reference": "animal", "name": "A"}]}],
+            "synchronizations": [{
+                "reference": "animals", "name": "Animals", "sourceType": source_type, "sourceId": source_id,
+                "targetId": "zoo/animal", "sourceConfig": config,
+            }],
+        })
+
+    assert any(problem in line for line in refused.value.problems), refused.value.problems
+
+
+def test_cursors_that_cannot_be_compared_move_nothing():
+    dated = IncrementalConfig(cursor_path="t", param="since", initial_value=None, type="auto", format="raw",
+                              full_schedule="")
+    # An empty text among dates is a record without a cursor, not a cursor of kind text
+    assert page_cursor([{"t": ""}, {"t": "2025-01-02T00:00:00Z"}, {"t": "2025-01-01T00:00:00Z"}], config=dated) == (
+        "2025-01-02T00:00:00Z", 1
+    )
+    # Milliseconds read as seconds are no date: refused when saved, not a crash
+    problems = incremental_problems({"incremental": {"cursorPath": "t", "type": "datetime",
+                                                     "initialValue": 1_700_000_000_000}})
+    assert problems and "milliseconds" in problems[0]
 
 
 def test_the_admin_starts_a_full_run_and_the_run_page_shows_its_mode_and_cursor(admin_client):

@@ -84,7 +84,11 @@ def schedules_start_due(*, now: datetime | None = None) -> list[SynchronizationR
                 )
             return False
         try:
-            started.append(run_start(synchronization=sync, trigger=SynchronizationRun.Trigger.SCHEDULE, full=full))
+            # A full run is the only one that deletes: one due while an incremental run is active waits
+            # behind it, rather than leave deletions to the next due time.
+            started.append(run_start(
+                synchronization=sync, trigger=SynchronizationRun.Trigger.SCHEDULE, full=full, queue=full,
+            ))
         except (RunRefused, ConfigurationError) as error:
             kind = "full run" if full else "run"
             schedule_skip_record(synchronization=sync, due=due, reason=f"{kind}: {error}")

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.core.management import call_command
+from django.utils import timezone
 
 from contracts.models import RunPage, SynchronizationRun
 from syncapp import runs as sync_runs
@@ -384,3 +385,23 @@ def test_a_broken_incremental_setting_stored_behind_the_checks_refuses_to_start_
         sync_runs.run_start(synchronization=sync)
 
     assert not SynchronizationRun.objects.exists()
+
+
+def test_a_full_run_due_while_a_run_is_active_waits_behind_it():
+    # Given an incremental synchronization with a run still active when its full run comes due
+    api = Api()
+    due = datetime(2026, 11, 25, 3, 0, 5, tzinfo=UTC)
+    with api.server:
+        sync = sync_for(api.server.url, fullSchedule="0 3 * * *")
+        sync_runs.run_start(synchronization=sync)
+        active = SynchronizationRun.objects.create(synchronization=sync, status="running",
+                                                   started_at=timezone.now(), heartbeat_at=timezone.now())
+
+        # When the schedule comes due
+        schedules.schedules_start_due(now=due)
+
+    # Then the full run is queued behind the active one (only a full run deletes), not skipped
+    waiting = SynchronizationRun.objects.exclude(pk=active.pk).order_by("-id").first()
+    assert (waiting.trigger, waiting.mode, waiting.status, waiting.waiting) == ("schedule", "full", "queued", True)
+    sync.refresh_from_db()
+    assert sync.schedule_skips == 0

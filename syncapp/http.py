@@ -516,7 +516,11 @@ def body_read(
         while chunk := response.raw.read1(READ_SIZE, decode_content=True):
             size += len(chunk)
             if sink is not None:
-                sink.write(chunk)
+                try:
+                    sink.write(chunk)
+                except OSError as error:
+                    # Our disk, not the network: another attempt would meet it again.
+                    raise HttpError(f"{call}: the answer could not be stored ({error})") from None
             else:
                 body += chunk
             if size > limit:

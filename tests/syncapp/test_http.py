@@ -2,6 +2,7 @@
 request budgets, retries of what may pass, and runs that meet all of it, against loopback servers."""
 from __future__ import annotations
 
+import io
 import json
 import logging
 import threading
@@ -24,6 +25,8 @@ from contracts.models import ContractLog, SynchronizationContract
 from syncapp import runs as sync_runs
 from syncapp.configuration import ConfigurationInvalid, bundle_validate
 from syncapp.http import (
+    BodyLimits,
+    HttpError,
     Limits,
     RateLimited,
     TransientHttpError,
@@ -643,3 +646,17 @@ def test_calls_to_one_source_share_one_keep_alive_connection():
         server.server_close()
 
     assert len(ports) == 1
+
+
+def test_a_body_that_cannot_be_stored_fails_once_and_says_so_not_as_a_network_error():
+    class FullDisk(io.BytesIO):
+        def write(self, data) -> int:
+            raise OSError(28, "No space left on device")
+
+    limits = BodyLimits(max_bytes=10_000, max_bytes_setting="X", seconds=60, seconds_setting="Y")
+    with ScriptedServer(ok) as server, pytest.raises(HttpError) as caught:
+        get(server, sink=FullDisk(), sink_limits=limits)
+
+    # One request: a full disk is not the network, and another attempt would meet it again
+    assert len(server.arrivals) == 1
+    assert "could not be stored" in str(caught.value) and "No space left" in str(caught.value)

@@ -259,13 +259,18 @@ def page_plan_record(*, run_id: int, context: SyncContext, number: int, read: Re
         ).update(status=RunPage.Status.DONE, payload=None, finished_at=timezone.now(), cursor_value=cursor)
         if not claimed or run is None:
             return  # planned already (a redelivered task), or the run ended
+        if enrichment is not None:
+            # Counted with the plan: a redelivered or retried task that fetched the details again, but
+            # did not plan the page, adds nothing.
+            runs.run_add_counts(run_id=run_id, enrichments=enrichment.requests,
+                                enrichments_failed=len(enrichment.failures))
         page_record(run=run, context=context, number=number, read=read, sends=sends, enrichment=enrichment,
                     cursor_missing=cursor_missing)
         sends.dispatch(run_id=run_id)
 
 
 def page_enrich(*, run_id: int, context: SyncContext, number: int, read: ReadPage) -> Enrichment | None:
-    """Fetch the details of a judged page's objects that need them, and count the requests on the run."""
+    """Fetch the details of a judged page's objects that need them (counted on the run once planned)."""
     enricher = context.enricher
     if enricher is None or not read.objects:
         return None
@@ -288,7 +293,6 @@ def page_enrich(*, run_id: int, context: SyncContext, number: int, read: ReadPag
     if enrichment.failures:
         logger.warning("run %s page %s: %s objects without their details, e.g. %s", run_id, number,
                        len(enrichment.failures), next(iter(enrichment.failures.values())))
-    runs.run_add_counts(run_id=run_id, enrichments=enrichment.requests, enrichments_failed=len(enrichment.failures))
     return enrichment
 
 

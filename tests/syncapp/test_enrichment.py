@@ -419,3 +419,33 @@ def test_the_objects_of_a_page_are_enriched_side_by_side():
 
     run.refresh_from_db()
     assert (run.status, run.created, run.enrichments) == ("succeeded", 3, 3), run.error_message
+
+
+def test_details_fetched_again_by_a_retried_page_task_are_counted_once(monkeypatch):
+    # Given a page whose first plan fails after its details were fetched (the database went away a moment)
+    from django.db import OperationalError
+
+    from syncapp.runs import pages
+
+    real_record = pages.page_record
+    failures = ["once"]
+
+    def failing_once(**options):
+        if failures:
+            failures.pop()
+            raise OperationalError("server closed the connection unexpectedly")
+        return real_record(**options)
+
+    monkeypatch.setattr(pages, "page_record", failing_once)
+    zoo = Zoo()
+    with zoo.server:
+        sync = zoo_sync(zoo.server.url, extra=[{"staticEndpoint": "/animals/{{ originId }}", "keyToSetExtraData": "d"}])
+
+        # When the run goes on with the page task tried again
+        run = sync_runs.run_start(synchronization=sync)
+
+    # Then the details were asked for twice, but the run counts the requests of the plan that counted
+    run.refresh_from_db()
+    assert run.status == "succeeded", run.error_message
+    assert len(zoo.detail_requests()) == 6
+    assert run.enrichments == 3

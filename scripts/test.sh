@@ -34,4 +34,5 @@ export SYNC_ALLOWED_NETWORKS="${SYNC_ALLOWED_NETWORKS:-127.0.0.0/8,::1/128}"
 .venv/bin/ruff check .
 DATABASE_URL=sqlite:////tmp/sync-makemigrations-check.sqlite3 \
   .venv/bin/python manage.py makemigrations --check --dry-run
-exec .venv/bin/pytest "$@"
+# Two test processes side by side (SYNC_TEST_PROCESSES=0 runs them in this one).
+exec .venv/bin/pytest -n "${SYNC_TEST_PROCESSES:-2}" "$@"

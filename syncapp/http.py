@@ -43,6 +43,7 @@ import requests.adapters
 import urllib3
 import urllib3.connection
 from django.conf import settings
+from django.db import connection
 from django.db.models import F
 from django.utils import timezone
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential_jitter
@@ -373,7 +374,8 @@ def _local_take(*, key: str, budget: Budget) -> float:
 
 def budget_take(*, source: Source, budget: Budget) -> float:
     """Take a slot of the source's budget; return 0, or the seconds until one frees up (nothing taken)."""
-    key = f"sync:budget:{source.pk or source.reference}"
+    # Named after the database too: services (or test sessions) sharing one Redis keep apart budgets.
+    key = f"sync:{connection.settings_dict['NAME']}:budget:{source.pk or source.reference}"
     url = settings.SYNC_REDIS_URL
     if url:
         return _redis_take(url=url, key=key, budget=budget)

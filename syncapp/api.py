@@ -16,11 +16,11 @@ from syncapp import runs as sync_service
 from syncapp.api_naming import CamelCaseModelSerializer, IdOrReferenceRelatedField, record_named
 from syncapp.audit import AuditedViewSetMixin
 from syncapp.authentication import credential_problems
-from syncapp.conditions import validate_conditions
 from syncapp.filters import ObjectFilterSet, SchemaFilterSet, SourceFilterSet, SynchronizationFilterSet
 from syncapp.models import Mapping, Object, Register, Schema, Source, Synchronization
 from syncapp.openapi import CONFLICT, VALIDATION_ERROR
-from syncapp.sources import problems_by_field, source_record_problems
+from syncapp.sources import problems_by_field as source_problems_by_field
+from syncapp.sources import source_record_problems
 from syncapp.sources.api import configuration_problems
 from syncapp.sources.file import upload_problems
 from syncapp.targets import InvalidObject
@@ -31,7 +31,13 @@ from syncapp.targets.register import (
     validate_register_object,
 )
 from syncapp.tryout import conditions_try, mapping_config_of, mapping_try
-from syncapp.validation import mapping_problems_by_field, synchronization_problems_by_field
+from syncapp.validation import (
+    SYNCHRONIZATION_FIELDS,
+    mapping_problems_by_field,
+    problems_by_field,
+    synchronization_document,
+    synchronization_problems,
+)
 
 
 class SourceSerializer(CamelCaseModelSerializer):
@@ -64,10 +70,10 @@ class SourceSerializer(CamelCaseModelSerializer):
         return value
 
     def validate(self, attrs):
-        kind = attrs.get("type", getattr(self.instance, "type", Source.Type.API))
+        kind = attrs.get("type", getattr(self.instance, "type", "api"))
         location = attrs.get("location", getattr(self.instance, "location", ""))
         upload = attrs.get("file", getattr(self.instance, "file", None))
-        errors = problems_by_field(source_record_problems(
+        errors = source_problems_by_field(source_record_problems(
             kind=kind, location=location, has_upload=bool(upload), credentials=attrs.get("credentials") or None,
         ))
         problems = upload_problems(upload=attrs.get("file"), kind=kind)
@@ -149,31 +155,20 @@ class SynchronizationSerializer(CamelCaseModelSerializer):
         ]
         read_only_fields = ["incremental_cursor", "incremental_cursor_path", "incremental_cursor_at"]
 
-    def validate_conditions(self, value):
-        problems = validate_conditions(value or {})
-        if problems:
-            raise serializers.ValidationError(problems)
-        return value
-
     def validate(self, attrs):
         instance = self.instance
         follow_ups = attrs.get("follow_ups", list(instance.follow_ups.all()) if instance else [])
         read = ("source_type", "source", "source_config")
         read_changed = instance is None or any(key in attrs and attrs[key] != getattr(instance, key) for key in read)
-        errors = synchronization_problems_by_field(
-            reference=attrs.get("reference", getattr(instance, "reference", None)),
-            previous_reference=getattr(instance, "reference", None),
-            source_config=attrs.get("source_config", getattr(instance, "source_config", {})),
-            target_type=attrs.get("target_type", getattr(instance, "target_type", "")),
-            source_type=attrs.get("source_type", getattr(instance, "source_type", "")),
-            target_config=attrs.get("target_config", getattr(instance, "target_config", {})),
-            schedule=attrs.get("schedule", getattr(instance, "schedule", "")),
-            follow_ups=[sync.reference for sync in follow_ups],
-            source=attrs.get("source", getattr(instance, "source", None)),
-            source_changed=read_changed,
+        values = {name: attrs.get(name, getattr(instance, name, None)) for name in SYNCHRONIZATION_FIELDS.values()}
+        for name in ("source", "source_schema", "target_schema", "target_source"):
+            values[name] = attrs.get(name, getattr(instance, name, None))
+        document = synchronization_document(values, follow_ups=[sync.reference for sync in follow_ups])
+        problems = synchronization_problems(
+            document, previous_reference=getattr(instance, "reference", None), read_changed=read_changed,
         )
-        if errors:
-            raise serializers.ValidationError(errors)
+        if problems:
+            raise serializers.ValidationError(problems_by_field(problems, document=document))
         return attrs
 
 

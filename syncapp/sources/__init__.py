@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import orjson
 
-from syncapp.models import Synchronization
+from syncapp import kinds
+from syncapp.declared import DeclarationInvalid, Declared, problems_merged
+from syncapp.models import Source, Synchronization
 
 
 class SourceError(Exception):
@@ -80,22 +82,59 @@ class Reader(Protocol):
         """Return whether two requests ask the source the same thing."""
 
 
-_readers: dict[str, type] = {}
+class ReaderKind:
+    """What a reader class declares beside reading; each kind's reader subclasses it and says what differs.
+
+    The registry and the checks of a synchronization ask these, never the kind's name.
+    """
+
+    kind: ClassVar[str] = ""  # Synchronization.source_type, set by reader_type
+    label: ClassVar[str] = ""
+    declaration: ClassVar[type[Declared]]  # its sourceConfig
+    # What sourceId names: a register schema ("register/schema"), or a Source record of source_kind.
+    reads_schema: ClassVar[bool] = False
+    source_kind: ClassVar[str] = ""
+
+    @staticmethod
+    def config_problems(source_config: dict[str, Any], *, path: str) -> list[str]:
+        """Return the problems of a sourceConfig that its declaration's shape does not say, each with its path."""
+        return []
+
+    @staticmethod
+    def source_problems(*, source: Source, source_config: dict[str, Any], path: str, source_path: str,
+                        live: bool) -> list[str]:
+        """Return the problems of reading this sourceConfig from this source (`live`: ask the source itself)."""
+        return []
+
+    @staticmethod
+    def problem(synchronization: Synchronization) -> str | None:
+        """Return why the synchronization cannot be read as it is stored, or None."""
+        return None
+
+
+_readers: dict[str, type[ReaderKind]] = {}
 # The save-time checks of Source records, by Source.type: a kind's module registers its own.
 _record_checks: dict[str, Callable[..., list[str]]] = {}
 
 
-def reader_type(source_type: str):
-    """Register a reader class for a source type (a class decorator)."""
-    def register(cls: type) -> type:
+def reader_type(source_type: str, *, label: str, source_kind: str = "", reads_schema: bool = False):
+    """Register a reader class for a source type (a class decorator).
+
+    `source_kind`: the type of Source record its sourceId names (default the same name); `reads_schema`:
+    its sourceId names a register schema instead.
+    """
+    def register(cls: type[ReaderKind]) -> type[ReaderKind]:
+        cls.kind, cls.label, cls.reads_schema = source_type, label, reads_schema
+        cls.source_kind = "" if reads_schema else (source_kind or source_type)
         _readers[source_type] = cls
+        kinds.READER_KINDS[source_type] = label
         return cls
 
     return register
 
 
-def source_record_check(source_kind: str):
-    """Register the save-time check of Source records of a type (a function decorator).
+def source_record_check(source_kind: str, *, label: str):
+    """Register a kind of Source record and the save-time check of its records (a function decorator).
 
     The check is called with `location`, `credentials` (None: not given, the stored ones are kept),
     `has_upload` and `path` (a prefix such as "sources[0]."), and returns problems that start with
@@ -103,9 +142,15 @@ def source_record_check(source_kind: str):
     """
     def register(check: Callable[..., list[str]]) -> Callable[..., list[str]]:
         _record_checks[source_kind] = check
+        kinds.SOURCE_RECORD_KINDS[source_kind] = label
         return check
 
     return register
+
+
+def source_record_kinds() -> list[str]:
+    """Return the types a Source record may have."""
+    return list(_record_checks)
 
 
 def source_record_problems(
@@ -114,7 +159,7 @@ def source_record_problems(
     """Return the problems of a Source record of a type as it is about to be saved."""
     check = _record_checks.get(kind)
     if check is None:
-        return []
+        return [f"{path}type: must be one of {', '.join(_record_checks)}, got {kind!r}"]
     return check(location=location, credentials=credentials, has_upload=has_upload, path=path)
 
 
@@ -128,14 +173,33 @@ def problems_by_field(problems: list[str]) -> dict[str, list[str]]:
     return fields
 
 
-def source_config_problems_of(source_type: str, source_config: Any, *, path: str = "sourceConfig") -> list[str]:
-    """Return the problems of a synchronization's sourceConfig for its source type, each with its path.
+def reader_kind(source_type: str) -> type[ReaderKind] | None:
+    """Return the reader class registered for a source type, or None."""
+    return _readers.get(source_type)
 
-    Each reader class says what its settings must be (`config_problems`); a type without a reader has
-    none to check here (reader_problem says it cannot be read).
-    """
-    check = getattr(_readers.get(source_type), "config_problems", None)
-    return check(source_config, path=path) if check is not None and isinstance(source_config, dict) else []
+
+def reader_kinds() -> list[type[ReaderKind]]:
+    """Return the reader classes of every source type, in the order they registered."""
+    return list(_readers.values())
+
+
+def source_config_problems_of(
+    source_type: str, source_config: Any, *, path: str = "sourceConfig", checks: list[str] = (),
+) -> list[str]:
+    """Return the problems of a synchronization's sourceConfig for its source type, each with its path:
+    its declaration's (unknown keys, JSON types), the kind's own checks and `checks` (those of the run's
+    settings every kind takes), a key blamed once."""
+    cls = _readers.get(source_type)
+    if cls is None:
+        return []  # the source type itself is refused
+    if not isinstance(source_config, dict):
+        return [f"{path}: must be an object"]
+    try:
+        cls.declaration.read(source_config)
+        shape: list[str] = []
+    except DeclarationInvalid as error:
+        shape = [f"{path}.{problem}" if problem != "(root)" else path for problem in error.problems]
+    return problems_merged(shape, [*cls.config_problems(source_config, path=path), *checks])
 
 
 def reader_problem(synchronization: Synchronization) -> str | None:

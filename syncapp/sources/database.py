@@ -33,10 +33,11 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 from django.conf import settings
+from pydantic import Field
 from sqlalchemy import bindparam, column, create_engine, inspect, literal_column, select, table, text
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchTableError, SQLAlchemyError
@@ -50,12 +51,14 @@ from syncapp.http import Wait
 from syncapp.models import Source, Synchronization
 from syncapp.sources import (
     Fetched,
+    ReaderKind,
     ReadPage,
     SourceError,
     TransientSourceError,
     reader_type,
     source_record_check,
 )
+from syncapp.sources.declarations import RunSettings
 
 logger = logging.getLogger(__name__)
 
@@ -205,7 +208,7 @@ def database_location_problems(location: Any, *, path: str = "location") -> list
     return [f"{path}: {refusal}"] if refusal else []
 
 
-@source_record_check(Source.Type.DATABASE)
+@source_record_check("database", label="Database")
 def database_source_problems(*, location: Any, credentials: Any, has_upload: bool, path: str) -> list[str]:
     """Return the problems of a database source as saved: its connection URL, and its credentials when given."""
     problems = database_location_problems(location if isinstance(location, str) else "", path=f"{path}location")
@@ -659,7 +662,7 @@ def database_read_problems(*, source: Source | None, source_config: Any, path: s
     """
     if source is None:
         return [f"{source_path}: a database synchronization names its source (a Source of type database)"]
-    if source.type != Source.Type.DATABASE:
+    if source.type != "database":
         return [f"{source_path}: source {source.reference!r} is of type {source.type}, not database"]
     try:
         read = database_read_parse(source_config, path=path)
@@ -762,9 +765,32 @@ def _wrapped(query: str) -> str:
 # The reader of `database` sources
 
 
-@reader_type(Synchronization.SourceType.DATABASE)
-class DatabaseReader:
+class DatabaseSourceConfig(RunSettings):
+    """sourceConfig of a synchronization that reads a table or a read-only query of a database."""
+
+    table: str | None = None
+    """The table or view to read; or name a query."""
+    table_schema: str | None = Field(None, alias="schema")
+    """The schema of the table (PostgreSQL), or the database (MariaDB)."""
+    query: str | None = None
+    """One read-only SELECT (or WITH … SELECT)."""
+    key_column: str | None = None
+    """The unique, orderable column pages are keyed on; default the table's primary key, required for a query."""
+    id_column: str | None = None
+    """The column whose value is the origin id (default keyColumn)."""
+    page_size: int | None = None
+    """Rows a page, 1 to 10000 (default 500)."""
+    columns: list[str] | None = None
+    """Read only these columns (the key and id columns come along)."""
+    decimals: Literal["string", "number"] | None = None
+    """Decimals as exact text (string, default) or as JSON numbers."""
+
+
+@reader_type("database", label="Database")
+class DatabaseReader(ReaderKind):
     """The rows of a table or query, in keyset pages on its key column, through a read-only connection."""
+
+    declaration = DatabaseSourceConfig
 
     concurrency = 1  # each page starts after the last key of the page before
 
@@ -784,15 +810,22 @@ class DatabaseReader:
     @staticmethod
     def config_problems(source_config: dict[str, Any], *, path: str) -> list[str]:
         # Its `query` is SQL, not an HTTP parameter; the table or query is checked on the database itself
-        # (database_read_problems), where the source is known.
+        # (source_problems), where the source is known.
         return []
+
+    @staticmethod
+    def source_problems(*, source: Source, source_config: dict[str, Any], path: str, source_path: str,
+                        live: bool) -> list[str]:
+        return database_read_problems(
+            source=source, source_config=source_config, path=path, source_path=source_path, live=live,
+        )
 
     @staticmethod
     def problem(synchronization: Synchronization) -> str | None:
         source = synchronization.source
         if source is None:
             return f"synchronization {synchronization.reference!r} has no database source (sourceId)"
-        if source.type != Source.Type.DATABASE:
+        if source.type != "database":
             return (f"synchronization {synchronization.reference!r}: source {source.reference!r} is of type "
                     f"{source.type}, not database")
         return None

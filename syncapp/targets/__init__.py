@@ -6,9 +6,11 @@ module here that registers its writer class with `writer_type`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
+from syncapp import kinds
+from syncapp.declared import DeclarationInvalid, Declared, problems_merged
 from syncapp.models import Synchronization
 
 
@@ -69,26 +71,80 @@ class Writer(Protocol):
         """Delete the objects; one that is gone already counts as deleted."""
 
 
-@dataclass
-class _Registry:
-    writers: dict[str, type] = field(default_factory=dict)
+class WriterKind:
+    """What a writer class declares beside writing; each kind's writer subclasses it and says what differs."""
+
+    kind: ClassVar[str] = ""  # Synchronization.target_type, set by writer_type
+    label: ClassVar[str] = ""
+    declaration: ClassVar[type[Declared]]  # its targetConfig
+    # What targetId names: a register schema ("register/schema"), or a Source record of source_kind.
+    writes_schema: ClassVar[bool] = False
+    source_kind: ClassVar[str] = ""
+    # Whether its writes roll back with the chunk's transaction (a remote API's do not).
+    transactional: ClassVar[bool] = True
+
+    @staticmethod
+    def config_problems(target_config: dict[str, Any], *, path: str, known_mappings: set[str]) -> list[str]:
+        """Return the problems of a targetConfig that its declaration's shape does not say, each with its path."""
+        return []
+
+    @staticmethod
+    def problem(synchronization: Synchronization) -> str | None:
+        """Return why the synchronization cannot be written as it is stored, or None."""
+        return None
 
 
-_registry = _Registry()
+_writers: dict[str, type[WriterKind]] = {}
 
 
-def writer_type(target_type: str):
-    """Register a writer class for a target type (a class decorator)."""
-    def register(cls: type) -> type:
-        _registry.writers[target_type] = cls
+def writer_type(target_type: str, *, label: str, source_kind: str = "", writes_schema: bool = False):
+    """Register a writer class for a target type (a class decorator).
+
+    `source_kind`: the type of Source record its targetId names (default the same name); `writes_schema`:
+    its targetId names a register schema instead.
+    """
+    def register(cls: type[WriterKind]) -> type[WriterKind]:
+        cls.kind, cls.label, cls.writes_schema = target_type, label, writes_schema
+        cls.source_kind = "" if writes_schema else (source_kind or target_type)
+        _writers[target_type] = cls
+        kinds.WRITER_KINDS[target_type] = label
         return cls
 
     return register
 
 
+def writer_kind(target_type: str) -> type[WriterKind] | None:
+    """Return the writer class registered for a target type, or None."""
+    return _writers.get(target_type)
+
+
+def writer_kinds() -> list[type[WriterKind]]:
+    """Return the writer classes of every target type, in the order they registered."""
+    return list(_writers.values())
+
+
+def target_config_problems_of(
+    target_type: str, target_config: Any, *, path: str = "targetConfig", known_mappings: set[str] | None = None,
+) -> list[str]:
+    """Return the problems of a synchronization's targetConfig for its target type, each with its path:
+    its declaration's (unknown keys, JSON types) and the kind's own checks, a key blamed once."""
+    cls = _writers.get(target_type)
+    if cls is None:
+        return []  # the target type itself is refused
+    if not isinstance(target_config, dict):
+        return [f"{path}: must be an object"]
+    try:
+        cls.declaration.read(target_config)
+        shape: list[str] = []
+    except DeclarationInvalid as error:
+        shape = [f"{path}.{problem}" for problem in error.problems]
+    checks = cls.config_problems(target_config, path=path, known_mappings=known_mappings or set())
+    return problems_merged(shape, checks)
+
+
 def writer_problem(synchronization: Synchronization) -> str | None:
     """Return why the synchronization's target cannot be written, or None."""
-    cls = _registry.writers.get(synchronization.target_type)
+    cls = _writers.get(synchronization.target_type)
     if cls is None:
         kind = synchronization.target_type
         return f"synchronization {synchronization.reference!r}: target type {kind!r} cannot be written yet"
@@ -97,7 +153,7 @@ def writer_problem(synchronization: Synchronization) -> str | None:
 
 def writer_for(synchronization: Synchronization) -> Writer:
     """Return the writer of the synchronization's target; check writer_problem first."""
-    return _registry.writers[synchronization.target_type](synchronization)
+    return _writers[synchronization.target_type](synchronization)
 
 
 # The writers register themselves on import.

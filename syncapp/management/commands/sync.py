@@ -109,12 +109,18 @@ class Command(BaseCommand):
         except configuration.ConfigurationInvalid as error:
             raise CommandError(str(error)) from None
         if json:
-            self._print_json({"created": result.created, "updated": result.updated})
+            self._print_json({"created": result.created, "updated": result.updated, "ignored": result.ignored})
             return
         for section in configuration.SECTIONS:
             created, updated = result.created[section], result.updated[section]
             if created or updated:
                 self.stdout.write(f"{section}: {created} created, {updated} updated")
+        if result.ignored:
+            self.stdout.write(self.style.WARNING(
+                f"ignored {len(result.ignored)} setting(s) of OpenConnector that this service does not do:"
+            ))
+            for path in result.ignored:
+                self.stdout.write(f"  {path}")
         self.stdout.write(self.style.SUCCESS(f"imported {file}"))
 
     def handle_export(self, *, output: Path | None = None, **_options) -> None:

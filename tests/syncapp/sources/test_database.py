@@ -281,7 +281,7 @@ def test_a_query_that_writes_through_a_function_fails_its_run_in_the_read_only_t
     ({"table": "items", "query": "SELECT id FROM items", "keyColumn": "id"}, r"sourceConfig: name either a table"),
     ({}, r"sourceConfig: name either a table"),
     ({"table": "items", "pageSize": 0}, r"sourceConfig\.pageSize: must be a whole number"),
-    ({"table": "items", "decimals": "float"}, r"sourceConfig\.decimals: must be string or number"),
+    ({"table": "items", "decimals": "float"}, r"sourceConfig\.decimals: must be one of string, number"),
 ])
 def test_a_bad_table_column_or_query_is_refused_at_import_naming_the_field(pg_database, config, message):
     pg_items(pg_database, count=2)

@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Protocol
 import orjson
 
 from syncapp import kinds
-from syncapp.declared import DeclarationInvalid, Declared, problems_merged
+from syncapp.declared import DeclarationInvalid, Declared, json_schema_of, problems_merged
 from syncapp.models import Source, Synchronization
 
 
@@ -200,6 +200,11 @@ def source_config_problems_of(
     except DeclarationInvalid as error:
         shape = [f"{path}.{problem}" if problem != "(root)" else path for problem in error.problems]
     return problems_merged(shape, [*cls.config_problems(source_config, path=path), *checks])
+
+
+def source_config_schemas() -> dict[str, dict[str, Any]]:
+    """Return the JSON Schema of sourceConfig for each source type."""
+    return {cls.kind: json_schema_of(cls.declaration) for cls in _readers.values()}
 
 
 def reader_problem(synchronization: Synchronization) -> str | None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 from syncapp import kinds
-from syncapp.declared import DeclarationInvalid, Declared, problems_merged
+from syncapp.declared import DeclarationInvalid, Declared, json_schema_of, problems_merged
 from syncapp.models import Synchronization
 
 
@@ -140,6 +140,11 @@ def target_config_problems_of(
         shape = [f"{path}.{problem}" for problem in error.problems]
     checks = cls.config_problems(target_config, path=path, known_mappings=known_mappings or set())
     return problems_merged(shape, checks)
+
+
+def target_config_schemas() -> dict[str, dict[str, Any]]:
+    """Return the JSON Schema of targetConfig for each target type."""
+    return {cls.kind: json_schema_of(cls.declaration) for cls in _writers.values()}
 
 
 def writer_problem(synchronization: Synchronization) -> str | None:

@@ -228,5 +228,25 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
 
 
 def json_schema_of(model: type[BaseModel]) -> dict[str, Any]:
-    """Return the JSON Schema of a declaration, as the admin's editors and the OpenAPI description use it."""
-    return model.model_json_schema(by_alias=True, mode="validation")
+    """Return the JSON Schema of a declaration, as the admin's editors and the OpenAPI description use it.
+
+    A key left out and a key set to null mean the same here: the schema shows each key by its type,
+    without pydantic's generated titles.
+    """
+    return _plain(model.model_json_schema(by_alias=True, mode="validation"))
+
+
+def _plain(node: Any) -> Any:
+    if isinstance(node, list):
+        return [_plain(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    node = {key: _plain(value) for key, value in node.items() if key != "title" or not isinstance(value, str)}
+    if node.get("default", ...) is None:
+        del node["default"]
+    options = node.get("anyOf")
+    if isinstance(options, list) and {"type": "null"} in options:
+        rest = [option for option in options if option != {"type": "null"}]
+        node.pop("anyOf")
+        node = {**rest[0], **node} if len(rest) == 1 else {**node, "anyOf": rest}
+    return node

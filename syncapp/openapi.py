@@ -31,7 +31,7 @@ VALIDATION_ERROR = OpenApiResponse(
         "description": (
             "Each refused field or query parameter with its problems, or `detail`. A name the body or the "
             "query may not have is refused under that name, with the name meant when it can tell: "
-            '`{"source_config": ["unknown field, use `sourceConfig`"]}`.'
+            '``{"source_config": ["unknown field, use `sourceConfig`"]}``.'
         ),
     },
     description="Refused: the body or a query parameter is invalid, or names what the operation does not take.",

@@ -13,12 +13,19 @@ from contracts.models import SynchronizationRun
 from contracts.runs import RunRefused
 from syncapp import permissions
 from syncapp import runs as sync_service
-from syncapp.api_naming import CamelCaseModelSerializer, IdOrReferenceRelatedField, record_named
+from syncapp.api_naming import (
+    BodySerializer,
+    CamelCaseModelSerializer,
+    IdOrReferenceRelatedField,
+    JSONBooleanField,
+    record_named,
+)
 from syncapp.audit import AuditedViewSetMixin
 from syncapp.authentication import credential_problems
 from syncapp.filters import ObjectFilterSet, SchemaFilterSet, SourceFilterSet, SynchronizationFilterSet
 from syncapp.models import Mapping, Object, Register, Schema, Source, Synchronization
 from syncapp.openapi import CONFLICT, VALIDATION_ERROR
+from syncapp.parsers import BoundedJSONParser
 from syncapp.sources import problems_by_field as source_problems_by_field
 from syncapp.sources import source_record_problems
 from syncapp.sources.api import configuration_problems
@@ -139,6 +146,12 @@ class ObjectSerializer(CamelCaseModelSerializer):
 
 
 class SynchronizationSerializer(CamelCaseModelSerializer):
+    # A bundle names the source and the target by reference in one key each; the API has a field for each kind.
+    unknown_field_hints = {
+        "sourceId": "a bundle's name: the API takes `source` (a source's id) or `sourceSchema` (a schema's id)",
+        "targetId": "a bundle's name: the API takes `targetSchema` (a schema's id) or `targetSource` (a source's id)",
+    }
+
     follow_ups = IdOrReferenceRelatedField(
         many=True, required=False, queryset=Synchronization.objects.all(),
         help_text="The synchronizations run after this one, each by its id or its reference; answered by id.",
@@ -172,8 +185,10 @@ class SynchronizationSerializer(CamelCaseModelSerializer):
         return attrs
 
 
-class SampleSerializer(serializers.Serializer):
+class SampleSerializer(BodySerializer):
     """A sample source object under `data` (the mapping try also takes it under its former name `input`)."""
+
+    also_accepted = {"input": "data"}
 
     data = serializers.JSONField(help_text="A sample source object.")
 
@@ -222,10 +237,12 @@ def _try_responses(outcome: type[serializers.Serializer]) -> dict:
     }
 
 
-class RunStartSerializer(serializers.Serializer):
-    test = serializers.BooleanField(default=False, help_text="A test run: report what would be done, write nothing.")
-    force = serializers.BooleanField(default=False, help_text="Write every object, changed or not.")
-    full = serializers.BooleanField(
+class RunStartSerializer(BodySerializer):
+    """How to run: each option true or false (JSON booleans), all false by default."""
+
+    test = JSONBooleanField(default=False, help_text="A test run: report what would be done, write nothing.")
+    force = JSONBooleanField(default=False, help_text="Write every object, changed or not.")
+    full = JSONBooleanField(
         default=False, help_text="Read every record, not only what changed since the cursor (sourceConfig.incremental)."
     )
 
@@ -341,11 +358,16 @@ class SynchronizationViewSet(AuditedViewSetMixin, viewsets.ModelViewSet):
         request=RunStartSerializer,
         responses={
             202: OpenApiResponse(RunSerializer, description="Started (or, for a test run, done): the run."),
-            400: OpenApiResponse(VALIDATION_ERROR.response, description="The body, or the configuration, is invalid."),
+            400: OpenApiResponse(
+                VALIDATION_ERROR.response,
+                description="The body is invalid (an option not a JSON boolean, a name it does not take), or the "
+                            "configuration is.",
+            ),
             409: CONFLICT,
         },
     )
-    @action(detail=True, methods=["post"], serializer_class=RunStartSerializer)
+    # JSON only: the options are JSON booleans, which a form cannot send.
+    @action(detail=True, methods=["post"], serializer_class=RunStartSerializer, parser_classes=[BoundedJSONParser])
     def run(self, request: Request, pk=None) -> Response:
         """Start a run (or a test run) of this synchronization; a test run answers with its report."""
         sync = self.get_object()

@@ -3,16 +3,20 @@
 Every operation can answer 401 (no credentials) and 403 (not staff, or without the permission);
 one on a single record 404; one that takes a body or filters 400; a deletion 409 when other records
 use the record. A synchronization in a path is its numeric id or its reference. Operations that
-answer more (409) say so with `extend_schema`.
+answer more (409) say so with `extend_schema`. A body is an object of the documented names only
+(`additionalProperties: false`): any other name is refused with 400 naming it.
 """
 from __future__ import annotations
 
 from typing import Any
 
 from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.plumbing import force_instance
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework import serializers
+
+from syncapp.api_naming import RefusesUnknownFields
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -24,9 +28,13 @@ VALIDATION_ERROR = OpenApiResponse(
     response={
         "type": "object",
         "additionalProperties": {},
-        "description": "Each refused field or query parameter with its problems, or `detail`.",
+        "description": (
+            "Each refused field or query parameter with its problems, or `detail`. A name the body or the "
+            "query may not have is refused under that name, with the name meant when it can tell: "
+            '``{"source_config": ["unknown field, use `sourceConfig`"]}``.'
+        ),
     },
-    description="Refused: the body or a query parameter is invalid.",
+    description="Refused: the body or a query parameter is invalid, or names what the operation does not take.",
 )
 NOT_AUTHENTICATED = OpenApiResponse(ErrorSerializer, description="No or invalid credentials.")
 FORBIDDEN = OpenApiResponse(ErrorSerializer, description="Not staff, or without the permission for this.")
@@ -49,6 +57,20 @@ class SyncAutoSchema(AutoSchema):
         if getattr(self.view, "lookup_by_reference", False) and "{id}" in self.path:
             parameters.append(ID_OR_REFERENCE)
         return parameters
+
+    def _map_basic_serializer(self, serializer: Any, direction: str) -> dict[str, Any]:
+        serializer = force_instance(serializer)
+        schema = super()._map_basic_serializer(serializer, direction)
+        if type(serializer).__doc__ is None:
+            # drf-spectacular would describe it with the docstring of a base (CamelCaseModelSerializer's).
+            schema.pop("description", None)
+        if isinstance(serializer, RefusesUnknownFields):
+            properties = schema.setdefault("properties", {})
+            for alias, name in serializer.also_accepted.items():
+                properties[alias] = {**properties[name], "deprecated": True,
+                                     "description": f"The former name of `{name}`."}
+            schema["additionalProperties"] = False
+        return schema
 
     def _get_response_bodies(self, direction: str = "response") -> dict[str, Any]:
         responses = super()._get_response_bodies(direction)

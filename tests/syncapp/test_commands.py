@@ -237,8 +237,8 @@ def test_sync_list_shows_every_synchronization():
     assert "animals" in output
     assert "never run" in output
     assert rows == [{
-        "reference": "animals", "name": "Active animals into the zoo register", "enabled": True,
-        "schedule": None, "contracts": 0, "lastRun": None,
+        "id": Synchronization.objects.get().pk, "reference": "animals", "name": "Active animals into the zoo register",
+        "isEnabled": True, "schedule": "", "contracts": 0, "lastRun": None,
     }]
 
 

@@ -290,11 +290,14 @@ class Command(BaseCommand):
         rows = []
         for sync in Synchronization.objects.select_related("source", "target_schema__register"):
             last = sync.runs.filter(is_test=False).first()
+            # The fields the API answers too under the names and with the values it gives them
+            # (GET /api/synchronizations/{id}/); `contracts` (how many) and `lastRun` are the list's own.
             rows.append({
+                "id": sync.pk,
                 "reference": sync.reference,
                 "name": sync.name,
-                "enabled": sync.is_enabled,
-                "schedule": sync.schedule or None,
+                "isEnabled": sync.is_enabled,
+                "schedule": sync.schedule,
                 "contracts": sync.contracts.count(),
                 "lastRun": run_summary(last) if last else None,
             })

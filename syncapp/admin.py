@@ -17,8 +17,7 @@ from syncapp import runs as sync_service
 from syncapp.authentication import credential_problems, mask_url
 from syncapp.models import Mapping, Object, Register, Schema, Source, Synchronization
 from syncapp.sources import problems_by_field as source_problems_by_field
-from syncapp.sources import source_record_problems
-from syncapp.sources.api import configuration_problems
+from syncapp.sources import source_configuration_problems, source_record_problems
 from syncapp.sources.file import upload_problems
 from syncapp.targets import InvalidObject
 from syncapp.targets.register import (
@@ -105,13 +104,6 @@ class SourceForm(EmptyJSONForm):
             raise forms.ValidationError(problems)
         return value
 
-    def clean_configuration(self):
-        value = self.cleaned_data.get("configuration")
-        problems = configuration_problems(value, path="configuration")
-        if problems:
-            raise forms.ValidationError(problems)
-        return value
-
     def clean(self):
         cleaned = super().clean()
         kind = cleaned.get("type", "api")
@@ -128,6 +120,9 @@ class SourceForm(EmptyJSONForm):
                     self.add_error("new_credentials" if field == "credentials" else field, message)
         for problem in upload_problems(upload=upload, kind=kind):
             self.add_error("file", problem)
+        if "configuration" in cleaned:
+            for problem in source_configuration_problems(kind=kind, configuration=cleaned["configuration"]):
+                self.add_error("configuration", problem)
         return cleaned
 
     def save(self, commit: bool = True):

@@ -27,8 +27,7 @@ from syncapp.models import Mapping, Object, Register, Schema, Source, Synchroniz
 from syncapp.openapi import CONFLICT, VALIDATION_ERROR
 from syncapp.parsers import BoundedJSONParser
 from syncapp.sources import problems_by_field as source_problems_by_field
-from syncapp.sources import source_record_problems
-from syncapp.sources.api import configuration_problems
+from syncapp.sources import source_configuration_problems, source_record_problems
 from syncapp.sources.file import upload_problems
 from syncapp.targets import InvalidObject
 from syncapp.targets.register import (
@@ -70,12 +69,6 @@ class SourceSerializer(CamelCaseModelSerializer):
             raise serializers.ValidationError(problems)
         return value
 
-    def validate_configuration(self, value):
-        problems = configuration_problems(value, path="configuration")
-        if problems:
-            raise serializers.ValidationError(problems)
-        return value
-
     def validate(self, attrs):
         kind = attrs.get("type", getattr(self.instance, "type", "api"))
         location = attrs.get("location", getattr(self.instance, "location", ""))
@@ -86,6 +79,10 @@ class SourceSerializer(CamelCaseModelSerializer):
         problems = upload_problems(upload=attrs.get("file"), kind=kind)
         if problems:
             errors.setdefault("file", []).extend(problems)
+        configuration = attrs.get("configuration", getattr(self.instance, "configuration", {}))
+        problems = source_configuration_problems(kind=kind, configuration=configuration)
+        if problems:
+            errors.setdefault("configuration", []).extend(problems)
         if errors:
             raise serializers.ValidationError(errors)
         return attrs

@@ -23,8 +23,7 @@ from syncapp.follow_ups import follow_up_graph
 from syncapp.mapping import validate_mapping_config
 from syncapp.models import Mapping, Register, Schema, Source, Synchronization
 from syncapp.openconnector import bundle_normalize, bundle_read
-from syncapp.sources import reader_kind, source_record_kinds, source_record_problems
-from syncapp.sources.api import configuration_problems
+from syncapp.sources import reader_kind, source_configuration_problems, source_record_kinds, source_record_problems
 from syncapp.targets import writer_kind
 from syncapp.targets.register import check_json_schema
 from syncapp.validation import Known, synchronization_problems
@@ -254,7 +253,9 @@ def bundle_validate(bundle: Any) -> None:
             check.json_object(path, item, "credentials")
         if isinstance(item.get("credentials"), dict):
             check.problems.extend(credential_problems(item["credentials"], path=f"{path}.credentials"))
-        check.problems.extend(configuration_problems(item.get("configuration"), path=f"{path}.configuration"))
+        check.problems.extend(source_configuration_problems(
+            kind=kind, configuration=item.get("configuration"), path=f"{path}.configuration",
+        ))
 
     registers = check.items("registers")
     for path, item in registers:

@@ -108,7 +108,7 @@ def unknown_key_message(*, key: str, known: list[str]) -> str:
     camel = to_camel(key) if "_" in key else key
     if camel != key and camel in known:
         return f"unknown key, did you mean `{camel}`? (keys are camelCase)"
-    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.75)
     if not close:
         lowered = {name.lower(): name for name in known}
         close = [lowered[key.lower()]] if key.lower() in lowered else []

@@ -25,7 +25,7 @@ from typing import Any
 from syncapp.declared import known_keys
 from syncapp.documents import document_keys, schema_keys
 from syncapp.models import Mapping, Register, Schema, Source, Synchronization
-from syncapp.sources import reader_kind
+from syncapp.sources import reader_kind, source_configuration_declaration
 from syncapp.targets import writer_kind
 
 SECTIONS = ("sources", "registers", "mappings", "synchronizations")
@@ -312,13 +312,14 @@ def _keep_known(item: dict[str, Any], *, known: list[str], path: str, ignored: l
     return kept
 
 
-def _config_known(config: Any, *, kind: Any, path: str, ignored: list[str]) -> Any:
-    """Return an exported sourceConfig or targetConfig with only the keys its kind declares."""
-    if kind is None or not isinstance(config, dict):
+def _config_known(config: Any, *, kind: Any, path: str, ignored: list[str], declaration: Any = None) -> Any:
+    """Return an exported sourceConfig, targetConfig or configuration with only the keys its kind declares."""
+    declaration = declaration or getattr(kind, "declaration", None)
+    if declaration is None or not isinstance(config, dict):
         return config
     config = {key: _object(value) if key in ("headers", "query", "pagination") else value
               for key, value in _unflatten(config, prefix="extraDataConfigs").items()}
-    return _keep_known(config, known=known_keys(kind.declaration, []), path=path, ignored=ignored)
+    return _keep_known(config, known=known_keys(declaration, []), path=path, ignored=ignored)
 
 
 def bundle_normalize(bundle: Any) -> Any:
@@ -388,6 +389,11 @@ def _export_trimmed(item: dict[str, Any], *, section: str, path: str, ignored: l
         item["targetConfig"] = _config_known(
             item.get("targetConfig"), kind=writer_kind(target_type) if isinstance(target_type, str) else None,
             path=f"{path}.targetConfig", ignored=ignored,
+        )
+    if section == "sources" and isinstance(item.get("type", "api"), str):
+        item["configuration"] = _config_known(
+            item.get("configuration"), kind=None, path=f"{path}.configuration", ignored=ignored,
+            declaration=source_configuration_declaration(item.get("type", "api")),
         )
     if section == "registers":
         for schema_index, schema in enumerate(item.get("schemas") or []):

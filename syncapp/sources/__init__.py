@@ -115,6 +115,7 @@ class ReaderKind:
 _readers: dict[str, type[ReaderKind]] = {}
 # The save-time checks of Source records, by Source.type: a kind's module registers its own.
 _record_checks: dict[str, Callable[..., list[str]]] = {}
+_configurations: dict[str, tuple[type[Declared], Callable[..., list[str]]]] = {}
 
 
 def reader_type(source_type: str, *, label: str, source_kind: str = "", reads_schema: bool = False):
@@ -133,8 +134,14 @@ def reader_type(source_type: str, *, label: str, source_kind: str = "", reads_sc
     return register
 
 
-def source_record_check(source_kind: str, *, label: str):
+def source_record_check(
+    source_kind: str, *, label: str, configuration: type[Declared],
+    configuration_check: Callable[..., list[str]] = lambda configuration, *, path: [],
+):
     """Register a kind of Source record and the save-time check of its records (a function decorator).
+
+    `configuration`: the declaration of the record's `configuration`; `configuration_check(configuration,
+    path=…)` says what its shape does not.
 
     The check is called with `location`, `credentials` (None: not given, the stored ones are kept),
     `has_upload` and `path` (a prefix such as "sources[0]."), and returns problems that start with
@@ -142,6 +149,7 @@ def source_record_check(source_kind: str, *, label: str):
     """
     def register(check: Callable[..., list[str]]) -> Callable[..., list[str]]:
         _record_checks[source_kind] = check
+        _configurations[source_kind] = (configuration, configuration_check)
         kinds.SOURCE_RECORD_KINDS[source_kind] = label
         return check
 
@@ -161,6 +169,32 @@ def source_record_problems(
     if check is None:
         return [f"{path}type: must be one of {', '.join(_record_checks)}, got {kind!r}"]
     return check(location=location, credentials=credentials, has_upload=has_upload, path=path)
+
+
+def source_configuration_problems(*, kind: str, configuration: Any, path: str = "configuration") -> list[str]:
+    """Return the problems of a Source record's `configuration` for its type, each with its path."""
+    if kind not in _configurations or configuration in (None, ""):
+        return []
+    if not isinstance(configuration, dict):
+        return [f"{path}: must be an object"]
+    declaration, check = _configurations[kind]
+    try:
+        declaration.read(configuration)
+        shape: list[str] = []
+    except DeclarationInvalid as error:
+        shape = [f"{path}.{problem}" for problem in error.problems]
+    return problems_merged(shape, check(configuration, path=path))
+
+
+def source_configuration_declaration(kind: str) -> type[Declared] | None:
+    """Return the declaration of a Source record's `configuration` for its type, or None for an unknown type."""
+    found = _configurations.get(kind)
+    return found[0] if found is not None else None
+
+
+def source_configuration_schemas() -> dict[str, dict[str, Any]]:
+    """Return the JSON Schema of a Source record's `configuration` for each type."""
+    return {kind: json_schema_of(declaration) for kind, (declaration, _check) in _configurations.items()}
 
 
 def problems_by_field(problems: list[str]) -> dict[str, list[str]]:

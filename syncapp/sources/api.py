@@ -64,7 +64,7 @@ from syncapp.sources import (
     reader_type,
     source_record_check,
 )
-from syncapp.sources.declarations import CallOptions, RunSettings
+from syncapp.sources.declarations import CallOptions, HttpSourceConfiguration, RunSettings
 
 logger = logging.getLogger(__name__)
 
@@ -685,7 +685,9 @@ class ApiReader(ReaderKind):
         return first.get("url") == second.get("url") and (first.get("params") or {}) == (second.get("params") or {})
 
 
-@source_record_check("api", label="API")
+@source_record_check(
+    "api", label="API", configuration=HttpSourceConfiguration, configuration_check=configuration_problems,
+)
 def api_source_problems(*, location: Any, credentials: Any, has_upload: bool, path: str) -> list[str]:
     """Return the problems of an API source as saved: its base URL must be one the egress policy allows."""
     return location_problems(location if isinstance(location, str) else "", path=f"{path}location")

@@ -45,6 +45,7 @@ from sqlalchemy.pool import NullPool
 from sqlalchemy.types import JSON, LargeBinary, NullType
 
 from syncapp.authentication import redact
+from syncapp.declared import Declared
 from syncapp.egress import EgressRefused, host_addresses_allowed, host_refusal
 from syncapp.hashing import hash_value
 from syncapp.http import Wait
@@ -208,7 +209,20 @@ def database_location_problems(location: Any, *, path: str = "location") -> list
     return [f"{path}: {refusal}"] if refusal else []
 
 
-@source_record_check("database", label="Database")
+class DatabaseSourceConfiguration(Declared):
+    """A database source's `configuration`: how long a connection and a statement may take."""
+
+    connect_timeout: float | int | None = None
+    """Seconds to wait for a connection (default SYNC_DATABASE_CONNECT_TIMEOUT)."""
+    timeout: float | int | None = None
+    """Seconds a statement may run (default SYNC_DATABASE_STATEMENT_TIMEOUT); also statementTimeout."""
+    statement_timeout: float | int | None = None
+    """Another name for `timeout`."""
+    read_timeout: float | int | None = None
+    """Another name for `timeout`."""
+
+
+@source_record_check("database", label="Database", configuration=DatabaseSourceConfiguration)
 def database_source_problems(*, location: Any, credentials: Any, has_upload: bool, path: str) -> list[str]:
     """Return the problems of a database source as saved: its connection URL, and its credentials when given."""
     problems = database_location_problems(location if isinstance(location, str) else "", path=f"{path}location")

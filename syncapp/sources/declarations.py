@@ -56,6 +56,22 @@ class CallOptions(Declared):
         return folded
 
 
+class RateLimit(Declared):
+    """A request budget kept by every worker together."""
+
+    requests: int
+    """Requests allowed in each period."""
+    per: str | int | float | None = None
+    """The period: second (default), minute, hour, day, or a number of seconds."""
+
+
+class HttpSourceConfiguration(CallOptions):
+    """A source's `configuration` when it is called over HTTP (an API, a file at a URL): every call's settings."""
+
+    rate_limit: RateLimit | None = None
+    """A request budget kept by all workers together, e.g. {"requests": 10, "per": "second"}."""
+
+
 class Incremental(Declared):
     """Incremental reads: only what changed since the cursor the last successful run stored."""
 

@@ -77,8 +77,8 @@ from syncapp.sources import (
     reader_type,
     source_record_check,
 )
-from syncapp.sources.api import call_settings, source_config_problems
-from syncapp.sources.declarations import CallOptions, RunSettings
+from syncapp.sources.api import call_settings, configuration_problems, source_config_problems
+from syncapp.sources.declarations import CallOptions, HttpSourceConfiguration, RunSettings
 
 logger = logging.getLogger(__name__)
 
@@ -237,7 +237,9 @@ def file_location_problems(location: Any, *, has_upload: bool, path: str = "loca
     return []
 
 
-@source_record_check("file", label="File")
+@source_record_check(
+    "file", label="File", configuration=HttpSourceConfiguration, configuration_check=configuration_problems,
+)
 def file_source_problems(*, location: Any, credentials: Any, has_upload: bool, path: str) -> list[str]:
     """Return the problems of a file source as saved: an allowed URL or path, or an uploaded file."""
     return file_location_problems(location, has_upload=has_upload, path=f"{path}location")

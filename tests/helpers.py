@@ -4,8 +4,23 @@ from __future__ import annotations
 import time
 
 from contracts.models import SynchronizationRun
+from syncapp import runs as sync_runs
 from syncapp.configuration import bundle_import
 from syncapp.models import Object, Synchronization
+from syncapp.sample_source import generate_animals
+
+
+def run(synchronization: Synchronization, **options) -> SynchronizationRun:
+    """Start a run (in this process, with tasks in process) and return it as the database holds it now."""
+    started = sync_runs.run_start(synchronization=synchronization, **options)
+    started.refresh_from_db()
+    return started
+
+
+def records(count: int, *, seed: int) -> list[dict]:
+    """Return `count` active animals numbered 1, 2, ... (ids a page-number source can serve in order)."""
+    return [{**animal, "id": number, "status": "active"}
+            for number, animal in enumerate(generate_animals(count=count, seed=seed), start=1)]
 
 
 def wait_for_run(run: SynchronizationRun, *, timeout: float = 90) -> SynchronizationRun:

@@ -19,6 +19,7 @@ from syncapp.configuration import ConfigurationInvalid, bundle_import
 from syncapp.models import Object, Source, Synchronization
 from syncapp.runs.context import ConfigurationError
 from syncapp.sources import SourceError, reader_for
+from tests.helpers import run
 from tests.loopback import LoopbackServer
 
 pytestmark = pytest.mark.usefixtures("transactional_db", "in_process_tasks")
@@ -81,12 +82,6 @@ def file_sync(*, source: dict, upload: tuple[str, bytes] | None = None, **source
         }],
     })
     return Synchronization.objects.get(reference="people")
-
-
-def run(sync: Synchronization):
-    started = sync_runs.run_start(synchronization=sync)
-    started.refresh_from_db()
-    return started
 
 
 def people_in_register() -> dict[str, dict]:

@@ -19,16 +19,10 @@ from syncapp.models import Object, Synchronization
 from syncapp.runs.context import context_load, first_request
 from syncapp.runs.finish import run_close_if_complete
 from tests.conftest import zoo_bundle
-from tests.helpers import active_ids, import_zoo, wait_for_run
+from tests.helpers import active_ids, import_zoo, run, wait_for_run
 from tests.loopback import LoopbackServer
 
 pytestmark = pytest.mark.usefixtures("transactional_db", "in_process_tasks")
-
-
-def run(sync: Synchronization, **options) -> SynchronizationRun:
-    started = sync_runs.run_start(synchronization=sync, **options)
-    started.refresh_from_db()
-    return started
 
 
 # -- deletion of vanished objects -------------------------------------------------------------------

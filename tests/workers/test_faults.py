@@ -23,9 +23,8 @@ from contracts.models import ContractLog, SynchronizationContract, Synchronizati
 from syncapp import runs as sync_runs
 from syncapp.models import Object, Synchronization
 from syncapp.runs import pages
-from syncapp.sample_source import generate_animals
 from tests.conftest import TEST_QUEUE, WorkerProcess, purge_queue, zoo_bundle
-from tests.helpers import import_zoo, wait_for_run
+from tests.helpers import import_zoo, records, wait_for_run
 from tests.syncapp.test_http import DROP, Arrival, ScriptedServer, Slow, gaps
 from tests.test_settings import last_line, load_settings
 from workers import tasks
@@ -36,11 +35,6 @@ FAULTS_QUEUE = f"{TEST_QUEUE}-faults"
 # Waits up to a second happen inside the task, longer ones re-schedule it; backoff is brief.
 FAULT_WORKER_ENV = {"SYNC_MAX_INLINE_WAIT": "1", "SYNC_HTTP_BACKOFF_SECONDS": "0.2"}
 READ_TIMEOUT = 0.5
-
-
-def records(count: int, *, seed: int = 5) -> list[dict]:
-    return [{**animal, "id": number, "status": "active"}
-            for number, animal in enumerate(generate_animals(count=count, seed=seed), start=1)]
 
 
 def pages_of(items: list[dict], *, size: int, delay: float = 0.0):
@@ -107,7 +101,7 @@ def on_fault_queue(fault_worker, transactional_db) -> Iterator[WorkerProcess]:
 
 
 def test_a_run_on_a_worker_through_every_kind_of_fault_syncs_every_record_exactly_once(on_fault_queue):
-    items = records(30)
+    items = records(30, seed=5)
     faults = {
         1: [(429, {"Retry-After": "1"}, {"error": "slow down"})],
         2: [(429, {"x-ratelimit-reset": "1"}, {})],
@@ -135,7 +129,7 @@ def test_a_run_on_a_worker_through_every_kind_of_fault_syncs_every_record_exactl
 
 
 def test_a_wait_longer_than_the_inline_bound_retries_the_page_task_later(on_fault_queue):
-    items = records(10)
+    items = records(10, seed=5)
     answer = pages_of(items, size=5)
 
     def script(arrival: Arrival):
@@ -162,7 +156,7 @@ def test_a_wait_longer_than_the_inline_bound_retries_the_page_task_later(on_faul
 
 def test_two_workers_keep_a_source_budget_together(on_fault_queue, tmp_path):
     budget = 4
-    items = records(20)
+    items = records(20, seed=5)
     second = WorkerProcess(queue=FAULTS_QUEUE, log_path=tmp_path / "second.log", env=FAULT_WORKER_ENV)
     try:
         with ScriptedServer(pages_of(items, size=5)) as server:
@@ -193,7 +187,7 @@ def test_two_workers_keep_a_source_budget_together(on_fault_queue, tmp_path):
 
 
 def test_database_connections_killed_during_a_run_lose_and_duplicate_nothing(on_fault_queue):
-    items = records(200)
+    items = records(200, seed=5)
     # Pages after the fifth wait for the gate: the first kills come while the run is surely unfinished.
     gate = threading.Event()
     serve = pages_of(items, size=20, delay=0.1)
@@ -306,7 +300,7 @@ def broker(url: str) -> Iterator[None]:
 def test_a_broker_restart_during_a_run_loses_and_duplicates_nothing(transactional_db, tmp_path):
     if settings.TASKS_IN_PROCESS:
         pytest.fail("worker tests need a broker: run the suite with scripts/test.sh (it sets CELERY_BROKER_URL)")
-    items = records(240)
+    items = records(240, seed=5)
     queue = f"{TEST_QUEUE}-broker"
     server_redis = RedisServer()
     server_redis.start()
@@ -354,7 +348,7 @@ def test_a_broker_restart_during_a_run_loses_and_duplicates_nothing(transactiona
 
 
 def test_a_run_whose_messages_were_lost_is_completed_by_the_resend_sweep(transactional_db, settings):
-    items = records(15)
+    items = records(15, seed=5)
     queue = f"{TEST_QUEUE}-lost"
     purge_queue(queue)
     celery_app.conf.task_default_queue = queue
@@ -382,7 +376,7 @@ def test_a_run_whose_messages_were_lost_is_completed_by_the_resend_sweep(transac
 def test_a_page_task_redelivered_after_its_commit_sends_its_chunks_again_and_they_write_once(
     transactional_db, settings,
 ):
-    items = records(10)
+    items = records(10, seed=5)
     queue = f"{TEST_QUEUE}-lost"
     purge_queue(queue)
     celery_app.conf.task_default_queue = queue
@@ -410,7 +404,7 @@ def test_a_page_task_redelivered_after_its_commit_sends_its_chunks_again_and_the
 
 def test_a_run_that_moves_is_not_resent(transactional_db, settings):
     settings.TASKS_IN_PROCESS = True
-    items = records(5)
+    items = records(5, seed=5)
     with ScriptedServer(pages_of(items, size=5)) as server:
         sync = paged_sync(server)
         run = sync_runs.run_start(synchronization=sync)

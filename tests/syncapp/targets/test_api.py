@@ -14,6 +14,7 @@ from syncapp import runs as sync_runs
 from syncapp.configuration import ConfigurationInvalid, bundle_import
 from syncapp.models import Synchronization
 from syncapp.sample_source import SampleSource, generate_animals
+from tests.helpers import run
 
 pytestmark = pytest.mark.usefixtures("transactional_db", "in_process_tasks")
 
@@ -132,12 +133,6 @@ def outgoing(source_url: str, target: TargetApi, **target_config: Any) -> Synchr
         }],
     })
     return Synchronization.objects.get(reference="push")
-
-
-def run(sync: Synchronization, **options):
-    started = sync_runs.run_start(synchronization=sync, **options)
-    started.refresh_from_db()
-    return started
 
 
 ANIMALS = generate_animals(count=25, seed=4)

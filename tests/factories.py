@@ -10,6 +10,7 @@ import copy
 from typing import Any
 
 from contracts.models import ContractLog, SynchronizationContract, SynchronizationRun
+from syncapp.configuration import bundle_import
 from syncapp.models import Mapping, Object, Register, Schema, Source, Synchronization
 
 SECRET = "s3cr3t-token-value"
@@ -129,6 +130,24 @@ def make_contract_log(*, contract: SynchronizationContract | None = None, **fiel
         "action": "create", "status": "synced", "source_object": {"id": 17}, "target_object": {"name": "Nala"},
     }
     return ContractLog.objects.create(**{**values, **fields})
+
+
+def import_api_synchronization(
+    *, location: str, source_config: dict, conditions: dict | None = None,
+) -> Synchronization:
+    """Import (validated as any bundle) the zoo API at `location` and a synchronization reading it with
+    `source_config` into a zoo/animal schema that takes any object."""
+    bundle_import({
+        "sources": [{"reference": "zoo-api", "name": "Zoo", "type": "api", "location": location}],
+        "registers": [{"reference": "zoo", "name": "Zoo",
+                       "schemas": [{"reference": "animal", "name": "Animal", "schema": {"type": "object"}}]}],
+        "synchronizations": [{
+            "reference": "animals", "name": "Animals", "sourceType": "api", "sourceId": "zoo-api",
+            "sourceConfig": source_config, "conditions": conditions or {},
+            "targetType": "register/schema", "targetId": "zoo/animal",
+        }],
+    })
+    return Synchronization.objects.get(reference="animals")
 
 
 # The factory of each model the admin shows, by its label.

@@ -1,7 +1,11 @@
 """Small helpers the tests share."""
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
+
+from django.db import connection
 
 from contracts.models import SynchronizationRun
 from syncapp import runs as sync_runs
@@ -50,3 +54,21 @@ def register_objects(synchronization: Synchronization) -> list[dict]:
 
 def active_ids(records: list[dict]) -> set[str]:
     return {str(record["id"]) for record in records if record["status"] == "active"}
+
+
+def call_at_once(action: Callable[[], None], *, times: int = 2) -> None:
+    """Call `action` in `times` threads released together, each on its own database connection; wait for all."""
+    barrier = threading.Barrier(times)
+
+    def call() -> None:
+        barrier.wait()
+        try:
+            action()
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=call) for _ in range(times)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()

@@ -25,7 +25,7 @@ from syncapp.models import Object, Synchronization
 from syncapp.runs import pages
 from tests.conftest import TEST_QUEUE, WorkerProcess, purge_queue, zoo_bundle
 from tests.helpers import import_zoo, records, wait_for_run
-from tests.syncapp.test_http import DROP, Arrival, ScriptedServer, Slow, gaps
+from tests.loopback import DROP, LoopbackServer, Request, Slow, gaps
 from tests.test_settings import last_line, load_settings
 from workers import tasks
 
@@ -39,7 +39,7 @@ READ_TIMEOUT = 0.5
 
 def pages_of(items: list[dict], *, size: int, delay: float = 0.0):
     """Return a reply function serving `items` by page number, `size` a page, each after `delay` seconds."""
-    def reply(arrival: Arrival):
+    def reply(arrival: Request):
         time.sleep(delay)
         page = int(arrival.query.get("page", 1))
         return 200, {}, {"results": items[(page - 1) * size: page * size]}
@@ -48,7 +48,7 @@ def pages_of(items: list[dict], *, size: int, delay: float = 0.0):
 
 
 def paged_sync(
-    server: ScriptedServer, *, reference: str = "animals", concurrency: int = 4, **configuration
+    server: LoopbackServer, *, reference: str = "animals", concurrency: int = 4, **configuration
 ) -> Synchronization:
     """Import the zoo bundle reading `server` by page number, with extra source configuration."""
     bundle = zoo_bundle(location=server.url)
@@ -111,11 +111,11 @@ def test_a_run_on_a_worker_through_every_kind_of_fault_syncs_every_record_exactl
     }
     answer = pages_of(items, size=5)
 
-    def script(arrival: Arrival):
+    def script(arrival: Request):
         replies = faults.get(int(arrival.query.get("page", 1)), [])
         return replies[arrival.attempt - 1] if arrival.attempt <= len(replies) else answer(arrival)
 
-    with ScriptedServer(script, records=answer) as server:
+    with LoopbackServer(script, late=answer) as server:
         sync = paged_sync(server)
 
         run = wait_for_run(sync_runs.run_start(synchronization=sync), timeout=60)
@@ -132,12 +132,12 @@ def test_a_wait_longer_than_the_inline_bound_retries_the_page_task_later(on_faul
     items = records(10, seed=5)
     answer = pages_of(items, size=5)
 
-    def script(arrival: Arrival):
+    def script(arrival: Request):
         if arrival.query.get("page") == "2" and arrival.attempt == 1:
             return 429, {"Retry-After": "3"}, {"error": "come back in three seconds"}
         return answer(arrival)
 
-    with ScriptedServer(script) as server:
+    with LoopbackServer(script) as server:
         # One page at a time: with pages fetched ahead, each of them would wait for the limit too.
         sync = paged_sync(server, concurrency=1)
 
@@ -159,7 +159,7 @@ def test_two_workers_keep_a_source_budget_together(on_fault_queue, tmp_path):
     items = records(20, seed=5)
     second = WorkerProcess(queue=FAULTS_QUEUE, log_path=tmp_path / "second.log", env=FAULT_WORKER_ENV)
     try:
-        with ScriptedServer(pages_of(items, size=5)) as server:
+        with LoopbackServer(pages_of(items, size=5)) as server:
             original = paged_sync(server, rateLimit={"requests": budget, "per": "second"})
             # Three synchronizations of the one source run at once, so requests come in parallel.
             for number in (2, 3):
@@ -192,7 +192,7 @@ def test_database_connections_killed_during_a_run_lose_and_duplicate_nothing(on_
     gate = threading.Event()
     serve = pages_of(items, size=20, delay=0.1)
 
-    def reply(arrival: Arrival):
+    def reply(arrival: Request):
         if int(arrival.query.get("page", 1)) > 5:
             assert gate.wait(120)
         return serve(arrival)
@@ -207,7 +207,7 @@ def test_database_connections_killed_during_a_run_lose_and_duplicate_nothing(on_
             return cursor.fetchone()[0]
 
     try:
-        with ScriptedServer(reply) as server:
+        with LoopbackServer(reply) as server:
             sync = paged_sync(server)
             run = sync_runs.run_start(synchronization=sync)
 
@@ -306,7 +306,7 @@ def test_a_broker_restart_during_a_run_loses_and_duplicates_nothing(transactiona
     server_redis.start()
     lost = 0
     try:
-        with broker(server_redis.url), ScriptedServer(pages_of(items, size=40, delay=0.2)) as server:
+        with broker(server_redis.url), LoopbackServer(pages_of(items, size=40, delay=0.2)) as server:
             celery_app.conf.task_default_queue = queue
             worker = WorkerProcess(
                 queue=queue, log_path=tmp_path / "worker.log", env={"CELERY_BROKER_URL": server_redis.url}
@@ -353,7 +353,7 @@ def test_a_run_whose_messages_were_lost_is_completed_by_the_resend_sweep(transac
     purge_queue(queue)
     celery_app.conf.task_default_queue = queue
     try:
-        with ScriptedServer(pages_of(items, size=5)) as server:
+        with LoopbackServer(pages_of(items, size=5)) as server:
             sync = paged_sync(server)
             run = sync_runs.run_start(synchronization=sync)
             # A worker processes the first page, then the broker loses every message it held: the second
@@ -381,7 +381,7 @@ def test_a_page_task_redelivered_after_its_commit_sends_its_chunks_again_and_the
     purge_queue(queue)
     celery_app.conf.task_default_queue = queue
     try:
-        with ScriptedServer(pages_of(items, size=10)) as server:
+        with LoopbackServer(pages_of(items, size=10)) as server:
             sync = paged_sync(server)
             run = sync_runs.run_start(synchronization=sync)
             # Given a worker that committed the first page and died before its messages left
@@ -405,7 +405,7 @@ def test_a_page_task_redelivered_after_its_commit_sends_its_chunks_again_and_the
 def test_a_run_that_moves_is_not_resent(transactional_db, settings):
     settings.TASKS_IN_PROCESS = True
     items = records(5, seed=5)
-    with ScriptedServer(pages_of(items, size=5)) as server:
+    with LoopbackServer(pages_of(items, size=5)) as server:
         sync = paged_sync(server)
         run = sync_runs.run_start(synchronization=sync)
     SynchronizationRun.objects.filter(pk=run.pk).update(status="running", heartbeat_at=timezone.now())

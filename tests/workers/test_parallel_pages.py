@@ -11,7 +11,7 @@ from syncapp.configuration import bundle_import
 from syncapp.models import Object, Synchronization
 from tests.conftest import zoo_bundle
 from tests.helpers import records, wait_for_run
-from tests.syncapp.test_http import Arrival, ScriptedServer
+from tests.loopback import LoopbackServer, Request
 
 pytestmark = pytest.mark.worker
 
@@ -29,7 +29,7 @@ class Source:
         self.cap = cap
         self.delay = delay
 
-    def __call__(self, arrival: Arrival):
+    def __call__(self, arrival: Request):
         time.sleep(self.delay)
         if "offset" in arrival.query:
             start = int(arrival.query["offset"])
@@ -44,7 +44,7 @@ class Source:
         return 200, {}, body
 
 
-def synchronization(server: ScriptedServer, *, reference: str, concurrency: int, offset: bool = False,
+def synchronization(server: LoopbackServer, *, reference: str, concurrency: int, offset: bool = False,
                     **configuration) -> Synchronization:
     bundle = zoo_bundle(location=server.url)
     bundle["sources"][0].update(reference=f"{reference}-api")
@@ -79,7 +79,7 @@ def test_pages_fetched_ahead_give_the_counts_and_deletions_of_reading_one_page_a
     results, ahead = {}, {}
     for concurrency in (1, 4):
         items = records(95, seed=3)
-        with ScriptedServer(Source(items, **shape)) as server:
+        with LoopbackServer(Source(items, **shape)) as server:
             sync = synchronization(server, reference=f"animals-{concurrency}", concurrency=concurrency, offset=offset)
             first = outcome(sync)
             ahead[concurrency] = RunPage.objects.filter(run__synchronization=sync, status="skipped").count()
@@ -102,7 +102,7 @@ def test_pages_fetched_ahead_give_the_counts_and_deletions_of_reading_one_page_a
 
 def test_pages_fetched_ahead_keep_the_sources_request_budget(worker):
     budget = 5
-    with ScriptedServer(Source(records(120, seed=3), total=True, delay=0.02)) as server:
+    with LoopbackServer(Source(records(120, seed=3), total=True, delay=0.02)) as server:
         sync = synchronization(
             server, reference="animals", concurrency=4, rateLimit={"requests": budget, "per": "second"}
         )

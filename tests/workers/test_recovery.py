@@ -21,7 +21,7 @@ from syncapp.models import Object, Synchronization
 from syncapp.sample_source import generate_animals
 from tests.conftest import ROOT, TEST_QUEUE, WorkerProcess, _worker_database_url, purge_queue, zoo_bundle
 from tests.helpers import import_zoo, records, wait_for_run
-from tests.loopback import LoopbackServer
+from tests.loopback import LoopbackServer, Request
 
 pytestmark = pytest.mark.worker
 
@@ -34,10 +34,10 @@ class PagedSource(LoopbackServer):
         self.gate = threading.Event()
         self.gate.set()
 
-        def handler(path, query):
+        def handler(request: Request):
             assert self.gate.wait(120)
             time.sleep(delay)
-            page = int(query.get("page", 1))
+            page = int(request.query.get("page", 1))
             return 200, {}, {"results": self.items[(page - 1) * size: page * size]}
 
         super().__init__(handler)

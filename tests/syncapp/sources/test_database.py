@@ -24,6 +24,7 @@ from syncapp.models import Object, Source, Synchronization
 from syncapp.sources import SourceError, TransientSourceError, reader_for
 from syncapp.sources.database import database_connect, json_safe, key_decode, key_encode
 from tests.databases import database_sync, maria, maria_items, mariadb_table, pg, pg_items, source_database
+from tests.helpers import run
 
 pytestmark = pytest.mark.usefixtures("transactional_db", "in_process_tasks")
 
@@ -42,12 +43,6 @@ def pg_database() -> Iterator[str]:
 def maria_table() -> Iterator[str]:
     with mariadb_table() as name:
         yield name
-
-
-def run(sync: Synchronization):
-    started = sync_runs.run_start(synchronization=sync)
-    started.refresh_from_db()
-    return started
 
 
 def counts(run) -> tuple:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from django.http import Http404
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -18,13 +18,14 @@ from syncapp.api_naming import (
     CamelCaseModelSerializer,
     IdOrReferenceRelatedField,
     JSONBooleanField,
+    NotNullJSONField,
     record_named,
 )
 from syncapp.audit import AuditedViewSetMixin
 from syncapp.authentication import credential_problems
 from syncapp.filters import ObjectFilterSet, SchemaFilterSet, SourceFilterSet, SynchronizationFilterSet
 from syncapp.models import Mapping, Object, Register, Schema, Source, Synchronization
-from syncapp.openapi import CONFLICT, VALIDATION_ERROR
+from syncapp.openapi import CONFLICT, VALIDATION_ERROR, declared_field_schema
 from syncapp.parsers import BoundedJSONParser
 from syncapp.sources import problems_by_field as source_problems_by_field
 from syncapp.sources import source_configuration_problems, source_record_problems
@@ -46,8 +47,15 @@ from syncapp.validation import (
 )
 
 
+def declared_json_field(name: str, *, by: str) -> NotNullJSONField:
+    """Return a JSON field whose OpenAPI description is its kinds' declarations, key by key."""
+    field_class = type(f"Declared{name[:1].upper()}{name[1:]}Field", (NotNullJSONField,), {})
+    return extend_schema_field(declared_field_schema(name, by=by))(field_class)(required=False)
+
+
 class SourceSerializer(CamelCaseModelSerializer):
     credentials = serializers.JSONField(write_only=True, required=False)
+    configuration = declared_json_field("configuration", by="type")
     # A file source's upload (multipart); answered with its stored name, never a URL: uploads are not served.
     file = serializers.FileField(required=False, allow_null=True, use_url=False)
 
@@ -149,6 +157,8 @@ class SynchronizationSerializer(CamelCaseModelSerializer):
         "targetId": "a bundle's name: the API takes `targetSchema` (a schema's id) or `targetSource` (a source's id)",
     }
 
+    source_config = declared_json_field("sourceConfig", by="sourceType")
+    target_config = declared_json_field("targetConfig", by="targetType")
     follow_ups = IdOrReferenceRelatedField(
         many=True, required=False, queryset=Synchronization.objects.all(),
         help_text="The synchronizations run after this one, each by its id or its reference; answered by id.",

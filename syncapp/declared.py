@@ -227,13 +227,14 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
 # Schemas
 
 
-def json_schema_of(model: type[BaseModel]) -> dict[str, Any]:
+def json_schema_of(model: type[BaseModel], *, ref_template: str = "#/$defs/{model}") -> dict[str, Any]:
     """Return the JSON Schema of a declaration, as the admin's editors and the OpenAPI description use it.
 
     A key left out and a key set to null mean the same here: the schema shows each key by its type,
-    without pydantic's generated titles.
+    without pydantic's generated titles. `ref_template` places its parts (OpenAPI keeps them among its
+    components).
     """
-    return _plain(model.model_json_schema(by_alias=True, mode="validation"))
+    return _plain(model.model_json_schema(by_alias=True, mode="validation", ref_template=ref_template))
 
 
 def _plain(node: Any) -> Any:

@@ -17,6 +17,11 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework import serializers
 
 from syncapp.api_naming import RefusesUnknownFields
+from syncapp.declared import Declared, json_schema_of
+from syncapp.sources import reader_kinds, source_configuration_declaration, source_record_kinds
+from syncapp.targets import writer_kinds
+
+COMPONENTS = "#/components/schemas/{model}"
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -87,3 +92,41 @@ class SyncAutoSchema(AutoSchema):
             if code not in responses:
                 responses[code] = self._get_response_for_code(response, code, direction=direction)
         return responses
+
+
+# ---------------------------------------------------------------------------------------------
+# The declared configurations, key by key
+
+
+def _declarations() -> dict[str, list[tuple[str, type[Declared]]]]:
+    """Return the declarations of each configuration field, by the kind each belongs to."""
+    return {
+        "sourceConfig": [(kind.kind, kind.declaration) for kind in reader_kinds()],
+        "targetConfig": [(kind.kind, kind.declaration) for kind in writer_kinds()],
+        "configuration": [(kind, source_configuration_declaration(kind)) for kind in source_record_kinds()],
+    }
+
+
+def declared_field_schema(name: str, *, by: str) -> dict[str, Any]:
+    """Return the OpenAPI schema of a configuration field: one of its kinds' declarations (`by`: the field
+    whose value chooses)."""
+    declarations = _declarations()[name]
+    listing = ", ".join(f"{kind} → `{model.__name__}`" for kind, model in declarations)
+    return {
+        "type": "object",
+        "anyOf": [{"$ref": COMPONENTS.format(model=model.__name__)} for _kind, model in dict(declarations).items()],
+        "description": f"Its keys depend on `{by}`: {listing}.",
+    }
+
+
+def declarations_add(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
+    """Add every declared configuration, and its parts, to the description's components (a spectacular hook)."""
+    schemas = result.setdefault("components", {}).setdefault("schemas", {})
+    for declarations in _declarations().values():
+        for _kind, model in declarations:
+            schema = json_schema_of(model, ref_template=COMPONENTS)
+            for part, part_schema in {**schema.pop("$defs", {}), model.__name__: schema}.items():
+                if part in schemas and schemas[part] != part_schema:
+                    raise ValueError(f"the OpenAPI component {part} is both a serializer and a declaration")
+                schemas[part] = part_schema
+    return result

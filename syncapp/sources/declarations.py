@@ -5,14 +5,16 @@ Each kind's own declaration (in its module) is built from these: every kind take
 """
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import Field, JsonValue, model_validator
 
 from syncapp.declared import Declared, DotPath, Flag, Template
 
-Seconds = Annotated[float | int | str, Field(json_schema_extra={"examples": [10, 2.5]})]
-Verify = Annotated[bool | str, Field(json_schema_extra={"examples": [True, "/etc/ssl/my-ca.pem"]})]
+Seconds = float | int | str
+"""A number of seconds (10, 2.5)."""
+Verify = bool | str
+"""true, false, or the path of a CA bundle."""
 
 
 class CallOptions(Declared):

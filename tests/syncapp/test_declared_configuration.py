@@ -15,9 +15,10 @@ from rest_framework.test import APIClient
 
 from syncapp.configuration import ConfigurationInvalid, bundle_export, bundle_import
 from syncapp.models import Source, Synchronization
+from syncapp.reference import configuration_reference
 from syncapp.sources import reader_kinds, source_config_schemas
 from syncapp.targets import target_config_schemas, writer_kinds
-from tests.conftest import zoo_bundle
+from tests.conftest import ROOT, zoo_bundle
 
 pytestmark = pytest.mark.django_db
 
@@ -278,3 +279,36 @@ def test_every_kind_declares_its_configuration_with_documented_keys():
             assert declared.get("description"), f"{kind}: {key} has no description"
     assert "keyColumn" in source_config_schemas()["database"]["properties"]
     assert "keyColumn" not in source_config_schemas()["api"]["properties"]
+
+
+# ---------------------------------------------------------------------------------------------
+# What is derived from the declarations: the reference page and the OpenAPI description
+
+
+def test_the_committed_configuration_reference_is_what_the_declarations_say():
+    committed = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+
+    assert committed == configuration_reference(), "run `manage.py configuration_reference` and commit the page"
+
+
+def test_the_configuration_reference_lists_every_key_of_every_kind():
+    page = configuration_reference()
+
+    for kind in reader_kinds():
+        assert f"### `sourceType: {kind.kind}`" in page
+        for key in source_config_schemas()[kind.kind]["properties"]:
+            assert f"| `{key}`" in page
+
+
+def test_the_openapi_description_documents_source_config_keys_of_every_source_type(api):
+    description = api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    components = description["components"]["schemas"]
+
+    source_config = components["Synchronization"]["properties"]["sourceConfig"]
+    documented = [option["$ref"].rsplit("/", 1)[-1] for option in source_config["anyOf"]]
+    assert documented == [kind.declaration.__name__ for kind in reader_kinds()]
+    for kind in reader_kinds():
+        properties = components[kind.declaration.__name__]["properties"]
+        assert set(properties) == set(source_config_schemas()[kind.kind]["properties"])
+        assert all(declared.get("description") for declared in properties.values())
+    assert components["DatabaseSourceConfig"]["properties"]["keyColumn"]["description"].startswith("The unique")

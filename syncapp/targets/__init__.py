@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 from syncapp import kinds
-from syncapp.declared import DeclarationInvalid, Declared, json_schema_of, problems_merged
+from syncapp.declared import Declared, declaration_problems, json_schema_of
 from syncapp.models import Synchronization
 
 
@@ -133,13 +133,8 @@ def target_config_problems_of(
         return []  # the target type itself is refused
     if not isinstance(target_config, dict):
         return [f"{path}: must be an object"]
-    try:
-        cls.declaration.read(target_config)
-        shape: list[str] = []
-    except DeclarationInvalid as error:
-        shape = [f"{path}.{problem}" for problem in error.problems]
     checks = cls.config_problems(target_config, path=path, known_mappings=known_mappings or set())
-    return problems_merged(shape, checks)
+    return declaration_problems(cls.declaration, target_config, path=path, checks=checks)
 
 
 def target_config_schemas() -> dict[str, dict[str, Any]]:

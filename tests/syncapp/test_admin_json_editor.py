@@ -21,6 +21,7 @@ VENDORED = [
     "LICENSE", "README.md", "lib/codemirror.js", "lib/codemirror.css", "mode/javascript/javascript.js",
     "addon/edit/matchbrackets.js", "addon/edit/closebrackets.js", "addon/lint/lint.js", "addon/lint/lint.css",
     "addon/fold/foldcode.js", "addon/fold/foldgutter.js", "addon/fold/foldgutter.css", "addon/fold/brace-fold.js",
+    "addon/hint/show-hint.js", "addon/hint/show-hint.css",
 ]
 # The JSON fields of each change form.
 JSON_FIELDS = {

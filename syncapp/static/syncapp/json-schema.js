@@ -87,13 +87,13 @@
   }
 
   /* A short name of what a value of `schema` is: "string", "integer or string", "object", "list of
-   * string", "one of auto, page, next". */
+   * string", 'one of "auto", "page", "next"'. */
   function typeLabel(root, schema) {
     var labels = [];
     alternatives(root, schema).forEach(function (option) {
       var label;
       if (option.enum) {
-        label = "one of " + option.enum.map(function (value) { return String(value); }).join(", ");
+        label = "one of " + option.enum.map(function (value) { return JSON.stringify(value); }).join(", ");
       } else if (typesOf(option).indexOf("array") >= 0 && option.items) {
         label = "list of " + typeLabel(root, option.items);
       } else {

@@ -317,20 +317,29 @@ def test_an_operator_configures_tests_and_runs_a_synchronization_in_the_admin(se
     expect(tooltip).to_contain_text(declared["database"]["properties"]["table"]["description"])
     expect(tooltip).to_contain_text("string")
 
-    # A key the type does not take is marked at its line, with the name meant
-    fill_json(page, "id_source_config", '{\n  "keyColumn": "animal_id",\n  "tabel": "animals"\n}')
-    expect(page.locator(".field-source_config .CodeMirror-lint-mark-error")).to_have_text('"tabel"')
+    # A key the type does not take is marked at its line, with the name meant; so are a value of the wrong JSON
+    # type and one outside its choices
+    config = {
+        "keyColumn": "animal_id", "tabel": "animals", "pageSize": "ten",
+        "incremental": {"cursorPath": "updated_at", "type": "sometimes"},
+    }
+    fill_json(page, "id_source_config", config)
+    marks = page.locator(".field-source_config .CodeMirror-lint-mark-error")
+    expect(marks).to_have_text(['"tabel"', '"pageSize"', '"type"'])
     expect(page.locator("#id_source_config_json_status")).to_have_text(
         "Line 3, column 3: `tabel`: unknown key, did you mean `table`?")
     marked_lines = page.evaluate("""() => {
         const cm = document.getElementById("id_source_config").jsonEditor;
-        return [0, 1, 2, 3].filter(line => (cm.lineInfo(line).gutterMarkers || {})["CodeMirror-lint-markers"]);
+        return [...Array(cm.lineCount()).keys()].filter(
+            line => (cm.lineInfo(line).gutterMarkers || {})["CodeMirror-lint-markers"]);
     }""")
-    assert marked_lines == [2], marked_lines
+    offending = ('"tabel"', '"pageSize"', '"type"')
+    lines = json.dumps(config, indent=2).splitlines()
+    assert marked_lines == [n for n, line in enumerate(lines) if line.lstrip().startswith(offending)], marked_lines
 
     # Another type chosen, its keys apply: an api source has an endpoint and no keyColumn
     page.select_option("#id_source_type", "api")
-    expect(page.locator(".field-source_config .CodeMirror-lint-mark-error")).to_have_count(2)
+    expect(marks).to_have_text(['"keyColumn"', '"tabel"', '"pageSize"', '"type"'])
     fill_json(page, "id_source_config", "{\n  \n}")
     put_cursor(page, "id_source_config", line=1, ch=2)
     page.keyboard.press("Control+Space")

@@ -193,8 +193,9 @@
   /* The schemas of the textarea's types and the select that chooses one, or null. */
   function schemaChoice(textarea) {
     var text = textarea.getAttribute("data-json-schemas");
-    var select = document.querySelector(textarea.getAttribute("data-schema-selector") || "#-");
-    if (!text || !select) return null;
+    var selector = textarea.getAttribute("data-schema-selector");
+    var select = text && selector ? document.querySelector(selector) : null;
+    if (!select) return null;
     var schemas = JSON.parse(text);
     return {
       select: select,

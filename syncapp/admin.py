@@ -49,8 +49,9 @@ def describe_config_keys(*, schemas: dict[str, dict[str, Any]], kind: str) -> st
         f"{type_}: {', '.join(name for name in keys if name not in shared) or 'none'}" for type_, keys in names.items()
     ]
     return (
-        f"The keys of the chosen {kind} type: the editor offers them as you type (and on Ctrl-Space), shows what "
-        f"a key means on hover and marks a key that does not fit. Keys of {'; '.join(parts)}."
+        f"The keys of the chosen {kind} type (docs/configuration.md describes each): the editor offers them as you "
+        f"type (and on Ctrl-Space), shows what a key means on hover and marks a key that does not fit. Keys of "
+        f"{'; '.join(parts)}."
     )
 
 

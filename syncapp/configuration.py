@@ -339,14 +339,14 @@ def bundle_import(bundle: Any, *, actor: Any = None) -> ImportResult:
         for item in bundle.get("registers", []):
             register = _upsert(
                 Register, item["reference"],
-                {"name": item.get("name") or item["reference"], "description": item.get("description") or ""},
+                {"name": _optional_name(item), "description": item.get("description") or ""},
                 result, "registers",
             )
             for schema in item.get("schemas") or []:
                 Schema.objects.update_or_create(
                     register=register, reference=schema["reference"],
                     defaults={
-                        "name": schema.get("name") or schema["reference"],
+                        "name": _optional_name(schema),
                         "description": schema.get("description") or "",
                         "schema": schema.get("schema") or {},
                     },
@@ -355,7 +355,7 @@ def bundle_import(bundle: Any, *, actor: Any = None) -> ImportResult:
             _upsert(
                 Mapping, item["reference"],
                 {
-                    "name": item.get("name") or item["reference"],
+                    "name": _optional_name(item),
                     "description": item.get("description") or "",
                     "mapping": item.get("mapping") or {},
                     "unset": item.get("unset") or [],
@@ -375,6 +375,13 @@ def bundle_import(bundle: Any, *, actor: Any = None) -> ImportResult:
         for instance, action, fields in result.changes:
             change_record(user=actor, instance=instance, action=action, fields=fields, via="import")
     return result
+
+
+def _optional_name(item: dict) -> str:
+    """Return the name of a register, schema or mapping: its reference when the bundle gives none, and a
+    blank name as blank (these may be saved without one, and an export writes it so)."""
+    name = item.get("name")
+    return item["reference"] if name is None else name
 
 
 def _mapping_or_none(reference: str | None) -> Mapping | None:

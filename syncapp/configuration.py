@@ -460,12 +460,21 @@ def synchronization_export(synchronization: Synchronization) -> dict:
     def ref(instance) -> str | None:
         return instance.reference if instance is not None else None
 
-    source_id = (
-        synchronization.source_schema.path if synchronization.source_schema else ref(synchronization.source)
-    )
-    target_id = (
-        synchronization.target_schema.path if synchronization.target_schema else ref(synchronization.target_source)
-    )
+    def path(schema: Schema | None) -> str | None:
+        return schema.path if schema is not None else None
+
+    # sourceId and targetId name what the kinds read, as an import sets them; a relation of the other sort,
+    # which nothing reads, is left out (an api source with a schema beside it exported the schema). A type
+    # no kind is registered for exports what it holds, for the import to name its problem.
+    reader, writer = reader_kind(synchronization.source_type), writer_kind(synchronization.target_type)
+    if reader.reads_schema if reader else synchronization.source_schema is not None:
+        source_id = path(synchronization.source_schema)
+    else:
+        source_id = ref(synchronization.source)
+    if writer.writes_schema if writer else synchronization.target_schema is not None:
+        target_id = path(synchronization.target_schema)
+    else:
+        target_id = ref(synchronization.target_source)
     return {
         "reference": synchronization.reference,
         "name": synchronization.name,

@@ -17,6 +17,7 @@ from django.db import transaction
 
 from syncapp.audit import change_record, fields_changed
 from syncapp.authentication import credential_problems
+from syncapp.conditions import conditions_normalize
 from syncapp.declared import unknown_key_message
 from syncapp.documents import document_keys, schema_keys
 from syncapp.follow_ups import follow_up_graph
@@ -402,7 +403,7 @@ def _synchronization_values(item: dict) -> dict:
         "source_config": item.get("sourceConfig") or {},
         "source_hash_mapping": _mapping_or_none(item.get("sourceHashMapping")),
         "source_target_mapping": _mapping_or_none(item.get("sourceTargetMapping")),
-        "conditions": item.get("conditions") or {},
+        "conditions": conditions_normalize(item.get("conditions")),
         "target_type": target_type,
         "target_schema": _schema_by_path(item["targetId"]) if writes_schema else None,
         "target_source": None if writes_schema else Source.objects.get(reference=item["targetId"]),

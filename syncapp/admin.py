@@ -16,6 +16,7 @@ from contracts.runs import RunRefused
 from syncapp import permissions
 from syncapp import runs as sync_service
 from syncapp.authentication import credential_problems, mask_url
+from syncapp.conditions import conditions_normalize
 from syncapp.models import Mapping, Object, Register, Schema, Source, Synchronization
 from syncapp.sources import problems_by_field as source_problems_by_field
 from syncapp.sources import source_config_schemas, source_configuration_problems, source_record_problems
@@ -317,6 +318,9 @@ class SynchronizationForm(EmptyJSONForm):
 
     def clean_source_config(self):
         return self.cleaned_data.get("source_config") or {}
+
+    def clean_conditions(self):
+        return conditions_normalize(self.cleaned_data.get("conditions"))  # checked with the rest in clean
 
     def clean(self):
         cleaned = super().clean()

@@ -281,6 +281,8 @@ def problems_by_field(problems: list[str], *, document: dict[str, Any]) -> dict[
         key = re.split(r"[.\[]", where, maxsplit=1)[0]
         inner = where[len(key):].lstrip(".")
         name = names.get(key, "non_field_errors")
-        # A key inside a configuration keeps its whole path, as a bundle's problem names it.
-        fields.setdefault(name, []).append(f"{where}: {message}" if inner else message)
+        # A problem keeps its path, as a bundle's names it; sourceId and targetId are shown at the field of
+        # what they name, which says it already.
+        named_by_field = key in ("sourceId", "targetId") and not inner
+        fields.setdefault(name, []).append(message if named_by_field else f"{where}: {message}")
     return fields

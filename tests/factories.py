@@ -23,11 +23,12 @@ ACTIVE = {"==": [{"var": "status"}, "active"]}
 # What a source of each type reads, where it lives and the sourceConfig that reads it.
 SOURCE_KINDS: dict[str, dict[str, Any]] = {
     "api": {"reference": "zoo-api", "name": "Zoo API", "location": "http://127.0.0.1:8900",
-            "config": {"endpoint": "/animals", "resultsPosition": "results"}},
+            "config": {"endpoint": "/animals", "resultsPosition": "results"},
+            "configuration": {"headers": {"Accept": "application/json"}}},
     "database": {"reference": "warehouse", "name": "Warehouse", "location": "postgresql://127.0.0.1:5432/warehouse",
-                 "config": {"table": "animals", "keyColumn": "id"}},
+                 "config": {"table": "animals", "keyColumn": "id"}, "configuration": {"timeout": 30}},
     "file": {"reference": "animals-file", "name": "Animals file", "location": "http://127.0.0.1:8900/animals.json",
-             "config": {"format": "json"}},
+             "config": {"format": "json"}, "configuration": {"headers": {"Accept": "application/json"}}},
 }
 # Every kind of synchronization (source type, target type) the service runs.
 SYNCHRONIZATION_KINDS = [
@@ -45,7 +46,7 @@ def make_source(
     return Source.objects.create(
         reference=reference or kind["reference"], name=name or kind["name"], type=type,
         location=location or kind["location"],
-        configuration={"headers": {"Accept": "application/json"}} if configuration is None else configuration,
+        configuration=kind["configuration"] if configuration is None else configuration,
         credentials={"token": SECRET} if credentials is None else credentials, **fields,
     )
 

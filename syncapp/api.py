@@ -17,13 +17,13 @@ from syncapp.api_naming import CamelCaseModelSerializer, IdOrReferenceRelatedFie
 from syncapp.audit import AuditedViewSetMixin
 from syncapp.authentication import credential_problems
 from syncapp.conditions import validate_conditions
+from syncapp.errors import InvalidObject
 from syncapp.filters import ObjectFilterSet, SchemaFilterSet, SourceFilterSet, SynchronizationFilterSet
 from syncapp.models import Mapping, Object, Register, Schema, Source, Synchronization
 from syncapp.openapi import CONFLICT, VALIDATION_ERROR
 from syncapp.sources import problems_by_field, source_record_problems
 from syncapp.sources.api import configuration_problems
 from syncapp.sources.file import upload_problems
-from syncapp.targets import InvalidObject
 from syncapp.targets.register import (
     check_json_schema,
     register_object_save,

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from syncapp.errors import SyncError
+
 logger = logging.getLogger(__name__)
 
 AUTH_TYPES = ("none", "apiKey", "basic", "bearer", "oauth2")
@@ -68,7 +70,7 @@ SECRET_PARAM_NAMES = frozenset({
 })
 
 
-class CredentialsError(ValueError):
+class CredentialsError(SyncError, ValueError):
     """A source's credentials are not one of the supported shapes; `problems` lists each with its path."""
 
     def __init__(self, problems: list[str]):
@@ -266,7 +268,7 @@ def redact(text: str, secrets: Iterable[str]) -> str:
 # Applying credentials to a call
 
 
-class AuthenticationFailed(Exception):
+class AuthenticationFailed(SyncError):
     """The token URL did not hand out a token; the message names it without any secret."""
 
 

@@ -54,6 +54,7 @@ from django.conf import settings
 from django.db import connections
 
 from syncapp.dotpath import MISSING, get_path, set_path
+from syncapp.errors import SyncError
 from syncapp.http import OnWait
 
 KEYS = {
@@ -66,7 +67,7 @@ MAX_NESTING = 3
 MAX_REQUESTS_PER_OBJECT = 1000
 
 
-class EnrichmentFailed(Exception):
+class EnrichmentFailed(SyncError):
     """The detail of one object could not be had; the object fails, the run goes on."""
 
 
@@ -336,8 +337,8 @@ class Enricher:
 
     def fetch(self, entry: ExtraData, *, endpoint: str, on_wait: OnWait | None, count: Callable[[], None]) -> Any:
         """Return the body of a detail request; an error that is the object's raises EnrichmentFailed."""
+        from syncapp.errors import SourceError
         from syncapp.pagination import PageRequest
-        from syncapp.sources import SourceError
         from syncapp.sources.api import fetch_page, url_join
 
         source = self._source(entry)

@@ -70,7 +70,7 @@ def follow_ups_due(run: SynchronizationRun) -> bool:
 def follow_ups_start(*, run: SynchronizationRun) -> list[SynchronizationRun]:
     """Start each follow-up of a run as its own run linked to it; never one already in the chain."""
     from contracts.runs import RunRefused
-    from syncapp.runs.context import ConfigurationError
+    from syncapp.errors import ConfigurationError
     from syncapp.runs.start import run_start
 
     started = []

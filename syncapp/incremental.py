@@ -39,6 +39,7 @@ from typing import Any
 from django.utils import timezone
 
 from syncapp.dotpath import MISSING, get_path
+from syncapp.errors import SyncError
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ FORMATS = ("raw", "iso", "epoch", "epochMs", "date")
 KEYS = {"cursorPath", "param", "initialValue", "type", "format", "fullSchedule"}
 
 
-class CursorError(ValueError):
+class CursorError(SyncError, ValueError):
     """A cursor value that cannot be read as the configured type."""
 
 

@@ -26,6 +26,7 @@ from urllib.parse import SplitResult, parse_qsl, urlencode, urljoin, urlsplit, u
 
 from syncapp.authentication import mask_url
 from syncapp.dotpath import MISSING, get_path
+from syncapp.errors import PaginationError
 
 PAGINATION_TYPES = ("auto", "page", "offset", "cursor", "next", "link_header", "none")
 PAGINATION_KEYS = frozenset({
@@ -51,10 +52,6 @@ REMEMBERED_REQUESTS = 50
 DEFAULT_LIMIT = 100
 _LINK_PART = re.compile(r"<(?P<url>[^>]*)>(?P<params>[^,<]*)")
 _REL = re.compile(r"""rel\s*=\s*(?:"(?P<quoted>[^"]*)"|(?P<bare>[^;,\s]+))""", re.IGNORECASE)
-
-
-class PaginationError(ValueError):
-    """The pagination settings are wrong, or the source's pages would loop."""
 
 
 @dataclass(frozen=True)

@@ -74,7 +74,7 @@ def changes_push(
 def push_start(*, synchronization_id: int, object_ids: list[str]) -> SynchronizationRun | None:
     """Start an event run for these objects, or add them to the event run waiting behind the active one."""
     from contracts.runs import RunRefused
-    from syncapp.runs.context import ConfigurationError
+    from syncapp.errors import ConfigurationError
     from syncapp.runs.start import run_start
 
     synchronization = Synchronization.objects.filter(pk=synchronization_id, is_enabled=True).first()

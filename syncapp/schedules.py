@@ -58,8 +58,8 @@ def schedules_start_due(*, now: datetime | None = None) -> list[SynchronizationR
     disabled) starts nothing: it is recorded as missed, and the next due time starts a run.
     """
     from contracts.runs import RunRefused
+    from syncapp.errors import ConfigurationError
     from syncapp.incremental import incremental_config
-    from syncapp.runs.context import ConfigurationError
     from syncapp.runs.start import run_start
 
     now = now or timezone.now()

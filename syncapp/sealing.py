@@ -17,10 +17,12 @@ import orjson
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
 
+from syncapp.errors import SyncError
+
 logger = logging.getLogger(__name__)
 
 
-class Unsealable(ValueError):
+class Unsealable(SyncError, ValueError):
     """A stored secret that none of the configured keys decrypts."""
 
 

@@ -12,6 +12,7 @@ from django.utils import timezone
 from contracts.models import SynchronizationRun
 from syncapp.conditions import conditions_compile
 from syncapp.enrichment import Enricher, extra_data_problems
+from syncapp.errors import ConfigurationError, PaginationError, SourceError
 from syncapp.hashing import hash_value
 from syncapp.incremental import (
     CursorError,
@@ -22,14 +23,9 @@ from syncapp.incremental import (
 )
 from syncapp.mapping import MappingError, MappingSpec, apply_mapping
 from syncapp.models import Mapping, Synchronization
-from syncapp.pagination import PaginationError
 from syncapp.runs.planner import Rules
-from syncapp.sources import Reader, SourceError, reader_for, reader_problem
+from syncapp.sources import Reader, reader_for, reader_problem
 from syncapp.targets import Writer, writer_for, writer_problem
-
-
-class ConfigurationError(ValueError):
-    """The synchronization cannot run as configured."""
 
 
 def mapping_spec(mapping: Mapping) -> MappingSpec:

@@ -19,14 +19,6 @@ import orjson
 from syncapp.models import Synchronization
 
 
-class SourceError(Exception):
-    """The source could not be read, or answered something that is not a page of objects."""
-
-
-class TransientSourceError(SourceError):
-    """The source failed in a way that may pass: a timeout, a dropped connection, a 5xx."""
-
-
 @dataclass
 class Fetched:
     """What a source answered to one page request."""

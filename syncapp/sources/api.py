@@ -42,6 +42,7 @@ from syncapp.authentication import (
 from syncapp.authentication import snippet as redacted_snippet
 from syncapp.dotpath import MISSING, get_path
 from syncapp.egress import cross_host_refused, location_problems, same_origin
+from syncapp.errors import SourceError, TransientSourceError
 from syncapp.hashing import hash_hashes, hash_value
 from syncapp.http import HttpError, OnWait, RateLimited, TransientHttpError, budget_problems, http_request
 from syncapp.models import Source, Synchronization
@@ -54,7 +55,7 @@ from syncapp.pagination import (
     pagination_from_source_config,
     query_split,
 )
-from syncapp.sources import Fetched, ReadPage, SourceError, TransientSourceError, reader_type, source_record_check
+from syncapp.sources import Fetched, ReadPage, reader_type, source_record_check
 
 logger = logging.getLogger(__name__)
 

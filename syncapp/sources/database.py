@@ -45,17 +45,11 @@ from sqlalchemy.types import JSON, LargeBinary, NullType
 
 from syncapp.authentication import redact
 from syncapp.egress import EgressRefused, host_addresses_allowed, host_refusal
+from syncapp.errors import SourceError, SyncError, TransientSourceError
 from syncapp.hashing import hash_value
 from syncapp.http import Wait
 from syncapp.models import Source, Synchronization
-from syncapp.sources import (
-    Fetched,
-    ReadPage,
-    SourceError,
-    TransientSourceError,
-    reader_type,
-    source_record_check,
-)
+from syncapp.sources import Fetched, ReadPage, reader_type, source_record_check
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +91,7 @@ PG_PERMANENT = re.compile(r"authentication|does not exist|pg_hba\.conf|permissio
 MYSQL_PERMANENT_CODES = frozenset({1044, 1045, 1049, 1698})
 
 
-class DatabaseConfigError(ValueError):
+class DatabaseConfigError(SyncError, ValueError):
     """A location or sourceConfig of a database source that cannot be read as it is; `problems` lists each."""
 
     def __init__(self, problems: list[str]):

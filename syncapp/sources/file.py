@@ -65,17 +65,11 @@ from django.core.files.storage import default_storage
 from syncapp.authentication import AuthenticationFailed, CredentialsError, authenticator_for, mask_url, redact
 from syncapp.authentication import snippet as redacted_snippet
 from syncapp.egress import location_problems as url_location_problems
+from syncapp.errors import SourceError, TransientSourceError
 from syncapp.hashing import hash_value
 from syncapp.http import BodyLimits, HttpError, OnWait, RateLimited, TransientHttpError, http_request
 from syncapp.models import Source, Synchronization
-from syncapp.sources import (
-    Fetched,
-    ReadPage,
-    SourceError,
-    TransientSourceError,
-    reader_type,
-    source_record_check,
-)
+from syncapp.sources import Fetched, ReadPage, reader_type, source_record_check
 from syncapp.sources.api import call_settings, source_config_problems
 
 logger = logging.getLogger(__name__)

@@ -11,9 +11,10 @@ from typing import Any
 
 from django.conf import settings
 
+from syncapp.errors import SourceError
 from syncapp.hashing import hash_value
 from syncapp.models import Object, Synchronization
-from syncapp.sources import Fetched, ReadPage, SourceError, reader_type
+from syncapp.sources import Fetched, ReadPage, reader_type
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 10_000

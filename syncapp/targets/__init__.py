@@ -12,14 +12,6 @@ from typing import Any, ClassVar, Protocol
 from syncapp.models import Synchronization
 
 
-class TargetError(Exception):
-    """The target refused or failed the write."""
-
-
-class InvalidObject(ValueError):
-    """The mapped object does not fit the target's schema."""
-
-
 @dataclass(frozen=True)
 class Write:
     """One planned write: the object mapped from a source object, for the contract's target id."""

@@ -29,12 +29,12 @@ from syncapp.authentication import (
 )
 from syncapp.dotpath import MISSING, get_path
 from syncapp.egress import same_origin
+from syncapp.errors import InvalidObject, SourceError, TargetError
 from syncapp.http import HttpError, RateLimited, TransientHttpError, http_request
 from syncapp.mapping import MappingError, apply_mapping
 from syncapp.models import Synchronization
-from syncapp.sources import SourceError
 from syncapp.sources.api import call_settings, endpoint_url
-from syncapp.targets import InvalidObject, Outcome, TargetError, Write, writer_type
+from syncapp.targets import Outcome, Write, writer_type
 
 KEYS = ("endpoint", "idPosition", "idInRequestBody", "updateEndpoint", "updateMethod", "updateMapping",
         "deleteEndpoint", "deleteMethod", "deleteMapping", "recreateOnNotFound")

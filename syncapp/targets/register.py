@@ -21,11 +21,12 @@ from jsonschema.exceptions import SchemaError
 from jsonschema.validators import validator_for
 
 from syncapp.bulk import rows_insert, rows_update
+from syncapp.errors import InvalidObject
 from syncapp.hashing import canonical_json, hash_value
 from syncapp.ids import uuid7
 from syncapp.models import Object, Schema, Synchronization
 from syncapp.pushes import changes_push
-from syncapp.targets import InvalidObject, Outcome, TargetError, Write, writer_type
+from syncapp.targets import Outcome, Write, writer_type
 
 logger = logging.getLogger(__name__)
 
@@ -277,6 +278,6 @@ class RegisterWriter:
 
 
 __all__ = [
-    "InvalidObject", "RegisterWriter", "SchemaCheck", "TargetError", "check_json_schema", "register_object_save",
+    "RegisterWriter", "SchemaCheck", "check_json_schema", "register_object_save",
     "register_objects_delete", "schema_check", "validate_register_object",
 ]

@@ -20,9 +20,9 @@ import pytest
 from syncapp import runs as sync_runs
 from syncapp.authentication import mask_url
 from syncapp.configuration import ConfigurationInvalid, bundle_validate
+from syncapp.errors import SourceError
 from syncapp.models import Source
 from syncapp.pagination import PageRequest, first_page_request, pagination_from_source_config
-from syncapp.sources import SourceError
 from syncapp.sources.api import (
     call_settings,
     configuration_problems,

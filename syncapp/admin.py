@@ -14,12 +14,13 @@ from contracts.models import SynchronizationRun
 from contracts.runs import RunRefused
 from syncapp import permissions
 from syncapp import runs as sync_service
-from syncapp.authentication import credential_problems, mask_url
+from syncapp.authentication import credential_problems
 from syncapp.conditions import validate_conditions
 from syncapp.errors import InvalidObject
 from syncapp.models import Mapping, Object, Register, Schema, Source, Synchronization
+from syncapp.outbound.calls import configuration_problems
+from syncapp.outbound.masking import mask_url
 from syncapp.sources import problems_by_field, source_record_problems
-from syncapp.sources.api import configuration_problems
 from syncapp.sources.file import upload_problems
 from syncapp.targets.register import (
     check_json_schema,

@@ -21,8 +21,8 @@ from syncapp.errors import InvalidObject
 from syncapp.filters import ObjectFilterSet, SchemaFilterSet, SourceFilterSet, SynchronizationFilterSet
 from syncapp.models import Mapping, Object, Register, Schema, Source, Synchronization
 from syncapp.openapi import CONFLICT, VALIDATION_ERROR
+from syncapp.outbound.calls import configuration_problems
 from syncapp.sources import problems_by_field, source_record_problems
-from syncapp.sources.api import configuration_problems
 from syncapp.sources.file import upload_problems
 from syncapp.targets.register import (
     check_json_schema,

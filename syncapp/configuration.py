@@ -18,17 +18,17 @@ from django.db import transaction
 from syncapp.audit import change_record, fields_changed
 from syncapp.authentication import credential_problems
 from syncapp.conditions import validate_conditions
+from syncapp.cron import schedule_problems
 from syncapp.deletion import deletion_config_problems
 from syncapp.errors import PaginationError
 from syncapp.follow_ups import follow_up_cycle, follow_up_graph
 from syncapp.mapping import validate_mapping_config
 from syncapp.models import Mapping, Register, Schema, Source, Synchronization
 from syncapp.openconnector import bundle_normalize
+from syncapp.outbound.calls import configuration_problems
 from syncapp.pagination import pagination_from_source_config
 from syncapp.runs.context import run_settings_problems
-from syncapp.schedules import schedule_problems
 from syncapp.sources import source_config_problems_of, source_record_problems
-from syncapp.sources.api import configuration_problems
 from syncapp.sources.database import (
     database_read_problems,
 )

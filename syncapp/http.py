@@ -49,11 +49,11 @@ from django.utils import timezone
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential_jitter
 from urllib3 import exceptions as urllib3_exceptions
 
-from syncapp.authentication import mask_url, snippet
 from syncapp.egress import EgressRefused, cross_host_refused, peer_check, same_origin, url_check
 from syncapp.errors import SyncError
 from syncapp.models import Source
-from syncapp.pagination import url_without_params
+from syncapp.outbound.masking import mask_url, snippet
+from syncapp.outbound.urls import url_without_params
 
 logger = logging.getLogger(__name__)
 

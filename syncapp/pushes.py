@@ -18,29 +18,10 @@ from django.db import transaction
 
 from contracts.models import SynchronizationRun
 from syncapp.models import Synchronization
+from syncapp.sources.register import push_events
 from workers import dispatch
 
 logger = logging.getLogger(__name__)
-
-EVENTS = ("create", "update", "delete")
-
-
-def push_events(source_config: dict) -> tuple[str, ...]:
-    """Return the events that start a push (sourceConfig.triggerOnlyOnEvents; default all of them)."""
-    events = (source_config or {}).get("triggerOnlyOnEvents")
-    if not isinstance(events, list) or not events:
-        return EVENTS
-    return tuple(event for event in events if event in EVENTS)
-
-
-def push_events_problems(source_config: dict, *, path: str) -> list[str]:
-    """Return the problems of sourceConfig.triggerOnlyOnEvents."""
-    events = (source_config or {}).get("triggerOnlyOnEvents")
-    if events is None:
-        return []
-    if not isinstance(events, list) or any(event not in EVENTS for event in events):
-        return [f"{path}.triggerOnlyOnEvents: must be a list of {', '.join(EVENTS)}, got {events!r}"]
-    return []
 
 
 def changes_push(

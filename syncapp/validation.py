@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from syncapp.cron import schedule_problems
 from syncapp.deletion import deletion_config_problems
 from syncapp.errors import PaginationError
 from syncapp.follow_ups import follow_up_cycle_message, follow_up_graph
@@ -10,7 +11,6 @@ from syncapp.mapping import validate_mapping_config
 from syncapp.models import Mapping, Source, Synchronization
 from syncapp.pagination import pagination_from_source_config
 from syncapp.runs.context import run_settings_problems
-from syncapp.schedules import schedule_problems
 
 MAPPING_FIELDS = {"mapping": "mapping", "unset": "unset", "cast": "cast", "passThrough": "pass_through"}
 

@@ -23,10 +23,10 @@ from contracts.models import ContractLog, SynchronizationContract
 from syncapp.authentication import CredentialsError
 from syncapp.hashing import hash_value
 from syncapp.mapping import MappingError, apply_mapping
+from syncapp.mappings import mapping_spec, resolve_mapping
 from syncapp.models import Object, Synchronization
-from syncapp.runs.context import mapping_spec, resolve_mapping
-from syncapp.targets import Outcome, Write
 from syncapp.targets.api import KEYS, ApiWriter
+from syncapp.targets.base import Outcome, Write
 from workers import dispatch
 
 logger = logging.getLogger(__name__)

@@ -43,7 +43,7 @@ from syncapp.runs.planner import (
     page_origin_ids,
     page_plan,
 )
-from syncapp.sources import Fetched, ReadPage
+from syncapp.sources.base import Fetched, ReadPage
 from workers import dispatch
 
 logger = logging.getLogger(__name__)

@@ -43,13 +43,13 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchTableError, SQLAlche
 from sqlalchemy.pool import NullPool
 from sqlalchemy.types import JSON, LargeBinary, NullType
 
-from syncapp.authentication import redact
 from syncapp.egress import EgressRefused, host_addresses_allowed, host_refusal
 from syncapp.errors import SourceError, SyncError, TransientSourceError
 from syncapp.hashing import hash_value
 from syncapp.http import Wait
 from syncapp.models import Source, Synchronization
-from syncapp.sources import Fetched, ReadPage, reader_type, source_record_check
+from syncapp.outbound.masking import redact
+from syncapp.sources.base import Fetched, ReadPage
 
 logger = logging.getLogger(__name__)
 
@@ -199,7 +199,6 @@ def database_location_problems(location: Any, *, path: str = "location") -> list
     return [f"{path}: {refusal}"] if refusal else []
 
 
-@source_record_check(Source.Type.DATABASE)
 def database_source_problems(*, location: Any, credentials: Any, has_upload: bool, path: str) -> list[str]:
     """Return the problems of a database source as saved: its connection URL, and its credentials when given."""
     problems = database_location_problems(location if isinstance(location, str) else "", path=f"{path}location")
@@ -756,7 +755,6 @@ def _wrapped(query: str) -> str:
 # The reader of `database` sources
 
 
-@reader_type(Synchronization.SourceType.DATABASE)
 class DatabaseReader:
     """The rows of a table or query, in keyset pages on its key column, through a read-only connection."""
 

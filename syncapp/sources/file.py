@@ -62,15 +62,16 @@ import orjson
 from django.conf import settings
 from django.core.files.storage import default_storage
 
-from syncapp.authentication import AuthenticationFailed, CredentialsError, authenticator_for, mask_url, redact
-from syncapp.authentication import snippet as redacted_snippet
+from syncapp.authentication import AuthenticationFailed, CredentialsError, authenticator_for
 from syncapp.egress import location_problems as url_location_problems
 from syncapp.errors import SourceError, TransientSourceError
 from syncapp.hashing import hash_value
 from syncapp.http import BodyLimits, HttpError, OnWait, RateLimited, TransientHttpError, http_request
 from syncapp.models import Source, Synchronization
-from syncapp.sources import Fetched, ReadPage, reader_type, source_record_check
-from syncapp.sources.api import call_settings, source_config_problems
+from syncapp.outbound.calls import call_settings, source_config_problems
+from syncapp.outbound.masking import mask_url, redact
+from syncapp.outbound.masking import snippet as redacted_snippet
+from syncapp.sources.base import Fetched, ReadPage
 
 logger = logging.getLogger(__name__)
 
@@ -229,7 +230,6 @@ def file_location_problems(location: Any, *, has_upload: bool, path: str = "loca
     return []
 
 
-@source_record_check(Source.Type.FILE)
 def file_source_problems(*, location: Any, credentials: Any, has_upload: bool, path: str) -> list[str]:
     """Return the problems of a file source as saved: an allowed URL or path, or an uploaded file."""
     return file_location_problems(location, has_upload=has_upload, path=f"{path}location")
@@ -648,7 +648,6 @@ def downloads_purge(*, older_than_seconds: float = DOWNLOAD_KEEP_SECONDS) -> int
 # The reader of `file` sources
 
 
-@reader_type(Synchronization.SourceType.FILE)
 class FileReader:
     """Pages of records of a CSV, NDJSON or JSON file: uploaded, at a URL, or in an allowed directory."""
 

@@ -14,10 +14,30 @@ from django.conf import settings
 from syncapp.errors import SourceError
 from syncapp.hashing import hash_value
 from syncapp.models import Object, Synchronization
-from syncapp.sources import Fetched, ReadPage, reader_type
+from syncapp.outbound.calls import source_config_problems
+from syncapp.sources.base import Fetched, ReadPage
 
+EVENTS = ("create", "update", "delete")
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 10_000
+
+
+def push_events(source_config: dict) -> tuple[str, ...]:
+    """Return the events that start a push (sourceConfig.triggerOnlyOnEvents; default all of them)."""
+    events = (source_config or {}).get("triggerOnlyOnEvents")
+    if not isinstance(events, list) or not events:
+        return EVENTS
+    return tuple(event for event in events if event in EVENTS)
+
+
+def push_events_problems(source_config: dict, *, path: str) -> list[str]:
+    """Return the problems of sourceConfig.triggerOnlyOnEvents."""
+    events = (source_config or {}).get("triggerOnlyOnEvents")
+    if events is None:
+        return []
+    if not isinstance(events, list) or any(event not in EVENTS for event in events):
+        return [f"{path}.triggerOnlyOnEvents: must be a list of {', '.join(EVENTS)}, got {events!r}"]
+    return []
 
 
 def register_source_config_problems(config: dict[str, Any], *, path: str) -> list[str]:
@@ -34,7 +54,6 @@ def register_object_as_source(obj: Object) -> dict[str, Any]:
     return {**data, "id": str(obj.uuid)}
 
 
-@reader_type(Synchronization.SourceType.REGISTER)
 class RegisterReader:
     """The objects of one register schema, in keyset pages by UUID."""
 
@@ -52,9 +71,6 @@ class RegisterReader:
 
     @staticmethod
     def config_problems(source_config: dict[str, Any], *, path: str) -> list[str]:
-        from syncapp.pushes import push_events_problems
-        from syncapp.sources.api import source_config_problems
-
         problems = (
             source_config_problems(source_config, path=path)
             + register_source_config_problems(source_config, path=path)

@@ -26,7 +26,7 @@ from syncapp.hashing import canonical_json, hash_value
 from syncapp.ids import uuid7
 from syncapp.models import Object, Schema, Synchronization
 from syncapp.pushes import changes_push
-from syncapp.targets import Outcome, Write, writer_type
+from syncapp.targets.base import Outcome, Write
 
 logger = logging.getLogger(__name__)
 
@@ -149,7 +149,6 @@ def _connection_lost() -> bool:
     return raw is None or bool(getattr(raw, "closed", False)) or not connection.is_usable()
 
 
-@writer_type(Synchronization.TargetType.REGISTER)
 class RegisterWriter:
     """Write the mapped objects of a chunk to a schema of the register, in bulk."""
 

@@ -8,10 +8,10 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from contracts.models import SynchronizationRun
-from syncapp import pushes
 from syncapp.configuration import ConfigurationInvalid, bundle_import
 from syncapp.models import Object, Schema, Synchronization
 from syncapp.sample_source import SampleSource, generate_animals
+from syncapp.sources.register import push_events
 from syncapp.targets.register import register_object_save, register_objects_delete
 from tests.syncapp.targets.test_api import TargetApi
 
@@ -151,5 +151,5 @@ def test_trigger_events_are_checked_when_saved():
 
 
 def test_push_events_default_to_every_event():
-    assert pushes.push_events({}) == ("create", "update", "delete")
-    assert pushes.push_events({"triggerOnlyOnEvents": ["update"]}) == ("update",)
+    assert push_events({}) == ("create", "update", "delete")
+    assert push_events({"triggerOnlyOnEvents": ["update"]}) == ("update",)

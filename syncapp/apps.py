@@ -1,11 +1,11 @@
 from django.apps import AppConfig
 
+from syncapp.sealing import keys_announce
+
 
 class SyncappConfig(AppConfig):
     name = "syncapp"
     verbose_name = "Synchronization"
 
     def ready(self) -> None:
-        from syncapp.sealing import keys_announce
-
         keys_announce()

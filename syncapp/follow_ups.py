@@ -60,16 +60,6 @@ def ancestry(run: SynchronizationRun) -> set[int]:
     return seen
 
 
-def follow_ups_due(run: SynchronizationRun) -> bool:
-    """Return whether the run's follow-ups start: after success, or partial with followUpsOnPartial."""
-    if run.is_test:
-        return False
-    if run.status == SynchronizationRun.Status.SUCCEEDED:
-        return True
-    on_partial = (run.synchronization.source_config or {}).get("followUpsOnPartial", False)
-    return run.status == SynchronizationRun.Status.PARTIAL and on_partial in (True, "true", "1", 1)
-
-
 def follow_ups_start(*, run: SynchronizationRun) -> list[SynchronizationRun]:
     """Start each follow-up of a run as its own run linked to it; never one already in the chain."""
     started = []

@@ -11,6 +11,9 @@ from syncapp.mapping import validate_mapping_config
 from syncapp.models import Mapping, Source, Synchronization
 from syncapp.pagination import pagination_from_source_config
 from syncapp.runs.context import run_settings_problems
+from syncapp.sources import source_config_problems_of
+from syncapp.sources.database import database_read_problems
+from syncapp.targets.api import target_config_problems
 
 MAPPING_FIELDS = {"mapping": "mapping", "unset": "unset", "cast": "cast", "passThrough": "pass_through"}
 
@@ -38,24 +41,18 @@ def synchronization_problems_by_field(
     """
     errors: dict[str, list[str]] = {}
     if source_type == Synchronization.SourceType.DATABASE:
-        from syncapp.sources.database import database_read_problems
-
         for problem in database_read_problems(source=source, source_config=source_config, live=source_changed):
             if problem.startswith("sourceId"):
                 errors.setdefault("source", []).append(problem.removeprefix("sourceId").lstrip(": "))
             else:
                 errors.setdefault("source_config", []).append(problem)
     if target_type == "api":
-        from syncapp.targets.api import target_config_problems
-
         problems = target_config_problems(target_config)
         if problems:
             errors["target_config"] = problems
     if isinstance(source_config, dict):
         problems = errors.pop("source_config", [])
         problems += deletion_config_problems(source_config) + run_settings_problems(source_config)
-        from syncapp.sources import source_config_problems_of
-
         problems += source_config_problems_of(source_type, source_config)
         try:
             pagination_from_source_config(source_config)

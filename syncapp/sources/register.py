@@ -15,9 +15,9 @@ from syncapp.errors import SourceError
 from syncapp.hashing import hash_value
 from syncapp.models import Object, Synchronization
 from syncapp.outbound.calls import source_config_problems
+from syncapp.outbox import EVENTS
 from syncapp.sources.base import Fetched, ReadPage
 
-EVENTS = ("create", "update", "delete")
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 10_000
 

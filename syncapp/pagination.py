@@ -2,7 +2,7 @@
 
 A page request is plain JSON (`{"url": ..., "params": {...}, ...}`) so it can be stored on the
 run's page record and handed to the task that fetches it. Everything here is a pure function of the
-settings, the request and the answer; the HTTP calls live in `syncapp.sources`.
+settings, the request and the answer; the HTTP calls live in `syncapp.outbound.calls`.
 
 The keys of `sourceConfig.pagination` (all optional but `type`), with OpenConnector's
 `usesPagination`, `paginationQuery` and `maxPages` on `sourceConfig` itself still understood:

@@ -59,7 +59,7 @@ def changes_drain_left(*, older_than_seconds: float = OUTBOX_LEFT_SECONDS) -> in
     """Drain the outbox rows whose own drain was lost (a worker that died, a broker that lost the task);
     return how many were pushed now."""
     before = timezone.now() - timedelta(seconds=older_than_seconds)
-    left = OutboxChange.objects.filter(created_at__lt=before).values_list("pk", flat=True)
+    left = OutboxChange.objects.filter(created_at__lte=before).values_list("pk", flat=True)
     return sum(changes_drain(change_id=change_id) for change_id in list(left))
 
 

@@ -6,10 +6,10 @@ is the one place that reports changes: the admin, the API and synchronizations w
 register all come through it. It records them in the outbox (syncapp.outbox) in the same transaction;
 this module drains the outbox after the transaction commits (a rolled-back change pushes nothing) and
 sends a task per synchronization reading the schema, which starts an `event` run limited to those
-objects. Changes that come
-while a run of the synchronization is active are gathered into one run waiting behind it, so a burst
-makes two runs, not one per object. A change written by a synchronization is not pushed to the source
-it came from (no ping-pong between a pull and a push of the same data).
+objects. Changes that come while a run of the synchronization is active are gathered into one run
+waiting behind it, so a burst makes two runs, not one per object. A change written by a
+synchronization is not pushed to the source it came from (no ping-pong between a pull and a push of
+the same data).
 """
 from __future__ import annotations
 

@@ -331,7 +331,11 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Sources, mappings, synchronizations, the register, runs and contracts.",
     "VERSION": "0.1.0",
     # A synchronization's source and target types are the same choice set: name it once.
-    "ENUM_NAME_OVERRIDES": {"EndpointTypeEnum": "syncapp.models.Synchronization.TargetType"},
+    "ENUM_NAME_OVERRIDES": {"EndpointTypeEnum": "syncapp.kinds.writer_choices"},
+    # The declared configurations of every kind (sourceConfig, targetConfig, a source's configuration).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums", "syncapp.openapi.declarations_add",
+    ],
     # The description of the API is for its users: staff, not anyone who finds the URL.
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAdminUser"],
     # Swagger UI and ReDoc from drf-spectacular-sidecar's static files: no CDN, works offline.

@@ -9,8 +9,8 @@ from rest_framework.response import Response
 from contracts.filters import ContractFilterSet, ContractLogFilterSet, RunFilterSet
 from contracts.models import ContractLog, RunPage, SynchronizationContract, SynchronizationRun
 from syncapp import permissions
-from syncapp.api_naming import CamelCaseModelSerializer
-from syncapp.openapi import CONFLICT
+from syncapp.api_naming import BodySerializer, CamelCaseModelSerializer
+from syncapp.openapi import CONFLICT, VALIDATION_ERROR
 from syncapp.runs.recover import run_cancel
 
 
@@ -41,6 +41,10 @@ class RunSerializer(CamelCaseModelSerializer):
         ]
 
 
+class NoBodySerializer(BodySerializer):
+    """The body of an action that takes none: any name sent in it is refused, not ignored."""
+
+
 class RunPageSerializer(CamelCaseModelSerializer):
     class Meta:
         model = RunPage
@@ -66,11 +70,16 @@ class RunViewSet(viewsets.ReadOnlyModelViewSet):
     filterset_class = RunFilterSet
     action_permissions = {"cancel": [permissions.CANCEL], "pages": ["contracts.view_synchronizationrun"]}
 
-    @extend_schema(request=None, responses={200: RunSerializer, 409: CONFLICT})
+    @extend_schema(request=None, responses={
+        200: RunSerializer,
+        400: OpenApiResponse(VALIDATION_ERROR.response, description="A body was sent with names: this takes none."),
+        409: CONFLICT,
+    })
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None) -> Response:
-        """Cancel an active run: its queued tasks do nothing and nothing is deleted."""
+        """Cancel an active run: its queued tasks do nothing and nothing is deleted. It takes no body."""
         run = self.get_object()
+        NoBodySerializer(data=request.data).is_valid(raise_exception=True)
         if not run_cancel(run=run):
             detail = f"run {run.pk} has already ended ({run.status})"
             return Response({"detail": detail}, status=status.HTTP_409_CONFLICT)

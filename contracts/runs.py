@@ -7,7 +7,7 @@ import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
@@ -283,6 +283,14 @@ def run_progress(run: SynchronizationRun) -> dict:
     }
 
 
+def instant_text(moment: datetime | None) -> str | None:
+    """Return a moment as the API spells it: ISO 8601 in the current time zone, UTC as `Z` (as DRF does)."""
+    if moment is None:
+        return None
+    text = timezone.localtime(moment).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
 def run_summary(run: SynchronizationRun) -> dict:
     """Return the run as plain JSON for the command line, with the names the API gives its fields."""
     return {
@@ -305,9 +313,9 @@ def run_summary(run: SynchronizationRun) -> dict:
         "retries": run.retries,
         "waitedSeconds": round(run.waited_seconds, 3),
         "errorMessage": run.error_message,
-        "createdAt": run.created_at.isoformat() if run.created_at else None,
-        "startedAt": run.started_at.isoformat() if run.started_at else None,
-        "finishedAt": run.finished_at.isoformat() if run.finished_at else None,
+        "createdAt": instant_text(run.created_at),
+        "startedAt": instant_text(run.started_at),
+        "finishedAt": instant_text(run.finished_at),
         "durationSeconds": run.duration_seconds,
         "parent": run.parent_id,
     }

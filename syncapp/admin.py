@@ -15,12 +15,11 @@ from contracts.runs import RunRefused
 from syncapp import permissions
 from syncapp import runs as sync_service
 from syncapp.authentication import credential_problems
-from syncapp.conditions import validate_conditions
 from syncapp.errors import InvalidObject
 from syncapp.models import Mapping, Object, Register, Schema, Source, Synchronization
-from syncapp.outbound.calls import configuration_problems
 from syncapp.outbound.masking import mask_url
-from syncapp.sources import problems_by_field, source_record_problems
+from syncapp.sources import problems_by_field as source_problems_by_field
+from syncapp.sources import source_configuration_problems, source_record_problems
 from syncapp.sources.file import upload_problems
 from syncapp.targets.register import (
     check_json_schema,
@@ -29,7 +28,12 @@ from syncapp.targets.register import (
     validate_register_object,
 )
 from syncapp.tryout import conditions_try, mapping_config_of, mapping_try
-from syncapp.validation import mapping_problems_by_field, synchronization_problems_by_field
+from syncapp.validation import (
+    mapping_problems_by_field,
+    problems_by_field,
+    synchronization_document,
+    synchronization_problems,
+)
 from syncapp.widgets import PrettyJSONTextarea, WriteOnlyTextarea
 from workers import dispatch
 
@@ -101,16 +105,9 @@ class SourceForm(EmptyJSONForm):
             raise forms.ValidationError(problems)
         return value
 
-    def clean_configuration(self):
-        value = self.cleaned_data.get("configuration")
-        problems = configuration_problems(value, path="configuration")
-        if problems:
-            raise forms.ValidationError(problems)
-        return value
-
     def clean(self):
         cleaned = super().clean()
-        kind = cleaned.get("type", Source.Type.API)
+        kind = cleaned.get("type", "api")
         # The upload of this form (False: its "clear" box is ticked), else the one stored.
         upload = cleaned.get("file")
         has_upload = bool(upload) or (upload is None and bool(self.instance.file))
@@ -119,11 +116,14 @@ class SourceForm(EmptyJSONForm):
                 kind=kind, location=cleaned.get("location") or "", has_upload=has_upload,
                 credentials=cleaned.get("new_credentials") or None,
             )
-            for field, messages_ in problems_by_field(problems).items():
+            for field, messages_ in source_problems_by_field(problems).items():
                 for message in messages_:
                     self.add_error("new_credentials" if field == "credentials" else field, message)
         for problem in upload_problems(upload=upload, kind=kind):
             self.add_error("file", problem)
+        if "configuration" in cleaned:
+            for problem in source_configuration_problems(kind=kind, configuration=cleaned["configuration"]):
+                self.add_error("configuration", problem)
         return cleaned
 
     def save(self, commit: bool = True):
@@ -306,30 +306,24 @@ class SynchronizationForm(EmptyJSONForm):
         self.fields["source_config"].help_text = SOURCE_CONFIG_KEYS
         self.fields["target_config"].help_text = TARGET_CONFIG_KEYS
 
-    def clean_conditions(self):
-        conditions = self.cleaned_data.get("conditions")
-        for problem in validate_conditions(conditions or {}):
-            self.add_error("conditions", problem)
-        return conditions
-
     def clean_source_config(self):
         return self.cleaned_data.get("source_config") or {}
 
     def clean(self):
         cleaned = super().clean()
-        follow_ups = [sync.reference for sync in cleaned.get("follow_ups") or []]
-        read_changed = bool({"source_type", "source", "source_config"} & set(self.changed_data))
-        problems = synchronization_problems_by_field(
-            reference=cleaned.get("reference"), previous_reference=self.instance.reference or None,
-            source_config=cleaned.get("source_config", {}), schedule=cleaned.get("schedule") or "",
-            follow_ups=follow_ups, target_type=cleaned.get("target_type") or "",
-            target_config=cleaned.get("target_config"), source_type=cleaned.get("source_type") or "",
-            source=cleaned.get("source"),
-            source_changed=not self.instance.pk or read_changed,
+        if any(name in self.errors for name in ("source_type", "target_type", "source_config", "target_config")):
+            return cleaned  # the field itself is refused already
+        document = synchronization_document(
+            cleaned, follow_ups=[sync.reference for sync in cleaned.get("follow_ups") or []]
         )
-        for field, messages_ in problems.items():
+        read_changed = bool({"source_type", "source", "source_config"} & set(self.changed_data))
+        problems = synchronization_problems(
+            document, previous_reference=self.instance.reference or None,
+            read_changed=not self.instance.pk or read_changed,
+        )
+        for field, messages_ in problems_by_field(problems, document=document).items():
             for message in messages_:
-                self.add_error(field, message)
+                self.add_error(None if field == "non_field_errors" else field, message)
         return cleaned
 
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from django.http import Http404
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -13,16 +13,23 @@ from contracts.models import SynchronizationRun
 from contracts.runs import RunRefused
 from syncapp import permissions
 from syncapp import runs as sync_service
-from syncapp.api_naming import CamelCaseModelSerializer, IdOrReferenceRelatedField, record_named
+from syncapp.api_naming import (
+    BodySerializer,
+    CamelCaseModelSerializer,
+    IdOrReferenceRelatedField,
+    JSONBooleanField,
+    NotNullJSONField,
+    record_named,
+)
 from syncapp.audit import AuditedViewSetMixin
 from syncapp.authentication import credential_problems
-from syncapp.conditions import validate_conditions
 from syncapp.errors import InvalidObject
 from syncapp.filters import ObjectFilterSet, SchemaFilterSet, SourceFilterSet, SynchronizationFilterSet
 from syncapp.models import Mapping, Object, Register, Schema, Source, Synchronization
-from syncapp.openapi import CONFLICT, VALIDATION_ERROR
-from syncapp.outbound.calls import configuration_problems
-from syncapp.sources import problems_by_field, source_record_problems
+from syncapp.openapi import CONFLICT, VALIDATION_ERROR, declared_field_schema
+from syncapp.parsers import BoundedJSONParser
+from syncapp.sources import problems_by_field as source_problems_by_field
+from syncapp.sources import source_configuration_problems, source_record_problems
 from syncapp.sources.file import upload_problems
 from syncapp.targets.register import (
     check_json_schema,
@@ -31,11 +38,24 @@ from syncapp.targets.register import (
     validate_register_object,
 )
 from syncapp.tryout import conditions_try, mapping_config_of, mapping_try
-from syncapp.validation import mapping_problems_by_field, synchronization_problems_by_field
+from syncapp.validation import (
+    SYNCHRONIZATION_FIELDS,
+    mapping_problems_by_field,
+    problems_by_field,
+    synchronization_document,
+    synchronization_problems,
+)
+
+
+def declared_json_field(name: str, *, by: str) -> NotNullJSONField:
+    """Return a JSON field whose OpenAPI description is its kinds' declarations, key by key."""
+    field_class = type(f"Declared{name[:1].upper()}{name[1:]}Field", (NotNullJSONField,), {})
+    return extend_schema_field(declared_field_schema(name, by=by))(field_class)(required=False)
 
 
 class SourceSerializer(CamelCaseModelSerializer):
     credentials = serializers.JSONField(write_only=True, required=False)
+    configuration = declared_json_field("configuration", by="type")
     # A file source's upload (multipart); answered with its stored name, never a URL: uploads are not served.
     file = serializers.FileField(required=False, allow_null=True, use_url=False)
 
@@ -57,22 +77,20 @@ class SourceSerializer(CamelCaseModelSerializer):
             raise serializers.ValidationError(problems)
         return value
 
-    def validate_configuration(self, value):
-        problems = configuration_problems(value, path="configuration")
-        if problems:
-            raise serializers.ValidationError(problems)
-        return value
-
     def validate(self, attrs):
-        kind = attrs.get("type", getattr(self.instance, "type", Source.Type.API))
+        kind = attrs.get("type", getattr(self.instance, "type", "api"))
         location = attrs.get("location", getattr(self.instance, "location", ""))
         upload = attrs.get("file", getattr(self.instance, "file", None))
-        errors = problems_by_field(source_record_problems(
+        errors = source_problems_by_field(source_record_problems(
             kind=kind, location=location, has_upload=bool(upload), credentials=attrs.get("credentials") or None,
         ))
         problems = upload_problems(upload=attrs.get("file"), kind=kind)
         if problems:
             errors.setdefault("file", []).extend(problems)
+        configuration = attrs.get("configuration", getattr(self.instance, "configuration", {}))
+        problems = source_configuration_problems(kind=kind, configuration=configuration)
+        if problems:
+            errors.setdefault("configuration", []).extend(problems)
         if errors:
             raise serializers.ValidationError(errors)
         return attrs
@@ -133,6 +151,14 @@ class ObjectSerializer(CamelCaseModelSerializer):
 
 
 class SynchronizationSerializer(CamelCaseModelSerializer):
+    # A bundle names the source and the target by reference in one key each; the API has a field for each kind.
+    unknown_field_hints = {
+        "sourceId": "a bundle's name: the API takes `source` (a source's id) or `sourceSchema` (a schema's id)",
+        "targetId": "a bundle's name: the API takes `targetSchema` (a schema's id) or `targetSource` (a source's id)",
+    }
+
+    source_config = declared_json_field("sourceConfig", by="sourceType")
+    target_config = declared_json_field("targetConfig", by="targetType")
     follow_ups = IdOrReferenceRelatedField(
         many=True, required=False, queryset=Synchronization.objects.all(),
         help_text="The synchronizations run after this one, each by its id or its reference; answered by id.",
@@ -149,36 +175,27 @@ class SynchronizationSerializer(CamelCaseModelSerializer):
         ]
         read_only_fields = ["incremental_cursor", "incremental_cursor_path", "incremental_cursor_at"]
 
-    def validate_conditions(self, value):
-        problems = validate_conditions(value or {})
-        if problems:
-            raise serializers.ValidationError(problems)
-        return value
-
     def validate(self, attrs):
         instance = self.instance
         follow_ups = attrs.get("follow_ups", list(instance.follow_ups.all()) if instance else [])
         read = ("source_type", "source", "source_config")
         read_changed = instance is None or any(key in attrs and attrs[key] != getattr(instance, key) for key in read)
-        errors = synchronization_problems_by_field(
-            reference=attrs.get("reference", getattr(instance, "reference", None)),
-            previous_reference=getattr(instance, "reference", None),
-            source_config=attrs.get("source_config", getattr(instance, "source_config", {})),
-            target_type=attrs.get("target_type", getattr(instance, "target_type", "")),
-            source_type=attrs.get("source_type", getattr(instance, "source_type", "")),
-            target_config=attrs.get("target_config", getattr(instance, "target_config", {})),
-            schedule=attrs.get("schedule", getattr(instance, "schedule", "")),
-            follow_ups=[sync.reference for sync in follow_ups],
-            source=attrs.get("source", getattr(instance, "source", None)),
-            source_changed=read_changed,
+        values = {name: attrs.get(name, getattr(instance, name, None)) for name in SYNCHRONIZATION_FIELDS.values()}
+        for name in ("source", "source_schema", "target_schema", "target_source"):
+            values[name] = attrs.get(name, getattr(instance, name, None))
+        document = synchronization_document(values, follow_ups=[sync.reference for sync in follow_ups])
+        problems = synchronization_problems(
+            document, previous_reference=getattr(instance, "reference", None), read_changed=read_changed,
         )
-        if errors:
-            raise serializers.ValidationError(errors)
+        if problems:
+            raise serializers.ValidationError(problems_by_field(problems, document=document))
         return attrs
 
 
-class SampleSerializer(serializers.Serializer):
+class SampleSerializer(BodySerializer):
     """A sample source object under `data` (the mapping try also takes it under its former name `input`)."""
+
+    also_accepted = {"input": "data"}
 
     data = serializers.JSONField(help_text="A sample source object.")
 
@@ -227,10 +244,12 @@ def _try_responses(outcome: type[serializers.Serializer]) -> dict:
     }
 
 
-class RunStartSerializer(serializers.Serializer):
-    test = serializers.BooleanField(default=False, help_text="A test run: report what would be done, write nothing.")
-    force = serializers.BooleanField(default=False, help_text="Write every object, changed or not.")
-    full = serializers.BooleanField(
+class RunStartSerializer(BodySerializer):
+    """How to run: each option true or false (JSON booleans), all false by default."""
+
+    test = JSONBooleanField(default=False, help_text="A test run: report what would be done, write nothing.")
+    force = JSONBooleanField(default=False, help_text="Write every object, changed or not.")
+    full = JSONBooleanField(
         default=False, help_text="Read every record, not only what changed since the cursor (sourceConfig.incremental)."
     )
 
@@ -346,11 +365,16 @@ class SynchronizationViewSet(AuditedViewSetMixin, viewsets.ModelViewSet):
         request=RunStartSerializer,
         responses={
             202: OpenApiResponse(RunSerializer, description="Started (or, for a test run, done): the run."),
-            400: OpenApiResponse(VALIDATION_ERROR.response, description="The body, or the configuration, is invalid."),
+            400: OpenApiResponse(
+                VALIDATION_ERROR.response,
+                description="The body is invalid (an option not a JSON boolean, a name it does not take), or the "
+                            "configuration is.",
+            ),
             409: CONFLICT,
         },
     )
-    @action(detail=True, methods=["post"], serializer_class=RunStartSerializer)
+    # JSON only: the options are JSON booleans, which a form cannot send.
+    @action(detail=True, methods=["post"], serializer_class=RunStartSerializer, parser_classes=[BoundedJSONParser])
     def run(self, request: Request, pk=None) -> Response:
         """Start a run (or a test run) of this synchronization; a test run answers with its report."""
         sync = self.get_object()

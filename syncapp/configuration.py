@@ -17,33 +17,21 @@ from django.db import transaction
 
 from syncapp.audit import change_record, fields_changed
 from syncapp.authentication import credential_problems
-from syncapp.conditions import validate_conditions
-from syncapp.cron import schedule_problems
-from syncapp.deletion import deletion_config_problems
-from syncapp.errors import PaginationError
-from syncapp.follow_ups import follow_up_cycle, follow_up_graph
+from syncapp.declared import unknown_key_message
+from syncapp.documents import document_keys, schema_keys
+from syncapp.follow_ups import follow_up_graph
 from syncapp.mapping import validate_mapping_config
 from syncapp.models import Mapping, Register, Schema, Source, Synchronization
-from syncapp.openconnector import bundle_normalize
-from syncapp.outbound.calls import configuration_problems
-from syncapp.pagination import pagination_from_source_config
-from syncapp.runs.context import run_settings_problems
-from syncapp.sources import source_config_problems_of, source_record_problems
-from syncapp.sources.database import (
-    database_read_problems,
-)
-from syncapp.targets.api import target_config_problems
+from syncapp.openconnector import bundle_normalize, bundle_read
+from syncapp.sources import reader_kind, source_configuration_problems, source_record_kinds, source_record_problems
+from syncapp.targets import writer_kind
 from syncapp.targets.register import check_json_schema
-from syncapp.write_back import write_back_problems
+from syncapp.validation import Known, synchronization_problems
 
 REFERENCE_PATTERN = re.compile(r"^[-a-zA-Z0-9_]+$")
 MAX_REFERENCE_LENGTH = 120  # the lengths of the reference and name columns
 MAX_NAME_LENGTH = 200
 SECTIONS = ("sources", "registers", "mappings", "synchronizations")
-# Synchronization source types whose sourceId names a Source record.
-SOURCE_RECORD_TYPES = (
-    Synchronization.SourceType.API, Synchronization.SourceType.FILE, Synchronization.SourceType.DATABASE,
-)
 # What an export writes for a source's credentials, and what an import reads as "keep the stored ones".
 CREDENTIALS_KEPT = "(write-only: kept as stored)"
 
@@ -62,6 +50,8 @@ class ImportResult:
     updated: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SECTIONS, 0))
     # What was added or changed, with the fields that changed: recorded in the configuration's history.
     changes: list[tuple[Any, str, list[str]]] = field(default_factory=list)
+    # The paths of what an OpenConnector export holds that this service does not do: not imported.
+    ignored: list[str] = field(default_factory=list)
 
 
 def bundle_load(path: Path) -> Any:
@@ -180,10 +170,6 @@ class _Checker:
             self.add(f"{path}.{key}", "must be an object")
 
 
-def _exists(model, reference: str, bundle_references: set[str]) -> bool:
-    return reference in bundle_references or model.objects.filter(reference=reference).exists()
-
-
 def _schema_paths(registers: list[tuple[str, dict]]) -> set[str]:
     paths = set()
     for _path, register in registers:
@@ -193,31 +179,21 @@ def _schema_paths(registers: list[tuple[str, dict]]) -> set[str]:
     return paths
 
 
-def _schema_exists(target_id: str, bundle_paths: set[str]) -> bool:
-    if target_id in bundle_paths:
-        return True
-    register, _, schema = target_id.partition("/")
-    return Schema.objects.filter(register__reference=register, reference=schema).exists()
+def _bundle_source(item: dict[str, Any]) -> Source:
+    """Return a source as the bundle has it (not saved), its credentials the stored ones where kept."""
+    stored = Source.objects.filter(reference=item["reference"]).first()
+    credentials = item.get("credentials")
+    if credentials == CREDENTIALS_KEPT or "credentials" not in item:
+        credentials = stored.credentials if stored is not None else {}
+    return Source(
+        reference=item["reference"], type=item.get("type", "api"), location=item.get("location") or "",
+        configuration=item.get("configuration") or {}, credentials=credentials if isinstance(credentials, dict) else {},
+    )
 
 
-def _database_source(reference: str, sources: list[tuple[str, dict]]) -> Source | None:
-    """Return the source a synchronization reads, as the bundle or else the database has it (not saved)."""
-    for _path, item in sources:
-        if item["reference"] == reference:
-            stored = Source.objects.filter(reference=reference).first()
-            credentials = item.get("credentials")
-            if credentials == CREDENTIALS_KEPT or "credentials" not in item:
-                credentials = stored.credentials if stored is not None else {}
-            return Source(
-                reference=reference, type=item.get("type", "api"), location=item.get("location") or "",
-                configuration=item.get("configuration") or {}, credentials=credentials or {},
-            )
-    return Source.objects.filter(reference=reference).first()
-
-
-def _database_read_changed(item: dict, sources: list[tuple[str, dict]]) -> bool:
-    """Return whether importing a synchronization changes what it reads from its database (then the
-    database is asked); a bundle imported again does not need the database up."""
+def _read_changed(item: dict, sources: list[tuple[str, dict]]) -> bool:
+    """Return whether importing a synchronization changes what it reads from its source (then the source is
+    asked, a database about its table or query); a bundle imported again does not need the source up."""
     stored = Synchronization.objects.filter(reference=item["reference"]).select_related("source").first()
     if stored is None or stored.source is None:
         return True
@@ -236,6 +212,14 @@ def _database_read_changed(item: dict, sources: list[tuple[str, dict]]) -> bool:
     return False
 
 
+def _unknown_keys(section: str, path: str, item: dict[str, Any]) -> list[str]:
+    """Return a problem for each key a record of the section does not take, with the closest known name."""
+    known = document_keys(section)
+    return [
+        f"{path}.{key}: {unknown_key_message(key=str(key), known=known)}" for key in item if key not in known
+    ]
+
+
 def bundle_validate(bundle: Any) -> None:
     """Raise ConfigurationInvalid listing every problem of the bundle with its path."""
     unstorable = unstorable_values(bundle)
@@ -251,10 +235,11 @@ def bundle_validate(bundle: Any) -> None:
 
     sources = check.items("sources")
     for path, item in sources:
+        check.problems.extend(_unknown_keys("sources", path, item))
         kind = item.get("type", "api")
-        check.text(path, item, "location", required=kind != Source.Type.FILE)
-        if kind not in Source.Type.values:
-            check.add(f"{path}.type", f"must be one of {', '.join(Source.Type.values)}, got {kind!r}")
+        check.text(path, item, "location", required=kind != "file")
+        if kind not in source_record_kinds():
+            check.add(f"{path}.type", f"must be one of {', '.join(source_record_kinds())}, got {kind!r}")
         elif item.get("location") is None or isinstance(item.get("location"), str):
             # An uploaded file is not part of a bundle: a source that has one keeps it.
             has_upload = Source.objects.filter(reference=item.get("reference")).exclude(file="").exists()
@@ -268,11 +253,18 @@ def bundle_validate(bundle: Any) -> None:
             check.json_object(path, item, "credentials")
         if isinstance(item.get("credentials"), dict):
             check.problems.extend(credential_problems(item["credentials"], path=f"{path}.credentials"))
-        check.problems.extend(configuration_problems(item.get("configuration"), path=f"{path}.configuration"))
+        check.problems.extend(source_configuration_problems(
+            kind=kind, configuration=item.get("configuration"), path=f"{path}.configuration",
+        ))
 
     registers = check.items("registers")
     for path, item in registers:
+        check.problems.extend(_unknown_keys("registers", path, item))
         for schema_path, schema in check.listed(item.get("schemas", []), path=f"{path}.schemas"):
+            check.problems.extend(
+                f"{schema_path}.{key}: {unknown_key_message(key=str(key), known=schema_keys())}"
+                for key in schema if key not in schema_keys()
+            )
             for problem in check_json_schema(schema.get("schema", {})):
                 check.add(f"{schema_path}.schema", problem)
 
@@ -281,90 +273,28 @@ def bundle_validate(bundle: Any) -> None:
         Mapping.objects.values_list("reference", flat=True)
     )
     for path, item in mappings:
+        check.problems.extend(_unknown_keys("mappings", path, item))
         for problem in validate_mapping_config(item, known_references=known_mappings):
             check.problems.append(f"{path}.{problem}")
 
-    source_refs = {item["reference"] for _, item in sources}
-    mapping_refs = {item["reference"] for _, item in mappings}
-    schema_paths = _schema_paths(registers)
     synchronizations = check.items("synchronizations")
-    sync_refs = {item["reference"] for _, item in synchronizations}
-    for path, item in synchronizations:
-        source_type = item.get("sourceType", "api")
-        if source_type not in Synchronization.SourceType.values:
-            check.add(f"{path}.sourceType", f"must be one of {', '.join(Synchronization.SourceType.values)}")
-        source_id = item.get("sourceId")
-        if source_type == Synchronization.SourceType.DATABASE:
-            source = _database_source(source_id, sources) if isinstance(source_id, str) else None
-            if source is None:
-                check.add(f"{path}.sourceId", f"no source with reference {source_id!r}")
-            elif not check.problems:
-                # Checked on the database itself, once the source is known to be sound.
-                check.problems.extend(database_read_problems(
-                    source=source, source_config=item.get("sourceConfig") or {}, path=f"{path}.sourceConfig",
-                    source_path=f"{path}.sourceId", live=_database_read_changed(item, sources),
-                ))
-        elif source_type in SOURCE_RECORD_TYPES:
-            if not isinstance(source_id, str) or not _exists(Source, source_id, source_refs):
-                check.add(f"{path}.sourceId", f"no source with reference {source_id!r}")
-        elif source_type == "register/schema" and (
-            not isinstance(source_id, str) or not _schema_exists(source_id, schema_paths)
-        ):
-            check.add(f"{path}.sourceId", f"no register/schema {source_id!r}")
-        source_config = item.get("sourceConfig") or {}
-        if not isinstance(source_config, dict):
-            check.add(f"{path}.sourceConfig", "must be an object")
-        else:
-            try:
-                pagination_from_source_config(source_config)
-            except PaginationError as error:
-                check.add(f"{path}.sourceConfig", str(error))
-            check.problems.extend(source_config_problems_of(source_type, source_config, path=f"{path}.sourceConfig"))
-            for problem in run_settings_problems(source_config, known_sources=source_refs):
-                check.add(f"{path}.sourceConfig", problem)
-        for key in ("sourceHashMapping", "sourceTargetMapping", "targetSourceMapping"):
-            reference = item.get(key)
-            if reference not in (None, "") and not (
-                isinstance(reference, str) and _exists(Mapping, reference, mapping_refs)
-            ):
-                check.add(f"{path}.{key}", f"no mapping with reference {reference!r}")
-        check.problems.extend(validate_conditions(item.get("conditions") or {}, path=f"{path}.conditions"))
-        target_type = item.get("targetType", "register/schema")
-        target_id = item.get("targetId")
-        if target_type not in Synchronization.TargetType.values:
-            check.add(f"{path}.targetType", f"must be one of {', '.join(Synchronization.TargetType.values)}")
-        elif target_type == "register/schema":
-            if not isinstance(target_id, str) or not _schema_exists(target_id, schema_paths):
-                check.add(f"{path}.targetId", f"no register/schema {target_id!r}")
-        elif not isinstance(target_id, str) or not _exists(Source, target_id, source_refs):
-            check.add(f"{path}.targetId", f"no source with reference {target_id!r}")
-        check.json_object(path, item, "targetConfig")
-        if target_type == Synchronization.TargetType.API:
-            check.problems.extend(target_config_problems(
-                item.get("targetConfig"), path=f"{path}.targetConfig", known_mappings=mapping_refs,
-            ))
-        check.problems.extend(write_back_problems(item, path=path))
-        follow_ups = item.get("followUps") or []
-        if not isinstance(follow_ups, list):
-            check.add(f"{path}.followUps", "must be a list of synchronization references")
-        else:
-            for index, reference in enumerate(follow_ups):
-                if not isinstance(reference, str) or not _exists(Synchronization, reference, sync_refs):
-                    check.add(f"{path}.followUps[{index}]", f"no synchronization with reference {reference!r}")
-        for problem in schedule_problems(item.get("schedule") or ""):
-            check.problems.append(f"{path}.{problem}")
-        if isinstance(source_config, dict):
-            for problem in deletion_config_problems(source_config):
-                check.add(f"{path}.sourceConfig", problem)
     graph = follow_up_graph()
     for _path, item in synchronizations:
         follow_ups = item.get("followUps")
         references = follow_ups if isinstance(follow_ups, list) else []
         graph[item["reference"]] = [reference for reference in references if isinstance(reference, str)]
+    known = Known(
+        sources={item["reference"]: _bundle_source(item) for _, item in sources},
+        schemas=_schema_paths(registers), mappings={item["reference"] for _, item in mappings},
+        synchronizations={item["reference"] for _, item in synchronizations}, follow_ups=graph,
+    )
+    sound = not check.problems  # the sources themselves are asked only about a bundle sound so far
     for path, item in synchronizations:
-        chain = follow_up_cycle(graph=graph, start=item["reference"])
-        if chain is not None:
-            check.add(f"{path}.followUps", "follow-ups make a cycle: " + " → ".join(chain))
+        check.problems.extend(_unknown_keys("synchronizations", path, item))
+        check.problems.extend(synchronization_problems(
+            item, path=path, known=known,
+            read_changed=(lambda item=item: _read_changed(item, sources)) if sound else False,
+        ))
     if check.problems:
         raise ConfigurationInvalid(check.problems)
 
@@ -391,8 +321,8 @@ def bundle_import(bundle: Any, *, actor: Any = None) -> ImportResult:
     command line).
     """
     bundle_validate(bundle)
-    bundle = bundle_normalize(bundle)
-    result = ImportResult()
+    bundle, ignored = bundle_read(bundle)
+    result = ImportResult(ignored=ignored)
     with transaction.atomic():
         for item in bundle.get("sources", []):
             values = {
@@ -454,19 +384,21 @@ def _mapping_or_none(reference: str | None) -> Mapping | None:
 def _synchronization_values(item: dict) -> dict:
     source_type = item.get("sourceType", "api")
     target_type = item.get("targetType", "register/schema")
+    # What sourceId and targetId name is the kind's to say: a register schema, or a Source record.
+    reads_schema, writes_schema = reader_kind(source_type).reads_schema, writer_kind(target_type).writes_schema
     return {
         "name": item.get("name") or item["reference"],
         "description": item.get("description") or "",
         "source_type": source_type,
-        "source": Source.objects.get(reference=item["sourceId"]) if source_type in SOURCE_RECORD_TYPES else None,
-        "source_schema": _schema_by_path(item["sourceId"]) if source_type == "register/schema" else None,
+        "source": None if reads_schema else Source.objects.get(reference=item["sourceId"]),
+        "source_schema": _schema_by_path(item["sourceId"]) if reads_schema else None,
         "source_config": item.get("sourceConfig") or {},
         "source_hash_mapping": _mapping_or_none(item.get("sourceHashMapping")),
         "source_target_mapping": _mapping_or_none(item.get("sourceTargetMapping")),
         "conditions": item.get("conditions") or {},
         "target_type": target_type,
-        "target_schema": _schema_by_path(item["targetId"]) if target_type == "register/schema" else None,
-        "target_source": Source.objects.get(reference=item["targetId"]) if target_type == "api" else None,
+        "target_schema": _schema_by_path(item["targetId"]) if writes_schema else None,
+        "target_source": None if writes_schema else Source.objects.get(reference=item["targetId"]),
         "target_config": item.get("targetConfig") or {},
         "target_source_mapping": _mapping_or_none(item.get("targetSourceMapping")),
         "schedule": item.get("schedule") or "",

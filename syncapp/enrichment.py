@@ -284,7 +284,8 @@ class Enricher:
                 raise EnrichmentFailed(
                     f"{entry.where}: the synchronization has no source to ask; name one with `source`"
                 )
-        if source.type != source.Type.API:
+        # Details are calls of the API kind (its call settings, credentials and budget): part of that kind.
+        if source.type != "api":
             raise EnrichmentFailed(f"{entry.where}: source {source.reference!r} is not an HTTP (api) source")
         return source
 

@@ -18,6 +18,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework.exceptions import ValidationError
 
+from syncapp import kinds
 from syncapp.api_naming import record_named
 from syncapp.models import Object, Schema, Source, Synchronization
 
@@ -111,7 +112,7 @@ class StrictFilterBackend(DjangoFilterBackend):
 
 
 class SourceFilterSet(django_filters.FilterSet):
-    type = django_filters.ChoiceFilter(choices=Source.Type.choices)
+    type = django_filters.ChoiceFilter(choices=kinds.source_record_choices)
     isEnabled = TrueOrFalseFilter(field_name="is_enabled")
 
     class Meta:
@@ -138,10 +139,10 @@ class ObjectFilterSet(django_filters.FilterSet):
 class SynchronizationFilterSet(django_filters.FilterSet):
     source = IdFilter(field_name="source_id", help_text="The source's id.")
     sourceType = django_filters.ChoiceFilter(
-        field_name="source_type", choices=Synchronization.SourceType.choices
+        field_name="source_type", choices=kinds.reader_choices
     )
     targetType = django_filters.ChoiceFilter(
-        field_name="target_type", choices=Synchronization.TargetType.choices
+        field_name="target_type", choices=kinds.writer_choices
     )
     isEnabled = TrueOrFalseFilter(field_name="is_enabled")
 

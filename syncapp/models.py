@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from django.db import models
 
+from syncapp import kinds
 from syncapp.fields import DocumentField, SealedJSONField
 from syncapp.ids import uuid7
 
@@ -15,15 +16,11 @@ def source_upload_path(instance: Source, filename: str) -> str:
 class Source(models.Model):
     """An external system objects come from, or go to."""
 
-    class Type(models.TextChoices):
-        API = "api", "API"
-        DATABASE = "database", "Database"
-        FILE = "file", "File"
-
     reference = models.SlugField(max_length=120, unique=True)
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
-    type = models.CharField(max_length=20, choices=Type.choices, default=Type.API)
+    # The kinds of source records registered (syncapp.sources): a new kind changes no model.
+    type = models.CharField(max_length=20, choices=kinds.source_record_choices, default="api")
     location = models.CharField(
         max_length=500, blank=True,
         help_text="Base URL (api) or DSN (database) or the URL or path of the file (file; blank with an upload).",
@@ -139,20 +136,11 @@ class Object(models.Model):
 class Synchronization(models.Model):
     """Where objects come from, which count, how they are reshaped and where they go."""
 
-    class SourceType(models.TextChoices):
-        API = "api", "API"
-        REGISTER = "register/schema", "Register/Schema"
-        DATABASE = "database", "Database"
-        FILE = "file", "File"
-
-    class TargetType(models.TextChoices):
-        REGISTER = "register/schema", "Register/Schema"
-        API = "api", "API"
-
     reference = models.SlugField(max_length=120, unique=True)
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
-    source_type = models.CharField(max_length=30, choices=SourceType.choices, default=SourceType.API)
+    # The kinds of sources and targets registered (syncapp.sources, syncapp.targets).
+    source_type = models.CharField(max_length=30, choices=kinds.reader_choices, default="api")
     source = models.ForeignKey(
         Source, null=True, blank=True, on_delete=models.PROTECT, related_name="synchronizations"
     )
@@ -167,7 +155,7 @@ class Synchronization(models.Model):
         Mapping, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     conditions = models.JSONField(default=dict, blank=True)
-    target_type = models.CharField(max_length=30, choices=TargetType.choices, default=TargetType.REGISTER)
+    target_type = models.CharField(max_length=30, choices=kinds.writer_choices, default="register/schema")
     target_schema = models.ForeignKey(
         Schema, null=True, blank=True, on_delete=models.PROTECT, related_name="incoming_synchronizations"
     )

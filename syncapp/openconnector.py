@@ -22,7 +22,11 @@ import copy
 import re
 from typing import Any
 
+from syncapp.declared import known_keys
+from syncapp.documents import document_keys, schema_keys
 from syncapp.models import Mapping, Register, Schema, Source, Synchronization
+from syncapp.sources import reader_kind, source_configuration_declaration
+from syncapp.targets import writer_kind
 
 SECTIONS = ("sources", "registers", "mappings", "synchronizations")
 _TYPES = {"source": "sources", "mapping": "mappings", "synchronization": "synchronizations", "register": "registers"}
@@ -32,6 +36,13 @@ _REFERENCE = re.compile(r"^[-a-zA-Z0-9_]+$")
 _EXPORT_FIELDS = frozenset({
     "@type", "@id", "@context", "id", "uuid", "slug", "version", "created", "updated", "dateCreated",
     "dateModified", "configurations",
+})
+# What an export records about itself and its runs, not how to synchronize: dropped without a report.
+_BOOKKEEPING = frozenset({
+    "currentPage", "sourceHash", "targetHash", "sourceLastChanged", "sourceLastChecked", "sourceLastSynced",
+    "targetLastChanged", "targetLastSynced", "targetLastChecked", "status", "objectCount", "lastCall", "lastSync",
+    "logRetention", "errorRetention", "test", "rateLimitLimit", "rateLimitRemaining", "rateLimitReset",
+    "rateLimitWindow", "dateCreated", "dateModified", "created", "updated",
 })
 _SOURCE_AUTH_FIELDS = ("auth", "apikey", "authorizationHeader", "username", "password", "secret", "jwt", "jwtId")
 _OAUTH_KEYS = {
@@ -261,10 +272,71 @@ def _synchronization(item: dict[str, Any], resolve: _Resolver) -> dict[str, Any]
     return item
 
 
+def _unflatten(config: dict[str, Any], *, prefix: str) -> dict[str, Any]:
+    """Return a configuration whose `prefix.N.key` entries (OpenConnector's flat form of a list of objects,
+    `extraDataConfigs.0.staticEndpoint`) are the list they stand for; other keys as they are."""
+    flat = {key: value for key, value in config.items() if isinstance(key, str) and key.startswith(prefix + ".")}
+    if not flat:
+        return config
+    entries: dict[int, dict[str, Any]] = {}
+    rest = {key: value for key, value in config.items() if key not in flat}
+    for key, value in flat.items():
+        index, _, inner = key[len(prefix) + 1:].partition(".")
+        if not (index.isascii() and index.isdigit()) or not inner:
+            rest[key] = value  # not the flat form: validation names it
+            continue
+        node = entries.setdefault(int(index), {})
+        *parents, last = inner.split(".")
+        for part in parents:
+            node = node.setdefault(part, {}) if isinstance(node.get(part, {}), dict) else {}
+        node[last] = value
+    listed = rest.get(prefix) if isinstance(rest.get(prefix), list) else []
+    rest[prefix] = [*listed, *(entries[index] for index in sorted(entries))]
+    return rest
+
+
+def _empty(value: Any) -> bool:
+    return value in (None, "", [], {})
+
+
+def _keep_known(item: dict[str, Any], *, known: list[str], path: str, ignored: list[str]) -> dict[str, Any]:
+    """Return the item with only the keys this service reads; each other key that holds something is named
+    in `ignored` (an empty one says nothing and goes quietly)."""
+    kept = {}
+    for key, value in item.items():
+        if key in known or (isinstance(key, str) and key.split(".", 1)[0] in ("headers", "query") and "." in key
+                            and "headers" in known):
+            kept[key] = value
+        elif not _empty(value):
+            ignored.append(f"{path}.{key}")
+    return kept
+
+
+def _config_known(config: Any, *, kind: Any, path: str, ignored: list[str], declaration: Any = None) -> Any:
+    """Return an exported sourceConfig, targetConfig or configuration with only the keys its kind declares."""
+    declaration = declaration or getattr(kind, "declaration", None)
+    if declaration is None or not isinstance(config, dict):
+        return config
+    config = {key: _object(value) if key in ("headers", "query", "pagination") else value
+              for key, value in _unflatten(config, prefix="extraDataConfigs").items()}
+    return _keep_known(config, known=known_keys(declaration, []), path=path, ignored=ignored)
+
+
 def bundle_normalize(bundle: Any) -> Any:
     """Return an OpenConnector export as a bundle of this service; any other bundle as it is."""
+    return bundle_read(bundle)[0]
+
+
+def bundle_read(bundle: Any) -> tuple[Any, list[str]]:
+    """Return an OpenConnector export as a bundle of this service, and the paths of what it holds that this
+    service does not do (ignored, and reported by the import); any other bundle as it is.
+
+    Only the records of an export are trimmed so: in a bundle of this service an unknown key is a
+    mistake, refused by validation with the closest known name.
+    """
+    ignored: list[str] = []
     if not isinstance(bundle, dict):
-        return bundle
+        return bundle, ignored
     sections = copy.deepcopy(_sections(bundle))
     if not isinstance(sections, dict):
         return bundle
@@ -293,4 +365,41 @@ def bundle_normalize(bundle: Any) -> Any:
     for item in sections.get("synchronizations") or [] if isinstance(sections.get("synchronizations"), list) else []:
         if isinstance(item, dict):
             _synchronization(item, resolve)
-    return sections
+    for section in SECTIONS:
+        items = sections.get(section)
+        if not isinstance(items, list):
+            continue
+        for index, item in enumerate(items):
+            if isinstance(item, dict) and _is_export(item):
+                items[index] = _export_trimmed(item, section=section, path=f"{section}[{index}]", ignored=ignored)
+    return sections, ignored
+
+
+def _export_trimmed(item: dict[str, Any], *, section: str, path: str, ignored: list[str]) -> dict[str, Any]:
+    """Return an exported record with what this service reads, naming in `ignored` what it does not."""
+    # The export's own bookkeeping (ids, versions, dates, counts) is not configuration: not reported.
+    bookkeeping = {key: item.pop(key) for key in list(item) if key in _EXPORT_FIELDS or key in _BOOKKEEPING}
+    del bookkeeping
+    if section == "synchronizations":
+        source_type, target_type = item.get("sourceType") or "api", item.get("targetType") or "register/schema"
+        item["sourceConfig"] = _config_known(
+            item.get("sourceConfig"), kind=reader_kind(source_type) if isinstance(source_type, str) else None,
+            path=f"{path}.sourceConfig", ignored=ignored,
+        )
+        item["targetConfig"] = _config_known(
+            item.get("targetConfig"), kind=writer_kind(target_type) if isinstance(target_type, str) else None,
+            path=f"{path}.targetConfig", ignored=ignored,
+        )
+    if section == "sources" and isinstance(item.get("type", "api"), str):
+        item["configuration"] = _config_known(
+            item.get("configuration"), kind=None, path=f"{path}.configuration", ignored=ignored,
+            declaration=source_configuration_declaration(item.get("type", "api")),
+        )
+    if section == "registers":
+        for schema_index, schema in enumerate(item.get("schemas") or []):
+            if isinstance(schema, dict) and _is_export(schema):
+                item["schemas"][schema_index] = _keep_known(
+                    {key: value for key, value in schema.items() if key not in _EXPORT_FIELDS},
+                    known=schema_keys(), path=f"{path}.schemas[{schema_index}]", ignored=ignored,
+                )
+    return _keep_known(item, known=document_keys(section), path=path, ignored=ignored)

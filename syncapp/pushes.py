@@ -76,7 +76,7 @@ def changes_push(
     if changed:
         changes_write_back(schema_id=schema_id, object_ids=changed, written_by=written_by)
     readers = Synchronization.objects.filter(
-        source_type=Synchronization.SourceType.REGISTER, source_schema_id=schema_id, is_enabled=True
+        source_schema_id=schema_id, is_enabled=True  # a source that reads a schema names it here
     ).values_list("pk", "source_config", "target_source_id")
     for synchronization_id, source_config, target_source_id in readers:
         if written_by is not None and (

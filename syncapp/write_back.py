@@ -25,7 +25,8 @@ from syncapp.hashing import hash_value
 from syncapp.mapping import MappingError, apply_mapping
 from syncapp.mappings import mapping_spec, resolve_mapping
 from syncapp.models import Object, Synchronization
-from syncapp.targets.api import KEYS, ApiWriter
+from syncapp.targets import writer_kind
+from syncapp.targets.api import ApiWriter
 from syncapp.targets.base import Outcome, Write
 from workers import dispatch
 
@@ -60,10 +61,11 @@ def write_back_problems(item: dict[str, Any], *, path: str) -> list[str]:
     if not (value is True or isinstance(value, dict)):
         problems.append(f"{path}.sourceConfig.writeBack: must be true or an object with updateEndpoint, updateMethod")
         return problems
-    if isinstance(value, dict):
-        problems += [f"{path}.sourceConfig.writeBack.{key}: unknown key" for key in value if key not in KEYS]
-    if item.get("sourceType", "api") != "api" or item.get("targetType", "register/schema") != "register/schema":
-        problems.append(f"{path}.sourceConfig.writeBack: only an api source synced into the register writes back")
+    # Which sources take writeBack at all is their declaration's to say (ApiSourceConfig); the objects
+    # go back from a target that holds them here.
+    target = writer_kind(item.get("targetType", "register/schema"))
+    if target is not None and not target.writes_schema:
+        problems.append(f"{path}.sourceConfig.writeBack: only a synchronization into the register writes back")
     if not item.get("targetSourceMapping"):
         problems.append(f"{path}.targetSourceMapping: writeBack needs the mapping from the register to the source")
     return problems
@@ -144,10 +146,10 @@ def changes_write_back(
     *, schema_id: int, object_ids: list[str], written_by: Synchronization | None
 ) -> None:
     """Send register objects changed here to the two-way synchronizations that brought them, after commit."""
-    readers = Synchronization.objects.filter(
-        target_type=Synchronization.TargetType.REGISTER, target_schema_id=schema_id, is_enabled=True,
-        source_type=Synchronization.SourceType.API,
-    ).values_list("pk", "source_config")
+    # Only a source whose declaration takes writeBack has it (an API source's).
+    readers = Synchronization.objects.filter(target_schema_id=schema_id, is_enabled=True).values_list(
+        "pk", "source_config"
+    )
     for synchronization_id, source_config in readers:
         if written_by is not None and written_by.pk == synchronization_id:
             continue  # its own pull: that came from the source

@@ -25,7 +25,7 @@ from contracts.models import ContractLog, SynchronizationRun
 from syncapp.models import Object
 from syncapp.sample_source import generate_animals
 from tests.conftest import ROOT, TEST_NETWORKS, _worker_database_url
-from tests.loopback import LoopbackServer
+from tests.loopback import LoopbackServer, Request
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
 
@@ -151,10 +151,10 @@ def zoo_source() -> Iterator[tuple[LoopbackServer, threading.Event]]:
     gate = threading.Event()
     base = {}  # the server's URL, for the next links, once it listens
 
-    def handler(path: str, query: dict[str, str]):
-        if path != "/animals":
+    def handler(request: Request):
+        if request.path != "/animals":
             return 404, {}, {"detail": "Not found."}
-        number, size = int(query.get("page", 1)), int(query.get("per_page", PER_PAGE))
+        number, size = int(request.query.get("page", 1)), int(request.query.get("per_page", PER_PAGE))
         if number > 1 and not gate.wait(timeout=300):
             return 503, {}, {"detail": "the test never opened the gate"}
         results = ANIMALS[(number - 1) * size: number * size]

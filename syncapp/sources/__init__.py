@@ -2,47 +2,63 @@
 
 A reader turns a page request (plain JSON, stored on the run's page record) into a page of objects
 and the request of the page after it; the run steps (syncapp.runs) know no source type. A new kind
-of source is a module here implementing the interface of `syncapp.sources.base`, named in the
-tables below: this module imports the kinds, the kinds never import it.
+of source is a module here that registers its reader class with `reader_type` (syncapp.sources.base)
+and is imported below; the kinds import the base, never this module.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from syncapp.models import Source, Synchronization
-from syncapp.sources.api import ApiReader, api_source_problems
-from syncapp.sources.base import Reader
-from syncapp.sources.database import DatabaseReader, database_source_problems
-from syncapp.sources.file import FileReader, file_source_problems
-from syncapp.sources.register import RegisterReader
+from syncapp.declared import DeclarationInvalid, Declared, json_schema_of, problems_merged
+from syncapp.models import Synchronization
 
-# The reader class of each source type.
-_readers: dict[str, type] = {
-    Synchronization.SourceType.API: ApiReader,
-    Synchronization.SourceType.DATABASE: DatabaseReader,
-    Synchronization.SourceType.FILE: FileReader,
-    Synchronization.SourceType.REGISTER: RegisterReader,
-}
-# The save-time checks of Source records, by Source.type. A check is called with `location`,
-# `credentials` (None: not given, the stored ones are kept), `has_upload` and `path` (a prefix such as
-# "sources[0]."), and returns problems that start with their path and field: "location: …",
-# "sources[0].credentials: …".
-_record_checks: dict[str, Callable[..., list[str]]] = {
-    Source.Type.API: api_source_problems,
-    Source.Type.DATABASE: database_source_problems,
-    Source.Type.FILE: file_source_problems,
-}
+# The readers register themselves on import (syncapp.sources.base).
+from syncapp.sources import api as _api  # noqa: F401
+from syncapp.sources import database as _database  # noqa: F401
+from syncapp.sources import file as _file  # noqa: F401
+from syncapp.sources import register as _register  # noqa: F401
+from syncapp.sources.base import READERS, RECORD_CHECKS, RECORD_CONFIGURATIONS, Reader, ReaderKind
+
+
+def source_record_kinds() -> list[str]:
+    """Return the types a Source record may have."""
+    return list(RECORD_CHECKS)
 
 
 def source_record_problems(
     *, kind: str, location: Any, credentials: Any = None, has_upload: bool = False, path: str = ""
 ) -> list[str]:
     """Return the problems of a Source record of a type as it is about to be saved."""
-    check = _record_checks.get(kind)
+    check = RECORD_CHECKS.get(kind)
     if check is None:
-        return []
+        return [f"{path}type: must be one of {', '.join(RECORD_CHECKS)}, got {kind!r}"]
     return check(location=location, credentials=credentials, has_upload=has_upload, path=path)
+
+
+def source_configuration_problems(*, kind: str, configuration: Any, path: str = "configuration") -> list[str]:
+    """Return the problems of a Source record's `configuration` for its type, each with its path."""
+    if kind not in RECORD_CONFIGURATIONS or configuration in (None, ""):
+        return []
+    if not isinstance(configuration, dict):
+        return [f"{path}: must be an object"]
+    declaration, check = RECORD_CONFIGURATIONS[kind]
+    try:
+        declaration.read(configuration)
+        shape: list[str] = []
+    except DeclarationInvalid as error:
+        shape = [f"{path}.{problem}" for problem in error.problems]
+    return problems_merged(shape, check(configuration, path=path))
+
+
+def source_configuration_declaration(kind: str) -> type[Declared] | None:
+    """Return the declaration of a Source record's `configuration` for its type, or None for an unknown type."""
+    found = RECORD_CONFIGURATIONS.get(kind)
+    return found[0] if found is not None else None
+
+
+def source_configuration_schemas() -> dict[str, dict[str, Any]]:
+    """Return the JSON Schema of a Source record's `configuration` for each type."""
+    return {kind: json_schema_of(declaration) for kind, (declaration, _check) in RECORD_CONFIGURATIONS.items()}
 
 
 def problems_by_field(problems: list[str]) -> dict[str, list[str]]:
@@ -55,19 +71,43 @@ def problems_by_field(problems: list[str]) -> dict[str, list[str]]:
     return fields
 
 
-def source_config_problems_of(source_type: str, source_config: Any, *, path: str = "sourceConfig") -> list[str]:
-    """Return the problems of a synchronization's sourceConfig for its source type, each with its path.
+def reader_kind(source_type: str) -> type[ReaderKind] | None:
+    """Return the reader class registered for a source type, or None."""
+    return READERS.get(source_type)
 
-    Each reader class says what its settings must be (`config_problems`); a type without a reader has
-    none to check here (reader_problem says it cannot be read).
-    """
-    check = getattr(_readers.get(source_type), "config_problems", None)
-    return check(source_config, path=path) if check is not None and isinstance(source_config, dict) else []
+
+def reader_kinds() -> list[type[ReaderKind]]:
+    """Return the reader classes of every source type, in the order they registered."""
+    return list(READERS.values())
+
+
+def source_config_problems_of(
+    source_type: str, source_config: Any, *, path: str = "sourceConfig", checks: list[str] = (),
+) -> list[str]:
+    """Return the problems of a synchronization's sourceConfig for its source type, each with its path:
+    its declaration's (unknown keys, JSON types), the kind's own checks and `checks` (those of the run's
+    settings every kind takes), a key blamed once."""
+    cls = READERS.get(source_type)
+    if cls is None:
+        return []  # the source type itself is refused
+    if not isinstance(source_config, dict):
+        return [f"{path}: must be an object"]
+    try:
+        cls.declaration.read(source_config)
+        shape: list[str] = []
+    except DeclarationInvalid as error:
+        shape = [f"{path}.{problem}" if problem != "(root)" else path for problem in error.problems]
+    return problems_merged(shape, [*cls.config_problems(source_config, path=path), *checks])
+
+
+def source_config_schemas() -> dict[str, dict[str, Any]]:
+    """Return the JSON Schema of sourceConfig for each source type."""
+    return {cls.kind: json_schema_of(cls.declaration) for cls in READERS.values()}
 
 
 def reader_problem(synchronization: Synchronization) -> str | None:
     """Return why the synchronization's source cannot be read, or None."""
-    cls = _readers.get(synchronization.source_type)
+    cls = READERS.get(synchronization.source_type)
     if cls is None:
         kind = synchronization.source_type
         return f"synchronization {synchronization.reference!r}: source type {kind!r} cannot be read yet"
@@ -76,4 +116,6 @@ def reader_problem(synchronization: Synchronization) -> str | None:
 
 def reader_for(synchronization: Synchronization) -> Reader:
     """Return the reader of the synchronization's source; check reader_problem first."""
-    return _readers[synchronization.source_type](synchronization)
+    return READERS[synchronization.source_type](synchronization)
+
+

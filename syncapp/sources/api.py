@@ -6,10 +6,11 @@ found by syncapp.pagination.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Literal
 
 from django.conf import settings
 
+from syncapp.declared import Declared, DotPath, Flag, Template
 from syncapp.dotpath import MISSING, get_path
 from syncapp.egress import location_problems
 from syncapp.errors import SourceError
@@ -18,6 +19,7 @@ from syncapp.http import OnWait
 from syncapp.models import Source, Synchronization
 from syncapp.outbound.calls import (
     call_settings,
+    configuration_problems,
     endpoint_url,
     fetch_page,
     source_config_problems,
@@ -30,7 +32,8 @@ from syncapp.pagination import (
     page_repeats_previous,
     pagination_from_source_config,
 )
-from syncapp.sources.base import Fetched, ReadPage, concurrency_of
+from syncapp.sources.base import Fetched, ReaderKind, ReadPage, concurrency_of, reader_type, source_record_check
+from syncapp.sources.declarations import CallOptions, HttpSourceConfiguration, RunSettings
 
 logger = logging.getLogger(__name__)
 
@@ -87,8 +90,76 @@ def extract_objects(*, body: Any, results_position: str | None, url: str, xml: b
 # The reader of `api` sources
 
 
-class ApiReader:
+class Pagination(Declared):
+    """How the next page is found (syncapp.pagination); `auto` finds a next link, a Link header or page numbers."""
+
+    type: Literal["auto", "page", "offset", "cursor", "next", "link_header", "none"] | None = None
+    """The kind of pagination (default auto)."""
+    page_param: str | None = None
+    """page: the query parameter of the page number (default page)."""
+    start_page: int | None = None
+    """page: the number of the first page (default 1)."""
+    page_size_param: str | None = None
+    """page: the query parameter of the page size (needs pageSize)."""
+    page_size: int | None = None
+    """page: the page size sent."""
+    offset_param: str | None = None
+    """offset: the query parameter of the offset (default offset)."""
+    limit_param: str | None = None
+    """offset: the query parameter of the limit (default limit)."""
+    limit: int | None = None
+    """offset: the limit sent."""
+    start_offset: int | None = None
+    """offset: the first offset (default 0)."""
+    cursor_path: DotPath | None = None
+    """cursor: where the next cursor is in the answer."""
+    cursor_param: str | None = None
+    """cursor: the query parameter the cursor is sent as (default cursor)."""
+    next_path: DotPath | None = None
+    """next: where the next page's link is in the answer."""
+    total_path: DotPath | None = None
+    """Where the total count is in the answer."""
+    has_more_path: DotPath | None = None
+    """Where a has-more flag is in the answer."""
+    stop_on_empty_page: Flag | None = None
+    """page: an empty page is the end (default true)."""
+    max_pages: int | None = None
+    """Another place for sourceConfig.maxPages."""
+
+
+class WriteBack(Declared):
+    """Where objects changed in the register are sent back to (default the endpoint + /{{ targetId }}, PUT)."""
+
+    update_endpoint: Template | None = None
+    """The endpoint of the update, a template with targetId."""
+    update_method: str | None = None
+    """The method of the update: PUT (default), PATCH or POST."""
+
+
+class ApiSourceConfig(RunSettings, CallOptions):
+    """sourceConfig of a synchronization that reads pages of an HTTP API."""
+
+    endpoint: Template | None = None
+    """Appended to the source's location; may be a template (/changes?since={{ lastSync }})."""
+    results_position: DotPath | None = None
+    """_root, _object, a dot path, or unset: items, result, results, data, then the only list."""
+    pagination: Pagination | Literal["auto", "page", "offset", "cursor", "next", "link_header", "none"] | None = None
+    """How the next page is found."""
+    uses_pagination: Flag | None = None
+    """OpenConnector's switch: false reads one page."""
+    pagination_query: str | None = None
+    """OpenConnector's name of the page parameter."""
+    write_back: Flag | WriteBack | None = None
+    """Two-way sync: send objects changed in the register back to the source (needs targetSourceMapping)."""
+    conflict_winner: Literal["source", "target", "manual"] | None = None
+    """Two-way sync: who wins when an object changed on both sides (default source)."""
+
+
+@reader_type("api", label="API")
+class ApiReader(ReaderKind):
     """Pages of an HTTP API: its pagination, authentication, rate limits and answers (JSON or XML)."""
+
+    declaration = ApiSourceConfig
 
     def __init__(self, synchronization: Synchronization):
         self.source: Source = synchronization.source
@@ -178,6 +249,9 @@ class ApiReader:
         return first.get("url") == second.get("url") and (first.get("params") or {}) == (second.get("params") or {})
 
 
+@source_record_check(
+    "api", label="API", configuration=HttpSourceConfiguration, configuration_check=configuration_problems,
+)
 def api_source_problems(*, location: Any, credentials: Any, has_upload: bool, path: str) -> list[str]:
     """Return the problems of an API source as saved: its base URL must be one the egress policy allows."""
     return location_problems(location if isinstance(location, str) else "", path=f"{path}location")

@@ -1,7 +1,9 @@
-"""What a source kind implements, and the values it passes: the reader interface and its page types.
+"""What a source kind implements and declares, and how it registers: the reader interface, its page
+types, and the tables the kinds' decorators fill.
 
-The kinds (api, database, file, register) import this module, never the registry (`syncapp.sources`)
-nor each other; the registry imports the kinds.
+The kinds (api, database, file, register) import this module, never the registry (`syncapp.sources`,
+which asks these tables) nor each other; the registry imports the kinds, so every kind is registered
+once the registry is loaded.
 
 Reading is split in two so pages can be fetched ahead and still be judged in order: `fetch` does
 the I/O and returns what came back (storable as bytes), `page` is pure and says which objects the
@@ -9,13 +11,17 @@ answer holds and what comes next.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import orjson
 from django.conf import settings
 
+from syncapp import kinds
+from syncapp.declared import Declared
 from syncapp.errors import SourceError
+from syncapp.models import Source, Synchronization
 
 
 @dataclass
@@ -69,6 +75,85 @@ class Reader(Protocol):
 
     def same_request(self, first: dict[str, Any], second: dict[str, Any]) -> bool:
         """Return whether two requests ask the source the same thing."""
+
+
+class ReaderKind:
+    """What a reader class declares beside reading; each kind's reader subclasses it and says what differs.
+
+    The registry and the checks of a synchronization ask these, never the kind's name.
+    """
+
+    kind: ClassVar[str] = ""  # Synchronization.source_type, set by reader_type
+    label: ClassVar[str] = ""
+    declaration: ClassVar[type[Declared]]  # its sourceConfig
+    # What sourceId names: a register schema ("register/schema"), or a Source record of source_kind.
+    reads_schema: ClassVar[bool] = False
+    source_kind: ClassVar[str] = ""
+
+    @staticmethod
+    def config_problems(source_config: dict[str, Any], *, path: str) -> list[str]:
+        """Return the problems of a sourceConfig that its declaration's shape does not say, each with its path."""
+        return []
+
+    @staticmethod
+    def source_problems(*, source: Source, source_config: dict[str, Any], path: str, source_path: str,
+                        live: bool) -> list[str]:
+        """Return the problems of reading this sourceConfig from this source (`live`: ask the source itself)."""
+        return []
+
+    @staticmethod
+    def problem(synchronization: Synchronization) -> str | None:
+        """Return why the synchronization cannot be read as it is stored, or None."""
+        return None
+
+
+READERS: dict[str, type[ReaderKind]] = {}
+
+
+# The reader class of each source type, the save-time checks of Source records and the declarations of
+# their configuration, by Source.type: each kind registers its own with the decorators below.
+RECORD_CHECKS: dict[str, Callable[..., list[str]]] = {}
+
+
+RECORD_CONFIGURATIONS: dict[str, tuple[type[Declared], Callable[..., list[str]]]] = {}
+
+
+def reader_type(source_type: str, *, label: str, source_kind: str = "", reads_schema: bool = False):
+    """Register a reader class for a source type (a class decorator).
+
+    `source_kind`: the type of Source record its sourceId names (default the same name); `reads_schema`:
+    its sourceId names a register schema instead.
+    """
+    def register(cls: type[ReaderKind]) -> type[ReaderKind]:
+        cls.kind, cls.label, cls.reads_schema = source_type, label, reads_schema
+        cls.source_kind = "" if reads_schema else (source_kind or source_type)
+        READERS[source_type] = cls
+        kinds.READER_KINDS[source_type] = label
+        return cls
+
+    return register
+
+
+def source_record_check(
+    source_kind: str, *, label: str, configuration: type[Declared],
+    configuration_check: Callable[..., list[str]] = lambda configuration, *, path: [],
+):
+    """Register a kind of Source record and the save-time check of its records (a function decorator).
+
+    `configuration`: the declaration of the record's `configuration`; `configuration_check(configuration,
+    path=…)` says what its shape does not.
+
+    The check is called with `location`, `credentials` (None: not given, the stored ones are kept),
+    `has_upload` and `path` (a prefix such as "sources[0]."), and returns problems that start with
+    their path and field: "location: …", "sources[0].credentials: …".
+    """
+    def register(check: Callable[..., list[str]]) -> Callable[..., list[str]]:
+        RECORD_CHECKS[source_kind] = check
+        RECORD_CONFIGURATIONS[source_kind] = (configuration, configuration_check)
+        kinds.SOURCE_RECORD_KINDS[source_kind] = label
+        return check
+
+    return register
 
 
 def concurrency_of(source_config: dict[str, Any]) -> int:

@@ -33,23 +33,26 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 from django.conf import settings
+from pydantic import Field
 from sqlalchemy import bindparam, column, create_engine, inspect, literal_column, select, table, text
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchTableError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 from sqlalchemy.types import JSON, LargeBinary, NullType
 
+from syncapp.declared import Declared
 from syncapp.egress import EgressRefused, host_addresses_allowed, host_refusal
 from syncapp.errors import SourceError, SyncError, TransientSourceError
 from syncapp.hashing import hash_value
 from syncapp.http import Wait
 from syncapp.models import Source, Synchronization
 from syncapp.outbound.masking import redact
-from syncapp.sources.base import Fetched, ReadPage
+from syncapp.sources.base import Fetched, ReaderKind, ReadPage, reader_type, source_record_check
+from syncapp.sources.declarations import RunSettings
 
 logger = logging.getLogger(__name__)
 
@@ -199,6 +202,20 @@ def database_location_problems(location: Any, *, path: str = "location") -> list
     return [f"{path}: {refusal}"] if refusal else []
 
 
+class DatabaseSourceConfiguration(Declared):
+    """A database source's `configuration`: how long a connection and a statement may take."""
+
+    connect_timeout: float | int | None = None
+    """Seconds to wait for a connection (default SYNC_DATABASE_CONNECT_TIMEOUT)."""
+    timeout: float | int | None = None
+    """Seconds a statement may run (default SYNC_DATABASE_STATEMENT_TIMEOUT); also statementTimeout."""
+    statement_timeout: float | int | None = None
+    """Another name for `timeout`."""
+    read_timeout: float | int | None = None
+    """Another name for `timeout`."""
+
+
+@source_record_check("database", label="Database", configuration=DatabaseSourceConfiguration)
 def database_source_problems(*, location: Any, credentials: Any, has_upload: bool, path: str) -> list[str]:
     """Return the problems of a database source as saved: its connection URL, and its credentials when given."""
     problems = database_location_problems(location if isinstance(location, str) else "", path=f"{path}location")
@@ -652,7 +669,7 @@ def database_read_problems(*, source: Source | None, source_config: Any, path: s
     """
     if source is None:
         return [f"{source_path}: a database synchronization names its source (a Source of type database)"]
-    if source.type != Source.Type.DATABASE:
+    if source.type != "database":
         return [f"{source_path}: source {source.reference!r} is of type {source.type}, not database"]
     try:
         read = database_read_parse(source_config, path=path)
@@ -755,8 +772,32 @@ def _wrapped(query: str) -> str:
 # The reader of `database` sources
 
 
-class DatabaseReader:
+class DatabaseSourceConfig(RunSettings):
+    """sourceConfig of a synchronization that reads a table or a read-only query of a database."""
+
+    table: str | None = None
+    """The table or view to read; or name a query."""
+    table_schema: str | None = Field(None, alias="schema")
+    """The schema of the table (PostgreSQL), or the database (MariaDB)."""
+    query: str | None = None
+    """One read-only SELECT (or WITH … SELECT)."""
+    key_column: str | None = None
+    """The unique, orderable column pages are keyed on; default the table's primary key, required for a query."""
+    id_column: str | None = None
+    """The column whose value is the origin id (default keyColumn)."""
+    page_size: int | None = None
+    """Rows a page, 1 to 10000 (default 500)."""
+    columns: list[str] | None = None
+    """Read only these columns (the key and id columns come along)."""
+    decimals: Literal["string", "number"] | None = None
+    """Decimals as exact text (string, default) or as JSON numbers."""
+
+
+@reader_type("database", label="Database")
+class DatabaseReader(ReaderKind):
     """The rows of a table or query, in keyset pages on its key column, through a read-only connection."""
+
+    declaration = DatabaseSourceConfig
 
     concurrency = 1  # each page starts after the last key of the page before
 
@@ -776,15 +817,22 @@ class DatabaseReader:
     @staticmethod
     def config_problems(source_config: dict[str, Any], *, path: str) -> list[str]:
         # Its `query` is SQL, not an HTTP parameter; the table or query is checked on the database itself
-        # (database_read_problems), where the source is known.
+        # (source_problems), where the source is known.
         return []
+
+    @staticmethod
+    def source_problems(*, source: Source, source_config: dict[str, Any], path: str, source_path: str,
+                        live: bool) -> list[str]:
+        return database_read_problems(
+            source=source, source_config=source_config, path=path, source_path=source_path, live=live,
+        )
 
     @staticmethod
     def problem(synchronization: Synchronization) -> str | None:
         source = synchronization.source
         if source is None:
             return f"synchronization {synchronization.reference!r} has no database source (sourceId)"
-        if source.type != Source.Type.DATABASE:
+        if source.type != "database":
             return (f"synchronization {synchronization.reference!r}: source {source.reference!r} is of type "
                     f"{source.type}, not database")
         return None

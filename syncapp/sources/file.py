@@ -55,7 +55,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, Any
+from typing import IO, Any, Literal
 from urllib.parse import urlsplit
 
 import orjson
@@ -68,10 +68,11 @@ from syncapp.errors import SourceError, TransientSourceError
 from syncapp.hashing import hash_value
 from syncapp.http import BodyLimits, HttpError, OnWait, RateLimited, TransientHttpError, http_request
 from syncapp.models import Source, Synchronization
-from syncapp.outbound.calls import call_settings, source_config_problems
+from syncapp.outbound.calls import call_settings, configuration_problems, source_config_problems
 from syncapp.outbound.masking import mask_url, redact
 from syncapp.outbound.masking import snippet as redacted_snippet
-from syncapp.sources.base import Fetched, ReadPage
+from syncapp.sources.base import Fetched, ReaderKind, ReadPage, reader_type, source_record_check
+from syncapp.sources.declarations import CallOptions, HttpSourceConfiguration, RunSettings
 
 logger = logging.getLogger(__name__)
 
@@ -230,6 +231,9 @@ def file_location_problems(location: Any, *, has_upload: bool, path: str = "loca
     return []
 
 
+@source_record_check(
+    "file", label="File", configuration=HttpSourceConfiguration, configuration_check=configuration_problems,
+)
 def file_source_problems(*, location: Any, credentials: Any, has_upload: bool, path: str) -> list[str]:
     """Return the problems of a file source as saved: an allowed URL or path, or an uploaded file."""
     return file_location_problems(location, has_upload=has_upload, path=f"{path}location")
@@ -239,7 +243,7 @@ def upload_problems(*, upload: Any, kind: str) -> list[str]:
     """Return the problems of a file uploaded with a source: only a file source takes one, within the size limit."""
     if not upload:
         return []
-    if kind != Source.Type.FILE:
+    if kind != "file":
         return [f"only a source of type file takes an uploaded file, not one of type {kind}"]
     size = getattr(upload, "size", 0) or 0
     if size > settings.SYNC_FILE_MAX_BYTES:
@@ -648,8 +652,32 @@ def downloads_purge(*, older_than_seconds: float = DOWNLOAD_KEEP_SECONDS) -> int
 # The reader of `file` sources
 
 
-class FileReader:
+class FileSourceConfig(RunSettings, CallOptions):
+    """sourceConfig of a synchronization that reads a CSV, NDJSON or JSON file (the call options: a file at a URL)."""
+
+    format: Literal["json", "ndjson", "csv"] | None = None
+    """csv, ndjson (one JSON value a line) or json (a list); default from the file name."""
+    objects_path: str | None = None
+    """JSON: the dot path of the list of objects in the file (data.items); default: the file is the list."""
+    delimiter: str | None = None
+    """CSV: one character (default , or a tab for .tsv)."""
+    quotechar: str | None = None
+    """CSV: one character (default ")."""
+    encoding: str | None = None
+    """Default utf-8 (a byte-order mark is skipped); latin-1, cp1252, … for CSV and NDJSON."""
+    header: bool | None = None
+    """CSV: the first record names the columns (default true)."""
+    columns: list[str] | None = None
+    """CSV: the column names; needed without a header row, with one they replace its names."""
+    page_size: int | None = None
+    """Records a page, 1 to 10000 (default 1000)."""
+
+
+@reader_type("file", label="File")
+class FileReader(ReaderKind):
     """Pages of records of a CSV, NDJSON or JSON file: uploaded, at a URL, or in an allowed directory."""
+
+    declaration = FileSourceConfig
 
     concurrency = 1  # a page starts where the page before ended
 
@@ -685,7 +713,7 @@ class FileReader:
         source = synchronization.source
         if source is None:
             return f"synchronization {synchronization.reference!r} has no file source (sourceId)"
-        if source.type != Source.Type.FILE:
+        if source.type != "file":
             return (f"synchronization {synchronization.reference!r} reads a file, but source {source.reference!r} "
                     f"is of type {source.type}")
         if source.file:

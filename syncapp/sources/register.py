@@ -7,7 +7,7 @@ however far the run has come, and an object written meanwhile is seen once at mo
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 from django.conf import settings
 
@@ -16,7 +16,8 @@ from syncapp.hashing import hash_value
 from syncapp.models import Object, Synchronization
 from syncapp.outbound.calls import source_config_problems
 from syncapp.outbox import EVENTS
-from syncapp.sources.base import Fetched, ReadPage
+from syncapp.sources.base import Fetched, ReaderKind, ReadPage, reader_type
+from syncapp.sources.declarations import RunSettings
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 10_000
@@ -40,6 +41,15 @@ def push_events_problems(source_config: dict, *, path: str) -> list[str]:
     return []
 
 
+class RegisterSourceConfig(RunSettings):
+    """sourceConfig of a synchronization that reads the objects of a register schema."""
+
+    page_size: int | None = None
+    """Objects a page, 1 to 10000 (default 100)."""
+    trigger_only_on_events: list[Literal["create", "update", "delete"]] | None = None
+    """The changes of the schema that start a pushed run (default all three)."""
+
+
 def register_source_config_problems(config: dict[str, Any], *, path: str) -> list[str]:
     """Return the problems of a register source's settings, each with its path."""
     size = config.get("pageSize", DEFAULT_PAGE_SIZE)
@@ -54,9 +64,11 @@ def register_object_as_source(obj: Object) -> dict[str, Any]:
     return {**data, "id": str(obj.uuid)}
 
 
-class RegisterReader:
+@reader_type("register/schema", label="Register/Schema", reads_schema=True)
+class RegisterReader(ReaderKind):
     """The objects of one register schema, in keyset pages by UUID."""
 
+    declaration = RegisterSourceConfig
     concurrency = 1  # each page's start is the end of the page before
 
     def __init__(self, synchronization: Synchronization):

@@ -2,26 +2,59 @@
 
 A writer applies a chunk of planned writes (and the deletions of vanished objects) to its target and
 reports each object's outcome; the run steps (syncapp.runs) know no target type. A new target is a
-module here implementing the interface of `syncapp.targets.base`, named in the table below: this
-module imports the kinds, the kinds never import it.
+module here that registers its writer class with `writer_type` (syncapp.targets.base) and is imported
+below; the kinds import the base, never this module.
 """
 from __future__ import annotations
 
-from syncapp.models import Synchronization
-from syncapp.targets.api import ApiWriter
-from syncapp.targets.base import Writer
-from syncapp.targets.register import RegisterWriter
+from typing import Any
 
-# The writer class of each target type.
-_writers: dict[str, type] = {
-    Synchronization.TargetType.API: ApiWriter,
-    Synchronization.TargetType.REGISTER: RegisterWriter,
-}
+from syncapp.declared import DeclarationInvalid, json_schema_of, problems_merged
+from syncapp.models import Synchronization
+
+# The writers register themselves on import (syncapp.targets.base).
+from syncapp.targets import api as _api  # noqa: F401
+from syncapp.targets import register as _register  # noqa: F401
+from syncapp.targets.base import WRITERS, Writer, WriterKind
+
+
+def writer_kind(target_type: str) -> type[WriterKind] | None:
+    """Return the writer class registered for a target type, or None."""
+    return WRITERS.get(target_type)
+
+
+def writer_kinds() -> list[type[WriterKind]]:
+    """Return the writer classes of every target type, in the order they registered."""
+    return list(WRITERS.values())
+
+
+def target_config_problems_of(
+    target_type: str, target_config: Any, *, path: str = "targetConfig", known_mappings: set[str] | None = None,
+) -> list[str]:
+    """Return the problems of a synchronization's targetConfig for its target type, each with its path:
+    its declaration's (unknown keys, JSON types) and the kind's own checks, a key blamed once."""
+    cls = WRITERS.get(target_type)
+    if cls is None:
+        return []  # the target type itself is refused
+    if not isinstance(target_config, dict):
+        return [f"{path}: must be an object"]
+    try:
+        cls.declaration.read(target_config)
+        shape: list[str] = []
+    except DeclarationInvalid as error:
+        shape = [f"{path}.{problem}" for problem in error.problems]
+    checks = cls.config_problems(target_config, path=path, known_mappings=known_mappings or set())
+    return problems_merged(shape, checks)
+
+
+def target_config_schemas() -> dict[str, dict[str, Any]]:
+    """Return the JSON Schema of targetConfig for each target type."""
+    return {cls.kind: json_schema_of(cls.declaration) for cls in WRITERS.values()}
 
 
 def writer_problem(synchronization: Synchronization) -> str | None:
     """Return why the synchronization's target cannot be written, or None."""
-    cls = _writers.get(synchronization.target_type)
+    cls = WRITERS.get(synchronization.target_type)
     if cls is None:
         kind = synchronization.target_type
         return f"synchronization {synchronization.reference!r}: target type {kind!r} cannot be written yet"
@@ -30,4 +63,6 @@ def writer_problem(synchronization: Synchronization) -> str | None:
 
 def writer_for(synchronization: Synchronization) -> Writer:
     """Return the writer of the synchronization's target; check writer_problem first."""
-    return _writers[synchronization.target_type](synchronization)
+    return WRITERS[synchronization.target_type](synchronization)
+
+

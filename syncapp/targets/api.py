@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from syncapp.authentication import AuthenticationFailed, CredentialsError, authenticator_for, credential_problems
+from syncapp.declared import Declared, DotPath, Template
 from syncapp.dotpath import MISSING, get_path
 from syncapp.egress import same_origin
 from syncapp.errors import InvalidObject, SourceError, TargetError
@@ -30,10 +31,8 @@ from syncapp.mappings import mapping_spec, resolve_mapping
 from syncapp.models import Mapping, Synchronization
 from syncapp.outbound.calls import call_settings, endpoint_url
 from syncapp.outbound.masking import snippet
-from syncapp.targets.base import Outcome, Write
+from syncapp.targets.base import Outcome, Write, WriterKind, writer_type
 
-KEYS = ("endpoint", "idPosition", "idInRequestBody", "updateEndpoint", "updateMethod", "updateMapping",
-        "deleteEndpoint", "deleteMethod", "deleteMapping", "recreateOnNotFound")
 UPDATE_METHODS = ("PUT", "PATCH", "POST")
 DELETE_METHODS = ("DELETE", "POST", "PUT", "PATCH")
 TEMPLATE_KEYS = ("endpoint", "updateEndpoint", "deleteEndpoint")
@@ -52,7 +51,7 @@ def target_config_problems(
         return []
     if not isinstance(config, dict):
         return [f"{path}: must be an object"]
-    problems = [f"{path}.{key}: unknown key (known: {', '.join(KEYS)})" for key in config if key not in KEYS]
+    problems = []  # unknown keys are refused by the declaration, ApiTargetConfig
     for key in ("endpoint", "idPosition", "idInRequestBody", "updateEndpoint", "deleteEndpoint", "updateMapping",
                 "deleteMapping"):
         if key in config and not isinstance(config[key], str):
@@ -76,11 +75,44 @@ def target_config_problems(
     return problems
 
 
-class ApiWriter:
+class ApiTargetConfig(Declared):
+    """targetConfig of a synchronization that sends its objects to another system's API (OpenConnector's names)."""
+
+    endpoint: Template | None = None
+    """Where a new object is POSTed, appended to the location; a template with originId, targetId, object."""
+    id_position: DotPath | None = None
+    """The dot path of the new id in the answer (default id; else the last segment of a Location header)."""
+    id_in_request_body: DotPath | None = None
+    """The id is the value at this path of the sent object instead."""
+    update_endpoint: Template | None = None
+    """Where an update goes (default endpoint + /{{ targetId }})."""
+    update_method: str | None = None
+    """The method of an update: PUT (default), PATCH or POST."""
+    update_mapping: str | None = None
+    """A mapping, by reference, for the body of updates (default: the mapped object)."""
+    delete_endpoint: Template | None = None
+    """Where a deletion goes (default as the update)."""
+    delete_method: str | None = None
+    """The method of a deletion: DELETE (default), POST, PUT or PATCH."""
+    delete_mapping: str | None = None
+    """A mapping, by reference, for the body of deletions (default: none)."""
+    recreate_on_not_found: bool | None = None
+    """A 404 on update creates the object again instead of failing it."""
+
+
+@writer_type("api", label="API")
+class ApiWriter(WriterKind):
     """Objects sent to another system's API, one call each."""
 
+    declaration = ApiTargetConfig
+
+    declaration = ApiTargetConfig
     # Remote writes cannot be rolled back with our transaction: the chunk records each before the next.
     transactional = False
+
+    @staticmethod
+    def config_problems(target_config: dict[str, Any], *, path: str, known_mappings: set[str]) -> list[str]:
+        return target_config_problems(target_config, path=path, known_mappings=known_mappings)
 
     def __init__(self, synchronization: Synchronization):
         self.reference = synchronization.reference

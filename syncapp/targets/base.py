@@ -1,12 +1,17 @@
-"""What a target kind implements, and the values it passes: the writer interface, writes and outcomes.
+"""What a target kind implements and declares, and how it registers: the writer interface, writes and
+outcomes, and the table the kinds' decorator fills.
 
-The kinds (api, register) import this module, never the registry (`syncapp.targets`) nor each other;
-the registry imports the kinds.
+The kinds (api, register) import this module, never the registry (`syncapp.targets`, which asks the
+table) nor each other; the registry imports the kinds, so every kind is registered once it is loaded.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
+
+from syncapp import kinds
+from syncapp.declared import Declared
+from syncapp.models import Synchronization
 
 
 @dataclass(frozen=True)
@@ -56,3 +61,46 @@ class Writer(Protocol):
 
     def delete(self, target_ids: list[str]) -> None:
         """Delete the objects; one that is gone already counts as deleted."""
+
+
+class WriterKind:
+    """What a writer class declares beside writing; each kind's writer subclasses it and says what differs."""
+
+    kind: ClassVar[str] = ""  # Synchronization.target_type, set by writer_type
+    label: ClassVar[str] = ""
+    declaration: ClassVar[type[Declared]]  # its targetConfig
+    # What targetId names: a register schema ("register/schema"), or a Source record of source_kind.
+    writes_schema: ClassVar[bool] = False
+    source_kind: ClassVar[str] = ""
+    # Whether its writes roll back with the chunk's transaction (a remote API's do not).
+    transactional: ClassVar[bool] = True
+
+    @staticmethod
+    def config_problems(target_config: dict[str, Any], *, path: str, known_mappings: set[str]) -> list[str]:
+        """Return the problems of a targetConfig that its declaration's shape does not say, each with its path."""
+        return []
+
+    @staticmethod
+    def problem(synchronization: Synchronization) -> str | None:
+        """Return why the synchronization cannot be written as it is stored, or None."""
+        return None
+
+
+# The writer class of each target type: each kind registers its own with the decorator below.
+WRITERS: dict[str, type[WriterKind]] = {}
+
+
+def writer_type(target_type: str, *, label: str, source_kind: str = "", writes_schema: bool = False):
+    """Register a writer class for a target type (a class decorator).
+
+    `source_kind`: the type of Source record its targetId names (default the same name); `writes_schema`:
+    its targetId names a register schema instead.
+    """
+    def register(cls: type[WriterKind]) -> type[WriterKind]:
+        cls.kind, cls.label, cls.writes_schema = target_type, label, writes_schema
+        cls.source_kind = "" if writes_schema else (source_kind or target_type)
+        WRITERS[target_type] = cls
+        kinds.WRITER_KINDS[target_type] = label
+        return cls
+
+    return register

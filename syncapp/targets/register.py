@@ -21,12 +21,13 @@ from jsonschema.exceptions import SchemaError
 from jsonschema.validators import validator_for
 
 from syncapp.bulk import rows_insert, rows_update
+from syncapp.declared import Declared
 from syncapp.errors import InvalidObject
 from syncapp.hashing import canonical_json, hash_value
 from syncapp.ids import uuid7
 from syncapp.models import Object, Schema, Synchronization
 from syncapp.outbox import changes_record
-from syncapp.targets.base import Outcome, Write
+from syncapp.targets.base import Outcome, Write, WriterKind, writer_type
 
 logger = logging.getLogger(__name__)
 
@@ -152,8 +153,15 @@ def _connection_lost() -> bool:
     return raw is None or bool(getattr(raw, "closed", False)) or not connection.is_usable()
 
 
-class RegisterWriter:
+class RegisterTargetConfig(Declared):
+    """targetConfig of a synchronization into the register: it takes no settings (the schema is its targetId)."""
+
+
+@writer_type("register/schema", label="Register/Schema", writes_schema=True)
+class RegisterWriter(WriterKind):
     """Write the mapped objects of a chunk to a schema of the register, in bulk."""
+
+    declaration = RegisterTargetConfig
 
     def __init__(self, synchronization: Synchronization):
         self.synchronization = synchronization

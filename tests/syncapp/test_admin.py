@@ -9,95 +9,27 @@ from django.urls import reverse
 
 from contracts.models import ContractLog, SynchronizationContract, SynchronizationRun
 from syncapp.models import Mapping, Object, Register, Schema, Source, Synchronization
+from tests.factories import (
+    ANIMAL_SCHEMA,
+    FACTORIES,
+    SECRET,
+    SYNCHRONIZATION_KINDS,
+    make_contract,
+    make_mapping,
+    make_register,
+    make_run,
+    make_schema,
+    make_source,
+    make_synchronization,
+)
 
 pytestmark = pytest.mark.django_db
-
-SECRET = "s3cr3t-token-value"
-ANIMAL_SCHEMA = {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}
 
 
 @pytest.fixture(autouse=True)
 def fast_password_hashing(settings):
     """The admin user's password is hashed for every test; the slow default hasher is not under test."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-# ---------------------------------------------------------------------------------------------
-# Factories: one valid instance of each model, every field overridable.
-
-
-def make_source(**fields: Any) -> Source:
-    values = {
-        "reference": "zoo-api", "name": "Zoo API", "location": "http://127.0.0.1:8900",
-        "configuration": {"headers": {"Accept": "application/json"}}, "credentials": {"token": SECRET},
-    }
-    return Source.objects.create(**{**values, **fields})
-
-
-def make_mapping(**fields: Any) -> Mapping:
-    values = {"reference": "animal-in", "name": "Animal in", "mapping": {"name": "title"}, "cast": {"legs": "int"}}
-    return Mapping.objects.create(**{**values, **fields})
-
-
-def make_register(**fields: Any) -> Register:
-    return Register.objects.create(**{"reference": "zoo", "name": "Zoo", **fields})
-
-
-def make_schema(**fields: Any) -> Schema:
-    register = fields.pop("register", None) or make_register()
-    values = {"reference": "animal", "name": "Animal", "schema": ANIMAL_SCHEMA}
-    return Schema.objects.create(register=register, **{**values, **fields})
-
-
-def make_object(**fields: Any) -> Object:
-    schema = fields.pop("schema", None) or make_schema()
-    return Object.objects.create(schema=schema, **{"data": {"name": "Nala"}, **fields})
-
-
-def make_synchronization(**fields: Any) -> Synchronization:
-    values = {
-        "reference": "animals", "name": "Animals",
-        "source": fields.pop("source", None) or make_source(),
-        "target_schema": fields.pop("target_schema", None) or make_schema(),
-        "source_target_mapping": fields.pop("source_target_mapping", None) or make_mapping(),
-        "source_config": {"endpoint": "/animals", "resultsPosition": "results"},
-        "conditions": {"==": [{"var": "status"}, "active"]},
-    }
-    return Synchronization.objects.create(**{**values, **fields})
-
-
-def make_run(**fields: Any) -> SynchronizationRun:
-    synchronization = fields.pop("synchronization", None) or make_synchronization()
-    values = {"status": SynchronizationRun.Status.SUCCEEDED, "found": 3, "created": 2, "filtered": 1}
-    return SynchronizationRun.objects.create(synchronization=synchronization, **{**values, **fields})
-
-
-def make_contract(**fields: Any) -> SynchronizationContract:
-    synchronization = fields.pop("synchronization", None) or make_synchronization()
-    values = {"origin_id": "17", "origin_hash": "abc", "target_id": "t-17", "status": "synced"}
-    return SynchronizationContract.objects.create(synchronization=synchronization, **{**values, **fields})
-
-
-def make_contract_log(**fields: Any) -> ContractLog:
-    contract = fields.pop("contract", None) or make_contract()
-    values = {
-        "synchronization": contract.synchronization, "contract": contract, "origin_id": contract.origin_id,
-        "action": "create", "status": "synced", "source_object": {"id": 17}, "target_object": {"name": "Nala"},
-    }
-    return ContractLog.objects.create(**{**values, **fields})
-
-
-FACTORIES = {
-    "syncapp.source": make_source,
-    "syncapp.mapping": make_mapping,
-    "syncapp.register": make_register,
-    "syncapp.schema": make_schema,
-    "syncapp.object": make_object,
-    "syncapp.synchronization": make_synchronization,
-    "contracts.synchronizationrun": make_run,
-    "contracts.synchronizationcontract": make_contract,
-    "contracts.contractlog": make_contract_log,
-}
 
 
 def admin_url(label: str, view: str, *args: Any) -> str:
@@ -136,6 +68,16 @@ def test_the_change_page_opens_for_the_instance(admin_client, label):
 
     assert response.status_code == 200
     assert response.context["original"] == instance
+
+
+@pytest.mark.parametrize(("source_type", "target_type"), SYNCHRONIZATION_KINDS)
+def test_the_change_page_opens_for_a_synchronization_of_each_kind(admin_client, source_type, target_type):
+    sync = make_synchronization(source_type=source_type, target_type=target_type)
+
+    response = admin_client.get(admin_url("syncapp.synchronization", "change", sync.pk))
+
+    assert response.status_code == 200
+    assert response.context["original"] == sync
 
 
 @pytest.mark.parametrize("label", ["syncapp.source", "syncapp.mapping", "syncapp.register", "syncapp.schema",

@@ -13,7 +13,7 @@ from contracts.models import SynchronizationRun
 from syncapp.sample_source import generate_animals
 from tests.conftest import zoo_bundle
 from tests.helpers import import_zoo, wait_for_run
-from tests.loopback import LoopbackServer
+from tests.loopback import LoopbackServer, Request
 
 pytestmark = pytest.mark.usefixtures("transactional_db", "in_process_tasks")
 
@@ -25,9 +25,9 @@ def test_run_now_queues_the_run_and_answers_before_it_ends_also_with_tasks_in_pr
     # Given a source that holds its answers until the test lets them go
     gate = threading.Event()
 
-    def handler(path, query):
+    def handler(request: Request):
         assert gate.wait(60)
-        page = int(query.get("page", 1))
+        page = int(request.query.get("page", 1))
         return 200, {}, {"results": RECORDS[(page - 1) * 10: page * 10]}
 
     with LoopbackServer(handler) as server:

@@ -13,12 +13,8 @@ from contracts.models import ContractLog, SynchronizationContract, Synchronizati
 from syncapp.configuration import bundle_import
 from syncapp.models import Mapping, Object, Register, Schema, Source, Synchronization
 from tests.conftest import zoo_bundle
+from tests.factories import ANIMAL_SCHEMA, SECRET, make_schema, make_source, make_synchronization
 
-SECRET = "s3cr3t-token-value"
-ANIMAL_SCHEMA = {
-    "type": "object", "required": ["name"],
-    "properties": {"name": {"type": "string", "minLength": 1}, "legs": {"type": "integer", "minimum": 0}},
-}
 COLLECTIONS = ["sources", "mappings", "registers", "schemas", "objects", "synchronizations", "runs", "contracts",
                "contract-logs"]
 
@@ -30,26 +26,6 @@ def api(db) -> APIClient:
     client = APIClient()
     client.force_authenticate(user)
     return client
-
-
-def make_source(**fields: Any) -> Source:
-    values = {"reference": "zoo-api", "name": "Zoo API", "location": "http://127.0.0.1:8900",
-              "credentials": {"token": SECRET}}
-    return Source.objects.create(**{**values, **fields})
-
-
-def make_schema(**fields: Any) -> Schema:
-    register = fields.pop("register", None) or Register.objects.create(reference="zoo", name="Zoo")
-    return Schema.objects.create(register=register, **{"reference": "animal", "schema": ANIMAL_SCHEMA, **fields})
-
-
-def make_synchronization(**fields: Any) -> Synchronization:
-    values = {
-        "reference": "animals", "name": "Animals",
-        "source": fields.pop("source", None) or make_source(),
-        "target_schema": fields.pop("target_schema", None) or make_schema(),
-    }
-    return Synchronization.objects.create(**{**values, **fields})
 
 
 def created(response) -> dict:

@@ -20,7 +20,7 @@ from syncapp.outbound.masking import redact
 from syncapp.sample_source import generate_animals
 from tests.conftest import zoo_bundle
 from tests.helpers import import_zoo
-from tests.syncapp.test_sources import RecordingServer, Seen
+from tests.loopback import LoopbackServer, Request
 
 TOKEN = "tok-8e1f0c5a-never-show"
 PASSWORD = "pw-51c2d7e9-never-show"
@@ -140,21 +140,21 @@ class Api:
     OAuth2 token URL at /token."""
 
     def __init__(self, *, accepts, client_auth: str = "basic", lifetime: int = 3600):
-        self.accepts = accepts  # Seen -> bool: does this request carry the right credentials?
+        self.accepts = accepts  # Request -> bool: does this request carry the right credentials?
         self.client_auth = client_auth
         self.lifetime = lifetime
         self.tokens: list[str] = []
         self.revoked: set[str] = set()
         self.numbers = itertools.count(1)
-        self.server = RecordingServer(self.handle)
+        self.server = LoopbackServer(self.handle)
 
-    def token_requests(self) -> list[Seen]:
-        return [seen for seen in self.server.seen if seen.path == "/token"]
+    def token_requests(self) -> list[Request]:
+        return [seen for seen in self.server.requests if seen.path == "/token"]
 
-    def api_requests(self) -> list[Seen]:
-        return [seen for seen in self.server.seen if seen.path != "/token"]
+    def api_requests(self) -> list[Request]:
+        return [seen for seen in self.server.requests if seen.path != "/token"]
 
-    def handle(self, seen: Seen):
+    def handle(self, seen: Request):
         if seen.path == "/token":
             return self.token(seen)
         if not self.accepts(seen, self):
@@ -171,7 +171,7 @@ class Api:
             "results": ITEMS[(page - 1) * PAGE: page * PAGE],
         }
 
-    def token(self, seen: Seen):
+    def token(self, seen: Request):
         if seen.method != "POST" or seen.form.get("grant_type") != "client_credentials":
             return 400, {}, {"error": "unsupported_grant_type"}
         if self.client_auth == "basic":
@@ -187,7 +187,7 @@ class Api:
             "access_token": token, "token_type": "Bearer", "expires_in": self.lifetime, "scope": seen.form.get("scope"),
         }
 
-    def valid_token(self, seen: Seen) -> bool:
+    def valid_token(self, seen: Request) -> bool:
         header = seen.header("Authorization") or ""
         token = header.removeprefix("Bearer ")
         return header.startswith("Bearer ") and token in self.tokens and token not in self.revoked
@@ -321,7 +321,7 @@ def test_an_oauth2_token_about_to_expire_is_not_used():
 
 @pytest.mark.usefixtures("transactional_db", "in_process_tasks")
 def test_a_revoked_oauth2_token_is_replaced_once_and_the_page_read():
-    def accepts(seen: Seen, api: Api) -> bool:
+    def accepts(seen: Request, api: Api) -> bool:
         if seen.query.get("page") == "2" and len(api.tokens) == 1:
             api.revoked.add(api.tokens[0])  # the server drops the token between two pages
         return api.valid_token(seen)
@@ -428,7 +428,7 @@ def test_a_secret_set_on_a_source_appears_in_no_log_admin_page_or_api_answer(cas
     caplog.set_level(logging.DEBUG)
     credentials_holder: dict[str, bool] = {}
 
-    def accepts(seen: Seen, api: Api) -> bool:
+    def accepts(seen: Request, api: Api) -> bool:
         # The first run passes; the second is refused after its first page (with the secret echoed).
         refused = credentials_holder.get("refuse", False) and seen.query.get("page") == "2"
         right = {

@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import io
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -19,6 +17,7 @@ from syncapp.configuration import CREDENTIALS_KEPT, bundle_export, bundle_import
 from syncapp.models import Mapping, Object, Register, Schema, Source, Synchronization
 from tests.conftest import zoo_bundle
 from tests.helpers import active_ids, import_zoo
+from tests.loopback import LoopbackServer
 
 COUNT_KEYS = {"found", "filtered", "unchanged", "created", "updated", "deleted", "invalid", "failed"}
 SECRET = "s3cret-token-that-must-never-leave"
@@ -60,36 +59,6 @@ def zoo(in_process_tasks, transactional_db, sample_source) -> Synchronization:
     return import_zoo(zoo_bundle(location=sample_source.url))
 
 
-class _Reply(BaseHTTPRequestHandler):
-    status = 200
-    content_type = "application/json"
-    body = b"{}"
-
-    def do_GET(self) -> None:  # the name http.server dispatches to
-        self.send_response(self.status)
-        self.send_header("Content-Type", self.content_type)
-        self.send_header("Content-Length", str(len(self.body)))
-        self.end_headers()
-        self.wfile.write(self.body)
-
-    def log_message(self, format, *args) -> None:
-        pass
-
-
-def serve(*, status: int, content_type: str, body: bytes) -> Iterator[str]:
-    """Answer every GET the same way from a loopback server; yield its base URL."""
-    handler = type("Handler", (_Reply,), {"status": status, "content_type": content_type, "body": body})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-
-
 BROKEN_SOURCES = {
     "answers 500": (500, "application/json", b'{"detail": "Server error."}'),
     "answers HTML": (200, "text/html", b"<html><body>Maintenance</body></html>"),
@@ -99,8 +68,8 @@ BROKEN_SOURCES = {
 @pytest.fixture(params=list(BROKEN_SOURCES.values()), ids=list(BROKEN_SOURCES))
 def broken_zoo(request, in_process_tasks, transactional_db) -> Iterator[Synchronization]:
     status, content_type, body = request.param
-    for url in serve(status=status, content_type=content_type, body=body):
-        yield import_zoo(zoo_bundle(location=url))
+    with LoopbackServer(lambda answered: (status, {"Content-Type": content_type}, body)) as server:
+        yield import_zoo(zoo_bundle(location=server.url))
 
 
 # -- sync import ------------------------------------------------------------------------------------------
@@ -237,8 +206,8 @@ def test_sync_list_shows_every_synchronization():
     assert "animals" in output
     assert "never run" in output
     assert rows == [{
-        "reference": "animals", "name": "Active animals into the zoo register", "enabled": True,
-        "schedule": None, "contracts": 0, "lastRun": None,
+        "id": Synchronization.objects.get().pk, "reference": "animals", "name": "Active animals into the zoo register",
+        "isEnabled": True, "schedule": "", "contracts": 0, "lastRun": None,
     }]
 
 

@@ -304,7 +304,7 @@ PROBLEMS = {
         _set("synchronizations.0.followUps", "animals"), "synchronizations[0].followUps: must be a list"),
     "bad pagination type": (
         _set("synchronizations.0.sourceConfig.pagination", {"type": "scroll"}),
-        "synchronizations[0].sourceConfig: pagination.type must be one of"),
+        "synchronizations[0].sourceConfig.pagination.type: must be one of"),
     "sourceConfig that is not an object": (
         _set("synchronizations.0.sourceConfig", "/animals"), "synchronizations[0].sourceConfig: must be an object"),
 }

@@ -2,18 +2,15 @@
 kept to the source's host, and sources only at addresses the policy allows, at save and at request time."""
 from __future__ import annotations
 
-import contextlib
 import functools
 import gzip
 import ipaddress
 import json
 import socket
-import threading
 import time
 import tracemalloc
 import zlib
-from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -28,8 +25,8 @@ from syncapp.models import Object, Source, Synchronization
 from syncapp.sample_source import generate_animals
 from tests.conftest import zoo_bundle
 from tests.helpers import import_zoo
+from tests.loopback import LoopbackServer, Reply, Request
 from tests.syncapp.test_authentication import AUTH_CASES, SECRETS, Api, with_url
-from tests.syncapp.test_sources import RecordingServer, Seen
 from tests.test_settings import last_line, load_settings
 
 pytestmark = pytest.mark.usefixtures("transactional_db", "in_process_tasks")
@@ -43,38 +40,6 @@ MB = 2**20
 # Hostile answers
 
 
-class StreamServer:
-    """A loopback server whose answers are written by `answer(handler)`: any headers, any body, any pace."""
-
-    def __init__(self, answer: Callable[[BaseHTTPRequestHandler], None]):
-        class _Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:  # noqa: N802 - the name http.server dispatches to
-                # The client hanging up is what it should do.
-                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                    answer(self)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def __enter__(self) -> StreamServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-
 @functools.cache
 def gzip_bomb() -> bytes:
     """Return 1 GiB of JSON-looking zeros, gzipped to about a megabyte."""
@@ -85,61 +50,54 @@ def gzip_bomb() -> bytes:
     return b"".join(parts)
 
 
-def headers_then(handler: BaseHTTPRequestHandler, headers: dict[str, str]) -> None:
-    handler.send_response(200)
-    for name, value in headers.items():
-        handler.send_header(name, value)
-    handler.end_headers()
+def bomb(request: Request) -> Reply:
+    return 200, {"Content-Type": "application/json", "Content-Encoding": "gzip"}, gzip_bomb()
 
 
-def bomb(handler: BaseHTTPRequestHandler) -> None:
-    body = gzip_bomb()
-    headers_then(handler, {"Content-Type": "application/json", "Content-Encoding": "gzip",
-                           "Content-Length": str(len(body))})
-    handler.wfile.write(body)
+def large_declared(request: Request) -> Reply:
+    body = iter([b'{"results": [' + b" " * MB])  # a megabyte of the 200 it announces
+    return 200, {"Content-Type": "application/json", "Content-Length": str(200 * MB)}, body
 
 
-def large_declared(handler: BaseHTTPRequestHandler) -> None:
-    headers_then(handler, {"Content-Type": "application/json", "Content-Length": str(200 * MB)})
-    handler.wfile.write(b'{"results": [' + b" " * MB)
+def large_undeclared(request: Request) -> Reply:
+    def body() -> Iterator[bytes]:
+        yield b'{"results": ['
+        for _ in range(200):
+            yield b" " * MB
+
+    return 200, {"Content-Type": "application/json", "Connection": "close"}, body()
 
 
-def large_undeclared(handler: BaseHTTPRequestHandler) -> None:
-    headers_then(handler, {"Content-Type": "application/json", "Connection": "close"})
-    handler.wfile.write(b'{"results": [')
-    for _ in range(200):
-        handler.wfile.write(b" " * MB)
+def endless(request: Request) -> Reply:
+    def body() -> Iterator[bytes]:
+        yield b'{"results": ['
+        deadline = time.monotonic() + 120  # bounded: the client is expected to hang up long before
+        while time.monotonic() < deadline:
+            yield b"[" * 4096 + b"]" * 4096
+
+    return 200, {"Content-Type": "application/json", "Connection": "close"}, body()
 
 
-def endless(handler: BaseHTTPRequestHandler) -> None:
-    headers_then(handler, {"Content-Type": "application/json", "Connection": "close"})
-    handler.wfile.write(b'{"results": [')
-    deadline = time.monotonic() + 120  # bounded: the client is expected to hang up long before
-    while time.monotonic() < deadline:
-        handler.wfile.write(b"[" * 4096 + b"]" * 4096)
+def dripping(request: Request) -> Reply:
+    def body() -> Iterator[bytes]:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            yield b" "
+            time.sleep(0.2)
+
+    return 200, {"Content-Type": "application/json", "Content-Length": "1000000"}, body()
 
 
-def dripping(handler: BaseHTTPRequestHandler) -> None:
-    headers_then(handler, {"Content-Type": "application/json", "Content-Length": "1000000"})
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        handler.wfile.write(b" ")
-        handler.wfile.flush()
-        time.sleep(0.2)
-
-
-def billion_laughs(handler: BaseHTTPRequestHandler) -> None:
+def billion_laughs(request: Request) -> Reply:
     entities = "".join(f'<!ENTITY lol{n} "{f"&lol{n - 1};" * 10}">' for n in range(1, 10))
     body = (f'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol0 "lol">{entities}]>'
             "<animals><animal><id>1</id><name>&lol9;</name></animal></animals>").encode()
-    headers_then(handler, {"Content-Type": "application/xml", "Content-Length": str(len(body))})
-    handler.wfile.write(body)
+    return 200, {"Content-Type": "application/xml"}, body
 
 
-def too_many_objects(handler: BaseHTTPRequestHandler) -> None:
+def too_many_objects(request: Request) -> Reply:
     body = ('{"results": [' + ",".join(f'{{"id": {n}}}' for n in range(5001)) + "]}").encode()
-    headers_then(handler, {"Content-Type": "application/json", "Content-Length": str(len(body))})
-    handler.wfile.write(body)
+    return 200, {"Content-Type": "application/json"}, body
 
 
 HOSTILE = {
@@ -169,16 +127,12 @@ def test_a_hostile_answer_fails_the_run_clearly_in_bounded_time_and_memory_and_t
     gzip_bomb()  # made once, before any clock runs
     hostile = {"on": False}
 
-    def serve(handler: BaseHTTPRequestHandler) -> None:
+    def serve(request: Request) -> Reply:
         if hostile["on"]:
-            answer(handler)
-            return
-        page = int(handler.path.rsplit("page=", 1)[1]) if "page=" in handler.path else 1
-        body = json.dumps({"results": [] if page > 1 else RECORDS}).encode()
-        headers_then(handler, {"Content-Type": "application/json", "Content-Length": str(len(body))})
-        handler.wfile.write(body)
+            return answer(request)
+        return 200, {}, {"results": [] if int(request.query.get("page", 1)) > 1 else RECORDS}
 
-    with StreamServer(serve) as server:
+    with LoopbackServer(serve, keep_alive=True) as server:
         sync = import_zoo(zoo_bundle(location=server.url))
         sync.source_config = {"endpoint": "/a", "resultsPosition": "results", "pagination": {"type": "page"}}
         sync.save()
@@ -213,7 +167,7 @@ def test_a_gzip_bomb_is_cut_after_the_limit_not_after_decoding_it_whole(hostile_
     # The bomb decodes to 1 GiB: reading stops at the limit, so far less than that is ever decoded
     assert len(gzip_bomb()) < 2 * MB
     assert len(zlib.decompressobj(31).decompress(gzip_bomb()[:100_000], 50 * MB)) == 50 * MB  # it is a bomb
-    with StreamServer(bomb) as server:
+    with LoopbackServer(bomb, keep_alive=True) as server:
         sync = import_zoo(zoo_bundle(location=server.url))
         tracemalloc.start()
         try:
@@ -229,13 +183,11 @@ def test_a_gzip_bomb_is_cut_after_the_limit_not_after_decoding_it_whole(hostile_
 def test_an_ordinary_gzipped_answer_is_still_read(hostile_limits):
     body = gzip.compress(json.dumps({"results": RECORDS}).encode())
 
-    def serve(handler: BaseHTTPRequestHandler) -> None:
-        payload = body if "page=1" in handler.path or "page=" not in handler.path else gzip.compress(b'{"results": []}')
-        headers_then(handler, {"Content-Type": "application/json", "Content-Encoding": "gzip",
-                               "Content-Length": str(len(payload))})
-        handler.wfile.write(payload)
+    def serve(request: Request) -> Reply:
+        payload = body if request.query.get("page", "1") == "1" else gzip.compress(b'{"results": []}')
+        return 200, {"Content-Type": "application/json", "Content-Encoding": "gzip"}, payload
 
-    with StreamServer(serve) as server:
+    with LoopbackServer(serve, keep_alive=True) as server:
         sync = import_zoo(zoo_bundle(location=server.url))
         sync.source_config = {"endpoint": "/a", "resultsPosition": "results", "pagination": {"type": "page"}}
         sync.conditions = {}
@@ -253,7 +205,7 @@ def test_an_ordinary_gzipped_answer_is_still_read(hostile_limits):
 CREDENTIAL_CASES = [case for case in AUTH_CASES if case != "none"]
 
 
-def secrets_seen(seen: list[Seen]) -> list[str]:
+def secrets_seen(seen: list[Request]) -> list[str]:
     """Return every secret (or credential header) that reached a server."""
     found = []
     for request in seen:
@@ -263,14 +215,14 @@ def secrets_seen(seen: list[Seen]) -> list[str]:
     return found
 
 
-def foreign_server(body: Any = None) -> RecordingServer:
+def foreign_server(body: Any = None) -> LoopbackServer:
     """Another host (another origin on loopback) that serves an empty last page and records what it got."""
-    return RecordingServer(lambda seen: (200, {}, {"results": [], "next": None} if body is None else body))
+    return LoopbackServer(lambda seen: (200, {}, {"results": [], "next": None} if body is None else body))
 
 
 def linked_sync(api: Api, credentials: dict, *, next_url: str) -> Synchronization:
     """A synchronization whose source's first page links to `next_url` for the next one."""
-    def handle(seen: Seen):
+    def handle(seen: Request):
         if seen.path == "/token":
             return api.token(seen)
         return 200, {}, {"results": RECORDS, "next": next_url}
@@ -296,8 +248,8 @@ def test_a_next_link_to_another_host_never_receives_the_sources_credentials(case
 
     run.refresh_from_db()
     assert run.status == "succeeded", run.error_message
-    assert len(other.seen) == 1  # followed, without the credentials
-    assert secrets_seen(other.seen) == []
+    assert len(other.requests) == 1  # followed, without the credentials
+    assert secrets_seen(other.requests) == []
 
 
 @pytest.mark.parametrize("case", CREDENTIAL_CASES)
@@ -307,7 +259,7 @@ def test_a_link_header_to_another_host_never_receives_the_sources_credentials(ca
     with api.server, foreign_server(body=[]) as other:
         sync = linked_sync(api, right, next_url="")
 
-        def handle(seen: Seen):
+        def handle(seen: Request):
             if seen.path == "/token":
                 return api.token(seen)
             return 200, {"Link": f'<{other.url}/steal?page=2>; rel="next"'}, RECORDS
@@ -320,16 +272,16 @@ def test_a_link_header_to_another_host_never_receives_the_sources_credentials(ca
 
     run.refresh_from_db()
     assert run.status == "succeeded", run.error_message
-    assert len(other.seen) == 1
-    assert secrets_seen(other.seen) == []
+    assert len(other.requests) == 1
+    assert secrets_seen(other.requests) == []
 
 
 @pytest.mark.parametrize("case", CREDENTIAL_CASES)
 def test_a_redirect_to_another_host_never_receives_the_sources_credentials(case):
     accepts, right, _ = AUTH_CASES[case]
     api = Api(accepts=accepts)
-    with api.server, RecordingServer(lambda seen: (200, {}, {"results": RECORDS})) as other:
-        def handle(seen: Seen):
+    with api.server, LoopbackServer(lambda seen: (200, {}, {"results": RECORDS})) as other:
+        def handle(seen: Request):
             if seen.path == "/token":
                 return api.token(seen)
             return 302, {"Location": f"{other.url}/moved?page=1"}, ""
@@ -343,15 +295,15 @@ def test_a_redirect_to_another_host_never_receives_the_sources_credentials(case)
 
     run.refresh_from_db()
     assert run.status == "succeeded", run.error_message
-    assert len(other.seen) == 1
-    assert secrets_seen(other.seen) == []
+    assert len(other.requests) == 1
+    assert secrets_seen(other.requests) == []
 
 
 def test_a_redirect_on_the_same_host_keeps_the_credentials():
     accepts, right, _ = AUTH_CASES["api key in a header"]
     api = Api(accepts=accepts)
     with api.server:
-        def handle(seen: Seen):
+        def handle(seen: Request):
             if seen.path == "/animals":
                 return 302, {"Location": "/moved"}, ""
             if not accepts(seen, api):
@@ -381,7 +333,7 @@ def test_with_cross_host_requests_refused_a_next_link_to_another_host_fails_the_
     run.refresh_from_db()
     assert run.status == "failed"
     assert "is on another host than source" in run.error_message and "SYNC_CROSS_HOST_REQUESTS" in run.error_message
-    assert other.seen == [] and run.deleted == 0
+    assert other.requests == [] and run.deleted == 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -447,7 +399,7 @@ def test_an_allow_list_lets_only_its_networks_be_called(settings):
 
 def test_a_source_whose_address_became_denied_is_refused_at_request_time(settings):
     # Given a source saved while its address was allowed (or whose name now resolves elsewhere)
-    with RecordingServer(lambda seen: (200, {}, {"results": RECORDS})) as server:
+    with LoopbackServer(lambda seen: (200, {}, {"results": RECORDS})) as server:
         sync = import_zoo(zoo_bundle(location=server.url))
         # When the policy no longer allows it
         settings.SYNC_ALLOWED_NETWORKS = (ipaddress.ip_network("192.0.2.0/24"),)
@@ -458,12 +410,12 @@ def test_a_source_whose_address_became_denied_is_refused_at_request_time(setting
     run.refresh_from_db()
     assert run.status == "failed"
     assert "refused: 127.0.0.1 is not in SYNC_ALLOWED_NETWORKS" in run.error_message
-    assert server.seen == []
+    assert server.requests == []
 
 
 def test_a_redirect_to_a_denied_address_is_not_followed(settings):
     settings.SYNC_ALLOWED_NETWORKS = (ipaddress.ip_network("127.0.0.1/32"),)
-    with RecordingServer(lambda seen: (302, {"Location": "http://127.0.0.2:9/secret"}, "")) as server:
+    with LoopbackServer(lambda seen: (302, {"Location": "http://127.0.0.2:9/secret"}, "")) as server:
         sync = import_zoo(zoo_bundle(location=server.url))
 
         run = sync_runs.run_start(synchronization=sync)
@@ -497,7 +449,7 @@ def test_a_name_that_resolves_elsewhere_once_checked_is_refused_at_the_connectio
         return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
 
     monkeypatch.setattr(socket, "getaddrinfo", rebinding)
-    with RecordingServer(lambda seen: (200, {}, {"results": RECORDS})) as server:
+    with LoopbackServer(lambda seen: (200, {}, {"results": RECORDS})) as server:
         port = server.url.rsplit(":", 1)[1]
         sync = import_zoo(zoo_bundle(location=f"http://rebind.test:{port}"))
 
@@ -509,7 +461,7 @@ def test_a_name_that_resolves_elsewhere_once_checked_is_refused_at_the_connectio
     assert len(asked) >= 2
     assert run.status == "failed"
     assert "rebind.test connected to 127.0.0.1 is in a loopback, link-local or reserved network" in run.error_message
-    assert server.seen == []
+    assert server.requests == []
 
 
 @pytest.mark.parametrize(("variable", "value", "message"), [

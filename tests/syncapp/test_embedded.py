@@ -14,7 +14,7 @@ from pathlib import Path
 
 from syncapp.sample_source import generate_animals
 from tests.conftest import ROOT, zoo_bundle
-from tests.loopback import LoopbackServer
+from tests.loopback import LoopbackServer, Request
 
 
 def test_the_demo_runs_on_sqlite_with_tasks_in_process_when_nothing_is_configured(tmp_path):
@@ -112,8 +112,8 @@ def paged_records(count: int) -> list[dict]:
 
 def paged_server(records: list[dict], *, size: int, before_page=None) -> LoopbackServer:
     """A source answering ?page=N with `size` records a page; `before_page(n)` runs before each answer."""
-    def handler(path, query):
-        page = int(query.get("page", 1))
+    def handler(request: Request):
+        page = int(request.query.get("page", 1))
         if before_page is not None:
             before_page(page)
         return 200, {}, {"results": records[(page - 1) * size: page * size]}

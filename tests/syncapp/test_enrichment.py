@@ -11,7 +11,8 @@ from contracts.models import ContractLog, SynchronizationContract
 from syncapp import runs as sync_runs
 from syncapp.configuration import ConfigurationInvalid, bundle_import
 from syncapp.models import Object, Synchronization
-from tests.loopback import LoopbackServer
+from tests.factories import import_api_synchronization
+from tests.loopback import LoopbackServer, Request
 
 pytestmark = pytest.mark.usefixtures("transactional_db", "in_process_tasks")
 
@@ -37,11 +38,11 @@ class Zoo:
         self.detail_failures: dict[str, list[int]] = {}  # statuses a detail answers first, one per request
         self.server = LoopbackServer(self.handle)
 
-    def handle(self, path: str, query: dict[str, str]):
-        if path == "/animals":
+    def handle(self, request: Request):
+        if request.path == "/animals":
             return 200, {}, self.animals
-        if path.startswith("/animals/"):
-            key = path.rsplit("/", 1)[1]
+        if request.path.startswith("/animals/"):
+            key = request.path.rsplit("/", 1)[1]
             pending = self.detail_failures.get(key)
             if pending:
                 return pending.pop(0), {}, {"error": "not now"}
@@ -51,22 +52,14 @@ class Zoo:
         return 404, {}, {"error": "unknown path"}
 
     def detail_requests(self) -> list[str]:
-        return [path for path, _ in self.server.requests if path.startswith("/animals/")]
+        return [request.path for request in self.server.requests if request.path.startswith("/animals/")]
 
 
 def zoo_sync(url: str, *, extra: list[dict], conditions: dict | None = None, **source_config) -> Synchronization:
-    bundle_import({
-        "sources": [{"reference": "zoo-api", "name": "Zoo", "type": "api", "location": url}],
-        "registers": [{"reference": "zoo", "name": "Zoo",
-                       "schemas": [{"reference": "animal", "name": "Animal", "schema": {"type": "object"}}]}],
-        "synchronizations": [{
-            "reference": "animals", "name": "Animals", "sourceType": "api", "sourceId": "zoo-api",
-            "sourceConfig": {"endpoint": "/animals", "resultsPosition": "_root", "pagination": {"type": "none"},
-                             "extraDataConfigs": extra, **source_config},
-            "conditions": conditions or {}, "targetType": "register/schema", "targetId": "zoo/animal",
-        }],
+    return import_api_synchronization(location=url, conditions=conditions, source_config={
+        "endpoint": "/animals", "resultsPosition": "_root", "pagination": {"type": "none"}, "extraDataConfigs": extra,
+        **source_config,
     })
-    return Synchronization.objects.get(reference="animals")
 
 
 def objects_by_id() -> dict[str, dict]:
@@ -191,7 +184,8 @@ def test_enriched_before_the_conditions_the_conditions_can_use_the_detail():
 
 def test_a_detail_from_another_source_at_a_url_in_the_object_is_merged_into_it():
     zoo = Zoo()
-    staff = LoopbackServer(lambda path, query: (200, {}, {"keeper": {"id": path.rsplit("/", 1)[1], "name": "Maya"}}))
+    staff = LoopbackServer(lambda request: (200, {}, {"keeper": {"id": request.path.rsplit("/", 1)[1],
+                                                                 "name": "Maya"}}))
     zoo.animals = [{**animal, "links": {"keeper": f"/keepers/{7 + index}"}} for index, animal in enumerate(ANIMALS)]
     with zoo.server, staff:
         bundle_import({"sources": [{"reference": "staff-api", "name": "Staff", "type": "api", "location": staff.url}]})
@@ -204,7 +198,7 @@ def test_a_detail_from_another_source_at_a_url_in_the_object_is_merged_into_it()
     run.refresh_from_db()
     assert run.status == "succeeded", run.error_message
     assert objects_by_id()["2"]["keeper"] == {"id": "8", "name": "Maya"}
-    assert sorted(path for path, _ in staff.requests) == ["/keepers/7", "/keepers/8", "/keepers/9"]
+    assert sorted(request.path for request in staff.requests) == ["/keepers/7", "/keepers/8", "/keepers/9"]
     assert zoo.detail_requests() == []
 
 
@@ -212,12 +206,12 @@ def test_each_result_of_a_detail_list_is_enriched_in_turn():
     zoo = Zoo()
     keepers = {"7": {"name": "Maya"}, "8": {"name": "Hiro"}}
 
-    def handle(path, query):
-        if path.startswith("/animals/") and path.endswith("/keepers"):
+    def handle(request: Request):
+        if request.path.startswith("/animals/") and request.path.endswith("/keepers"):
             return 200, {}, {"items": [{"keeperId": 7}, {"keeperId": 8}]}
-        if path.startswith("/keepers/"):
-            return 200, {}, keepers[path.rsplit("/", 1)[1]]
-        return zoo.handle(path, query)
+        if request.path.startswith("/keepers/"):
+            return 200, {}, keepers[request.path.rsplit("/", 1)[1]]
+        return zoo.handle(request)
 
     zoo.server = LoopbackServer(handle)
     with zoo.server:
@@ -309,8 +303,8 @@ def test_a_detail_rate_limit_is_waited_out_and_counted_on_the_run():
     zoo.detail_failures["2"] = [429]
     original = zoo.handle
 
-    def handle(path, query):
-        status, headers, body = original(path, query)
+    def handle(request: Request):
+        status, headers, body = original(request)
         return (status, {"Retry-After": "1"} if status == 429 else headers, body)
 
     zoo.server = LoopbackServer(handle)
@@ -346,11 +340,11 @@ def test_a_detail_url_outside_the_allowed_networks_fails_its_object_without_a_re
 def test_pages_fetched_ahead_are_enriched_once_each_object():
     animals = [{"id": number, "name": f"animal {number}", "status": "active"} for number in range(1, 24)]
 
-    def handle(path, query):
-        if path == "/animals":
-            page = int(query.get("page", 1))
+    def handle(request: Request):
+        if request.path == "/animals":
+            page = int(request.query.get("page", 1))
             return 200, {}, {"results": animals[(page - 1) * 5: page * 5]}
-        return 200, {}, {"detail": path.rsplit("/", 1)[1]}
+        return 200, {}, {"detail": request.path.rsplit("/", 1)[1]}
 
     server = LoopbackServer(handle)
     with server:
@@ -361,7 +355,7 @@ def test_pages_fetched_ahead_are_enriched_once_each_object():
 
     run.refresh_from_db()
     assert (run.status, run.created, run.enrichments) == ("succeeded", 23, 23), run.error_message
-    details = sorted(path for path, _ in server.requests if path != "/animals")
+    details = sorted(request.path for request in server.requests if request.path != "/animals")
     assert details == sorted(f"/animals/{number}" for number in range(1, 24))
     assert objects_by_id()["17"]["detail"] == "17"
 
@@ -405,10 +399,10 @@ def test_the_objects_of_a_page_are_enriched_side_by_side():
     zoo = Zoo()
     original = zoo.handle
 
-    def handle(path, query):
-        if path.startswith("/animals/"):
+    def handle(request: Request):
+        if request.path.startswith("/animals/"):
             arrived.wait()
-        return original(path, query)
+        return original(request)
 
     zoo.server = LoopbackServer(handle)
     with zoo.server:

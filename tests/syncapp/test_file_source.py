@@ -19,7 +19,8 @@ from syncapp.configuration import ConfigurationInvalid, bundle_import
 from syncapp.errors import ConfigurationError, SourceError
 from syncapp.models import Object, Source, Synchronization
 from syncapp.sources import reader_for
-from tests.loopback import LoopbackServer
+from tests.helpers import run
+from tests.loopback import LoopbackServer, Request
 
 pytestmark = pytest.mark.usefixtures("transactional_db", "in_process_tasks")
 
@@ -83,12 +84,6 @@ def file_sync(*, source: dict, upload: tuple[str, bytes] | None = None, **source
     return Synchronization.objects.get(reference="people")
 
 
-def run(sync: Synchronization):
-    started = sync_runs.run_start(synchronization=sync)
-    started.refresh_from_db()
-    return started
-
-
 def people_in_register() -> dict[str, dict]:
     by_origin = dict(SynchronizationContract.objects.filter(target_id__isnull=False).values_list("target_id",
                                                                                                  "origin_id"))
@@ -107,12 +102,12 @@ class FileServer(LoopbackServer):
         self.files = {f"/files/{name}": content}
         super().__init__(self.answer)
 
-    def answer(self, path: str, query: dict) -> tuple[int, dict, bytes]:
-        if query.get("key") != KEY:
+    def answer(self, request: Request) -> tuple[int, dict, bytes]:
+        if request.query.get("key") != KEY:
             return 403, {"Content-Type": "text/plain"}, b"no key"
-        if path not in self.files:
+        if request.path not in self.files:
             return 404, {"Content-Type": "text/plain"}, b"not found"
-        return 200, {"Content-Type": "application/octet-stream"}, self.files[path]
+        return 200, {"Content-Type": "application/octet-stream"}, self.files[request.path]
 
 
 def url_source(server: FileServer, name: str) -> dict:
@@ -172,7 +167,7 @@ def test_a_file_at_a_url_syncs_with_the_sources_credentials_downloaded_once_per_
         second = run(sync)
 
     assert_two_runs(first, second)
-    assert [path for path, _ in server.requests] == [f"/files/{name}"] * 2  # three pages a run, one download
+    assert [request.path for request in server.requests] == [f"/files/{name}"] * 2  # three pages a run, one download
     assert not any((Path(sync_settings_media()) / "file-sources" / "downloads").iterdir())  # copies removed
 
 

@@ -3,19 +3,12 @@ request budgets, retries of what may pass, and runs that meet all of it, against
 from __future__ import annotations
 
 import io
-import json
 import logging
 import threading
 import time
 import uuid
-from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 from django.utils import timezone
@@ -43,124 +36,25 @@ from syncapp.outbound.calls import configuration_problems, source_config_problem
 from syncapp.sample_source import generate_animals
 from tests.conftest import zoo_bundle
 from tests.helpers import import_zoo
+from tests.loopback import DROP, Handler, LoopbackServer, Reply, Request, Slow, gaps
 
 TIMEOUT = (2.0, 0.5)  # connect, read: a slow answer is one past half a second
-DROP = "drop"  # a reply that closes the connection without an answer
 
 # Gaps are checked against what was asked from below; from above only against a much longer wait (the
 # wrong one), with room for a loaded machine: a bound of a second or two fails when CI is busy.
 LOADED_MACHINE_BOUND = 10
 
 
-
-@dataclass(frozen=True)
-class Slow:
-    """A reply sent only after `seconds`: past the read timeout, the client has given up by then."""
-
-    seconds: float
-
-
-@dataclass(frozen=True)
-class Arrival:
-    at: float  # time.monotonic() when the request arrived
-    wall: float  # time.time(), to count requests per calendar second
-    path: str
-    query: dict[str, str]
-    attempt: int  # 1 for the first request of this path and query, 2 for the next, ...
-
-
-Reply = tuple[int, dict[str, str], Any]
-Script = Callable[[Arrival], "Reply | str | Slow"]
-
-
-class ScriptedServer:
-    """A loopback HTTP server that answers, answers late or drops the connection, as `script` says, and
-    notes when every request arrived."""
-
-    def __init__(self, script: Script, *, records: Callable[[Arrival], Reply] | None = None):
-        self.script = script
-        self.records = records
-        self.arrivals: list[Arrival] = []
-        self._lock = threading.Lock()
-        outer = self
-
-        class _Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # the name http.server dispatches to
-                parts = urlsplit(self.path)
-                query = dict(parse_qsl(parts.query, keep_blank_values=True))
-                with outer._lock:
-                    attempt = 1 + sum(1 for a in outer.arrivals if (a.path, a.query) == (parts.path, query))
-                    arrival = Arrival(time.monotonic(), time.time(), parts.path, query, attempt)
-                    outer.arrivals.append(arrival)
-                reply = outer.script(arrival)
-                if reply == DROP:
-                    self.close_connection = True
-                    return
-                if isinstance(reply, Slow):
-                    time.sleep(reply.seconds)
-                    reply = outer.records(arrival) if outer.records else (200, {}, {"results": []})
-                status, headers, body = reply
-                payload = body.encode() if isinstance(body, str) else json.dumps(body).encode()
-                try:
-                    self.send_response(status)
-                    if not isinstance(body, str):
-                        self.send_header("Content-Type", "application/json")
-                    for name, value in headers.items():
-                        self.send_header(name, value)
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
-                except OSError:
-                    pass  # the client gave up waiting
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        class _Server(ThreadingHTTPServer):
-            daemon_threads = True
-
-            def handle_error(self, request: Any, client_address: Any) -> None:
-                pass  # a client that went away is part of the script
-
-        self._server = _Server(("127.0.0.1", 0), _Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def of(self, path: str, **query: str) -> list[Arrival]:
-        """Return the arrivals of one path and query, in order."""
-        return [a for a in self.arrivals if a.path == path and a.query == query]
-
-    def per_second(self) -> Counter[int]:
-        """Return how many requests arrived in each calendar second."""
-        return Counter(int(a.wall) for a in self.arrivals)
-
-    def __enter__(self) -> ScriptedServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-
-def gaps(arrivals: list[Arrival]) -> list[float]:
-    return [later.at - earlier.at for earlier, later in zip(arrivals, arrivals[1:], strict=False)]
-
-
-def ok(arrival: Arrival) -> Reply:
+def ok(arrival: Request) -> Reply:
     return 200, {}, {"ok": True}
 
 
-def first_then_ok(*replies: Reply | str | Slow) -> Script:
+def first_then_ok(*replies: Reply | str | Slow) -> Handler:
     """Answer each request of a path with the next of `replies`, then 200."""
     return lambda arrival: replies[arrival.attempt - 1] if arrival.attempt <= len(replies) else ok(arrival)
 
 
-def get(server: ScriptedServer, *, source: Source | None = None, waits: list[Wait] | None = None, **options):
+def get(server: LoopbackServer, *, source: Source | None = None, waits: list[Wait] | None = None, **options):
     return http_request(
         method="GET", url=f"{server.url}/a", timeout=TIMEOUT, source=source,
         on_wait=waits.append if waits is not None else None, **options,
@@ -230,53 +124,53 @@ def test_rate_limit_headers_are_read_in_any_letter_case(headers):
 
 def test_a_429_with_retry_after_is_retried_after_the_seconds_asked():
     waits: list[Wait] = []
-    with ScriptedServer(first_then_ok((429, {"Retry-After": "1"}, {"error": "slow down"}))) as server:
+    with LoopbackServer(first_then_ok((429, {"Retry-After": "1"}, {"error": "slow down"}))) as server:
         response = get(server, waits=waits)
 
     assert response.status_code == 200
-    [gap] = gaps(server.arrivals)
+    [gap] = gaps(server.requests)
     assert 1.0 <= gap < LOADED_MACHINE_BOUND
     assert [(w.seconds, w.retry) for w in waits] == [(1.0, True)]
     assert "429" in waits[0].reason and waits[0].url == f"{server.url}/a"
 
 
 def test_a_429_with_retry_after_as_an_http_date_is_retried_at_that_moment():
-    def script(arrival: Arrival):
+    def script(arrival: Request):
         if arrival.attempt == 1:
             # Whole seconds only: two seconds ahead lies between one and two seconds away.
             moment = datetime.fromtimestamp(int(time.time()) + 2, tz=UTC)
             return 429, {"Retry-After": format_datetime(moment, usegmt=True)}, {}
         return ok(arrival)
 
-    with ScriptedServer(script) as server:
+    with LoopbackServer(script) as server:
         assert get(server).status_code == 200
 
-    [gap] = gaps(server.arrivals)
+    [gap] = gaps(server.requests)
     assert 1.0 <= gap < LOADED_MACHINE_BOUND
 
 
 @pytest.mark.parametrize("kind", ["seconds to wait", "epoch seconds"])
 def test_a_429_with_only_a_rate_limit_reset_waits_until_the_reset(kind):
-    def script(arrival: Arrival):
+    def script(arrival: Request):
         if arrival.attempt == 1:
             reset = "1" if kind == "seconds to wait" else str(int(time.time()) + 2)
             return 429, {"x-ratelimit-reset": reset}, {}
         return ok(arrival)
 
-    with ScriptedServer(script) as server:
+    with LoopbackServer(script) as server:
         assert get(server).status_code == 200
 
-    [gap] = gaps(server.arrivals)
+    [gap] = gaps(server.requests)
     assert 0.95 <= gap < LOADED_MACHINE_BOUND
 
 
 def test_a_burst_of_503s_is_retried_with_growing_backoff_until_it_passes():
     busy = (503, {}, "<html>busy</html>")
     waits: list[Wait] = []
-    with ScriptedServer(first_then_ok(busy, busy)) as server:
+    with LoopbackServer(first_then_ok(busy, busy)) as server:
         assert get(server, waits=waits).status_code == 200
 
-    first, second = gaps(server.arrivals)
+    first, second = gaps(server.requests)
     # 0.1 s doubled per failure, plus up to 0.1 s of jitter.
     assert 0.1 <= first < LOADED_MACHINE_BOUND and 0.2 <= second < LOADED_MACHINE_BOUND
     assert [w.reason for w in waits] == ["answered 503", "answered 503"]
@@ -286,53 +180,53 @@ def test_a_burst_of_503s_is_retried_with_growing_backoff_until_it_passes():
     "reply", [(503, {}, "down"), (500, {}, "oops"), Slow(1.0), DROP], ids=["503", "500", "slow", "dropped"]
 )
 def test_what_may_pass_is_given_up_after_the_attempts_allowed(reply):
-    with ScriptedServer(lambda arrival: reply) as server, pytest.raises(TransientHttpError) as caught:
+    with LoopbackServer(lambda arrival: reply) as server, pytest.raises(TransientHttpError) as caught:
         get(server)
 
-    assert len(server.arrivals) == 3
+    assert len(server.requests) == 3
     assert f"GET {server.url}/a" in str(caught.value) and "after 3 attempts" in str(caught.value)
 
 
 @pytest.mark.parametrize("reply", [Slow(1.0), DROP, (502, {}, "bad gateway")], ids=["slow", "dropped", "502"])
 def test_a_slow_answer_a_dropped_connection_and_a_5xx_are_retried_and_then_succeed(reply):
     waits: list[Wait] = []
-    with ScriptedServer(first_then_ok(reply)) as server:
+    with LoopbackServer(first_then_ok(reply)) as server:
         assert get(server, waits=waits).status_code == 200
 
-    assert len(server.arrivals) == 2
+    assert len(server.requests) == 2
     assert len(waits) == 1 and waits[0].retry
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 422])
 def test_4xx_other_than_429_are_returned_at_once_without_a_retry(status):
-    with ScriptedServer(lambda arrival: (status, {"Retry-After": "1"}, {"error": "no"})) as server:
+    with LoopbackServer(lambda arrival: (status, {"Retry-After": "1"}, {"error": "no"})) as server:
         response = get(server)
 
     assert response.status_code == status
-    assert len(server.arrivals) == 1
+    assert len(server.requests) == 1
 
 
 def test_a_wait_longer_than_may_be_waited_inside_the_call_raises_rate_limited_at_once():
     limits = Limits(max_inline_wait=5, max_rate_waits=5, max_attempts=3)
     started = time.monotonic()
-    with ScriptedServer(lambda arrival: (429, {"Retry-After": "120"}, {})) as server, pytest.raises(
+    with LoopbackServer(lambda arrival: (429, {"Retry-After": "120"}, {})) as server, pytest.raises(
         RateLimited
     ) as caught:
         get(server, limits=limits)
 
     assert caught.value.wait_seconds == 120 and time.monotonic() - started < 60
-    assert len(server.arrivals) == 1
+    assert len(server.requests) == 1
     assert "answered 429" in str(caught.value) and f"{server.url}/a" in str(caught.value)
 
 
 def test_rate_limit_answers_in_a_row_are_handed_on_after_the_inline_bound():
     limits = Limits(max_inline_wait=5, max_rate_waits=2, max_attempts=3)
-    with ScriptedServer(lambda arrival: (429, {"Retry-After": "0"}, {})) as server, pytest.raises(
+    with LoopbackServer(lambda arrival: (429, {"Retry-After": "0"}, {})) as server, pytest.raises(
         RateLimited, match="rate limited 3 times in a row"
     ):
         get(server, limits=limits)
 
-    assert len(server.arrivals) == 3
+    assert len(server.requests) == 3
 
 
 # ---------------------------------------------------------------------------------------------
@@ -347,7 +241,7 @@ def source(db) -> Source:
 def test_the_rate_limit_state_of_an_answer_is_stored_on_the_source(source):
     headers = {"x-ratelimit-limit": "60", "X-RATELIMIT-REMAINING": "59", "X-RateLimit-Reset": "30",
                "x-ratelimit-window": "60"}
-    with ScriptedServer(lambda arrival: (200, headers, {})) as server:
+    with LoopbackServer(lambda arrival: (200, headers, {})) as server:
         get(server, source=source)
 
     source.refresh_from_db()
@@ -356,16 +250,16 @@ def test_the_rate_limit_state_of_an_answer_is_stored_on_the_source(source):
 
 
 def test_a_source_with_no_requests_left_makes_any_other_caller_wait_for_the_reset(source):
-    def script(arrival: Arrival):
+    def script(arrival: Request):
         return 200, ({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "1"} if arrival.attempt == 1 else {}), {}
 
     waits: list[Wait] = []
-    with ScriptedServer(script) as server:
+    with LoopbackServer(script) as server:
         get(server, source=source)
         # Another worker: its own copy of the source, loaded before the first answer came.
         get(server, source=Source.objects.get(pk=source.pk), waits=waits)
 
-    [gap] = gaps(server.arrivals)
+    [gap] = gaps(server.requests)
     assert 0.95 <= gap < LOADED_MACHINE_BOUND
     assert len(waits) == 1 and "rate limit" in waits[0].reason and not waits[0].retry
 
@@ -376,13 +270,13 @@ def test_the_requests_left_are_shared_by_callers_until_the_reset(source):
         rate_limit_remaining=2, rate_limit_reset=timezone.now() + timedelta(seconds=3)
     )
     waits: list[list[Wait]] = [[], [], []]
-    with ScriptedServer(ok) as server:
+    with LoopbackServer(ok) as server:
         for caller in range(3):
             get(server, source=Source.objects.get(pk=source.pk), waits=waits[caller])
 
     # The first two take the two requests left; the third waits for the reset, and is sent after it
     assert (len(waits[0]), len(waits[1]), len(waits[2])) == (0, 0, 1)
-    assert server.arrivals[2].at - started >= 2.9
+    assert server.requests[2].at - started >= 2.9
 
 
 def test_a_long_wait_stored_on_the_source_raises_rate_limited_without_calling_the_server(source):
@@ -390,21 +284,21 @@ def test_a_long_wait_stored_on_the_source_raises_rate_limited_without_calling_th
         rate_limit_remaining=0, rate_limit_reset=timezone.now() + timedelta(seconds=120)
     )
     limits = Limits(max_inline_wait=5, max_rate_waits=5, max_attempts=3)
-    with ScriptedServer(ok) as server, pytest.raises(RateLimited) as caught:
+    with LoopbackServer(ok) as server, pytest.raises(RateLimited) as caught:
         get(server, source=source, limits=limits)
 
     assert 100 < caught.value.wait_seconds <= 120
-    assert server.arrivals == []
+    assert server.requests == []
 
 
 def test_a_long_retry_after_is_stored_so_the_next_call_waits_without_asking(source):
     limits = Limits(max_inline_wait=5, max_rate_waits=5, max_attempts=3)
-    with ScriptedServer(lambda arrival: (503, {"Retry-After": "300"}, "maintenance")) as server:
+    with LoopbackServer(lambda arrival: (503, {"Retry-After": "300"}, "maintenance")) as server:
         for _ in range(2):
             with pytest.raises(RateLimited):
                 get(server, source=Source.objects.get(pk=source.pk), limits=limits)
 
-    assert len(server.arrivals) == 1
+    assert len(server.requests) == 1
     source.refresh_from_db()
     assert source.rate_limit_remaining == 0
 
@@ -423,7 +317,7 @@ def test_a_request_budget_keeps_concurrent_callers_within_its_requests_per_secon
     source = Source(reference=f"budget-{uuid.uuid4().hex[:8]}", location="http://127.0.0.1",
                     configuration={"rateLimit": {"requests": 3, "per": "second"}})
     waits: list[Wait] = []
-    with ScriptedServer(ok) as server:
+    with LoopbackServer(ok) as server:
         def call_three_times() -> None:
             for _ in range(3):
                 get(server, source=source, waits=waits)
@@ -438,7 +332,7 @@ def test_a_request_budget_keeps_concurrent_callers_within_its_requests_per_secon
 
     # Nine requests at three a second take two seconds at least. (When they arrive is not asserted: on
     # a loaded machine a request let go in one second may arrive in the next, beside that second's own.)
-    assert len(server.arrivals) == 9
+    assert len(server.requests) == 9
     assert elapsed >= 2.0
     assert waits and all("request budget of 3 requests per 1 s" in w.reason and not w.retry for w in waits)
 
@@ -495,21 +389,21 @@ RECORDS = [{**animal, "id": number, "status": "active"}
 PAGE_SIZE = 5
 
 
-def page_of(arrival: Arrival) -> Reply:
+def page_of(arrival: Request) -> Reply:
     page = int(arrival.query.get("page", 1))
     return 200, {}, {"results": RECORDS[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]}
 
 
-def faulty_source(faults: dict[int, list[Reply | str | Slow]]) -> ScriptedServer:
+def faulty_source(faults: dict[int, list[Reply | str | Slow]]) -> LoopbackServer:
     """A page-number source of RECORDS whose page N first answers each of faults[N] in turn."""
-    def script(arrival: Arrival):
+    def script(arrival: Request):
         replies = faults.get(int(arrival.query.get("page", 1)), [])
         return replies[arrival.attempt - 1] if arrival.attempt <= len(replies) else page_of(arrival)
 
-    return ScriptedServer(script, records=page_of)
+    return LoopbackServer(script, late=page_of)
 
 
-def faulty_sync(server: ScriptedServer) -> Synchronization:
+def faulty_sync(server: LoopbackServer) -> Synchronization:
     bundle = zoo_bundle(location=server.url)
     bundle["sources"][0]["configuration"]["timeout"] = TIMEOUT[1]
     sync = import_zoo(bundle)
@@ -560,15 +454,15 @@ def test_a_run_through_a_fault_syncs_every_record_exactly_once_and_counts_and_lo
 
 @pytest.mark.usefixtures("transactional_db", "in_process_tasks")
 def test_the_rate_limit_a_run_ends_with_is_respected_by_the_next_run():
-    def script(arrival: Arrival):
+    def script(arrival: Request):
         status, headers, body = page_of(arrival)
         # The last page spends the last request until a reset two seconds on.
         return status, ({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "2"} if not body["results"] else {}), body
 
-    with ScriptedServer(script) as server:
+    with LoopbackServer(script) as server:
         sync = faulty_sync(server)
         first = sync_runs.run_start(synchronization=sync)
-        last_of_first = server.arrivals[-1].at
+        last_of_first = server.requests[-1].at
 
         second = sync_runs.run_start(synchronization=sync)
 
@@ -577,7 +471,7 @@ def test_the_rate_limit_a_run_ends_with_is_respected_by_the_next_run():
     assert (first.status, second.status) == ("succeeded", "succeeded")
     # The second run's first request waited for the reset (how much longer a loaded machine takes is not
     # asserted, nor how much of the wait the run itself spent: its start may come late on its own).
-    first_of_second = server.arrivals[len(server.arrivals) // 2].at
+    first_of_second = server.requests[len(server.requests) // 2].at
     assert first_of_second - last_of_first >= 1.9
     assert second.unchanged == len(RECORDS)
 
@@ -587,10 +481,10 @@ def test_in_process_a_wait_beyond_the_longest_allowed_fails_the_run_and_deletes_
     settings.SYNC_MAX_RATE_LIMIT_WAIT = 2
     state = {"limited": False}
 
-    def script(arrival: Arrival):
+    def script(arrival: Request):
         return (429, {"Retry-After": "60"}, {}) if state["limited"] else page_of(arrival)
 
-    with ScriptedServer(script) as server:
+    with LoopbackServer(script) as server:
         sync = faulty_sync(server)
         sync_runs.run_start(synchronization=sync)
         state["limited"] = True
@@ -607,7 +501,7 @@ def test_in_process_a_wait_beyond_the_longest_allowed_fails_the_run_and_deletes_
 @pytest.mark.usefixtures("transactional_db", "in_process_tasks")
 def test_a_test_run_that_meets_a_wait_too_long_fails_with_the_reason(settings):
     settings.SYNC_MAX_RATE_LIMIT_WAIT = 2
-    with ScriptedServer(lambda arrival: (429, {"Retry-After": "60"}, {})) as server:
+    with LoopbackServer(lambda arrival: (429, {"Retry-After": "60"}, {})) as server:
         sync = faulty_sync(server)
 
         run = sync_runs.run_test(synchronization=sync)
@@ -617,34 +511,12 @@ def test_a_test_run_that_meets_a_wait_too_long_fails_with_the_reason(settings):
 
 def test_calls_to_one_source_share_one_keep_alive_connection():
     # Answers are read whole by the service itself (bounded): the connection must still go back to the pool
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    ports: set[int] = set()
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_GET(self) -> None:  # noqa: N802 - the name http.server dispatches to
-            ports.add(self.client_address[1])
-            body = b'{"results": []}'
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with LoopbackServer(lambda request: (200, {}, b'{"results": []}'), keep_alive=True) as server:
         for _ in range(5):
-            answer = http_request(method="GET", url=f"http://127.0.0.1:{server.server_address[1]}/a", timeout=(5, 5))
+            answer = http_request(method="GET", url=f"{server.url}/a", timeout=(5, 5))
             assert answer.json() == {"results": []}
-    finally:
-        server.shutdown()
-        server.server_close()
 
+    ports = {request.client_port for request in server.requests}
     assert len(ports) == 1
 
 
@@ -654,9 +526,9 @@ def test_a_body_that_cannot_be_stored_fails_once_and_says_so_not_as_a_network_er
             raise OSError(28, "No space left on device")
 
     limits = BodyLimits(max_bytes=10_000, max_bytes_setting="X", seconds=60, seconds_setting="Y")
-    with ScriptedServer(ok) as server, pytest.raises(HttpError) as caught:
+    with LoopbackServer(ok) as server, pytest.raises(HttpError) as caught:
         get(server, sink=FullDisk(), sink_limits=limits)
 
     # One request: a full disk is not the network, and another attempt would meet it again
-    assert len(server.arrivals) == 1
+    assert len(server.requests) == 1
     assert "could not be stored" in str(caught.value) and "No space left" in str(caught.value)

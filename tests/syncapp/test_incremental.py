@@ -22,7 +22,8 @@ from syncapp.incremental import (
     page_cursor,
 )
 from syncapp.models import Object, Synchronization
-from tests.loopback import LoopbackServer
+from tests.factories import import_api_synchronization
+from tests.loopback import LoopbackServer, Request
 
 pytestmark = pytest.mark.usefixtures("transactional_db", "in_process_tasks")
 
@@ -44,16 +45,16 @@ class Api:
         self.fail_page: int | None = None
         self.server = LoopbackServer(self.handle)
 
-    def handle(self, path: str, query: dict[str, str]):
-        page = int(query.get("page", 1))
+    def handle(self, request: Request):
+        page = int(request.query.get("page", 1))
         if page == self.fail_page:
             return 400, {}, {"error": "bad page"}
-        since = query.get("updated_since")
+        since = request.query.get("updated_since")
         chosen = [record for record in self.records if since is None or record["updated_at"] >= since]
         return 200, {}, {"results": chosen[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]}
 
     def queries(self) -> list[dict[str, str]]:
-        return [query for _, query in self.server.requests]
+        return [request.query for request in self.server.requests]
 
     def forget(self) -> None:
         self.server.requests.clear()
@@ -65,21 +66,11 @@ class Api:
 
 
 def sync_for(url: str, **incremental) -> Synchronization:
-    bundle_import({
-        "sources": [{"reference": "zoo-api", "name": "Zoo", "type": "api", "location": url}],
-        "registers": [{"reference": "zoo", "name": "Zoo",
-                       "schemas": [{"reference": "animal", "name": "Animal", "schema": {"type": "object"}}]}],
-        "synchronizations": [{
-            "reference": "animals", "name": "Animals", "sourceType": "api", "sourceId": "zoo-api",
-            "sourceConfig": {
-                "endpoint": "/animals", "resultsPosition": "results",
-                "pagination": {"type": "page", "pageSizeParam": "per_page", "pageSize": PAGE_SIZE},
-                "incremental": {"cursorPath": "updated_at", "param": "updated_since", **incremental},
-            },
-            "targetType": "register/schema", "targetId": "zoo/animal",
-        }],
+    return import_api_synchronization(location=url, source_config={
+        "endpoint": "/animals", "resultsPosition": "results",
+        "pagination": {"type": "page", "pageSizeParam": "per_page", "pageSize": PAGE_SIZE},
+        "incremental": {"cursorPath": "updated_at", "param": "updated_since", **incremental},
     })
-    return Synchronization.objects.get(reference="animals")
 
 
 def names() -> dict[int, str]:

@@ -19,16 +19,10 @@ from syncapp.models import Object, Synchronization
 from syncapp.runs.context import context_load, first_request
 from syncapp.runs.finish import run_close_if_complete
 from tests.conftest import zoo_bundle
-from tests.helpers import active_ids, import_zoo, wait_for_run
-from tests.loopback import LoopbackServer
+from tests.helpers import active_ids, import_zoo, run, wait_for_run
+from tests.loopback import LoopbackServer, Request
 
 pytestmark = pytest.mark.usefixtures("transactional_db", "in_process_tasks")
-
-
-def run(sync: Synchronization, **options) -> SynchronizationRun:
-    started = sync_runs.run_start(synchronization=sync, **options)
-    started.refresh_from_db()
-    return started
 
 
 # -- deletion of vanished objects -------------------------------------------------------------------
@@ -87,8 +81,8 @@ def test_a_run_in_which_a_page_fails_deletes_nothing(animals):
     records = [{**a, "status": "active", "id": i + 1} for i, a in enumerate(animals[:40])]
     fail = {"on": False}
 
-    def handler(path, query):
-        page = int(query.get("page", 1))
+    def handler(request: Request):
+        page = int(request.query.get("page", 1))
         if fail["on"] and page == 2:
             return 200, {"Content-Type": "application/json"}, "{not json"
         return 200, {}, {"results": records[(page - 1) * 10: page * 10]}

@@ -123,7 +123,7 @@ def test_an_id_that_names_nothing_is_reported_with_its_path(zoo_in_place):
 def test_an_exported_synchronization_runs_with_its_text_booleans(transactional_db, in_process_tasks):
     animals = generate_animals(count=30, seed=9)
     pages = {"count": len(animals), "next": "/animals?page=2", "results": animals[:10]}
-    with LoopbackServer(lambda path, query: (200, {}, pages)) as server:
+    with LoopbackServer(lambda request: (200, {}, pages)) as server:
         bundle_import({
             "sources": [exported_source(location=server.url, auth="none", apikey=None)],
             "registers": [zoo_register()],

@@ -24,7 +24,7 @@ from syncapp.pagination import (
 from syncapp.sample_source import generate_animals
 from tests.conftest import zoo_bundle
 from tests.helpers import import_zoo
-from tests.loopback import LoopbackServer
+from tests.loopback import LoopbackServer, Request
 
 PAGE_SIZE = 10
 # One size that ends on a full page, one that ends on a partial page.
@@ -281,14 +281,14 @@ def chunk(items: list, start: int, size: int) -> list:
 def drf_api(server: LoopbackServer, items: list[dict]):
     """Django REST framework: `{count, next, previous, results}`, absolute links, 404 past the last page."""
 
-    def handler(path: str, query: dict[str, str]):
-        page, size = int(query.get("page", 1)), int(query.get("page_size", PAGE_SIZE))
+    def handler(request: Request):
+        page, size = int(request.query.get("page", 1)), int(request.query.get("page_size", PAGE_SIZE))
         if page > max(1, math.ceil(len(items) / size)):
             return 404, {}, {"detail": "Invalid page."}
-        rest = {k: v for k, v in query.items() if k != "page"}
+        rest = {k: v for k, v in request.query.items() if k != "page"}
 
         def link(number: int) -> str:
-            return f"{server.url}{path}?{urlencode({**rest, 'page': number})}"
+            return f"{server.url}{request.path}?{urlencode({**rest, 'page': number})}"
 
         return 200, {}, {
             "count": len(items),
@@ -303,11 +303,11 @@ def drf_api(server: LoopbackServer, items: list[dict]):
 def hal_api(server: LoopbackServer, items: list[dict]):
     """HAL (Spring Data REST and friends): `_embedded.animals`, `_links.next.href`, the filter left out."""
 
-    def handler(path: str, query: dict[str, str]):
-        page = int(query.get("page", 0))
-        links = {"self": {"href": f"{path}?page={page}"}}
+    def handler(request: Request):
+        page = int(request.query.get("page", 0))
+        links = {"self": {"href": f"{request.path}?page={page}"}}
         if (page + 1) * PAGE_SIZE < len(items):
-            links["next"] = {"href": f"{path}?page={page + 1}"}  # relative, and without the other parameters
+            links["next"] = {"href": f"{request.path}?page={page + 1}"}  # relative, and without the other parameters
         return 200, {"Content-Type": "application/hal+json"}, {
             "_embedded": {"animals": chunk(items, page * PAGE_SIZE, PAGE_SIZE)},
             "_links": links,
@@ -320,14 +320,15 @@ def hal_api(server: LoopbackServer, items: list[dict]):
 def odata_api(server: LoopbackServer, items: list[dict]):
     """OData v4 (Microsoft Graph, SAP): `value` and an absolute `@odata.nextLink` with a skip token."""
 
-    def handler(path: str, query: dict[str, str]):
-        skip = int(query.get("$skiptoken", 0))
+    def handler(request: Request):
+        skip = int(request.query.get("$skiptoken", 0))
         body: dict[str, Any] = {
             "@odata.context": f"{server.url}/$metadata#Animals",
             "value": chunk(items, skip, PAGE_SIZE),
         }
         if skip + PAGE_SIZE < len(items):
-            body["@odata.nextLink"] = f"{server.url}{path}?{urlencode({**query, '$skiptoken': skip + PAGE_SIZE})}"
+            following = urlencode({**request.query, "$skiptoken": skip + PAGE_SIZE})
+            body["@odata.nextLink"] = f"{server.url}{request.path}?{following}"
         return 200, {"Content-Type": "application/json; odata.metadata=minimal"}, body
 
     return handler
@@ -336,14 +337,14 @@ def odata_api(server: LoopbackServer, items: list[dict]):
 def link_header_api(server: LoopbackServer, items: list[dict]):
     """GitHub style: a bare list, the next page in `Link: <...>; rel="next"`."""
 
-    def handler(path: str, query: dict[str, str]):
-        page = int(query.get("page", 1))
+    def handler(request: Request):
+        page = int(request.query.get("page", 1))
         headers = {}
         pages = max(1, math.ceil(len(items) / PAGE_SIZE))
         links = []
         if page < pages:
-            links.append(f'<{server.url}{path}?{urlencode({**query, "page": page + 1})}>; rel="next"')
-        links.append(f'<{server.url}{path}?{urlencode({**query, "page": pages})}>; rel="last"')
+            links.append(f'<{server.url}{request.path}?{urlencode({**request.query, "page": page + 1})}>; rel="next"')
+        links.append(f'<{server.url}{request.path}?{urlencode({**request.query, "page": pages})}>; rel="last"')
         headers["Link"] = ", ".join(links)
         return 200, headers, chunk(items, (page - 1) * PAGE_SIZE, PAGE_SIZE)
 
@@ -353,8 +354,8 @@ def link_header_api(server: LoopbackServer, items: list[dict]):
 def offset_api(server: LoopbackServer, items: list[dict]):
     """An offset/limit API with `total` that caps the limit at PAGE_SIZE."""
 
-    def handler(path: str, query: dict[str, str]):
-        offset, limit = int(query.get("offset", 0)), min(int(query.get("limit", PAGE_SIZE)), PAGE_SIZE)
+    def handler(request: Request):
+        offset, limit = int(request.query.get("offset", 0)), min(int(request.query.get("limit", PAGE_SIZE)), PAGE_SIZE)
         return 200, {}, {"total": len(items), "offset": offset, "limit": limit,
                          "items": chunk(items, offset, limit)}
 
@@ -364,8 +365,8 @@ def offset_api(server: LoopbackServer, items: list[dict]):
 def cursor_api(server: LoopbackServer, items: list[dict]):
     """A cursor API (Stripe, Slack style): `data`, `meta.next_cursor` (opaque), `meta.has_more`."""
 
-    def handler(path: str, query: dict[str, str]):
-        start = int(query["cursor"].removeprefix("c")) if "cursor" in query else 0
+    def handler(request: Request):
+        start = int(request.query["cursor"].removeprefix("c")) if "cursor" in request.query else 0
         more = start + PAGE_SIZE < len(items)
         return 200, {}, {"data": chunk(items, start, PAGE_SIZE),
                          "meta": {"next_cursor": f"c{start + PAGE_SIZE}" if more else None, "has_more": more}}
@@ -376,8 +377,8 @@ def cursor_api(server: LoopbackServer, items: list[dict]):
 def xml_api(server: LoopbackServer, items: list[dict]):
     """An XML API with namespaces, the total as an attribute and page numbers."""
 
-    def handler(path: str, query: dict[str, str]):
-        page = int(query.get("page", 1))
+    def handler(request: Request):
+        page = int(request.query.get("page", 1))
         rows = "".join(
             f'<z:animal id="{item["id"]}"><z:name>{item["name"]}</z:name><z:species>{item["species"]}'
             f'</z:species><z:legs>{item["legs"]}</z:legs><!-- checked --></z:animal>'
@@ -427,7 +428,7 @@ def synced_ids(sync: Synchronization) -> list[str]:
 def test_a_run_syncs_exactly_the_records_the_api_holds(shape, count):
     api, source_config = API_SHAPES[shape]
     items = records(count)
-    with LoopbackServer(lambda path, query: (500, {}, {})) as server:
+    with LoopbackServer(lambda request: (500, {}, {})) as server:
         server.handler = api(server, items)
         sync = prepared(server.url, endpoint="/animals?tenant=zoo", query={"lang": "en"}, **source_config)
 
@@ -439,14 +440,15 @@ def test_a_run_syncs_exactly_the_records_the_api_holds(shape, count):
     assert synced_ids(sync) == sorted(str(item["id"]) for item in items)
     assert run.pages_fetched == len(server.requests) == math.ceil(count / PAGE_SIZE)
     # The endpoint's and the configuration's query parameters reach every page, whatever the links say.
-    assert all(query.get("tenant") == "zoo" and query.get("lang") == "en" for _, query in server.requests)
+    assert all(request.query.get("tenant") == "zoo" and request.query.get("lang") == "en"
+               for request in server.requests)
 
 
 @pytest.mark.usefixtures("transactional_db", "in_process_tasks")
 @pytest.mark.parametrize("count", [30, 21])  # 21: the last page holds a single <animal>
 def test_an_xml_api_is_synced_with_openconnector_shaped_dicts(count):
     items = records(count)
-    with LoopbackServer(lambda path, query: (500, {}, {})) as server:
+    with LoopbackServer(lambda request: (500, {}, {})) as server:
         server.handler = xml_api(server, items)
         sync = prepared(
             server.url, endpoint="/animals.xml", resultsPosition="animal", idPosition="@attributes.id",
@@ -471,7 +473,7 @@ def test_an_xml_api_is_synced_with_openconnector_shaped_dicts(count):
 @pytest.mark.usefixtures("transactional_db", "in_process_tasks")
 def test_pagination_none_reads_one_page_even_when_the_body_links_further():
     items = records(30)
-    with LoopbackServer(lambda path, query: (500, {}, {})) as server:
+    with LoopbackServer(lambda request: (500, {}, {})) as server:
         server.handler = drf_api(server, items)
         sync = prepared(server.url, endpoint="/animals", usesPagination="false")
 
@@ -489,7 +491,7 @@ def test_pagination_none_reads_one_page_even_when_the_body_links_further():
 def synced_once(transactional_db, in_process_tasks):
     """A synchronization that has synced 30 records from a DRF API, and that API's server."""
     items = records(30)
-    with LoopbackServer(lambda path, query: (500, {}, {})) as server:
+    with LoopbackServer(lambda request: (500, {}, {})) as server:
         server.handler = drf_api(server, items)
         sync = prepared(server.url, endpoint="/animals", maxPages=6, pagination={"type": "next"})
         first = sync_runs.run_start(synchronization=sync)
@@ -508,8 +510,8 @@ def assert_nothing_lost(sync: Synchronization, items: list[dict]) -> None:
 @pytest.mark.usefixtures("transactional_db", "in_process_tasks")
 def test_a_server_that_repeats_its_next_link_forever_fails_the_run_within_max_pages(synced_once):
     sync, server, items = synced_once
-    server.handler = lambda path, query: (200, {}, {
-        "next": f"{server.url}/animals?page=2", "results": chunk(items, (int(query.get("page", 1)) - 1) * 5, 5),
+    server.handler = lambda request: (200, {}, {
+        "next": f"{server.url}/animals?page=2", "results": chunk(items, (int(request.query.get("page", 1)) - 1) * 5, 5),
     })
 
     run = sync_runs.run_start(synchronization=sync)
@@ -524,8 +526,8 @@ def test_a_server_that_repeats_its_next_link_forever_fails_the_run_within_max_pa
 @pytest.mark.usefixtures("transactional_db", "in_process_tasks")
 def test_a_server_that_serves_the_same_page_under_ever_new_links_fails_the_run(synced_once):
     sync, server, items = synced_once
-    server.handler = lambda path, query: (200, {}, {
-        "next": f"{server.url}/animals?page={int(query.get('page', 1)) + 1}", "results": items[:5],
+    server.handler = lambda request: (200, {}, {
+        "next": f"{server.url}/animals?page={int(request.query.get('page', 1)) + 1}", "results": items[:5],
     })
 
     run = sync_runs.run_start(synchronization=sync)
@@ -540,9 +542,9 @@ def test_a_server_that_serves_the_same_page_under_ever_new_links_fails_the_run(s
 @pytest.mark.usefixtures("transactional_db", "in_process_tasks")
 def test_a_server_with_endless_fresh_pages_ends_the_run_partial_at_max_pages_deleting_nothing(synced_once):
     sync, server, items = synced_once
-    server.handler = lambda path, query: (200, {}, {
-        "next": f"{server.url}/animals?page={int(query.get('page', 1)) + 1}",
-        "results": [items[(int(query.get("page", 1)) - 1) % len(items)]],
+    server.handler = lambda request: (200, {}, {
+        "next": f"{server.url}/animals?page={int(request.query.get('page', 1)) + 1}",
+        "results": [items[(int(request.query.get("page", 1)) - 1) % len(items)]],
     })
 
     run = sync_runs.run_start(synchronization=sync)
@@ -558,8 +560,8 @@ def test_a_server_with_endless_fresh_pages_ends_the_run_partial_at_max_pages_del
 def test_a_cursor_api_that_repeats_its_cursor_fails_the_run():
     items = records(10)
 
-    def handler(path: str, query: dict[str, str]):
-        return 200, {}, {"data": items[5:] if "cursor" in query else items[:5], "meta": {"next_cursor": "same"}}
+    def handler(request: Request):
+        return 200, {}, {"data": items[5:] if "cursor" in request.query else items[:5], "meta": {"next_cursor": "same"}}
 
     with LoopbackServer(handler) as server:
         sync = prepared(
@@ -577,7 +579,7 @@ def test_a_cursor_api_that_repeats_its_cursor_fails_the_run():
 @pytest.mark.usefixtures("transactional_db", "in_process_tasks")
 def test_the_page_records_of_a_run_are_plain_json_that_resumes_the_run():
     items = records(25)
-    with LoopbackServer(lambda path, query: (500, {}, {})) as server:
+    with LoopbackServer(lambda request: (500, {}, {})) as server:
         server.handler = offset_api(server, items)
         sync = prepared(server.url, endpoint="/animals", pagination={"type": "offset", "limit": 10})
 

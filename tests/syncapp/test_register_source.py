@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from contracts.models import SynchronizationContract
-from syncapp import runs as sync_runs
 from syncapp.configuration import ConfigurationInvalid, bundle_import
 from syncapp.models import Object, Schema, Synchronization
 from syncapp.targets.register import register_object_save, register_objects_delete
+from tests.helpers import run
 from tests.syncapp.targets.test_api import TargetApi
 
 pytestmark = pytest.mark.usefixtures("transactional_db", "in_process_tasks")
@@ -34,12 +34,6 @@ def register_to(target: TargetApi, *, count: int, **source_config) -> Synchroniz
         }],
     })
     return Synchronization.objects.get(reference="outgoing")
-
-
-def run(sync):
-    started = sync_runs.run_start(synchronization=sync)
-    started.refresh_from_db()
-    return started
 
 
 def test_a_run_pushes_every_object_of_the_schema_once_in_keyset_pages():

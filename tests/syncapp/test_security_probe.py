@@ -21,7 +21,7 @@ from syncapp.mapping import MappingError, MappingSpec, apply_mapping
 from syncapp.models import Object
 from tests.conftest import zoo_bundle
 from tests.helpers import import_zoo
-from tests.syncapp.test_sources import RecordingServer
+from tests.loopback import LoopbackServer
 
 API_KEY = "key-probe-0d5f19a7c3-never-show"
 PASSWORD = "pw-probe-77c1e0b2aa-never-show"
@@ -112,7 +112,7 @@ def test_9_a_secret_echoed_at_the_cut_of_an_error_leaves_no_prefix_anywhere(cred
     def echo(seen):
         return 401, {"Content-Type": "text/plain"}, "x" * 190 + secret + " was refused"
 
-    with RecordingServer(echo) as server:
+    with LoopbackServer(echo) as server:
         sync = import_zoo(zoo_bundle(location=server.url))
         sync.source.credentials = credentials
         sync.source.save()
@@ -208,7 +208,7 @@ def test_10_a_results_position_that_is_not_text_is_refused_when_saved(position):
 @pytest.mark.usefixtures("transactional_db", "in_process_tasks")
 def test_10_xml_with_an_unknown_encoding_fails_the_page_clearly():
     body = "<?xml version='1.0' encoding='bogus'?><animals><animal><id>1</id></animal></animals>"
-    with RecordingServer(lambda seen: (200, {"Content-Type": "application/xml"}, body)) as server:
+    with LoopbackServer(lambda seen: (200, {"Content-Type": "application/xml"}, body)) as server:
         sync = import_zoo(zoo_bundle(location=server.url))
 
         run = sync_runs.run_start(synchronization=sync)
@@ -235,7 +235,7 @@ def test_10_sync_import_of_a_bad_file_is_a_command_error_not_a_traceback(tmp_pat
     (b"[" * 100_000 + b"]" * 100_000, "not JSON"),
 ])
 def test_11_a_body_that_is_not_utf8_or_nests_too_deep_fails_the_page_clearly(body, message):
-    with RecordingServer(lambda seen: (200, {"Content-Type": "application/json"}, body)) as server:
+    with LoopbackServer(lambda seen: (200, {"Content-Type": "application/json"}, body)) as server:
         sync = import_zoo(zoo_bundle(location=server.url))
 
         run = sync_runs.run_start(synchronization=sync)
@@ -248,7 +248,7 @@ def test_11_a_body_that_is_not_utf8_or_nests_too_deep_fails_the_page_clearly(bod
 @pytest.mark.usefixtures("transactional_db", "in_process_tasks")
 def test_11_a_declared_charset_is_honoured():
     body = '{"results": [{"id": 1, "name": "café", "species": "cat", "status": "active"}]}'.encode("latin-1")
-    with RecordingServer(lambda seen: (200, {"Content-Type": "application/json; charset=latin-1"}, body)) as server:
+    with LoopbackServer(lambda seen: (200, {"Content-Type": "application/json; charset=latin-1"}, body)) as server:
         sync = import_zoo(zoo_bundle(location=server.url))
         sync.source_config = {"endpoint": "/a", "resultsPosition": "results", "pagination": {"type": "none"}}
         sync.save()

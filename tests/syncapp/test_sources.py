@@ -4,16 +4,10 @@ from __future__ import annotations
 
 import json
 import shutil
-import ssl
 import subprocess
-import threading
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
@@ -28,86 +22,6 @@ from syncapp.sources.api import extract_objects
 from tests.conftest import zoo_bundle
 from tests.helpers import import_zoo
 from tests.loopback import LoopbackServer
-
-Reply = tuple[int, dict[str, str], Any]
-
-
-@dataclass
-class Seen:
-    """One request as the server saw it: header names are lower case, repeated headers all kept."""
-
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, list[str]]
-    form: dict[str, str] = field(default_factory=dict)
-
-    def header(self, name: str) -> str | None:
-        values = self.headers.get(name.lower())
-        return values[-1] if values else None
-
-
-class RecordingServer:
-    """A loopback HTTP(S) server that hands `handler` every request with its headers, and records them."""
-
-    def __init__(self, handler: Callable[[Seen], Reply], *, tls: tuple[Path, Path] | None = None):
-        self.handler = handler
-        self.seen: list[Seen] = []
-        outer = self
-
-        class _Handler(BaseHTTPRequestHandler):
-            def _serve(self) -> None:
-                parts = urlsplit(self.path)
-                headers: dict[str, list[str]] = {}
-                for name, value in self.headers.items():
-                    headers.setdefault(name.lower(), []).append(value)
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length).decode() if length else ""
-                seen = Seen(self.command, parts.path, dict(parse_qsl(parts.query, keep_blank_values=True)),
-                            headers, dict(parse_qsl(raw, keep_blank_values=True)))
-                outer.seen.append(seen)
-                status, reply_headers, body = outer.handler(seen)
-                if isinstance(body, str):
-                    payload = body.encode()
-                elif isinstance(body, bytes):
-                    payload = body
-                else:
-                    payload = json.dumps(body).encode()
-                    reply_headers = {"Content-Type": "application/json", **reply_headers}
-                self.send_response(status)
-                for name, value in reply_headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            do_GET = _serve  # noqa: N815 - the names http.server dispatches to
-            do_POST = _serve  # noqa: N815
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self.scheme = "http"
-        if tls is not None:
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            context.load_cert_chain(certfile=tls[0], keyfile=tls[1])
-            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
-            self.scheme = "https"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"{self.scheme}://127.0.0.1:{self._server.server_address[1]}"
-
-    def __enter__(self) -> RecordingServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
 
 
 def source_at(url: str, **configuration: Any) -> Source:
@@ -129,32 +43,32 @@ def fetch(source: Source, source_config: dict[str, Any] | None = None):
 
 
 def test_headers_of_the_source_and_the_synchronization_merge_later_winning_whatever_the_letter_case():
-    with RecordingServer(lambda seen: (200, {}, [])) as server:
+    with LoopbackServer(lambda seen: (200, {}, [])) as server:
         source = source_at(
             server.url, headers={"Accept": "application/xml", "X-Tenant": "a"}, **{"headers.X-Trace": "1"}
         )
         fetch(source, {"headers": {"accept": "application/json"}, "headers.X-Tenant": "b", "headers.X-Trace": None})
 
-    seen = server.seen[0]
+    seen = server.requests[0]
     assert seen.headers["accept"] == ["application/json"]
     assert seen.headers["x-tenant"] == ["b"]
     assert "x-trace" not in seen.headers
 
 
 def test_a_list_of_header_values_is_sent_as_one_header():
-    with RecordingServer(lambda seen: (200, {}, [])) as server:
+    with LoopbackServer(lambda seen: (200, {}, [])) as server:
         fetch(source_at(server.url, headers={"Accept": ["application/json", "text/json"]}))
 
-    assert server.seen[0].headers["accept"] == ["application/json, text/json"]
+    assert server.requests[0].headers["accept"] == ["application/json, text/json"]
 
 
 def test_query_parameters_of_the_source_the_synchronization_and_the_endpoint_all_reach_the_source():
-    with RecordingServer(lambda seen: (200, {}, [])) as server:
+    with LoopbackServer(lambda seen: (200, {}, [])) as server:
         source = source_at(f"{server.url}/api?version=2", query={"a": "1", "b": "1", "gone": "x"})
         fetch(source, {"endpoint": "/animals?c=3", "query.b": "2", "query": {"gone": None}})
 
-    assert server.seen[0].path == "/api/animals"
-    assert server.seen[0].query == {"version": "2", "c": "3", "a": "1", "b": "2"}
+    assert server.requests[0].path == "/api/animals"
+    assert server.requests[0].query == {"version": "2", "c": "3", "a": "1", "b": "2"}
 
 
 def test_timeouts_come_from_settings_then_the_source_then_the_synchronization(settings):
@@ -197,14 +111,14 @@ def certificate(tmp_path_factory) -> tuple[Path, Path]:
 
 
 def test_tls_is_verified_unless_turned_off_or_given_a_ca_bundle(certificate):
-    with RecordingServer(lambda seen: (200, {}, [{"id": 1}]), tls=certificate) as server:
+    with LoopbackServer(lambda seen: (200, {}, [{"id": 1}]), tls=certificate) as server:
         with pytest.raises(SourceError, match="TLS failed"):
             fetch(source_at(server.url))
         unverified = fetch(source_at(server.url, verify="false"))
         with_bundle = fetch(source_at(server.url), {"verify": str(certificate[0])})
 
     assert unverified.body == with_bundle.body == [{"id": 1}]
-    assert len(server.seen) == 2  # the refused handshake is not retried, and never reaches the handler
+    assert len(server.requests) == 2  # the refused handshake is not retried, and never reaches the handler
 
 
 # ---------------------------------------------------------------------------------------------
@@ -265,7 +179,7 @@ def test_bad_call_settings_of_a_source_are_refused_at_import_with_their_path():
 
 @pytest.mark.usefixtures("transactional_db", "in_process_tasks")
 def test_each_run_renders_its_endpoint_template_so_a_run_can_ask_for_what_changed_since_the_last():
-    with LoopbackServer(lambda path, query: (200, {}, [])) as server:
+    with LoopbackServer(lambda request: (200, {}, [])) as server:
         sync = import_zoo(zoo_bundle(location=server.url))
         sync.source_config = {"endpoint": "/animals?since={{ lastSync }}&run={{ run.id }}", "resultsPosition": "_root"}
         sync.save()
@@ -274,9 +188,9 @@ def test_each_run_renders_its_endpoint_template_so_a_run_can_ask_for_what_change
 
     first.refresh_from_db()
     assert first.status == "succeeded", first.error_message
-    assert server.requests[0][1] == {"since": "", "run": str(first.pk)}
+    assert server.requests[0].query == {"since": "", "run": str(first.pk)}
     since = first.started_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    assert server.requests[1][1] == {"since": since, "run": str(second.pk)}
+    assert server.requests[1].query == {"since": since, "run": str(second.pk)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -304,7 +218,7 @@ def test_each_run_renders_its_endpoint_template_so_a_run_can_ask_for_what_change
 def test_a_body_that_is_not_a_page_is_an_error_naming_the_url_the_status_and_the_content_type(
     status, headers, body, expected
 ):
-    with LoopbackServer(lambda path, query: (status, headers, body)) as server, pytest.raises(SourceError) as caught:
+    with LoopbackServer(lambda request: (status, headers, body)) as server, pytest.raises(SourceError) as caught:
         fetch(source_at(server.url), {"endpoint": "/animals"})
 
     assert expected in str(caught.value)
@@ -316,7 +230,7 @@ def test_an_xml_body_with_entities_is_refused_instead_of_expanded():
         '<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;">]>'
         "<animals><animal><name>&lol2;</name></animal></animals>"
     )
-    server = LoopbackServer(lambda path, query: (200, {"Content-Type": "text/xml"}, bomb))
+    server = LoopbackServer(lambda request: (200, {"Content-Type": "text/xml"}, bomb))
     with server, pytest.raises(SourceError, match="not valid XML"):
         fetch(source_at(server.url))
 
@@ -331,7 +245,7 @@ def test_an_xml_body_with_entities_is_refused_instead_of_expanded():
     ],
 )
 def test_json_and_xml_are_recognised_by_content_type_or_by_their_first_character(content_type, body, kind):
-    with LoopbackServer(lambda path, query: (200, {"Content-Type": content_type}, body)) as server:
+    with LoopbackServer(lambda request: (200, {"Content-Type": content_type}, body)) as server:
         page = fetch(source_at(server.url))
 
     assert page.format == kind

@@ -8,7 +8,7 @@ from syncapp import runs as sync_runs
 from syncapp.models import Mapping, Object, Synchronization
 from tests.conftest import zoo_bundle
 from tests.helpers import active_ids, import_zoo, register_objects
-from tests.loopback import LoopbackServer
+from tests.loopback import LoopbackServer, Request
 
 pytestmark = pytest.mark.usefixtures("transactional_db", "in_process_tasks")
 
@@ -22,8 +22,8 @@ def configure(sync: Synchronization, **source_config) -> Synchronization:
 def nested_pages(records: list[dict], *, size: int):
     """A page-number API with `{"data": {"items": [...]}, "meta": {...}}` and no next links."""
 
-    def handler(path: str, query: dict[str, str]):
-        page = int(query.get("page", 1))
+    def handler(request: Request):
+        page = int(request.query.get("page", 1))
         items = records[(page - 1) * size: page * size]
         return 200, {}, {"data": {"items": items}, "meta": {"page": page}}
 
@@ -51,7 +51,7 @@ def test_a_page_number_api_without_next_links_syncs_every_record_once(animals, c
 
 
 def test_a_bare_list_that_ignores_paging_is_read_once_under_auto_pagination(animals):
-    with LoopbackServer(lambda path, query: (200, {}, animals)) as server:
+    with LoopbackServer(lambda request: (200, {}, animals)) as server:
         sync = configure(import_zoo(zoo_bundle(location=server.url)), endpoint="/animals.json")
 
         run = sync_runs.run_start(synchronization=sync)
@@ -64,7 +64,7 @@ def test_a_bare_list_that_ignores_paging_is_read_once_under_auto_pagination(anim
 
 
 def test_explicit_page_pagination_on_a_source_that_ignores_it_fails_instead_of_looping(animals):
-    with LoopbackServer(lambda path, query: (200, {}, animals[:10])) as server:
+    with LoopbackServer(lambda request: (200, {}, animals[:10])) as server:
         sync = configure(
             import_zoo(zoo_bundle(location=server.url)), endpoint="/animals.json", pagination={"type": "page"},
         )
@@ -98,7 +98,7 @@ def test_a_body_without_a_list_fails_the_run_naming_the_url_and_keeps_what_was_s
     sync = import_zoo(zoo_bundle(location=sample_source.url))
     sync_runs.run_start(synchronization=sync)
     stored = Object.objects.count()
-    with LoopbackServer(lambda path, query: (200, {}, {"message": "maintenance"})) as server:
+    with LoopbackServer(lambda request: (200, {}, {"message": "maintenance"})) as server:
         sync.source.location = server.url
         sync.source.save()
         configure(sync, endpoint="/animals")
@@ -122,7 +122,7 @@ def test_a_body_without_a_list_fails_the_run_naming_the_url_and_keeps_what_was_s
     ],
 )
 def test_a_source_answering_garbage_fails_the_run_with_a_clear_error(animals, status, headers, body, expected):
-    with LoopbackServer(lambda path, query: (status, headers, body)) as server:
+    with LoopbackServer(lambda request: (status, headers, body)) as server:
         sync = configure(import_zoo(zoo_bundle(location=server.url)), endpoint="/animals")
 
         run = sync_runs.run_start(synchronization=sync)
@@ -135,7 +135,7 @@ def test_a_source_answering_garbage_fails_the_run_with_a_clear_error(animals, st
 
 def test_objects_without_an_origin_id_or_that_are_not_objects_are_invalid_and_the_rest_written(animals):
     body = [{"name": "no id", "status": "active"}, "just text", *animals[:5]]
-    with LoopbackServer(lambda path, query: (200, {}, body)) as server:
+    with LoopbackServer(lambda request: (200, {}, body)) as server:
         sync = configure(
             import_zoo(zoo_bundle(location=server.url)), endpoint="/x", resultsPosition="_root",
             pagination={"type": "none"},
@@ -154,7 +154,7 @@ def test_objects_without_an_origin_id_or_that_are_not_objects_are_invalid_and_th
 def test_an_origin_id_twice_on_one_page_is_written_once(animals):
     first = {**animals[0], "status": "active"}
     body = [first, {**first, "name": "Twin"}]
-    with LoopbackServer(lambda path, query: (200, {}, body)) as server:
+    with LoopbackServer(lambda request: (200, {}, body)) as server:
         sync = configure(
             import_zoo(zoo_bundle(location=server.url)), endpoint="/x", pagination={"type": "none"},
         )
@@ -170,7 +170,7 @@ def test_an_origin_id_twice_on_one_page_is_written_once(animals):
 def test_a_mapping_error_makes_that_object_invalid_naming_the_key(animals):
     body = [{**animal, "status": "active"} for animal in animals[:3]]
     body[1]["legs"] = "many"
-    with LoopbackServer(lambda path, query: (200, {}, body)) as server:
+    with LoopbackServer(lambda request: (200, {}, body)) as server:
         sync = configure(
             import_zoo(zoo_bundle(location=server.url)), endpoint="/x", pagination={"type": "none"},
         )
@@ -186,7 +186,7 @@ def test_a_mapping_error_makes_that_object_invalid_naming_the_key(animals):
 
 def test_an_invalid_object_fixed_at_the_source_is_written_on_the_next_run(animals):
     body = [{**animals[0], "status": "active", "legs": "many"}]
-    with LoopbackServer(lambda path, query: (200, {}, body)) as server:
+    with LoopbackServer(lambda request: (200, {}, body)) as server:
         sync = configure(
             import_zoo(zoo_bundle(location=server.url)), endpoint="/x", pagination={"type": "none"},
         )

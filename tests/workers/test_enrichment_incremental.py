@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 
 from syncapp import runs as sync_runs
-from syncapp.configuration import bundle_import
 from syncapp.models import Object, Synchronization
+from tests.factories import import_api_synchronization
 from tests.helpers import wait_for_run
-from tests.syncapp.test_http import Arrival, ScriptedServer
+from tests.loopback import LoopbackServer, Request
 from tests.workers.test_faults import fault_worker, on_fault_queue  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.worker
@@ -19,25 +19,17 @@ def animals(count: int) -> list[dict]:
 
 
 def import_sync(url: str, **source_config) -> Synchronization:
-    bundle_import({
-        "sources": [{"reference": "zoo-api", "name": "Zoo", "type": "api", "location": url}],
-        "registers": [{"reference": "zoo", "name": "Zoo",
-                       "schemas": [{"reference": "animal", "name": "Animal", "schema": {"type": "object"}}]}],
-        "synchronizations": [{
-            "reference": "animals", "name": "Animals", "sourceType": "api", "sourceId": "zoo-api",
-            "sourceConfig": {"endpoint": "/a", "resultsPosition": "results", "pagination": {"type": "page"},
-                             "concurrency": 3, **source_config},
-            "targetType": "register/schema", "targetId": "zoo/animal",
-        }],
+    return import_api_synchronization(location=url, source_config={
+        "endpoint": "/a", "resultsPosition": "results", "pagination": {"type": "page"}, "concurrency": 3,
+        **source_config,
     })
-    return Synchronization.objects.get(reference="animals")
 
 
 def test_an_incremental_enriched_run_on_a_worker_asks_for_and_enriches_only_what_changed(worker):
     records = animals(12)
     details = {str(record["id"]): {"weight": record["id"] * 10} for record in records}
 
-    def script(arrival: Arrival):
+    def script(arrival: Request):
         if arrival.path.startswith("/a/"):
             return 200, {}, details[arrival.path.rsplit("/", 1)[1]]
         since = arrival.query.get("since")
@@ -45,7 +37,7 @@ def test_an_incremental_enriched_run_on_a_worker_asks_for_and_enriches_only_what
         page = int(arrival.query.get("page", 1))
         return 200, {}, {"results": chosen[(page - 1) * 5: page * 5]}
 
-    with ScriptedServer(script) as server:
+    with LoopbackServer(script) as server:
         sync = import_sync(
             server.url, incremental={"cursorPath": "updated_at", "param": "since"},
             extraDataConfigs=[{"staticEndpoint": "/a/{{ originId }}", "keyToSetExtraData": "detail"}],
@@ -53,10 +45,10 @@ def test_an_incremental_enriched_run_on_a_worker_asks_for_and_enriches_only_what
         first = wait_for_run(sync_runs.run_start(synchronization=sync))
         records[2]["updated_at"] = "2025-02-01T00:00:00Z"
         details["3"]["weight"] = 31
-        server.arrivals.clear()
+        server.requests.clear()
 
         second = wait_for_run(sync_runs.run_start(synchronization=sync))
-        asked = [arrival for arrival in server.arrivals]
+        asked = [arrival for arrival in server.requests]
 
     assert (first.status, first.mode, first.created, first.enrichments) == ("succeeded", "full", 12, 12)
     assert (second.status, second.mode, second.cursor_sent) == ("succeeded", "incremental", "2025-01-12T00:00:00Z")
@@ -74,7 +66,7 @@ def test_an_incremental_enriched_run_on_a_worker_asks_for_and_enriches_only_what
 def test_a_detail_rate_limit_longer_than_the_inline_wait_retries_the_page_task_later(on_fault_queue):  # noqa: F811
     records = animals(6)
 
-    def script(arrival: Arrival):
+    def script(arrival: Request):
         if arrival.path == "/a/4" and arrival.attempt == 1:
             return 429, {"Retry-After": "3"}, {"error": "come back in three seconds"}
         if arrival.path.startswith("/a/"):
@@ -82,7 +74,7 @@ def test_a_detail_rate_limit_longer_than_the_inline_wait_retries_the_page_task_l
         page = int(arrival.query.get("page", 1))
         return 200, {}, {"results": records[(page - 1) * 5: page * 5]}
 
-    with ScriptedServer(script) as server:
+    with LoopbackServer(script) as server:
         sync = import_sync(server.url, extraDataConfigs=[{"staticEndpoint": "/a/{{ originId }}"}])
 
         run = wait_for_run(sync_runs.run_start(synchronization=sync), timeout=60)

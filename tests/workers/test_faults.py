@@ -23,10 +23,9 @@ from contracts.models import ContractLog, SynchronizationContract, Synchronizati
 from syncapp import runs as sync_runs
 from syncapp.models import Object, Synchronization
 from syncapp.runs import pages
-from syncapp.sample_source import generate_animals
 from tests.conftest import TEST_QUEUE, WorkerProcess, purge_queue, zoo_bundle
-from tests.helpers import import_zoo, wait_for_run
-from tests.syncapp.test_http import DROP, Arrival, ScriptedServer, Slow, gaps
+from tests.helpers import import_zoo, records, wait_for_run
+from tests.loopback import DROP, LoopbackServer, Request, Slow, gaps
 from tests.test_settings import last_line, load_settings
 from workers import tasks
 
@@ -38,14 +37,9 @@ FAULT_WORKER_ENV = {"SYNC_MAX_INLINE_WAIT": "1", "SYNC_HTTP_BACKOFF_SECONDS": "0
 READ_TIMEOUT = 0.5
 
 
-def records(count: int, *, seed: int = 5) -> list[dict]:
-    return [{**animal, "id": number, "status": "active"}
-            for number, animal in enumerate(generate_animals(count=count, seed=seed), start=1)]
-
-
 def pages_of(items: list[dict], *, size: int, delay: float = 0.0):
     """Return a reply function serving `items` by page number, `size` a page, each after `delay` seconds."""
-    def reply(arrival: Arrival):
+    def reply(arrival: Request):
         time.sleep(delay)
         page = int(arrival.query.get("page", 1))
         return 200, {}, {"results": items[(page - 1) * size: page * size]}
@@ -54,7 +48,7 @@ def pages_of(items: list[dict], *, size: int, delay: float = 0.0):
 
 
 def paged_sync(
-    server: ScriptedServer, *, reference: str = "animals", concurrency: int = 4, **configuration
+    server: LoopbackServer, *, reference: str = "animals", concurrency: int = 4, **configuration
 ) -> Synchronization:
     """Import the zoo bundle reading `server` by page number, with extra source configuration."""
     bundle = zoo_bundle(location=server.url)
@@ -107,7 +101,7 @@ def on_fault_queue(fault_worker, transactional_db) -> Iterator[WorkerProcess]:
 
 
 def test_a_run_on_a_worker_through_every_kind_of_fault_syncs_every_record_exactly_once(on_fault_queue):
-    items = records(30)
+    items = records(30, seed=5)
     faults = {
         1: [(429, {"Retry-After": "1"}, {"error": "slow down"})],
         2: [(429, {"x-ratelimit-reset": "1"}, {})],
@@ -117,11 +111,11 @@ def test_a_run_on_a_worker_through_every_kind_of_fault_syncs_every_record_exactl
     }
     answer = pages_of(items, size=5)
 
-    def script(arrival: Arrival):
+    def script(arrival: Request):
         replies = faults.get(int(arrival.query.get("page", 1)), [])
         return replies[arrival.attempt - 1] if arrival.attempt <= len(replies) else answer(arrival)
 
-    with ScriptedServer(script, records=answer) as server:
+    with LoopbackServer(script, late=answer) as server:
         sync = paged_sync(server)
 
         run = wait_for_run(sync_runs.run_start(synchronization=sync), timeout=60)
@@ -135,15 +129,15 @@ def test_a_run_on_a_worker_through_every_kind_of_fault_syncs_every_record_exactl
 
 
 def test_a_wait_longer_than_the_inline_bound_retries_the_page_task_later(on_fault_queue):
-    items = records(10)
+    items = records(10, seed=5)
     answer = pages_of(items, size=5)
 
-    def script(arrival: Arrival):
+    def script(arrival: Request):
         if arrival.query.get("page") == "2" and arrival.attempt == 1:
             return 429, {"Retry-After": "3"}, {"error": "come back in three seconds"}
         return answer(arrival)
 
-    with ScriptedServer(script) as server:
+    with LoopbackServer(script) as server:
         # One page at a time: with pages fetched ahead, each of them would wait for the limit too.
         sync = paged_sync(server, concurrency=1)
 
@@ -162,10 +156,10 @@ def test_a_wait_longer_than_the_inline_bound_retries_the_page_task_later(on_faul
 
 def test_two_workers_keep_a_source_budget_together(on_fault_queue, tmp_path):
     budget = 4
-    items = records(20)
+    items = records(20, seed=5)
     second = WorkerProcess(queue=FAULTS_QUEUE, log_path=tmp_path / "second.log", env=FAULT_WORKER_ENV)
     try:
-        with ScriptedServer(pages_of(items, size=5)) as server:
+        with LoopbackServer(pages_of(items, size=5)) as server:
             original = paged_sync(server, rateLimit={"requests": budget, "per": "second"})
             # Three synchronizations of the one source run at once, so requests come in parallel.
             for number in (2, 3):
@@ -193,12 +187,12 @@ def test_two_workers_keep_a_source_budget_together(on_fault_queue, tmp_path):
 
 
 def test_database_connections_killed_during_a_run_lose_and_duplicate_nothing(on_fault_queue):
-    items = records(200)
+    items = records(200, seed=5)
     # Pages after the fifth wait for the gate: the first kills come while the run is surely unfinished.
     gate = threading.Event()
     serve = pages_of(items, size=20, delay=0.1)
 
-    def reply(arrival: Arrival):
+    def reply(arrival: Request):
         if int(arrival.query.get("page", 1)) > 5:
             assert gate.wait(120)
         return serve(arrival)
@@ -213,7 +207,7 @@ def test_database_connections_killed_during_a_run_lose_and_duplicate_nothing(on_
             return cursor.fetchone()[0]
 
     try:
-        with ScriptedServer(reply) as server:
+        with LoopbackServer(reply) as server:
             sync = paged_sync(server)
             run = sync_runs.run_start(synchronization=sync)
 
@@ -306,13 +300,13 @@ def broker(url: str) -> Iterator[None]:
 def test_a_broker_restart_during_a_run_loses_and_duplicates_nothing(transactional_db, tmp_path):
     if settings.TASKS_IN_PROCESS:
         pytest.fail("worker tests need a broker: run the suite with scripts/test.sh (it sets CELERY_BROKER_URL)")
-    items = records(240)
+    items = records(240, seed=5)
     queue = f"{TEST_QUEUE}-broker"
     server_redis = RedisServer()
     server_redis.start()
     lost = 0
     try:
-        with broker(server_redis.url), ScriptedServer(pages_of(items, size=40, delay=0.2)) as server:
+        with broker(server_redis.url), LoopbackServer(pages_of(items, size=40, delay=0.2)) as server:
             celery_app.conf.task_default_queue = queue
             worker = WorkerProcess(
                 queue=queue, log_path=tmp_path / "worker.log", env={"CELERY_BROKER_URL": server_redis.url}
@@ -354,12 +348,12 @@ def test_a_broker_restart_during_a_run_loses_and_duplicates_nothing(transactiona
 
 
 def test_a_run_whose_messages_were_lost_is_completed_by_the_resend_sweep(transactional_db, settings):
-    items = records(15)
+    items = records(15, seed=5)
     queue = f"{TEST_QUEUE}-lost"
     purge_queue(queue)
     celery_app.conf.task_default_queue = queue
     try:
-        with ScriptedServer(pages_of(items, size=5)) as server:
+        with LoopbackServer(pages_of(items, size=5)) as server:
             sync = paged_sync(server)
             run = sync_runs.run_start(synchronization=sync)
             # A worker processes the first page, then the broker loses every message it held: the second
@@ -382,12 +376,12 @@ def test_a_run_whose_messages_were_lost_is_completed_by_the_resend_sweep(transac
 def test_a_page_task_redelivered_after_its_commit_sends_its_chunks_again_and_they_write_once(
     transactional_db, settings,
 ):
-    items = records(10)
+    items = records(10, seed=5)
     queue = f"{TEST_QUEUE}-lost"
     purge_queue(queue)
     celery_app.conf.task_default_queue = queue
     try:
-        with ScriptedServer(pages_of(items, size=10)) as server:
+        with LoopbackServer(pages_of(items, size=10)) as server:
             sync = paged_sync(server)
             run = sync_runs.run_start(synchronization=sync)
             # Given a worker that committed the first page and died before its messages left
@@ -410,8 +404,8 @@ def test_a_page_task_redelivered_after_its_commit_sends_its_chunks_again_and_the
 
 def test_a_run_that_moves_is_not_resent(transactional_db, settings):
     settings.TASKS_IN_PROCESS = True
-    items = records(5)
-    with ScriptedServer(pages_of(items, size=5)) as server:
+    items = records(5, seed=5)
+    with LoopbackServer(pages_of(items, size=5)) as server:
         sync = paged_sync(server)
         run = sync_runs.run_start(synchronization=sync)
     SynchronizationRun.objects.filter(pk=run.pk).update(status="running", heartbeat_at=timezone.now())

@@ -25,7 +25,7 @@ def ndjson(rows: list[dict]) -> bytes:
 
 def test_the_pages_of_a_file_at_a_url_are_read_by_the_worker_from_one_download_a_run(worker):
     content = {"body": ndjson(ROWS)}
-    with LoopbackServer(lambda path, query: (200, {"Content-Type": "application/x-ndjson"}, content["body"])) as server:
+    with LoopbackServer(lambda request: (200, {"Content-Type": "application/x-ndjson"}, content["body"])) as server:
         bundle_import({
             "sources": [{"reference": "animals-file", "type": "file", "location": f"{server.url}/animals.ndjson"}],
             "registers": [{"reference": "zoo", "schemas": [{"reference": "animal", "schema": {"type": "object"}}]}],

@@ -5,7 +5,6 @@ import threading
 import time
 
 import pytest
-from django.db import connection
 
 from config.celery import app as celery_app
 from contracts.models import SynchronizationContract, SynchronizationRun
@@ -14,8 +13,8 @@ from syncapp import runs as sync_runs
 from syncapp.configuration import bundle_import
 from syncapp.models import Object, Synchronization
 from tests.conftest import TEST_QUEUE, WorkerProcess, purge_queue, zoo_bundle
-from tests.helpers import active_ids, import_zoo, wait_for_run
-from tests.loopback import LoopbackServer
+from tests.helpers import active_ids, call_at_once, import_zoo, wait_for_run
+from tests.loopback import LoopbackServer, Request
 
 pytestmark = pytest.mark.worker
 
@@ -47,8 +46,8 @@ def test_a_run_in_which_one_page_fails_deletes_nothing(worker, animals, broken_p
     records = [{**a, "status": "active", "id": index + 1} for index, a in enumerate(animals[:30])]
     state = {"broken": False}
 
-    def handler(path, query):
-        page = int(query.get("page", 1))
+    def handler(request: Request):
+        page = int(request.query.get("page", 1))
         if state["broken"] and page == 2:
             return broken_page
         return 200, {}, {"results": records[(page - 1) * 10: page * 10]}
@@ -128,23 +127,15 @@ def test_follow_ups_run_after_success_and_not_after_failure_or_a_test_run(worker
 
 def test_starting_the_same_synchronization_twice_at_once_yields_one_run_and_one_refusal(worker, sample_source):
     sync = import_zoo(zoo_bundle(location=sample_source.url))
-    barrier = threading.Barrier(2)
     outcomes: list[object] = []
 
     def start() -> None:
-        barrier.wait()
         try:
             outcomes.append(sync_runs.run_start(synchronization=sync))
         except RunRefused as error:
             outcomes.append(error)
-        finally:
-            connection.close()
 
-    threads = [threading.Thread(target=start) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    call_at_once(start, times=2)
 
     started = [o for o in outcomes if isinstance(o, SynchronizationRun)]
     refused = [o for o in outcomes if isinstance(o, RunRefused)]
@@ -163,9 +154,9 @@ def test_a_worker_killed_in_the_middle_of_a_run_leaves_every_object_exactly_once
     # Pages after the tenth wait for the gate: the worker is killed while the run is surely unfinished.
     gate = threading.Event()
 
-    def handler(path, query):
+    def handler(request: Request):
         time.sleep(0.15)
-        page = int(query.get("page", 1))
+        page = int(request.query.get("page", 1))
         if page > 10:
             assert gate.wait(120)
         return 200, {}, {"results": records[(page - 1) * 10: page * 10]}

@@ -9,19 +9,13 @@ from contracts.models import RunPage, SynchronizationContract, SynchronizationRu
 from syncapp import runs as sync_runs
 from syncapp.configuration import bundle_import
 from syncapp.models import Object, Synchronization
-from syncapp.sample_source import generate_animals
 from tests.conftest import zoo_bundle
-from tests.helpers import wait_for_run
-from tests.syncapp.test_http import Arrival, ScriptedServer
+from tests.helpers import records, wait_for_run
+from tests.loopback import LoopbackServer, Request
 
 pytestmark = pytest.mark.worker
 
 PAGE_SIZE = 10
-
-
-def records(count: int) -> list[dict]:
-    return [{**animal, "id": number, "status": "active"}
-            for number, animal in enumerate(generate_animals(count=count, seed=3), start=1)]
 
 
 class Source:
@@ -35,7 +29,7 @@ class Source:
         self.cap = cap
         self.delay = delay
 
-    def __call__(self, arrival: Arrival):
+    def __call__(self, arrival: Request):
         time.sleep(self.delay)
         if "offset" in arrival.query:
             start = int(arrival.query["offset"])
@@ -50,7 +44,7 @@ class Source:
         return 200, {}, body
 
 
-def synchronization(server: ScriptedServer, *, reference: str, concurrency: int, offset: bool = False,
+def synchronization(server: LoopbackServer, *, reference: str, concurrency: int, offset: bool = False,
                     **configuration) -> Synchronization:
     bundle = zoo_bundle(location=server.url)
     bundle["sources"][0].update(reference=f"{reference}-api")
@@ -84,8 +78,8 @@ def test_pages_fetched_ahead_give_the_counts_and_deletions_of_reading_one_page_a
     offset = shape.pop("offset", False)
     results, ahead = {}, {}
     for concurrency in (1, 4):
-        items = records(95)
-        with ScriptedServer(Source(items, **shape)) as server:
+        items = records(95, seed=3)
+        with LoopbackServer(Source(items, **shape)) as server:
             sync = synchronization(server, reference=f"animals-{concurrency}", concurrency=concurrency, offset=offset)
             first = outcome(sync)
             ahead[concurrency] = RunPage.objects.filter(run__synchronization=sync, status="skipped").count()
@@ -108,7 +102,7 @@ def test_pages_fetched_ahead_give_the_counts_and_deletions_of_reading_one_page_a
 
 def test_pages_fetched_ahead_keep_the_sources_request_budget(worker):
     budget = 5
-    with ScriptedServer(Source(records(120), total=True, delay=0.02)) as server:
+    with LoopbackServer(Source(records(120, seed=3), total=True, delay=0.02)) as server:
         sync = synchronization(
             server, reference="animals", concurrency=4, rateLimit={"requests": budget, "per": "second"}
         )

@@ -20,15 +20,10 @@ from syncapp import runs as sync_runs
 from syncapp.models import Object, Synchronization
 from syncapp.sample_source import generate_animals
 from tests.conftest import ROOT, TEST_QUEUE, WorkerProcess, _worker_database_url, purge_queue, zoo_bundle
-from tests.helpers import import_zoo, wait_for_run
-from tests.loopback import LoopbackServer
+from tests.helpers import import_zoo, records, wait_for_run
+from tests.loopback import LoopbackServer, Request
 
 pytestmark = pytest.mark.worker
-
-
-def records(count: int) -> list[dict]:
-    return [{**animal, "id": number, "status": "active"}
-            for number, animal in enumerate(generate_animals(count=count, seed=7), start=1)]
 
 
 class PagedSource(LoopbackServer):
@@ -39,10 +34,10 @@ class PagedSource(LoopbackServer):
         self.gate = threading.Event()
         self.gate.set()
 
-        def handler(path, query):
+        def handler(request: Request):
             assert self.gate.wait(120)
             time.sleep(delay)
-            page = int(query.get("page", 1))
+            page = int(request.query.get("page", 1))
             return 200, {}, {"results": self.items[(page - 1) * size: page * size]}
 
         super().__init__(handler)
@@ -65,7 +60,7 @@ def assert_each_object_once(sync: Synchronization, *, count: int) -> None:
 
 def test_a_cancelled_run_on_a_worker_lets_the_run_queued_behind_it_run_to_its_end(worker):
     # Given a run held at its first page, and a second run queued behind it
-    items = records(60)
+    items = records(60, seed=7)
     with PagedSource(items, size=20) as server:
         server.gate.clear()
         sync = paged(server)
@@ -88,7 +83,7 @@ def test_a_cancelled_run_on_a_worker_lets_the_run_queued_behind_it_run_to_its_en
 
 def test_celery_beat_starts_scheduled_runs_one_at_a_time_and_records_the_skips(worker, tmp_path):
     # Given a synchronization due every second whose runs take more than two seconds
-    items = records(40)
+    items = records(40, seed=7)
     with PagedSource(items, size=20, delay=0.8) as server:
         sync = paged(server, concurrency=1)
         Synchronization.objects.filter(pk=sync.pk).update(schedule="* * * * * *")
@@ -146,7 +141,7 @@ def own_worker(celery_worker_process, transactional_db, tmp_path) -> Iterator[di
 
 def test_a_worker_killed_in_the_middle_of_writing_a_chunk_loses_and_repeats_nothing(own_worker):
     queue, env, logs = own_worker["queue"], own_worker["env"], own_worker["logs"]
-    items = records(100)
+    items = records(100, seed=7)
     first = WorkerProcess(queue=queue, log_path=logs / "first.log", env=env)
     second = None
     try:

@@ -1,17 +1,14 @@
 """End to end on the real stack: a Celery worker process, Redis, PostgreSQL and a loopback source."""
 from __future__ import annotations
 
-import threading
-
 import pytest
-from django.db import connection
 
 from contracts.models import ContractLog, SynchronizationContract, SynchronizationRun
 from syncapp import runs as sync_runs
 from syncapp.models import Object
 from syncapp.runs.context import context_load, first_request
 from tests.conftest import zoo_bundle
-from tests.helpers import active_ids, import_zoo, register_objects, wait_for_run
+from tests.helpers import active_ids, call_at_once, import_zoo, register_objects, wait_for_run
 
 pytestmark = pytest.mark.worker
 
@@ -129,27 +126,18 @@ def test_two_runs_at_once_never_create_two_contracts_or_objects_for_one_origin_i
     sync.source_config = {**sync.source_config, "deleteMissing": False}
     sync.save()
     runs = []
-    barrier = threading.Barrier(2)
 
     def start() -> None:
-        barrier.wait()
-        try:
-            run = SynchronizationRun.objects.create(synchronization=sync)
-            from contracts.models import RunPage
+        run = SynchronizationRun.objects.create(synchronization=sync)
+        from contracts.models import RunPage
 
-            RunPage.objects.create(run=run, number=1, request=first_request(context_load(synchronization_id=sync.pk)))
-            from workers.tasks import sync_page
+        RunPage.objects.create(run=run, number=1, request=first_request(context_load(synchronization_id=sync.pk)))
+        from workers.tasks import sync_page
 
-            sync_page.delay(run.pk, 1)
-            runs.append(run)
-        finally:
-            connection.close()
+        sync_page.delay(run.pk, 1)
+        runs.append(run)
 
-    threads = [threading.Thread(target=start) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    call_at_once(start, times=2)
     finished = [wait_for_run(run) for run in runs]
 
     expected = active_ids(animals)

@@ -109,12 +109,18 @@ class Command(BaseCommand):
         except configuration.ConfigurationInvalid as error:
             raise CommandError(str(error)) from None
         if json:
-            self._print_json({"created": result.created, "updated": result.updated})
+            self._print_json({"created": result.created, "updated": result.updated, "ignored": result.ignored})
             return
         for section in configuration.SECTIONS:
             created, updated = result.created[section], result.updated[section]
             if created or updated:
                 self.stdout.write(f"{section}: {created} created, {updated} updated")
+        if result.ignored:
+            self.stdout.write(self.style.WARNING(
+                f"ignored {len(result.ignored)} setting(s) of OpenConnector that this service does not do:"
+            ))
+            for path in result.ignored:
+                self.stdout.write(f"  {path}")
         self.stdout.write(self.style.SUCCESS(f"imported {file}"))
 
     def handle_export(self, *, output: Path | None = None, **_options) -> None:
@@ -284,11 +290,14 @@ class Command(BaseCommand):
         rows = []
         for sync in Synchronization.objects.select_related("source", "target_schema__register"):
             last = sync.runs.filter(is_test=False).first()
+            # The fields the API answers too under the names and with the values it gives them
+            # (GET /api/synchronizations/{id}/); `contracts` (how many) and `lastRun` are the list's own.
             rows.append({
+                "id": sync.pk,
                 "reference": sync.reference,
                 "name": sync.name,
-                "enabled": sync.is_enabled,
-                "schedule": sync.schedule or None,
+                "isEnabled": sync.is_enabled,
+                "schedule": sync.schedule,
                 "contracts": sync.contracts.count(),
                 "lastRun": run_summary(last) if last else None,
             })

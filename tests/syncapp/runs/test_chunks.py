@@ -57,7 +57,7 @@ def animals(*names: str) -> list[dict]:
 @contextlib.contextmanager
 def planned_run(records: list[dict]):
     """Start a run of a one-page source and plan its page; yield the run and its one chunk."""
-    with LoopbackServer(lambda path, query: (200, {}, records)) as server:
+    with LoopbackServer(lambda request: (200, {}, records)) as server:
         sync = import_zoo(zoo_bundle(location=server.url))
         sync.source_config = {"endpoint": "/a", "resultsPosition": "_root", "pagination": {"type": "none"}}
         sync.save()

@@ -14,7 +14,7 @@ from syncapp.runs.context import context_for_run
 from syncapp.sample_source import generate_animals
 from tests.conftest import zoo_bundle
 from tests.helpers import import_zoo
-from tests.loopback import LoopbackServer
+from tests.loopback import LoopbackServer, Request
 from tests.syncapp.runs.test_chunks import held_tasks  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.usefixtures("held_tasks")
@@ -29,7 +29,7 @@ def queries(function, **kwargs) -> list[str]:
 def costs(count: int, *, reference: str) -> dict[str, int]:
     """Return the queries of a first sync's page and chunk, and of a re-run's page with a tenth changed."""
     records = [{**animal, "status": "active"} for animal in generate_animals(count=count, seed=count)]
-    with LoopbackServer(lambda path, query: (200, {}, records)) as server:
+    with LoopbackServer(lambda request: (200, {}, records)) as server:
         bundle = zoo_bundle(location=server.url)
         bundle["sources"][0]["reference"] = f"{reference}-api"
         bundle["synchronizations"][0].update(reference=reference, sourceId=f"{reference}-api")
@@ -67,8 +67,8 @@ def test_pages_fetched_out_of_order_are_planned_in_order(held_tasks):  # noqa: F
     # Given a page-number source of three pages and an empty one, read four pages at a time
     items = [{**animal, "status": "active"} for animal in generate_animals(count=25, seed=1)]
 
-    def handler(path, query):
-        page = int(query.get("page", 1))
+    def handler(request: Request):
+        page = int(request.query.get("page", 1))
         return 200, {}, {"results": items[(page - 1) * 10: page * 10]}
 
     with LoopbackServer(handler) as server:
@@ -113,8 +113,8 @@ def test_of_two_pages_planned_side_by_side_with_one_origin_id_the_first_planned_
     twin = {**items[14], "name": "Copy"}
     pages_of = {1: items[0:10], 2: items[10:20], 3: [twin, *items[20:25]], 4: []}
 
-    def handler(path, query):
-        return 200, {}, {"results": pages_of.get(int(query.get("page", 1)), [])}
+    def handler(request: Request):
+        return 200, {}, {"results": pages_of.get(int(request.query.get("page", 1)), [])}
 
     with LoopbackServer(handler) as server:
         sync = import_zoo(zoo_bundle(location=server.url))

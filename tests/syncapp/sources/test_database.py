@@ -25,6 +25,7 @@ from syncapp.models import Object, Source, Synchronization
 from syncapp.sources import reader_for
 from syncapp.sources.database import database_connect, json_safe, key_decode, key_encode
 from tests.databases import database_sync, maria, maria_items, mariadb_table, pg, pg_items, source_database
+from tests.helpers import run
 
 pytestmark = pytest.mark.usefixtures("transactional_db", "in_process_tasks")
 
@@ -43,12 +44,6 @@ def pg_database() -> Iterator[str]:
 def maria_table() -> Iterator[str]:
     with mariadb_table() as name:
         yield name
-
-
-def run(sync: Synchronization):
-    started = sync_runs.run_start(synchronization=sync)
-    started.refresh_from_db()
-    return started
 
 
 def counts(run) -> tuple:
@@ -282,7 +277,7 @@ def test_a_query_that_writes_through_a_function_fails_its_run_in_the_read_only_t
     ({"table": "items", "query": "SELECT id FROM items", "keyColumn": "id"}, r"sourceConfig: name either a table"),
     ({}, r"sourceConfig: name either a table"),
     ({"table": "items", "pageSize": 0}, r"sourceConfig\.pageSize: must be a whole number"),
-    ({"table": "items", "decimals": "float"}, r"sourceConfig\.decimals: must be string or number"),
+    ({"table": "items", "decimals": "float"}, r"sourceConfig\.decimals: must be one of string, number"),
 ])
 def test_a_bad_table_column_or_query_is_refused_at_import_naming_the_field(pg_database, config, message):
     pg_items(pg_database, count=2)

@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import itertools
-import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -14,6 +12,8 @@ from syncapp import runs as sync_runs
 from syncapp.configuration import ConfigurationInvalid, bundle_import
 from syncapp.models import Synchronization
 from syncapp.sample_source import SampleSource, generate_animals
+from tests.helpers import run
+from tests.loopback import LoopbackServer, Reply, Request
 
 pytestmark = pytest.mark.usefixtures("transactional_db", "in_process_tasks")
 
@@ -39,34 +39,19 @@ class TargetApi:
         self.refuse = refuse or (lambda item: None)
         self.limit_every = limit_every
         self.lock = threading.Lock()
-        outer = self
+        self.server = LoopbackServer(self.serve)
 
-        class Handler(BaseHTTPRequestHandler):
-            def _serve(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length) if length else b""
-                try:
-                    body = json.loads(raw) if raw else None
-                except ValueError:
-                    body = None  # a form (the token request)
-                status, payload, headers = outer.handle(self.command, self.path, body, dict(self.headers))
-                data = json.dumps(payload).encode() if payload is not None else b""
-                self.send_response(status)
-                for name, value in {"Content-Type": "application/json", **headers}.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+    @property
+    def url(self) -> str:
+        return self.server.url
 
-            do_POST = do_PUT = do_PATCH = do_DELETE = do_GET = _serve  # noqa: N815
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+    def serve(self, request: Request) -> Reply:
+        headers = {name: values[-1] for name, values in request.headers.items()}
+        status, payload, reply_headers = self.handle(request.method, request.target, request.json(), headers)
+        return status, {"Content-Type": "application/json", **reply_headers}, b"" if payload is None else payload
 
     def handle(self, method: str, path: str, body: Any, headers: dict[str, str]):
+        """Answer a call: `body` is its JSON (None when it is none), `headers` are named in lower case."""
         with self.lock:
             self.calls.append((method, path, body, headers))
             if self.limit_every and next(self.counter) % self.limit_every == 0:
@@ -79,13 +64,13 @@ class TargetApi:
                 self.tokens.append(f"target-token-{len(self.tokens) + 1}")
                 return 200, {"access_token": self.tokens[-1], "token_type": "Bearer", "expires_in": 3600}, {}
             if self.oauth2:
-                token = headers.get("Authorization", "").removeprefix("Bearer ")
+                token = headers.get("authorization", "").removeprefix("Bearer ")
                 if token not in self.tokens or token in self.revoked:
                     return 401, {"error": "invalid_token"}, {"WWW-Authenticate": "Bearer"}
             if method == "GET" and parts == ["items"]:
                 return 200, {"results": [{**item, "id": key} for key, item in self.items.items()]}, {}
             if method == "POST" and parts == ["items"]:
-                key = headers.get("Idempotency-Key")
+                key = headers.get("idempotency-key")
                 if key and key in self.keys:
                     return 201, {**self.items[self.keys[key]], "id": self.keys[key]}, {}
                 new_id = f"t{next(self.numbers)}"
@@ -107,12 +92,11 @@ class TargetApi:
         return [(path, body) for m, path, body, _ in self.calls if m == method]
 
     def __enter__(self) -> TargetApi:
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.__exit__(*exc)
 
 
 def outgoing(source_url: str, target: TargetApi, **target_config: Any) -> Synchronization:
@@ -134,12 +118,6 @@ def outgoing(source_url: str, target: TargetApi, **target_config: Any) -> Synchr
     return Synchronization.objects.get(reference="push")
 
 
-def run(sync: Synchronization, **options):
-    started = sync_runs.run_start(synchronization=sync, **options)
-    started.refresh_from_db()
-    return started
-
-
 ANIMALS = generate_animals(count=25, seed=4)
 
 
@@ -157,7 +135,7 @@ def test_a_first_run_creates_every_object_once_and_keeps_the_ids_the_target_answ
     for contract in contracts:
         assert target.items[contract.target_id]["name"] == by_origin[contract.origin_id]["name"]
     # The calls carried the target's credentials; the answers are kept in the contract logs
-    assert all(headers.get("Authorization") == f"Bearer {TOKEN}" for *_, headers in target.calls)
+    assert all(headers.get("authorization") == f"Bearer {TOKEN}" for *_, headers in target.calls)
     assert ContractLog.objects.filter(run=first, response__id__isnull=False).count() == 25
 
 
@@ -312,7 +290,7 @@ def test_an_oauth2_token_is_fetched_once_for_the_writes_and_replaced_once_when_r
     assert (first.status, first.created) == ("succeeded", 25), first.error_message
     assert (second.status, second.updated) == ("succeeded", 25), second.error_message
     assert target.tokens == ["target-token-1", "target-token-2"]
-    refused = [call for call in target.calls if call[3].get("Authorization") == "Bearer target-token-1"
+    refused = [call for call in target.calls if call[3].get("authorization") == "Bearer target-token-1"
                and call[0] == "PUT"]
     assert len(refused) == 1
     assert len(target.items) == 25 and all(item["name"].endswith(" II") for item in target.items.values())

@@ -14,6 +14,7 @@ from contracts.runs import run_progress
 from syncapp import permissions
 from syncapp.models import Object
 from syncapp.runs.recover import run_cancel
+from syncapp.targets import writer_kind
 from syncapp.write_back import conflict_resolve
 
 # Origin ids are text, but most are numbers: padded on the left they sort 2 before 10, and text still sorts.
@@ -145,7 +146,8 @@ class SynchronizationContractAdmin(ReadOnlyAdmin):
     def target(self, contract: SynchronizationContract) -> str:
         if not contract.target_id:
             return "-"
-        if contract.synchronization.target_type == "register/schema":
+        writer = writer_kind(contract.synchronization.target_type)
+        if writer is not None and writer.writes_schema:  # an object of the register: link to it
             url = reverse("admin:syncapp_object_change", args=[contract.target_id])
             return format_html('<a href="{}">{}</a>', url, contract.target_id)
         return contract.target_id  # an id at another system

@@ -237,7 +237,7 @@ def bundle_validate(bundle: Any) -> None:
     for path, item in sources:
         check.problems.extend(_unknown_keys("sources", path, item))
         kind = item.get("type", "api")
-        check.text(path, item, "location", required=kind != "file")
+        check.text(path, item, "location")  # whether it needs one is its kind's to say (source_record_problems)
         if kind not in source_record_kinds():
             check.add(f"{path}.type", f"must be one of {', '.join(source_record_kinds())}, got {kind!r}")
         elif item.get("location") is None or isinstance(item.get("location"), str):

@@ -117,6 +117,22 @@ def unknown_key_message(*, key: str, known: list[str]) -> str:
     return f"unknown key (known: {', '.join(known)})" if known else "unknown key"
 
 
+def declaration_problems(model: type[Declared], value: Any, *, path: str, checks: list[str] = ()) -> list[str]:
+    """Return the problems of a configuration: its declaration's (unknown keys, JSON types) and the kind's
+    own `checks`, each with its path, a key blamed once."""
+    if not isinstance(value, dict):
+        return [f"{path}: must be an object"]
+    try:
+        model.read(value)
+        shape: list[str] = []
+    except DeclarationInvalid as error:
+        shape = [
+            f"{path}{problem.removeprefix('(root)')}" if problem.startswith("(root)") else f"{path}.{problem}"
+            for problem in error.problems
+        ]
+    return problems_merged(shape, list(checks))
+
+
 def problems_merged(shape: list[str], checks: list[str]) -> list[str]:
     """Return the kind's own problems and those of the shape that name a key the kind's checks do not.
 

@@ -242,18 +242,18 @@ def _synchronization(item: dict[str, Any], resolve: _Resolver) -> dict[str, Any]
                 item[key] = _object(item[key]) if item[key] is not None else {}
         if item.get("isEnabled") is None:
             item.pop("isEnabled", None)
-    source_type = item.get("sourceType") or "api"
-    target_type = item.get("targetType") or "register/schema"
-    if "sourceId" in item:
-        if source_type == "api":
-            item["sourceId"] = resolve.reference("sources", Source, item["sourceId"])
-        elif source_type == "register/schema":
-            item["sourceId"] = resolve.schema_path(item["sourceId"])
-    if "targetId" in item:
-        if target_type == "api":
-            item["targetId"] = resolve.reference("sources", Source, item["targetId"])
-        elif target_type == "register/schema":
-            item["targetId"] = resolve.schema_path(item["targetId"])
+    # What sourceId and targetId name is the kind's to say: a register schema, or a Source record.
+    reader = reader_kind(item.get("sourceType") or "api") if isinstance(item.get("sourceType"), str | None) else None
+    writer = writer_kind(item.get("targetType") or "register/schema") if isinstance(
+        item.get("targetType"), str | None) else None
+    for key, kind, reads_schema in (
+        ("sourceId", reader, getattr(reader, "reads_schema", False)),
+        ("targetId", writer, getattr(writer, "writes_schema", False)),
+    ):
+        if key in item and kind is not None:
+            item[key] = (
+                resolve.schema_path(item[key]) if reads_schema else resolve.reference("sources", Source, item[key])
+            )
     for key in ("sourceHashMapping", "sourceTargetMapping", "targetSourceMapping"):
         if key in item:
             item[key] = resolve.reference("mappings", Mapping, item[key])

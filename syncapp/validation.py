@@ -232,26 +232,29 @@ def synchronization_document(values: dict[str, Any], *, follow_ups: list[str]) -
     def reference(record: Any) -> str | None:
         return getattr(record, "reference", None) if record is not None else None
 
+    def named(*, schema: Any, source: Any, names_schema: bool) -> str | None:
+        """Return what sourceId or targetId names: the schema's path, or the source's reference."""
+        if names_schema:
+            return schema.path if schema is not None else None
+        return reference(source)
+
     source_type = values.get("source_type") or "api"
     target_type = values.get("target_type") or "register/schema"
     reader, writer = reader_kind(source_type), writer_kind(target_type)
-    source_schema, target_schema = values.get("source_schema"), values.get("target_schema")
     return {
         "reference": values.get("reference"),
         "name": values.get("name"),
         "description": values.get("description"),
         "sourceType": source_type,
-        "sourceId": (
-            source_schema.path if source_schema is not None else None
-        ) if reader is not None and reader.reads_schema else reference(values.get("source")),
+        "sourceId": named(schema=values.get("source_schema"), source=values.get("source"),
+                          names_schema=reader is not None and reader.reads_schema),
         "sourceConfig": values.get("source_config"),
         "sourceHashMapping": reference(values.get("source_hash_mapping")),
         "sourceTargetMapping": reference(values.get("source_target_mapping")),
         "conditions": values.get("conditions"),
         "targetType": target_type,
-        "targetId": (
-            target_schema.path if target_schema is not None else None
-        ) if writer is not None and writer.writes_schema else reference(values.get("target_source")),
+        "targetId": named(schema=values.get("target_schema"), source=values.get("target_source"),
+                          names_schema=writer is not None and writer.writes_schema),
         "targetConfig": values.get("target_config"),
         "targetSourceMapping": reference(values.get("target_source_mapping")),
         "followUps": follow_ups,

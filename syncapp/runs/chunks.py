@@ -89,7 +89,7 @@ def chunk_process(*, run_id: int, chunk_id: int) -> None:
         return
     retried: list[tuple[int, float]] = []
     context = context_for_run(synchronization_id=facts.synchronization_id, run_id=run_id)
-    if not getattr(context.writer, "transactional", True):
+    if not context.writer.transactional:
         retried = chunk_write_one_by_one(facts=facts, run_id=run_id, context=context, chunk_id=chunk_id)
     else:
         with transaction.atomic():

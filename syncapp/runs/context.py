@@ -138,7 +138,7 @@ def context_load(*, synchronization_id: int) -> SyncContext:
     try:
         # Building it checks the source settings. A reader that knows where its objects' ids are (a
         # database source's id column) says so; else sourceConfig.idPosition does.
-        id_position = getattr(context.reader, "id_position", None)
+        id_position = context.reader.id_position
     except (PaginationError, SourceError) as error:
         raise ConfigurationError(f"sourceConfig: {error}") from None
     context.rules = _rules(

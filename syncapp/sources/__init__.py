@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from syncapp.declared import DeclarationInvalid, Declared, json_schema_of, problems_merged
+from syncapp.declared import Declared, declaration_problems, json_schema_of
 from syncapp.models import Synchronization
 
 # The readers register themselves on import (syncapp.sources.base).
@@ -42,12 +42,7 @@ def source_configuration_problems(*, kind: str, configuration: Any, path: str = 
     if not isinstance(configuration, dict):
         return [f"{path}: must be an object"]
     declaration, check = RECORD_CONFIGURATIONS[kind]
-    try:
-        declaration.read(configuration)
-        shape: list[str] = []
-    except DeclarationInvalid as error:
-        shape = [f"{path}.{problem}" for problem in error.problems]
-    return problems_merged(shape, check(configuration, path=path))
+    return declaration_problems(declaration, configuration, path=path, checks=check(configuration, path=path))
 
 
 def source_configuration_declaration(kind: str) -> type[Declared] | None:
@@ -92,12 +87,9 @@ def source_config_problems_of(
         return []  # the source type itself is refused
     if not isinstance(source_config, dict):
         return [f"{path}: must be an object"]
-    try:
-        cls.declaration.read(source_config)
-        shape: list[str] = []
-    except DeclarationInvalid as error:
-        shape = [f"{path}.{problem}" if problem != "(root)" else path for problem in error.problems]
-    return problems_merged(shape, [*cls.config_problems(source_config, path=path), *checks])
+    return declaration_problems(
+        cls.declaration, source_config, path=path, checks=[*cls.config_problems(source_config, path=path), *checks],
+    )
 
 
 def source_config_schemas() -> dict[str, dict[str, Any]]:

@@ -89,6 +89,9 @@ class ReaderKind:
     # What sourceId names: a register schema ("register/schema"), or a Source record of source_kind.
     reads_schema: ClassVar[bool] = False
     source_kind: ClassVar[str] = ""
+    # Where the origin id of each object is, when the reader knows better than sourceConfig.idPosition (a
+    # database source's id column); None: idPosition says.
+    id_position: str | None = None
 
     @staticmethod
     def config_problems(source_config: dict[str, Any], *, path: str) -> list[str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from syncapp.declared import DeclarationInvalid, json_schema_of, problems_merged
+from syncapp.declared import declaration_problems, json_schema_of
 from syncapp.models import Synchronization
 
 # The writers register themselves on import (syncapp.targets.base).
@@ -38,13 +38,8 @@ def target_config_problems_of(
         return []  # the target type itself is refused
     if not isinstance(target_config, dict):
         return [f"{path}: must be an object"]
-    try:
-        cls.declaration.read(target_config)
-        shape: list[str] = []
-    except DeclarationInvalid as error:
-        shape = [f"{path}.{problem}" for problem in error.problems]
     checks = cls.config_problems(target_config, path=path, known_mappings=known_mappings or set())
-    return problems_merged(shape, checks)
+    return declaration_problems(cls.declaration, target_config, path=path, checks=checks)
 
 
 def target_config_schemas() -> dict[str, dict[str, Any]]:

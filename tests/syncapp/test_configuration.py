@@ -248,7 +248,7 @@ PROBLEMS = {
         lambda b: b["registers"][0]["schemas"].append({"reference": "animal", "schema": {}}),
         "registers[0].schemas[1].reference: 'animal' appears twice"),
     "source without location": (
-        _delete("sources.0.location"), "sources[0].location: is required"),
+        _delete("sources.0.location"), "sources[0].location: an api source needs an http:// or https:// URL"),
     "api source with a non-http location": (
         _set("sources.0.location", "ftp://127.0.0.1/animals"),
         "sources[0].location: an api source needs an http:// or https:// URL"),

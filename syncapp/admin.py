@@ -1,4 +1,5 @@
 import json
+from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
@@ -15,12 +16,14 @@ from contracts.runs import RunRefused
 from syncapp import permissions
 from syncapp import runs as sync_service
 from syncapp.authentication import credential_problems
+from syncapp.conditions import conditions_normalize
 from syncapp.errors import InvalidObject
 from syncapp.models import Mapping, Object, Register, Schema, Source, Synchronization
 from syncapp.outbound.masking import mask_url
 from syncapp.sources import problems_by_field as source_problems_by_field
-from syncapp.sources import source_configuration_problems, source_record_problems
+from syncapp.sources import source_config_schemas, source_configuration_problems, source_record_problems
 from syncapp.sources.file import upload_problems
+from syncapp.targets import target_config_schemas
 from syncapp.targets.register import (
     check_json_schema,
     register_object_save,
@@ -39,17 +42,20 @@ from workers import dispatch
 
 JSON_WIDGETS = {models.JSONField: {"widget": PrettyJSONTextarea}}
 
-SOURCE_CONFIG_KEYS = (
-    "Keys: endpoint, headers, query, resultsPosition, idPosition, pagination {type, pageParam, pageSize, ...}, "
-    "maxPages, deleteMissing, deleteSafetyLimit, followUpsOnPartial, concurrency, chunkSize; a register source: "
-    "pageSize, triggerOnlyOnEvents; a file source: format, objectsPath, delimiter, quotechar, encoding, header, "
-    "columns, idPath, pageSize; a database source: table, schema, query, keyColumn, idColumn, pageSize, "
-    "columns, decimals; two-way sync: writeBack, conflictWinner (see the README)."
-)
-TARGET_CONFIG_KEYS = (
-    "An api target's keys: endpoint, idPosition, idInRequestBody, updateEndpoint, updateMethod, updateMapping, "
-    "deleteEndpoint, deleteMethod, deleteMapping, recreateOnNotFound (see the README)."
-)
+
+def describe_config_keys(*, schemas: dict[str, dict[str, Any]], kind: str) -> str:
+    """Return a help text naming the top-level keys each type declares, those of every type said once."""
+    names = {type_: list(schema.get("properties", {})) for type_, schema in schemas.items()}
+    shared = [name for name in next(iter(names.values()), []) if all(name in keys for keys in names.values())]
+    parts = [f"every {kind} type: {', '.join(shared)}"] if shared and len(names) > 1 else []
+    parts += [
+        f"{type_}: {', '.join(name for name in keys if name not in shared) or 'none'}" for type_, keys in names.items()
+    ]
+    return (
+        f"The keys of the chosen {kind} type (docs/configuration.md describes each): the editor offers them as you "
+        f"type (and on Ctrl-Space), shows what a key means on hover and marks a key that does not fit. Keys of "
+        f"{'; '.join(parts)}."
+    )
 
 
 class EmptyJSONForm(forms.ModelForm):
@@ -300,14 +306,23 @@ class SynchronizationForm(EmptyJSONForm):
             "source_hash_mapping", "source_target_mapping", "conditions", "target_type", "target_schema",
             "target_source", "target_config", "target_source_mapping", "follow_ups", "schedule", "is_enabled",
         ]
+        # Edited against the schema of the chosen type (__init__), in the admin or not.
+        widgets = {"source_config": PrettyJSONTextarea, "target_config": PrettyJSONTextarea}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["source_config"].help_text = SOURCE_CONFIG_KEYS
-        self.fields["target_config"].help_text = TARGET_CONFIG_KEYS
+        for field, schemas, kind, select in (
+            ("source_config", source_config_schemas(), "source", "#id_source_type"),
+            ("target_config", target_config_schemas(), "target", "#id_target_type"),
+        ):
+            self.fields[field].help_text = describe_config_keys(schemas=schemas, kind=kind)
+            self.fields[field].widget.use_schemas(schemas=schemas, selector=select)
 
     def clean_source_config(self):
         return self.cleaned_data.get("source_config") or {}
+
+    def clean_conditions(self):
+        return conditions_normalize(self.cleaned_data.get("conditions"))  # checked with the rest in clean
 
     def clean(self):
         cleaned = super().clean()

@@ -23,6 +23,7 @@ from syncapp.api_naming import (
 )
 from syncapp.audit import AuditedViewSetMixin
 from syncapp.authentication import credential_problems
+from syncapp.conditions import conditions_normalize
 from syncapp.errors import InvalidObject
 from syncapp.filters import ObjectFilterSet, SchemaFilterSet, SourceFilterSet, SynchronizationFilterSet
 from syncapp.models import Mapping, Object, Register, Schema, Source, Synchronization
@@ -174,6 +175,9 @@ class SynchronizationSerializer(CamelCaseModelSerializer):
             "created_at", "updated_at",
         ]
         read_only_fields = ["incremental_cursor", "incremental_cursor_path", "incremental_cursor_at"]
+
+    def validate_conditions(self, value):
+        return conditions_normalize(value)  # checked with the rest in validate
 
     def validate(self, attrs):
         instance = self.instance

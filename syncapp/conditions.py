@@ -193,6 +193,13 @@ def _passes_everything(conditions: Any) -> bool:
     return conditions is None or (isinstance(conditions, dict | list) and not conditions)
 
 
+def conditions_normalize(conditions: Any) -> Any:
+    """Return conditions as they are stored: empty ones (null, and [] as OpenConnector writes an empty object)
+    as {}, so that the admin, the API and an import store one spelling of "no conditions"; a rule as it is
+    (false, 0 and "" are rules that no object passes)."""
+    return {} if _passes_everything(conditions) else conditions
+
+
 def evaluate_conditions(*, conditions: Any, data: Any) -> bool:
     """Tell whether ``data`` passes ``conditions``; None, {} and [] let every object pass."""
     if _passes_everything(conditions):

@@ -17,6 +17,7 @@ from django.db import transaction
 
 from syncapp.audit import change_record, fields_changed
 from syncapp.authentication import credential_problems
+from syncapp.conditions import conditions_normalize
 from syncapp.declared import unknown_key_message
 from syncapp.documents import document_keys, schema_keys
 from syncapp.follow_ups import follow_up_graph
@@ -339,14 +340,14 @@ def bundle_import(bundle: Any, *, actor: Any = None) -> ImportResult:
         for item in bundle.get("registers", []):
             register = _upsert(
                 Register, item["reference"],
-                {"name": item.get("name") or item["reference"], "description": item.get("description") or ""},
+                {"name": _optional_name(item), "description": item.get("description") or ""},
                 result, "registers",
             )
             for schema in item.get("schemas") or []:
                 Schema.objects.update_or_create(
                     register=register, reference=schema["reference"],
                     defaults={
-                        "name": schema.get("name") or schema["reference"],
+                        "name": _optional_name(schema),
                         "description": schema.get("description") or "",
                         "schema": schema.get("schema") or {},
                     },
@@ -355,7 +356,7 @@ def bundle_import(bundle: Any, *, actor: Any = None) -> ImportResult:
             _upsert(
                 Mapping, item["reference"],
                 {
-                    "name": item.get("name") or item["reference"],
+                    "name": _optional_name(item),
                     "description": item.get("description") or "",
                     "mapping": item.get("mapping") or {},
                     "unset": item.get("unset") or [],
@@ -377,6 +378,13 @@ def bundle_import(bundle: Any, *, actor: Any = None) -> ImportResult:
     return result
 
 
+def _optional_name(item: dict) -> str:
+    """Return the name of a register, schema or mapping: its reference when the bundle gives none, and a
+    blank name as blank (these may be saved without one, and an export writes it so)."""
+    name = item.get("name")
+    return item["reference"] if name is None else name
+
+
 def _mapping_or_none(reference: str | None) -> Mapping | None:
     return Mapping.objects.get(reference=reference) if reference else None
 
@@ -395,7 +403,7 @@ def _synchronization_values(item: dict) -> dict:
         "source_config": item.get("sourceConfig") or {},
         "source_hash_mapping": _mapping_or_none(item.get("sourceHashMapping")),
         "source_target_mapping": _mapping_or_none(item.get("sourceTargetMapping")),
-        "conditions": item.get("conditions") or {},
+        "conditions": conditions_normalize(item.get("conditions")),
         "target_type": target_type,
         "target_schema": _schema_by_path(item["targetId"]) if writes_schema else None,
         "target_source": None if writes_schema else Source.objects.get(reference=item["targetId"]),
@@ -453,12 +461,21 @@ def synchronization_export(synchronization: Synchronization) -> dict:
     def ref(instance) -> str | None:
         return instance.reference if instance is not None else None
 
-    source_id = (
-        synchronization.source_schema.path if synchronization.source_schema else ref(synchronization.source)
-    )
-    target_id = (
-        synchronization.target_schema.path if synchronization.target_schema else ref(synchronization.target_source)
-    )
+    def path(schema: Schema | None) -> str | None:
+        return schema.path if schema is not None else None
+
+    # sourceId and targetId name what the kinds read, as an import sets them; a relation of the other sort,
+    # which nothing reads, is left out (an api source with a schema beside it exported the schema). A type
+    # no kind is registered for exports what it holds, for the import to name its problem.
+    reader, writer = reader_kind(synchronization.source_type), writer_kind(synchronization.target_type)
+    if reader.reads_schema if reader else synchronization.source_schema is not None:
+        source_id = path(synchronization.source_schema)
+    else:
+        source_id = ref(synchronization.source)
+    if writer.writes_schema if writer else synchronization.target_schema is not None:
+        target_id = path(synchronization.target_schema)
+    else:
+        target_id = ref(synchronization.target_source)
     return {
         "reference": synchronization.reference,
         "name": synchronization.name,

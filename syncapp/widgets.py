@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from typing import Any
 
 from django import forms
 
@@ -15,7 +16,8 @@ class PrettyJSONTextarea(forms.Textarea):
 
     With JavaScript, `syncapp/json-editor.js` turns it into an editor (line numbers, bracket matching, a
     syntax check naming line and column, a Format button) that writes back into this textarea, so the form
-    posts what the editor shows; without JavaScript the textarea works as it is.
+    posts what the editor shows; without JavaScript the textarea works as it is. Given JSON Schemas
+    (`use_schemas`), the editor completes keys, describes them on hover and marks those that do not fit.
     """
 
     class Media:
@@ -23,6 +25,7 @@ class PrettyJSONTextarea(forms.Textarea):
             f"{CODEMIRROR}/lib/codemirror.css",
             f"{CODEMIRROR}/addon/lint/lint.css",
             f"{CODEMIRROR}/addon/fold/foldgutter.css",
+            f"{CODEMIRROR}/addon/hint/show-hint.css",
             "syncapp/json-editor.css",
         ]}
         # In this order: CodeMirror, then the mode and the add-ons that register on it, then ours.
@@ -35,6 +38,8 @@ class PrettyJSONTextarea(forms.Textarea):
             f"{CODEMIRROR}/addon/fold/foldcode.js",
             f"{CODEMIRROR}/addon/fold/foldgutter.js",
             f"{CODEMIRROR}/addon/fold/brace-fold.js",
+            f"{CODEMIRROR}/addon/hint/show-hint.js",
+            "syncapp/json-schema.js",
             "syncapp/json-editor.js",
         ]
 
@@ -43,6 +48,14 @@ class PrettyJSONTextarea(forms.Textarea):
             "style": "font-family: monospace; width: 60em", "data-json-editor": "", "spellcheck": "false",
             **(attrs or {}),
         })
+
+    def use_schemas(self, *, schemas: dict[str, dict[str, Any]], selector: str) -> None:
+        """Edit the JSON against the schema of the type chosen in the select `selector` (a CSS selector).
+
+        `schemas` maps each option of that select to the JSON Schema of this field's value.
+        """
+        self.attrs["data-json-schemas"] = json.dumps(schemas, ensure_ascii=False, separators=(",", ":"))
+        self.attrs["data-schema-selector"] = selector
 
     def format_value(self, value):
         text = super().format_value(value)

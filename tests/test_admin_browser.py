@@ -24,6 +24,7 @@ from django.contrib.auth.models import User
 from contracts.models import ContractLog, SynchronizationRun
 from syncapp.models import Object
 from syncapp.sample_source import generate_animals
+from syncapp.sources import source_config_schemas
 from tests.conftest import ROOT, TEST_NETWORKS, _worker_database_url
 from tests.loopback import LoopbackServer, Request
 
@@ -185,6 +186,26 @@ def fill_json(page, field_id: str, value) -> None:
         page.fill(f"#{field_id}", text)
 
 
+def put_cursor(page, field_id: str, *, line: int, ch: int) -> None:
+    """Focus a JSON field's editor with the cursor at `line` and `ch` (from 0), as a click there would."""
+    page.evaluate("([id, line, ch]) => { const cm = document.getElementById(id).jsonEditor; cm.focus(); "
+                  "cm.setCursor({line, ch}); }", [field_id, line, ch])
+
+
+def offered_keys(page) -> list[str]:
+    """The keys the open completion list offers, in its order."""
+    page.locator(".CodeMirror-hints").wait_for()
+    return page.locator(".CodeMirror-hints .json-editor-hint-key").all_inner_texts()
+
+
+def hover_key(page, field_id: str, key: str):
+    """Move the mouse onto `key` where it is written in a JSON field's editor; return the tooltip shown."""
+    written = page.locator(f".field-{field_id.removeprefix('id_')} .CodeMirror .cm-property", has_text=f'"{key}"')
+    box = written.first.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    return page.locator(".json-editor-key-doc")
+
+
 def shoot(page, name: str, *, element: str | None = None) -> None:
     """Save a screenshot of the window for the README, scrolled to `element` when given."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -263,8 +284,70 @@ def test_an_operator_configures_tests_and_runs_a_synchronization_in_the_admin(se
     save(page)
     expect(page.locator(".messagelist")).to_contain_text("was added successfully")
 
-    # A synchronization whose conditions use an operator JSON Logic does not have
+    # The sourceConfig editor knows the keys of the source type chosen: a database source's, offered on Ctrl-Space
+    # (not those already there), each with its description
     page.goto(f"{server.url}/admin/syncapp/synchronization/add/")
+    declared = source_config_schemas()
+    page.select_option("#id_source_type", "database")
+    page.locator(".field-source_config").evaluate("element => element.scrollIntoView({block: 'center'})")
+    fill_json(page, "id_source_config", '{\n  "table": "animals",\n  "idColumn": "animal_id"\n}')
+    put_cursor(page, "id_source_config", line=1, ch=len('  "table": "animals",'))
+    page.keyboard.press("Enter")
+    page.keyboard.press("Control+Space")
+    offered = offered_keys(page)
+    assert offered == sorted(set(declared["database"]["properties"]) - {"table", "idColumn"}, key=str.lower), offered
+    assert "keyColumn" in offered and "endpoint" not in offered
+    described = page.locator(".CodeMirror-hint").filter(
+        has=page.locator(".json-editor-hint-key", has_text=re.compile(r"^keyColumn$")))
+    expect(described).to_contain_text(declared["database"]["properties"]["keyColumn"]["description"])
+    shoot(page, "sourceconfig-completion")
+
+    # As you type, the list narrows to what fits; the key chosen is written quoted, with its colon
+    page.keyboard.press("Escape")
+    page.keyboard.type('"ke')
+    expect(page.locator(".CodeMirror-hints .json-editor-hint-key")).to_have_text(["keyColumn"])
+    page.keyboard.press("Enter")
+    page.keyboard.type('"animal_id",')
+    assert json.loads(page.input_value("#id_source_config")) == {
+        "table": "animals", "keyColumn": "animal_id", "idColumn": "animal_id",
+    }
+
+    # A key's description and type show when the mouse is on it
+    tooltip = hover_key(page, "id_source_config", "table")
+    expect(tooltip).to_contain_text(declared["database"]["properties"]["table"]["description"])
+    expect(tooltip).to_contain_text("string")
+
+    # A key the type does not take is marked at its line, with the name meant; so are a value of the wrong JSON
+    # type and one outside its choices
+    config = {
+        "keyColumn": "animal_id", "tabel": "animals", "pageSize": "ten",
+        "incremental": {"cursorPath": "updated_at", "type": "sometimes"},
+    }
+    fill_json(page, "id_source_config", config)
+    marks = page.locator(".field-source_config .CodeMirror-lint-mark-error")
+    expect(marks).to_have_text(['"tabel"', '"pageSize"', '"type"'])
+    expect(page.locator("#id_source_config_json_status")).to_have_text(
+        "Line 3, column 3: `tabel`: unknown key, did you mean `table`?")
+    marked_lines = page.evaluate("""() => {
+        const cm = document.getElementById("id_source_config").jsonEditor;
+        return [...Array(cm.lineCount()).keys()].filter(
+            line => (cm.lineInfo(line).gutterMarkers || {})["CodeMirror-lint-markers"]);
+    }""")
+    offending = ('"tabel"', '"pageSize"', '"type"')
+    lines = json.dumps(config, indent=2).splitlines()
+    assert marked_lines == [n for n, line in enumerate(lines) if line.lstrip().startswith(offending)], marked_lines
+
+    # Another type chosen, its keys apply: an api source has an endpoint and no keyColumn
+    page.select_option("#id_source_type", "api")
+    expect(marks).to_have_text(['"keyColumn"', '"tabel"', '"pageSize"', '"type"'])
+    fill_json(page, "id_source_config", "{\n  \n}")
+    put_cursor(page, "id_source_config", line=1, ch=2)
+    page.keyboard.press("Control+Space")
+    offered = offered_keys(page)
+    assert "endpoint" in offered and "keyColumn" not in offered, offered
+    page.keyboard.press("Escape")
+
+    # A synchronization whose conditions use an operator JSON Logic does not have
     page.fill("#id_reference", "animals")
     page.fill("#id_name", "Active animals into the zoo register")
     page.select_option("#id_source", label="Zoo API")

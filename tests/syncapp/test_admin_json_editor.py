@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from django.urls import reverse
 
+from syncapp.sources import source_config_schemas
+from syncapp.targets import target_config_schemas
 from tests.factories import FACTORIES, SECRET, make_mapping, make_schema, make_source, make_synchronization
 from tests.syncapp.test_admin import admin_url, source_change_form, synchronization_form
 
@@ -21,6 +23,7 @@ VENDORED = [
     "LICENSE", "README.md", "lib/codemirror.js", "lib/codemirror.css", "mode/javascript/javascript.js",
     "addon/edit/matchbrackets.js", "addon/edit/closebrackets.js", "addon/lint/lint.js", "addon/lint/lint.css",
     "addon/fold/foldcode.js", "addon/fold/foldgutter.js", "addon/fold/foldgutter.css", "addon/fold/brace-fold.js",
+    "addon/hint/show-hint.js", "addon/hint/show-hint.css",
 ]
 # The JSON fields of each change form.
 JSON_FIELDS = {
@@ -37,7 +40,8 @@ def fast_password_hashing(settings):
 
 
 class Page(HTMLParser):
-    """The scripts, stylesheets, every URL attribute and the textareas (attributes and text) of a page."""
+    """The scripts, stylesheets, every URL attribute, the textareas (attributes and text) and the selects (their
+    options' values, by id) of a page."""
 
     def __init__(self, html: str):
         super().__init__()
@@ -45,7 +49,9 @@ class Page(HTMLParser):
         self.stylesheets: list[str] = []
         self.urls: list[str] = []
         self.textareas: dict[str, dict[str, Any]] = {}
+        self.selects: dict[str, list[str]] = {}
         self._textarea: dict[str, Any] | None = None
+        self._select: list[str] | None = None
         self.feed(html)
 
     def handle_starttag(self, tag, attrs):
@@ -58,10 +64,16 @@ class Page(HTMLParser):
         if tag == "textarea":
             self._textarea = {"attrs": attributes, "text": ""}
             self.textareas[attributes.get("name", "")] = self._textarea
+        if tag == "select":
+            self._select = self.selects.setdefault(attributes.get("id", ""), [])
+        if tag == "option" and self._select is not None:
+            self._select.append(attributes.get("value", ""))
 
     def handle_endtag(self, tag):
         if tag == "textarea":
             self._textarea = None
+        if tag == "select":
+            self._select = None
 
     def handle_data(self, data):
         if self._textarea is not None:
@@ -82,6 +94,10 @@ def test_the_change_form_turns_its_json_fields_into_editors_loaded_from_this_ser
     assert "/static/syncapp/json-editor.js" in page.scripts
     assert page.scripts.index("/static/syncapp/vendor/codemirror/lib/codemirror.js") < page.scripts.index(
         "/static/syncapp/json-editor.js")
+    # The completion add-on and the schema reading come before the editor that uses them.
+    for script in ("/static/syncapp/vendor/codemirror/addon/hint/show-hint.js", "/static/syncapp/json-schema.js"):
+        assert page.scripts.index(script) < page.scripts.index("/static/syncapp/json-editor.js"), script
+    assert "/static/syncapp/vendor/codemirror/addon/hint/show-hint.css" in page.stylesheets
     assert "/static/syncapp/vendor/codemirror/lib/codemirror.css" in page.stylesheets
     assert "/static/syncapp/json-editor.css" in page.stylesheets
     for field in JSON_FIELDS[label]:
@@ -116,6 +132,43 @@ def test_every_script_and_stylesheet_of_the_change_form_is_served_with_debug_off
         answer = admin_client.get(url)
         assert answer.status_code == 200, url
         assert kind in answer["Content-Type"], (url, answer["Content-Type"])
+
+
+@pytest.mark.parametrize(("field", "select", "schemas"), [
+    ("source_config", "id_source_type", source_config_schemas),
+    ("target_config", "id_target_type", target_config_schemas),
+])
+def test_a_synchronization_config_editor_carries_the_declared_schema_of_each_type_and_the_select_choosing_one(
+    admin_client, field, select, schemas,
+):
+    sync = make_synchronization()
+
+    pages = [change_page(admin_client, "syncapp.synchronization", sync),
+             Page(admin_client.get(admin_url("syncapp.synchronization", "add")).content.decode())]
+
+    for page in pages:
+        attrs = page.textareas[field]["attrs"]
+        assert json.loads(attrs["data-json-schemas"]) == schemas()
+        assert attrs["data-schema-selector"] == f"#{select}"
+        # Every type the select offers has its schema, and no schema is of a type it does not offer.
+        assert {value for value in page.selects[select] if value} == set(schemas())
+        assert "data-json-schemas" not in page.textareas["conditions"]["attrs"]
+
+
+def test_the_synchronization_form_names_the_keys_each_type_declares_in_its_help_texts(admin_client):
+    form = admin_client.get(admin_url("syncapp.synchronization", "add")).context["adminform"].form
+
+    source_help = form.fields["source_config"].help_text
+    target_help = form.fields["target_config"].help_text
+
+    database_keys = re.search(r"database: ([^;]+);", source_help).group(1).split(", ")
+    assert {"table", "keyColumn", "idColumn"} <= set(database_keys)
+    shared = re.search(r"every source type: ([^;]+);", source_help).group(1).split(", ")
+    assert "chunkSize" in shared and "chunkSize" not in database_keys  # said once, for every type
+    assert "endpoint" in re.search(r"api: ([^;]+);", source_help).group(1).split(", ")
+    assert "keyColumn" not in re.search(r"api: ([^;]+);", source_help).group(1)
+    assert "recreateOnNotFound" in re.search(r"api: ([^;]+);", target_help).group(1)
+    assert "register/schema: none." in target_help
 
 
 def test_the_vendored_editor_is_complete_and_says_which_version_it_is():

@@ -2,6 +2,10 @@
  * JSON mode (line numbers, bracket matching, folding, a live syntax check naming line and column, a Format
  * button). The textarea stays in the form, keeps its id and always holds what the editor shows, so the
  * form posts exactly that; without JavaScript the textarea is used as it is.
+ * A textarea with data-json-schemas ({type: JSON Schema}) and data-schema-selector (the select of the
+ * type, e.g. #id_source_type) is edited against the schema of the type chosen there (json-schema.js):
+ * the keys allowed where the cursor is are offered as you type and on Ctrl-Space, a key's description
+ * and type show on hover, and a key the schema refuses is marked at its line.
  * A test (or a user script) reaches the editor as document.getElementById("id_conditions").jsonEditor. */
 (function () {
   "use strict";
@@ -186,6 +190,119 @@
     status.classList.toggle("json-editor-invalid", Boolean(error));
   }
 
+  /* The schemas of the textarea's types and the select that chooses one, or null. */
+  function schemaChoice(textarea) {
+    var text = textarea.getAttribute("data-json-schemas");
+    var selector = textarea.getAttribute("data-schema-selector");
+    var select = text && selector ? document.querySelector(selector) : null;
+    if (!select) return null;
+    var schemas = JSON.parse(text);
+    return {
+      select: select,
+      current: function () { return Object.prototype.hasOwnProperty.call(schemas, select.value) ? schemas[select.value] : null; },
+    };
+  }
+
+  /* Where each problem of valid JSON `text` against `schema` is: {message, line, column, from, to} (offsets
+   * of the key it names, or of the nearest key above it). */
+  function schemaErrors(text, schema) {
+    var help = window.syncappJSONSchema;
+    if (!schema || !text.trim()) return [];
+    var where = {};
+    help.scan(text, 0).keys.forEach(function (key) { where[JSON.stringify(key.path)] = where[JSON.stringify(key.path)] || key; });
+    return help.problemsOf(schema, JSON.parse(text)).map(function (problem) {
+      var path = problem.path.slice();
+      while (path.length && !where[JSON.stringify(path)]) path.pop();
+      var key = where[JSON.stringify(path)] || {from: 0, to: Math.min(1, text.length)};
+      var before = text.slice(0, key.from).split("\n");
+      return {
+        message: "`" + help.pathText(problem.path) + "`: " + problem.message,
+        line: before.length, column: before[before.length - 1].length + 1, from: key.from, to: key.to,
+      };
+    });
+  }
+
+  /* The completion of keys at the cursor: CodeMirror's show-hint data, or null where no key goes. */
+  function keyHints(cm, schema) {
+    var help = window.syncappJSONSchema;
+    if (!schema) return null;
+    var text = cm.getValue();
+    var at = help.scan(text, cm.indexFromPos(cm.getCursor())).at;
+    if (!at.inKey) return null;
+    var typed = at.typed.toLowerCase();
+    var keys = help.keysAt(schema, at.path).filter(function (key) { return at.present.indexOf(key.name) < 0; });
+    var starting = keys.filter(function (key) { return key.name.toLowerCase().indexOf(typed) === 0; });
+    var containing = keys.filter(function (key) {
+      return key.name.toLowerCase().indexOf(typed) > 0;
+    });
+    var list = starting.concat(containing).map(function (key) {
+      var doc = help.described(schema, key.schema);
+      return {
+        text: JSON.stringify(key.name) + ": ",
+        displayText: key.name,
+        className: "json-editor-hint",
+        render: function (element) {
+          [["json-editor-hint-key", key.name], ["json-editor-hint-type", doc.type],
+           ["json-editor-hint-doc", doc.description]].forEach(function (part) {
+            var span = element.appendChild(document.createElement("span"));
+            span.className = part[0];
+            span.textContent = part[1];
+          });
+        },
+      };
+    });
+    if (!list.length) return null;
+    // Replacing a key already followed by its colon replaces the colon too: the key is written whole.
+    var to = at.to;
+    var colon = /^\s*:[ \t]*/.exec(text.slice(to));
+    if (at.word && colon) to += colon[0].length;
+    return {list: list, from: cm.posFromIndex(at.from), to: cm.posFromIndex(to)};
+  }
+
+  /* The key under `pos` and what its schema says of it: {name, type, description, from, to}, or null. */
+  function keyAt(cm, schema, pos) {
+    var help = window.syncappJSONSchema;
+    if (!schema) return null;
+    var text = cm.getValue();
+    var at = help.scan(text, cm.indexFromPos(pos) + 1).at;
+    if (!at.inKey || !at.word || text[at.from] !== '"') return null;
+    var property = help.schemaAt(schema, at.path.concat([at.word]));
+    if (!property) return null;
+    var doc = help.described(schema, property);
+    return {name: at.word, type: doc.type, description: doc.description, from: at.from, to: at.to};
+  }
+
+  /* A tooltip with the description and type of the key under the mouse. */
+  function showKeyDocs(cm, choice) {
+    var tip = null;
+    function hide() {
+      if (tip) tip.remove();
+      tip = null;
+    }
+    var wrapper = cm.getWrapperElement();
+    wrapper.addEventListener("mousemove", function (event) {
+      var pos = cm.coordsChar({left: event.clientX, top: event.clientY}, "window");
+      var key = pos.outside ? null : keyAt(cm, choice.current(), pos);
+      if (!key) return hide();
+      if (!tip) {
+        tip = document.body.appendChild(document.createElement("div"));
+        tip.className = "json-editor-key-doc";
+        tip.setAttribute("role", "tooltip");
+      }
+      tip.replaceChildren();
+      [["json-editor-key-doc-name", key.name], ["json-editor-key-doc-type", key.type],
+       ["json-editor-key-doc-text", key.description]].forEach(function (part) {
+        var element = tip.appendChild(document.createElement("div"));
+        element.className = part[0];
+        element.textContent = part[1];
+      });
+      tip.style.left = (event.pageX + 12) + "px";
+      tip.style.top = (event.pageY + 16) + "px";
+    });
+    wrapper.addEventListener("mouseleave", hide);
+    cm.on("change", hide);
+  }
+
   function enhance(textarea) {
     if (textarea.jsonEditor || !window.CodeMirror || textarea.closest(".empty-form")) return;
 
@@ -200,6 +317,9 @@
     status.id = textarea.id ? textarea.id + "_json_status" : "";
     status.setAttribute("role", "status");
     status.setAttribute("aria-live", "polite");
+
+    var choice = window.syncappJSONSchema ? schemaChoice(textarea) : null;
+    function schema() { return choice && choice.current(); }
 
     var cm = window.CodeMirror.fromTextArea(textarea, {
       mode: {name: "javascript", json: true},
@@ -216,15 +336,24 @@
         delay: 250,
         getAnnotations: function (text) {
           var error = syntaxError(text);
-          showStatus(status, error);
-          if (!error) return [];
-          var from = window.CodeMirror.Pos(error.line - 1, error.column - 1);
-          var to = window.CodeMirror.Pos(error.line - 1, error.column);
-          return [{from: from, to: to, message: describe(error), severity: "error"}];
+          if (error) {
+            showStatus(status, error);
+            var from = window.CodeMirror.Pos(error.line - 1, error.column - 1);
+            var to = window.CodeMirror.Pos(error.line - 1, error.column);
+            return [{from: from, to: to, message: describe(error), severity: "error"}];
+          }
+          var problems = schemaErrors(text, schema());
+          showStatus(status, problems[0]);
+          return problems.map(function (problem) {
+            return {from: cm.posFromIndex(problem.from), to: cm.posFromIndex(problem.to), message: describe(problem),
+                    severity: "error"};
+          });
         },
       },
+      hintOptions: {completeSingle: false, closeOnUnfocus: true},
       extraKeys: {
         "Shift-Alt-F": function () { formatButton.click(); },
+        "Ctrl-Space": function () { showKeys(); },
         // Tab moves on to the next field, as in any form; indentation comes with Enter.
         "Tab": false,
         "Shift-Tab": false,
@@ -266,6 +395,22 @@
     }
     if (textarea.hasAttribute("data-json-editor-write-only")) wrapper.classList.add("json-editor-write-only");
 
+    /* The keys that may go at the cursor, in CodeMirror's completion list (show-hint.js). */
+    function showKeys() {
+      if (cm.showHint && keyHints(cm, schema())) cm.showHint({hint: function () { return keyHints(cm, schema()); }});
+    }
+    if (choice) {
+      cm.on("inputRead", function (editor, change) {
+        if (!cm.state.completionActive && /^[\w"$]$/.test(change.text.join(""))) showKeys();
+      });
+      showKeyDocs(cm, choice);
+      // Another type chosen: its schema applies from now on.
+      choice.select.addEventListener("change", function () {
+        if (cm.state.completionActive) cm.closeHint();
+        cm.performLint();
+      });
+    }
+
     cm.on("change", function () { cm.save(); });
     cm.on("changes", fitHeight);
     if (textarea.form) textarea.form.addEventListener("submit", function () { cm.save(); });
@@ -294,7 +439,7 @@
     document.addEventListener("toggle", function (event) { refreshWithin(event.target); }, true);
   }
 
-  window.syncappJSONEditor = {syntaxError: syntaxError, formatted: formatted, enhance: enhance};
+  window.syncappJSONEditor = {syntaxError: syntaxError, formatted: formatted, enhance: enhance, schemaErrors: schemaErrors};
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
   else start();

@@ -295,6 +295,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "workers.tasks.start_scheduled_runs", "schedule": float(SYNC_SCHEDULE_TICK_SECONDS),
     },
     "resend-stalled-runs": {"task": "workers.tasks.resend_stalled_runs", "schedule": 60.0},
+    "drain-outbox": {"task": "workers.tasks.drain_outbox", "schedule": 60.0},
     "fail-stale-runs": {"task": "workers.tasks.fail_stale_runs", "schedule": 60.0},
     "purge-old-logs": {"task": "workers.tasks.purge_old_logs", "schedule": 3600.0},
 }

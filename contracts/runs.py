@@ -16,12 +16,13 @@ from django.db.models import F, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from contracts.models import ContractLog, RunChunk, RunPage, SynchronizationRun
+from syncapp.errors import SyncError
 from syncapp.models import Synchronization
 
 logger = logging.getLogger(__name__)
 
 
-class RunRefused(Exception):
+class RunRefused(SyncError):
     """A run could not be started: another is active, or the synchronization is disabled."""
 
 

@@ -32,6 +32,8 @@ export CELERY_BROKER_URL="${TEST_CELERY_BROKER_URL:-redis://127.0.0.1:6379/15}"
 # The tests' sources and targets are servers on loopback, which the default policy denies.
 export SYNC_ALLOWED_NETWORKS="${SYNC_ALLOWED_NETWORKS:-127.0.0.0/8,::1/128}"
 .venv/bin/ruff check .
+# The modules depend one way ([tool.importlinter] in pyproject.toml).
+.venv/bin/lint-imports
 DATABASE_URL=sqlite:////tmp/sync-makemigrations-check.sqlite3 \
   .venv/bin/python manage.py makemigrations --check --dry-run
 # Two test processes side by side (SYNC_TEST_PROCESSES=0 runs them in this one).

@@ -15,13 +15,15 @@ from contracts.models import SynchronizationRun
 from contracts.runs import RunRefused
 from syncapp import permissions
 from syncapp import runs as sync_service
-from syncapp.authentication import credential_problems, mask_url
+from syncapp.authentication import credential_problems
 from syncapp.conditions import conditions_normalize
+from syncapp.errors import InvalidObject
 from syncapp.models import Mapping, Object, Register, Schema, Source, Synchronization
+from syncapp.outbound.masking import mask_url
 from syncapp.sources import problems_by_field as source_problems_by_field
 from syncapp.sources import source_config_schemas, source_configuration_problems, source_record_problems
 from syncapp.sources.file import upload_problems
-from syncapp.targets import InvalidObject, target_config_schemas
+from syncapp.targets import target_config_schemas
 from syncapp.targets.register import (
     check_json_schema,
     register_object_save,

@@ -24,6 +24,7 @@ from syncapp.api_naming import (
 from syncapp.audit import AuditedViewSetMixin
 from syncapp.authentication import credential_problems
 from syncapp.conditions import conditions_normalize
+from syncapp.errors import InvalidObject
 from syncapp.filters import ObjectFilterSet, SchemaFilterSet, SourceFilterSet, SynchronizationFilterSet
 from syncapp.models import Mapping, Object, Register, Schema, Source, Synchronization
 from syncapp.openapi import CONFLICT, VALIDATION_ERROR, declared_field_schema
@@ -31,7 +32,6 @@ from syncapp.parsers import BoundedJSONParser
 from syncapp.sources import problems_by_field as source_problems_by_field
 from syncapp.sources import source_configuration_problems, source_record_problems
 from syncapp.sources.file import upload_problems
-from syncapp.targets import InvalidObject
 from syncapp.targets.register import (
     check_json_schema,
     register_object_save,

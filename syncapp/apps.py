@@ -1,5 +1,7 @@
 from django.apps import AppConfig
 
+from syncapp.sealing import keys_announce
+
 
 class SyncappConfig(AppConfig):
     name = "syncapp"
@@ -10,6 +12,5 @@ class SyncappConfig(AppConfig):
         # models' choices of source and target types are read from them.
         import syncapp.sources  # noqa: F401
         import syncapp.targets  # noqa: F401
-        from syncapp.sealing import keys_announce
 
         keys_announce()

@@ -21,10 +21,12 @@ import hashlib
 import logging
 import re
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from syncapp.errors import SyncError
+from syncapp.http import HttpError, http_request
+from syncapp.outbound.masking import mask_url, redact, snippet
 
 logger = logging.getLogger(__name__)
 
@@ -61,14 +63,9 @@ _CLIENT_AUTH_ALIASES = {
 EXPIRY_MARGIN_SECONDS = 30
 # A token response without `expires_in` is trusted this long; a 401 replaces it sooner if needed.
 DEFAULT_TOKEN_LIFETIME_SECONDS = 300
-# Query parameter names that carry secrets in any URL, also when no credentials name them.
-SECRET_PARAM_NAMES = frozenset({
-    "access_token", "api_key", "apikey", "api-key", "key", "token", "client_secret", "password", "secret",
-    "signature", "sig", "auth", "authorization",
-})
 
 
-class CredentialsError(ValueError):
+class CredentialsError(SyncError, ValueError):
     """A source's credentials are not one of the supported shapes; `problems` lists each with its path."""
 
     def __init__(self, problems: list[str]):
@@ -229,44 +226,10 @@ def _basic_value(username: str, password: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Hiding secrets
-
-
-def mask_url(url: str, *, secret_params: Iterable[str] = ()) -> str:
-    """Return the URL with secret query values and a password in it replaced by `***`."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    names = {name.lower() for name in secret_params} | SECRET_PARAM_NAMES
-    pairs = parse_qsl(parts.query, keep_blank_values=True)
-    masked = [(key, "***" if key.lower() in names and value else value) for key, value in pairs]
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, host = netloc.rpartition("@")
-        netloc = f"{userinfo.split(':', 1)[0]}:***@{host}" if ":" in userinfo else netloc
-    query = urlencode(masked, safe="*") if masked != pairs else parts.query
-    return urlunsplit(parts._replace(netloc=netloc, query=query))
-
-
-def snippet(text: str, secrets: Iterable[str], *, length: int = 200) -> str:
-    """Return the start of a text for a message, its secrets masked first: cutting first could leave
-    the beginning of a secret that masking no longer recognises."""
-    return redact(text, secrets)[:length]
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """Return the text with every secret value in it replaced by `***`, longest first."""
-    for secret in sorted({secret for secret in secrets if secret and len(secret) >= 3}, key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text
-
-
-# ---------------------------------------------------------------------------------------------
 # Applying credentials to a call
 
 
-class AuthenticationFailed(Exception):
+class AuthenticationFailed(SyncError):
     """The token URL did not hand out a token; the message names it without any secret."""
 
 
@@ -350,8 +313,6 @@ class Authenticator:
         else:
             headers["Authorization"] = f"Basic {_basic_value(c.client_id, c.client_secret)}"
         url = mask_url(c.token_url)
-        from syncapp.http import HttpError, http_request
-
         try:
             # Through the one HTTP layer: the token URL's address is checked like a source's, its answer
             # bounded, and a redirect elsewhere never carries the client secret along.

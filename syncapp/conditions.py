@@ -20,6 +20,8 @@ from typing import Any
 
 import json_logic
 
+from syncapp.errors import SyncError
+
 __all__ = [
     "ConditionError",
     "conditions_compile",
@@ -34,7 +36,7 @@ __all__ = [
 REFUSED_OPERATORS: frozenset[str] = frozenset({"method"})
 
 
-class ConditionError(ValueError):
+class ConditionError(SyncError, ValueError):
     """Report a JSON Logic rule that cannot be evaluated."""
 
 

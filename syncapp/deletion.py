@@ -7,6 +7,7 @@ from typing import Any
 from django.utils import timezone
 
 from contracts.models import ContractLog, SynchronizationContract, SynchronizationRun
+from syncapp.errors import SyncError
 from syncapp.targets import writer_for
 
 logger = logging.getLogger(__name__)
@@ -15,7 +16,7 @@ Contract = SynchronizationContract
 DEFAULT_SAFETY_LIMIT = 0.5
 
 
-class DeletionConfigError(ValueError):
+class DeletionConfigError(SyncError, ValueError):
     """deleteSafetyLimit or deleteMissing hold a value that cannot be used."""
 
 

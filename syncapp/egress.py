@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 
+from syncapp.errors import SyncError
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -36,7 +38,7 @@ PRIVATE_NETWORKS: tuple[Network, ...] = tuple(
 SCHEMES = ("http", "https")
 
 
-class EgressRefused(Exception):
+class EgressRefused(SyncError):
     """A request to an address or host the policy does not allow; the message names it and the setting."""
 
 

@@ -54,7 +54,13 @@ from django.conf import settings
 from django.db import connections
 
 from syncapp.dotpath import MISSING, get_path, set_path
+from syncapp.errors import SourceError, SyncError
 from syncapp.http import OnWait
+from syncapp.mapping import MappingError, MappingSpec, apply_mapping, validate_mapping_config
+from syncapp.models import Source
+from syncapp.outbound.calls import call_settings, fetch_page
+from syncapp.outbound.urls import url_join
+from syncapp.pagination import PageRequest
 
 KEYS = {
     "staticEndpoint", "dynamicEndpointLocation", "endpointTemplate", "endpointIdLocation", "subObjectId",
@@ -66,7 +72,7 @@ MAX_NESTING = 3
 MAX_REQUESTS_PER_OBJECT = 1000
 
 
-class EnrichmentFailed(Exception):
+class EnrichmentFailed(SyncError):
     """The detail of one object could not be had; the object fails, the run goes on."""
 
 
@@ -125,8 +131,6 @@ def _entry_problems(raw: Any, *, where: str, depth: int) -> list[str]:
     for key in ("staticEndpoint", "endpointTemplate"):
         value = raw.get(key)
         if isinstance(value, str) and ("{{" in value or "{%" in value):
-            from syncapp.mapping import validate_mapping_config
-
             for problem in validate_mapping_config({"mapping": {"endpoint": value}}):
                 problems.append(f"{where}.{key}: {problem.split(':', 1)[-1].strip()}")
     unset = raw.get("unsetConfigKey")
@@ -176,7 +180,6 @@ def extra_data_problems(source_config: dict[str, Any], *, known_sources: set[str
         problems += _entry_problems(entry, where=f"extraDataConfigs[{index}]", depth=1)
     if problems:
         return problems
-    from syncapp.models import Source
 
     for entry in extra_data_configs(source_config):
         for item in _walk(entry):
@@ -229,7 +232,6 @@ def _render(template: str, *, variables: dict[str, Any], where: str) -> str:
     """Render an endpoint template in the mapping sandbox."""
     if "{{" not in template and "{%" not in template:
         return template
-    from syncapp.mapping import MappingError, MappingSpec, apply_mapping
 
     try:
         rendered = apply_mapping(spec=MappingSpec(mapping={"endpoint": template}), data=variables)
@@ -261,8 +263,6 @@ class Enricher:
     """Fetch the details of a synchronization's objects; built once per run and worker process."""
 
     def __init__(self, synchronization):
-        from syncapp.models import Source
-
         self.synchronization = synchronization
         self.source_config: dict[str, Any] = synchronization.source_config or {}
         self.configs = extra_data_configs(self.source_config)
@@ -291,8 +291,6 @@ class Enricher:
 
     def _call(self, source, entry: ExtraData):
         """Return the call settings of a detail request: the source's, then the sourceConfig's, less unset keys."""
-        from syncapp.sources.api import call_settings
-
         key = (source.reference, entry.unset_config_keys)
         if key not in self._calls:
             self._calls[key] = (call_settings(source=source, source_config=self._config(entry)), self._config(entry))
@@ -337,10 +335,6 @@ class Enricher:
 
     def fetch(self, entry: ExtraData, *, endpoint: str, on_wait: OnWait | None, count: Callable[[], None]) -> Any:
         """Return the body of a detail request; an error that is the object's raises EnrichmentFailed."""
-        from syncapp.pagination import PageRequest
-        from syncapp.sources import SourceError
-        from syncapp.sources.api import fetch_page, url_join
-
         source = self._source(entry)
         call, config = self._call(source, entry)
         url = url_join(location=source.location, endpoint=endpoint)

@@ -6,6 +6,8 @@ from typing import Any
 import orjson
 from django.db import models
 
+from syncapp.sealing import Unsealable, seal, unseal
+
 
 def _dumps(value: Any) -> str:
     return orjson.dumps(value, default=str).decode()
@@ -47,14 +49,10 @@ class SealedJSONField(models.TextField):
         return self._unseal(value) if isinstance(value, str) else value
 
     def get_prep_value(self, value: Any) -> Any:
-        from syncapp.sealing import seal
-
         return None if value is None else seal(value)
 
     @staticmethod
     def _unseal(value: str) -> Any:
-        from syncapp.sealing import Unsealable, unseal
-
         try:
             return unseal(value)
         except Unsealable as error:

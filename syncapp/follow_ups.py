@@ -5,7 +5,10 @@ import logging
 from collections.abc import Iterable, Mapping
 
 from contracts.models import SynchronizationRun
+from contracts.runs import RunRefused
+from syncapp.errors import ConfigurationError
 from syncapp.models import Synchronization
+from syncapp.runs.start import run_start
 
 logger = logging.getLogger(__name__)
 
@@ -57,22 +60,8 @@ def ancestry(run: SynchronizationRun) -> set[int]:
     return seen
 
 
-def follow_ups_due(run: SynchronizationRun) -> bool:
-    """Return whether the run's follow-ups start: after success, or partial with followUpsOnPartial."""
-    if run.is_test:
-        return False
-    if run.status == SynchronizationRun.Status.SUCCEEDED:
-        return True
-    on_partial = (run.synchronization.source_config or {}).get("followUpsOnPartial", False)
-    return run.status == SynchronizationRun.Status.PARTIAL and on_partial in (True, "true", "1", 1)
-
-
 def follow_ups_start(*, run: SynchronizationRun) -> list[SynchronizationRun]:
     """Start each follow-up of a run as its own run linked to it; never one already in the chain."""
-    from contracts.runs import RunRefused
-    from syncapp.runs.context import ConfigurationError
-    from syncapp.runs.start import run_start
-
     started = []
     in_chain = ancestry(run)
     for follow_up in run.synchronization.follow_ups.filter(is_enabled=True).order_by("reference"):

@@ -49,10 +49,11 @@ from django.utils import timezone
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential_jitter
 from urllib3 import exceptions as urllib3_exceptions
 
-from syncapp.authentication import mask_url, snippet
 from syncapp.egress import EgressRefused, cross_host_refused, peer_check, same_origin, url_check
+from syncapp.errors import SyncError
 from syncapp.models import Source
-from syncapp.pagination import url_without_params
+from syncapp.outbound.masking import mask_url, snippet
+from syncapp.outbound.urls import url_without_params
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 OnWait = Callable[["Wait"], None]
 
 
-class HttpError(Exception):
+class HttpError(SyncError):
     """The call failed for good; the message names the method, the URL (secrets masked) and why."""
 
 
@@ -83,7 +84,7 @@ class TransientHttpError(HttpError):
     """The call kept failing in a way that may pass (timeouts, dropped connections, 5xx) until attempts ran out."""
 
 
-class RateLimited(Exception):
+class RateLimited(SyncError):
     """The server (or the source's budget) asks to wait longer than may be waited inside the call."""
 
     def __init__(self, message: str, *, wait_seconds: float, url: str):

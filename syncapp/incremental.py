@@ -38,7 +38,11 @@ from typing import Any
 
 from django.utils import timezone
 
+from contracts.models import RunPage, SynchronizationRun
+from syncapp.cron import schedule_problems
 from syncapp.dotpath import MISSING, get_path
+from syncapp.errors import SyncError
+from syncapp.models import Synchronization
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +51,7 @@ FORMATS = ("raw", "iso", "epoch", "epochMs", "date")
 KEYS = {"cursorPath", "param", "initialValue", "type", "format", "fullSchedule"}
 
 
-class CursorError(ValueError):
+class CursorError(SyncError, ValueError):
     """A cursor value that cannot be read as the configured type."""
 
 
@@ -108,8 +112,6 @@ def incremental_problems(source_config: dict[str, Any]) -> list[str]:
         except CursorError as error:
             problems.append(f"incremental.initialValue: {error}")
     if isinstance(raw.get("fullSchedule"), str) and raw["fullSchedule"]:
-        from syncapp.schedules import schedule_problems
-
         problems += [f"incremental.fullSchedule{problem.removeprefix('schedule')}"
                      for problem in schedule_problems(raw["fullSchedule"])]
     return problems
@@ -243,8 +245,6 @@ def stored_cursor(synchronization, *, config: IncrementalConfig) -> Any:
 
 def run_mode(synchronization, *, full: bool) -> str:
     """Return the mode of a run about to start: incremental when there is a cursor to start from."""
-    from contracts.models import SynchronizationRun
-
     config = incremental_config(synchronization.source_config)
     if full or config is None or stored_cursor(synchronization, config=config) is None:
         return SynchronizationRun.Mode.FULL
@@ -253,8 +253,6 @@ def run_mode(synchronization, *, full: bool) -> str:
 
 def cursor_variables(synchronization, *, run) -> dict[str, Any] | None:
     """Return what a reader sends for the cursor of an incremental run ({param, value, path}), else None."""
-    from contracts.models import SynchronizationRun
-
     config = incremental_config(synchronization.source_config)
     if config is None or run is None or run.mode != SynchronizationRun.Mode.INCREMENTAL:
         return None
@@ -270,9 +268,6 @@ def run_cursor_store(run) -> None:
 
     Runs in the run's closing transaction, after its status is known.
     """
-    from contracts.models import RunPage, SynchronizationRun
-    from syncapp.models import Synchronization
-
     sync = run.synchronization
     config = incremental_config(sync.source_config)
     if config is None or run.is_test or run.scope:

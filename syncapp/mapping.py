@@ -67,6 +67,7 @@ from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from syncapp.dotpath import MISSING, delete_path, get_path, set_path
+from syncapp.errors import SyncError
 
 __all__ = [
     "MAX_MAPPING_DEPTH",
@@ -91,7 +92,7 @@ _MAX_POWER_BITS: Final = 100_000
 UUID_NAMESPACE: Final = uuid.UUID("6f1b7c8e-2d4a-5b3c-9e8f-0a1b2c3d4e5f")
 
 
-class MappingError(ValueError):
+class MappingError(SyncError, ValueError):
     """Report a mapping that cannot be applied; ``key`` names the dot path involved, if any."""
 
     def __init__(self, *, key: str | None, message: str) -> None:

@@ -195,3 +195,26 @@ class Synchronization(models.Model):
 
     def __str__(self) -> str:
         return self.name or self.reference
+
+
+class OutboxChange(models.Model):
+    """Changes of register objects waiting to be pushed, written in the transaction that made them.
+
+    The register's writer records them (syncapp.outbox) and never calls the pushes above it; the
+    pushes drain them after the transaction commits, so a rolled-back change pushes nothing and a
+    committed one is pushed even when the task that should have drained it was lost.
+    """
+
+    schema = models.ForeignKey(Schema, on_delete=models.CASCADE, related_name="+")
+    # [[object id, event], ...], event one of create, update, delete.
+    changes = models.JSONField()
+    # The synchronization whose run made the changes, None for a person's (the admin, the API): its
+    # own source is not pushed to, so what came from there does not go back.
+    written_by = models.ForeignKey(Synchronization, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["pk"]
+
+    def __str__(self) -> str:
+        return f"{len(self.changes)} change(s) of schema {self.schema_id}"

@@ -2,7 +2,7 @@
 
 A page request is plain JSON (`{"url": ..., "params": {...}, ...}`) so it can be stored on the
 run's page record and handed to the task that fetches it. Everything here is a pure function of the
-settings, the request and the answer; the HTTP calls live in `syncapp.sources`.
+settings, the request and the answer; the HTTP calls live in `syncapp.outbound.calls`.
 
 The keys of `sourceConfig.pagination` (all optional but `type`), with OpenConnector's
 `usesPagination`, `paginationQuery` and `maxPages` on `sourceConfig` itself still understood:
@@ -22,10 +22,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import SplitResult, parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import urljoin
 
-from syncapp.authentication import mask_url
 from syncapp.dotpath import MISSING, get_path
+from syncapp.errors import PaginationError
+from syncapp.outbound.masking import mask_url
+from syncapp.outbound.urls import query_split, url_without_params
 
 PAGINATION_TYPES = ("auto", "page", "offset", "cursor", "next", "link_header", "none")
 PAGINATION_KEYS = frozenset({
@@ -51,10 +53,6 @@ REMEMBERED_REQUESTS = 50
 DEFAULT_LIMIT = 100
 _LINK_PART = re.compile(r"<(?P<url>[^>]*)>(?P<params>[^,<]*)")
 _REL = re.compile(r"""rel\s*=\s*(?:"(?P<quoted>[^"]*)"|(?P<bare>[^;,\s]+))""", re.IGNORECASE)
-
-
-class PaginationError(ValueError):
-    """The pagination settings are wrong, or the source's pages would loop."""
 
 
 @dataclass(frozen=True)
@@ -228,41 +226,6 @@ def pagination_from_source_config(source_config: dict[str, Any]) -> PaginationCo
 
 # ---------------------------------------------------------------------------------------------
 # Requests
-
-
-def _split(url: str) -> SplitResult:
-    """Return the parts of a URL; one that is not a URL (a next link `http://[::1`) is a PaginationError."""
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - reading it is what validates it
-    except ValueError as error:
-        raise PaginationError(f"{url[:200]!r} is not a valid URL ({error})") from None
-    return parts
-
-
-def query_split(url: str) -> tuple[str, dict[str, Any]]:
-    """Return the URL without its query, and the query as a dict (a repeated key gives a list)."""
-    parts = _split(url)
-    query: dict[str, Any] = {}
-    for key, value in parse_qsl(parts.query, keep_blank_values=True):
-        if key in query:
-            existing = query[key]
-            query[key] = [*existing, value] if isinstance(existing, list) else [existing, value]
-        else:
-            query[key] = value
-    return urlunsplit(parts._replace(query="")), query
-
-
-def url_without_params(url: str, names: frozenset[str] | set[str]) -> str:
-    """Return the URL with the named query parameters removed, the rest in their order."""
-    if not names:
-        return url
-    parts = _split(url)
-    pairs = parse_qsl(parts.query, keep_blank_values=True)
-    kept = [(key, value) for key, value in pairs if key not in names]
-    if len(kept) == len(pairs):
-        return url
-    return urlunsplit(parts._replace(query=urlencode(kept)))
 
 
 def first_page_request(*, config: PaginationConfig, url: str, params: dict[str, Any]) -> PageRequest:

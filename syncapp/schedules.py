@@ -10,24 +10,14 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from contracts.models import SynchronizationRun
+from contracts.runs import RunRefused
+from syncapp.cron import schedule_last_due
+from syncapp.errors import ConfigurationError
+from syncapp.incremental import incremental_config
 from syncapp.models import Synchronization
+from syncapp.runs.start import run_start
 
 logger = logging.getLogger(__name__)
-
-
-def schedule_problems(schedule: str) -> list[str]:
-    """Return the problems of a cron expression; an empty one means no schedule."""
-    if schedule and not isinstance(schedule, str):
-        return [f"schedule: must be text, a cron expression like \"*/15 * * * *\", got {type(schedule).__name__}"]
-    if schedule and not croniter.is_valid(schedule):
-        return [f"schedule: {schedule!r} is not a cron expression like \"*/15 * * * *\""]
-    return []
-
-
-def schedule_last_due(schedule: str, *, now: datetime) -> datetime:
-    """Return the latest time at or before `now` at which the schedule came due."""
-    # croniter's get_prev is strictly before its start: start just after now, so now itself counts.
-    return croniter(schedule, now + timedelta(microseconds=1)).get_prev(datetime)
 
 
 def schedule_claim(*, synchronization: Synchronization, due: datetime, field: str = "schedule_checked_at") -> bool:
@@ -57,11 +47,6 @@ def schedules_start_due(*, now: datetime | None = None) -> list[SynchronizationR
     recorded as a skip. A due time more than two ticks old (the beat was down, or the synchronization
     disabled) starts nothing: it is recorded as missed, and the next due time starts a run.
     """
-    from contracts.runs import RunRefused
-    from syncapp.incremental import incremental_config
-    from syncapp.runs.context import ConfigurationError
-    from syncapp.runs.start import run_start
-
     now = now or timezone.now()
     grace = timedelta(seconds=2 * max(settings.SYNC_SCHEDULE_TICK_SECONDS, 30))
     started = []

@@ -17,10 +17,12 @@ import orjson
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
 
+from syncapp.errors import SyncError
+
 logger = logging.getLogger(__name__)
 
 
-class Unsealable(ValueError):
+class Unsealable(SyncError, ValueError):
     """A stored secret that none of the configured keys decrypts."""
 
 
@@ -84,23 +86,3 @@ def keys_announce() -> None:
         )
 
 
-def secrets_reseal() -> int:
-    """Encrypt every stored secret again with the newest key; return the number of sources.
-
-    Raise Unsealable, changing nothing, when a stored secret cannot be decrypted with the keys.
-    """
-    from django.db import transaction
-
-    from syncapp.models import Source
-
-    with transaction.atomic():
-        sources = list(Source.objects.select_for_update().only("pk", "reference", "credentials", "auth_token_cache"))
-        for source in sources:
-            for name in ("credentials", "auth_token_cache"):
-                value = getattr(source, name)
-                if isinstance(value, dict) and set(value) == {"unsealable"}:
-                    raise Unsealable(f"source {source.reference!r}: {value['unsealable']}")
-            Source.objects.filter(pk=source.pk).update(
-                credentials=source.credentials, auth_token_cache=source.auth_token_cache
-            )
-    return len(sources)

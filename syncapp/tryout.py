@@ -5,6 +5,7 @@ from typing import Any
 
 from syncapp.conditions import ConditionError, evaluate_rule, is_truthy, validate_conditions
 from syncapp.mapping import MappingError, MappingSpec, apply_mapping, validate_mapping_config
+from syncapp.mappings import resolve_mapping
 from syncapp.models import Mapping
 
 
@@ -20,8 +21,6 @@ def mapping_config_of(mapping: Mapping) -> dict[str, Any]:
 
 def mapping_try(*, config: dict[str, Any], sample: Any) -> dict[str, Any]:
     """Apply a mapping configuration to a sample input; return the result or the errors."""
-    from syncapp.runs.context import resolve_mapping
-
     known = set(Mapping.objects.values_list("reference", flat=True))
     problems = validate_mapping_config(config, known_references=known)
     if problems:

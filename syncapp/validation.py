@@ -12,13 +12,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from syncapp.conditions import validate_conditions
+from syncapp.cron import schedule_problems
 from syncapp.deletion import deletion_config_problems
+from syncapp.errors import PaginationError
 from syncapp.follow_ups import follow_up_cycle, follow_up_graph
 from syncapp.mapping import validate_mapping_config
 from syncapp.models import Mapping, Schema, Source, Synchronization
-from syncapp.pagination import PaginationError, pagination_from_source_config
+from syncapp.pagination import pagination_from_source_config
 from syncapp.runs.context import run_settings_problems
-from syncapp.schedules import schedule_problems
 from syncapp.sources import reader_kind, reader_kinds, source_config_problems_of
 from syncapp.targets import target_config_problems_of, writer_kind, writer_kinds
 from syncapp.write_back import write_back_problems

@@ -23,10 +23,11 @@ from contracts.models import ContractLog, SynchronizationContract
 from syncapp.authentication import CredentialsError
 from syncapp.hashing import hash_value
 from syncapp.mapping import MappingError, apply_mapping
+from syncapp.mappings import mapping_spec, resolve_mapping
 from syncapp.models import Object, Synchronization
-from syncapp.runs.context import mapping_spec, resolve_mapping
-from syncapp.targets import Outcome, Write, writer_kind
+from syncapp.targets import writer_kind
 from syncapp.targets.api import ApiWriter
+from syncapp.targets.base import Outcome, Write
 from workers import dispatch
 
 logger = logging.getLogger(__name__)

@@ -22,6 +22,8 @@ from django import db
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, transaction
 
+from config.celery import app
+
 logger = logging.getLogger(__name__)
 _local = threading.local()
 
@@ -30,6 +32,7 @@ SYNC_CHUNK = "workers.tasks.sync_chunk"
 SYNC_FOLLOW_UPS = "workers.tasks.sync_follow_ups"
 SYNC_PUSH = "workers.tasks.sync_push"
 SYNC_WRITE_BACK = "workers.tasks.sync_write_back"
+SYNC_OUTBOX = "workers.tasks.sync_outbox"
 
 
 # Transient errors of a task run in process (SQLite locked past its busy timeout, a dropped database
@@ -42,9 +45,9 @@ IN_PROCESS_BACKOFF_MAX_SECONDS = 30.0
 
 
 def _task(name: str) -> Any:
-    from config.celery import app
-
     if name not in app.tasks:
+        # A task is imported by its name, when it is first sent in this process: workers.tasks imports
+        # the services that send through here, so importing it at the top would make a circle.
         importlib.import_module(name.rsplit(".", 1)[0])
     return app.tasks[name]
 
@@ -135,8 +138,6 @@ def _send(name: str, calls: Iterable[tuple], *, countdown: float | None = None) 
                 _run_in_process(name, args, countdown=countdown or 0)
     else:
         def send() -> None:
-            from config.celery import app
-
             with app.producer_or_acquire() as producer:
                 for args in calls:
                     app.send_task(name, args=args, producer=producer, countdown=countdown)
@@ -156,6 +157,11 @@ def chunks_write(*, run_id: int, chunk_ids: Iterable[int], countdown: float | No
 def follow_ups_start(*, run_id: int) -> None:
     """Send the start of a run's follow-ups."""
     _send(SYNC_FOLLOW_UPS, [(run_id,)])
+
+
+def outbox_drain(*, change_id: int) -> None:
+    """Send the drain of an outbox row of register changes (its pushes and write-backs)."""
+    _send(SYNC_OUTBOX, [(change_id,)])
 
 
 def push_start(*, synchronization_id: int, object_ids: list[str]) -> None:

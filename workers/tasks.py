@@ -106,6 +106,13 @@ def sync_follow_ups(run_id: int) -> None:
     follow_ups.follow_ups_start_of(run_id=run_id)
 
 
+# Safe to run twice: the row is locked while it is drained and gone after.
+@shared_task(acks_late=True, **RETRY)
+def sync_outbox(change_id: int) -> None:
+    """Push the register changes of an outbox row to the synchronizations that read them."""
+    pushes.changes_drain(change_id=change_id)
+
+
 # Safe to run twice: a second push of the same objects finds them unchanged and writes nothing.
 @shared_task(acks_late=True, **RETRY)
 def sync_push(synchronization_id: int, object_ids: list[str]) -> None:
@@ -118,6 +125,12 @@ def sync_push(synchronization_id: int, object_ids: list[str]) -> None:
 def sync_write_back(synchronization_id: int, object_ids: list[str]) -> None:
     """Send register objects changed here back to the source of a two-way synchronization."""
     write_back.write_back(synchronization_id=synchronization_id, object_ids=object_ids)
+
+
+@shared_task(acks_late=True, **RETRY)
+def drain_outbox() -> None:
+    """Push the register changes whose drain was lost (Celery beat sends this every minute)."""
+    pushes.changes_drain_left()
 
 
 @shared_task(acks_late=True, **RETRY)

@@ -12,7 +12,7 @@
 Readers (syncapp.sources) and writers (syncapp.targets) are picked by type; tasks (workers.tasks)
 are sent through workers.dispatch.
 """
-from syncapp.runs.context import ConfigurationError
+from syncapp.errors import ConfigurationError
 from syncapp.runs.preview import run_test
 from syncapp.runs.recover import run_cancel, runs_recover
 from syncapp.runs.resend import runs_resend_stalled

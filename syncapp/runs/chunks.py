@@ -24,7 +24,7 @@ from syncapp.bulk import rows_insert, rows_update
 from syncapp.ids import uuid7
 from syncapp.runs.context import SyncContext, context_for_run
 from syncapp.runs.finish import run_close_if_complete
-from syncapp.targets import Outcome, Write
+from syncapp.targets.base import Outcome, Write
 from workers import dispatch
 
 logger = logging.getLogger(__name__)

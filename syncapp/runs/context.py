@@ -12,6 +12,7 @@ from django.utils import timezone
 from contracts.models import SynchronizationRun
 from syncapp.conditions import conditions_compile
 from syncapp.enrichment import Enricher, extra_data_problems
+from syncapp.errors import ConfigurationError, PaginationError, SourceError
 from syncapp.hashing import hash_value
 from syncapp.incremental import (
     CursorError,
@@ -20,34 +21,14 @@ from syncapp.incremental import (
     incremental_config,
     incremental_problems,
 )
-from syncapp.mapping import MappingError, MappingSpec, apply_mapping
+from syncapp.mapping import apply_mapping
+from syncapp.mappings import mapping_spec, resolve_mapping
 from syncapp.models import Mapping, Synchronization
-from syncapp.pagination import PaginationError
 from syncapp.runs.planner import Rules
-from syncapp.sources import Reader, SourceError, reader_for, reader_problem
-from syncapp.targets import Writer, writer_for, writer_problem
-
-
-class ConfigurationError(ValueError):
-    """The synchronization cannot run as configured."""
-
-
-def mapping_spec(mapping: Mapping) -> MappingSpec:
-    """Return the mapping language's view of a Mapping record."""
-    return MappingSpec(
-        mapping=dict(mapping.mapping or {}),
-        unset=list(mapping.unset or []),
-        cast=dict(mapping.cast or {}),
-        pass_through=mapping.pass_through,
-    )
-
-
-def resolve_mapping(reference: str) -> MappingSpec:
-    """Return the mapping with this reference, for mappings that map list elements with another."""
-    mapping = Mapping.objects.filter(reference=reference).first()
-    if mapping is None:
-        raise MappingError(key=None, message=f"unknown mapping {reference!r}")
-    return mapping_spec(mapping)
+from syncapp.sources import reader_for, reader_problem
+from syncapp.sources.base import Reader, concurrency_of
+from syncapp.targets import writer_for, writer_problem
+from syncapp.targets.base import Writer
 
 
 def synchronization_fingerprint(synchronization: Synchronization) -> str:
@@ -242,8 +223,6 @@ def run_settings_problems(source_config: dict[str, Any], *, known_sources: set[s
     `known_sources`: references of sources an extraDataConfigs entry may name besides the database's
     (those of a bundle being imported).
     """
-    from syncapp.sources.api import concurrency_of
-
     problems = []
     try:
         chunk_size_of(source_config)

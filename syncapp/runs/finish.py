@@ -6,11 +6,20 @@ from django.db import connection, transaction
 from contracts import runs
 from contracts.models import ContractLog, RunChunk, RunPage, SynchronizationContract, SynchronizationRun
 from syncapp.deletion import vanished_delete
-from syncapp.follow_ups import follow_ups_due
 from syncapp.incremental import run_cursor_store
 from syncapp.models import Object
 from syncapp.runs.start import run_start_waiting
 from workers import dispatch
+
+
+def follow_ups_due(run: SynchronizationRun) -> bool:
+    """Return whether the run's follow-ups start: after success, or partial with followUpsOnPartial."""
+    if run.is_test:
+        return False
+    if run.status == SynchronizationRun.Status.SUCCEEDED:
+        return True
+    on_partial = (run.synchronization.source_config or {}).get("followUpsOnPartial", False)
+    return run.status == SynchronizationRun.Status.PARTIAL and on_partial in (True, "true", "1", 1)
 
 
 def run_close_if_complete(*, run_id: int) -> None:

@@ -29,9 +29,9 @@ from contracts.logs import log_text, log_value
 from contracts.models import ContractLog, RunChunk, RunPage, SynchronizationContract, SynchronizationRun
 from syncapp.bulk import in_values, rows_update, value_batches
 from syncapp.enrichment import Enrichment, objects_enrich
+from syncapp.errors import PaginationError, SourceError
 from syncapp.http import Wait
 from syncapp.incremental import page_cursor
-from syncapp.pagination import PaginationError
 from syncapp.runs.context import SyncContext, context_for_run
 from syncapp.runs.finish import run_close_if_complete
 from syncapp.runs.planner import (
@@ -43,7 +43,7 @@ from syncapp.runs.planner import (
     page_origin_ids,
     page_plan,
 )
-from syncapp.sources import Fetched, ReadPage, SourceError
+from syncapp.sources.base import Fetched, ReadPage
 from workers import dispatch
 
 logger = logging.getLogger(__name__)

@@ -19,9 +19,9 @@ from typing import Any
 
 from syncapp.conditions import ConditionError
 from syncapp.dotpath import MISSING, get_path
+from syncapp.errors import InvalidObject
 from syncapp.hashing import hash_value
 from syncapp.mapping import MappingError
-from syncapp.targets import InvalidObject
 
 SYNCED = "synced"
 

@@ -8,14 +8,13 @@ from django.utils import timezone
 from contracts import runs
 from contracts.models import SynchronizationRun
 from syncapp.enrichment import objects_enrich
+from syncapp.errors import ConfigurationError, PaginationError, SourceError
 from syncapp.http import RateLimited
 from syncapp.incremental import run_mode
 from syncapp.models import Synchronization
-from syncapp.pagination import PaginationError
-from syncapp.runs.context import ConfigurationError, context_load, first_request
+from syncapp.runs.context import context_load, first_request
 from syncapp.runs.pages import contract_states
 from syncapp.runs.planner import enrichment_candidates, page_origin_ids, page_plan
-from syncapp.sources import SourceError
 
 
 def run_test(

@@ -6,9 +6,10 @@ from django.utils import timezone
 
 from contracts import runs
 from contracts.models import RunPage, SynchronizationRun
+from syncapp.errors import ConfigurationError
 from syncapp.incremental import run_mode
 from syncapp.models import Synchronization
-from syncapp.runs.context import ConfigurationError, context_load, first_request
+from syncapp.runs.context import context_load, first_request
 from workers import dispatch
 
 

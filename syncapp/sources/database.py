@@ -44,21 +44,14 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchTableError, SQLAlche
 from sqlalchemy.pool import NullPool
 from sqlalchemy.types import JSON, LargeBinary, NullType
 
-from syncapp.authentication import redact
 from syncapp.declared import Declared
 from syncapp.egress import EgressRefused, host_addresses_allowed, host_refusal
+from syncapp.errors import SourceError, SyncError, TransientSourceError
 from syncapp.hashing import hash_value
 from syncapp.http import Wait
 from syncapp.models import Source, Synchronization
-from syncapp.sources import (
-    Fetched,
-    ReaderKind,
-    ReadPage,
-    SourceError,
-    TransientSourceError,
-    reader_type,
-    source_record_check,
-)
+from syncapp.outbound.masking import redact
+from syncapp.sources.base import Fetched, ReaderKind, ReadPage, reader_type, source_record_check
 from syncapp.sources.declarations import RunSettings
 
 logger = logging.getLogger(__name__)
@@ -101,7 +94,7 @@ PG_PERMANENT = re.compile(r"authentication|does not exist|pg_hba\.conf|permissio
 MYSQL_PERMANENT_CODES = frozenset({1044, 1045, 1049, 1698})
 
 
-class DatabaseConfigError(ValueError):
+class DatabaseConfigError(SyncError, ValueError):
     """A location or sourceConfig of a database source that cannot be read as it is; `problems` lists each."""
 
     def __init__(self, problems: list[str]):

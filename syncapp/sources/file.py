@@ -62,22 +62,16 @@ import orjson
 from django.conf import settings
 from django.core.files.storage import default_storage
 
-from syncapp.authentication import AuthenticationFailed, CredentialsError, authenticator_for, mask_url, redact
-from syncapp.authentication import snippet as redacted_snippet
+from syncapp.authentication import AuthenticationFailed, CredentialsError, authenticator_for
 from syncapp.egress import location_problems as url_location_problems
+from syncapp.errors import SourceError, TransientSourceError
 from syncapp.hashing import hash_value
 from syncapp.http import BodyLimits, HttpError, OnWait, RateLimited, TransientHttpError, http_request
 from syncapp.models import Source, Synchronization
-from syncapp.sources import (
-    Fetched,
-    ReaderKind,
-    ReadPage,
-    SourceError,
-    TransientSourceError,
-    reader_type,
-    source_record_check,
-)
-from syncapp.sources.api import call_settings, configuration_problems, source_config_problems
+from syncapp.outbound.calls import call_settings, configuration_problems, source_config_problems
+from syncapp.outbound.masking import mask_url, redact
+from syncapp.outbound.masking import snippet as redacted_snippet
+from syncapp.sources.base import Fetched, ReaderKind, ReadPage, reader_type, source_record_check
 from syncapp.sources.declarations import CallOptions, HttpSourceConfiguration, RunSettings
 
 logger = logging.getLogger(__name__)

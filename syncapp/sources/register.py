@@ -11,13 +11,34 @@ from typing import Any, Literal
 
 from django.conf import settings
 
+from syncapp.errors import SourceError
 from syncapp.hashing import hash_value
 from syncapp.models import Object, Synchronization
-from syncapp.sources import Fetched, ReaderKind, ReadPage, SourceError, reader_type
+from syncapp.outbound.calls import source_config_problems
+from syncapp.outbox import EVENTS
+from syncapp.sources.base import Fetched, ReaderKind, ReadPage, reader_type
 from syncapp.sources.declarations import RunSettings
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 10_000
+
+
+def push_events(source_config: dict) -> tuple[str, ...]:
+    """Return the events that start a push (sourceConfig.triggerOnlyOnEvents; default all of them)."""
+    events = (source_config or {}).get("triggerOnlyOnEvents")
+    if not isinstance(events, list) or not events:
+        return EVENTS
+    return tuple(event for event in events if event in EVENTS)
+
+
+def push_events_problems(source_config: dict, *, path: str) -> list[str]:
+    """Return the problems of sourceConfig.triggerOnlyOnEvents."""
+    events = (source_config or {}).get("triggerOnlyOnEvents")
+    if events is None:
+        return []
+    if not isinstance(events, list) or any(event not in EVENTS for event in events):
+        return [f"{path}.triggerOnlyOnEvents: must be a list of {', '.join(EVENTS)}, got {events!r}"]
+    return []
 
 
 class RegisterSourceConfig(RunSettings):
@@ -62,9 +83,6 @@ class RegisterReader(ReaderKind):
 
     @staticmethod
     def config_problems(source_config: dict[str, Any], *, path: str) -> list[str]:
-        from syncapp.pushes import push_events_problems
-        from syncapp.sources.api import source_config_problems
-
         problems = (
             source_config_problems(source_config, path=path)
             + register_source_config_problems(source_config, path=path)

@@ -20,22 +20,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from syncapp.authentication import (
-    AuthenticationFailed,
-    CredentialsError,
-    authenticator_for,
-    credential_problems,
-    snippet,
-)
+from syncapp.authentication import AuthenticationFailed, CredentialsError, authenticator_for, credential_problems
 from syncapp.declared import Declared, DotPath, Template
 from syncapp.dotpath import MISSING, get_path
 from syncapp.egress import same_origin
+from syncapp.errors import InvalidObject, SourceError, TargetError
 from syncapp.http import HttpError, RateLimited, TransientHttpError, http_request
-from syncapp.mapping import MappingError, apply_mapping
-from syncapp.models import Synchronization
-from syncapp.sources import SourceError
-from syncapp.sources.api import call_settings, endpoint_url
-from syncapp.targets import InvalidObject, Outcome, TargetError, Write, WriterKind, writer_type
+from syncapp.mapping import MappingError, apply_mapping, validate_mapping_config
+from syncapp.mappings import mapping_spec, resolve_mapping
+from syncapp.models import Mapping, Synchronization
+from syncapp.outbound.calls import call_settings, endpoint_url
+from syncapp.outbound.masking import snippet
+from syncapp.targets.base import Outcome, Write, WriterKind, writer_type
 
 UPDATE_METHODS = ("PUT", "PATCH", "POST")
 DELETE_METHODS = ("DELETE", "POST", "PUT", "PATCH")
@@ -43,8 +39,6 @@ TEMPLATE_KEYS = ("endpoint", "updateEndpoint", "deleteEndpoint")
 
 
 def _mapping_known(reference: str, known: set[str] | None) -> bool:
-    from syncapp.models import Mapping
-
     return (known is not None and reference in known) or Mapping.objects.filter(reference=reference).exists()
 
 
@@ -72,7 +66,6 @@ def target_config_problems(
             problems.append(f"{path}.{key}: must be one of {', '.join(allowed)}, got {value!r}")
     if "recreateOnNotFound" in config and not isinstance(config["recreateOnNotFound"], bool):
         problems.append(f"{path}.recreateOnNotFound: must be true or false")
-    from syncapp.mapping import validate_mapping_config
 
     for key in TEMPLATE_KEYS:
         value = config.get(key)
@@ -263,8 +256,6 @@ def _spec(reference: Any):
     """Return the mapping a targetConfig key names, ready to apply; None when it names none."""
     if not reference:
         return None
-    from syncapp.models import Mapping
-    from syncapp.runs.context import mapping_spec
 
     mapping = Mapping.objects.filter(reference=reference).first()
     if mapping is None:
@@ -273,7 +264,5 @@ def _spec(reference: Any):
 
 
 def _mapped(spec: Any, data: Any) -> Any:
-    from syncapp.runs.context import resolve_mapping
-
     return apply_mapping(spec=spec, data=data if isinstance(data, dict) else {"value": data},
                          resolve_mapping=resolve_mapping)

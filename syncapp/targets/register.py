@@ -2,7 +2,7 @@
 
 This module is the one place that writes register objects: syncs (RegisterWriter), the deletion of
 vanished objects, the admin and the API (`register_object_save`, `register_objects_delete`) all come
-through here, so that a later push on change has one place to hook into.
+through here, so that every change is recorded in one place (the outbox the pushes drain, syncapp.outbox).
 """
 from __future__ import annotations
 
@@ -22,11 +22,12 @@ from jsonschema.validators import validator_for
 
 from syncapp.bulk import rows_insert, rows_update
 from syncapp.declared import Declared
+from syncapp.errors import InvalidObject
 from syncapp.hashing import canonical_json, hash_value
 from syncapp.ids import uuid7
 from syncapp.models import Object, Schema, Synchronization
-from syncapp.pushes import changes_push
-from syncapp.targets import InvalidObject, Outcome, TargetError, Write, WriterKind, writer_type
+from syncapp.outbox import changes_record
+from syncapp.targets.base import Outcome, Write, WriterKind, writer_type
 
 logger = logging.getLogger(__name__)
 
@@ -116,27 +117,30 @@ def validate_register_object(*, schema: Schema, data: Any) -> None:
 
 
 def register_object_save(*, obj: Object) -> Object:
-    """Validate and save one object (new or changed), as the admin and the API do; push the change."""
+    """Validate and save one object (new or changed), as the admin and the API do; record the change for
+    the pushes."""
     validate_register_object(schema=obj.schema, data=obj.data)
     event = "create" if obj._state.adding else "update"
-    obj.save()
-    changes_push(schema_id=obj.schema_id, changes=[(str(obj.pk), event)])
+    with transaction.atomic():
+        obj.save()
+        changes_record(schema_id=obj.schema_id, changes=[(str(obj.pk), event)])
     return obj
 
 
 def register_objects_delete(*, objects: Iterable[Object] | None = None, schema: Schema | None = None,
                             target_ids: Iterable[str] = (), written_by: Synchronization | None = None) -> int:
-    """Delete objects, given as records or as ids of one schema; return how many were deleted; push the
-    deletions (`written_by`: the synchronization deleting them, whose source is not pushed to)."""
+    """Delete objects, given as records or as ids of one schema; return how many were deleted; record the
+    deletions for the pushes (`written_by`: the synchronization deleting them, whose source is not pushed to)."""
     ids = [obj.pk for obj in objects or ()]
     query = Object.objects.filter(pk__in=ids)
     if schema is not None:
         query = Object.objects.filter(pk__in=[*ids, *target_ids], schema=schema)
-    gone = list(query.values_list("pk", "schema_id"))
-    deleted, _ = query.delete()
-    for schema_id in {schema_id for _, schema_id in gone}:
-        changes_push(schema_id=schema_id, changes=[(str(pk), "delete") for pk, of in gone if of == schema_id],
-                     written_by=written_by)
+    with transaction.atomic():
+        gone = list(query.values_list("pk", "schema_id"))
+        deleted, _ = query.delete()
+        for schema_id in {schema_id for _, schema_id in gone}:
+            changes_record(schema_id=schema_id, changes=[(str(pk), "delete") for pk, of in gone if of == schema_id],
+                           written_by=written_by)
     return deleted
 
 
@@ -249,7 +253,7 @@ class RegisterWriter(WriterKind):
         rows_insert(Object, creates)
         if updates:
             rows_update(Object, updates, ["data", "updated_at"])
-        changes_push(
+        changes_record(
             schema_id=self.schema.pk, written_by=self.synchronization,
             changes=[(str(o.target_id), "create" if o.kind == Outcome.CREATED else "update") for o in outcomes
                      if o.kind in (Outcome.CREATED, Outcome.UPDATED)],
@@ -284,6 +288,6 @@ class RegisterWriter(WriterKind):
 
 
 __all__ = [
-    "InvalidObject", "RegisterWriter", "SchemaCheck", "TargetError", "check_json_schema", "register_object_save",
+    "RegisterWriter", "SchemaCheck", "check_json_schema", "register_object_save",
     "register_objects_delete", "schema_check", "validate_register_object",
 ]

@@ -20,15 +20,15 @@ from syncapp.declared import Declared
 from syncapp.hashing import hash_value
 from syncapp.models import Object, Synchronization
 from syncapp.reference import configuration_reference
-from syncapp.sources import (
+from syncapp.sources import source_config_schemas
+from syncapp.sources.base import (
+    READERS,
+    RECORD_CHECKS,
+    RECORD_CONFIGURATIONS,
     Fetched,
     ReaderKind,
     ReadPage,
-    _configurations,
-    _readers,
-    _record_checks,
     reader_type,
-    source_config_schemas,
     source_record_check,
 )
 from syncapp.sources.declarations import RunSettings
@@ -90,7 +90,7 @@ def inline_kind() -> Iterator[None]:
     """The inline kind, registered as its module would be on import; gone again after the test."""
     register_inline_kind()
     yield
-    for registry in (_readers, _record_checks, _configurations, kinds.READER_KINDS, kinds.SOURCE_RECORD_KINDS):
+    for registry in (READERS, RECORD_CHECKS, RECORD_CONFIGURATIONS, kinds.READER_KINDS, kinds.SOURCE_RECORD_KINDS):
         registry.pop("inline", None)
 
 

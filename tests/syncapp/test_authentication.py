@@ -13,9 +13,10 @@ from django.urls import reverse
 
 from contracts.models import ContractLog, RunPage, SynchronizationContract, SynchronizationRun
 from syncapp import runs as sync_runs
-from syncapp.authentication import Credentials, credential_problems, credentials_parse, redact
+from syncapp.authentication import Credentials, credential_problems, credentials_parse
 from syncapp.configuration import ConfigurationInvalid, bundle_export, bundle_validate
 from syncapp.models import Object, Source, Synchronization
+from syncapp.outbound.masking import redact
 from syncapp.sample_source import generate_animals
 from tests.conftest import zoo_bundle
 from tests.helpers import import_zoo

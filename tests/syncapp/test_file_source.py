@@ -16,9 +16,9 @@ from rest_framework.test import APIClient
 from contracts.models import RunPage, SynchronizationContract
 from syncapp import runs as sync_runs
 from syncapp.configuration import ConfigurationInvalid, bundle_import
+from syncapp.errors import ConfigurationError, SourceError
 from syncapp.models import Object, Source, Synchronization
-from syncapp.runs.context import ConfigurationError
-from syncapp.sources import SourceError, reader_for
+from syncapp.sources import reader_for
 from tests.helpers import run
 from tests.loopback import LoopbackServer, Request
 

@@ -11,18 +11,17 @@ from hypothesis import strategies as st
 
 from syncapp.conditions import ConditionError, evaluate_conditions, validate_conditions
 from syncapp.configuration import ConfigurationInvalid, bundle_validate
+from syncapp.errors import PaginationError, SourceError
 from syncapp.hashing import hash_hashes
 from syncapp.mapping import MappingError, MappingSpec, apply_mapping, validate_mapping_config
 from syncapp.openconnector import bundle_normalize
 from syncapp.pagination import (
     PageRequest,
-    PaginationError,
     first_page_request,
     link_header_next,
     next_page_request,
     pagination_from_source_config,
 )
-from syncapp.sources import SourceError
 from syncapp.sources.api import extract_objects
 
 # Derandomized in CI (the same examples every run: a test that passed cannot fail by chance);

@@ -32,8 +32,8 @@ from syncapp.http import (
     retry_after_seconds,
 )
 from syncapp.models import Object, Source, Synchronization
+from syncapp.outbound.calls import configuration_problems, source_config_problems
 from syncapp.sample_source import generate_animals
-from syncapp.sources.api import configuration_problems, source_config_problems
 from tests.conftest import zoo_bundle
 from tests.helpers import import_zoo
 from tests.loopback import DROP, Handler, LoopbackServer, Reply, Request, Slow, gaps

@@ -10,11 +10,11 @@ import pytest
 
 from contracts.models import RunPage, SynchronizationContract
 from syncapp import runs as sync_runs
+from syncapp.errors import PaginationError
 from syncapp.models import Mapping, Object, Synchronization
 from syncapp.pagination import (
     PageRequest,
     PaginationConfig,
-    PaginationError,
     first_page_request,
     link_header_next,
     next_page_request,

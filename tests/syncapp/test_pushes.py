@@ -10,10 +10,12 @@ from rest_framework.test import APIClient
 from contracts.models import SynchronizationRun
 from syncapp import pushes
 from syncapp.configuration import ConfigurationInvalid, bundle_import
-from syncapp.models import Object, Schema, Synchronization
+from syncapp.models import Object, OutboxChange, Schema, Synchronization
 from syncapp.sample_source import SampleSource, generate_animals
+from syncapp.sources.register import push_events
 from syncapp.targets.register import register_object_save, register_objects_delete
 from tests.syncapp.targets.test_api import TargetApi
+from workers import dispatch
 
 pytestmark = pytest.mark.usefixtures("transactional_db", "in_process_tasks")
 
@@ -75,6 +77,24 @@ def test_a_rolled_back_save_pushes_nothing():
             raise RuntimeError("the request failed after the save")
 
     assert target.calls == [] and not SynchronizationRun.objects.exists()
+    assert not OutboxChange.objects.exists()
+
+
+def test_a_change_whose_drain_was_lost_is_pushed_by_the_sweep_once(monkeypatch):
+    with TargetApi() as target:
+        pushing(target)
+        # Given a committed change whose drain task was lost on the way
+        monkeypatch.setattr(dispatch, "outbox_drain", lambda **_: None)
+        register_object_save(obj=Object(schema=schema(), data={"name": "Lulu"}))
+        assert target.calls == [] and OutboxChange.objects.count() == 1
+
+        # When the sweep of left-over changes runs, twice
+        swept = [pushes.changes_drain_left(older_than_seconds=0) for _ in range(2)]
+
+    # Then the change is pushed once, and the outbox is empty
+    assert swept == [1, 0]
+    assert [body["name"] for _, body in target.of("POST")] == ["Lulu"]
+    assert not OutboxChange.objects.exists()
 
 
 def test_an_update_and_a_delete_reach_the_target_and_nothing_else_is_touched():
@@ -151,5 +171,5 @@ def test_trigger_events_are_checked_when_saved():
 
 
 def test_push_events_default_to_every_event():
-    assert pushes.push_events({}) == ("create", "update", "delete")
-    assert pushes.push_events({"triggerOnlyOnEvents": ["update"]}) == ("update",)
+    assert push_events({}) == ("create", "update", "delete")
+    assert push_events({"triggerOnlyOnEvents": ["update"]}) == ("update",)

@@ -12,19 +12,13 @@ from typing import Any
 import pytest
 
 from syncapp import runs as sync_runs
-from syncapp.authentication import mask_url
 from syncapp.configuration import ConfigurationInvalid, bundle_validate
+from syncapp.errors import SourceError
 from syncapp.models import Source
+from syncapp.outbound.calls import call_settings, configuration_problems, endpoint_url, fetch_page, xml_to_data
+from syncapp.outbound.masking import mask_url
 from syncapp.pagination import PageRequest, first_page_request, pagination_from_source_config
-from syncapp.sources import SourceError
-from syncapp.sources.api import (
-    call_settings,
-    configuration_problems,
-    endpoint_url,
-    extract_objects,
-    fetch_page,
-    xml_to_data,
-)
+from syncapp.sources.api import extract_objects
 from tests.conftest import zoo_bundle
 from tests.helpers import import_zoo
 from tests.loopback import LoopbackServer

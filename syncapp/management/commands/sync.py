@@ -14,7 +14,7 @@ from django.utils import timezone
 from config.celery import app as celery_app
 from contracts.models import SynchronizationRun
 from contracts.runs import RunRefused, run_progress, run_summary, runs_fail_stale
-from syncapp import configuration, sealing
+from syncapp import configuration, rekey, sealing
 from syncapp import runs as synchronization
 from syncapp.models import Synchronization
 from workers import dispatch
@@ -91,7 +91,7 @@ class Command(BaseCommand):
 
     def handle_rekey(self, *, json: bool = False, **_options) -> None:
         try:
-            count = sealing.secrets_reseal()
+            count = rekey.secrets_reseal()
         except sealing.Unsealable as error:
             raise CommandError(str(error)) from None
         if json:

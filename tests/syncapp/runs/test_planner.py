@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 from syncapp.conditions import conditions_compile
+from syncapp.errors import InvalidObject
 from syncapp.hashing import hash_value
 from syncapp.mapping import MappingError
 from syncapp.runs.planner import ContractState, Rules, page_plan
-from syncapp.targets import InvalidObject
 
 
 def rules(**changes) -> Rules:

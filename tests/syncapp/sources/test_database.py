@@ -20,8 +20,9 @@ from sqlalchemy.engine import Engine
 from contracts.models import RunPage, SynchronizationContract
 from syncapp import runs as sync_runs
 from syncapp.configuration import CREDENTIALS_KEPT, ConfigurationInvalid, bundle_export, bundle_import
+from syncapp.errors import SourceError, TransientSourceError
 from syncapp.models import Object, Source, Synchronization
-from syncapp.sources import SourceError, TransientSourceError, reader_for
+from syncapp.sources import reader_for
 from syncapp.sources.database import database_connect, json_safe, key_decode, key_encode
 from tests.databases import database_sync, maria, maria_items, mariadb_table, pg, pg_items, source_database
 from tests.helpers import run

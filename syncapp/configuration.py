@@ -20,6 +20,7 @@ from syncapp.authentication import credential_problems
 from syncapp.conditions import conditions_normalize
 from syncapp.declared import unknown_key_message
 from syncapp.documents import document_keys, schema_keys
+from syncapp.errors import SyncError
 from syncapp.follow_ups import follow_up_graph
 from syncapp.mapping import validate_mapping_config
 from syncapp.models import Mapping, Register, Schema, Source, Synchronization
@@ -37,7 +38,7 @@ SECTIONS = ("sources", "registers", "mappings", "synchronizations")
 CREDENTIALS_KEPT = "(write-only: kept as stored)"
 
 
-class ConfigurationInvalid(ValueError):
+class ConfigurationInvalid(SyncError, ValueError):
     """A bundle has problems; `problems` lists each with its path."""
 
     def __init__(self, problems: list[str]):

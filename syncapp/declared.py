@@ -20,6 +20,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, WithJsonSchema
 from pydantic.alias_generators import to_camel
 
+from syncapp.errors import SyncError
+
 
 class Declared(BaseModel):
     """A configuration's declaration: camelCase keys, unknown keys refused, JSON types as written."""
@@ -38,7 +40,7 @@ class Declared(BaseModel):
             raise DeclarationInvalid(problems_of(cls, error, value=value, path="")) from None
 
 
-class DeclarationInvalid(ValueError):
+class DeclarationInvalid(SyncError, ValueError):
     """A configuration does not fit its declaration; `problems` names each with its path."""
 
     def __init__(self, problems: list[str]):

@@ -22,16 +22,18 @@ from config.env import (
     env_str,
     env_url,
 )
+from config.keys import (
+    BUILTIN_SECRET_KEY,
+    CREDENTIAL_KEY_FILE,
+    SECRET_KEY_FILE,
+    credential_key_make,
+    key_file_read_or_create,
+    secret_key_make,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 DEBUG = env_bool("DJANGO_DEBUG", default=False)
-SECRET_KEY = env_str("DJANGO_SECRET_KEY")
-if SECRET_KEY is None:
-    if not DEBUG and env_bool("DJANGO_REQUIRE_SECRET_KEY", default=False):
-        raise SettingError("DJANGO_SECRET_KEY must be set when DJANGO_REQUIRE_SECRET_KEY is on")
-    # Only good for local use; docker-compose and production set their own.
-    SECRET_KEY = "insecure-local-key-set-DJANGO_SECRET_KEY-in-production"
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
 # Behind an HTTPS proxy the admin's forms need their origin listed, e.g. https://sync.example.org
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
@@ -115,6 +117,33 @@ else:
         )
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {**SQLITE_OPTIONS, **DATABASES["default"].get("OPTIONS", {})}
+# The embedded service: a SQLite database, so one machine, whose processes share the data directory.
+EMBEDDED = DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
+
+# The secret key signs sessions and, without SYNC_CREDENTIAL_KEYS, derives the key of stored credentials:
+# the built-in one is public. The embedded service makes its own in the data directory on first start;
+# a service on PostgreSQL (several machines) must be given one, and refuses to start without it.
+SECRET_KEY = env_str("DJANGO_SECRET_KEY")
+if SECRET_KEY == BUILTIN_SECRET_KEY and not DEBUG:
+    raise SettingError(
+        "DJANGO_SECRET_KEY is the key built into the source, which is public: set a long random one "
+        "(python3 -c \"import secrets; print(secrets.token_urlsafe(50))\")"
+    )
+if SECRET_KEY is None:
+    if env_bool("DJANGO_REQUIRE_SECRET_KEY", default=False):
+        raise SettingError("DJANGO_SECRET_KEY must be set when DJANGO_REQUIRE_SECRET_KEY is on")
+    if EMBEDDED:
+        SECRET_KEY = key_file_read_or_create(
+            DATA_DIR / SECRET_KEY_FILE, make=secret_key_make, setting="DJANGO_SECRET_KEY"
+        )
+    elif DEBUG:
+        SECRET_KEY = BUILTIN_SECRET_KEY  # DEBUG is for a developer's own machine only
+    else:
+        raise SettingError(
+            "DJANGO_SECRET_KEY must be set with a DATABASE_URL of PostgreSQL (every web process and worker "
+            "needs the same one): set a long random one "
+            "(python3 -c \"import secrets; print(secrets.token_urlsafe(50))\")"
+        )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -205,6 +234,13 @@ SYNC_CROSS_HOST_REQUESTS = env_choice("SYNC_CROSS_HOST_REQUESTS", default="strip
 # Keys that encrypt credentials at rest (syncapp/sealing.py), newest first: the newest encrypts, all
 # decrypt. Without them, a key derived from the secret key is used, and the service says so at start.
 SYNC_CREDENTIAL_KEYS = tuple(env_list("SYNC_CREDENTIAL_KEYS", default=[]))
+# The embedded service makes its own on first start, beside its secret key (config/keys.py).
+if not SYNC_CREDENTIAL_KEYS and EMBEDDED:
+    SYNC_CREDENTIAL_KEYS = (
+        key_file_read_or_create(
+            DATA_DIR / CREDENTIAL_KEY_FILE, make=credential_key_make, setting="SYNC_CREDENTIAL_KEYS"
+        ),
+    )
 for _key in SYNC_CREDENTIAL_KEYS:
     try:
         if len(base64.urlsafe_b64decode(_key.encode())) != 32:

@@ -887,16 +887,19 @@ class DatabaseReader(ReaderKind):
             return {"after": None}
         return {"after": None, "since": {"column": cursor["path"], "value": key_encode(cursor["raw"])}}
 
-    def statement(self, *, after: Any, since: dict[str, Any] | None = None) -> Any:
+    def statement(self, *, after: Any, since: dict[str, Any] | None = None, measures: list[str] | None = None) -> Any:
         """Return the statement of the page after key `after` (None: the first page), one row more than a page.
 
         `since` ({"column", "value"}) keeps only rows whose cursor column is at or after the value.
+        `measures`: SQL expressions to select instead of the columns (the sizes of a page's values).
         """
         key = self.key_column
         if self.read.query is not None:
             preparer = _preparer(self.location.kind)
             quoted = preparer.quote(key)
             listed = ", ".join(preparer.quote(name) for name in self._selected(key)) if self.read.columns else "*"
+            if measures is not None:
+                listed = ", ".join(f"{measure} AS sync_measure_{index}" for index, measure in enumerate(measures))
             where = f"{quoted} IS NOT NULL" if after is None else f"{quoted} > :after"
             if since is not None:
                 where += f" AND {preparer.quote(since['column'])} >= :since"
@@ -908,7 +911,10 @@ class DatabaseReader(ReaderKind):
             return statement.bindparams(after=after) if after is not None else statement
         source = table(self.read.table, schema=self.read.schema)
         key_column = column(key)
-        if self.read.columns:
+        if measures is not None:
+            chosen = select(*(literal_column(measure).label(f"sync_measure_{index}")
+                              for index, measure in enumerate(measures)))
+        elif self.read.columns:
             chosen = select(*(column(name) for name in self._selected(key)))
         else:
             chosen = select(literal_column("*"))
@@ -930,6 +936,7 @@ class DatabaseReader(ReaderKind):
         def attempt() -> list[dict[str, Any]]:
             with database_connect(source=self.source) as connection:
                 return rows_read(connection, statement=self.statement(after=after, since=since),
+                                 measured=lambda measures: self.statement(after=after, since=since, measures=measures),
                                  kind=self.location.kind, where=self.location.shown)
 
         rows = self._retrying(attempt, on_wait=on_wait)
@@ -1010,35 +1017,41 @@ def _page_subquery(statement: Any) -> Any:
     return statement.subquery("sync_page")
 
 
-def page_sizes_measure(connection: Connection, *, statement: Any, kind: str) -> tuple[dict[str, int], int]:
+def page_sizes_measure(connection: Connection, *, statement: Any, measured: Any,
+                       kind: str) -> tuple[dict[str, int], int]:
     """Return the largest value of each column of a page's rows and the bytes of them all, measured by the
-    database, so that rows too large are refused before one byte of them is sent."""
-    sub = _page_subquery(statement)
-    with connection.execute(select(literal_column("*")).select_from(sub).limit(0)) as empty:
+    database, so that rows too large are refused before one byte of them is sent.
+
+    `measured(expressions)` is the page's statement selecting those expressions instead of its columns:
+    the database computes the sizes before it orders the page, so it sorts sizes, not the values.
+    """
+    with connection.execute(select(literal_column("*")).select_from(_page_subquery(statement)).limit(0)) as empty:
         columns = empty.keys()  # a result's column names, not a dict's keys
     names = [str(name) for name in columns]
     if not names:
         return {}, 0
-    sizes = [_size_sql(kind, name) for name in names]
-    total = " + ".join(f"coalesce({size}, 0)" for size in sizes)
-    measured = select(
-        *(func.max(literal_column(size)).label(f"largest_{index}") for index, size in enumerate(sizes)),
-        func.sum(literal_column(total)).label("total"),
-    ).select_from(sub)
-    row = connection.execute(measured).one()
+    sizes = [f"coalesce({_size_sql(kind, name)}, 0)" for name in names]
+    labels = [f"sync_measure_{index}" for index in range(len(names))]
+    total = " + ".join(labels)
+    statement = select(
+        *(func.max(literal_column(label)) for label in labels), func.sum(literal_column(total)),
+    ).select_from(_page_subquery(measured(sizes)))
+    row = connection.execute(statement).one()
     largest = {name: int(row[index] or 0) for index, name in enumerate(names)}
     return largest, int(row[-1] or 0)
 
 
-def rows_read(connection: Connection, *, statement: Any, kind: str, where: str) -> list[dict[str, Any]]:
+def rows_read(connection: Connection, *, statement: Any, measured: Any, kind: str,
+              where: str) -> list[dict[str, Any]]:
     """Return the rows of a page's statement, failing with PageTooLarge when they are over the page's budget.
 
-    The database measures the page first (the text form of each value), so a row of hundreds of megabytes
-    is never sent; then the rows are fetched through a server-side cursor (PostgreSQL, MariaDB) in small
-    batches and counted as they arrive, which also bounds rows that grew between the two statements.
+    The database measures the page first (the text form of each value, `measured`: see page_sizes_measure),
+    so a row of hundreds of megabytes is never sent; then the rows are fetched through a server-side cursor
+    (PostgreSQL, MariaDB) in small batches and counted as they arrive, which also bounds rows that grew
+    between the two statements.
     """
     budget = PageBudget(where=where)
-    largest, total = page_sizes_measure(connection, statement=statement, kind=kind)
+    largest, total = page_sizes_measure(connection, statement=statement, measured=measured, kind=kind)
     for name, size in largest.items():
         budget.value_check(size, what=f"a value of column {name!r}")
     if total > budget.page_limit:

@@ -18,7 +18,9 @@ from syncapp.configuration import bundle_import
 from syncapp.hashing import canonical_bytes
 from syncapp.models import Object, Source, Synchronization
 from tests.databases import database_sync, source_database
+from tests.factories import import_api_synchronization
 from tests.helpers import run
+from tests.loopback import LoopbackServer, Request
 
 pytestmark = pytest.mark.usefixtures("transactional_db", "in_process_tasks")
 
@@ -149,17 +151,15 @@ def media(settings, tmp_path):
 
 def test_a_csv_record_of_many_quoted_fields_across_lines_fails_naming_the_record_limit(media, settings):
     settings.SYNC_FILE_MAX_RECORD_BYTES = 64 * 1024
-    # Each line is short, each field under the limit; the record (one line of each of 20 fields) is 200 KB.
+    # Each line is short and each field (10 KB) under every limit; the record of 20 of them is 200 KB.
     field = '"' + "\n".join(["y" * 99] * 100) + '"'
-    content = ("id,a,b\n1,x,y\n2," + ",".join([field] * 2) + "\n").encode()
-    content = content.replace(b"2," + field.encode() + b"," + field.encode(),
-                              b"2," + b"".join([field.encode()] * 20)[: -1] + b'",' + field.encode())
+    content = ("id," + ",".join(f"f{n}" for n in range(20)) + "\n1," + ",".join([field] * 20) + "\n").encode()
     sync = file_sync("big.csv", content, pageSize=10)
 
     failed = run(sync)
 
     assert failed.status == "failed"
-    assert "big.csv, line 3: a record longer than 65,536 bytes (SYNC_FILE_MAX_RECORD_BYTES)" in failed.error_message, (
+    assert "big.csv, line 2: a record longer than 65,536 bytes (SYNC_FILE_MAX_RECORD_BYTES)" in failed.error_message, (
         failed.error_message)
 
 
@@ -182,6 +182,33 @@ def test_a_file_page_over_budget_fails_naming_the_page_limit_and_keeps_the_pages
     assert failed.status == "failed"
     assert "page 2" in failed.error_message and "SYNC_PAGE_MAX_BYTES" in failed.error_message, failed.error_message
     assert Object.objects.count() == 5
+
+
+# ---------------------------------------------------------------------------------------------
+# Enrichment: the details of a page's objects count with its objects
+
+
+def test_the_details_of_a_page_count_against_its_budget_and_fail_the_page(settings):
+    settings.SYNC_PAGE_MAX_BYTES = 512 * 1024
+    animals = [{"id": n, "name": f"animal {n}"} for n in range(1, 4)]
+
+    def answer(request: Request):
+        if request.path == "/animals":
+            return 200, {}, animals
+        return 200, {}, {"notes": "n" * 200_000}  # each detail 200 KB: the third is over 512 KiB
+
+    with LoopbackServer(answer) as server:
+        sync = import_api_synchronization(location=server.url, source_config={
+            "endpoint": "/animals", "resultsPosition": "_root", "pagination": {"type": "none"},
+            "extraDataConfigs": [{"staticEndpoint": "/animals/{{ originId }}", "keyToSetExtraData": "detail"}],
+            "extraDataConcurrency": 1,
+        })
+        failed = run(sync)
+
+    assert failed.status == "failed"
+    assert "page 1" in failed.error_message and "SYNC_PAGE_MAX_BYTES" in failed.error_message, failed.error_message
+    assert "the detail at" in failed.error_message and "/animals/3" in failed.error_message
+    assert Object.objects.count() == 0
 
 
 # ---------------------------------------------------------------------------------------------

@@ -218,6 +218,17 @@ SYNC_HTTP_READ_TIMEOUT = env_int("SYNC_HTTP_READ_TIMEOUT", default=60, minimum=1
 SYNC_HTTP_MAX_RESPONSE_BYTES = env_int("SYNC_HTTP_MAX_RESPONSE_BYTES", default=50 * 2**20, minimum=1024)
 SYNC_HTTP_TOTAL_TIMEOUT = env_int("SYNC_HTTP_TOTAL_TIMEOUT", default=300, minimum=1)
 SYNC_MAX_PAGE_OBJECTS = env_int("SYNC_MAX_PAGE_OBJECTS", default=100_000, minimum=1)
+# Bytes a page may hold in memory, its rows, records and the details of its objects together, and the
+# most one value (a column, a field, a record) may hold (syncapp/budget.py): counted while reading, so a
+# page over them fails naming the limit, and the run ends failed, before a worker runs out of memory.
+SYNC_PAGE_MAX_BYTES = env_int("SYNC_PAGE_MAX_BYTES", default=64 * 2**20, minimum=1024)
+SYNC_VALUE_MAX_BYTES = env_int("SYNC_VALUE_MAX_BYTES", default=16 * 2**20, minimum=1024)
+if SYNC_VALUE_MAX_BYTES > SYNC_PAGE_MAX_BYTES:
+    raise SettingError(
+        f"SYNC_VALUE_MAX_BYTES ({SYNC_VALUE_MAX_BYTES}) must be at most SYNC_PAGE_MAX_BYTES ({SYNC_PAGE_MAX_BYTES})"
+    )
+# The most bytes of one object or answer a contract log keeps; a longer one is cut, and says so.
+SYNC_LOG_VALUE_MAX_BYTES = env_int("SYNC_LOG_VALUE_MAX_BYTES", default=256 * 2**10, minimum=1024)
 # Where sources and API targets may be (syncapp/egress.py): with an allow-list only its networks; else
 # anything but loopback, link-local (metadata services), reserved and, when asked, private networks.
 SYNC_ALLOWED_NETWORKS = env_networks("SYNC_ALLOWED_NETWORKS", default=[])

@@ -423,3 +423,17 @@ def test_a_relative_sqlite_directory_for_database_sources_stops_the_settings(tmp
 
     assert result.returncode != 0
     assert "SYNC_DATABASE_SOURCE_SQLITE_DIRS: 'var/sqlite' is not an absolute path" in last_line(result.stderr)
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"SYNC_PAGE_MAX_BYTES": "64MB"}, "SYNC_PAGE_MAX_BYTES must be a whole number, got '64MB'"),
+    ({"SYNC_VALUE_MAX_BYTES": "10"}, "SYNC_VALUE_MAX_BYTES must be at least 1024, got 10"),
+    ({"SYNC_PAGE_MAX_BYTES": "1048576", "SYNC_VALUE_MAX_BYTES": "2097152"},
+     "SYNC_VALUE_MAX_BYTES (2097152) must be at most SYNC_PAGE_MAX_BYTES (1048576)"),
+    ({"SYNC_LOG_VALUE_MAX_BYTES": "-1"}, "SYNC_LOG_VALUE_MAX_BYTES must be at least 1024, got -1"),
+])
+def test_a_bad_byte_budget_stops_the_service_naming_the_variable(tmp_path, env, message):
+    result = load_settings(tmp_path, **env)
+
+    assert result.returncode != 0
+    assert message in last_line(result.stderr), result.stderr

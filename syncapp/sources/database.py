@@ -38,12 +38,14 @@ from urllib.parse import quote
 
 from django.conf import settings
 from pydantic import Field
-from sqlalchemy import bindparam, column, create_engine, inspect, literal_column, select, table, text
+from sqlalchemy import bindparam, column, create_engine, func, inspect, literal_column, select, table, text
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchTableError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
+from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.types import JSON, LargeBinary, NullType
 
+from syncapp.budget import PageBudget
 from syncapp.declared import Declared
 from syncapp.egress import EgressRefused, host_addresses_allowed, host_refusal
 from syncapp.errors import SourceError, SyncError, TransientSourceError
@@ -885,16 +887,19 @@ class DatabaseReader(ReaderKind):
             return {"after": None}
         return {"after": None, "since": {"column": cursor["path"], "value": key_encode(cursor["raw"])}}
 
-    def statement(self, *, after: Any, since: dict[str, Any] | None = None) -> Any:
+    def statement(self, *, after: Any, since: dict[str, Any] | None = None, measures: list[str] | None = None) -> Any:
         """Return the statement of the page after key `after` (None: the first page), one row more than a page.
 
         `since` ({"column", "value"}) keeps only rows whose cursor column is at or after the value.
+        `measures`: SQL expressions to select instead of the columns (the sizes of a page's values).
         """
         key = self.key_column
         if self.read.query is not None:
             preparer = _preparer(self.location.kind)
             quoted = preparer.quote(key)
             listed = ", ".join(preparer.quote(name) for name in self._selected(key)) if self.read.columns else "*"
+            if measures is not None:
+                listed = ", ".join(f"{measure} AS sync_measure_{index}" for index, measure in enumerate(measures))
             where = f"{quoted} IS NOT NULL" if after is None else f"{quoted} > :after"
             if since is not None:
                 where += f" AND {preparer.quote(since['column'])} >= :since"
@@ -906,7 +911,10 @@ class DatabaseReader(ReaderKind):
             return statement.bindparams(after=after) if after is not None else statement
         source = table(self.read.table, schema=self.read.schema)
         key_column = column(key)
-        if self.read.columns:
+        if measures is not None:
+            chosen = select(*(literal_column(measure).label(f"sync_measure_{index}")
+                              for index, measure in enumerate(measures)))
+        elif self.read.columns:
             chosen = select(*(column(name) for name in self._selected(key)))
         else:
             chosen = select(literal_column("*"))
@@ -927,8 +935,9 @@ class DatabaseReader(ReaderKind):
 
         def attempt() -> list[dict[str, Any]]:
             with database_connect(source=self.source) as connection:
-                result = connection.execute(self.statement(after=after, since=since))
-                return [dict(row) for row in result.mappings()]
+                return rows_read(connection, statement=self.statement(after=after, since=since),
+                                 measured=lambda measures: self.statement(after=after, since=since, measures=measures),
+                                 kind=self.location.kind, where=self.location.shown)
 
         rows = self._retrying(attempt, on_wait=on_wait)
         key = self.key_column
@@ -945,6 +954,7 @@ class DatabaseReader(ReaderKind):
         page = rows[: self.read.page_size]
         decimals = self.read.decimals
         body = [{str(name): json_safe(value, decimals=decimals) for name, value in row.items()} for row in page]
+        del rows  # the raw rows: only their JSON form stays with the page
         last = key_encode(page[-1][key]) if page and more else None
         return Fetched(
             request=request, body=body, url=f"{self.location.shown} ({self.read.what})",
@@ -981,3 +991,76 @@ def _preparer(kind: str) -> Any:
 
     dialect = {"postgresql": postgresql.dialect, "mysql": mysql.dialect, "sqlite": sqlite.dialect}[kind]()
     return dialect.identifier_preparer
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading a page within its byte budget (syncapp/budget.py)
+
+# Rows a server-side cursor hands over at a time: the memory of a batch is what is over the budget at most.
+STREAM_BATCH_ROWS = 50
+
+
+def _size_sql(kind: str, name: str) -> str:
+    """Return SQL for the bytes of a column's value as text (NULL for NULL), measured by the database."""
+    quoted = _preparer(kind).quote(name)
+    if kind == "postgresql":
+        return f"octet_length(CAST({quoted} AS text))"
+    if kind == "mysql":
+        return f"octet_length({quoted})"
+    return f"length(CAST({quoted} AS BLOB))"
+
+
+def _page_subquery(statement: Any) -> Any:
+    """Return a page's statement as a subquery to measure it by."""
+    if isinstance(statement, TextClause):
+        return statement.columns().subquery("sync_page")
+    return statement.subquery("sync_page")
+
+
+def page_sizes_measure(connection: Connection, *, statement: Any, measured: Any,
+                       kind: str) -> tuple[dict[str, int], int]:
+    """Return the largest value of each column of a page's rows and the bytes of them all, measured by the
+    database, so that rows too large are refused before one byte of them is sent.
+
+    `measured(expressions)` is the page's statement selecting those expressions instead of its columns:
+    the database computes the sizes before it orders the page, so it sorts sizes, not the values.
+    """
+    with connection.execute(select(literal_column("*")).select_from(_page_subquery(statement)).limit(0)) as empty:
+        columns = empty.keys()  # a result's column names, not a dict's keys
+    names = [str(name) for name in columns]
+    if not names:
+        return {}, 0
+    sizes = [f"coalesce({_size_sql(kind, name)}, 0)" for name in names]
+    labels = [f"sync_measure_{index}" for index in range(len(names))]
+    total = " + ".join(labels)
+    statement = select(
+        *(func.max(literal_column(label)) for label in labels), func.sum(literal_column(total)),
+    ).select_from(_page_subquery(measured(sizes)))
+    row = connection.execute(statement).one()
+    largest = {name: int(row[index] or 0) for index, name in enumerate(names)}
+    return largest, int(row[-1] or 0)
+
+
+def rows_read(connection: Connection, *, statement: Any, measured: Any, kind: str,
+              where: str) -> list[dict[str, Any]]:
+    """Return the rows of a page's statement, failing with PageTooLarge when they are over the page's budget.
+
+    The database measures the page first (the text form of each value, `measured`: see page_sizes_measure),
+    so a row of hundreds of megabytes is never sent; then the rows are fetched through a server-side cursor
+    (PostgreSQL, MariaDB) in small batches and counted as they arrive, which also bounds rows that grew
+    between the two statements.
+    """
+    budget = PageBudget(where=where)
+    largest, total = page_sizes_measure(connection, statement=statement, measured=measured, kind=kind)
+    for name, size in largest.items():
+        budget.value_check(size, what=f"a value of column {name!r}")
+    if total > budget.page_limit:
+        budget.add(total, what=f"its rows ({total:,} bytes as the database measures them)")
+    rows: list[dict[str, Any]] = []
+    streaming = connection.execution_options(stream_results=True, yield_per=STREAM_BATCH_ROWS)
+    with streaming.execute(statement) as result:
+        for number, row in enumerate(result.mappings(), start=1):
+            kept = dict(row)
+            budget.add_row(kept, what=f"row {number}")
+            rows.append(kept)
+    return rows

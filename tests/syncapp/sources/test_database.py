@@ -72,8 +72,10 @@ def statements() -> Iterator[list[str]]:
 
 
 def page_reads(sent: list[str], *, name: str) -> list[str]:
-    """Return the statements that read pages (not the check of a query when saved, with LIMIT :none, 0)."""
-    return [sql for sql in sent if name in sql and "LIMIT" in sql and "LIMIT 0" not in sql and "(none)" not in sql]
+    """Return the statements that read pages (not the check of a query when saved, with LIMIT :none, 0, nor
+    the measure of a page's bytes before it is read, FROM (…) AS sync_page)."""
+    return [sql for sql in sent if name in sql and "LIMIT" in sql and "LIMIT 0" not in sql and "(none)" not in sql
+            and "sync_page" not in sql]
 
 
 # ---------------------------------------------------------------------------------------------

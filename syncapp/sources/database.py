@@ -439,26 +439,80 @@ def _quoted_end(query: str, index: int, *, backslash: bool) -> int:
     raise DatabaseConfigError([f"a quote {quote_char} is not closed"])
 
 
-def _scan_words(query: str, *, backslash: bool) -> tuple[list[str], list[str]]:
-    """Return the words of a query outside quotes and comments, and what follows each semicolon.
+# Functions a read may not call. PostgreSQL keeps the `pg_` prefix for its own functions, so there the
+# rule is an allow-list (PG_FUNCTIONS_ALLOWED); elsewhere the families that administer a server (end
+# sessions, reload or set its configuration), read or write its files, reach other servers, run SQL
+# given as text past this check, or stall a connection are refused by name or prefix.
+PG_FUNCTIONS_ALLOWED = frozenset({
+    "pg_typeof", "pg_column_size", "pg_size_pretty", "pg_size_bytes", "pg_relation_size", "pg_table_size",
+    "pg_total_relation_size", "pg_indexes_size", "pg_database_size", "pg_encoding_to_char", "pg_client_encoding",
+    "pg_char_to_encoding", "pg_backend_pid", "pg_postmaster_start_time", "pg_conf_load_time", "pg_is_in_recovery",
+    "pg_current_xact_id", "pg_input_is_valid", "pg_input_error_info", "pg_get_viewdef", "pg_get_constraintdef",
+    "pg_get_indexdef", "pg_get_expr", "pg_get_userbyid", "pg_get_serial_sequence", "pg_get_function_arguments",
+    "pg_get_function_result", "pg_has_role", "pg_table_is_visible", "pg_type_is_visible", "pg_function_is_visible",
+    "pg_collation_for", "pg_xact_commit_timestamp", "pg_jit_available",
+})
+FUNCTIONS_REFUSED = frozenset({
+    # PostgreSQL: settings, SQL run from text (ts_stat, query_to_xml and its kin), large objects. (nextval and
+    # setval fail in the read-only transaction.)
+    "set_config", "ts_stat", "loread", "lowrite", "binary_upgrade_set_next_pg_type_oid",
+    # MariaDB/MySQL: files, stalls, locks held past the statement, waits on replication, known shell UDFs.
+    "load_file", "sleep", "benchmark", "get_lock", "release_lock", "release_all_locks", "is_free_lock",
+    "is_used_lock", "master_pos_wait", "source_pos_wait", "master_gtid_wait", "wait_for_executed_gtid_set",
+    "wait_until_sql_thread_after_gtids", "sys_exec", "sys_eval", "sys_get", "sys_set",
+    # SQLite: native code.
+    "load_extension",
+})
+FUNCTION_PREFIXES_REFUSED = ("lo_", "dblink", "query_to_", "cursor_to_", "table_to_", "schema_to_", "database_to_",
+                             "binary_upgrade_")
 
-    `backslash`: a backslash escapes a quote inside '…' (MySQL), or does not (PostgreSQL, SQLite).
+
+def function_refused(name: str) -> bool:
+    """Return whether a read may not call the function of this name (lower case, without its schema)."""
+    if name.startswith("pg_"):
+        return name not in PG_FUNCTIONS_ALLOWED
+    return name in FUNCTIONS_REFUSED or name.startswith(FUNCTION_PREFIXES_REFUSED)
+
+
+@dataclass
+class ScannedQuery:
+    """What a query holds outside quotes and comments: its words, the names it calls, what follows each ;."""
+
+    words: list[str]
+    calls: list[str]
+    semicolons: list[str]
+
+
+def _scan_words(query: str, *, backslash: bool) -> ScannedQuery:
+    """Return the words of a query outside quotes and comments, the names it calls, and what follows each ;.
+
+    `backslash`: read as MySQL reads (a backslash escapes a quote inside '…', `/*! … */` is code, `--` starts
+    a comment only before a space), or as PostgreSQL and SQLite do. A name called is a word or a quoted name
+    followed by `(`, comments and spaces between them allowed, as the databases allow them.
     """
-    words: list[str] = []
-    semicolons: list[str] = []
+    scanned = ScannedQuery(words=[], calls=[], semicolons=[])
+    name: str | None = None  # the last name seen, while only spaces and comments follow it
     index, length = 0, len(query)
     while index < length:
         char = query[index]
-        if query.startswith("--", index):
+        if query.startswith("--", index) and not (
+            backslash and index + 2 < length and not query[index + 2].isspace()
+        ):
             end = query.find("\n", index)
             index = length if end < 0 else end + 1
+        elif backslash and (executable := re.match(r"/\*M?!\d*", query[index:])):
+            index += len(executable.group(0))  # MySQL runs what is inside /*! … */: it is read as code
+            name = None
         elif query.startswith("/*", index):
             end = query.find("*/", index + 2)
             if end < 0:
                 raise DatabaseConfigError(["a comment /* is not closed"])
             index = end + 2
         elif char in "'\"`":
-            index = _quoted_end(query, index, backslash=backslash)
+            end = _quoted_end(query, index, backslash=backslash)
+            # A quoted name may be called ("pg_sleep"(1), `sleep`(1)); a '…' string may not.
+            name = query[index + 1:end - 1].replace(char * 2, char).lower() if char != "'" else None
+            index = end
         elif char == "$" and not (index and (query[index - 1].isalnum() or query[index - 1] in "_$")) and (
             match := re.match(r"\$([A-Za-z_]\w*)?\$", query[index:])
         ):
@@ -467,25 +521,37 @@ def _scan_words(query: str, *, backslash: bool) -> tuple[list[str], list[str]]:
             if end < 0:
                 raise DatabaseConfigError([f"a dollar quote {tag} is not closed"])
             index = end + len(tag)
+            name = None
         elif char == ";":
-            semicolons.append(query[index + 1:])
+            scanned.semicolons.append(query[index + 1:])
             index += 1
-        elif char.isalpha() or char == "_":
-            match = re.match(r"[A-Za-z_][\w$]*", query[index:])  # PostgreSQL names may hold $
-            words.append(match.group(0).lower())
+            name = None
+        elif (char.isalpha() or char == "_") and (match := re.match(r"[^\W\d][\w$]*", query[index:])):
+            # Names may start with any letter (SELECT 1 AS é) and hold $ (PostgreSQL).
+            name = match.group(0).lower()
+            scanned.words.append(name)
             index += len(match.group(0))
-        else:
+        elif char == "(":
+            if name is not None:
+                scanned.calls.append(name)
+            name = None
             index += 1
-    return words, semicolons
+        else:
+            if not char.isspace():
+                name = None
+            index += 1
+    return scanned
 
 
 def query_problems(query: str) -> list[str]:
     """Return why a query is not one read-only SELECT, or nothing.
 
     The query is read as MySQL reads quotes and as PostgreSQL and SQLite do: a word hidden from one
-    reading is seen by the other. (`#` comments are not skipped: words in them are judged too.)
+    reading is seen by the other. (`#` comments are not skipped: words in them are judged too.) Besides
+    writing and locking, a read may not call functions that administer a server, touch its files, reach
+    another server or stall (function_refused).
     """
-    readings = []
+    readings: list[ScannedQuery] = []
     unreadable: list[str] = []
     for backslash in (False, True):
         try:
@@ -495,16 +561,24 @@ def query_problems(query: str) -> list[str]:
     if not readings:
         return unreadable
     problems: list[str] = []
-    for words, semicolons in readings:
+    for scanned in readings:
+        words = scanned.words
         if not words or words[0] not in ("select", "with"):
             problems.append("must be a single SELECT (or WITH … SELECT) statement")
-        if any(rest.strip() for rest in semicolons):
+        if any(rest.strip() for rest in scanned.semicolons):
             problems.append("must be a single statement: nothing may follow a ;")
         writing = sorted({word for word in words if word in WRITING_WORDS})
         if writing:
             problems.append(f"must only read: {', '.join(word.upper() for word in writing)} has no place in it")
-        if "for" in words and any(word in ("share", "update", "nowait") for word in words):
-            problems.append("must not lock rows (FOR UPDATE / FOR SHARE)")
+        locking = "for" in words and any(word in ("share", "update", "nowait") for word in words)
+        if locking or any(words[at:at + 4] == ["lock", "in", "share", "mode"] for at in range(len(words))):
+            problems.append("must not lock rows (FOR UPDATE / FOR SHARE / LOCK IN SHARE MODE)")
+        refused = sorted({name for name in scanned.calls if function_refused(name.rsplit(".", 1)[-1])})
+        if refused:
+            problems.append(
+                f"must not call {', '.join(refused)}: a read may not administer the server, reach its files or "
+                "other servers, or stall it"
+            )
     return list(dict.fromkeys(problems))
 
 
@@ -600,6 +674,14 @@ def table_key_column(connection: Connection, *, read: DatabaseRead, path: str = 
     return primary[0]
 
 
+def _is_sqlite_rowid(connection: Connection, *, inspector: Any, read: DatabaseRead, key: str, declared: Any) -> bool:
+    """Return whether a key column is SQLite's INTEGER PRIMARY KEY: the rowid, never NULL though not declared so."""
+    if connection.dialect.name != "sqlite" or str(declared).upper() != "INTEGER":
+        return False
+    primary = inspector.get_pk_constraint(read.table, schema=read.schema).get("constrained_columns") or []
+    return primary == [key]
+
+
 def _table_problems(connection: Connection, *, read: DatabaseRead, path: str) -> list[str]:
     inspector = inspect(connection)
     if not inspector.has_table(read.table, schema=read.schema):
@@ -621,7 +703,9 @@ def _table_problems(connection: Connection, *, read: DatabaseRead, path: str) ->
                 f"{path}.keyColumn: column {key!r} is not unique on its own (no primary key, unique constraint "
                 "or unique index of that column alone): pages on it could skip rows"
             )
-        if found[key].get("nullable") and read.key_column is not None:
+        if found[key].get("nullable") and read.key_column is not None and not _is_sqlite_rowid(
+            connection, inspector=inspector, read=read, key=key, declared=found[key]["type"],
+        ):
             problems.append(f"{path}.keyColumn: column {key!r} may be NULL: rows with a NULL key cannot be paged")
         if isinstance(found[key]["type"], (JSON, LargeBinary)):
             problems.append(f"{path}.keyColumn: column {key!r} is of a type without order ({found[key]['type']})")

@@ -23,7 +23,7 @@ from syncapp.configuration import CREDENTIALS_KEPT, ConfigurationInvalid, bundle
 from syncapp.errors import SourceError, TransientSourceError
 from syncapp.models import Object, Source, Synchronization
 from syncapp.sources import reader_for
-from syncapp.sources.database import database_connect, json_safe, key_decode, key_encode
+from syncapp.sources.database import database_connect, json_safe, key_decode, key_encode, query_problems
 from tests.databases import database_sync, maria, maria_items, mariadb_table, pg, pg_items, source_database
 from tests.helpers import run
 
@@ -347,6 +347,68 @@ def test_the_admin_refuses_a_query_of_a_missing_column_at_its_field(admin_client
     assert errors["source_config"] == ["sourceConfig.idColumn: the query's result has no column 'sku' (it has id)"]
 
 
+@pytest.mark.parametrize(("query", "refused"), [
+    ("SELECT pid AS id, pg_terminate_backend(pid) FROM pg_stat_activity", "pg_terminate_backend"),
+    ("SELECT pid AS id, pg_catalog.pg_cancel_backend(pid) FROM pg_stat_activity", "pg_cancel_backend"),
+    ("SELECT 1 AS id, pg_reload_conf()", "pg_reload_conf"),
+    ("SELECT 1 AS id, set_config('statement_timeout', '0', false)", "set_config"),
+    ("SELECT 1 AS id, lo_import('/etc/passwd')", "lo_import"),
+    ("SELECT 1 AS id, pg_read_file('/etc/passwd')", "pg_read_file"),
+    ("SELECT 1 AS id, pg_read_binary_file('/etc/passwd')", "pg_read_binary_file"),
+    ("SELECT pg_ls_dir AS id FROM pg_ls_dir('.')", "pg_ls_dir"),
+    ("SELECT * FROM dblink('host=10.0.0.1', 'SELECT 1') AS t(id int)", "dblink"),
+    ("SELECT 1 AS id, pg_sleep(30)", "pg_sleep"),
+    ("SELECT 1 AS id, \"pg_sleep\" /* quoted, a comment before ( */ (30)", "pg_sleep"),
+    ("SELECT 1 AS id, query_to_xml('SELECT pg_terminate_backend(1)', true, true, '')", "query_to_xml"),
+    ("SELECT id, LOAD_FILE('/etc/passwd') AS f FROM items", "load_file"),
+    ("SELECT id, SLEEP(30) AS s FROM items", "sleep"),
+    ("SELECT id, `sleep`(30) AS s FROM items", "sleep"),
+    ("SELECT id, BENCHMARK(100000000, MD5('a')) AS b FROM items", "benchmark"),
+    # MariaDB runs what is inside /*! … */ and reads --x as minus minus x
+    ("SELECT id /*!, SLEEP(30) */ FROM items", "sleep"),
+    ("SELECT id--sleep(30)\nFROM items", "sleep"),
+])
+def test_the_query_checker_refuses_functions_that_administer_read_files_reach_out_or_stall(query, refused):
+    assert query_problems(query) == [
+        f"must not call {refused}: a read may not administer the server, reach its files or other servers, or stall it"
+    ]
+
+
+@pytest.mark.parametrize("query", [
+    "SELECT count(*) AS n, coalesce(name, 'x') AS id, pg_typeof(price) AS t FROM items GROUP BY name, price",
+    "WITH named(id) AS (SELECT 1) SELECT id, 'sleep(1)' AS quoted, sleep AS column_named_sleep FROM named",
+    "SELECT id -- a comment mentioning pg_sleep(1)\nFROM items",
+    "SELECT 1 AS é",
+])
+def test_the_query_checker_lets_ordinary_reads_through(query):
+    assert query_problems(query) == []
+
+
+def test_mariadb_lock_in_share_mode_is_refused_as_a_lock():
+    assert query_problems("SELECT id FROM items LOCK IN SHARE MODE") == [
+        "must not lock rows (FOR UPDATE / FOR SHARE / LOCK IN SHARE MODE)"
+    ]
+
+
+def test_a_query_that_ends_other_sessions_is_refused_at_import_and_nothing_is_saved(pg_database):
+    with pytest.raises(ConfigurationInvalid, match=r"sourceConfig\.query: must not call pg_terminate_backend"):
+        database_sync(pg_database, query="SELECT pid AS id, pg_terminate_backend(pid) FROM pg_stat_activity",
+                      keyColumn="id")
+
+    assert not Source.objects.exists()
+
+
+def test_the_api_answers_a_query_naming_a_column_with_a_non_ascii_letter_not_a_server_error(api, pg_database):
+    pg_items(pg_database, count=2)
+    sync = database_sync(pg_database, table="items")
+
+    response = api.patch(f"/api/synchronizations/{sync.pk}/",
+                         {"sourceConfig": {"query": "SELECT id, 1 AS é FROM items", "keyColumn": "id"}}, format="json")
+
+    assert response.status_code == 200, response.content
+    assert response.json()["sourceConfig"]["query"] == "SELECT id, 1 AS é FROM items"
+
+
 def test_a_database_source_is_refused_with_a_password_in_its_location_or_at_a_loopback_address(settings):
     with pytest.raises(ConfigurationInvalid) as refused:
         bundle_import({"sources": [{"reference": "db", "type": "database",
@@ -561,6 +623,27 @@ def test_a_sqlite_file_in_an_allowed_directory_syncs_and_one_elsewhere_is_refuse
                                                    r"of SYNC_DATABASE_SOURCE_SQLITE_DIRS"):
         bundle_import({"sources": [{"reference": "other", "type": "database",
                                     "location": f"sqlite:///{tmp_path / 'elsewhere.db'}"}]})
+
+
+def test_a_sqlite_integer_primary_key_is_a_key_column_that_is_never_null(tmp_path, settings):
+    # Given a table whose key is SQLite's INTEGER PRIMARY KEY (the rowid: never NULL, though not declared so)
+    with sqlite3.connect(tmp_path / "shop.db") as connection:
+        connection.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT)")
+        connection.executemany("INSERT INTO items VALUES (?, ?)", [(n, f"item {n}") for n in range(1, 4)])
+    settings.SYNC_DATABASE_SOURCE_SQLITE_DIRS = (str(tmp_path),)
+
+    sync = database_sync(f"sqlite:///{tmp_path / 'shop.db'}", table="items", keyColumn="id")
+
+    assert counts(run(sync)) == ("succeeded", 3, 3, 0, 0, 0)
+
+
+def test_a_sqlite_text_primary_key_may_still_be_null_and_is_refused_as_a_named_key_column(tmp_path, settings):
+    with sqlite3.connect(tmp_path / "shop.db") as connection:
+        connection.execute("CREATE TABLE items (sku TEXT PRIMARY KEY, name TEXT)")
+    settings.SYNC_DATABASE_SOURCE_SQLITE_DIRS = (str(tmp_path),)
+
+    with pytest.raises(ConfigurationInvalid, match=r"sourceConfig\.keyColumn: column 'sku' may be NULL"):
+        database_sync(f"sqlite:///{tmp_path / 'shop.db'}", table="items", keyColumn="sku")
 
 
 def test_sqlite_files_are_refused_when_no_directory_is_allowed(tmp_path):

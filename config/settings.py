@@ -199,6 +199,10 @@ SYNC_DENY_PRIVATE_NETWORKS = env_bool("SYNC_DENY_PRIVATE_NETWORKS", default=Fals
 SYNC_DATABASE_CONNECT_TIMEOUT = env_int("SYNC_DATABASE_CONNECT_TIMEOUT", default=10, minimum=1)
 SYNC_DATABASE_STATEMENT_TIMEOUT = env_int("SYNC_DATABASE_STATEMENT_TIMEOUT", default=60, minimum=1)
 SYNC_DATABASE_SOURCE_SQLITE_DIRS = env_dirs("SYNC_DATABASE_SOURCE_SQLITE_DIRS", default=[])
+# A database source on the service's own PostgreSQL server, with a role that can read the service's tables,
+# is refused unless this allows it (the service's own database always is): such a role could read API
+# tokens and credentials (syncapp/sources/database.py service_database_refusal).
+SYNC_DATABASE_SOURCE_ALLOW_SERVICE_SERVER = env_bool("SYNC_DATABASE_SOURCE_ALLOW_SERVICE_SERVER", default=False)
 # A next link, Link header or redirect to another host than the source's: followed without the
 # source's credentials (strip), or refused.
 SYNC_CROSS_HOST_REQUESTS = env_choice("SYNC_CROSS_HOST_REQUESTS", default="strip", choices=("strip", "refuse"))

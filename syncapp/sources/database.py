@@ -22,11 +22,14 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import decimal
+import getpass
+import ipaddress
 import logging
 import math
 import os
 import random
 import re
+import socket
 import sqlite3
 import time
 import uuid
@@ -37,6 +40,7 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 from django.conf import settings
+from django.db import DatabaseError, connections
 from pydantic import Field
 from sqlalchemy import bindparam, column, create_engine, inspect, literal_column, select, table, text
 from sqlalchemy.engine import URL, Connection, Engine, make_url
@@ -188,8 +192,11 @@ def sqlite_path_refusal(path: str) -> str | None:
     return f"{path} is not in a directory of SYNC_DATABASE_SOURCE_SQLITE_DIRS"
 
 
-def database_location_problems(location: Any, *, path: str = "location") -> list[str]:
-    """Return the problems of a database source's location as saved: its form, and whether it may be read."""
+def database_location_problems(location: Any, *, path: str = "location", username: str | None = None) -> list[str]:
+    """Return the problems of a database source's location as saved: its form, and whether it may be read.
+
+    `username`: the role of the source's credentials, if they name one (service_database_refusal).
+    """
     try:
         parsed = database_location_parse(location)
     except DatabaseConfigError as error:
@@ -197,9 +204,88 @@ def database_location_problems(location: Any, *, path: str = "location") -> list
     if parsed.kind == "sqlite":
         refusal = sqlite_path_refusal(parsed.path)
     else:
-        # A name is resolved when connecting, not now: it may resolve elsewhere by then anyway.
+        # A name is resolved when connecting, not now: it may resolve elsewhere by then anyway. (Whether
+        # it is the service's own server is asked of what it resolves to now, and again when connecting.)
         refusal = host_refusal(parsed.host, port=parsed.port, resolve=False)
+    refusal = refusal or service_database_refusal(parsed, username=username)
     return [f"{path}: {refusal}"] if refusal else []
+
+
+# ---------------------------------------------------------------------------------------------
+# The service's own database
+
+
+def _host_addresses(host: str, *, port: int) -> set[str]:
+    """Return the addresses a host stands for, every loopback address (and a local socket) as "loopback".
+
+    A name that does not resolve stands for itself: it cannot be told apart from anything now.
+    """
+    if not host or host.startswith("/"):
+        return {"loopback"}
+    try:
+        infos = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return {host.lower()}
+    found = set()
+    for info in infos:
+        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        found.add("loopback" if address.is_loopback else str(address))
+    return found
+
+
+def _role_reads_service_tables(role: str) -> bool:
+    """Return whether a PostgreSQL role can read any table of the service's database (a superuser can).
+
+    Asked of the service's own connection: the privileges of a role on tables of another database
+    cannot be asked from there.
+    """
+    with connections["default"].cursor() as cursor:
+        cursor.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_roles r JOIN pg_class c ON c.relkind IN ('r', 'v', 'm', 'p') "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE r.rolname = %s "
+            "AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%%' "
+            "AND has_any_column_privilege(r.oid, c.oid, 'SELECT'))",
+            [role],
+        )
+        return bool(cursor.fetchone()[0])
+
+
+def service_database_refusal(location: DatabaseLocation, *, username: str | None) -> str | None:
+    """Return why a database source may not read where it points: the service's own database, or its
+    server with a role that can read the service's tables (unless SYNC_DATABASE_SOURCE_ALLOW_SERVICE_SERVER).
+
+    However the host is written (localhost, 127.0.0.1, ::1, a name resolving to one of the service's
+    addresses) and with the port written or not, the same server is the same. `username`: the role the
+    source connects as (None: the location's, else libpq's default).
+    """
+    own = settings.DATABASES["default"]
+    engine = own.get("ENGINE", "")
+    if engine.endswith("sqlite3"):
+        name = str(own.get("NAME") or "")
+        if location.kind == "sqlite" and name and os.path.realpath(location.path) == os.path.realpath(name):
+            return "this is the service's own database, which a source may not read"
+        return None
+    if not engine.endswith("postgresql") or location.kind != "postgresql":
+        return None
+    port = int(own.get("PORT") or DEFAULT_PORTS["postgresql"])
+    host = str(own.get("HOST") or "")
+    if location.port != port or not _host_addresses(location.host, port=port) & _host_addresses(host, port=port):
+        return None
+    if location.database == own.get("NAME"):
+        return "this is the service's own database, which a source may not read"
+    if settings.SYNC_DATABASE_SOURCE_ALLOW_SERVICE_SERVER:
+        return None
+    role = username or location.username or os.environ.get("PGUSER") or getpass.getuser()
+    try:
+        reads = _role_reads_service_tables(role)
+    except DatabaseError as error:
+        return f"whether role {role!r} can read the service's tables on its server cannot be told ({error})"
+    if reads:
+        return (f"role {role!r} can read the service's own tables on this server (the same server as the service's "
+                "database): use a role without that right, or set SYNC_DATABASE_SOURCE_ALLOW_SERVICE_SERVER=true")
+    return None
 
 
 class DatabaseSourceConfiguration(Declared):
@@ -218,7 +304,11 @@ class DatabaseSourceConfiguration(Declared):
 @source_record_check("database", label="Database", configuration=DatabaseSourceConfiguration)
 def database_source_problems(*, location: Any, credentials: Any, has_upload: bool, path: str) -> list[str]:
     """Return the problems of a database source as saved: its connection URL, and its credentials when given."""
-    problems = database_location_problems(location if isinstance(location, str) else "", path=f"{path}location")
+    username = None
+    if isinstance(credentials, dict) and isinstance(credentials.get("username") or credentials.get("user"), str):
+        username = credentials.get("username") or credentials.get("user")
+    problems = database_location_problems(location if isinstance(location, str) else "", path=f"{path}location",
+                                          username=username)
     if credentials is not None:
         problems += database_credentials_problems(credentials, path=f"{path}credentials")
     return problems
@@ -254,6 +344,13 @@ def _login(source: Source) -> tuple[str | None, str | None]:
     username = raw.get("username") or raw.get("user") or None
     password = raw.get("password") or None
     return (str(username) if username else None), (str(password) if password else None)
+
+
+def _stored_username(source: Source) -> str | None:
+    """Return the username of a source's stored credentials, or None (none, or not readable)."""
+    raw = source.credentials or {}
+    name = (raw.get("username") or raw.get("user")) if isinstance(raw, dict) else None
+    return str(name) if name else None
 
 
 def _seconds(configuration: Any, keys: tuple[str, ...], *, default: float) -> float:
@@ -294,6 +391,9 @@ def _engine(*, location: DatabaseLocation, username: str | None, password: str |
             connection.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
             return connection
 
+        refusal = service_database_refusal(location, username=None)
+        if refusal is not None:
+            raise SourceError(f"{location.shown}: {refusal}")
         return create_engine("sqlite+pysqlite://", creator=sqlite_connect, poolclass=NullPool)
     try:
         addresses = host_addresses_allowed(location.host, port=location.port)
@@ -301,6 +401,9 @@ def _engine(*, location: DatabaseLocation, username: str | None, password: str |
         raise SourceError(str(refused)) from None
     except (OSError, UnicodeError) as error:
         raise TransientSourceError(f"{location.host} does not resolve ({error})") from None
+    refusal = service_database_refusal(location, username=username)
+    if refusal is not None:
+        raise SourceError(f"{location.shown}: {refusal}")
     address = str(addresses[0])
     query = dict(location.options)
     if location.kind == "postgresql":
@@ -759,7 +862,8 @@ def database_read_problems(*, source: Source | None, source_config: Any, path: s
         read = database_read_parse(source_config, path=path)
     except DatabaseConfigError as error:
         return error.problems
-    location_problems = database_location_problems(source.location, path=f"{source_path} location")
+    username = _stored_username(source)
+    location_problems = database_location_problems(source.location, path=f"{source_path} location", username=username)
     if location_problems or not live:
         return location_problems
     try:

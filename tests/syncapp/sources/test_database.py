@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import connection
 from rest_framework.test import APIClient
 from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
@@ -423,6 +424,67 @@ def test_a_database_source_is_refused_with_a_password_in_its_location_or_at_a_lo
                                     "location": "mysql://root@127.0.0.1:3306/test"}]})
 
 
+# ---------------------------------------------------------------------------------------------
+# The service's own database and server
+
+
+def service_location(*, host: str = "127.0.0.1", port: str = ":5432", user: str = "root") -> str:
+    """Return a location of the service's own (test) database, its host and port written as asked."""
+    return f"postgresql://{user}@{host}{port}/{connection.settings_dict['NAME']}"
+
+
+@pytest.mark.parametrize(("host", "port"), [
+    ("127.0.0.1", ":5432"), ("localhost", ""), ("[::1]", ":5432"), ("localhost", ":5432"), ("127.0.0.1", ""),
+])
+def test_a_source_of_the_services_own_database_is_refused_however_its_host_is_written(host, port, settings):
+    settings.SYNC_DATABASE_SOURCE_ALLOW_SERVICE_SERVER = True  # allows the server, never the service's database
+
+    with pytest.raises(ConfigurationInvalid) as refused:
+        database_sync(service_location(host=host, port=port), query="SELECT key AS id, user_id FROM authtoken_token",
+                      keyColumn="id")
+
+    assert "sources[0].location: this is the service's own database, which a source may not read" in str(
+        refused.value)
+    assert not Source.objects.exists()
+
+
+def test_a_source_saved_anyway_at_the_services_own_database_is_refused_when_connecting():
+    get_user_model().objects.create(username="boss", is_superuser=True)
+    pg_source = Source.objects.create(reference="self", name="Self", type="database",
+                                      location=service_location(host="localhost", port=""))
+    sync = Synchronization.objects.create(
+        reference="tokens", source=pg_source, source_type="database", target_type="register/schema",
+        source_config={"query": "SELECT id, username FROM auth_user", "keyColumn": "id"},
+    )
+
+    with pytest.raises(SourceError, match="this is the service's own database, which a source may not read"):
+        reader_for(sync).fetch(request={"after": None})
+
+
+def test_a_source_on_the_services_server_whose_role_can_read_the_services_tables_is_refused(pg_database, settings):
+    # Given a database of its own on the service's server, read as the superuser (who can read every table)
+    as_superuser = pg_database.replace(pg_database.split("//")[1].split("@")[0], "root", 1)
+    pg_items(pg_database, count=2)
+
+    with pytest.raises(ConfigurationInvalid, match=r"sources\[0\]\.location: role 'root' can read the service's own "
+                                                   r"tables on this server"):
+        database_sync(as_superuser, table="items")
+    with pytest.raises(ConfigurationInvalid, match=r"role 'root' can read the service's own tables"):
+        database_sync(pg_database, credentials={"username": "root"}, table="items")
+    assert not Source.objects.exists()
+
+    # The database's own role can read nothing of the service's: that source is kept, and runs
+    assert counts(run(database_sync(pg_database, table="items"))) == ("succeeded", 2, 2, 0, 0, 0)
+
+
+def test_an_operator_may_allow_sources_on_the_services_server_with_such_a_role(pg_database, settings):
+    settings.SYNC_DATABASE_SOURCE_ALLOW_SERVICE_SERVER = True
+    as_superuser = pg_database.replace(pg_database.split("//")[1].split("@")[0], "root", 1)
+    pg_items(pg_database, count=2)
+
+    assert counts(run(database_sync(as_superuser, table="items"))) == ("succeeded", 2, 2, 0, 0, 0)
+
+
 def test_the_password_comes_from_the_credentials_and_no_error_shows_it(maria_table):
     maria_items(maria_table, count=1)
 
@@ -500,7 +562,9 @@ def test_the_egress_policy_is_checked_again_when_connecting(pg_database, setting
 def test_a_statement_past_the_sources_timeout_is_cancelled_and_counts_as_transient(pg_database, settings):
     settings.SYNC_HTTP_MAX_ATTEMPTS, settings.SYNC_HTTP_BACKOFF_SECONDS = 1, 0
     pg_items(pg_database, count=2)
-    sync = database_sync(pg_database, query="SELECT id, pg_sleep(30) AS slept FROM items", keyColumn="id")
+    # (pg_sleep is refused by the query checker: a count of 10^9 numbers is as slow)
+    slow = "SELECT id, (SELECT count(*) FROM generate_series(1, 1000000000)) AS counted FROM items"
+    sync = database_sync(pg_database, query=slow, keyColumn="id")
     Source.objects.filter(pk=sync.source_id).update(configuration={"timeout": 0.2})
     sync.refresh_from_db()
 

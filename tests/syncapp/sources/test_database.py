@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from django.db import connection
 from rest_framework.test import APIClient
@@ -24,7 +25,14 @@ from syncapp.configuration import CREDENTIALS_KEPT, ConfigurationInvalid, bundle
 from syncapp.errors import SourceError, TransientSourceError
 from syncapp.models import Object, Source, Synchronization
 from syncapp.sources import reader_for
-from syncapp.sources.database import database_connect, json_safe, key_decode, key_encode, query_problems
+from syncapp.sources.database import (
+    database_connect,
+    database_location_problems,
+    json_safe,
+    key_decode,
+    key_encode,
+    query_problems,
+)
 from tests.databases import database_sync, maria, maria_items, mariadb_table, pg, pg_items, source_database
 from tests.helpers import run
 
@@ -475,6 +483,23 @@ def test_a_source_on_the_services_server_whose_role_can_read_the_services_tables
 
     # The database's own role can read nothing of the service's: that source is kept, and runs
     assert counts(run(database_sync(pg_database, table="items"))) == ("succeeded", 2, 2, 0, 0, 0)
+
+
+def test_a_sqlite_source_of_the_embedded_services_own_file_is_refused_even_through_a_link(tmp_path, settings,
+                                                                                        monkeypatch):
+    # Given the embedded service keeping its data in a SQLite file of an allowed directory
+    own = tmp_path / "data" / "sync.sqlite3"
+    own.parent.mkdir()
+    sqlite3.connect(own).close()
+    (tmp_path / "link.sqlite3").symlink_to(own)
+    settings.SYNC_DATABASE_SOURCE_SQLITE_DIRS = (str(tmp_path),)
+    monkeypatch.setattr(django_settings, "DATABASES", {"default": {"ENGINE": "django.db.backends.sqlite3",
+                                                                   "NAME": str(own)}})
+
+    for location in (f"sqlite:///{own}", f"sqlite:///{tmp_path / 'link.sqlite3'}"):
+        assert database_location_problems(location) == [
+            "location: this is the service's own database, which a source may not read"
+        ]
 
 
 def test_an_operator_may_allow_sources_on_the_services_server_with_such_a_role(pg_database, settings):

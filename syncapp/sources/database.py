@@ -215,24 +215,41 @@ def database_location_problems(location: Any, *, path: str = "location", usernam
 # The service's own database
 
 
-def _host_addresses(host: str, *, port: int) -> set[str]:
-    """Return the addresses a host stands for, every loopback address (and a local socket) as "loopback".
+def _local_addresses() -> set[str]:
+    """Return the addresses of this machine's own name: a server here is reached through them as well."""
+    try:
+        infos = socket.getaddrinfo(socket.gethostname(), None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return set()
+    return {str(info[4][0]).split("%", 1)[0] for info in infos}
+
+
+def _address_marks(addresses: list[Any]) -> set[str]:
+    """Return addresses as compared: every loopback, unspecified (0.0.0.0 reaches this machine) or own
+    address of this machine as "this machine", IPv4-mapped IPv6 as the IPv4 address."""
+    local = _local_addresses()
+    marks = set()
+    for raw in addresses:
+        address = ipaddress.ip_address(str(raw).split("%", 1)[0])
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        here = address.is_loopback or address.is_unspecified or str(address) in local
+        marks.add("this machine" if here else str(address))
+    return marks
+
+
+def _host_marks(host: str, *, port: int) -> set[str]:
+    """Return the addresses a host stands for, as compared (_address_marks); a local socket is this machine.
 
     A name that does not resolve stands for itself: it cannot be told apart from anything now.
     """
     if not host or host.startswith("/"):
-        return {"loopback"}
+        return {"this machine"}
     try:
         infos = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError):
         return {host.lower()}
-    found = set()
-    for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        found.add("loopback" if address.is_loopback else str(address))
-    return found
+    return _address_marks([info[4][0] for info in infos])
 
 
 def _role_reads_service_tables(role: str) -> bool:
@@ -252,13 +269,15 @@ def _role_reads_service_tables(role: str) -> bool:
         return bool(cursor.fetchone()[0])
 
 
-def service_database_refusal(location: DatabaseLocation, *, username: str | None) -> str | None:
+def service_database_refusal(location: DatabaseLocation, *, username: str | None,
+                             addresses: list[Any] | None = None) -> str | None:
     """Return why a database source may not read where it points: the service's own database, or its
     server with a role that can read the service's tables (unless SYNC_DATABASE_SOURCE_ALLOW_SERVICE_SERVER).
 
     However the host is written (localhost, 127.0.0.1, ::1, a name resolving to one of the service's
     addresses) and with the port written or not, the same server is the same. `username`: the role the
-    source connects as (None: the location's, else libpq's default).
+    source connects as (None: the location's, else libpq's default); `addresses`: those the connection
+    goes to, checked already (None: the host's, resolved now).
     """
     own = settings.DATABASES["default"]
     engine = own.get("ENGINE", "")
@@ -271,7 +290,8 @@ def service_database_refusal(location: DatabaseLocation, *, username: str | None
         return None
     port = int(own.get("PORT") or DEFAULT_PORTS["postgresql"])
     host = str(own.get("HOST") or "")
-    if location.port != port or not _host_addresses(location.host, port=port) & _host_addresses(host, port=port):
+    marks = _address_marks(addresses) if addresses is not None else _host_marks(location.host, port=port)
+    if location.port != port or not marks & _host_marks(host, port=port):
         return None
     if location.database == own.get("NAME"):
         return "this is the service's own database, which a source may not read"
@@ -401,10 +421,11 @@ def _engine(*, location: DatabaseLocation, username: str | None, password: str |
         raise SourceError(str(refused)) from None
     except (OSError, UnicodeError) as error:
         raise TransientSourceError(f"{location.host} does not resolve ({error})") from None
-    refusal = service_database_refusal(location, username=username)
+    address = str(addresses[0])
+    # Judged by the address connected to, not by another lookup of the name.
+    refusal = service_database_refusal(location, username=username, addresses=[address])
     if refusal is not None:
         raise SourceError(f"{location.shown}: {refusal}")
-    address = str(addresses[0])
     query = dict(location.options)
     if location.kind == "postgresql":
         url = URL.create(DRIVERS["postgresql"], username=username or location.username or None, password=password,

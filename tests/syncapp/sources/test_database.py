@@ -443,9 +443,12 @@ def service_location(*, host: str = "127.0.0.1", port: str = ":5432", user: str 
 
 @pytest.mark.parametrize(("host", "port"), [
     ("127.0.0.1", ":5432"), ("localhost", ""), ("[::1]", ":5432"), ("localhost", ":5432"), ("127.0.0.1", ""),
+    ("0.0.0.0", ""),  # connecting to 0.0.0.0 reaches this machine
 ])
 def test_a_source_of_the_services_own_database_is_refused_however_its_host_is_written(host, port, settings):
     settings.SYNC_DATABASE_SOURCE_ALLOW_SERVICE_SERVER = True  # allows the server, never the service's database
+    # (an operator's allow-list could let 0.0.0.0 through: the rule holds without the egress policy)
+    settings.SYNC_ALLOWED_NETWORKS = (*settings.SYNC_ALLOWED_NETWORKS, ipaddress.ip_network("0.0.0.0/32"))
 
     with pytest.raises(ConfigurationInvalid) as refused:
         database_sync(service_location(host=host, port=port), query="SELECT key AS id, user_id FROM authtoken_token",

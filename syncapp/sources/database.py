@@ -593,7 +593,7 @@ FUNCTION_PREFIXES_REFUSED = ("lo_", "dblink", "query_to_", "cursor_to_", "table_
 
 def function_refused(name: str) -> bool:
     """Return whether a read may not call the function of this name (lower case, without its schema)."""
-    if name.startswith("pg_"):
+    if name.startswith(("pg_", 'u&"')):
         return name not in PG_FUNCTIONS_ALLOWED
     return name in FUNCTIONS_REFUSED or name.startswith(FUNCTION_PREFIXES_REFUSED)
 
@@ -634,8 +634,12 @@ def _scan_words(query: str, *, backslash: bool) -> ScannedQuery:
             index = end + 2
         elif char in "'\"`":
             end = _quoted_end(query, index, backslash=backslash)
-            # A quoted name may be called ("pg_sleep"(1), `sleep`(1)); a '…' string may not.
+            # A quoted name may be called ("pg_sleep"(1), `sleep`(1)); a '…' string may not. PostgreSQL's
+            # U&"…" may spell a name with escapes (U&"pg\005fsleep"): it is kept whole, as no known name.
             name = query[index + 1:end - 1].replace(char * 2, char).lower() if char != "'" else None
+            if char == '"' and query[max(0, index - 2):index].lower() == "u&":
+                name = f'u&"{name}"'
+
             index = end
         elif char == "$" and not (index and (query[index - 1].isalnum() or query[index - 1] in "_$")) and (
             match := re.match(r"\$([A-Za-z_]\w*)?\$", query[index:])

@@ -368,6 +368,7 @@ def test_the_admin_refuses_a_query_of_a_missing_column_at_its_field(admin_client
     ("SELECT * FROM dblink('host=10.0.0.1', 'SELECT 1') AS t(id int)", "dblink"),
     ("SELECT 1 AS id, pg_sleep(30)", "pg_sleep"),
     ("SELECT 1 AS id, \"pg_sleep\" /* quoted, a comment before ( */ (30)", "pg_sleep"),
+    ("SELECT 1 AS id, U&\"pg\\005fsleep\"(30)", 'u&"pg\\005fsleep"'),  # a name spelled with escapes
     ("SELECT 1 AS id, query_to_xml('SELECT pg_terminate_backend(1)', true, true, '')", "query_to_xml"),
     ("SELECT id, LOAD_FILE('/etc/passwd') AS f FROM items", "load_file"),
     ("SELECT id, SLEEP(30) AS s FROM items", "sleep"),

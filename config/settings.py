@@ -46,7 +46,6 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -239,6 +238,10 @@ SYNC_DENY_PRIVATE_NETWORKS = env_bool("SYNC_DENY_PRIVATE_NETWORKS", default=Fals
 SYNC_DATABASE_CONNECT_TIMEOUT = env_int("SYNC_DATABASE_CONNECT_TIMEOUT", default=10, minimum=1)
 SYNC_DATABASE_STATEMENT_TIMEOUT = env_int("SYNC_DATABASE_STATEMENT_TIMEOUT", default=60, minimum=1)
 SYNC_DATABASE_SOURCE_SQLITE_DIRS = env_dirs("SYNC_DATABASE_SOURCE_SQLITE_DIRS", default=[])
+# A database source on the service's own PostgreSQL server, with a role that can read the service's tables,
+# is refused unless this allows it (the service's own database always is): such a role could read API
+# tokens and credentials (syncapp/sources/database.py service_database_refusal).
+SYNC_DATABASE_SOURCE_ALLOW_SERVICE_SERVER = env_bool("SYNC_DATABASE_SOURCE_ALLOW_SERVICE_SERVER", default=False)
 # A next link, Link header or redirect to another host than the source's: followed without the
 # source's credentials (strip), or refused.
 SYNC_CROSS_HOST_REQUESTS = env_choice("SYNC_CROSS_HOST_REQUESTS", default="strip", choices=("strip", "refuse"))
@@ -350,7 +353,8 @@ CELERY_BEAT_SCHEDULE = {
 REST_FRAMEWORK = {
     # Token first: an anonymous request is answered 401 with `WWW-Authenticate: Token`.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        # Tokens are stored as digests (syncapp/tokens.py): a token read from the database does not authenticate.
+        "syncapp.tokens.DigestTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.BasicAuthentication",
     ],

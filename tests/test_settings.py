@@ -377,6 +377,13 @@ def test_a_key_file_others_may_read_stops_the_settings(tmp_path):
     assert "may be read by other users (mode 644): make it readable by its owner only" in last_line(result.stderr)
 
 
+def test_a_bad_value_of_the_service_server_database_source_setting_stops_the_settings(tmp_path):
+    result = load_settings(tmp_path, SYNC_DATABASE_SOURCE_ALLOW_SERVICE_SERVER="sometimes")
+
+    assert result.returncode != 0
+    assert "SYNC_DATABASE_SOURCE_ALLOW_SERVICE_SERVER must be one of true/false" in last_line(result.stderr)
+
+
 def test_a_task_time_limit_that_is_not_below_the_visibility_timeout_stops_the_settings(tmp_path):
     result = load_settings(tmp_path, CELERY_VISIBILITY_TIMEOUT="600", CELERY_TASK_TIME_LIMIT="600")
 

@@ -390,6 +390,35 @@ def test_private_networks_are_denied_when_asked(settings):
     assert "a private network" in url_refusal("http://192.168.1.1:8080/")
 
 
+# IPv6 forms that carry an IPv4 address, each carrying a denied one: 169.254.169.254 (the metadata
+# service) or 127.0.0.1.
+CARRIED_DENIED = {
+    "NAT64": "http://[64:ff9b::a9fe:a9fe]/latest/meta-data",
+    "NAT64 in IPv4 notation": "http://[64:ff9b::169.254.169.254]/",
+    "NAT64 local-use /96": "http://[64:ff9b:1::a9fe:a9fe]/",
+    "NAT64 local-use /48": "http://[64:ff9b:1:a9fe:a9:fe00::]/",
+    "6to4": "http://[2002:a9fe:a9fe::1]/",
+    "Teredo (client 127.0.0.1, obfuscated)": "http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/",
+    "Teredo (server 169.254.169.254)": "http://[2001:0:a9fe:a9fe::1]/",
+}
+
+
+@pytest.mark.usefixtures("default_policy")
+@pytest.mark.parametrize("location", CARRIED_DENIED.values(), ids=CARRIED_DENIED.keys())
+def test_an_ipv6_address_carrying_a_denied_ipv4_address_is_refused_as_the_address_inside(location):
+    refusal = url_refusal(location)
+
+    assert refusal is not None and "carries" in refusal and "sources may not call" in refusal
+    assert egress.location_problems(location) != []
+
+
+@pytest.mark.usefixtures("default_policy")
+def test_an_ipv6_address_carrying_an_allowed_ipv4_address_is_allowed():
+    # 93.184.216.34 is a public address: its NAT64 and 6to4 forms are as callable as it is.
+    assert url_refusal("http://[64:ff9b::5db8:d822]/", resolve=False) is None
+    assert url_refusal("http://[2002:5db8:d822::1]/", resolve=False) is None
+
+
 def test_an_allow_list_lets_only_its_networks_be_called(settings):
     settings.SYNC_ALLOWED_NETWORKS = (ipaddress.ip_network("127.0.0.1/32"),)
     assert url_refusal("http://127.0.0.1:8000/") is None

@@ -3,9 +3,12 @@ mappings, conditions and configuration import. Whatever the input, the only exce
 project's own clear errors. Bounded in examples and time, so the suite stays within minutes."""
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -14,6 +17,7 @@ from syncapp.configuration import ConfigurationInvalid, bundle_validate
 from syncapp.errors import PaginationError, SourceError
 from syncapp.hashing import hash_hashes
 from syncapp.mapping import MappingError, MappingSpec, apply_mapping, validate_mapping_config
+from syncapp.models import Mapping, Register, Schema, Source, Synchronization
 from syncapp.openconnector import bundle_normalize
 from syncapp.pagination import (
     PageRequest,
@@ -189,3 +193,44 @@ def test_any_openconnector_export_reads_as_a_bundle_or_a_list_of_problems(export
         bundle_validate(bundle_normalize(export))
     except ConfigurationInvalid as invalid:
         assert invalid.problems
+
+
+# Bundles the fuzzer once crashed `sync import` with (TypeError), each with the field the import must name.
+CRASHED_IMPORTS = {
+    "sourceType a list": (
+        {"synchronizations": [{"reference": "y", "name": "y", "sourceType": ["api"], "sourceConfig": {}}]},
+        "synchronizations[0].sourceType: must be one of",
+    ),
+    "a source's type a list": (
+        {"sources": [{"reference": "s", "type": ["api"], "location": "http://127.0.0.1:1/",
+                      "configuration": {"headers": {}}}]},
+        "sources[0].type: must be one of",
+    ),
+    "an exported source's type a list": (
+        {"sources": [{"id": 1, "name": "s", "type": ["api"], "location": "http://127.0.0.1:1/"}]},
+        "sources[0].type: must be one of",
+    ),
+    "an exported register's schemas a number": (
+        {"registers": [{"id": 1, "reference": "r", "name": "r", "schemas": 5}]},
+        "registers[0].schemas: must be a list",
+    ),
+    "schemas a number beside an exported synchronization": (
+        {"registers": [{"reference": "r", "name": "r", "schemas": 5}], "synchronizations": [{"id": 1, "name": "y"}]},
+        "registers[0].schemas: must be a list",
+    ),
+}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("bundle, problem", CRASHED_IMPORTS.values(), ids=CRASHED_IMPORTS.keys())
+def test_a_bundle_that_once_crashed_the_import_is_refused_naming_the_field_and_stores_nothing(
+    tmp_path, bundle, problem
+):
+    path = tmp_path / "bundle.json"
+    path.write_text(json.dumps(bundle))
+
+    with pytest.raises(CommandError) as caught:
+        call_command("sync", "import", str(path))
+
+    assert problem in str(caught.value)
+    assert not any(model.objects.exists() for model in (Source, Register, Schema, Mapping, Synchronization))

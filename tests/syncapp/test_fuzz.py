@@ -156,24 +156,34 @@ def test_any_rule_on_any_data_is_true_false_or_a_condition_error(rule, data):
         return
 
 
+# Records of the right shape with any value at a few keys, so that examples reach past the first checks
+# (a type that is a list once crashed the import); any section may also be any value.
+references = st.sampled_from(["a", "b", "zoo"]) | scalars
+kinds = st.sampled_from(["api", "database", "file", "register/schema", "x"]) | st.lists(
+    st.sampled_from(["api", "file"]), min_size=1, max_size=2) | json_values
+schema_lists = st.lists(st.fixed_dictionaries({"reference": references}, optional={"schema": json_values}),
+                        max_size=2) | json_values
+
+
+def records(required: dict, optional: dict) -> st.SearchStrategy:
+    """Return lists of one or two records with the required keys and some of the optional ones."""
+    return st.lists(st.fixed_dictionaries(required, optional=optional), min_size=1, max_size=2)
+
+
 sections = st.fixed_dictionaries({}, optional={
-    "sources": st.lists(st.fixed_dictionaries({}, optional={
-        "reference": scalars, "location": urlish | scalars, "type": st.sampled_from(["api", "x"]) | json_values,
-        "configuration": json_values, "credentials": json_values,
-    }), max_size=2) | json_values,
-    "mappings": st.lists(st.fixed_dictionaries({}, optional={
-        "reference": scalars, "mapping": json_values, "cast": json_values, "unset": json_values,
-    }), max_size=2) | json_values,
-    "synchronizations": st.lists(st.fixed_dictionaries({}, optional={
-        "reference": scalars, "sourceId": scalars, "sourceType": st.sampled_from(["api", "database"]) | json_values,
-        "sourceConfig": json_values, "conditions": rules | json_values,
-        "targetType": st.sampled_from(["api", "register/schema"]) | json_values, "targetId": scalars,
-        "schedule": scalars,
+    "sources": records({"reference": references, "type": kinds}, {
+        "location": urlish | scalars, "configuration": json_values, "credentials": json_values,
+    }) | json_values,
+    "mappings": records({"reference": references}, {
+        "mapping": json_values, "cast": json_values, "unset": json_values,
+    }) | json_values,
+    "synchronizations": records({"reference": references, "sourceType": kinds}, {
+        "sourceId": references, "sourceConfig": json_values, "conditions": rules | json_values,
+        "targetType": kinds, "targetId": st.sampled_from(["zoo/a", "a"]) | scalars, "schedule": scalars,
         "followUps": json_values, "sourceTargetMapping": scalars,
-    }), max_size=2) | json_values,
-    "registers": st.lists(st.fixed_dictionaries({}, optional={
-        "id": scalars, "reference": scalars, "name": scalars, "schemas": json_values,
-    }), max_size=2) | json_values,
+    }) | json_values,
+    "registers": records({"reference": references, "schemas": schema_lists}, {"id": scalars, "name": scalars})
+    | json_values,
 })
 
 
@@ -191,7 +201,7 @@ openconnector_items = st.fixed_dictionaries({}, optional={
     "id": scalars, "name": scalars, "sourceId": scalars, "targetId": scalars, "sourceType": scalars,
     "targetType": scalars, "sourceConfig": json_values, "conditions": json_values, "actions": json_values,
     "location": scalars, "auth": scalars, "apikey": scalars, "configuration": json_values, "uuid": scalars,
-    "type": json_values, "schemas": json_values,
+    "type": kinds, "schemas": schema_lists,
 })
 
 

@@ -211,6 +211,8 @@ CELERY_TIMEZONE = "UTC"
 # Timeouts of every outgoing HTTP call, in seconds (connect, read).
 SYNC_HTTP_CONNECT_TIMEOUT = env_int("SYNC_HTTP_CONNECT_TIMEOUT", default=10, minimum=1)
 SYNC_HTTP_READ_TIMEOUT = env_int("SYNC_HTTP_READ_TIMEOUT", default=60, minimum=1)
+# The most a source's configuration or a sourceConfig may set either to (refused at save, and at a call).
+SYNC_HTTP_MAX_TIMEOUT = env_int("SYNC_HTTP_MAX_TIMEOUT", default=600, minimum=1)
 # Hostile or broken answers: a body larger than this (counted after gzip or deflate decoding), or one
 # that takes longer than the total timeout to arrive (a read timeout only bounds the gap between two
 # bytes), or a page with more objects, fails the page with a clear error.

@@ -36,5 +36,6 @@ export SYNC_ALLOWED_NETWORKS="${SYNC_ALLOWED_NETWORKS:-127.0.0.0/8,::1/128}"
 .venv/bin/lint-imports
 DATABASE_URL=sqlite:////tmp/sync-makemigrations-check.sqlite3 \
   .venv/bin/python manage.py makemigrations --check --dry-run
-# Two test processes side by side (SYNC_TEST_PROCESSES=0 runs them in this one).
+# Two test processes side by side (SYNC_TEST_PROCESSES=0 runs them in this one). The fuzz tests run 40 fixed
+# examples each; SYNC_FUZZ_EXAMPLES=5000 runs that many fresh ones (tests/syncapp/test_fuzz.py).
 exec .venv/bin/pytest -n "${SYNC_TEST_PROCESSES:-2}" "$@"

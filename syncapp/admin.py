@@ -221,6 +221,8 @@ class MappingAdmin(admin.ModelAdmin):
 
     def try_view(self, request, pk: int):
         mapping = get_object_or_404(Mapping, pk=pk)
+        if not self.has_view_permission(request, mapping):
+            raise PermissionDenied  # as the API's try of a mapping: only who may read the mapping
         return _try_page(
             request, title=f"Try mapping {mapping.reference}", subject=mapping,
             back_url=reverse("admin:syncapp_mapping_change", args=[pk]),
@@ -317,6 +319,8 @@ class SynchronizationForm(EmptyJSONForm):
             ("source_config", source_config_schemas(), "source", "#id_source_type"),
             ("target_config", target_config_schemas(), "target", "#id_target_type"),
         ):
+            if field not in self.fields:
+                continue  # shown read-only (a user who may only view): no editor, no help to type by
             self.fields[field].help_text = describe_config_keys(schemas=schemas, kind=kind)
             self.fields[field].widget.use_schemas(schemas=schemas, selector=select)
 
@@ -330,8 +334,9 @@ class SynchronizationForm(EmptyJSONForm):
         cleaned = super().clean()
         if any(name in self.errors for name in ("source_type", "target_type", "source_config", "target_config")):
             return cleaned  # the field itself is refused already
+        values = self._values_with_saved(cleaned)
         document = synchronization_document(
-            cleaned, follow_ups=[sync.reference for sync in cleaned.get("follow_ups") or []]
+            values, follow_ups=[sync.reference for sync in values.get("follow_ups") or []]
         )
         read_changed = bool({"source_type", "source", "source_config"} & set(self.changed_data))
         problems = synchronization_problems(
@@ -340,8 +345,21 @@ class SynchronizationForm(EmptyJSONForm):
         )
         for field, messages_ in problems_by_field(problems, document=document).items():
             for message in messages_:
-                self.add_error(None if field == "non_field_errors" else field, message)
+                # A problem of a field shown read-only is the form's: add_error knows only editable fields.
+                self.add_error(field if field in self.fields else None, message)
         return cleaned
+
+    def _values_with_saved(self, cleaned: dict) -> dict:
+        """Return the form's values, and the saved ones of the fields it does not edit (shown read-only)."""
+        values = dict(cleaned)
+        for name in SynchronizationForm.Meta.fields:
+            if name in self.fields:
+                continue
+            if name == "follow_ups":
+                values[name] = list(self.instance.follow_ups.all()) if self.instance.pk else []
+            else:
+                values[name] = getattr(self.instance, name, None)
+        return values
 
 
 def _cancel_button(run: SynchronizationRun) -> str:
@@ -496,6 +514,8 @@ class SynchronizationAdmin(admin.ModelAdmin):
 
     def try_conditions_view(self, request, pk: int):
         sync = get_object_or_404(Synchronization, pk=pk)
+        if not self.has_view_permission(request, sync):
+            raise PermissionDenied  # as the API's try of conditions: only who may read the synchronization
         return _try_page(
             request, title=f"Try the conditions of {sync.reference}", subject=sync,
             back_url=reverse("admin:syncapp_synchronization_change", args=[pk]),

@@ -175,7 +175,8 @@ class _Checker:
 def _schema_paths(registers: list[tuple[str, dict]]) -> set[str]:
     paths = set()
     for _path, register in registers:
-        for schema in register.get("schemas") or []:
+        schemas = register.get("schemas")
+        for schema in schemas if isinstance(schemas, list) else []:  # anything else is refused by itself
             if isinstance(schema, dict) and isinstance(schema.get("reference"), str):
                 paths.add(f"{register['reference']}/{schema['reference']}")
     return paths

@@ -6,6 +6,8 @@ new connection by the address it really reached (so a name resolving elsewhere i
 slip through). By
 default every address is allowed but loopback, link-local (cloud metadata services live there),
 unspecified, multicast and reserved ones; `SYNC_DENY_PRIVATE_NETWORKS` adds the private ranges.
+An IPv6 address that carries an IPv4 one (IPv4-mapped, NAT64 64:ff9b::/96 and 64:ff9b:1::/48, 6to4
+2002::/16, Teredo 2001::/32) is judged as the IPv4 address inside, where a translator sends it.
 `SYNC_ALLOWED_NETWORKS`, when set, is an allow-list: only the networks it names may be called,
 denied ones included (a test suite naming 127.0.0.0/8, an intranet naming 10.0.0.0/8).
 
@@ -42,19 +44,68 @@ class EgressRefused(SyncError):
     """A request to an address or host the policy does not allow; the message names it and the setting."""
 
 
-def _plain(address: Address) -> Address:
-    """Return the IPv4 address inside an IPv4-mapped or 6to4 IPv6 address, else the address."""
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return address.ipv4_mapped
-        if address.sixtofour is not None:
-            return address.sixtofour
-    return address
+NAT64_WELL_KNOWN = ipaddress.ip_network("64:ff9b::/96")
+NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
+TEREDO = ipaddress.ip_network("2001::/32")
+# RFC 6052's places of the IPv4 address for each prefix length a local-use NAT64 prefix may have inside
+# 64:ff9b:1::/48: (first bit, last bit + 1) of its pieces, skipping bits 64-71 (the "u" octet).
+NAT64_LOCAL_LAYOUTS: tuple[tuple[tuple[int, int], ...], ...] = (
+    ((48, 64), (72, 88)), ((56, 64), (72, 96)), ((72, 104),), ((96, 128),),
+)
+
+
+def _bits(value: int, *, first: int, end: int) -> int:
+    """Return bits first..end-1 of a 128-bit number, bit 0 the most significant."""
+    return (value >> (128 - end)) & ((1 << (end - first)) - 1)
+
+
+def _nat64_local(address: ipaddress.IPv6Address) -> list[Address]:
+    """Return every IPv4 address a local-use NAT64 address may hold: its prefix length is the network's own."""
+    value = int(address)
+    found: list[Address] = []
+    for layout in NAT64_LOCAL_LAYOUTS:
+        ipv4 = 0
+        for first, end in layout:
+            ipv4 = (ipv4 << (end - first)) | _bits(value, first=first, end=end)
+        found.append(ipaddress.IPv4Address(ipv4))
+    return found
+
+
+def _judged(address: Address) -> list[Address]:
+    """Return the addresses a request to this address really reaches, to be judged by the policy.
+
+    An IPv6 address that carries an IPv4 address (IPv4-mapped, NAT64, 6to4, Teredo) is judged by the
+    IPv4 address inside: a translator or relay sends the request there (64:ff9b::a9fe:a9fe is
+    169.254.169.254). A Teredo address names its server and its client: both are judged.
+    """
+    if not isinstance(address, ipaddress.IPv6Address):
+        return [address]
+    if address.ipv4_mapped is not None:
+        return [address.ipv4_mapped]
+    if address in NAT64_WELL_KNOWN:
+        return [ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)]
+    if address in NAT64_LOCAL:
+        return _nat64_local(address)
+    if address.sixtofour is not None:
+        return [address.sixtofour]
+    if address in TEREDO and address.teredo is not None:
+        return list(address.teredo)
+    return [address]
 
 
 def address_refusal(address: Address) -> str | None:
-    """Return why the policy refuses an address, or None when it may be called."""
-    address = _plain(address)
+    """Return why the policy refuses an address, or None when it may be called.
+
+    An address carrying an IPv4 address is judged by it (see _judged), named with what it carries.
+    """
+    for judged in _judged(address):
+        refusal = _plain_address_refusal(judged)
+        if refusal is not None:
+            return refusal if judged == address else f"{address} carries {judged}: {refusal}"
+    return None
+
+
+def _plain_address_refusal(address: Address) -> str | None:
     allowed: tuple[Network, ...] = settings.SYNC_ALLOWED_NETWORKS
     if allowed:
         if any(address in network for network in allowed if network.version == address.version):

@@ -167,6 +167,12 @@ def _mapping(item: dict[str, Any]) -> dict[str, Any]:
     return item
 
 
+def _schemas_of(register: dict[str, Any]) -> list[Any]:
+    """Return a register's schemas when they are a list; anything else is left for validation to refuse."""
+    schemas = register.get("schemas")
+    return schemas if isinstance(schemas, list) else []
+
+
 class _Resolver:
     """Turn OpenConnector's numeric ids into references of the bundle or the database."""
 
@@ -175,7 +181,7 @@ class _Resolver:
         self.schemas = [
             (register, schema)
             for register in sections.get("registers", [])
-            for schema in (register.get("schemas") or [])
+            for schema in _schemas_of(register)
             if isinstance(schema, dict)
         ]
 
@@ -221,7 +227,7 @@ class _Resolver:
             return value
         register = self._in_items(self.sections.get("registers", []), register_id)
         if register is not None:
-            schema = self._in_items([s for s in (register.get("schemas") or []) if isinstance(s, dict)], schema_id)
+            schema = self._in_items([s for s in _schemas_of(register) if isinstance(s, dict)], schema_id)
             if schema is None:
                 matches = [pair for pair in self.schemas if pair[0] is register]
                 found = self._in_items([schema for _, schema in self.schemas], schema_id)
@@ -339,7 +345,7 @@ def bundle_read(bundle: Any) -> tuple[Any, list[str]]:
         return bundle, ignored
     sections = copy.deepcopy(_sections(bundle))
     if not isinstance(sections, dict):
-        return bundle
+        return bundle, ignored
     for section in SECTIONS:
         items = sections.get(section)
         if not isinstance(items, list):
@@ -350,7 +356,7 @@ def bundle_read(bundle: Any) -> tuple[Any, list[str]]:
             item["reference"] = _reference_of(item, section=section, index=index)
             if item.get("description") is None and "description" in item:
                 item["description"] = ""
-            for schema in item.get("schemas") or [] if section == "registers" else []:
+            for schema in _schemas_of(item) if section == "registers" else []:
                 if isinstance(schema, dict) and _is_export(schema):
                     schema["reference"] = _reference_of(schema, section="schemas", index=0)
     resolve = _Resolver({
@@ -396,7 +402,7 @@ def _export_trimmed(item: dict[str, Any], *, section: str, path: str, ignored: l
             declaration=source_configuration_declaration(item.get("type", "api")),
         )
     if section == "registers":
-        for schema_index, schema in enumerate(item.get("schemas") or []):
+        for schema_index, schema in enumerate(_schemas_of(item)):
             if isinstance(schema, dict) and _is_export(schema):
                 item["schemas"][schema_index] = _keep_known(
                     {key: value for key, value in schema.items() if key not in _EXPORT_FIELDS},

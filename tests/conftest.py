@@ -62,6 +62,13 @@ def sample_source(animals):
 
 
 @pytest.fixture
+def default_egress_policy(settings):
+    """The egress policy of a service with nothing configured: loopback, link-local and reserved denied."""
+    settings.SYNC_ALLOWED_NETWORKS = ()
+    settings.SYNC_DENY_PRIVATE_NETWORKS = False
+
+
+@pytest.fixture
 def in_process_tasks(settings):
     """Run tasks in this process, as the embedded default does."""
     settings.TASKS_IN_PROCESS = True

@@ -5,6 +5,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from django.contrib.auth.models import Permission, User
 from django.db import connection
 
 from contracts.models import SynchronizationRun
@@ -72,3 +73,12 @@ def call_at_once(action: Callable[[], None], *, times: int = 2) -> None:
         thread.start()
     for thread in threads:
         thread.join()
+
+
+def staff(*codenames: str, username: str = "editor") -> User:
+    """Return a staff user with these permissions (app_label.codename)."""
+    user = User.objects.create_user(username=username, password="pw", is_staff=True)
+    for name in codenames:
+        app_label, codename = name.split(".")
+        user.user_permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
+    return User.objects.get(pk=user.pk)  # fresh: no cached permissions

@@ -8,8 +8,9 @@ Settings of a call come from the source's `configuration`, then the synchronizat
      "connectTimeout": 5, "timeout": 30, "verify": false}
 
 `timeout` (or `readTimeout`, `read_timeout`) is the read timeout, `connectTimeout` (or
-`connect_timeout`) the connect timeout, in seconds; `verify` turns TLS verification off, or names a CA
-bundle file. Every error names the URL, the status and the content type, never a secret.
+`connect_timeout`) the connect timeout, in seconds, each at most `SYNC_HTTP_MAX_TIMEOUT`; `verify`
+turns TLS verification off, or names a CA bundle file. Every error names the URL, the status and the
+content type, never a secret.
 
 A source's `configuration` may also set a request budget kept by all workers together,
 `"rateLimit": {"requests": 10, "per": "second"}` (`per`: second, minute, hour, day or seconds); the
@@ -120,6 +121,10 @@ def _seconds(value: Any, *, name: str) -> float:
         raise SourceError(f"{name} must be a number of seconds, got {value!r}") from None
     if not seconds > 0:
         raise SourceError(f"{name} must be more than 0 seconds, got {value!r}")
+    # A call that may wait for days holds a worker (and its run) for as long: the operator sets the bound.
+    bound = settings.SYNC_HTTP_MAX_TIMEOUT
+    if seconds > bound:
+        raise SourceError(f"{name} must be at most {bound} seconds (SYNC_HTTP_MAX_TIMEOUT), got {value!r}")
     return seconds
 
 

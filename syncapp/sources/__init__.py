@@ -29,7 +29,7 @@ def source_record_problems(
     *, kind: str, location: Any, credentials: Any = None, has_upload: bool = False, path: str = ""
 ) -> list[str]:
     """Return the problems of a Source record of a type as it is about to be saved."""
-    check = RECORD_CHECKS.get(kind)
+    check = RECORD_CHECKS.get(kind) if isinstance(kind, str) else None  # a list or object is no type either
     if check is None:
         return [f"{path}type: must be one of {', '.join(RECORD_CHECKS)}, got {kind!r}"]
     return check(location=location, credentials=credentials, has_upload=has_upload, path=path)
@@ -37,7 +37,8 @@ def source_record_problems(
 
 def source_configuration_problems(*, kind: str, configuration: Any, path: str = "configuration") -> list[str]:
     """Return the problems of a Source record's `configuration` for its type, each with its path."""
-    if kind not in RECORD_CONFIGURATIONS or configuration in (None, ""):
+    # A type that is not text (a list, an object) is refused at `type`: its configuration has no declaration.
+    if not isinstance(kind, str) or kind not in RECORD_CONFIGURATIONS or configuration in (None, ""):
         return []
     if not isinstance(configuration, dict):
         return [f"{path}: must be an object"]
@@ -47,7 +48,7 @@ def source_configuration_problems(*, kind: str, configuration: Any, path: str = 
 
 def source_configuration_declaration(kind: str) -> type[Declared] | None:
     """Return the declaration of a Source record's `configuration` for its type, or None for an unknown type."""
-    found = RECORD_CONFIGURATIONS.get(kind)
+    found = RECORD_CONFIGURATIONS.get(kind) if isinstance(kind, str) else None
     return found[0] if found is not None else None
 
 

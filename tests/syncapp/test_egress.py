@@ -355,20 +355,13 @@ def test_with_cross_host_requests_refused_a_next_link_to_another_host_fails_the_
 # Sources only at allowed addresses
 
 
-@pytest.fixture
-def default_policy(settings):
-    """The policy of a service with nothing configured: loopback and link-local denied."""
-    settings.SYNC_ALLOWED_NETWORKS = ()
-    settings.SYNC_DENY_PRIVATE_NETWORKS = False
-
-
 DENIED_LOCATIONS = [
     "http://127.0.0.1:5432", "http://169.254.169.254/latest/meta-data", "http://[::1]:6379", "http://0.0.0.0:80",
     "http://[::ffff:127.0.0.1]/", "http://localhost:8000",
 ]
 
 
-@pytest.mark.usefixtures("default_policy")
+@pytest.mark.usefixtures("default_egress_policy")
 @pytest.mark.parametrize("location", DENIED_LOCATIONS)
 def test_a_source_at_a_denied_address_is_refused_at_import(location):
     bundle = zoo_bundle(location=location)
@@ -380,7 +373,7 @@ def test_a_source_at_a_denied_address_is_refused_at_import(location):
     assert "sources may not call" in problem and "SYNC_ALLOWED_NETWORKS" in problem
 
 
-@pytest.mark.usefixtures("default_policy")
+@pytest.mark.usefixtures("default_egress_policy")
 @pytest.mark.parametrize("location", ["http://127.0.0.1:5432", "http://169.254.169.254/", "file:///etc/passwd",
                                       "gopher://example.org/"])
 def test_a_source_at_a_denied_address_or_scheme_is_refused_by_the_api_and_the_admin(location, admin_user, admin_client):
@@ -398,11 +391,40 @@ def test_a_source_at_a_denied_address_or_scheme_is_refused_by_the_api_and_the_ad
     assert not Source.objects.filter(reference="s").exists()
 
 
-@pytest.mark.usefixtures("default_policy")
+@pytest.mark.usefixtures("default_egress_policy")
 def test_private_networks_are_denied_when_asked(settings):
     settings.SYNC_DENY_PRIVATE_NETWORKS = True
     assert "a private network" in url_refusal("http://10.1.2.3/")
     assert "a private network" in url_refusal("http://192.168.1.1:8080/")
+
+
+# IPv6 forms that carry an IPv4 address, each carrying a denied one: 169.254.169.254 (the metadata
+# service) or 127.0.0.1.
+CARRIED_DENIED = {
+    "NAT64": "http://[64:ff9b::a9fe:a9fe]/latest/meta-data",
+    "NAT64 in IPv4 notation": "http://[64:ff9b::169.254.169.254]/",
+    "NAT64 local-use /96": "http://[64:ff9b:1::a9fe:a9fe]/",
+    "NAT64 local-use /48": "http://[64:ff9b:1:a9fe:a9:fe00::]/",
+    "6to4": "http://[2002:a9fe:a9fe::1]/",
+    "Teredo (client 127.0.0.1, obfuscated)": "http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/",
+    "Teredo (server 169.254.169.254)": "http://[2001:0:a9fe:a9fe::1]/",
+}
+
+
+@pytest.mark.usefixtures("default_egress_policy")
+@pytest.mark.parametrize("location", CARRIED_DENIED.values(), ids=CARRIED_DENIED.keys())
+def test_an_ipv6_address_carrying_a_denied_ipv4_address_is_refused_as_the_address_inside(location):
+    refusal = url_refusal(location)
+
+    assert refusal is not None and "carries" in refusal and "sources may not call" in refusal
+    assert egress.location_problems(location) != []
+
+
+@pytest.mark.usefixtures("default_egress_policy")
+def test_an_ipv6_address_carrying_an_allowed_ipv4_address_is_allowed():
+    # 93.184.216.34 is a public address: its NAT64 and 6to4 forms are as callable as it is.
+    assert url_refusal("http://[64:ff9b::5db8:d822]/", resolve=False) is None
+    assert url_refusal("http://[2002:5db8:d822::1]/", resolve=False) is None
 
 
 def test_an_allow_list_lets_only_its_networks_be_called(settings):

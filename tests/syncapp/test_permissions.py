@@ -12,22 +12,13 @@ from contracts.models import SynchronizationRun
 from syncapp.configuration import bundle_import
 from syncapp.models import Object, Source, Synchronization
 from tests.conftest import zoo_bundle
-from tests.helpers import import_zoo, wait_for_run
+from tests.helpers import import_zoo, staff, wait_for_run
 
 pytestmark = pytest.mark.usefixtures("transactional_db", "in_process_tasks")
 
 SECRET = "tok-perm-5d1e-never-show"
 API_LISTS = ["/api/sources/", "/api/mappings/", "/api/registers/", "/api/schemas/", "/api/objects/",
              "/api/synchronizations/", "/api/runs/", "/api/contracts/", "/api/contract-logs/"]
-
-
-def staff(*codenames: str, username: str = "editor") -> User:
-    """Return a staff user with these permissions (app_label.codename)."""
-    user = User.objects.create_user(username=username, password="pw", is_staff=True)
-    for name in codenames:
-        app_label, codename = name.split(".")
-        user.user_permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
-    return User.objects.get(pk=user.pk)  # fresh: no cached permissions
 
 
 def api(user: User | None) -> APIClient:

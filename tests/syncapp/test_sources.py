@@ -177,6 +177,34 @@ def test_bad_call_settings_of_a_source_are_refused_at_import_with_their_path():
     assert caught.value.problems == ["sources[0].configuration.timeout: must be a number of seconds, got 'a while'"]
 
 
+@pytest.mark.django_db
+def test_a_timeout_beyond_the_bound_is_refused_at_import_naming_the_bound(settings):
+    settings.SYNC_HTTP_MAX_TIMEOUT = 600
+    bundle = zoo_bundle(location="http://127.0.0.1:8900")
+    bundle["sources"][0]["configuration"]["timeout"] = 1e9
+    bundle["synchronizations"][0]["sourceConfig"]["connectTimeout"] = 601
+
+    with pytest.raises(ConfigurationInvalid) as caught:
+        bundle_validate(bundle)
+
+    assert caught.value.problems == [
+        "sources[0].configuration.timeout: must be at most 600 seconds (SYNC_HTTP_MAX_TIMEOUT), got 1000000000.0",
+        "synchronizations[0].sourceConfig.connectTimeout: must be at most 600 seconds (SYNC_HTTP_MAX_TIMEOUT), "
+        "got 601",
+    ]
+
+
+def test_a_timeout_saved_beyond_the_bound_fails_the_call_naming_the_bound(settings):
+    # Given a source saved before the bound was lowered
+    settings.SYNC_HTTP_MAX_TIMEOUT = 30
+    source = source_at("http://x", readTimeout=3600)
+
+    bound = r"configuration.timeout must be at most 30 seconds \(SYNC_HTTP_MAX_TIMEOUT\)"
+    with pytest.raises(SourceError, match=bound):
+        call_settings(source=source, source_config={})
+    assert call_settings(source=source_at("http://x", timeout=30), source_config={}).timeout[1] == 30.0
+
+
 @pytest.mark.usefixtures("transactional_db", "in_process_tasks")
 def test_each_run_renders_its_endpoint_template_so_a_run_can_ask_for_what_changed_since_the_last():
     with LoopbackServer(lambda request: (200, {}, [])) as server:

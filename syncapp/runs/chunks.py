@@ -170,7 +170,7 @@ def chunk_write(
     ]
     outcomes = context.writer.write(
         [Write(target_id=contract.target_id, data=item.target_object, origin_id=item.origin_id,
-               key=f"run-{run_id}/{item.origin_id}", known_hash=contract.target_hash)
+               key=f"run-{run_id}/{item.origin_id}", known_hash=contract.target_hash, push_origin=facts.push_origin)
          for item, contract in writes]
     )
     outcome_of = {id(contract): outcome for (_, contract), outcome in zip(writes, outcomes, strict=True)}

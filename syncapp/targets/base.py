@@ -25,6 +25,9 @@ class Write:
     key: str = ""
     # The hash of what was last written there: a target that holds something else was changed there.
     known_hash: str = ""
+    # The synchronizations whose writes caused the run writing this (SynchronizationRun.push_origin): a
+    # target that starts pushes (the register) passes it on, so they do not go back where they came from.
+    push_origin: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)

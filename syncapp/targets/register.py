@@ -255,6 +255,7 @@ class RegisterWriter(WriterKind):
             rows_update(Object, updates, ["data", "updated_at"])
         changes_record(
             schema_id=self.schema.pk, written_by=self.synchronization,
+            caused_by=writes[0].push_origin if writes else (),
             changes=[(str(o.target_id), "create" if o.kind == Outcome.CREATED else "update") for o in outcomes
                      if o.kind in (Outcome.CREATED, Outcome.UPDATED)],
         )

@@ -27,11 +27,15 @@ def wait_until(done: Callable[[], bool], *, worker: WorkerProcess, timeout: floa
         time.sleep(0.2)
 
 
-def settled() -> bool:
-    """Return whether nothing is left to push and no run is active."""
-    return not OutboxChange.objects.exists() and not SynchronizationRun.objects.filter(
-        status__in=SynchronizationRun.ACTIVE_STATUSES
-    ).exists()
+def settled(worker: WorkerProcess) -> bool:
+    """Return whether the pushes ended: nothing left to push, no run active, and no task sent but not done
+    (asked twice, so a task between the queue and the worker is seen the second time)."""
+    return all(
+        not OutboxChange.objects.exists()
+        and not SynchronizationRun.objects.filter(status__in=SynchronizationRun.ACTIVE_STATUSES).exists()
+        and worker.idle()
+        for _ in range(2)
+    )
 
 
 def test_two_schemas_pushed_to_each_other_get_one_object_each_on_a_worker_and_stop(worker):
@@ -42,7 +46,7 @@ def test_two_schemas_pushed_to_each_other_get_one_object_each_on_a_worker_and_st
     register_object_save(obj=Object(schema=a, data={"name": "Lulu"}))
 
     # Then the worker copies it into b, and the copy is not pushed back
-    wait_until(lambda: SynchronizationRun.objects.exists() and settled(), worker=worker)
+    wait_until(lambda: SynchronizationRun.objects.exists() and settled(worker), worker=worker)
     assert pushes.changes_drain_left(older_than_seconds=0) == 0
     assert [Object.objects.filter(schema=schema).count() for schema in (a, b)] == [1, 1]
     runs = SynchronizationRun.objects.values_list("synchronization__reference", "trigger", "status")
@@ -75,7 +79,7 @@ def test_a_burst_of_1200_saves_is_pushed_by_a_worker_in_a_handful_of_runs(worker
                     register_object_save(obj=obj)
 
         # Then every object reaches the target in its last version, by a handful of runs
-        wait_until(lambda: len(target.items) == 200 and settled(), worker=worker)
+        wait_until(lambda: len(target.items) == 200 and settled(worker), worker=worker)
         assert sorted((item["name"], item["version"]) for item in target.items.values()) == sorted(
             (f"n{n}", 5) for n in range(200)
         )

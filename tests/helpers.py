@@ -78,7 +78,8 @@ def call_at_once(action: Callable[[], None], *, times: int = 2) -> None:
 
 def mirrored_schemas(*schemas: str) -> list:
     """Import register schemas pushed round in a cycle (a → b → a for two, a → b → c → a for three), each
-    synchronization named "<from>-to-<to>", and return the schemas in order."""
+    synchronization named "<from>-to-<to>" and deleting what vanished whatever its share, and return the
+    schemas in order."""
     from syncapp.models import Schema
 
     bundle_import({
@@ -87,6 +88,7 @@ def mirrored_schemas(*schemas: str) -> list:
         ]}],
         "synchronizations": [
             {"reference": f"{source}-to-{target}", "sourceType": "register/schema", "sourceId": f"zoo/{source}",
+             "sourceConfig": {"deleteSafetyLimit": "100%"},
              "targetType": "register/schema", "targetId": f"zoo/{target}"}
             for source, target in zip(schemas, [*schemas[1:], schemas[0]], strict=True)
         ],

@@ -62,8 +62,8 @@ class Writer(Protocol):
     def write(self, writes: list[Write]) -> list[Outcome]:
         """Apply the writes; return one outcome per write, in order. Raise only for what ends the chunk."""
 
-    def delete(self, target_ids: list[str]) -> None:
-        """Delete the objects; one that is gone already counts as deleted."""
+    def delete(self, target_ids: list[str], *, push_origin: tuple[int, ...] = ()) -> None:
+        """Delete the objects; one that is gone already counts as deleted. `push_origin`: as Write's."""
 
 
 class WriterKind:

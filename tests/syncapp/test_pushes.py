@@ -216,6 +216,22 @@ def test_a_cycle_of_three_pushed_schemas_ends_before_it_comes_round(monkeypatch)
     assert not OutboxChange.objects.exists()
 
 
+def test_a_deletion_goes_round_a_cycle_of_three_pushed_schemas_once_and_ends_before_it_comes_round(monkeypatch):
+    pushes_cut_after(monkeypatch, limit=20)
+    a, b, c = mirrored_schemas("a", "b", "c")
+    lulu = register_object_save(obj=Object(schema=a, data={"name": "Lulu"}))
+
+    # When a person deletes the object in a
+    register_objects_delete(objects=[lulu])
+
+    # Then its copies in b and c are deleted, and the deletion in c is not pushed on into a
+    assert (names_in(a), names_in(b), names_in(c)) == ([], [], [])
+    assert [(reference, trigger) for reference, trigger, *_ in runs_made()] == [
+        ("a-to-b", "event"), ("b-to-c", "event"), ("a-to-b", "event"), ("b-to-c", "event"),
+    ]
+    assert not OutboxChange.objects.exists()
+
+
 def test_a_burst_of_1200_saves_while_the_schema_is_drained_is_pushed_by_a_handful_of_runs(monkeypatch):
     with TargetApi() as target:
         pushing(target)

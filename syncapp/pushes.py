@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 # An outbox row still there after this long lost its drain: the periodic sweep pushes it.
 OUTBOX_LEFT_SECONDS = 60
 # Outbox rows a drain takes in one transaction (a save records one row; a chunk of a run, one row).
-DRAIN_ROWS = 500
+DRAIN_ROWS = 2000
 
 
 def changes_drain(*, schema_id: int) -> int:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import secrets
 import signal
 import socket
 import statistics
@@ -39,6 +40,8 @@ DSN = os.environ.get("BENCH_DATABASE_URL", "postgresql://root@127.0.0.1:5432/syn
 BROKER = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/14")
 QUEUE = f"bench-{os.getpid()}"
 os.environ.setdefault("SYNC_ALLOWED_NETWORKS", "127.0.0.0/8")  # the bench source is on loopback
+# On PostgreSQL the service refuses to start without a secret key; the bench and its workers share this one.
+os.environ.setdefault("DJANGO_SECRET_KEY", f"bench-{secrets.token_urlsafe(32)}")
 os.environ.update(DATABASE_URL=DSN, CELERY_BROKER_URL=BROKER, CELERY_TASK_DEFAULT_QUEUE=QUEUE,
                   DJANGO_SETTINGS_MODULE="config.settings", LOG_LEVEL="WARNING")
 

@@ -22,16 +22,18 @@ from config.env import (
     env_str,
     env_url,
 )
+from config.keys import (
+    BUILTIN_SECRET_KEY,
+    CREDENTIAL_KEY_FILE,
+    SECRET_KEY_FILE,
+    credential_key_make,
+    key_file_read_or_create,
+    secret_key_make,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 DEBUG = env_bool("DJANGO_DEBUG", default=False)
-SECRET_KEY = env_str("DJANGO_SECRET_KEY")
-if SECRET_KEY is None:
-    if not DEBUG and env_bool("DJANGO_REQUIRE_SECRET_KEY", default=False):
-        raise SettingError("DJANGO_SECRET_KEY must be set when DJANGO_REQUIRE_SECRET_KEY is on")
-    # Only good for local use; docker-compose and production set their own.
-    SECRET_KEY = "insecure-local-key-set-DJANGO_SECRET_KEY-in-production"
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
 # Behind an HTTPS proxy the admin's forms need their origin listed, e.g. https://sync.example.org
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
@@ -44,7 +46,6 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -115,6 +116,33 @@ else:
         )
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {**SQLITE_OPTIONS, **DATABASES["default"].get("OPTIONS", {})}
+# The embedded service: a SQLite database, so one machine, whose processes share the data directory.
+EMBEDDED = DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
+
+# The secret key signs sessions and, without SYNC_CREDENTIAL_KEYS, derives the key of stored credentials:
+# the built-in one is public. The embedded service makes its own in the data directory on first start;
+# a service on PostgreSQL (several machines) must be given one, and refuses to start without it.
+SECRET_KEY = env_str("DJANGO_SECRET_KEY")
+if SECRET_KEY == BUILTIN_SECRET_KEY and not DEBUG:
+    raise SettingError(
+        "DJANGO_SECRET_KEY is the key built into the source, which is public: set a long random one "
+        "(python3 -c \"import secrets; print(secrets.token_urlsafe(50))\")"
+    )
+if SECRET_KEY is None:
+    if env_bool("DJANGO_REQUIRE_SECRET_KEY", default=False):
+        raise SettingError("DJANGO_SECRET_KEY must be set when DJANGO_REQUIRE_SECRET_KEY is on")
+    if EMBEDDED:
+        SECRET_KEY = key_file_read_or_create(
+            DATA_DIR / SECRET_KEY_FILE, make=secret_key_make, setting="DJANGO_SECRET_KEY"
+        )
+    elif DEBUG:
+        SECRET_KEY = BUILTIN_SECRET_KEY  # DEBUG is for a developer's own machine only
+    else:
+        raise SettingError(
+            "DJANGO_SECRET_KEY must be set with a DATABASE_URL of PostgreSQL (every web process and worker "
+            "needs the same one): set a long random one "
+            "(python3 -c \"import secrets; print(secrets.token_urlsafe(50))\")"
+        )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -189,6 +217,17 @@ SYNC_HTTP_READ_TIMEOUT = env_int("SYNC_HTTP_READ_TIMEOUT", default=60, minimum=1
 SYNC_HTTP_MAX_RESPONSE_BYTES = env_int("SYNC_HTTP_MAX_RESPONSE_BYTES", default=50 * 2**20, minimum=1024)
 SYNC_HTTP_TOTAL_TIMEOUT = env_int("SYNC_HTTP_TOTAL_TIMEOUT", default=300, minimum=1)
 SYNC_MAX_PAGE_OBJECTS = env_int("SYNC_MAX_PAGE_OBJECTS", default=100_000, minimum=1)
+# Bytes a page may hold in memory, its rows, records and the details of its objects together, and the
+# most one value (a column, a field, a record) may hold (syncapp/budget.py): counted while reading, so a
+# page over them fails naming the limit, and the run ends failed, before a worker runs out of memory.
+SYNC_PAGE_MAX_BYTES = env_int("SYNC_PAGE_MAX_BYTES", default=64 * 2**20, minimum=1024)
+SYNC_VALUE_MAX_BYTES = env_int("SYNC_VALUE_MAX_BYTES", default=16 * 2**20, minimum=1024)
+if SYNC_VALUE_MAX_BYTES > SYNC_PAGE_MAX_BYTES:
+    raise SettingError(
+        f"SYNC_VALUE_MAX_BYTES ({SYNC_VALUE_MAX_BYTES}) must be at most SYNC_PAGE_MAX_BYTES ({SYNC_PAGE_MAX_BYTES})"
+    )
+# The most bytes of one object or answer a contract log keeps; a longer one is cut, and says so.
+SYNC_LOG_VALUE_MAX_BYTES = env_int("SYNC_LOG_VALUE_MAX_BYTES", default=256 * 2**10, minimum=1024)
 # Where sources and API targets may be (syncapp/egress.py): with an allow-list only its networks; else
 # anything but loopback, link-local (metadata services), reserved and, when asked, private networks.
 SYNC_ALLOWED_NETWORKS = env_networks("SYNC_ALLOWED_NETWORKS", default=[])
@@ -199,12 +238,23 @@ SYNC_DENY_PRIVATE_NETWORKS = env_bool("SYNC_DENY_PRIVATE_NETWORKS", default=Fals
 SYNC_DATABASE_CONNECT_TIMEOUT = env_int("SYNC_DATABASE_CONNECT_TIMEOUT", default=10, minimum=1)
 SYNC_DATABASE_STATEMENT_TIMEOUT = env_int("SYNC_DATABASE_STATEMENT_TIMEOUT", default=60, minimum=1)
 SYNC_DATABASE_SOURCE_SQLITE_DIRS = env_dirs("SYNC_DATABASE_SOURCE_SQLITE_DIRS", default=[])
+# A database source on the service's own PostgreSQL server, with a role that can read the service's tables,
+# is refused unless this allows it (the service's own database always is): such a role could read API
+# tokens and credentials (syncapp/sources/database.py service_database_refusal).
+SYNC_DATABASE_SOURCE_ALLOW_SERVICE_SERVER = env_bool("SYNC_DATABASE_SOURCE_ALLOW_SERVICE_SERVER", default=False)
 # A next link, Link header or redirect to another host than the source's: followed without the
 # source's credentials (strip), or refused.
 SYNC_CROSS_HOST_REQUESTS = env_choice("SYNC_CROSS_HOST_REQUESTS", default="strip", choices=("strip", "refuse"))
 # Keys that encrypt credentials at rest (syncapp/sealing.py), newest first: the newest encrypts, all
 # decrypt. Without them, a key derived from the secret key is used, and the service says so at start.
 SYNC_CREDENTIAL_KEYS = tuple(env_list("SYNC_CREDENTIAL_KEYS", default=[]))
+# The embedded service makes its own on first start, beside its secret key (config/keys.py).
+if not SYNC_CREDENTIAL_KEYS and EMBEDDED:
+    SYNC_CREDENTIAL_KEYS = (
+        key_file_read_or_create(
+            DATA_DIR / CREDENTIAL_KEY_FILE, make=credential_key_make, setting="SYNC_CREDENTIAL_KEYS"
+        ),
+    )
 for _key in SYNC_CREDENTIAL_KEYS:
     try:
         if len(base64.urlsafe_b64decode(_key.encode())) != 32:
@@ -309,7 +359,8 @@ CELERY_BEAT_SCHEDULE = {
 REST_FRAMEWORK = {
     # Token first: an anonymous request is answered 401 with `WWW-Authenticate: Token`.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        # Tokens are stored as digests (syncapp/tokens.py): a token read from the database does not authenticate.
+        "syncapp.tokens.DigestTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.BasicAuthentication",
     ],

@@ -3,6 +3,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db import models
 from django.db.models import OuterRef, Subquery
@@ -18,7 +19,7 @@ from syncapp import runs as sync_service
 from syncapp.authentication import credential_problems
 from syncapp.conditions import conditions_normalize
 from syncapp.errors import InvalidObject
-from syncapp.models import Mapping, Object, Register, Schema, Source, Synchronization
+from syncapp.models import ApiToken, Mapping, Object, Register, Schema, Source, Synchronization
 from syncapp.outbound.masking import mask_url
 from syncapp.sources import problems_by_field as source_problems_by_field
 from syncapp.sources import source_config_schemas, source_configuration_problems, source_record_problems
@@ -30,6 +31,7 @@ from syncapp.targets.register import (
     register_objects_delete,
     validate_register_object,
 )
+from syncapp.tokens import token_create
 from syncapp.tryout import conditions_try, mapping_config_of, mapping_try
 from syncapp.validation import (
     mapping_problems_by_field,
@@ -500,3 +502,44 @@ class SynchronizationAdmin(admin.ModelAdmin):
             explanation="The saved conditions are evaluated on the sample object.",
             run=lambda sample: conditions_try(conditions=sync.conditions, sample=sample),
         )
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """API tokens: the key is shown once, on the page after it is made; the list and each token show no key.
+
+    Only a superuser makes or sees another user's tokens: a token is all its user's permissions.
+    """
+
+    list_display = ("user", "name", "created")
+    list_filter = ("user",)
+    fields = ("user", "name", "created")
+    readonly_fields = ("created",)
+
+    def get_readonly_fields(self, request, obj=None):
+        return ("user", "name", "created") if obj is not None else ("created",)
+
+    def get_queryset(self, request):
+        tokens = super().get_queryset(request).select_related("user")
+        return tokens if request.user.is_superuser else tokens.filter(user=request.user)
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "user" and not request.user.is_superuser:
+            kwargs["queryset"] = get_user_model().objects.filter(pk=request.user.pk)
+            kwargs["initial"] = request.user.pk
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            obj.save()
+            return
+        token, key = token_create(user=obj.user, name=obj.name)
+        obj.pk, obj.digest, obj.created = token.pk, token.digest, token.created
+        request.api_token_key = key  # shown by response_add, never stored
+
+    def response_add(self, request, obj, post_url_continue=None):
+        return TemplateResponse(request, "admin/syncapp/token_made.html", {
+            **self.admin_site.each_context(request),
+            "title": "A new API token", "subject": obj, "key": request.api_token_key,
+            "back_url": reverse("admin:syncapp_apitoken_changelist"), "opts": self.model._meta,
+        })

@@ -20,6 +20,16 @@ _SQLITE_UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33)
 _SQLITE_MAX_PARAMETERS = 32766 if sqlite3.sqlite_version_info >= (3, 32) else 999
 
 
+def transactions_lock_database() -> bool:
+    """Return whether a write transaction locks the whole database (SQLite), not only the rows it touches.
+
+    There an outgoing call inside a transaction would keep every other writer (a `sync import`, the
+    admin, another task) waiting for the other host, and failing "database is locked" after the busy
+    timeout: such calls happen between short transactions instead.
+    """
+    return connection.vendor == "sqlite"
+
+
 def _column_value(field: models.Field, value: Any) -> Any:
     if isinstance(field, models.JSONField):
         return None if value is None else orjson.dumps(value, default=str).decode()

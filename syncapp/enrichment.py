@@ -53,6 +53,7 @@ from urllib.parse import quote
 from django.conf import settings
 from django.db import connections
 
+from syncapp.budget import PageBudget, value_size
 from syncapp.dotpath import MISSING, get_path, set_path
 from syncapp.errors import SourceError, SyncError
 from syncapp.http import OnWait
@@ -333,8 +334,12 @@ class Enricher:
             raise EnrichmentFailed(f"{entry.where}: {what} for this object")
         return endpoint
 
-    def fetch(self, entry: ExtraData, *, endpoint: str, on_wait: OnWait | None, count: Callable[[], None]) -> Any:
-        """Return the body of a detail request; an error that is the object's raises EnrichmentFailed."""
+    def fetch(self, entry: ExtraData, *, endpoint: str, on_wait: OnWait | None, count: Callable[[], None],
+              measure: Callable[[Any, str], None] = lambda body, what: None) -> Any:
+        """Return the body of a detail request; an error that is the object's raises EnrichmentFailed.
+
+        `measure(body, what)` counts the body against the page's budget (PageTooLarge fails the page).
+        """
         source = self._source(entry)
         call, config = self._call(source, entry)
         url = url_join(location=source.location, endpoint=endpoint)
@@ -344,15 +349,16 @@ class Enricher:
                                  call=call)
         except SourceError as error:  # RateLimited is not one: the page is retried later
             raise EnrichmentFailed(f"{entry.where}: {error}") from None
+        measure(fetched.body, f"the detail at {fetched.url or endpoint} ({entry.where})")
         return fetched.body
 
     def enrich_one(
         self, entry: ExtraData, *, obj: dict[str, Any], origin_id: str, on_wait: OnWait | None,
-        count: Callable[[], None],
+        count: Callable[[], None], measure: Callable[[Any, str], None] = lambda body, what: None,
     ) -> Any:
         """Return the detail of one object (or of one result of a detail), as OpenConnector shapes it."""
         endpoint = self.endpoint(entry, obj=obj, origin_id=origin_id)
-        extra = self.fetch(entry, endpoint=endpoint, on_wait=on_wait, count=count)
+        extra = self.fetch(entry, endpoint=endpoint, on_wait=on_wait, count=count, measure=measure)
         nested = entry.per_result
         if nested is not None:
             results = get_path(extra, entry.results_location) if entry.results_location else extra
@@ -368,12 +374,13 @@ class Enricher:
             for key in keys:
                 if isinstance(results[key], dict):
                     results[key] = self.enrich_one(nested, obj=results[key], origin_id=origin_id, on_wait=on_wait,
-                                                   count=count)
+                                                   count=count, measure=measure)
             extra = results
         return extra
 
     def enrich(self, obj: dict[str, Any], *, origin_id: str, on_wait: OnWait | None = None,
-               count: Callable[[], None] = lambda: None) -> dict[str, Any]:
+               count: Callable[[], None] = lambda: None,
+               measure: Callable[[Any, str], None] = lambda body, what: None) -> dict[str, Any]:
         """Return the object with the details of every extraDataConfigs entry set or merged into it."""
         enriched = copy.deepcopy(obj)
         requests = 0
@@ -386,7 +393,8 @@ class Enricher:
             count()
 
         for entry in self.configs:
-            extra = self.enrich_one(entry, obj=enriched, origin_id=origin_id, on_wait=on_wait, count=counted)
+            extra = self.enrich_one(entry, obj=enriched, origin_id=origin_id, on_wait=on_wait, count=counted,
+                                    measure=measure)
             if entry.key:
                 try:
                     set_path(enriched, entry.key, extra)
@@ -404,13 +412,15 @@ class Enricher:
 
 def objects_enrich(
     *, enricher: Enricher, objects: list[Any], chosen: list[tuple[int, str]], on_wait: OnWait | None = None,
+    budget: PageBudget | None = None,
 ) -> Enrichment:
     """Enrich the chosen objects of a page ((index, origin id) pairs); a failure is that object's alone.
 
     Up to `extraDataConcurrency` objects are enriched at once, each thread with its own database
     connection (closed when it ends) and HTTP session; the source's request budget and rate limits
     hold for all of them together. A rate limit too long to wait out (RateLimited) stops the others
-    and is raised, so the page is retried later.
+    and is raised, so the page is retried later. The details count against the page's `budget`
+    together with its objects: one over it stops the others and raises PageTooLarge, failing the page.
     """
     result = Enrichment(before_conditions=enricher.before_conditions, only_changed=enricher.only_changed)
     lock = threading.Lock()
@@ -420,6 +430,13 @@ def objects_enrich(
     def count() -> None:
         with lock:
             result.requests += 1
+
+    def measure(body: Any, what: str) -> None:
+        if budget is None:
+            return
+        size = value_size(body)
+        with lock:
+            budget.add(size, what=what)  # one answer is bounded by the HTTP layer (SYNC_HTTP_MAX_RESPONSE_BYTES)
 
     def work() -> None:
         while True:
@@ -431,7 +448,8 @@ def objects_enrich(
                 return
             index, origin_id = item
             try:
-                enriched = enricher.enrich(objects[index], origin_id=origin_id, on_wait=on_wait, count=count)
+                enriched = enricher.enrich(objects[index], origin_id=origin_id, on_wait=on_wait, count=count,
+                                           measure=measure)
             except EnrichmentFailed as error:
                 with lock:
                     result.failures[index] = f"enrichment failed: {error}"

@@ -24,9 +24,11 @@ reason, and reported to `on_wait`, which counts it on the run.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
+import socket
 import threading
 import time
 import uuid
@@ -404,8 +406,61 @@ def _trust_environment() -> bool:
     return any(os.environ.get(name) for name in _ENVIRONMENT_KNOBS)
 
 
+class _Deadline:
+    """Cut the connection of one call when its total time is up, wherever the call is waiting.
+
+    A socket timeout bounds each read, not the answer: a server sending its status line and headers a
+    byte at a time would never time out. A timer shuts the connection's socket down at the deadline,
+    which ends a read blocked on it at once; the call then knows why its connection ended.
+    """
+
+    def __init__(self, *, seconds: float):
+        self.expired = False
+        self.connection: Any = None
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._cut)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Deadline:
+        _watching.deadline = self
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+        _watching.deadline = None
+
+    def watch(self, connection: Any) -> None:
+        """Make `connection` the one to cut; refuse to go on once the time is up."""
+        with self._lock:
+            self.connection = connection
+            expired = self.expired
+        if expired:
+            raise TimeoutError("the total timeout passed")
+
+    def _cut(self) -> None:
+        with self._lock:
+            self.expired = True
+            sock = getattr(self.connection, "sock", None)
+        if sock is not None:
+            # The plain socket's shutdown, also under TLS: SSLSocket's own unwraps it, racing the reader.
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+# The deadline of the call this thread is making, for its connections to register with.
+_watching = threading.local()
+
+
 class _CheckedConnectionMixin:
-    """Check the address each new connection reached against the egress policy (see egress.peer_check)."""
+    """Check the address each new connection reached against the egress policy (see egress.peer_check),
+    and hand the connection a request goes out on to the call's deadline."""
+
+    def request(self, *args, **kwargs):
+        deadline = getattr(_watching, "deadline", None)
+        if deadline is not None:
+            deadline.watch(self)
+        return super().request(*args, **kwargs)
 
     def _new_conn(self):
         sock = super()._new_conn()
@@ -659,10 +714,34 @@ class _Call:
         """Send the request, following redirects here: each hop's address is checked, and a hop to another
         host goes without the credentials (or is refused); then read the body within its limits."""
         method, url, options = self.method, self.url, dict(self.options)
-        session = session_for(self.source)
         limits = self.body_limits or body_limits()
         deadline = time.monotonic() + limits.seconds
+        late = HttpError(f"{self.method} {self.shown}: the answer did not arrive whole within "
+                         f"{limits.seconds:g} s ({limits.seconds_setting})")
+        with _Deadline(seconds=limits.seconds) as cutter:
+            try:
+                response = self._send_within(
+                    method=method, url=url, options=options, deadline=deadline, limits=limits
+                )
+            except (requests.RequestException, HttpError, OSError, ValueError):
+                if not cutter.expired:
+                    raise
+                raise late from None
+        # A connection cut while the headers came reads as headers that ended there and an empty body:
+        # whatever was read is not the answer.
+        if cutter.expired:
+            response.close()
+            raise late
+        return response
+
+    def _send_within(
+        self, *, method: str, url: str, options: dict[str, Any], deadline: float, limits: BodyLimits,
+    ) -> requests.Response:
+        session = session_for(self.source)
         for _ in range(MAX_REDIRECTS + 1):
+            # Connecting counts against the total time too.
+            connect, read = options["timeout"]
+            options["timeout"] = (max(0.001, min(connect, deadline - time.monotonic())), read)
             try:
                 url_check(url)
             except EgressRefused as refused:

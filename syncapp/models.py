@@ -1,6 +1,7 @@
 """Sources, mappings, synchronizations and the register (the built-in target store)."""
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 
 from syncapp import kinds
@@ -221,3 +222,20 @@ class OutboxChange(models.Model):
 
     def __str__(self) -> str:
         return f"{len(self.changes)} change(s) of schema {self.schema_id}"
+
+
+class ApiToken(models.Model):
+    """A key of the API (`Authorization: Token …`), stored as its SHA-256 digest: what the database holds
+    does not authenticate. The key itself is shown once, when it is made (syncapp.tokens)."""
+
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=200, blank=True, help_text="What the token is for (a program, a machine).")
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "API token"
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return f"{self.user}: {self.name or 'API token'}"

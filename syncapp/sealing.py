@@ -2,8 +2,9 @@
 
 The keys come from SYNC_CREDENTIAL_KEYS, newest first: the newest encrypts, every one decrypts, so a
 key is rotated by putting a new one in front and running `manage.py sync rekey`, which encrypts every
-stored secret again with it; then the old key can go. Without keys, one is derived from the Django
-secret key, and the service says so when it starts.
+stored secret again with it; then the old key can go. The embedded service makes a key of its own on
+first start (config/keys.py). Without keys, one is derived from the Django secret key, and the service
+says so when it starts.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import orjson
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
 
+from config.keys import BUILTIN_SECRET_KEY
 from syncapp.errors import SyncError
 
 logger = logging.getLogger(__name__)
@@ -41,8 +43,15 @@ def key_problem(key: str) -> str | None:
 
 
 def keys() -> tuple[str, ...]:
-    """Return the keys in use, newest first."""
-    return tuple(settings.SYNC_CREDENTIAL_KEYS) or (key_derived(settings.SECRET_KEY),)
+    """Return the keys in use, newest first: the first encrypts, all decrypt.
+
+    With SYNC_CREDENTIAL_KEYS (set, or made by the embedded service), the keys derived from the secret
+    key and from the public built-in one come last: secrets sealed before keys were set still decrypt,
+    and `sync rekey` seals them with the newest key.
+    """
+    configured = tuple(settings.SYNC_CREDENTIAL_KEYS)
+    derived = (key_derived(settings.SECRET_KEY), key_derived(BUILTIN_SECRET_KEY))
+    return tuple(dict.fromkeys(configured + derived)) if configured else derived[:1]
 
 
 @functools.lru_cache(maxsize=8)

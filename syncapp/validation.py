@@ -282,8 +282,7 @@ def problems_by_field(problems: list[str], *, document: dict[str, Any]) -> dict[
         key = re.split(r"[.\[]", where, maxsplit=1)[0]
         inner = where[len(key):].lstrip(".")
         name = names.get(key, "non_field_errors")
-        # A problem keeps its path, as a bundle's names it; sourceId and targetId are shown at the field of
-        # what they name, which says it already.
-        named_by_field = key in ("sourceId", "targetId") and not inner
-        fields.setdefault(name, []).append(message if named_by_field else f"{where}: {message}")
+        # A problem inside a field keeps its path, as a bundle's names it (sourceConfig.endpiont: …); one of
+        # the whole field is shown at the field, which names it already.
+        fields.setdefault(name, []).append(f"{where}: {message}" if inner else message)
     return fields

@@ -21,6 +21,7 @@ from django.utils import timezone
 from contracts.logs import log_text, log_value
 from contracts.models import ContractLog, SynchronizationContract
 from syncapp.authentication import CredentialsError
+from syncapp.bulk import transactions_lock_database
 from syncapp.hashing import hash_value
 from syncapp.mapping import MappingError, apply_mapping
 from syncapp.mappings import mapping_spec, resolve_mapping
@@ -99,6 +100,10 @@ def write_back(*, synchronization_id: int, object_ids: list[str]) -> int:
                        synchronization.reference, error)
         return 0
     spec = mapping_spec(synchronization.target_source_mapping)
+    if transactions_lock_database():
+        return _write_back_between_transactions(
+            synchronization=synchronization, writer=writer, spec=spec, object_ids=object_ids
+        )
     sent = 0
     for object_id in object_ids:
         with transaction.atomic():
@@ -119,6 +124,38 @@ def write_back(*, synchronization_id: int, object_ids: list[str]) -> int:
                 [outcome] = writer.write([Write(target_id=contract.origin_id, data=body, origin_id=contract.origin_id)])
             _record(contract=contract, obj=obj, current=current, outcome=outcome)
             sent += outcome.kind == Outcome.UPDATED
+    return sent
+
+
+def _write_back_between_transactions(
+    *, synchronization: Synchronization, writer: ApiWriter, spec: Any, object_ids: list[str]
+) -> int:
+    """Write back where a transaction locks the whole database (SQLite): the call outside any transaction.
+
+    Each object is read, sent, then its outcome recorded in a short transaction of its own, unless its
+    contract changed meanwhile (another write-back recorded it first, or it was removed).
+    """
+    sent = 0
+    for object_id in object_ids:
+        contract = Contract.objects.filter(synchronization=synchronization, target_id=str(object_id)).first()
+        obj = Object.objects.filter(pk=object_id).first()
+        if contract is None or obj is None:
+            continue  # made here or gone: only objects that came from the source go back
+        current = hash_value(obj.data)
+        if current == contract.target_hash:
+            continue
+        try:
+            body = apply_mapping(spec=spec, data=obj.data, resolve_mapping=resolve_mapping)
+        except MappingError as error:
+            outcome = Outcome(Outcome.INVALID, error=f"targetSourceMapping: {error}")
+        else:
+            [outcome] = writer.write([Write(target_id=contract.origin_id, data=body, origin_id=contract.origin_id)])
+        with transaction.atomic():
+            still = Contract.objects.filter(pk=contract.pk, target_hash=contract.target_hash).first()
+            if still is None:
+                continue
+            _record(contract=still, obj=obj, current=current, outcome=outcome)
+        sent += outcome.kind == Outcome.UPDATED
     return sent
 
 

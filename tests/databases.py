@@ -21,16 +21,24 @@ MARIADB = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": "", "d
 
 @contextmanager
 def source_database() -> Iterator[str]:
-    """Make a PostgreSQL database of this test's own, dropped after it; yield its location."""
+    """Make a PostgreSQL database of this test's own, owned by a role of its own, dropped after it; yield its
+    location (as that role).
+
+    The server is the service's own: a source connecting as the superuser could read the service's tables,
+    which the service refuses; the database's own role cannot.
+    """
     name = f"h_db_source_{os.getpid()}"
     with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.execute(f'CREATE DATABASE "{name}"')
+        admin.execute(f'DROP ROLE IF EXISTS "{name}"')
+        admin.execute(f'CREATE ROLE "{name}" LOGIN')
+        admin.execute(f'CREATE DATABASE "{name}" OWNER "{name}"')
     try:
-        yield f"{PG_SERVER}/{name}"
+        yield f"postgresql://{name}@127.0.0.1:5432/{name}"
     finally:
         with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            admin.execute(f'DROP ROLE IF EXISTS "{name}"')
 
 
 @contextmanager

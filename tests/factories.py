@@ -25,7 +25,7 @@ SOURCE_KINDS: dict[str, dict[str, Any]] = {
     "api": {"reference": "zoo-api", "name": "Zoo API", "location": "http://127.0.0.1:8900",
             "config": {"endpoint": "/animals", "resultsPosition": "results"},
             "configuration": {"headers": {"Accept": "application/json"}}},
-    "database": {"reference": "warehouse", "name": "Warehouse", "location": "postgresql://127.0.0.1:5432/warehouse",
+    "database": {"reference": "warehouse", "name": "Warehouse", "location": "postgresql://reader@127.0.0.1:5432/warehouse",
                  "config": {"table": "animals", "keyColumn": "id"}, "configuration": {"timeout": 30}},
     "file": {"reference": "animals-file", "name": "Animals file", "location": "http://127.0.0.1:8900/animals.json",
              "config": {"format": "json"}, "configuration": {"headers": {"Accept": "application/json"}}},

@@ -9,7 +9,10 @@ it came and how many times that path and query came before) and sends what it re
   declare one, and the connection closed after it;
 - `Slow(seconds)`: nothing for `seconds`, then the server's `late(request)` answer (a client with a shorter
   read timeout has given up by then);
-- `DROP`: the connection closed without an answer.
+- `DROP`: the connection closed without an answer;
+- `Raw(pieces)`: the bytes of `pieces` written to the connection as they are, status line and headers
+  included, flushed after each, then the connection closed (a generator that sleeps between pieces sends
+  headers a byte at a time).
 
 Every request is recorded in `requests`, in the order they came.
 """
@@ -39,6 +42,13 @@ class Slow:
     """A reply sent only after `seconds`: past the client's read timeout, it has given up by then."""
 
     seconds: float
+
+
+@dataclass(frozen=True)
+class Raw:
+    """A reply written byte for byte, status line and headers included: see the module's docstring."""
+
+    pieces: Iterable[bytes]
 
 
 @dataclass
@@ -72,7 +82,7 @@ class Request:
             return None
 
 
-Handler = Callable[[Request], "Reply | Slow | str"]
+Handler = Callable[[Request], "Reply | Slow | Raw | str"]
 
 
 def empty_page(request: Request) -> Reply:
@@ -102,6 +112,13 @@ class LoopbackServer:
                 reply = outer.handler(request)
                 if reply == DROP:
                     self.close_connection = True
+                    return
+                if isinstance(reply, Raw):
+                    self.close_connection = True
+                    with contextlib.suppress(OSError):
+                        for piece in reply.pieces:
+                            self.wfile.write(piece)
+                            self.wfile.flush()
                     return
                 if isinstance(reply, Slow):
                     time.sleep(reply.seconds)

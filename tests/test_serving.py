@@ -5,8 +5,9 @@ import re
 
 import pytest
 from django.contrib.auth.models import Permission, User
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
+
+from syncapp.tokens import token_create
 
 pytestmark = pytest.mark.django_db
 
@@ -42,10 +43,10 @@ def test_an_anonymous_api_request_is_answered_401_saying_how_to_authenticate():
 def test_a_token_authenticates_api_requests():
     user = User.objects.create_user(username="robot", is_staff=True)
     user.user_permissions.add(Permission.objects.get(codename="view_synchronization"))
-    token = Token.objects.create(user=user)
+    _, key = token_create(user=user)
     client = APIClient()
 
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
     assert client.get("/api/synchronizations/").status_code == 200
 
     client.credentials(HTTP_AUTHORIZATION="Token not-a-token")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,7 @@ from config.env import (
     env_str,
     env_url,
 )
+from config.keys import BUILTIN_SECRET_KEY, CREDENTIAL_KEY_FILE, SECRET_KEY_FILE
 
 ROOT = Path(__file__).resolve().parent.parent
 NAME = "SYNC_TEST_SETTING"
@@ -259,7 +261,8 @@ def test_with_no_database_and_no_broker_the_settings_use_sqlite_and_tasks_in_pro
 
 def test_with_a_database_and_a_broker_the_settings_use_them_and_tasks_go_to_the_broker(tmp_path):
     result = load_settings(
-        tmp_path, DATABASE_URL="postgresql://sync:sync@postgres:5432/sync", CELERY_BROKER_URL="redis://redis:6379/0"
+        tmp_path, DATABASE_URL="postgresql://sync:sync@postgres:5432/sync", CELERY_BROKER_URL="redis://redis:6379/0",
+        DJANGO_SECRET_KEY="a-long-random-secret-of-this-installation",
     )
 
     assert result.returncode == 0, result.stderr
@@ -312,6 +315,75 @@ def test_a_required_secret_key_that_is_missing_stops_the_settings(tmp_path):
     assert "DJANGO_SECRET_KEY" in last_line(result.stderr)
 
 
+KEYS = SETUP.replace("'broker': s.CELERY_BROKER_URL}", "'secret': s.SECRET_KEY, 'credential': s.SYNC_CREDENTIAL_KEYS}")
+
+
+def load_keys(tmp_path: Path, **env: str) -> dict:
+    """Return the secret key and the credential keys the settings hold with these variables."""
+    environment = {"PATH": os.environ.get("PATH", ""), "SYNC_DATA_DIR": str(tmp_path / "data"), **env}
+    result = subprocess.run([sys.executable, "-c", KEYS], cwd=ROOT, env=environment, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    return json.loads(last_line(result.stdout))
+
+
+@pytest.mark.parametrize("debug", ["false", None], ids=["DEBUG off", "DEBUG unset"])
+def test_a_service_on_postgresql_without_a_secret_key_refuses_to_start(tmp_path, debug):
+    result = load_settings(tmp_path, DATABASE_URL="postgresql://sync:sync@postgres:5432/sync",
+                           **({"DJANGO_DEBUG": debug} if debug else {}))
+
+    assert result.returncode != 0
+    assert last_line(result.stderr).startswith("config.env.SettingError: DJANGO_SECRET_KEY must be set")
+
+
+@pytest.mark.parametrize("database", [None, "postgresql://sync:sync@postgres:5432/sync"],
+                         ids=["embedded", "postgresql"])
+def test_the_public_built_in_secret_key_is_refused_outside_debug(tmp_path, database):
+    result = load_settings(tmp_path, DJANGO_SECRET_KEY=BUILTIN_SECRET_KEY,
+                           **({"DATABASE_URL": database} if database else {}))
+
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY is the key built into the source, which is public" in last_line(result.stderr)
+    assert load_settings(tmp_path, DJANGO_SECRET_KEY=BUILTIN_SECRET_KEY, DJANGO_DEBUG="true").returncode == 0
+
+
+def test_the_embedded_service_makes_its_own_keys_on_first_start_readable_by_its_owner_only_and_keeps_them(tmp_path):
+    # Given no DJANGO_SECRET_KEY, no SYNC_CREDENTIAL_KEYS and no database: the embedded default
+    # When it starts for the first time
+    first = load_keys(tmp_path)
+
+    # Then it made a secret key and a credential key of its own, in files only their owner may read
+    data = tmp_path / "data"
+    assert first["secret"] == (data / SECRET_KEY_FILE).read_text().strip()
+    assert first["secret"] != BUILTIN_SECRET_KEY and len(first["secret"]) >= 50
+    assert first["credential"] == [(data / CREDENTIAL_KEY_FILE).read_text().strip()]
+    for name in (SECRET_KEY_FILE, CREDENTIAL_KEY_FILE):
+        assert stat.S_IMODE((data / name).stat().st_mode) == 0o600
+    # And every start after uses the same ones; another data directory gets others
+    assert load_keys(tmp_path) == first
+    assert load_keys(tmp_path / "elsewhere")["secret"] != first["secret"]
+    # And keys an operator sets win
+    chosen = "chosen-secret-of-the-operator"
+    assert load_keys(tmp_path, DJANGO_SECRET_KEY=chosen)["secret"] == chosen
+
+
+def test_a_key_file_others_may_read_stops_the_settings(tmp_path):
+    load_keys(tmp_path)
+    (tmp_path / "data" / SECRET_KEY_FILE).chmod(0o644)
+
+    result = load_settings(tmp_path)
+
+    assert result.returncode != 0
+    assert "may be read by other users (mode 644): make it readable by its owner only" in last_line(result.stderr)
+
+
+def test_a_bad_value_of_the_service_server_database_source_setting_stops_the_settings(tmp_path):
+    result = load_settings(tmp_path, SYNC_DATABASE_SOURCE_ALLOW_SERVICE_SERVER="sometimes")
+
+    assert result.returncode != 0
+    assert "SYNC_DATABASE_SOURCE_ALLOW_SERVICE_SERVER must be one of true/false" in last_line(result.stderr)
+
+
 def test_a_task_time_limit_that_is_not_below_the_visibility_timeout_stops_the_settings(tmp_path):
     result = load_settings(tmp_path, CELERY_VISIBILITY_TIMEOUT="600", CELERY_TASK_TIME_LIMIT="600")
 
@@ -358,3 +430,17 @@ def test_a_relative_sqlite_directory_for_database_sources_stops_the_settings(tmp
 
     assert result.returncode != 0
     assert "SYNC_DATABASE_SOURCE_SQLITE_DIRS: 'var/sqlite' is not an absolute path" in last_line(result.stderr)
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"SYNC_PAGE_MAX_BYTES": "64MB"}, "SYNC_PAGE_MAX_BYTES must be a whole number, got '64MB'"),
+    ({"SYNC_VALUE_MAX_BYTES": "10"}, "SYNC_VALUE_MAX_BYTES must be at least 1024, got 10"),
+    ({"SYNC_PAGE_MAX_BYTES": "1048576", "SYNC_VALUE_MAX_BYTES": "2097152"},
+     "SYNC_VALUE_MAX_BYTES (2097152) must be at most SYNC_PAGE_MAX_BYTES (1048576)"),
+    ({"SYNC_LOG_VALUE_MAX_BYTES": "-1"}, "SYNC_LOG_VALUE_MAX_BYTES must be at least 1024, got -1"),
+])
+def test_a_bad_byte_budget_stops_the_service_naming_the_variable(tmp_path, env, message):
+    result = load_settings(tmp_path, **env)
+
+    assert result.returncode != 0
+    assert message in last_line(result.stderr), result.stderr

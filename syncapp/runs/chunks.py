@@ -20,7 +20,7 @@ from django.utils import timezone
 from contracts import runs
 from contracts.logs import log_text, log_value
 from contracts.models import ContractLog, RunChunk, SynchronizationContract, SynchronizationRun
-from syncapp.bulk import rows_insert, rows_update
+from syncapp.bulk import rows_insert, rows_update, transactions_lock_database
 from syncapp.ids import uuid7
 from syncapp.runs.context import SyncContext, context_for_run
 from syncapp.runs.finish import run_close_if_complete
@@ -140,10 +140,34 @@ def chunk_claim(*, run_id: int, chunk_id: int) -> Claimed | None:
     return Claimed(*row)
 
 
+@dataclass
+class Planned:
+    """What writing a claimed chunk needs: its objects with their contracts, and those the target gets."""
+
+    chunk: Claimed
+    now: Any
+    tally: Tally
+    todo: list[tuple[Item, Contract]]
+    writes: list[tuple[Item, Contract]]
+
+    def sent(self, *, run_id: int, push_origin: tuple[int, ...] = ()) -> list[Write]:
+        """Return the writes to send to the target (`push_origin`: the run's, RunFacts.push_origin)."""
+        return [Write(target_id=contract.target_id, data=item.target_object, origin_id=item.origin_id,
+                      key=f"run-{run_id}/{item.origin_id}", known_hash=contract.target_hash, push_origin=push_origin)
+                for item, contract in self.writes]
+
+
 def chunk_write(
     *, facts: runs.RunFacts, run_id: int, context: SyncContext, chunk: Claimed
 ) -> list[tuple[int, float]]:
     """Write a claimed chunk and record it; return the chunks of objects to retry, with their countdowns."""
+    planned = chunk_plan(facts=facts, run_id=run_id, chunk=chunk)
+    outcomes = context.writer.write(planned.sent(run_id=run_id, push_origin=facts.push_origin))
+    return chunk_record(facts=facts, run_id=run_id, context=context, planned=planned, outcomes=outcomes)
+
+
+def chunk_plan(*, facts: runs.RunFacts, run_id: int, chunk: Claimed) -> Planned:
+    """Read the contracts of a claimed chunk (locked, inside a transaction) and pick what the target gets."""
     now = timezone.now()
     items = chunk_items(chunk)
     contracts = {
@@ -168,11 +192,14 @@ def chunk_write(
         (item, contract) for item, contract in todo
         if facts.is_forced or not (contract.target_id and contract.target_hash == item.target_hash)
     ]
-    outcomes = context.writer.write(
-        [Write(target_id=contract.target_id, data=item.target_object, origin_id=item.origin_id,
-               key=f"run-{run_id}/{item.origin_id}", known_hash=contract.target_hash, push_origin=facts.push_origin)
-         for item, contract in writes]
-    )
+    return Planned(chunk=chunk, now=now, tally=tally, todo=todo, writes=writes)
+
+
+def chunk_record(
+    *, facts: runs.RunFacts, run_id: int, context: SyncContext, planned: Planned, outcomes: list[Outcome]
+) -> list[tuple[int, float]]:
+    """Record what the target answered for a planned chunk; return the chunks of objects to retry."""
+    chunk, now, tally, todo, writes = planned.chunk, planned.now, planned.tally, planned.todo, planned.writes
     outcome_of = {id(contract): outcome for (_, contract), outcome in zip(writes, outcomes, strict=True)}
     logs: list[dict[str, Any]] = []
     written: list[tuple[Item, Contract]] = []
@@ -231,6 +258,8 @@ def chunk_write_one_by_one(
     recorded, so no object is sent twice unless the worker died between the target's answer and that
     commit.
     """
+    if transactions_lock_database():
+        return chunk_write_between_transactions(facts=facts, run_id=run_id, context=context, chunk_id=chunk_id)
     retried: list[tuple[int, float]] = []
     index = 0
     while True:
@@ -254,6 +283,49 @@ def chunk_write_one_by_one(
                           items=orjson.dumps([items[index].to_json()], default=str).decode())
             retried += chunk_write(facts=facts, run_id=run_id, context=context, chunk=one)
             RunChunk.objects.filter(pk=chunk_id).update(progress=index + 1)
+
+
+def chunk_write_between_transactions(
+    *, facts: runs.RunFacts, run_id: int, context: SyncContext, chunk_id: int
+) -> list[tuple[int, float]]:
+    """Write a chunk to a target object by object where a transaction locks the whole database (SQLite).
+
+    The call to the target happens outside any transaction: one reads the object to send and its
+    contract, the next records the outcome and the chunk's progress, if no other task recorded that
+    object meanwhile (a redelivered chunk). As one by one, a worker that died between the target's answer
+    and the record sends that object again.
+    """
+    retried: list[tuple[int, float]] = []
+    while True:
+        with transaction.atomic():
+            chunk = (
+                RunChunk.objects
+                .filter(pk=chunk_id, run_id=run_id, status=RunChunk.Status.QUEUED,
+                        run__status=SynchronizationRun.Status.RUNNING)
+                .only("pk", "page_number", "attempt", "items", "progress").first()
+            )
+            if chunk is None:
+                return retried  # done, or the run ended
+            items = chunk_items(chunk)
+            index = chunk.progress
+            if index >= len(items):
+                RunChunk.objects.filter(pk=chunk_id).update(
+                    status=RunChunk.Status.DONE, items=None, finished_at=timezone.now()
+                )
+                return retried
+            one = Claimed(pk=chunk.pk, page_number=chunk.page_number, attempt=chunk.attempt,
+                          items=orjson.dumps([items[index].to_json()], default=str).decode())
+            planned = chunk_plan(facts=facts, run_id=run_id, chunk=one)
+        outcomes = context.writer.write(planned.sent(run_id=run_id, push_origin=facts.push_origin))
+        with transaction.atomic():
+            advanced = RunChunk.objects.filter(
+                pk=chunk_id, status=RunChunk.Status.QUEUED, progress=index,
+                run__status=SynchronizationRun.Status.RUNNING,
+            ).update(progress=index + 1)
+            # A contract deleted during the call (its synchronization's objects removed) has nothing to record.
+            present = Contract.objects.filter(pk__in=[contract.pk for _, contract in planned.todo]).count()
+            if advanced and present == len(planned.todo):
+                retried += chunk_record(facts=facts, run_id=run_id, context=context, planned=planned, outcomes=outcomes)
 
 
 def log_row(

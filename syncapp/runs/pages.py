@@ -27,6 +27,7 @@ from django.utils import timezone
 from contracts import runs
 from contracts.logs import log_text, log_value
 from contracts.models import ContractLog, RunChunk, RunPage, SynchronizationContract, SynchronizationRun
+from syncapp.budget import PageBudget, PageTooLarge, value_size
 from syncapp.bulk import in_values, rows_update, value_batches
 from syncapp.enrichment import Enrichment, objects_enrich
 from syncapp.errors import PaginationError, SourceError
@@ -248,7 +249,11 @@ def page_plan_record(*, run_id: int, context: SyncContext, number: int, read: Re
     """
     sends = Sends()
     run = runs.run_facts(run_id=run_id)
-    enrichment = page_enrich(run_id=run_id, context=context, number=number, read=read)
+    try:
+        enrichment = page_enrich(run_id=run_id, context=context, number=number, read=read)
+    except PageTooLarge as error:
+        page_fail(run_id=run_id, number=number, message=str(error))
+        return
     cursor, cursor_missing = (
         page_cursor(read.objects, config=context.incremental) if context.incremental is not None else (None, 0)
     )
@@ -288,8 +293,11 @@ def page_enrich(*, run_id: int, context: SyncContext, number: int, read: ReadPag
     chosen = enrichment_candidates(objects=read.objects, rules=context.rules,
                                    before_conditions=enricher.before_conditions, hashes=read.hashes,
                                    contracts=contracts, force=force)
+    # The page's objects and their details share the page's byte budget.
+    budget = PageBudget(where=f"page {number}")
+    budget.add(value_size(read.objects), what="its objects")
     enrichment = objects_enrich(enricher=enricher, objects=read.objects, chosen=chosen,
-                                on_wait=lambda wait: wait_count(run_id=run_id, wait=wait))
+                                on_wait=lambda wait: wait_count(run_id=run_id, wait=wait), budget=budget)
     if enrichment.failures:
         logger.warning("run %s page %s: %s objects without their details, e.g. %s", run_id, number,
                        len(enrichment.failures), next(iter(enrichment.failures.values())))

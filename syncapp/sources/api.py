@@ -143,6 +143,8 @@ class ApiSourceConfig(RunSettings, CallOptions):
     """Appended to the source's location; may be a template (/changes?since={{ lastSync }})."""
     results_position: DotPath | None = None
     """_root, _object, a dot path, or unset: items, result, results, data, then the only list."""
+    concurrency: int | None = None
+    """Pages fetched at once, 1 to 32 (default SYNC_PAGE_CONCURRENCY); other kinds read a page after another."""
     pagination: Pagination | Literal["auto", "page", "offset", "cursor", "next", "link_header", "none"] | None = None
     """How the next page is found."""
     uses_pagination: Flag | None = None

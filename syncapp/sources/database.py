@@ -22,11 +22,14 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import decimal
+import getpass
+import ipaddress
 import logging
 import math
 import os
 import random
 import re
+import socket
 import sqlite3
 import time
 import uuid
@@ -37,13 +40,16 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 from django.conf import settings
+from django.db import DatabaseError, connections
 from pydantic import Field
-from sqlalchemy import bindparam, column, create_engine, inspect, literal_column, select, table, text
+from sqlalchemy import bindparam, column, create_engine, func, inspect, literal_column, select, table, text
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchTableError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
+from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.types import JSON, LargeBinary, NullType
 
+from syncapp.budget import PageBudget
 from syncapp.declared import Declared
 from syncapp.egress import EgressRefused, host_addresses_allowed, host_refusal
 from syncapp.errors import SourceError, SyncError, TransientSourceError
@@ -188,8 +194,11 @@ def sqlite_path_refusal(path: str) -> str | None:
     return f"{path} is not in a directory of SYNC_DATABASE_SOURCE_SQLITE_DIRS"
 
 
-def database_location_problems(location: Any, *, path: str = "location") -> list[str]:
-    """Return the problems of a database source's location as saved: its form, and whether it may be read."""
+def database_location_problems(location: Any, *, path: str = "location", username: str | None = None) -> list[str]:
+    """Return the problems of a database source's location as saved: its form, and whether it may be read.
+
+    `username`: the role of the source's credentials, if they name one (service_database_refusal).
+    """
     try:
         parsed = database_location_parse(location)
     except DatabaseConfigError as error:
@@ -197,9 +206,108 @@ def database_location_problems(location: Any, *, path: str = "location") -> list
     if parsed.kind == "sqlite":
         refusal = sqlite_path_refusal(parsed.path)
     else:
-        # A name is resolved when connecting, not now: it may resolve elsewhere by then anyway.
+        # A name is resolved when connecting, not now: it may resolve elsewhere by then anyway. (Whether
+        # it is the service's own server is asked of what it resolves to now, and again when connecting.)
         refusal = host_refusal(parsed.host, port=parsed.port, resolve=False)
+    refusal = refusal or service_database_refusal(parsed, username=username)
     return [f"{path}: {refusal}"] if refusal else []
+
+
+# ---------------------------------------------------------------------------------------------
+# The service's own database
+
+
+def _local_addresses() -> set[str]:
+    """Return the addresses of this machine's own name: a server here is reached through them as well."""
+    try:
+        infos = socket.getaddrinfo(socket.gethostname(), None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return set()
+    return {str(info[4][0]).split("%", 1)[0] for info in infos}
+
+
+def _address_marks(addresses: list[Any]) -> set[str]:
+    """Return addresses as compared: every loopback, unspecified (0.0.0.0 reaches this machine) or own
+    address of this machine as "this machine", IPv4-mapped IPv6 as the IPv4 address."""
+    local = _local_addresses()
+    marks = set()
+    for raw in addresses:
+        address = ipaddress.ip_address(str(raw).split("%", 1)[0])
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        here = address.is_loopback or address.is_unspecified or str(address) in local
+        marks.add("this machine" if here else str(address))
+    return marks
+
+
+def _host_marks(host: str, *, port: int) -> set[str]:
+    """Return the addresses a host stands for, as compared (_address_marks); a local socket is this machine.
+
+    A name that does not resolve stands for itself: it cannot be told apart from anything now.
+    """
+    if not host or host.startswith("/"):
+        return {"this machine"}
+    try:
+        infos = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return {host.lower()}
+    return _address_marks([info[4][0] for info in infos])
+
+
+def _role_reads_service_tables(role: str) -> bool:
+    """Return whether a PostgreSQL role can read any table of the service's database (a superuser can).
+
+    Asked of the service's own connection: the privileges of a role on tables of another database
+    cannot be asked from there.
+    """
+    with connections["default"].cursor() as cursor:
+        cursor.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_roles r JOIN pg_class c ON c.relkind IN ('r', 'v', 'm', 'p') "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE r.rolname = %s "
+            "AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%%' "
+            "AND has_any_column_privilege(r.oid, c.oid, 'SELECT'))",
+            [role],
+        )
+        return bool(cursor.fetchone()[0])
+
+
+def service_database_refusal(location: DatabaseLocation, *, username: str | None,
+                             addresses: list[Any] | None = None) -> str | None:
+    """Return why a database source may not read where it points: the service's own database, or its
+    server with a role that can read the service's tables (unless SYNC_DATABASE_SOURCE_ALLOW_SERVICE_SERVER).
+
+    However the host is written (localhost, 127.0.0.1, ::1, a name resolving to one of the service's
+    addresses) and with the port written or not, the same server is the same. `username`: the role the
+    source connects as (None: the location's, else libpq's default); `addresses`: those the connection
+    goes to, checked already (None: the host's, resolved now).
+    """
+    own = settings.DATABASES["default"]
+    engine = own.get("ENGINE", "")
+    if engine.endswith("sqlite3"):
+        name = str(own.get("NAME") or "")
+        if location.kind == "sqlite" and name and os.path.realpath(location.path) == os.path.realpath(name):
+            return "this is the service's own database, which a source may not read"
+        return None
+    if not engine.endswith("postgresql") or location.kind != "postgresql":
+        return None
+    port = int(own.get("PORT") or DEFAULT_PORTS["postgresql"])
+    host = str(own.get("HOST") or "")
+    marks = _address_marks(addresses) if addresses is not None else _host_marks(location.host, port=port)
+    if location.port != port or not marks & _host_marks(host, port=port):
+        return None
+    if location.database == own.get("NAME"):
+        return "this is the service's own database, which a source may not read"
+    if settings.SYNC_DATABASE_SOURCE_ALLOW_SERVICE_SERVER:
+        return None
+    role = username or location.username or os.environ.get("PGUSER") or getpass.getuser()
+    try:
+        reads = _role_reads_service_tables(role)
+    except DatabaseError as error:
+        return f"whether role {role!r} can read the service's tables on its server cannot be told ({error})"
+    if reads:
+        return (f"role {role!r} can read the service's own tables on this server (the same server as the service's "
+                "database): use a role without that right, or set SYNC_DATABASE_SOURCE_ALLOW_SERVICE_SERVER=true")
+    return None
 
 
 class DatabaseSourceConfiguration(Declared):
@@ -218,7 +326,11 @@ class DatabaseSourceConfiguration(Declared):
 @source_record_check("database", label="Database", configuration=DatabaseSourceConfiguration)
 def database_source_problems(*, location: Any, credentials: Any, has_upload: bool, path: str) -> list[str]:
     """Return the problems of a database source as saved: its connection URL, and its credentials when given."""
-    problems = database_location_problems(location if isinstance(location, str) else "", path=f"{path}location")
+    username = None
+    if isinstance(credentials, dict) and isinstance(credentials.get("username") or credentials.get("user"), str):
+        username = credentials.get("username") or credentials.get("user")
+    problems = database_location_problems(location if isinstance(location, str) else "", path=f"{path}location",
+                                          username=username)
     if credentials is not None:
         problems += database_credentials_problems(credentials, path=f"{path}credentials")
     return problems
@@ -254,6 +366,13 @@ def _login(source: Source) -> tuple[str | None, str | None]:
     username = raw.get("username") or raw.get("user") or None
     password = raw.get("password") or None
     return (str(username) if username else None), (str(password) if password else None)
+
+
+def _stored_username(source: Source) -> str | None:
+    """Return the username of a source's stored credentials, or None (none, or not readable)."""
+    raw = source.credentials or {}
+    name = (raw.get("username") or raw.get("user")) if isinstance(raw, dict) else None
+    return str(name) if name else None
 
 
 def _seconds(configuration: Any, keys: tuple[str, ...], *, default: float) -> float:
@@ -294,6 +413,9 @@ def _engine(*, location: DatabaseLocation, username: str | None, password: str |
             connection.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
             return connection
 
+        refusal = service_database_refusal(location, username=None)
+        if refusal is not None:
+            raise SourceError(f"{location.shown}: {refusal}")
         return create_engine("sqlite+pysqlite://", creator=sqlite_connect, poolclass=NullPool)
     try:
         addresses = host_addresses_allowed(location.host, port=location.port)
@@ -302,6 +424,10 @@ def _engine(*, location: DatabaseLocation, username: str | None, password: str |
     except (OSError, UnicodeError) as error:
         raise TransientSourceError(f"{location.host} does not resolve ({error})") from None
     address = str(addresses[0])
+    # Judged by the address connected to, not by another lookup of the name.
+    refusal = service_database_refusal(location, username=username, addresses=[address])
+    if refusal is not None:
+        raise SourceError(f"{location.shown}: {refusal}")
     query = dict(location.options)
     if location.kind == "postgresql":
         url = URL.create(DRIVERS["postgresql"], username=username or location.username or None, password=password,
@@ -439,26 +565,84 @@ def _quoted_end(query: str, index: int, *, backslash: bool) -> int:
     raise DatabaseConfigError([f"a quote {quote_char} is not closed"])
 
 
-def _scan_words(query: str, *, backslash: bool) -> tuple[list[str], list[str]]:
-    """Return the words of a query outside quotes and comments, and what follows each semicolon.
+# Functions a read may not call. PostgreSQL keeps the `pg_` prefix for its own functions, so there the
+# rule is an allow-list (PG_FUNCTIONS_ALLOWED); elsewhere the families that administer a server (end
+# sessions, reload or set its configuration), read or write its files, reach other servers, run SQL
+# given as text past this check, or stall a connection are refused by name or prefix.
+PG_FUNCTIONS_ALLOWED = frozenset({
+    "pg_typeof", "pg_column_size", "pg_size_pretty", "pg_size_bytes", "pg_relation_size", "pg_table_size",
+    "pg_total_relation_size", "pg_indexes_size", "pg_database_size", "pg_encoding_to_char", "pg_client_encoding",
+    "pg_char_to_encoding", "pg_backend_pid", "pg_postmaster_start_time", "pg_conf_load_time", "pg_is_in_recovery",
+    "pg_current_xact_id", "pg_input_is_valid", "pg_input_error_info", "pg_get_viewdef", "pg_get_constraintdef",
+    "pg_get_indexdef", "pg_get_expr", "pg_get_userbyid", "pg_get_serial_sequence", "pg_get_function_arguments",
+    "pg_get_function_result", "pg_has_role", "pg_table_is_visible", "pg_type_is_visible", "pg_function_is_visible",
+    "pg_collation_for", "pg_xact_commit_timestamp", "pg_jit_available",
+})
+FUNCTIONS_REFUSED = frozenset({
+    # PostgreSQL: settings, SQL run from text (ts_stat, query_to_xml and its kin), large objects. (nextval and
+    # setval fail in the read-only transaction.)
+    "set_config", "ts_stat", "loread", "lowrite", "binary_upgrade_set_next_pg_type_oid",
+    # MariaDB/MySQL: files, stalls, locks held past the statement, waits on replication, known shell UDFs.
+    "load_file", "sleep", "benchmark", "get_lock", "release_lock", "release_all_locks", "is_free_lock",
+    "is_used_lock", "master_pos_wait", "source_pos_wait", "master_gtid_wait", "wait_for_executed_gtid_set",
+    "wait_until_sql_thread_after_gtids", "sys_exec", "sys_eval", "sys_get", "sys_set",
+    # SQLite: native code.
+    "load_extension",
+})
+FUNCTION_PREFIXES_REFUSED = ("lo_", "dblink", "query_to_", "cursor_to_", "table_to_", "schema_to_", "database_to_",
+                             "binary_upgrade_")
 
-    `backslash`: a backslash escapes a quote inside '…' (MySQL), or does not (PostgreSQL, SQLite).
+
+def function_refused(name: str) -> bool:
+    """Return whether a read may not call the function of this name (lower case, without its schema)."""
+    if name.startswith(("pg_", 'u&"')):
+        return name not in PG_FUNCTIONS_ALLOWED
+    return name in FUNCTIONS_REFUSED or name.startswith(FUNCTION_PREFIXES_REFUSED)
+
+
+@dataclass
+class ScannedQuery:
+    """What a query holds outside quotes and comments: its words, the names it calls, what follows each ;."""
+
+    words: list[str]
+    calls: list[str]
+    semicolons: list[str]
+
+
+def _scan_words(query: str, *, backslash: bool) -> ScannedQuery:
+    """Return the words of a query outside quotes and comments, the names it calls, and what follows each ;.
+
+    `backslash`: read as MySQL reads (a backslash escapes a quote inside '…', `/*! … */` is code, `--` starts
+    a comment only before a space), or as PostgreSQL and SQLite do. A name called is a word or a quoted name
+    followed by `(`, comments and spaces between them allowed, as the databases allow them.
     """
-    words: list[str] = []
-    semicolons: list[str] = []
+    scanned = ScannedQuery(words=[], calls=[], semicolons=[])
+    name: str | None = None  # the last name seen, while only spaces and comments follow it
     index, length = 0, len(query)
     while index < length:
         char = query[index]
-        if query.startswith("--", index):
+        if query.startswith("--", index) and not (
+            backslash and index + 2 < length and not query[index + 2].isspace()
+        ):
             end = query.find("\n", index)
             index = length if end < 0 else end + 1
+        elif backslash and (executable := re.match(r"/\*M?!\d*", query[index:])):
+            index += len(executable.group(0))  # MySQL runs what is inside /*! … */: it is read as code
+            name = None
         elif query.startswith("/*", index):
             end = query.find("*/", index + 2)
             if end < 0:
                 raise DatabaseConfigError(["a comment /* is not closed"])
             index = end + 2
         elif char in "'\"`":
-            index = _quoted_end(query, index, backslash=backslash)
+            end = _quoted_end(query, index, backslash=backslash)
+            # A quoted name may be called ("pg_sleep"(1), `sleep`(1)); a '…' string may not. PostgreSQL's
+            # U&"…" may spell a name with escapes (U&"pg\005fsleep"): it is kept whole, as no known name.
+            name = query[index + 1:end - 1].replace(char * 2, char).lower() if char != "'" else None
+            if char == '"' and query[max(0, index - 2):index].lower() == "u&":
+                name = f'u&"{name}"'
+
+            index = end
         elif char == "$" and not (index and (query[index - 1].isalnum() or query[index - 1] in "_$")) and (
             match := re.match(r"\$([A-Za-z_]\w*)?\$", query[index:])
         ):
@@ -467,25 +651,37 @@ def _scan_words(query: str, *, backslash: bool) -> tuple[list[str], list[str]]:
             if end < 0:
                 raise DatabaseConfigError([f"a dollar quote {tag} is not closed"])
             index = end + len(tag)
+            name = None
         elif char == ";":
-            semicolons.append(query[index + 1:])
+            scanned.semicolons.append(query[index + 1:])
             index += 1
-        elif char.isalpha() or char == "_":
-            match = re.match(r"[A-Za-z_][\w$]*", query[index:])  # PostgreSQL names may hold $
-            words.append(match.group(0).lower())
+            name = None
+        elif (char.isalpha() or char == "_") and (match := re.match(r"[^\W\d][\w$]*", query[index:])):
+            # Names may start with any letter (SELECT 1 AS é) and hold $ (PostgreSQL).
+            name = match.group(0).lower()
+            scanned.words.append(name)
             index += len(match.group(0))
-        else:
+        elif char == "(":
+            if name is not None:
+                scanned.calls.append(name)
+            name = None
             index += 1
-    return words, semicolons
+        else:
+            if not char.isspace():
+                name = None
+            index += 1
+    return scanned
 
 
 def query_problems(query: str) -> list[str]:
     """Return why a query is not one read-only SELECT, or nothing.
 
     The query is read as MySQL reads quotes and as PostgreSQL and SQLite do: a word hidden from one
-    reading is seen by the other. (`#` comments are not skipped: words in them are judged too.)
+    reading is seen by the other. (`#` comments are not skipped: words in them are judged too.) Besides
+    writing and locking, a read may not call functions that administer a server, touch its files, reach
+    another server or stall (function_refused).
     """
-    readings = []
+    readings: list[ScannedQuery] = []
     unreadable: list[str] = []
     for backslash in (False, True):
         try:
@@ -495,16 +691,24 @@ def query_problems(query: str) -> list[str]:
     if not readings:
         return unreadable
     problems: list[str] = []
-    for words, semicolons in readings:
+    for scanned in readings:
+        words = scanned.words
         if not words or words[0] not in ("select", "with"):
             problems.append("must be a single SELECT (or WITH … SELECT) statement")
-        if any(rest.strip() for rest in semicolons):
+        if any(rest.strip() for rest in scanned.semicolons):
             problems.append("must be a single statement: nothing may follow a ;")
         writing = sorted({word for word in words if word in WRITING_WORDS})
         if writing:
             problems.append(f"must only read: {', '.join(word.upper() for word in writing)} has no place in it")
-        if "for" in words and any(word in ("share", "update", "nowait") for word in words):
-            problems.append("must not lock rows (FOR UPDATE / FOR SHARE)")
+        locking = "for" in words and any(word in ("share", "update", "nowait") for word in words)
+        if locking or any(words[at:at + 4] == ["lock", "in", "share", "mode"] for at in range(len(words))):
+            problems.append("must not lock rows (FOR UPDATE / FOR SHARE / LOCK IN SHARE MODE)")
+        refused = sorted({name for name in scanned.calls if function_refused(name.rsplit(".", 1)[-1])})
+        if refused:
+            problems.append(
+                f"must not call {', '.join(refused)}: a read may not administer the server, reach its files or "
+                "other servers, or stall it"
+            )
     return list(dict.fromkeys(problems))
 
 
@@ -600,6 +804,14 @@ def table_key_column(connection: Connection, *, read: DatabaseRead, path: str = 
     return primary[0]
 
 
+def _is_sqlite_rowid(connection: Connection, *, inspector: Any, read: DatabaseRead, key: str, declared: Any) -> bool:
+    """Return whether a key column is SQLite's INTEGER PRIMARY KEY: the rowid, never NULL though not declared so."""
+    if connection.dialect.name != "sqlite" or str(declared).upper() != "INTEGER":
+        return False
+    primary = inspector.get_pk_constraint(read.table, schema=read.schema).get("constrained_columns") or []
+    return primary == [key]
+
+
 def _table_problems(connection: Connection, *, read: DatabaseRead, path: str) -> list[str]:
     inspector = inspect(connection)
     if not inspector.has_table(read.table, schema=read.schema):
@@ -621,7 +833,9 @@ def _table_problems(connection: Connection, *, read: DatabaseRead, path: str) ->
                 f"{path}.keyColumn: column {key!r} is not unique on its own (no primary key, unique constraint "
                 "or unique index of that column alone): pages on it could skip rows"
             )
-        if found[key].get("nullable") and read.key_column is not None:
+        if found[key].get("nullable") and read.key_column is not None and not _is_sqlite_rowid(
+            connection, inspector=inspector, read=read, key=key, declared=found[key]["type"],
+        ):
             problems.append(f"{path}.keyColumn: column {key!r} may be NULL: rows with a NULL key cannot be paged")
         if isinstance(found[key]["type"], (JSON, LargeBinary)):
             problems.append(f"{path}.keyColumn: column {key!r} is of a type without order ({found[key]['type']})")
@@ -675,7 +889,8 @@ def database_read_problems(*, source: Source | None, source_config: Any, path: s
         read = database_read_parse(source_config, path=path)
     except DatabaseConfigError as error:
         return error.problems
-    location_problems = database_location_problems(source.location, path=f"{source_path} location")
+    username = _stored_username(source)
+    location_problems = database_location_problems(source.location, path=f"{source_path} location", username=username)
     if location_problems or not live:
         return location_problems
     try:
@@ -885,16 +1100,19 @@ class DatabaseReader(ReaderKind):
             return {"after": None}
         return {"after": None, "since": {"column": cursor["path"], "value": key_encode(cursor["raw"])}}
 
-    def statement(self, *, after: Any, since: dict[str, Any] | None = None) -> Any:
+    def statement(self, *, after: Any, since: dict[str, Any] | None = None, measures: list[str] | None = None) -> Any:
         """Return the statement of the page after key `after` (None: the first page), one row more than a page.
 
         `since` ({"column", "value"}) keeps only rows whose cursor column is at or after the value.
+        `measures`: SQL expressions to select instead of the columns (the sizes of a page's values).
         """
         key = self.key_column
         if self.read.query is not None:
             preparer = _preparer(self.location.kind)
             quoted = preparer.quote(key)
             listed = ", ".join(preparer.quote(name) for name in self._selected(key)) if self.read.columns else "*"
+            if measures is not None:
+                listed = ", ".join(f"{measure} AS sync_measure_{index}" for index, measure in enumerate(measures))
             where = f"{quoted} IS NOT NULL" if after is None else f"{quoted} > :after"
             if since is not None:
                 where += f" AND {preparer.quote(since['column'])} >= :since"
@@ -906,7 +1124,10 @@ class DatabaseReader(ReaderKind):
             return statement.bindparams(after=after) if after is not None else statement
         source = table(self.read.table, schema=self.read.schema)
         key_column = column(key)
-        if self.read.columns:
+        if measures is not None:
+            chosen = select(*(literal_column(measure).label(f"sync_measure_{index}")
+                              for index, measure in enumerate(measures)))
+        elif self.read.columns:
             chosen = select(*(column(name) for name in self._selected(key)))
         else:
             chosen = select(literal_column("*"))
@@ -927,8 +1148,9 @@ class DatabaseReader(ReaderKind):
 
         def attempt() -> list[dict[str, Any]]:
             with database_connect(source=self.source) as connection:
-                result = connection.execute(self.statement(after=after, since=since))
-                return [dict(row) for row in result.mappings()]
+                return rows_read(connection, statement=self.statement(after=after, since=since),
+                                 measured=lambda measures: self.statement(after=after, since=since, measures=measures),
+                                 kind=self.location.kind, where=self.location.shown)
 
         rows = self._retrying(attempt, on_wait=on_wait)
         key = self.key_column
@@ -945,6 +1167,7 @@ class DatabaseReader(ReaderKind):
         page = rows[: self.read.page_size]
         decimals = self.read.decimals
         body = [{str(name): json_safe(value, decimals=decimals) for name, value in row.items()} for row in page]
+        del rows  # the raw rows: only their JSON form stays with the page
         last = key_encode(page[-1][key]) if page and more else None
         return Fetched(
             request=request, body=body, url=f"{self.location.shown} ({self.read.what})",
@@ -981,3 +1204,76 @@ def _preparer(kind: str) -> Any:
 
     dialect = {"postgresql": postgresql.dialect, "mysql": mysql.dialect, "sqlite": sqlite.dialect}[kind]()
     return dialect.identifier_preparer
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading a page within its byte budget (syncapp/budget.py)
+
+# Rows a server-side cursor hands over at a time: the memory of a batch is what is over the budget at most.
+STREAM_BATCH_ROWS = 50
+
+
+def _size_sql(kind: str, name: str) -> str:
+    """Return SQL for the bytes of a column's value as text (NULL for NULL), measured by the database."""
+    quoted = _preparer(kind).quote(name)
+    if kind == "postgresql":
+        return f"octet_length(CAST({quoted} AS text))"
+    if kind == "mysql":
+        return f"octet_length({quoted})"
+    return f"length(CAST({quoted} AS BLOB))"
+
+
+def _page_subquery(statement: Any) -> Any:
+    """Return a page's statement as a subquery to measure it by."""
+    if isinstance(statement, TextClause):
+        return statement.columns().subquery("sync_page")
+    return statement.subquery("sync_page")
+
+
+def page_sizes_measure(connection: Connection, *, statement: Any, measured: Any,
+                       kind: str) -> tuple[dict[str, int], int]:
+    """Return the largest value of each column of a page's rows and the bytes of them all, measured by the
+    database, so that rows too large are refused before one byte of them is sent.
+
+    `measured(expressions)` is the page's statement selecting those expressions instead of its columns:
+    the database computes the sizes before it orders the page, so it sorts sizes, not the values.
+    """
+    with connection.execute(select(literal_column("*")).select_from(_page_subquery(statement)).limit(0)) as empty:
+        columns = empty.keys()  # a result's column names, not a dict's keys
+    names = [str(name) for name in columns]
+    if not names:
+        return {}, 0
+    sizes = [f"coalesce({_size_sql(kind, name)}, 0)" for name in names]
+    labels = [f"sync_measure_{index}" for index in range(len(names))]
+    total = " + ".join(labels)
+    statement = select(
+        *(func.max(literal_column(label)) for label in labels), func.sum(literal_column(total)),
+    ).select_from(_page_subquery(measured(sizes)))
+    row = connection.execute(statement).one()
+    largest = {name: int(row[index] or 0) for index, name in enumerate(names)}
+    return largest, int(row[-1] or 0)
+
+
+def rows_read(connection: Connection, *, statement: Any, measured: Any, kind: str,
+              where: str) -> list[dict[str, Any]]:
+    """Return the rows of a page's statement, failing with PageTooLarge when they are over the page's budget.
+
+    The database measures the page first (the text form of each value, `measured`: see page_sizes_measure),
+    so a row of hundreds of megabytes is never sent; then the rows are fetched through a server-side cursor
+    (PostgreSQL, MariaDB) in small batches and counted as they arrive, which also bounds rows that grew
+    between the two statements.
+    """
+    budget = PageBudget(where=where)
+    largest, total = page_sizes_measure(connection, statement=statement, measured=measured, kind=kind)
+    for name, size in largest.items():
+        budget.value_check(size, what=f"a value of column {name!r}")
+    if total > budget.page_limit:
+        budget.add(total, what=f"its rows ({total:,} bytes as the database measures them)")
+    rows: list[dict[str, Any]] = []
+    streaming = connection.execution_options(stream_results=True, yield_per=STREAM_BATCH_ROWS)
+    with streaming.execute(statement) as result:
+        for number, row in enumerate(result.mappings(), start=1):
+            kept = dict(row)
+            budget.add_row(kept, what=f"row {number}")
+            rows.append(kept)
+    return rows

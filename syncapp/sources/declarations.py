@@ -143,8 +143,6 @@ class RunSettings(Declared):
     """Refuse to delete more than this share of the objects in one run (default "50%"); a forced run may."""
     follow_ups_on_partial: Flag | None = None
     """Start the follow-ups after a partial run too."""
-    concurrency: int | None = None
-    """Pages fetched at once, 1 to 32 (default SYNC_PAGE_CONCURRENCY)."""
     chunk_size: int | None = None
     """Changed objects written by one task in one transaction, 1 to 10000 (default SYNC_CHUNK_SIZE)."""
     extra_data_configs: list[ExtraData] | None = None

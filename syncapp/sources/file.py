@@ -63,6 +63,7 @@ from django.conf import settings
 from django.core.files.storage import default_storage
 
 from syncapp.authentication import AuthenticationFailed, CredentialsError, authenticator_for
+from syncapp.budget import PageBudget
 from syncapp.egress import location_problems as url_location_problems
 from syncapp.errors import SourceError, TransientSourceError
 from syncapp.hashing import hash_value
@@ -310,10 +311,12 @@ def ndjson_page(handle: IO[bytes], *, request: dict[str, Any], options: FileOpti
     offset, line, row = request["offset"], request["line"], request["row"]
     handle.seek(offset)
     rows: list[Any] = []
+    budget = PageBudget(where=name)
     while len(rows) < options.page_size:
         raw = _readline(handle, name=name, line=line)
         if not raw:
             break
+        budget.add(len(raw), what=f"line {line}")
         if offset == 0 and raw.startswith(BOM) and options.encoding.startswith("utf-8"):
             raw = raw[len(BOM):]
             offset += len(BOM)
@@ -340,6 +343,13 @@ class _Lines:
     def __init__(self, handle: IO[bytes], *, offset: int, line: int, encoding: str, name: str):
         self.handle, self.offset, self.line, self.encoding, self.name = handle, offset, line, encoding, name
         handle.seek(offset)
+        # A quoted field may span lines: a record is counted from its first line, the page from its first record.
+        self.record_offset, self.record_line = offset, line
+        self.budget = PageBudget(where=name)
+
+    def record_begin(self) -> None:
+        """Say that the next line handed out begins a record."""
+        self.record_offset, self.record_line = self.offset, self.line
 
     def __iter__(self) -> Iterator[str]:
         return self
@@ -351,6 +361,11 @@ class _Lines:
         if self.offset == 0 and raw.startswith(BOM) and self.encoding.startswith("utf-8"):
             raw = raw[len(BOM):]
             self.offset += len(BOM)
+        limit = settings.SYNC_FILE_MAX_RECORD_BYTES
+        if self.offset + len(raw) - self.record_offset > limit:
+            raise SourceError(f"{self.name}, line {self.record_line}: a record longer than {limit:,} bytes "
+                              "(SYNC_FILE_MAX_RECORD_BYTES)")
+        self.budget.add(len(raw), what=f"line {self.line}")
         text = _decoded(raw, encoding=self.encoding, name=self.name, line=self.line)
         self.offset += len(raw)
         self.line += 1
@@ -382,6 +397,7 @@ def csv_page(handle: IO[bytes], *, request: dict[str, Any], options: FileOptions
     rows: list[dict[str, str]] = []
     while len(rows) < options.page_size:
         start = lines.line
+        lines.record_begin()
         try:
             record = next(records)
         except StopIteration:
@@ -595,6 +611,7 @@ def json_page(handle: IO[bytes], *, request: dict[str, Any], options: FileOption
         json_locate(scanner, path=options.objects_path)
     row = request["row"]
     rows: list[Any] = []
+    budget = PageBudget(where=name)
     done = False
     while True:
         found = scanner.peek()
@@ -618,6 +635,7 @@ def json_page(handle: IO[bytes], *, request: dict[str, Any], options: FileOption
             raise scanner._broken(f"expected element {row + 1}, found {chr(found)!r}")
         line = scanner.line
         raw = scanner.value(keep=True)
+        budget.add(len(raw), what=f"element {row + 1} (line {line})")
         row += 1
         rows.append(_json_loads(raw, name=name, line=line, what=f"element {row}"))
     return PageOut(rows=rows, offset=scanner.offset, line=scanner.line, row=row, done=done)

@@ -19,7 +19,6 @@ from django.db import close_old_connections
 from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.renderers import OpenApiJsonRenderer
 from hypothesis import HealthCheck, settings
-from rest_framework.authtoken.models import Token
 from schemathesis.checks import not_a_server_error
 from schemathesis.config import SchemathesisConfig
 from schemathesis.specs.openapi.checks import (
@@ -29,6 +28,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from syncapp.configuration import bundle_import
+from syncapp.models import ApiToken
+from syncapp.tokens import token_digest
 from tests.conftest import zoo_bundle
 
 TOKEN = "0123456789abcdef0123456789abcdef01234567"
@@ -68,7 +69,7 @@ def in_process_requests(db):
 def staff_token(in_process_requests) -> str:
     """A staff superuser's token, and a synchronization to find."""
     user = get_user_model().objects.create_superuser("schemathesis", "st@example.com", "unused-password")
-    Token.objects.create(user=user, key=TOKEN)
+    ApiToken.objects.create(user=user, digest=token_digest(TOKEN))
     bundle_import(zoo_bundle(location="http://127.0.0.1:8900"))
     return TOKEN
 

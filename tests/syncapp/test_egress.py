@@ -25,7 +25,7 @@ from syncapp.models import Object, Source, Synchronization
 from syncapp.sample_source import generate_animals
 from tests.conftest import zoo_bundle
 from tests.helpers import import_zoo
-from tests.loopback import LoopbackServer, Reply, Request
+from tests.loopback import LoopbackServer, Raw, Reply, Request
 from tests.syncapp.test_authentication import AUTH_CASES, SECRETS, Api, with_url
 from tests.test_settings import last_line, load_settings
 
@@ -88,6 +88,20 @@ def dripping(request: Request) -> Reply:
     return 200, {"Content-Type": "application/json", "Content-Length": "1000000"}, body()
 
 
+def dripping_headers(request: Request) -> Raw:
+    def answer() -> Iterator[bytes]:
+        yield b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        deadline = time.monotonic() + 30  # bounded: the client is expected to hang up long before
+        while time.monotonic() < deadline:
+            for byte in b"X-Padding: more\r\n":
+                yield bytes([byte])
+                time.sleep(0.05)
+        # No body: on its own, a body read would see the total time passed and say so.
+        yield b"Content-Length: 0\r\n\r\n"
+
+    return Raw(answer())
+
+
 def billion_laughs(request: Request) -> Reply:
     entities = "".join(f'<!ENTITY lol{n} "{f"&lol{n - 1};" * 10}">' for n in range(1, 10))
     body = (f'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol0 "lol">{entities}]>'
@@ -106,6 +120,7 @@ HOSTILE = {
     "a 200 MB body it does not announce": (large_undeclared, "larger than 10,485,760 bytes (SYNC_HTTP_MAX"),
     "a body that never ends": (endless, "larger than 10,485,760 bytes"),
     "a body sent a byte at a time": (dripping, "did not arrive whole within 2 s (SYNC_HTTP_TOTAL_TIMEOUT)"),
+    "headers sent a byte at a time": (dripping_headers, "did not arrive whole within 2 s (SYNC_HTTP_TOTAL_TIMEOUT)"),
     "an XML billion laughs": (billion_laughs, "not valid XML"),
     "a page with too many objects": (too_many_objects, "holds 5,001 objects, more than 5,000 (SYNC_MAX_PAGE_OBJECTS)"),
 }

@@ -292,3 +292,49 @@ def test_a_run_whose_process_was_killed_does_not_block_the_next_run(tmp_path):
     )
     assert status == "failed"
     assert f"the process running it (pid {process.pid}) ended" in error
+
+
+def test_an_api_target_being_called_does_not_hold_sqlite_s_write_lock(tmp_path):
+    # Given the embedded service pushing three objects to an API target, and another writer (an import,
+    # the admin) that writes to the database while the target is being called, before it answers
+    env = embedded_env(tmp_path, SYNC_PAGE_CONCURRENCY="1")
+    meanwhile: list[str] = []
+
+    def target(request: Request):
+        if request.method != "POST":
+            return 400, {}, {"detail": "no such route"}
+        # Waits up to the busy timeout for the write lock: held through the call, it never comes.
+        with closing(sqlite3.connect(tmp_path / "sync.sqlite3", timeout=5, isolation_level=None)) as db:
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                db.execute("COMMIT")
+                meanwhile.append("written")
+            except sqlite3.OperationalError as error:
+                meanwhile.append(str(error))
+        return 201, {}, {**request.json(), "id": f"t{len(meanwhile)}"}
+
+    with paged_server(paged_records(3), size=20) as source, LoopbackServer(target) as api:
+        assert manage(env, "migrate", "--no-input", "-v", "0").returncode == 0
+        bundle = {
+            "sources": [{"reference": "zoo-api", "location": source.url}, {"reference": "crm", "location": api.url}],
+            "mappings": [{"reference": "to-crm", "mapping": {"name": "name", "kind": "species"}}],
+            "synchronizations": [{
+                "reference": "push", "sourceType": "api", "sourceId": "zoo-api",
+                "sourceConfig": {"endpoint": "/a", "resultsPosition": "results", "pagination": {"type": "page"}},
+                "sourceTargetMapping": "to-crm", "targetType": "api", "targetId": "crm",
+                "targetConfig": {"endpoint": "/items"},
+            }],
+        }
+        (tmp_path / "push.json").write_text(json.dumps(bundle))
+        assert manage(env, "sync", "import", str(tmp_path / "push.json")).returncode == 0
+
+        # When a run sends them
+        result = manage(env, "sync", "run", "push", "--json")
+
+    # Then the other writer wrote during every call, and every object was sent once and recorded
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert meanwhile == ["written"] * 3
+    outcome = json.loads(result.stdout)
+    assert (outcome["status"], outcome["counts"]["created"]) == ("succeeded", 3)
+    targets = database_rows(tmp_path, "SELECT target_id FROM contracts_synchronizationcontract")
+    assert sorted(row[0] for row in targets) == ["t1", "t2", "t3"]

@@ -273,7 +273,7 @@ paginations = st.one_of(
 # What every source type's sourceConfig may hold: deletion and how a run goes.
 run_settings = {
     "deleteMissing": st.booleans(), "deleteSafetyLimit": st.sampled_from(["20%", "50%", "100%", 5]),
-    "followUpsOnPartial": st.booleans(), "concurrency": st.integers(1, 32), "chunkSize": st.integers(1, 10_000),
+    "followUpsOnPartial": st.booleans(), "chunkSize": st.integers(1, 10_000),
 }
 incrementals = st.fixed_dictionaries({"cursorPath": dot_paths, "param": keys}, optional={
     "type": st.just("datetime"), "format": st.sampled_from(["iso", "epoch", "epochMs", "%Y-%m-%d"]),
@@ -305,7 +305,7 @@ def api_source_config(*, sources: list[str]) -> st.SearchStrategy[dict]:
             "extraDataConfigs": st.lists(extra_data(sources=sources), min_size=1, max_size=2),
             "extraDataConcurrency": st.integers(1, 32), "fetchExtraDataBeforeConditions": st.booleans(),
             "extraDataOnlyWhenChanged": st.booleans(),
-            "incremental": incrementals, **run_settings,
+            "incremental": incrementals, "concurrency": st.integers(1, 32), **run_settings,
         },
     )).filter(lambda config: not (
         # refused together: an object not enriched would be filtered out by conditions on its detail

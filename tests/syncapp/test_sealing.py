@@ -9,11 +9,12 @@ import subprocess
 import sys
 
 import pytest
-from cryptography.fernet import Fernet
+from cryptography.fernet import Fernet, InvalidToken
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
 
+from config.keys import BUILTIN_SECRET_KEY
 from syncapp import runs as sync_runs
 from syncapp.configuration import CREDENTIALS_KEPT, bundle_export, bundle_import
 from syncapp.models import Object, Source
@@ -146,12 +147,31 @@ def test_without_keys_a_key_derived_from_the_secret_key_is_used_and_the_service_
                           credentials={"type": "bearer", "token": TOKEN})
     assert json.loads(Fernet(key_derived(settings.SECRET_KEY)).decrypt(stored("credentials", "s").encode()))
 
-    env = {key: value for key, value in os.environ.items()
-           if key not in {"SYNC_CREDENTIAL_KEYS", "DATABASE_URL", "CELERY_BROKER_URL"}}
+    # On PostgreSQL with a secret key set: the embedded service would make a credential key of its own.
+    env = {key: value for key, value in os.environ.items() if key not in {"SYNC_CREDENTIAL_KEYS", "CELERY_BROKER_URL"}}
     env["SYNC_DATA_DIR"] = str(tmp_path)
     result = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True,
                             text=True, timeout=120)
     assert "SYNC_CREDENTIAL_KEYS is not set: credentials are encrypted with a key derived from" in result.stderr
+
+
+def test_credentials_sealed_with_the_public_built_in_key_are_read_and_moved_off_it_by_rekey(keys):
+    # Given credentials stored by a service that ran on the built-in secret key, without credential keys
+    public = Fernet(key_derived(BUILTIN_SECRET_KEY))
+    Source.objects.create(reference="s", name="s", location="http://127.0.0.1:1")
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE syncapp_source SET credentials = %s WHERE reference = 's'",
+                       [public.encrypt(json.dumps({"type": "bearer", "token": TOKEN}).encode()).decode()])
+    # When the service has a key of its own
+    own = Fernet.generate_key().decode()
+    keys(own)
+
+    # Then they are still read, and `sync rekey` encrypts them with its own key, off the public one
+    assert Source.objects.get(reference="s").credentials["token"] == TOKEN
+    call_command("sync", "rekey", stdout=io.StringIO())
+    assert json.loads(Fernet(own).decrypt(stored("credentials", "s").encode()))["token"] == TOKEN
+    with pytest.raises(InvalidToken):
+        public.decrypt(stored("credentials", "s").encode())
 
 
 def test_sync_keygen_prints_a_key_the_settings_take(tmp_path):

@@ -170,7 +170,7 @@ def test_the_admin_refuses_conditions_with_an_unknown_operator_at_the_conditions
         "target_schema": sync.target_schema_id, "target_config": "{}",
     })
 
-    assert response.context["adminform"].form.errors["conditions"] == ['conditions: unknown operator "=~"']
+    assert response.context["adminform"].form.errors["conditions"] == ['unknown operator "=~"']
 
 
 def test_the_admin_test_sync_page_reports_a_source_it_cannot_reach(admin_client, sync):

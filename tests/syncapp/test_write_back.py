@@ -7,12 +7,20 @@ from django.urls import reverse
 
 from contracts.models import SynchronizationContract
 from syncapp import runs as sync_runs
+from syncapp import write_back
 from syncapp.configuration import ConfigurationInvalid, bundle_import
 from syncapp.models import Object, Synchronization
 from syncapp.targets.register import register_object_save
 from tests.syncapp.targets.test_api import TargetApi
 
 pytestmark = pytest.mark.usefixtures("transactional_db", "in_process_tasks")
+
+
+@pytest.fixture(autouse=True, params=["inside a transaction", "between transactions"])
+def write_back_path(request, monkeypatch):
+    """Every case both ways: the call inside the contract's transaction (PostgreSQL locks its row only),
+    and between short transactions, as on SQLite, whose write lock a call must not hold."""
+    monkeypatch.setattr(write_back, "transactions_lock_database", lambda: request.param == "between transactions")
 
 
 def two_way(crm: TargetApi, **source_config) -> Synchronization:

@@ -8,13 +8,14 @@ import uuid
 from pathlib import Path
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from config.celery import app as celery_app
 from contracts.models import SynchronizationRun
 from contracts.runs import RunRefused, run_progress, run_summary, runs_fail_stale
-from syncapp import configuration, rekey, sealing
+from syncapp import configuration, rekey, sealing, tokens
 from syncapp import runs as synchronization
 from syncapp.models import Synchronization
 from workers import dispatch
@@ -74,6 +75,12 @@ class Command(BaseCommand):
             "rekey", help="Encrypt every stored credential again with the newest key of SYNC_CREDENTIAL_KEYS."
         )
         rekey.add_argument("--json", action="store_true")
+        token = actions.add_parser(
+            "token", help="Make an API token for a user and print its key, once: only its digest is stored."
+        )
+        token.add_argument("username")
+        token.add_argument("--name", default="", help="What the token is for.")
+        token.add_argument("--json", action="store_true")
         exporter.add_argument("--json", action="store_true", help="The bundle is JSON already; accepted for scripts.")
 
     def handle(self, *args, **options) -> None:
@@ -98,6 +105,17 @@ class Command(BaseCommand):
             self._print_json({"sources": count})
             return
         self.stdout.write(f"encrypted the credentials of {count} source(s) again with the newest key")
+
+    def handle_token(self, *, username: str, name: str = "", json: bool = False, **_options) -> None:
+        user = get_user_model().objects.filter(**{get_user_model().USERNAME_FIELD: username}).first()
+        if user is None:
+            raise CommandError(f"no user {username!r}")
+        token, key = tokens.token_create(user=user, name=name)
+        if json:
+            self._print_json({"user": username, "name": token.name, "token": key})
+            return
+        self.stdout.write(key)
+        self.stderr.write(f"a token for {username}: keep it now, it is not shown again (`Authorization: Token …`)")
 
     # -- import / export ---------------------------------------------------------------------
 

@@ -12,7 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
+from django.db import connection
 from rest_framework.test import APIClient
 from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
@@ -23,7 +25,14 @@ from syncapp.configuration import CREDENTIALS_KEPT, ConfigurationInvalid, bundle
 from syncapp.errors import SourceError, TransientSourceError
 from syncapp.models import Object, Source, Synchronization
 from syncapp.sources import reader_for
-from syncapp.sources.database import database_connect, json_safe, key_decode, key_encode
+from syncapp.sources.database import (
+    database_connect,
+    database_location_problems,
+    json_safe,
+    key_decode,
+    key_encode,
+    query_problems,
+)
 from tests.databases import database_sync, maria, maria_items, mariadb_table, pg, pg_items, source_database
 from tests.helpers import run
 
@@ -72,8 +81,10 @@ def statements() -> Iterator[list[str]]:
 
 
 def page_reads(sent: list[str], *, name: str) -> list[str]:
-    """Return the statements that read pages (not the check of a query when saved, with LIMIT :none, 0)."""
-    return [sql for sql in sent if name in sql and "LIMIT" in sql and "LIMIT 0" not in sql and "(none)" not in sql]
+    """Return the statements that read pages (not the check of a query when saved, with LIMIT :none, 0, nor
+    the measure of a page's bytes before it is read, FROM (…) AS sync_page)."""
+    return [sql for sql in sent if name in sql and "LIMIT" in sql and "LIMIT 0" not in sql and "(none)" not in sql
+            and "sync_page" not in sql]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -347,6 +358,69 @@ def test_the_admin_refuses_a_query_of_a_missing_column_at_its_field(admin_client
     assert errors["source_config"] == ["sourceConfig.idColumn: the query's result has no column 'sku' (it has id)"]
 
 
+@pytest.mark.parametrize(("query", "refused"), [
+    ("SELECT pid AS id, pg_terminate_backend(pid) FROM pg_stat_activity", "pg_terminate_backend"),
+    ("SELECT pid AS id, pg_catalog.pg_cancel_backend(pid) FROM pg_stat_activity", "pg_cancel_backend"),
+    ("SELECT 1 AS id, pg_reload_conf()", "pg_reload_conf"),
+    ("SELECT 1 AS id, set_config('statement_timeout', '0', false)", "set_config"),
+    ("SELECT 1 AS id, lo_import('/etc/passwd')", "lo_import"),
+    ("SELECT 1 AS id, pg_read_file('/etc/passwd')", "pg_read_file"),
+    ("SELECT 1 AS id, pg_read_binary_file('/etc/passwd')", "pg_read_binary_file"),
+    ("SELECT pg_ls_dir AS id FROM pg_ls_dir('.')", "pg_ls_dir"),
+    ("SELECT * FROM dblink('host=10.0.0.1', 'SELECT 1') AS t(id int)", "dblink"),
+    ("SELECT 1 AS id, pg_sleep(30)", "pg_sleep"),
+    ("SELECT 1 AS id, \"pg_sleep\" /* quoted, a comment before ( */ (30)", "pg_sleep"),
+    ("SELECT 1 AS id, U&\"pg\\005fsleep\"(30)", 'u&"pg\\005fsleep"'),  # a name spelled with escapes
+    ("SELECT 1 AS id, query_to_xml('SELECT pg_terminate_backend(1)', true, true, '')", "query_to_xml"),
+    ("SELECT id, LOAD_FILE('/etc/passwd') AS f FROM items", "load_file"),
+    ("SELECT id, SLEEP(30) AS s FROM items", "sleep"),
+    ("SELECT id, `sleep`(30) AS s FROM items", "sleep"),
+    ("SELECT id, BENCHMARK(100000000, MD5('a')) AS b FROM items", "benchmark"),
+    # MariaDB runs what is inside /*! … */ and reads --x as minus minus x
+    ("SELECT id /*!, SLEEP(30) */ FROM items", "sleep"),
+    ("SELECT id--sleep(30)\nFROM items", "sleep"),
+])
+def test_the_query_checker_refuses_functions_that_administer_read_files_reach_out_or_stall(query, refused):
+    assert query_problems(query) == [
+        f"must not call {refused}: a read may not administer the server, reach its files or other servers, or stall it"
+    ]
+
+
+@pytest.mark.parametrize("query", [
+    "SELECT count(*) AS n, coalesce(name, 'x') AS id, pg_typeof(price) AS t FROM items GROUP BY name, price",
+    "WITH named(id) AS (SELECT 1) SELECT id, 'sleep(1)' AS quoted, sleep AS column_named_sleep FROM named",
+    "SELECT id -- a comment mentioning pg_sleep(1)\nFROM items",
+    "SELECT 1 AS é",
+])
+def test_the_query_checker_lets_ordinary_reads_through(query):
+    assert query_problems(query) == []
+
+
+def test_mariadb_lock_in_share_mode_is_refused_as_a_lock():
+    assert query_problems("SELECT id FROM items LOCK IN SHARE MODE") == [
+        "must not lock rows (FOR UPDATE / FOR SHARE / LOCK IN SHARE MODE)"
+    ]
+
+
+def test_a_query_that_ends_other_sessions_is_refused_at_import_and_nothing_is_saved(pg_database):
+    with pytest.raises(ConfigurationInvalid, match=r"sourceConfig\.query: must not call pg_terminate_backend"):
+        database_sync(pg_database, query="SELECT pid AS id, pg_terminate_backend(pid) FROM pg_stat_activity",
+                      keyColumn="id")
+
+    assert not Source.objects.exists()
+
+
+def test_the_api_answers_a_query_naming_a_column_with_a_non_ascii_letter_not_a_server_error(api, pg_database):
+    pg_items(pg_database, count=2)
+    sync = database_sync(pg_database, table="items")
+
+    response = api.patch(f"/api/synchronizations/{sync.pk}/",
+                         {"sourceConfig": {"query": "SELECT id, 1 AS é FROM items", "keyColumn": "id"}}, format="json")
+
+    assert response.status_code == 200, response.content
+    assert response.json()["sourceConfig"]["query"] == "SELECT id, 1 AS é FROM items"
+
+
 def test_a_database_source_is_refused_with_a_password_in_its_location_or_at_a_loopback_address(settings):
     with pytest.raises(ConfigurationInvalid) as refused:
         bundle_import({"sources": [{"reference": "db", "type": "database",
@@ -359,6 +433,87 @@ def test_a_database_source_is_refused_with_a_password_in_its_location_or_at_a_lo
     with pytest.raises(ConfigurationInvalid, match=r"sources\[0\]\.location: 127\.0\.0\.1 is in a loopback"):
         bundle_import({"sources": [{"reference": "db", "type": "database",
                                     "location": "mysql://root@127.0.0.1:3306/test"}]})
+
+
+# ---------------------------------------------------------------------------------------------
+# The service's own database and server
+
+
+def service_location(*, host: str = "127.0.0.1", port: str = ":5432", user: str = "root") -> str:
+    """Return a location of the service's own (test) database, its host and port written as asked."""
+    return f"postgresql://{user}@{host}{port}/{connection.settings_dict['NAME']}"
+
+
+@pytest.mark.parametrize(("host", "port"), [
+    ("127.0.0.1", ":5432"), ("localhost", ""), ("[::1]", ":5432"), ("localhost", ":5432"), ("127.0.0.1", ""),
+    ("0.0.0.0", ""),  # connecting to 0.0.0.0 reaches this machine
+])
+def test_a_source_of_the_services_own_database_is_refused_however_its_host_is_written(host, port, settings):
+    settings.SYNC_DATABASE_SOURCE_ALLOW_SERVICE_SERVER = True  # allows the server, never the service's database
+    # (an operator's allow-list could let 0.0.0.0 through: the rule holds without the egress policy)
+    settings.SYNC_ALLOWED_NETWORKS = (*settings.SYNC_ALLOWED_NETWORKS, ipaddress.ip_network("0.0.0.0/32"))
+
+    with pytest.raises(ConfigurationInvalid) as refused:
+        database_sync(service_location(host=host, port=port), query="SELECT key AS id, user_id FROM authtoken_token",
+                      keyColumn="id")
+
+    assert "sources[0].location: this is the service's own database, which a source may not read" in str(
+        refused.value)
+    assert not Source.objects.exists()
+
+
+def test_a_source_saved_anyway_at_the_services_own_database_is_refused_when_connecting():
+    get_user_model().objects.create(username="boss", is_superuser=True)
+    pg_source = Source.objects.create(reference="self", name="Self", type="database",
+                                      location=service_location(host="localhost", port=""))
+    sync = Synchronization.objects.create(
+        reference="tokens", source=pg_source, source_type="database", target_type="register/schema",
+        source_config={"query": "SELECT id, username FROM auth_user", "keyColumn": "id"},
+    )
+
+    with pytest.raises(SourceError, match="this is the service's own database, which a source may not read"):
+        reader_for(sync).fetch(request={"after": None})
+
+
+def test_a_source_on_the_services_server_whose_role_can_read_the_services_tables_is_refused(pg_database, settings):
+    # Given a database of its own on the service's server, read as the superuser (who can read every table)
+    as_superuser = pg_database.replace(pg_database.split("//")[1].split("@")[0], "root", 1)
+    pg_items(pg_database, count=2)
+
+    with pytest.raises(ConfigurationInvalid, match=r"sources\[0\]\.location: role 'root' can read the service's own "
+                                                   r"tables on this server"):
+        database_sync(as_superuser, table="items")
+    with pytest.raises(ConfigurationInvalid, match=r"role 'root' can read the service's own tables"):
+        database_sync(pg_database, credentials={"username": "root"}, table="items")
+    assert not Source.objects.exists()
+
+    # The database's own role can read nothing of the service's: that source is kept, and runs
+    assert counts(run(database_sync(pg_database, table="items"))) == ("succeeded", 2, 2, 0, 0, 0)
+
+
+def test_a_sqlite_source_of_the_embedded_services_own_file_is_refused_even_through_a_link(tmp_path, settings,
+                                                                                        monkeypatch):
+    # Given the embedded service keeping its data in a SQLite file of an allowed directory
+    own = tmp_path / "data" / "sync.sqlite3"
+    own.parent.mkdir()
+    sqlite3.connect(own).close()
+    (tmp_path / "link.sqlite3").symlink_to(own)
+    settings.SYNC_DATABASE_SOURCE_SQLITE_DIRS = (str(tmp_path),)
+    monkeypatch.setattr(django_settings, "DATABASES", {"default": {"ENGINE": "django.db.backends.sqlite3",
+                                                                   "NAME": str(own)}})
+
+    for location in (f"sqlite:///{own}", f"sqlite:///{tmp_path / 'link.sqlite3'}"):
+        assert database_location_problems(location) == [
+            "location: this is the service's own database, which a source may not read"
+        ]
+
+
+def test_an_operator_may_allow_sources_on_the_services_server_with_such_a_role(pg_database, settings):
+    settings.SYNC_DATABASE_SOURCE_ALLOW_SERVICE_SERVER = True
+    as_superuser = pg_database.replace(pg_database.split("//")[1].split("@")[0], "root", 1)
+    pg_items(pg_database, count=2)
+
+    assert counts(run(database_sync(as_superuser, table="items"))) == ("succeeded", 2, 2, 0, 0, 0)
 
 
 def test_the_password_comes_from_the_credentials_and_no_error_shows_it(maria_table):
@@ -438,7 +593,9 @@ def test_the_egress_policy_is_checked_again_when_connecting(pg_database, setting
 def test_a_statement_past_the_sources_timeout_is_cancelled_and_counts_as_transient(pg_database, settings):
     settings.SYNC_HTTP_MAX_ATTEMPTS, settings.SYNC_HTTP_BACKOFF_SECONDS = 1, 0
     pg_items(pg_database, count=2)
-    sync = database_sync(pg_database, query="SELECT id, pg_sleep(30) AS slept FROM items", keyColumn="id")
+    # (pg_sleep is refused by the query checker: a count of 10^9 numbers is as slow)
+    slow = "SELECT id, (SELECT count(*) FROM generate_series(1, 1000000000)) AS counted FROM items"
+    sync = database_sync(pg_database, query=slow, keyColumn="id")
     Source.objects.filter(pk=sync.source_id).update(configuration={"timeout": 0.2})
     sync.refresh_from_db()
 
@@ -561,6 +718,27 @@ def test_a_sqlite_file_in_an_allowed_directory_syncs_and_one_elsewhere_is_refuse
                                                    r"of SYNC_DATABASE_SOURCE_SQLITE_DIRS"):
         bundle_import({"sources": [{"reference": "other", "type": "database",
                                     "location": f"sqlite:///{tmp_path / 'elsewhere.db'}"}]})
+
+
+def test_a_sqlite_integer_primary_key_is_a_key_column_that_is_never_null(tmp_path, settings):
+    # Given a table whose key is SQLite's INTEGER PRIMARY KEY (the rowid: never NULL, though not declared so)
+    with sqlite3.connect(tmp_path / "shop.db") as connection:
+        connection.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT)")
+        connection.executemany("INSERT INTO items VALUES (?, ?)", [(n, f"item {n}") for n in range(1, 4)])
+    settings.SYNC_DATABASE_SOURCE_SQLITE_DIRS = (str(tmp_path),)
+
+    sync = database_sync(f"sqlite:///{tmp_path / 'shop.db'}", table="items", keyColumn="id")
+
+    assert counts(run(sync)) == ("succeeded", 3, 3, 0, 0, 0)
+
+
+def test_a_sqlite_text_primary_key_may_still_be_null_and_is_refused_as_a_named_key_column(tmp_path, settings):
+    with sqlite3.connect(tmp_path / "shop.db") as connection:
+        connection.execute("CREATE TABLE items (sku TEXT PRIMARY KEY, name TEXT)")
+    settings.SYNC_DATABASE_SOURCE_SQLITE_DIRS = (str(tmp_path),)
+
+    with pytest.raises(ConfigurationInvalid, match=r"sourceConfig\.keyColumn: column 'sku' may be NULL"):
+        database_sync(f"sqlite:///{tmp_path / 'shop.db'}", table="items", keyColumn="sku")
 
 
 def test_sqlite_files_are_refused_when_no_directory_is_allowed(tmp_path):

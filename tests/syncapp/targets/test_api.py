@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import threading
 from typing import Any
 
@@ -294,3 +295,28 @@ def test_an_oauth2_token_is_fetched_once_for_the_writes_and_replaced_once_when_r
                and call[0] == "PUT"]
     assert len(refused) == 1
     assert len(target.items) == 25 and all(item["name"].endswith(" II") for item in target.items.values())
+
+
+class PaddedTarget(TargetApi):
+    """A target that answers every create with the item and a megabyte more."""
+
+    def handle(self, method: str, path: str, body: Any, headers: dict[str, str]):
+        status, payload, reply_headers = super().handle(method, path, body, headers)
+        if method == "POST" and status == 201:
+            payload = {**payload, "padding": "p" * 2**20}
+        return status, payload, reply_headers
+
+
+def test_a_huge_answer_is_kept_cut_in_its_contract_log_and_the_id_it_holds_is_still_read(settings):
+    settings.SYNC_LOG_VALUE_MAX_BYTES = 64 * 1024
+    with SampleSource(records=ANIMALS[:5], page_size=10) as source, PaddedTarget() as target:
+        first = run(outgoing(source.url, target))
+
+    assert (first.status, first.created) == ("succeeded", 5), first.error_message
+    responses = list(ContractLog.objects.filter(run=first, response__isnull=False).values_list("response", flat=True))
+    assert len(responses) == 5
+    for response in responses:
+        assert len(json.dumps(response)) < 70 * 1024
+        assert response["truncated"].endswith("bytes as JSON, cut to the first 65,536 (SYNC_LOG_VALUE_MAX_BYTES)")
+    contracts = SynchronizationContract.objects.filter(synchronization__reference="push")
+    assert set(contracts.values_list("target_id", flat=True)) == set(target.items)

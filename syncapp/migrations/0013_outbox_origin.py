@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('syncapp', '0011_outbox'),
+        ('syncapp', '0012_api_tokens_hashed'),
     ]
 
     operations = [

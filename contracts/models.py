@@ -91,6 +91,10 @@ class SynchronizationRun(models.Model):
     resent_at = models.DateTimeField(null=True, blank=True)
     # The origin ids a run is limited to (a push of the register objects that changed); empty: everything.
     scope = models.JSONField(default=list, blank=True)
+    # The synchronizations whose writes caused this run, first to last (a push of objects that a run of the
+    # last one wrote, itself caused by the one before, ...); empty for a run a person or a schedule started.
+    # What this run writes carries it on, so a push never goes back to where its chain came from.
+    push_origin = models.JSONField(default=list, blank=True)
     # The process running the run when its tasks run in process (host:pid:process start), so a run
     # whose process died is failed at the next start instead of after SYNC_RUN_STALE_SECONDS.
     # Empty for runs on Celery workers: there the heartbeat tells.

@@ -36,11 +36,13 @@ def run_create(
     queue: bool = False,
     scope: list[str] | None = None,
     mode: str = SynchronizationRun.Mode.FULL,
+    push_origin: list[int] | None = None,
 ) -> SynchronizationRun:
     """Create a queued run; when another run of the synchronization is active, refuse or wait behind it.
 
     A run with a `scope` reads, writes and deletes only the objects with those origin ids. An
     incremental run (`mode`) asks only for what changed since the stored cursor, and deletes nothing.
+    `push_origin`: the synchronizations whose writes caused the run (a push), first to last.
     """
     with transaction.atomic():
         # Lock the synchronization so two starts at once cannot both see "no active run".
@@ -65,7 +67,7 @@ def run_create(
         return SynchronizationRun.objects.create(
             synchronization=synchronization, trigger=trigger, is_test=test, is_forced=force, parent=parent,
             waiting=waiting, heartbeat_at=timezone.now(), owner="" if waiting else run_owner(),
-            scope=sorted(set(scope or [])), mode=mode,
+            scope=sorted(set(scope or [])), mode=mode, push_origin=list(push_origin or []),
         )
 
 
@@ -117,13 +119,21 @@ class RunFacts:
     pk: int
     synchronization_id: int
     is_forced: bool
+    # The synchronizations whose writes caused the run (SynchronizationRun.push_origin).
+    push_origin: tuple[int, ...] = ()
 
 
 @functools.lru_cache(maxsize=64)
 def run_facts(*, run_id: int) -> RunFacts | None:
-    """Return the run's synchronization and force flag, or None when there is no such run."""
-    row = SynchronizationRun.objects.filter(pk=run_id).values_list("pk", "synchronization_id", "is_forced").first()
-    return RunFacts(*row) if row is not None else None
+    """Return the run's synchronization, force flag and push origin, or None when there is no such run."""
+    row = SynchronizationRun.objects.filter(pk=run_id).values_list(
+        "pk", "synchronization_id", "is_forced", "push_origin"
+    ).first()
+    if row is None:
+        return None
+    pk, synchronization_id, is_forced, push_origin = row
+    return RunFacts(pk=pk, synchronization_id=synchronization_id, is_forced=is_forced,
+                    push_origin=tuple(push_origin or ()))
 
 
 def run_mark_running(*, run_id: int) -> bool:

@@ -106,7 +106,7 @@ def vanished_delete(run: SynchronizationRun) -> None:
         run.deletion_refused = True
         return
     now = timezone.now()
-    writer_for(sync).delete([target for _, _, target in doomed])
+    writer_for(sync).delete([target for _, _, target in doomed], push_origin=tuple(run.push_origin or ()))
     Contract.objects.filter(pk__in=[pk for pk, _, _ in doomed]).update(
         target_id=None, target_hash="", origin_hash="", target_last_action=Contract.Action.DELETE,
         status=Contract.Status.DELETED, target_last_changed=now, target_last_synced=now, last_error="",

@@ -212,6 +212,9 @@ class OutboxChange(models.Model):
     # The synchronization whose run made the changes, None for a person's (the admin, the API): its
     # own source is not pushed to, so what came from there does not go back.
     written_by = models.ForeignKey(Synchronization, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # The synchronizations whose runs led to the changes, first to last (the last is `written_by`); empty
+    # for a person's. A push does not go back into a schema or source this chain came from.
+    origin = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:

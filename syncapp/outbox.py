@@ -19,13 +19,18 @@ EVENTS = ("create", "update", "delete")
 
 
 def changes_record(
-    *, schema_id: int, changes: Iterable[tuple[str, str]], written_by: Synchronization | None = None
+    *, schema_id: int, changes: Iterable[tuple[str, str]], written_by: Synchronization | None = None,
+    caused_by: Iterable[int] = (),
 ) -> OutboxChange | None:
-    """Record register changes ((object id, event) pairs) in the current transaction, and send their
-    drain for after it commits; `written_by`: the synchronization whose run made them."""
+    """Record register changes ((object id, event) pairs) in the current transaction, and send the drain
+    of their schema for after it commits; `written_by`: the synchronization whose run made them,
+    `caused_by`: the synchronizations whose writes caused that run (its push origin), first to last."""
     changes = [[str(object_id), event] for object_id, event in changes]
     if not changes:
         return None
-    change = OutboxChange.objects.create(schema_id=schema_id, changes=changes, written_by=written_by)
-    dispatch.outbox_drain(change_id=change.pk)
+    origin = [int(pk) for pk in caused_by]
+    if written_by is not None:
+        origin.append(written_by.pk)
+    change = OutboxChange.objects.create(schema_id=schema_id, changes=changes, written_by=written_by, origin=origin)
+    dispatch.outbox_drain(schema_id=schema_id)
     return change

@@ -179,17 +179,16 @@ def _record(*, contract: Contract, obj: Object, current: str, outcome: Outcome) 
     )
 
 
-def changes_write_back(
-    *, schema_id: int, object_ids: list[str], written_by: Synchronization | None
-) -> None:
-    """Send register objects changed here to the two-way synchronizations that brought them, after commit."""
+def changes_write_back(*, schema_id: int, object_ids: list[str], written_by_any: list[int]) -> None:
+    """Send register objects changed here to the two-way synchronizations that brought them, after commit;
+    `written_by_any`: the synchronizations whose runs led to the change (the origin chain), not sent to."""
     # Only a source whose declaration takes writeBack has it (an API source's).
     readers = Synchronization.objects.filter(target_schema_id=schema_id, is_enabled=True).values_list(
         "pk", "source_config"
     )
     for synchronization_id, source_config in readers:
-        if written_by is not None and written_by.pk == synchronization_id:
-            continue  # its own pull: that came from the source
+        if synchronization_id in written_by_any:
+            continue  # its own pull, or a push it caused: that came from the source
         if write_back_settings(source_config) is not None:
             dispatch.write_back(synchronization_id=synchronization_id, object_ids=object_ids)
 

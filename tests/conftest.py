@@ -7,6 +7,7 @@ import ipaddress
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -90,11 +91,12 @@ class WorkerProcess:
         self.queue = queue
         self.log_path = log_path
         self._log = open(log_path, "w")  # noqa: SIM115 - the worker writes to it while it lives
+        self.name = f"{queue}-{time.monotonic_ns()}@{socket.gethostname()}"
         self.process = subprocess.Popen(
             [
                 sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queue,
                 "--concurrency", "2", "--without-gossip", "--without-mingle", "--loglevel", "INFO",
-                "--hostname", f"{queue}-{time.monotonic_ns()}@%h",
+                "--hostname", self.name,
             ],
             cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
             env={
@@ -111,6 +113,19 @@ class WorkerProcess:
 
     def log(self) -> str:
         return self.log_path.read_text()[-5000:]
+
+    def idle(self) -> bool:
+        """Return whether this worker has nothing to do: no task in its queue, none running, reserved or
+        waiting for its countdown (so what the database shows now is what its tasks leave)."""
+        with celery_app.connection_for_read() as connection:
+            if connection.default_channel.client.llen(self.queue):
+                return False
+        # Only this worker is asked: other test sessions' workers share the broker.
+        inspect = celery_app.control.inspect(destination=[self.name], limit=1, timeout=5.0)
+        for answer in (inspect.active(), inspect.reserved(), inspect.scheduled()):
+            if not answer or answer.get(self.name) != []:
+                return False
+        return True
 
     def kill(self) -> None:
         """Kill the worker and its pool processes at once, as a lost machine would."""

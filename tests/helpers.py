@@ -1,14 +1,17 @@
 """Small helpers the tests share."""
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
+import pytest
 from django.contrib.auth.models import Permission, User
 from django.db import connection
 
 from contracts.models import SynchronizationRun
+from syncapp import pushes
 from syncapp import runs as sync_runs
 from syncapp.configuration import bundle_import
 from syncapp.models import Object, Synchronization
@@ -82,3 +85,81 @@ def staff(*codenames: str, username: str = "editor") -> User:
         app_label, codename = name.split(".")
         user.user_permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
     return User.objects.get(pk=user.pk)  # fresh: no cached permissions
+
+
+def mirrored_schemas(*schemas: str) -> list:
+    """Import register schemas pushed round in a cycle (a → b → a for two, a → b → c → a for three), each
+    synchronization named "<from>-to-<to>" and deleting what vanished whatever its share, and return the
+    schemas in order."""
+    from syncapp.models import Schema
+
+    bundle_import({
+        "registers": [{"reference": "zoo", "schemas": [
+            {"reference": name, "schema": {"type": "object"}} for name in schemas
+        ]}],
+        "synchronizations": [
+            {"reference": f"{source}-to-{target}", "sourceType": "register/schema", "sourceId": f"zoo/{source}",
+             "sourceConfig": {"deleteSafetyLimit": "100%"},
+             "targetType": "register/schema", "targetId": f"zoo/{target}"}
+            for source, target in zip(schemas, [*schemas[1:], schemas[0]], strict=True)
+        ],
+    })
+    return [Schema.objects.get(reference=name) for name in schemas]
+
+
+@contextlib.contextmanager
+def drain_held(*, schema_id: int) -> Iterator[None]:
+    """Run a drain of the schema's outbox in a thread of its own, held at its first push while the block
+    runs (it holds the schema, as a drain does); the drain goes on when the block ends, and is waited for.
+
+    A row of the schema must be in the outbox already, for the drain to have something to push.
+    """
+    if connection.vendor != "postgresql":
+        pytest.fail("a drain held in another thread needs PostgreSQL's row locks: run the suite with scripts/test.sh")
+    holding, release = threading.Event(), threading.Event()
+    failures: list[BaseException] = []
+    original = pushes.changes_push_rows
+
+    def held(**kwargs) -> None:
+        if not holding.is_set():
+            holding.set()
+            release.wait()
+        original(**kwargs)
+
+    def drain() -> None:
+        try:
+            pushes.changes_drain(schema_id=schema_id)
+        except BaseException as error:  # noqa: BLE001 - reported by the test's own thread
+            failures.append(error)
+        finally:
+            holding.set()
+            connection.close()
+
+    pushes.changes_push_rows = held
+    thread = threading.Thread(target=drain, name="held-drain")
+    try:
+        thread.start()
+        holding.wait()
+        assert not failures, failures
+        yield
+    finally:
+        release.set()
+        thread.join()
+        pushes.changes_push_rows = original
+    assert not failures, failures
+
+
+def pushes_cut_after(monkeypatch, *, limit: int) -> list[int]:
+    """Cut pushes after `limit` starts, so that a cycle of pushes fails its test instead of running for
+    ever; return the synchronizations started, in order."""
+    started: list[int] = []
+    original = pushes.push_start
+
+    def counted(**kwargs):
+        started.append(kwargs["synchronization_id"])
+        if len(started) > limit:
+            raise RuntimeError(f"more than {limit} pushes: a cycle of pushes that does not stop")
+        return original(**kwargs)
+
+    monkeypatch.setattr(pushes, "push_start", counted)
+    return started

@@ -159,14 +159,20 @@ def follow_ups_start(*, run_id: int) -> None:
     _send(SYNC_FOLLOW_UPS, [(run_id,)])
 
 
-def outbox_drain(*, change_id: int) -> None:
-    """Send the drain of an outbox row of register changes (its pushes and write-backs)."""
-    _send(SYNC_OUTBOX, [(change_id,)])
+def outbox_drain(*, schema_id: int) -> None:
+    """Send the drain of a schema's outbox of register changes (their pushes and write-backs).
+
+    With a broker it waits SYNC_PUSH_DELAY_SECONDS, so that a burst of saves is drained, and pushed, at
+    once; in process it runs after the commit, as every task does.
+    """
+    delay = None if settings.TASKS_IN_PROCESS else (settings.SYNC_PUSH_DELAY_SECONDS or None)
+    _send(SYNC_OUTBOX, [(schema_id,)], countdown=delay)
 
 
-def push_start(*, synchronization_id: int, object_ids: list[str]) -> None:
-    """Send the push of changed register objects to a synchronization that reads them."""
-    _send(SYNC_PUSH, [(synchronization_id, list(object_ids))])
+def push_start(*, synchronization_id: int, object_ids: list[str], push_origin: list[int]) -> None:
+    """Send the push of changed register objects to a synchronization that reads them; `push_origin`: the
+    synchronizations whose writes changed them, first to last."""
+    _send(SYNC_PUSH, [(synchronization_id, list(object_ids), list(push_origin))])
 
 
 def write_back(*, synchronization_id: int, object_ids: list[str]) -> None:

@@ -106,18 +106,18 @@ def sync_follow_ups(run_id: int) -> None:
     follow_ups.follow_ups_start_of(run_id=run_id)
 
 
-# Safe to run twice: the row is locked while it is drained and gone after.
+# Safe to run twice: the rows taken are removed in the transaction that pushes them.
 @shared_task(acks_late=True, **RETRY)
-def sync_outbox(change_id: int) -> None:
-    """Push the register changes of an outbox row to the synchronizations that read them."""
-    pushes.changes_drain(change_id=change_id)
+def sync_outbox(schema_id: int) -> None:
+    """Push the pending register changes of a schema to the synchronizations that read them."""
+    pushes.changes_drain(schema_id=schema_id)
 
 
 # Safe to run twice: a second push of the same objects finds them unchanged and writes nothing.
 @shared_task(acks_late=True, **RETRY)
-def sync_push(synchronization_id: int, object_ids: list[str]) -> None:
+def sync_push(synchronization_id: int, object_ids: list[str], push_origin: list[int] | None = None) -> None:
     """Start a run of a synchronization for the register objects that changed."""
-    pushes.push_start(synchronization_id=synchronization_id, object_ids=object_ids)
+    pushes.push_start(synchronization_id=synchronization_id, object_ids=object_ids, push_origin=push_origin or [])
 
 
 # Safe to run twice: an object whose version went back already is found unchanged here.

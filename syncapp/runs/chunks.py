@@ -150,10 +150,10 @@ class Planned:
     todo: list[tuple[Item, Contract]]
     writes: list[tuple[Item, Contract]]
 
-    def sent(self, *, run_id: int) -> list[Write]:
-        """Return the writes to send to the target."""
+    def sent(self, *, run_id: int, push_origin: tuple[int, ...] = ()) -> list[Write]:
+        """Return the writes to send to the target (`push_origin`: the run's, RunFacts.push_origin)."""
         return [Write(target_id=contract.target_id, data=item.target_object, origin_id=item.origin_id,
-                      key=f"run-{run_id}/{item.origin_id}", known_hash=contract.target_hash)
+                      key=f"run-{run_id}/{item.origin_id}", known_hash=contract.target_hash, push_origin=push_origin)
                 for item, contract in self.writes]
 
 
@@ -162,7 +162,7 @@ def chunk_write(
 ) -> list[tuple[int, float]]:
     """Write a claimed chunk and record it; return the chunks of objects to retry, with their countdowns."""
     planned = chunk_plan(facts=facts, run_id=run_id, chunk=chunk)
-    outcomes = context.writer.write(planned.sent(run_id=run_id))
+    outcomes = context.writer.write(planned.sent(run_id=run_id, push_origin=facts.push_origin))
     return chunk_record(facts=facts, run_id=run_id, context=context, planned=planned, outcomes=outcomes)
 
 
@@ -316,7 +316,7 @@ def chunk_write_between_transactions(
             one = Claimed(pk=chunk.pk, page_number=chunk.page_number, attempt=chunk.attempt,
                           items=orjson.dumps([items[index].to_json()], default=str).decode())
             planned = chunk_plan(facts=facts, run_id=run_id, chunk=one)
-        outcomes = context.writer.write(planned.sent(run_id=run_id))
+        outcomes = context.writer.write(planned.sent(run_id=run_id, push_origin=facts.push_origin))
         with transaction.atomic():
             advanced = RunChunk.objects.filter(
                 pk=chunk_id, status=RunChunk.Status.QUEUED, progress=index,

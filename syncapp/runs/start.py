@@ -22,12 +22,14 @@ def run_start(
     queue: bool = False,
     scope: list[str] | None = None,
     full: bool = False,
+    push_origin: list[int] | None = None,
 ) -> SynchronizationRun:
     """Create a run and queue its first page; when one is active, refuse, or wait behind it if `queue`.
 
     `scope` limits the run to the objects with these origin ids (a push of changed register objects).
     A synchronization with sourceConfig.incremental reads incrementally from its stored cursor, unless
-    `full` asks for every record (and with it, the deletion of what vanished).
+    `full` asks for every record (and with it, the deletion of what vanished). `push_origin`: the
+    synchronizations whose writes caused this run (a push), carried on by what it writes.
     """
     context = context_load(synchronization_id=synchronization.pk)
     if not synchronization.is_enabled:
@@ -36,7 +38,7 @@ def run_start(
     with transaction.atomic():
         run = runs.run_create(
             synchronization=synchronization, trigger=trigger, force=force, parent=parent, queue=queue, scope=scope,
-            mode=run_mode(context.synchronization, full=full or bool(scope)),
+            mode=run_mode(context.synchronization, full=full or bool(scope)), push_origin=push_origin,
         )
         if not run.waiting:
             RunPage.objects.create(run=run, number=1, request=first_request(context, run=run))

@@ -150,7 +150,8 @@ class ApiWriter(WriterKind):
     def write(self, writes: list[Write]) -> list[Outcome]:
         return [self._write_one(write) for write in writes]
 
-    def delete(self, target_ids: list[str]) -> None:
+    def delete(self, target_ids: list[str], *, push_origin: tuple[int, ...] = ()) -> None:
+        # push_origin: an API target starts no pushes, so it has nothing to pass it on to.
         for target_id in target_ids:
             variables = {"targetId": target_id, "object": None, "originId": None}
             try:

@@ -25,6 +25,9 @@ class Write:
     key: str = ""
     # The hash of what was last written there: a target that holds something else was changed there.
     known_hash: str = ""
+    # The synchronizations whose writes caused the run writing this (SynchronizationRun.push_origin): a
+    # target that starts pushes (the register) passes it on, so they do not go back where they came from.
+    push_origin: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -59,8 +62,8 @@ class Writer(Protocol):
     def write(self, writes: list[Write]) -> list[Outcome]:
         """Apply the writes; return one outcome per write, in order. Raise only for what ends the chunk."""
 
-    def delete(self, target_ids: list[str]) -> None:
-        """Delete the objects; one that is gone already counts as deleted."""
+    def delete(self, target_ids: list[str], *, push_origin: tuple[int, ...] = ()) -> None:
+        """Delete the objects; one that is gone already counts as deleted. `push_origin`: as Write's."""
 
 
 class WriterKind:

@@ -128,9 +128,11 @@ def register_object_save(*, obj: Object) -> Object:
 
 
 def register_objects_delete(*, objects: Iterable[Object] | None = None, schema: Schema | None = None,
-                            target_ids: Iterable[str] = (), written_by: Synchronization | None = None) -> int:
+                            target_ids: Iterable[str] = (), written_by: Synchronization | None = None,
+                            caused_by: Iterable[int] = ()) -> int:
     """Delete objects, given as records or as ids of one schema; return how many were deleted; record the
-    deletions for the pushes (`written_by`: the synchronization deleting them, whose source is not pushed to)."""
+    deletions for the pushes (`written_by`: the synchronization deleting them, `caused_by`: the push
+    origin of its run; a push does not go back to them)."""
     ids = [obj.pk for obj in objects or ()]
     query = Object.objects.filter(pk__in=ids)
     if schema is not None:
@@ -140,7 +142,7 @@ def register_objects_delete(*, objects: Iterable[Object] | None = None, schema: 
         deleted, _ = query.delete()
         for schema_id in {schema_id for _, schema_id in gone}:
             changes_record(schema_id=schema_id, changes=[(str(pk), "delete") for pk, of in gone if of == schema_id],
-                           written_by=written_by)
+                           written_by=written_by, caused_by=caused_by)
     return deleted
 
 
@@ -255,6 +257,7 @@ class RegisterWriter(WriterKind):
             rows_update(Object, updates, ["data", "updated_at"])
         changes_record(
             schema_id=self.schema.pk, written_by=self.synchronization,
+            caused_by=writes[0].push_origin if writes else (),
             changes=[(str(o.target_id), "create" if o.kind == Outcome.CREATED else "update") for o in outcomes
                      if o.kind in (Outcome.CREATED, Outcome.UPDATED)],
         )
@@ -283,8 +286,9 @@ class RegisterWriter(WriterKind):
                 raise
             return Outcome(Outcome.FAILED, error=f"{type(error).__name__}: {error}".strip())
 
-    def delete(self, target_ids: list[str]) -> None:
-        register_objects_delete(schema=self.schema, target_ids=target_ids, written_by=self.synchronization)
+    def delete(self, target_ids: list[str], *, push_origin: tuple[int, ...] = ()) -> None:
+        register_objects_delete(schema=self.schema, target_ids=target_ids, written_by=self.synchronization,
+                                caused_by=push_origin)
 
 
 __all__ = [

@@ -7,13 +7,14 @@ from django.db import transaction
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from contracts.models import SynchronizationRun
+from contracts.models import SynchronizationContract, SynchronizationRun
 from syncapp import pushes
 from syncapp.configuration import ConfigurationInvalid, bundle_import
 from syncapp.models import Object, OutboxChange, Schema, Synchronization
 from syncapp.sample_source import SampleSource, generate_animals
 from syncapp.sources.register import push_events
 from syncapp.targets.register import register_object_save, register_objects_delete
+from tests.helpers import drain_held, mirrored_schemas, pushes_cut_after
 from tests.syncapp.targets.test_api import TargetApi
 from workers import dispatch
 
@@ -173,3 +174,88 @@ def test_trigger_events_are_checked_when_saved():
 def test_push_events_default_to_every_event():
     assert push_events({}) == ("create", "update", "delete")
     assert push_events({"triggerOnlyOnEvents": ["update"]}) == ("update",)
+
+
+def runs_made() -> list[tuple[str, str, str, list[int]]]:
+    return list(SynchronizationRun.objects.order_by("pk").values_list(
+        "synchronization__reference", "trigger", "status", "push_origin"
+    ))
+
+
+def names_in(schema: Schema) -> list[str]:
+    return sorted(data["name"] for data in Object.objects.filter(schema=schema).values_list("data", flat=True))
+
+
+def test_two_schemas_pushed_to_each_other_get_one_object_each_and_stop(monkeypatch):
+    pushes_cut_after(monkeypatch, limit=20)
+    # Given schema a pushed to b, and b pushed to a
+    a, b = mirrored_schemas("a", "b")
+
+    # When a person creates an object in a, and then changes it
+    lulu = register_object_save(obj=Object(schema=a, data={"name": "Lulu"}))
+    lulu.data = {"name": "Lulu II"}
+    register_object_save(obj=lulu)
+
+    # Then it reached b once each time, and the copy in b was not pushed back into a
+    assert pushes.changes_drain_left(older_than_seconds=0) == 0  # nothing left to push
+    assert (names_in(a), names_in(b)) == (["Lulu II"], ["Lulu II"])
+    a_to_b = Synchronization.objects.get(reference="a-to-b").pk
+    assert runs_made() == [("a-to-b", "event", "succeeded", [])] * 2
+    assert list(SynchronizationContract.objects.values_list("synchronization_id", flat=True)) == [a_to_b]
+
+
+def test_a_cycle_of_three_pushed_schemas_ends_before_it_comes_round(monkeypatch):
+    pushes_cut_after(monkeypatch, limit=20)
+    a, b, c = mirrored_schemas("a", "b", "c")
+    a_to_b = Synchronization.objects.get(reference="a-to-b").pk
+
+    register_object_save(obj=Object(schema=a, data={"name": "Lulu"}))
+
+    assert (names_in(a), names_in(b), names_in(c)) == (["Lulu"], ["Lulu"], ["Lulu"])
+    assert runs_made() == [("a-to-b", "event", "succeeded", []), ("b-to-c", "event", "succeeded", [a_to_b])]
+    assert not OutboxChange.objects.exists()
+
+
+def test_a_deletion_goes_round_a_cycle_of_three_pushed_schemas_once_and_ends_before_it_comes_round(monkeypatch):
+    pushes_cut_after(monkeypatch, limit=20)
+    a, b, c = mirrored_schemas("a", "b", "c")
+    lulu = register_object_save(obj=Object(schema=a, data={"name": "Lulu"}))
+
+    # When a person deletes the object in a
+    register_objects_delete(objects=[lulu])
+
+    # Then its copies in b and c are deleted, and the deletion in c is not pushed on into a
+    assert (names_in(a), names_in(b), names_in(c)) == ([], [], [])
+    assert [(reference, trigger) for reference, trigger, *_ in runs_made()] == [
+        ("a-to-b", "event"), ("b-to-c", "event"), ("a-to-b", "event"), ("b-to-c", "event"),
+    ]
+    assert not OutboxChange.objects.exists()
+
+
+def test_a_burst_of_1200_saves_while_the_schema_is_drained_is_pushed_by_a_handful_of_runs(monkeypatch):
+    with TargetApi() as target:
+        pushing(target)
+        # Given the first save, whose drain is under way (held at its push)
+        monkeypatch.setattr(dispatch, "outbox_drain", lambda **_: None)
+        saved = [register_object_save(obj=Object(schema=schema(), data={"name": "n0", "version": 0}))]
+        monkeypatch.undo()
+        with drain_held(schema_id=schema().pk):
+            # When 199 more objects are created and each is updated 5 times, every save in its own transaction
+            saved += [register_object_save(obj=Object(schema=schema(), data={"name": f"n{n}", "version": 0}))
+                      for n in range(1, 200)]
+            for version in range(1, 6):
+                for obj in saved:
+                    obj.data = {**obj.data, "version": version}
+                    register_object_save(obj=obj)
+            # (no run started inside a save)
+            assert not SynchronizationRun.objects.exists()
+            assert OutboxChange.objects.count() == 1200
+
+    # Then the drain under way pushed them all together once it went on: a handful of runs, not 1,200
+    runs = SynchronizationRun.objects.order_by("pk")
+    assert 1 <= runs.count() <= 10
+    assert {(run.trigger, run.status) for run in runs} == {("event", "succeeded")}
+    assert sorted((item["name"], item["version"]) for item in target.items.values()) == sorted(
+        (f"n{n}", 5) for n in range(200)
+    )
+    assert not OutboxChange.objects.exists()

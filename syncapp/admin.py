@@ -15,7 +15,7 @@ from contracts.models import SynchronizationRun
 from contracts.runs import RunRefused
 from syncapp import permissions
 from syncapp import runs as sync_service
-from syncapp.authentication import credential_problems
+from syncapp.authentication import credential_problems, credentials_kind
 from syncapp.conditions import conditions_normalize
 from syncapp.errors import InvalidObject
 from syncapp.models import Mapping, Object, Register, Schema, Source, Synchronization
@@ -100,8 +100,7 @@ class SourceForm(EmptyJSONForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         stored = self.instance.credentials if self.instance.pk else None
-        kind = (stored or {}).get("type", "set") if isinstance(stored, dict) else "set"
-        state = f"Stored: set ({kind})." if stored else "Stored: not set."
+        state = f"Stored: set ({credentials_kind(stored)})." if stored else "Stored: not set."
         self.fields["new_credentials"].help_text = f"{state} {self.fields['new_credentials'].help_text}"
 
     def clean_new_credentials(self):

@@ -58,6 +58,9 @@ _CLIENT_AUTH_ALIASES = {
     "basic": "basic", "basicauth": "basic", "header": "basic", "clientsecretbasic": "basic",
     "body": "body", "post": "body", "form": "body", "clientsecretpost": "body",
 }
+# How a refused value of the credentials is spoken of: never quoted, since a secret written in the
+# wrong key (a token given as the `type`) would be shown in the answer, the form and the logs.
+_NOT_ECHOED = "got another value (not shown: credentials are never echoed)"
 # Refresh a token this long before the expiry the server announced, so a call never carries a
 # token that expires on the way.
 EXPIRY_MARGIN_SECONDS = 30
@@ -152,6 +155,13 @@ def credential_problems(raw: Any, *, path: str = "credentials") -> list[str]:
     return []
 
 
+def credentials_kind(stored: Any) -> str:
+    """Return the type stored credentials name, as a form may show it: a known type, else "set" (a value
+    that is no known type may be a secret written in the wrong key)."""
+    kind = stored.get("type") if isinstance(stored, dict) else None
+    return _TYPE_ALIASES.get(_normal(kind), "set") if isinstance(kind, str) else "set"
+
+
 def credentials_parse(raw: Any, *, path: str = "credentials") -> Credentials:
     """Return the credentials in their one shape; raise CredentialsError listing every problem."""
     if raw in (None, "", []):
@@ -167,7 +177,7 @@ def credentials_parse(raw: Any, *, path: str = "credentials") -> Credentials:
     elif _normal(kind) in _TYPE_ALIASES:
         kind = _TYPE_ALIASES[_normal(kind)]
     else:
-        raise CredentialsError([f"{path}.type: must be one of {', '.join(AUTH_TYPES)}, got {kind!r}"])
+        raise CredentialsError([f"{path}.type: must be one of {', '.join(AUTH_TYPES)}, {_NOT_ECHOED}"])
 
     def text(key: str, *, required: bool) -> str:
         alias, value = _pick(raw, key)
@@ -190,7 +200,7 @@ def credentials_parse(raw: Any, *, path: str = "credentials") -> Credentials:
         alias, where = _pick(raw, "in")
         location = _IN_ALIASES.get(_normal(where)) if where is not None else "header"
         if location is None:
-            problems.append(f"{path}.{alias}: must be header or query, got {where!r}")
+            problems.append(f"{path}.{alias}: must be header or query, {_NOT_ECHOED}")
             location = "header"
         values["location"] = location
         # OpenConnector puts an API key in the Authorization header unless told otherwise.
@@ -208,12 +218,12 @@ def credentials_parse(raw: Any, *, path: str = "credentials") -> Credentials:
         alias, method = _pick(raw, "clientAuthentication")
         if method is not None:
             if _normal(method) not in _CLIENT_AUTH_ALIASES:
-                problems.append(f"{path}.{alias}: must be basic or body, got {method!r}")
+                problems.append(f"{path}.{alias}: must be basic or body, {_NOT_ECHOED}")
             else:
                 values["client_authentication"] = _CLIENT_AUTH_ALIASES[_normal(method)]
         grant = raw.get("grant_type", raw.get("grantType"))
         if grant not in (None, "", "client_credentials"):
-            problems.append(f"{path}.grant_type: only client_credentials is supported, got {grant!r}")
+            problems.append(f"{path}.grant_type: only client_credentials is supported, {_NOT_ECHOED}")
         if values["token_url"] and not values["token_url"].startswith(("http://", "https://")):
             problems.append(f"{path}.tokenUrl: must be an http:// or https:// URL")
     if problems:

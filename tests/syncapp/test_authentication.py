@@ -66,7 +66,7 @@ def test_credentials_are_read_in_every_spelling(raw, expected):
 @pytest.mark.parametrize(
     ("raw", "problem"),
     [
-        ({"type": "kerberos"}, "credentials.type: must be one of none, apiKey, basic, bearer, oauth2, got 'kerberos'"),
+        ({"type": "kerberos"}, "credentials.type: must be one of none, apiKey, basic, bearer, oauth2, got another"),
         ({"type": "bearer"}, "credentials.token: is required for bearer authentication"),
         ({"type": "apiKey", "in": "cookie", "name": "k", "value": "v"}, "credentials.in: must be header or query"),
         ({"type": "apiKey", "in": "query", "value": "v"}, "credentials.name: is required for apiKey authentication"),
@@ -107,7 +107,8 @@ def test_bad_credentials_are_refused_by_the_api_naming_them_without_echoing_them
 
     assert response.status_code == 400
     assert response.json()["credentials"] == [
-        "credentials.type: must be one of none, apiKey, basic, bearer, oauth2, got 'basic-ish'"
+        "credentials.type: must be one of none, apiKey, basic, bearer, oauth2, "
+        "got another value (not shown: credentials are never echoed)"
     ]
     assert PASSWORD not in response.content.decode()
     assert not Source.objects.exists()

@@ -1,0 +1,140 @@
+"""Secrets are credentials wherever they are written (issue 21, item 4).
+
+A secret header or query parameter in a configuration is refused (or moved into the credentials by an
+OpenConnector import); credentials are sent only to the origin they were confirmed for; a secret is
+masked in the forms a server echoes it in; a refused value of the credentials is never echoed.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+from urllib.parse import quote
+
+import pytest
+from django.core.management import call_command
+from django.urls import reverse
+
+from syncapp import runs as sync_runs
+from syncapp.authentication import credential_problems
+from syncapp.outbound.masking import redact
+from tests.conftest import zoo_bundle
+from tests.helpers import import_zoo
+from tests.loopback import LoopbackServer
+
+# A secret with what JSON and URLs escape: a quote, a slash, a non-ASCII letter, a space.
+SECRET = 'tok/"é 5c0ffee1d2-never-show'
+
+
+# ---------------------------------------------------------------------------------------------
+# Masking finds a secret in the forms an answer echoes it in
+
+
+def php_json(text: str) -> str:
+    """Return the text as PHP's json_encode writes it inside a string: `\\/` and `\\u00e9`."""
+    return json.dumps(text)[1:-1].replace("/", "\\/")
+
+
+ECHOED = {
+    "as written": SECRET,
+    "JSON-escaped": json.dumps(SECRET, ensure_ascii=False)[1:-1],
+    "JSON-escaped ASCII": json.dumps(SECRET)[1:-1],
+    "PHP's JSON": php_json(SECRET),
+    "PHP's JSON, upper-case hex": php_json(SECRET).replace("\\u00e9", "\\u00E9"),
+    "percent-encoded": quote(SECRET, safe=""),
+    "percent-encoded, lower-case hex": re.sub(r"%[0-9A-F]{2}", lambda match: match.group(0).lower(),
+                                              quote(SECRET, safe="")),
+    "form-encoded": quote(SECRET, safe="").replace("%20", "+"),
+    "base64": base64.b64encode(SECRET.encode()).decode(),
+    "URL-safe base64": base64.urlsafe_b64encode(SECRET.encode()).decode(),
+    "base64 inside user:secret": base64.b64encode(f"zoo:{SECRET}".encode()).decode(),
+    "base64 inside a JSON body": base64.b64encode(json.dumps({"key": SECRET}).encode()).decode(),
+}
+
+
+@pytest.mark.parametrize("form", list(ECHOED))
+def test_a_secret_is_masked_in_every_form_an_answer_echoes_it_in(form):
+    echoed = ECHOED[form]
+    text = f'{{"error": "refused {echoed}"}}'
+
+    masked = redact(text, [SECRET])
+
+    assert echoed not in masked and "***" in masked
+
+
+def test_masking_leaves_text_without_the_secret_as_it_is():
+    text = 'a plain "answer" with /slashes/, %20 and YWJjZGVmZ2hpams= in it'
+
+    assert redact(text, [SECRET, "abc"]) == text.replace("abc", "***")
+
+
+@pytest.mark.usefixtures("transactional_db", "in_process_tasks")
+@pytest.mark.parametrize("form", ["PHP's JSON", "percent-encoded", "base64"])
+def test_a_secret_echoed_escaped_in_a_refusal_is_shown_nowhere(form, admin_client):
+    # Given a source that refuses the call and echoes the token back escaped
+    def refuse(seen):
+        return 401, {"Content-Type": "application/json"}, f'{{"error": "token {ECHOED[form]} is revoked"}}'
+
+    with LoopbackServer(refuse) as server:
+        sync = import_zoo(zoo_bundle(location=server.url))
+        sync.source.credentials = {"type": "bearer", "token": SECRET}
+        sync.source.save()
+
+        run = sync_runs.run_start(synchronization=sync)
+
+    run.refresh_from_db()
+    out = io.StringIO()
+    call_command("sync", "status", str(run.pk), stdout=out)
+    shown = [
+        run.error_message, *run.pages.values_list("error_message", flat=True), out.getvalue(),
+        admin_client.get(f"/admin/contracts/synchronizationrun/{run.pk}/change/").content.decode(),
+        admin_client.get(f"/api/runs/{run.pk}/").content.decode(),
+    ]
+    assert run.status == "failed" and "answered 401" in run.error_message
+    for text in shown:
+        assert ECHOED[form] not in text
+
+
+# ---------------------------------------------------------------------------------------------
+# A refused value of the credentials is never echoed
+
+
+@pytest.mark.parametrize("raw", [
+    {"type": SECRET},
+    {"type": "apiKey", "in": SECRET, "name": "k", "value": "v"},
+    {"type": "oauth2", "tokenUrl": "https://x/t", "clientId": "c", "clientSecret": "s", "authentication": SECRET},
+    {"type": "oauth2", "tokenUrl": "https://x/t", "clientId": "c", "clientSecret": "s", "grant_type": SECRET},
+])
+def test_a_refused_credentials_value_is_named_by_its_path_and_not_echoed(raw):
+    problems = credential_problems(raw)
+
+    assert len(problems) == 1 and "not shown" in problems[0]
+    assert SECRET not in problems[0] and SECRET[:6] not in problems[0]
+
+
+@pytest.mark.django_db
+def test_a_secret_given_as_the_credentials_type_is_not_echoed_by_the_api(admin_client):
+    response = admin_client.post("/api/sources/", {
+        "reference": "zoo-api", "name": "Zoo", "location": "http://127.0.0.1:8900",
+        "credentials": {"type": SECRET},
+    }, content_type="application/json")
+
+    assert response.status_code == 400
+    assert response.json()["credentials"][0].startswith("credentials.type: must be one of")
+    assert SECRET[:6] not in response.content.decode()
+    assert json.dumps(SECRET)[1:7] not in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_a_secret_given_as_the_credentials_type_is_not_echoed_by_the_admin(admin_client):
+    response = admin_client.post(reverse("admin:syncapp_source_add"), {
+        "reference": "zoo-api", "name": "Zoo", "description": "", "type": "api",
+        "location": "http://127.0.0.1:8900", "configuration": "{}", "is_enabled": "on",
+        "new_credentials": json.dumps({"type": SECRET}),
+    })
+
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "credentials.type: must be one of" in str(response.context["adminform"].form.errors["new_credentials"])
+    assert "5c0ffee1d2" not in page

@@ -54,6 +54,9 @@ class ImportResult:
     changes: list[tuple[Any, str, list[str]]] = field(default_factory=list)
     # The paths of what an OpenConnector export holds that this service does not do: not imported.
     ignored: list[str] = field(default_factory=list)
+    # What became of each secret header or query parameter in an OpenConnector export's configurations:
+    # moved into the source's credentials, or not imported (a configuration may not hold secrets).
+    moved: list[str] = field(default_factory=list)
 
 
 def bundle_load(path: Path) -> Any:
@@ -323,8 +326,8 @@ def bundle_import(bundle: Any, *, actor: Any = None) -> ImportResult:
     command line).
     """
     bundle_validate(bundle)
-    bundle, ignored = bundle_read(bundle)
-    result = ImportResult(ignored=ignored)
+    bundle, ignored, moved = bundle_read(bundle)
+    result = ImportResult(ignored=ignored, moved=moved)
     with transaction.atomic():
         for item in bundle.get("sources", []):
             values = {

@@ -14,6 +14,27 @@ SECRET_PARAM_NAMES = frozenset({
 })
 
 
+# Words of a header or query parameter name that say it carries a secret: `X-Api-Key`, `api_key`,
+# `accessToken`, `Proxy-Authorization`, `client_secret`, `X-Auth-Token`, `Cookie`.
+_SECRET_WORDS = frozenset({
+    "key", "apikey", "token", "secret", "password", "passwd", "pwd", "auth", "authorization", "cookie",
+    "credential", "credentials", "signature", "session", "sessionid",
+})
+_SECRET_ENDINGS = ("apikey", "accesskey", "privatekey", "secretkey", "token", "secret", "password", "auth")
+
+
+def is_secret_name(name: str) -> bool:
+    """Return whether a header or query parameter of this name carries a secret (case-insensitive).
+
+    The name is read word by word (`-`, `_`, `.`, spaces and camelCase part them), so `author`, `keyword`
+    and `Accept` are not secrets while `X-Api-Key`, `accessToken` and `xauthtoken` are."""
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", str(name))
+    words = [word for word in re.split(r"[^a-z0-9]+", spaced.lower()) if word]
+    return any(word in _SECRET_WORDS or word.endswith(_SECRET_ENDINGS) for word in words) or (
+        str(name).lower() in SECRET_PARAM_NAMES
+    )
+
+
 def mask_url(url: str, *, secret_params: Iterable[str] = ()) -> str:
     """Return the URL with secret query values and a password in it replaced by `***`."""
     try:

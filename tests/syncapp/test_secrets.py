@@ -18,8 +18,11 @@ from django.urls import reverse
 
 from syncapp import runs as sync_runs
 from syncapp.authentication import credential_problems
+from syncapp.configuration import ConfigurationInvalid, bundle_import, bundle_validate
+from syncapp.models import Source, Synchronization
 from syncapp.outbound.masking import redact
 from tests.conftest import zoo_bundle
+from tests.factories import make_schema, make_source
 from tests.helpers import import_zoo
 from tests.loopback import LoopbackServer
 
@@ -138,3 +141,158 @@ def test_a_secret_given_as_the_credentials_type_is_not_echoed_by_the_admin(admin
     assert response.status_code == 200
     assert "credentials.type: must be one of" in str(response.context["adminform"].form.errors["new_credentials"])
     assert "5c0ffee1d2" not in page
+
+
+# ---------------------------------------------------------------------------------------------
+# A secret header or query parameter in a configuration is refused at save, pointing to credentials
+
+
+SECRET_SETTINGS = {
+    "Authorization header": ({"headers": {"Authorization": "Bearer abc"}}, "headers", "`Authorization`"),
+    "Proxy-Authorization header": ({"headers": {"proxy-authorization": "Basic abc"}}, "headers",
+                                   "`proxy-authorization`"),
+    "Cookie header": ({"headers": {"Cookie": "session=abc"}}, "headers", "`Cookie`"),
+    "X-Api-Key as a dotted key": ({"headers.X-Api-Key": "abc"}, "headers", "`X-Api-Key`"),
+    "X-Auth-Token header": ({"headers": {"X-Auth-Token": "abc"}}, "headers", "`X-Auth-Token`"),
+    "api_key query": ({"query": {"api_key": "abc"}}, "query", "`api_key`"),
+    "accessToken as a dotted key": ({"query.accessToken": "abc"}, "query", "`accessToken`"),
+    "client_secret query": ({"query": {"client_secret": "abc"}}, "query", "`client_secret`"),
+}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("case", list(SECRET_SETTINGS))
+def test_a_source_configuration_with_a_secret_is_refused_by_the_api_pointing_to_credentials(case, admin_client):
+    configuration, where, named = SECRET_SETTINGS[case]
+
+    response = admin_client.post("/api/sources/", {
+        "reference": "zoo-api", "name": "Zoo", "location": "http://127.0.0.1:8900", "configuration": configuration,
+    }, content_type="application/json")
+
+    assert response.status_code == 400
+    problem = " ".join(response.json()["configuration"])
+    assert problem.startswith(f"configuration.{where}: {named}") and "`credentials`" in problem
+    assert "abc" not in response.content.decode()
+    assert not Source.objects.exists()
+
+
+@pytest.mark.django_db
+def test_ordinary_headers_and_query_parameters_stay_allowed(admin_client):
+    configuration = {"headers": {"Accept": "application/json", "X-Request-Id": "1"},
+                     "query": {"author": "x", "keyword": "y", "sortKey": None, "per_page": 5}}
+
+    response = admin_client.post("/api/sources/", {
+        "reference": "zoo-api", "name": "Zoo", "location": "http://127.0.0.1:8900", "configuration": configuration,
+    }, content_type="application/json")
+
+    assert response.status_code == 201, response.json()
+
+
+@pytest.mark.django_db
+def test_a_source_configuration_with_a_secret_is_refused_by_the_admin_at_the_field(admin_client):
+    response = admin_client.post(reverse("admin:syncapp_source_add"), {
+        "reference": "zoo-api", "name": "Zoo", "description": "", "type": "api",
+        "location": "http://127.0.0.1:8900", "configuration": json.dumps({"headers": {"X-Api-Key": "abc"}}),
+        "is_enabled": "on",
+    })
+
+    assert response.status_code == 200
+    assert "`X-Api-Key`: a header that carries a secret goes in the source's `credentials`" in " ".join(
+        response.context["adminform"].form.errors["configuration"])
+    assert not Source.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("source_config", [
+    {"endpoint": "/animals", "headers": {"Authorization": "Bearer abc"}},
+    {"endpoint": "/animals", "headers.X-Api-Key": "abc"},
+    {"endpoint": "/animals", "query": {"token": "abc"}},
+])
+def test_a_synchronization_source_config_with_a_secret_is_refused_at_import(source_config):
+    bundle = zoo_bundle(location="http://127.0.0.1:8900")
+    bundle["synchronizations"][0]["sourceConfig"] = source_config
+
+    with pytest.raises(ConfigurationInvalid) as caught:
+        bundle_validate(bundle)
+
+    assert any(problem.startswith("synchronizations[0].sourceConfig.") and "`credentials`" in problem
+               for problem in caught.value.problems), caught.value.problems
+    assert "abc" not in str(caught.value)
+
+
+@pytest.mark.django_db
+def test_a_synchronization_source_config_with_a_secret_is_refused_by_the_api(admin_client):
+    source = make_source()
+    schema = make_schema()
+
+    response = admin_client.post("/api/synchronizations/", {
+        "reference": "animals", "name": "Animals", "sourceType": "api", "source": source.pk,
+        "sourceConfig": {"endpoint": "/animals", "headers": {"X-Api-Key": "abc"}},
+        "targetType": "register/schema", "targetSchema": schema.pk,
+    }, content_type="application/json")
+
+    assert response.status_code == 400
+    assert "`X-Api-Key`: a header that carries a secret" in response.content.decode()
+    assert not Synchronization.objects.exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# An OpenConnector import moves a secret header or query parameter into the source's credentials
+
+
+def oc_source(**configuration) -> dict:
+    """An exported OpenConnector source without authentication fields, with this configuration."""
+    return {
+        "@type": "source", "id": 1, "uuid": "7d6e3c1f-0000-4000-8000-000000000001", "name": "Zoo API",
+        "reference": None, "location": "http://127.0.0.1:8900", "type": "api", "auth": "none",
+        "headers": [], "configuration": configuration, "slug": "zoo-api",
+    }
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("configuration", "credentials"), [
+    ({"headers.Authorization": f"Bearer {SECRET}", "headers.Accept": "application/json"},
+     {"type": "bearer", "token": SECRET}),
+    ({"headers": {"Authorization": "Basic " + base64.b64encode(b"zoo:pw-1").decode()}},
+     {"type": "basic", "username": "zoo", "password": "pw-1"}),
+    ({"headers": {"X-Api-Key": SECRET}}, {"type": "apiKey", "in": "header", "name": "X-Api-Key", "value": SECRET}),
+    ({"query.api_key": SECRET}, {"type": "apiKey", "in": "query", "name": "api_key", "value": SECRET}),
+])
+def test_an_openconnector_import_moves_a_secret_header_into_the_credentials_and_says_so(configuration, credentials):
+    result = bundle_import({"sources": [oc_source(**configuration)]})
+
+    source = Source.objects.get(reference="zoo-api")
+    assert source.credentials == credentials
+    assert SECRET not in json.dumps(source.configuration)
+    assert "Accept" in json.dumps(source.configuration) or "headers.Accept" not in configuration
+    assert len(result.moved) == 1
+    assert result.moved[0].startswith("sources[0].configuration.") and "moved into sources[0].credentials" in \
+        result.moved[0]
+    assert SECRET not in " ".join(result.moved)
+
+
+@pytest.mark.django_db
+def test_an_openconnector_import_keeps_the_credentials_it_has_and_reports_a_second_secret_not_imported():
+    item = {**oc_source(**{"headers.X-Api-Key": "other-secret-1"}), "auth": "apikey", "apikey": SECRET,
+            "authorizationHeader": "X-Key"}
+
+    result = bundle_import({"sources": [item]})
+
+    source = Source.objects.get(reference="zoo-api")
+    assert source.credentials == {"type": "apiKey", "in": "header", "name": "X-Key", "value": SECRET}
+    assert "other-secret-1" not in json.dumps(source.configuration)
+    assert result.moved == ["sources[0].configuration.headers.X-Api-Key: not imported, sources[0].credentials "
+                            "already hold a secret; put this one there instead if the source needs it"]
+
+
+@pytest.mark.django_db
+def test_sync_import_says_which_secrets_it_moved(tmp_path):
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps({"sources": [oc_source(headers={"Authorization": f"Bearer {SECRET}"})]}))
+    out = io.StringIO()
+
+    call_command("sync", "import", str(path), stdout=out)
+
+    assert "sources[0].configuration.headers.Authorization: moved into sources[0].credentials (bearer)" in \
+        out.getvalue()
+    assert "5c0ffee1d2" not in out.getvalue()

@@ -96,7 +96,8 @@ def test_a_secret_echoed_escaped_in_a_refusal_is_shown_nowhere(form, admin_clien
     ]
     assert run.status == "failed" and "answered 401" in run.error_message
     for text in shown:
-        assert ECHOED[form] not in text
+        # A message quotes the answer with repr(), which doubles its backslashes: look for the secret's middle.
+        assert ECHOED[form] not in text and "5c0ffee1d2" not in text
 
 
 # ---------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from syncapp.errors import SyncError
 from syncapp.http import HttpError, http_request
@@ -236,6 +237,49 @@ def _basic_value(username: str, password: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+# The origin credentials are bound to
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def location_origin(location: str) -> str:
+    """Return the origin of a location, `scheme://host:port` (the scheme's port when none is written), or ""
+    for a location that is no URL (a path, an upload)."""
+    try:
+        parts = urlsplit(str(location or "").strip())
+        port = parts.port
+    except ValueError:
+        return ""
+    if not parts.scheme or not parts.hostname:
+        return ""
+    scheme = parts.scheme.lower()
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    port = port or _DEFAULT_PORTS.get(scheme)
+    return f"{scheme}://{host}:{port}" if port else f"{scheme}://{host}"
+
+
+def credentials_bind(source: Any) -> None:
+    """Bind a source's credentials to the origin of its location (not saved): call it only for a user
+    allowed to change credentials, when they set or confirm them."""
+    source.credentials_origin = location_origin(source.location) if source.credentials else ""
+
+
+def credentials_refusal(source: Any) -> str | None:
+    """Return why a source's credentials may not be sent (its location moved to another origin since they
+    were set or confirmed), or None when they may."""
+    if not source.credentials:
+        return None
+    bound, current = getattr(source, "credentials_origin", "") or "", location_origin(source.location)
+    if bound == current:
+        return None
+    return (
+        f"credentials: confirmed for {bound or 'no origin'}, but the location is now at {current or 'no origin'}; "
+        "they are not sent until a user allowed to change credentials confirms them for it (set them again, "
+        "tick \"Confirm the credentials\" on the source in the admin, or send \"confirmCredentials\": true to the API)"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
 # Applying credentials to a call
 
 
@@ -378,7 +422,11 @@ def _cache_store(source: Any, value: dict[str, Any]) -> None:
 
 
 def authenticator_for(*, source: Any, timeout: tuple[float, float], verify: bool | str = True) -> Authenticator:
-    """Return the authenticator of a source; raise CredentialsError when its credentials are malformed."""
+    """Return the authenticator of a source; raise CredentialsError when its credentials are malformed or
+    not confirmed for the origin of its location."""
+    refusal = credentials_refusal(source)
+    if refusal is not None:
+        raise CredentialsError([refusal])
     return Authenticator(
         source=source, credentials=credentials_parse(source.credentials or {}), timeout=timeout, verify=verify
     )

@@ -16,7 +16,7 @@ import yaml
 from django.db import transaction
 
 from syncapp.audit import change_record, fields_changed
-from syncapp.authentication import credential_problems
+from syncapp.authentication import credential_problems, location_origin
 from syncapp.conditions import conditions_normalize
 from syncapp.declared import unknown_key_message
 from syncapp.documents import document_keys, schema_keys
@@ -340,6 +340,8 @@ def bundle_import(bundle: Any, *, actor: Any = None) -> ImportResult:
             }
             if "credentials" in item and item["credentials"] != CREDENTIALS_KEPT:
                 values["credentials"] = item.get("credentials") or {}
+                # Credentials the bundle gives are bound to its location; kept ones stay bound where they were.
+                values["credentials_origin"] = location_origin(values["location"]) if values["credentials"] else ""
             _upsert(Source, item["reference"], values, result, "sources")
         for item in bundle.get("registers", []):
             register = _upsert(

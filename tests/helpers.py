@@ -9,8 +9,9 @@ from django.db import connection
 
 from contracts.models import SynchronizationRun
 from syncapp import runs as sync_runs
+from syncapp.authentication import credentials_bind
 from syncapp.configuration import bundle_import
-from syncapp.models import Object, Synchronization
+from syncapp.models import Object, Source, Synchronization
 from syncapp.sample_source import generate_animals
 
 
@@ -72,3 +73,10 @@ def call_at_once(action: Callable[[], None], *, times: int = 2) -> None:
         thread.start()
     for thread in threads:
         thread.join()
+
+
+def credentials_set(source: Source, credentials: dict) -> None:
+    """Give a source credentials as a user allowed to change them does: bound to its location's origin, saved."""
+    source.credentials = credentials
+    credentials_bind(source)
+    source.save()

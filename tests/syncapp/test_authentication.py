@@ -19,7 +19,7 @@ from syncapp.models import Object, Source, Synchronization
 from syncapp.outbound.masking import redact
 from syncapp.sample_source import generate_animals
 from tests.conftest import zoo_bundle
-from tests.helpers import import_zoo
+from tests.helpers import credentials_set, import_zoo
 from tests.loopback import LoopbackServer, Request
 
 TOKEN = "tok-8e1f0c5a-never-show"
@@ -238,8 +238,7 @@ def with_url(credentials: dict | None, url: str) -> dict:
 
 def prepared(url: str, credentials: dict) -> Synchronization:
     sync = import_zoo(zoo_bundle(location=url))
-    sync.source.credentials = credentials
-    sync.source.save()
+    credentials_set(sync.source, credentials)
     sync.source_config = {"endpoint": "/animals", "query": {"per_page": PAGE}, "pagination": {"type": "next"}}
     sync.conditions = {}
     sync.save()
@@ -376,8 +375,7 @@ def test_new_oauth2_credentials_never_reuse_the_token_of_the_old_ones():
     with api.server:
         sync = prepared(api.server.url, oauth2(api.server.url, clientAuthentication="body"))
         sync_runs.run_start(synchronization=sync)
-        sync.source.credentials = oauth2(api.server.url, clientAuthentication="body", scope="write")
-        sync.source.save()
+        credentials_set(sync.source, oauth2(api.server.url, clientAuthentication="body", scope="write"))
 
         sync_runs.run_start(synchronization=sync)
 

@@ -13,17 +13,21 @@ import re
 from urllib.parse import quote
 
 import pytest
+from django.contrib.auth.models import Permission, User
 from django.core.management import call_command
+from django.test import Client
 from django.urls import reverse
+from rest_framework.test import APIClient
 
 from syncapp import runs as sync_runs
-from syncapp.authentication import credential_problems
+from syncapp.authentication import credential_problems, location_origin
 from syncapp.configuration import ConfigurationInvalid, bundle_import, bundle_validate
 from syncapp.models import Source, Synchronization
 from syncapp.outbound.masking import redact
+from syncapp.sample_source import generate_animals
 from tests.conftest import zoo_bundle
 from tests.factories import make_schema, make_source
-from tests.helpers import import_zoo
+from tests.helpers import credentials_set, import_zoo, run
 from tests.loopback import LoopbackServer
 
 # A secret with what JSON and URLs escape: a quote, a slash, a non-ASCII letter, a space.
@@ -81,8 +85,7 @@ def test_a_secret_echoed_escaped_in_a_refusal_is_shown_nowhere(form, admin_clien
 
     with LoopbackServer(refuse) as server:
         sync = import_zoo(zoo_bundle(location=server.url))
-        sync.source.credentials = {"type": "bearer", "token": SECRET}
-        sync.source.save()
+        credentials_set(sync.source, {"type": "bearer", "token": SECRET})
 
         run = sync_runs.run_start(synchronization=sync)
 
@@ -297,3 +300,147 @@ def test_sync_import_says_which_secrets_it_moved(tmp_path):
     assert "sources[0].configuration.headers.Authorization: moved into sources[0].credentials (bearer)" in \
         out.getvalue()
     assert "5c0ffee1d2" not in out.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------
+# Credentials are sent only to the origin they were set or confirmed for
+
+TOKEN = "tok-origin-4be1c07d-never-show"
+
+
+@pytest.mark.parametrize(("location", "origin"), [
+    ("https://api.example.org/v1/", "https://api.example.org:443"),
+    ("HTTPS://API.Example.org:443", "https://api.example.org:443"),
+    ("http://api.example.org", "http://api.example.org:80"),
+    ("http://api.example.org:8080/x?y=1", "http://api.example.org:8080"),
+    ("http://user@[::1]:81/", "http://[::1]:81"),
+    ("postgresql://root@127.0.0.1:5432/test", "postgresql://127.0.0.1:5432"),
+    ("/srv/files/animals.csv", ""),
+    ("", ""),
+])
+def test_the_origin_of_a_location_is_its_scheme_host_and_port(location, origin):
+    assert location_origin(location) == origin
+
+
+def staff(*codenames: str) -> User:
+    """Return a staff user with these permissions (app_label.codename), fresh from the database."""
+    user = User.objects.create_user(username="editor", password="pw", is_staff=True)
+    for name in codenames:
+        app_label, codename = name.split(".")
+        user.user_permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
+    return User.objects.get(pk=user.pk)
+
+
+def api_as(user: User) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+class Zoo:
+    """A source at one origin that serves two animals and records the Authorization of every call."""
+
+    def __init__(self) -> None:
+        self.authorizations: list[str | None] = []
+        self.server = LoopbackServer(self.handle)
+
+    def handle(self, seen):
+        self.authorizations.append(seen.header("Authorization"))
+        return 200, {}, {"results": generate_animals(count=2, seed=5), "next": None}
+
+
+@pytest.fixture
+def two_origins():
+    """The source's own origin and another one (another port of loopback: another origin)."""
+    own, other = Zoo(), Zoo()
+    with own.server, other.server:
+        yield own, other
+
+
+def zoo_with_token(url: str) -> Synchronization:
+    bundle = zoo_bundle(location=url)
+    bundle["sources"][0]["credentials"] = {"type": "bearer", "token": TOKEN}
+    sync = import_zoo(bundle)
+    sync.conditions = {}
+    sync.save()
+    return sync
+
+
+@pytest.mark.usefixtures("transactional_db", "in_process_tasks")
+def test_a_user_with_only_change_source_moving_the_location_does_not_send_the_token_to_the_new_host(two_origins):
+    own, other = two_origins
+    sync = zoo_with_token(own.server.url)
+    assert run(sync).status == "succeeded" and own.authorizations == [f"Bearer {TOKEN}"]
+
+    # When a user allowed to change sources, but not their credentials, moves the location to another host
+    editor = staff("syncapp.view_source", "syncapp.change_source")
+    response = api_as(editor).patch(f"/api/sources/{sync.source_id}/", {"location": other.server.url}, format="json")
+    assert response.status_code == 200, response.json()
+
+    # Then the next run sends the token nowhere: it fails naming the source and what to do
+    moved = run(sync)
+    assert moved.status == "failed"
+    assert f"the credentials of source {sync.source.reference!r} are not usable" in moved.error_message
+    assert f"confirmed for {location_origin(own.server.url)}" in moved.error_message
+    assert "confirmCredentials" in moved.error_message
+    assert all(authorization is None for authorization in other.authorizations)
+    assert TOKEN not in moved.error_message
+
+
+@pytest.mark.usefixtures("transactional_db", "in_process_tasks")
+def test_a_user_with_only_change_source_cannot_set_or_confirm_credentials(two_origins):
+    own, other = two_origins
+    sync = zoo_with_token(own.server.url)
+    client = api_as(staff("syncapp.view_source", "syncapp.change_source"))
+
+    for body in ({"location": other.server.url, "confirmCredentials": True},
+                 {"location": other.server.url, "credentials": {"type": "bearer", "token": "mine"}}):
+        response = client.patch(f"/api/sources/{sync.source_id}/", body, format="json")
+        assert response.status_code == 403, response.json()
+        assert "change_source_credentials" in response.json()["detail"]
+
+    sync.source.refresh_from_db()
+    assert sync.source.location == own.server.url and sync.source.credentials == {"type": "bearer", "token": TOKEN}
+
+
+@pytest.mark.usefixtures("transactional_db", "in_process_tasks")
+@pytest.mark.parametrize("how", [{"confirmCredentials": True}, {"credentials": {"type": "bearer", "token": TOKEN}}])
+def test_a_user_allowed_to_change_credentials_confirms_them_for_the_new_origin(two_origins, how):
+    own, other = two_origins
+    sync = zoo_with_token(own.server.url)
+    api_as(staff("syncapp.view_source", "syncapp.change_source")).patch(
+        f"/api/sources/{sync.source_id}/", {"location": other.server.url}, format="json")
+    assert run(sync).status == "failed"
+
+    keeper = User.objects.create_user(username="keeper", is_staff=True)
+    keeper.user_permissions.add(*Permission.objects.filter(codename__in=["change_source", "change_source_credentials"]))
+    response = api_as(User.objects.get(pk=keeper.pk)).patch(f"/api/sources/{sync.source_id}/", how, format="json")
+    assert response.status_code == 200, response.json()
+
+    assert run(sync).status == "succeeded"
+    assert other.authorizations[-1] == f"Bearer {TOKEN}"
+
+
+@pytest.mark.usefixtures("transactional_db", "in_process_tasks")
+def test_the_admin_moves_a_location_without_the_credentials_until_they_are_confirmed(two_origins, admin_client):
+    own, other = two_origins
+    sync = zoo_with_token(own.server.url)
+    editor = staff("syncapp.view_source", "syncapp.change_source")
+    page = reverse("admin:syncapp_source_change", args=[sync.source_id])
+    form = {"reference": "zoo-api", "name": "Zoo", "description": "", "type": "api",
+            "location": other.server.url, "configuration": "{}", "is_enabled": "on"}
+
+    # A user without the permission moves the location: saved, and the form has no credentials fields
+    client = Client()
+    client.force_login(editor)
+    assert "new_credentials" not in client.get(page).content.decode()
+    refused = client.post(page, {**form, "confirm_credentials": "on"})
+    assert refused.status_code == 200
+    assert "Confirm the credentials: needs the permission" in " ".join(refused.context["adminform"].form.non_field_errors())
+    assert client.post(page, form).status_code == 302
+    assert run(sync).status == "failed" and all(seen is None for seen in other.authorizations)
+    assert "Not sent: confirmed for" in admin_client.get(page).content.decode()
+
+    # An admin ticks "Confirm the credentials": the token goes to the new origin
+    assert admin_client.post(page, {**form, "confirm_credentials": "on"}).status_code == 302
+    assert run(sync).status == "succeeded" and other.authorizations[-1] == f"Bearer {TOKEN}"

@@ -436,7 +436,8 @@ def test_the_admin_moves_a_location_without_the_credentials_until_they_are_confi
     assert "new_credentials" not in client.get(page).content.decode()
     refused = client.post(page, {**form, "confirm_credentials": "on"})
     assert refused.status_code == 200
-    assert "Confirm the credentials: needs the permission" in " ".join(refused.context["adminform"].form.non_field_errors())
+    errors = refused.context["adminform"].form.non_field_errors()
+    assert "Confirm the credentials: needs the permission" in " ".join(errors)
     assert client.post(page, form).status_code == 302
     assert run(sync).status == "failed" and all(seen is None for seen in other.authorizations)
     assert "Not sent: confirmed for" in admin_client.get(page).content.decode()

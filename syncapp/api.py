@@ -106,7 +106,9 @@ class SourceSerializer(CamelCaseModelSerializer):
                 raise PermissionDenied("setting or confirming credentials needs the permission "
                                        f"{permissions.CHANGE_CREDENTIALS!r}")
             credentials = attrs.get("credentials", getattr(self.instance, "credentials", None))
-            attrs["credentials_origin"] = location_origin(location) if credentials else ""
+            origin = location_origin(location) if credentials else ""
+            if origin != getattr(self.instance, "credentials_origin", None):
+                attrs["credentials_origin"] = origin  # the history names it only when the binding moves
         return attrs
 
 

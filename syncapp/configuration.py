@@ -188,11 +188,17 @@ def _bundle_source(item: dict[str, Any]) -> Source:
     """Return a source as the bundle has it (not saved), its credentials the stored ones where kept."""
     stored = Source.objects.filter(reference=item["reference"]).first()
     credentials = item.get("credentials")
+    location = item.get("location") or ""
+    # Credentials the bundle gives are bound to its location, as the import stores them; kept ones stay bound
+    # where they were.
+    origin = location_origin(location) if isinstance(location, str) and credentials else ""
     if credentials == CREDENTIALS_KEPT or "credentials" not in item:
         credentials = stored.credentials if stored is not None else {}
+        origin = stored.credentials_origin if stored is not None else ""
     return Source(
-        reference=item["reference"], type=item.get("type", "api"), location=item.get("location") or "",
+        reference=item["reference"], type=item.get("type", "api"), location=location,
         configuration=item.get("configuration") or {}, credentials=credentials if isinstance(credentials, dict) else {},
+        credentials_origin=origin,
     )
 
 

@@ -15,7 +15,13 @@ from contracts.models import SynchronizationRun
 from contracts.runs import RunRefused
 from syncapp import permissions
 from syncapp import runs as sync_service
-from syncapp.authentication import credential_problems, credentials_bind, credentials_kind, credentials_refusal
+from syncapp.authentication import (
+    credential_problems,
+    credentials_bind,
+    credentials_kind,
+    credentials_refusal,
+    location_origin,
+)
 from syncapp.conditions import conditions_normalize
 from syncapp.errors import InvalidObject
 from syncapp.models import Mapping, Object, Register, Schema, Source, Synchronization
@@ -70,6 +76,12 @@ class EmptyJSONForm(forms.ModelForm):
         return cleaned
 
 
+def _origin_shown(origin: str) -> str:
+    """Return an origin as a form's help says it: host and port, then the scheme (not a link to follow)."""
+    scheme, _, host = origin.partition("://")
+    return f"{host} ({scheme})" if host else "no origin"
+
+
 class SourceForm(EmptyJSONForm):
     """Credentials are write-only: the form never shows them, and a blank field keeps them."""
 
@@ -107,11 +119,14 @@ class SourceForm(EmptyJSONForm):
         super().__init__(*args, **kwargs)
         stored = self.instance.credentials if self.instance.pk else None
         state = f"Stored: set ({credentials_kind(stored)})." if stored else "Stored: not set."
-        refusal = credentials_refusal(self.instance) if stored else None
-        if refusal is not None:
-            state += f" Not sent: {refusal.removeprefix('credentials: ')}."
+        if stored and credentials_refusal(self.instance) is not None:
+            state += (
+                f" Not sent: confirmed for {_origin_shown(self.instance.credentials_origin)}, but the location is "
+                f"now at {_origin_shown(location_origin(self.instance.location))}; tick \"Confirm the credentials\" "
+                "to send them there."
+            )
         elif stored:
-            state += f" Sent only to {self.instance.credentials_origin or 'no origin'}."
+            state += f" Sent only to {_origin_shown(self.instance.credentials_origin)}."
         self.fields["new_credentials"].help_text = f"{state} {self.fields['new_credentials'].help_text}"
 
     def clean_new_credentials(self):

@@ -22,9 +22,11 @@ class CallOptions(Declared):
     """How a source is called over HTTP: merged over the source's own configuration, later wins."""
 
     headers: dict[str, JsonValue] | None = None
-    """Headers of every call (`headers.X` may also be written as its own key)."""
+    """Headers of every call (`headers.X` may also be written as its own key); not secrets (Authorization,
+    Cookie, X-Api-Key, …): those go in the source's credentials."""
     query: dict[str, JsonValue] | None = None
-    """Query parameters of every call (`query.x` may also be written as its own key)."""
+    """Query parameters of every call (`query.x` may also be written as its own key); not secrets (api_key,
+    token, …): those go in the source's credentials."""
     connect_timeout: Seconds | None = Field(None, alias="connectTimeout")
     """Seconds to wait for a connection."""
     timeout: Seconds | None = None

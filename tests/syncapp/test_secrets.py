@@ -22,11 +22,14 @@ from rest_framework.test import APIClient
 from syncapp import runs as sync_runs
 from syncapp.authentication import credential_problems, location_origin
 from syncapp.configuration import ConfigurationInvalid, bundle_import, bundle_validate
+from syncapp.errors import SourceError
 from syncapp.models import Source, Synchronization
 from syncapp.outbound.masking import redact
 from syncapp.sample_source import generate_animals
+from syncapp.sources.database import database_connect
+from syncapp.targets.api import ApiWriter
 from tests.conftest import zoo_bundle
-from tests.factories import make_schema, make_source
+from tests.factories import make_schema, make_source, make_synchronization
 from tests.helpers import credentials_set, import_zoo, run
 from tests.loopback import LoopbackServer
 
@@ -445,3 +448,41 @@ def test_the_admin_moves_a_location_without_the_credentials_until_they_are_confi
     # An admin ticks "Confirm the credentials": the token goes to the new origin
     assert admin_client.post(page, {**form, "confirm_credentials": "on"}).status_code == 302
     assert run(sync).status == "succeeded" and other.authorizations[-1] == f"Bearer {TOKEN}"
+
+
+@pytest.mark.django_db
+def test_an_api_target_moved_to_another_origin_is_refused_before_any_write():
+    # Given a synchronization writing to a CRM whose credentials were set for its location
+    sync = make_synchronization(target_type="api")
+    assert ApiWriter.problem(sync) is None
+
+    # When the CRM's location is moved to another host without confirming its credentials
+    Source.objects.filter(pk=sync.target_source_id).update(location="http://127.0.0.2:8901")
+    sync.refresh_from_db()
+
+    # Then the run's check names the target and what to do
+    problem = ApiWriter.problem(sync)
+    assert problem is not None and problem.startswith("the credentials of target 'crm': credentials: confirmed for "
+                                                      "http://127.0.0.1:8901, but the location is now at "
+                                                      "http://127.0.0.2:8901")
+
+
+@pytest.mark.django_db
+def test_a_database_source_moved_to_another_server_does_not_send_its_password():
+    source = make_source(type="database", location="postgresql://root@127.0.0.1:5432/test",
+                         credentials={"password": "pw-db-never-show"})
+    Source.objects.filter(pk=source.pk).update(location="postgresql://root@127.0.0.2:5432/test")
+    source.refresh_from_db()
+
+    with pytest.raises(SourceError, match="the credentials of source 'warehouse' are not usable: credentials: "
+                                          "confirmed for postgresql://127.0.0.1:5432"), database_connect(source=source):
+        pass
+
+
+@pytest.mark.django_db
+def test_a_stored_credentials_type_that_is_no_known_type_is_not_shown_by_the_admin(admin_client):
+    source = make_source(credentials={"type": SECRET, "token": "t"})
+
+    page = admin_client.get(reverse("admin:syncapp_source_change", args=[source.pk])).content.decode()
+
+    assert "Stored: set (set)." in page and "5c0ffee1d2" not in page

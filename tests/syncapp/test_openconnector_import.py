@@ -277,3 +277,21 @@ def test_extra_data_configs_of_an_export_keep_their_keys_and_name_another_source
     assert config["extraDataConfigs"][0]["source"] == "staff-api"
     assert config["extraDataConfigs"][0]["extraDataConfigPerResult"]["sourceId"] == "zoo-api"
     assert config["extraDataConfigs"][0]["keyToSetExtraData"] == "detail"
+
+
+def test_a_secret_header_of_an_exported_synchronization_is_not_imported_and_the_report_says_where_it_goes(
+    zoo_in_place,
+):
+    source_config = {"endpoint": "/animals", "headers.X-Api-Key": API_KEY, "headers.Accept": "application/json"}
+
+    result = bundle_import(exported_synchronization(
+        sourceId="zoo-api", sourceTargetMapping="animal-in", targetId="zoo/animal", sourceConfig=source_config,
+    ))
+
+    sync = Synchronization.objects.get(reference="animals")
+    assert sync.source_config == {"endpoint": "/animals", "headers.Accept": "application/json"}
+    assert result.moved == [
+        "synchronizations[0].sourceConfig.headers.X-Api-Key: not imported, a secret goes in the credentials of "
+        "source 'zoo-api'"
+    ]
+    assert API_KEY not in str(bundle_export())

@@ -16,7 +16,13 @@ from contracts.models import SynchronizationRun
 from contracts.runs import RunRefused
 from syncapp import permissions
 from syncapp import runs as sync_service
-from syncapp.authentication import credential_problems
+from syncapp.authentication import (
+    credential_problems,
+    credentials_bind,
+    credentials_kind,
+    credentials_refusal,
+    location_origin,
+)
 from syncapp.conditions import conditions_normalize
 from syncapp.errors import InvalidObject
 from syncapp.models import ApiToken, Mapping, Object, Register, Schema, Source, Synchronization
@@ -72,6 +78,12 @@ class EmptyJSONForm(forms.ModelForm):
         return cleaned
 
 
+def _origin_shown(origin: str) -> str:
+    """Return an origin as a form's help says it: host and port, then the scheme (not a link to follow)."""
+    scheme, _, host = origin.partition("://")
+    return f"{host} ({scheme})" if host else "no origin"
+
+
 class SourceForm(EmptyJSONForm):
     """Credentials are write-only: the form never shows them, and a blank field keeps them."""
 
@@ -90,6 +102,12 @@ class SourceForm(EmptyJSONForm):
     clear_credentials = forms.BooleanField(
         required=False, label="Clear the credentials", help_text="Remove the stored credentials when saving.",
     )
+    confirm_credentials = forms.BooleanField(
+        required=False, label="Confirm the credentials",
+        help_text="Send the stored credentials to this location's origin (scheme, host and port) from now on.",
+    )
+    # Whether the user may set, clear or confirm credentials (SourceAdmin.get_form says, per request).
+    may_change_credentials = False
 
     class Meta:
         model = Source
@@ -102,8 +120,15 @@ class SourceForm(EmptyJSONForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         stored = self.instance.credentials if self.instance.pk else None
-        kind = (stored or {}).get("type", "set") if isinstance(stored, dict) else "set"
-        state = f"Stored: set ({kind})." if stored else "Stored: not set."
+        state = f"Stored: set ({credentials_kind(stored)})." if stored else "Stored: not set."
+        if stored and credentials_refusal(self.instance) is not None:
+            state += (
+                f" Not sent: confirmed for {_origin_shown(self.instance.credentials_origin)}, but the location is "
+                f"now at {_origin_shown(location_origin(self.instance.location))}; tick \"Confirm the credentials\" "
+                "to send them there."
+            )
+        elif stored:
+            state += f" Sent only to {_origin_shown(self.instance.credentials_origin)}."
         self.fields["new_credentials"].help_text = f"{state} {self.fields['new_credentials'].help_text}"
 
     def clean_new_credentials(self):
@@ -115,6 +140,12 @@ class SourceForm(EmptyJSONForm):
 
     def clean(self):
         cleaned = super().clean()
+        if not self.may_change_credentials:
+            for name in ("new_credentials", "clear_credentials", "confirm_credentials"):
+                if cleaned.get(name):
+                    # Not at the field: a user without the permission is not shown the credentials' fields.
+                    self.add_error(None, f"{self.fields[name].label}: needs the permission to set, clear or confirm "
+                                         "the credentials of a source")
         kind = cleaned.get("type", "api")
         # The upload of this form (False: its "clear" box is ticked), else the one stored.
         upload = cleaned.get("file")
@@ -138,9 +169,13 @@ class SourceForm(EmptyJSONForm):
         source = super().save(commit=False)
         if self.cleaned_data.get("new_credentials"):
             source.credentials = self.cleaned_data["new_credentials"]
+            credentials_bind(source)
         elif self.cleaned_data.get("clear_credentials"):
             source.credentials = {}
             source.auth_token_cache = {}
+            credentials_bind(source)
+        elif self.cleaned_data.get("confirm_credentials"):
+            credentials_bind(source)
         if commit:
             source.save()
         return source
@@ -153,6 +188,17 @@ class SourceAdmin(admin.ModelAdmin):
     list_display = ["reference", "name", "type", "location_shown", "is_enabled", "rate_limit_remaining"]
     list_filter = ["type", "is_enabled"]
     search_fields = ["reference", "name", "location"]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        may = request.user.has_perm(permissions.CHANGE_CREDENTIALS)
+        return type(form.__name__, (form,), {"may_change_credentials": may})
+
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        if request.user.has_perm(permissions.CHANGE_CREDENTIALS):
+            return fields
+        return [name for name in fields if name not in ("new_credentials", "clear_credentials", "confirm_credentials")]
 
     @admin.display(description="Location", ordering="location")
     def location_shown(self, source: Source) -> str:

@@ -5,6 +5,7 @@ from django.http import Http404
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -22,7 +23,7 @@ from syncapp.api_naming import (
     record_named,
 )
 from syncapp.audit import AuditedViewSetMixin
-from syncapp.authentication import credential_problems
+from syncapp.authentication import credential_problems, location_origin
 from syncapp.conditions import conditions_normalize
 from syncapp.errors import InvalidObject
 from syncapp.filters import ObjectFilterSet, SchemaFilterSet, SourceFilterSet, SynchronizationFilterSet
@@ -56,6 +57,10 @@ def declared_json_field(name: str, *, by: str) -> NotNullJSONField:
 
 class SourceSerializer(CamelCaseModelSerializer):
     credentials = serializers.JSONField(write_only=True, required=False)
+    confirm_credentials = serializers.BooleanField(
+        write_only=True, required=False,
+        help_text="true: send the stored credentials to the origin of the location from now on (after a move).",
+    )
     configuration = declared_json_field("configuration", by="type")
     # A file source's upload (multipart); answered with its stored name, never a URL: uploads are not served.
     file = serializers.FileField(required=False, allow_null=True, use_url=False)
@@ -64,8 +69,8 @@ class SourceSerializer(CamelCaseModelSerializer):
         model = Source
         fields = [
             "id", "reference", "name", "description", "type", "location", "file", "configuration", "credentials",
-            "is_enabled", "rate_limit_limit", "rate_limit_remaining", "rate_limit_reset", "rate_limit_window",
-            "created_at", "updated_at",
+            "confirm_credentials", "is_enabled", "rate_limit_limit", "rate_limit_remaining", "rate_limit_reset",
+            "rate_limit_window", "created_at", "updated_at",
         ]
         read_only_fields = [
             "rate_limit_limit", "rate_limit_remaining", "rate_limit_reset", "rate_limit_window",
@@ -94,6 +99,16 @@ class SourceSerializer(CamelCaseModelSerializer):
             errors.setdefault("configuration", []).extend(problems)
         if errors:
             raise serializers.ValidationError(errors)
+        confirm = attrs.pop("confirm_credentials", False)
+        if "credentials" in attrs or confirm:
+            request = self.context.get("request")
+            if request is None or not request.user.has_perm(permissions.CHANGE_CREDENTIALS):
+                raise PermissionDenied("setting or confirming credentials needs the permission "
+                                       f"{permissions.CHANGE_CREDENTIALS!r}")
+            credentials = attrs.get("credentials", getattr(self.instance, "credentials", None))
+            origin = location_origin(location) if credentials else ""
+            if origin != getattr(self.instance, "credentials_origin", None):
+                attrs["credentials_origin"] = origin  # the history names it only when the binding moves
         return attrs
 
 

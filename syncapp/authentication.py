@@ -23,6 +23,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from syncapp.errors import SyncError
 from syncapp.http import HttpError, http_request
@@ -58,6 +59,9 @@ _CLIENT_AUTH_ALIASES = {
     "basic": "basic", "basicauth": "basic", "header": "basic", "clientsecretbasic": "basic",
     "body": "body", "post": "body", "form": "body", "clientsecretpost": "body",
 }
+# How a refused value of the credentials is spoken of: never quoted, since a secret written in the
+# wrong key (a token given as the `type`) would be shown in the answer, the form and the logs.
+_NOT_ECHOED = "got another value (not shown: credentials are never echoed)"
 # Refresh a token this long before the expiry the server announced, so a call never carries a
 # token that expires on the way.
 EXPIRY_MARGIN_SECONDS = 30
@@ -152,6 +156,13 @@ def credential_problems(raw: Any, *, path: str = "credentials") -> list[str]:
     return []
 
 
+def credentials_kind(stored: Any) -> str:
+    """Return the type stored credentials name, as a form may show it: a known type, else "set" (a value
+    that is no known type may be a secret written in the wrong key)."""
+    kind = stored.get("type") if isinstance(stored, dict) else None
+    return _TYPE_ALIASES.get(_normal(kind), "set") if isinstance(kind, str) else "set"
+
+
 def credentials_parse(raw: Any, *, path: str = "credentials") -> Credentials:
     """Return the credentials in their one shape; raise CredentialsError listing every problem."""
     if raw in (None, "", []):
@@ -167,7 +178,7 @@ def credentials_parse(raw: Any, *, path: str = "credentials") -> Credentials:
     elif _normal(kind) in _TYPE_ALIASES:
         kind = _TYPE_ALIASES[_normal(kind)]
     else:
-        raise CredentialsError([f"{path}.type: must be one of {', '.join(AUTH_TYPES)}, got {kind!r}"])
+        raise CredentialsError([f"{path}.type: must be one of {', '.join(AUTH_TYPES)}, {_NOT_ECHOED}"])
 
     def text(key: str, *, required: bool) -> str:
         alias, value = _pick(raw, key)
@@ -190,7 +201,7 @@ def credentials_parse(raw: Any, *, path: str = "credentials") -> Credentials:
         alias, where = _pick(raw, "in")
         location = _IN_ALIASES.get(_normal(where)) if where is not None else "header"
         if location is None:
-            problems.append(f"{path}.{alias}: must be header or query, got {where!r}")
+            problems.append(f"{path}.{alias}: must be header or query, {_NOT_ECHOED}")
             location = "header"
         values["location"] = location
         # OpenConnector puts an API key in the Authorization header unless told otherwise.
@@ -208,12 +219,12 @@ def credentials_parse(raw: Any, *, path: str = "credentials") -> Credentials:
         alias, method = _pick(raw, "clientAuthentication")
         if method is not None:
             if _normal(method) not in _CLIENT_AUTH_ALIASES:
-                problems.append(f"{path}.{alias}: must be basic or body, got {method!r}")
+                problems.append(f"{path}.{alias}: must be basic or body, {_NOT_ECHOED}")
             else:
                 values["client_authentication"] = _CLIENT_AUTH_ALIASES[_normal(method)]
         grant = raw.get("grant_type", raw.get("grantType"))
         if grant not in (None, "", "client_credentials"):
-            problems.append(f"{path}.grant_type: only client_credentials is supported, got {grant!r}")
+            problems.append(f"{path}.grant_type: only client_credentials is supported, {_NOT_ECHOED}")
         if values["token_url"] and not values["token_url"].startswith(("http://", "https://")):
             problems.append(f"{path}.tokenUrl: must be an http:// or https:// URL")
     if problems:
@@ -223,6 +234,49 @@ def credentials_parse(raw: Any, *, path: str = "credentials") -> Credentials:
 
 def _basic_value(username: str, password: str) -> str:
     return base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+
+
+# ---------------------------------------------------------------------------------------------
+# The origin credentials are bound to
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def location_origin(location: str) -> str:
+    """Return the origin of a location, `scheme://host:port` (the scheme's port when none is written), or ""
+    for a location that is no URL (a path, an upload)."""
+    try:
+        parts = urlsplit(str(location or "").strip())
+        port = parts.port
+    except ValueError:
+        return ""
+    if not parts.scheme or not parts.hostname:
+        return ""
+    scheme = parts.scheme.lower()
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    port = port or _DEFAULT_PORTS.get(scheme)
+    return f"{scheme}://{host}:{port}" if port else f"{scheme}://{host}"
+
+
+def credentials_bind(source: Any) -> None:
+    """Bind a source's credentials to the origin of its location (not saved): call it only for a user
+    allowed to change credentials, when they set or confirm them."""
+    source.credentials_origin = location_origin(source.location) if source.credentials else ""
+
+
+def credentials_refusal(source: Any) -> str | None:
+    """Return why a source's credentials may not be sent (its location moved to another origin since they
+    were set or confirmed), or None when they may."""
+    if not source.credentials:
+        return None
+    bound, current = getattr(source, "credentials_origin", "") or "", location_origin(source.location)
+    if bound == current:
+        return None
+    return (
+        f"credentials: confirmed for {bound or 'no origin'}, but the location is now at {current or 'no origin'}; "
+        "they are not sent until a user allowed to change credentials confirms them for it (set them again, "
+        "tick \"Confirm the credentials\" on the source in the admin, or send \"confirmCredentials\": true to the API)"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -368,7 +422,11 @@ def _cache_store(source: Any, value: dict[str, Any]) -> None:
 
 
 def authenticator_for(*, source: Any, timeout: tuple[float, float], verify: bool | str = True) -> Authenticator:
-    """Return the authenticator of a source; raise CredentialsError when its credentials are malformed."""
+    """Return the authenticator of a source; raise CredentialsError when its credentials are malformed or
+    not confirmed for the origin of its location."""
+    refusal = credentials_refusal(source)
+    if refusal is not None:
+        raise CredentialsError([refusal])
     return Authenticator(
         source=source, credentials=credentials_parse(source.credentials or {}), timeout=timeout, verify=verify
     )

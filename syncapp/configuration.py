@@ -16,7 +16,7 @@ import yaml
 from django.db import transaction
 
 from syncapp.audit import change_record, fields_changed
-from syncapp.authentication import credential_problems
+from syncapp.authentication import credential_problems, location_origin
 from syncapp.conditions import conditions_normalize
 from syncapp.declared import unknown_key_message
 from syncapp.documents import document_keys, schema_keys
@@ -54,6 +54,9 @@ class ImportResult:
     changes: list[tuple[Any, str, list[str]]] = field(default_factory=list)
     # The paths of what an OpenConnector export holds that this service does not do: not imported.
     ignored: list[str] = field(default_factory=list)
+    # What became of each secret header or query parameter in an OpenConnector export's configurations:
+    # moved into the source's credentials, or not imported (a configuration may not hold secrets).
+    moved: list[str] = field(default_factory=list)
 
 
 def bundle_load(path: Path) -> Any:
@@ -186,11 +189,17 @@ def _bundle_source(item: dict[str, Any]) -> Source:
     """Return a source as the bundle has it (not saved), its credentials the stored ones where kept."""
     stored = Source.objects.filter(reference=item["reference"]).first()
     credentials = item.get("credentials")
+    location = item.get("location") or ""
+    # Credentials the bundle gives are bound to its location, as the import stores them; kept ones stay bound
+    # where they were.
+    origin = location_origin(location) if isinstance(location, str) and credentials else ""
     if credentials == CREDENTIALS_KEPT or "credentials" not in item:
         credentials = stored.credentials if stored is not None else {}
+        origin = stored.credentials_origin if stored is not None else ""
     return Source(
-        reference=item["reference"], type=item.get("type", "api"), location=item.get("location") or "",
+        reference=item["reference"], type=item.get("type", "api"), location=location,
         configuration=item.get("configuration") or {}, credentials=credentials if isinstance(credentials, dict) else {},
+        credentials_origin=origin,
     )
 
 
@@ -324,8 +333,8 @@ def bundle_import(bundle: Any, *, actor: Any = None) -> ImportResult:
     command line).
     """
     bundle_validate(bundle)
-    bundle, ignored = bundle_read(bundle)
-    result = ImportResult(ignored=ignored)
+    bundle, ignored, moved = bundle_read(bundle)
+    result = ImportResult(ignored=ignored, moved=moved)
     with transaction.atomic():
         for item in bundle.get("sources", []):
             values = {
@@ -338,6 +347,8 @@ def bundle_import(bundle: Any, *, actor: Any = None) -> ImportResult:
             }
             if "credentials" in item and item["credentials"] != CREDENTIALS_KEPT:
                 values["credentials"] = item.get("credentials") or {}
+                # Credentials the bundle gives are bound to its location; kept ones stay bound where they were.
+                values["credentials_origin"] = location_origin(values["location"]) if values["credentials"] else ""
             _upsert(Source, item["reference"], values, result, "sources")
         for item in bundle.get("registers", []):
             register = _upsert(

@@ -34,6 +34,10 @@ class Source(models.Model):
     # Write-only: never rendered back in admin, API or logs.
     # Encrypted at rest (syncapp.sealing); write-only in the admin, the API and exports.
     credentials = SealedJSONField(default=dict, blank=True)
+    # The origin (scheme://host:port of the location) the credentials were set or confirmed for: they are
+    # sent only there, so a location moved elsewhere waits for someone allowed to change the credentials
+    # (syncapp.authentication.credentials_refusal).
+    credentials_origin = models.CharField(max_length=300, blank=True, editable=False)
     # The OAuth2 access token of the credentials, shared by every worker: {"key", "token", "expiresAt"}.
     # Secret like the credentials, so no form, serializer or export names it.
     auth_token_cache = SealedJSONField(default=dict, blank=True, editable=False)
@@ -47,6 +51,7 @@ class Source(models.Model):
 
     class Meta:
         ordering = ["reference"]
+        permissions = [("change_source_credentials", "Can set, clear or confirm the credentials of a source")]
 
     def __str__(self) -> str:
         return self.name or self.reference

@@ -18,6 +18,7 @@ that primary key. What cannot be resolved is left for validation to report with 
 """
 from __future__ import annotations
 
+import base64
 import copy
 import re
 from typing import Any
@@ -25,6 +26,7 @@ from typing import Any
 from syncapp.declared import known_keys
 from syncapp.documents import document_keys, schema_keys
 from syncapp.models import Mapping, Register, Schema, Source, Synchronization
+from syncapp.outbound.masking import is_secret_name
 from syncapp.sources import reader_kind, source_configuration_declaration
 from syncapp.targets import writer_kind
 
@@ -132,7 +134,7 @@ def _source_credentials(item: dict[str, Any], configuration: dict[str, Any]) -> 
     return {"type": auth}
 
 
-def _source(item: dict[str, Any]) -> dict[str, Any]:
+def _source(item: dict[str, Any], *, path: str, moved: list[str], ignored: list[str]) -> dict[str, Any]:
     configuration = _object(item.get("configuration")) or {}
     if isinstance(configuration, dict):
         configuration = dict(configuration)
@@ -148,12 +150,89 @@ def _source(item: dict[str, Any]) -> dict[str, Any]:
         headers = _object(item.get("headers"))
         if isinstance(headers, dict) and headers and "headers" not in configuration:
             configuration["headers"] = headers
+        _secrets_moved(item, configuration, path=path, moved=moved, ignored=ignored)
     item["configuration"] = configuration
     for key in (*_SOURCE_AUTH_FIELDS, "headers"):
         item.pop(key, None)
     if item.get("isEnabled") is None:
         item.pop("isEnabled", None)
     return item
+
+
+def _secret_entries(config: dict[str, Any]) -> list[tuple[str, str, str, Any]]:
+    """Return the secret headers and query parameters of a configuration: (path in it, header or query, name,
+    value), written as `headers.X` keys or as entries of `headers` and `query`."""
+    found = []
+    for key, value in config.items():
+        part, dot, name = key.partition(".") if isinstance(key, str) else ("", "", "")
+        if dot and part in ("headers", "query") and name and is_secret_name(name) and not _empty(value):
+            found.append((key, "header" if part == "headers" else "query", name, value))
+    for part in ("headers", "query"):
+        entries = _object(config.get(part))
+        if isinstance(entries, dict):
+            found += [(f"{part}.{name}", "header" if part == "headers" else "query", name, value)
+                      for name, value in entries.items() if is_secret_name(name) and not _empty(value)]
+    return found
+
+
+def _secret_removed(config: dict[str, Any], where: str) -> None:
+    """Remove a `headers.X` key, or the X entry of `headers`, from a configuration."""
+    if where in config:
+        del config[where]
+        return
+    part, _, name = where.partition(".")
+    entries = dict(_object(config.get(part)) or {})
+    entries.pop(name, None)
+    config[part] = entries
+
+
+def _credentials_of_secret(location: str, name: str, value: Any) -> dict[str, Any]:
+    """Return the credentials a secret header or query parameter stands for."""
+    text = str(value)
+    scheme, _, rest = text.partition(" ")
+    if location == "header" and name.lower() == "authorization" and scheme.lower() == "bearer" and rest.strip():
+        return {"type": "bearer", "token": rest.strip()}
+    if location == "header" and name.lower() == "authorization" and scheme.lower() == "basic" and rest.strip():
+        try:
+            username, colon, password = base64.b64decode(rest.strip(), validate=True).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            colon = ""
+        if colon:
+            return {"type": "basic", "username": username, "password": password}
+    return {"type": "apiKey", "in": location, "name": name, "value": text}
+
+
+def _secrets_moved(item: dict[str, Any], configuration: dict[str, Any], *, path: str, moved: list[str],
+                   ignored: list[str]) -> None:
+    """Move a secret header or query parameter of an exported source into its credentials, where it is
+    write-only, encrypted and sent only to the source's origin; this service refuses it in a configuration.
+
+    Credentials hold one secret: one the export already sets in them, or a second one here, is not
+    imported and the report says so. A template (`{{ oauthToken(source) }}`) is OpenConnector's own call.
+    """
+    for where, location, name, value in _secret_entries(configuration):
+        _secret_removed(configuration, where)
+        if "{{" in str(value) or "{%" in str(value):
+            if where.lower() != "headers.authorization":
+                ignored.append(f"{path}.configuration.{where}")
+        elif not item.get("credentials"):
+            item["credentials"] = _credentials_of_secret(location, name, value)
+            moved.append(f"{path}.configuration.{where}: moved into {path}.credentials "
+                         f"({item['credentials']['type']}), sent only to the source's own origin")
+        else:
+            moved.append(f"{path}.configuration.{where}: not imported, {path}.credentials already hold a "
+                         f"secret; put this one there instead if the source needs it")
+
+
+def _config_secrets_dropped(config: Any, *, path: str, source: Any, moved: list[str]) -> None:
+    """Drop the secret headers and query parameters of an exported synchronization's sourceConfig: a secret
+    belongs in its source's credentials, which this service refuses to guess from a synchronization."""
+    if not isinstance(config, dict):
+        return
+    for where, _location, _name, value in _secret_entries(config):
+        _secret_removed(config, where)
+        if "{{" not in str(value) and "{%" not in str(value):
+            moved.append(f"{path}.{where}: not imported, a secret goes in the credentials of source {source!r}")
 
 
 def _mapping(item: dict[str, Any]) -> dict[str, Any]:
@@ -333,19 +412,21 @@ def bundle_normalize(bundle: Any) -> Any:
     return bundle_read(bundle)[0]
 
 
-def bundle_read(bundle: Any) -> tuple[Any, list[str]]:
-    """Return an OpenConnector export as a bundle of this service, and the paths of what it holds that this
-    service does not do (ignored, and reported by the import); any other bundle as it is.
+def bundle_read(bundle: Any) -> tuple[Any, list[str], list[str]]:
+    """Return an OpenConnector export as a bundle of this service, the paths of what it holds that this
+    service does not do (ignored, and reported by the import), and what became of each secret header or
+    query parameter of a configuration (moved into credentials, or not imported); any other bundle as it is.
 
     Only the records of an export are trimmed so: in a bundle of this service an unknown key is a
     mistake, refused by validation with the closest known name.
     """
     ignored: list[str] = []
+    moved: list[str] = []
     if not isinstance(bundle, dict):
-        return bundle, ignored
+        return bundle, ignored, moved
     sections = copy.deepcopy(_sections(bundle))
     if not isinstance(sections, dict):
-        return bundle, ignored
+        return bundle, ignored, moved
     for section in SECTIONS:
         items = sections.get(section)
         if not isinstance(items, list):
@@ -364,13 +445,20 @@ def bundle_read(bundle: Any) -> tuple[Any, list[str]]:
         for section in SECTIONS
         if isinstance(sections.get(section), list)
     })
-    for section, convert in (("sources", _source), ("mappings", _mapping)):
-        for item in sections.get(section) or [] if isinstance(sections.get(section), list) else []:
-            if isinstance(item, dict) and _is_export(item):
-                convert(item)
-    for item in sections.get("synchronizations") or [] if isinstance(sections.get("synchronizations"), list) else []:
+    for index, item in enumerate(sections.get("sources") or [] if isinstance(sections.get("sources"), list) else []):
+        if isinstance(item, dict) and _is_export(item):
+            _source(item, path=f"sources[{index}]", moved=moved, ignored=ignored)
+    for item in sections.get("mappings") or [] if isinstance(sections.get("mappings"), list) else []:
+        if isinstance(item, dict) and _is_export(item):
+            _mapping(item)
+    for index, item in enumerate(
+        sections.get("synchronizations") or [] if isinstance(sections.get("synchronizations"), list) else []
+    ):
         if isinstance(item, dict):
             _synchronization(item, resolve)
+            if _is_export(item):
+                _config_secrets_dropped(item.get("sourceConfig"), path=f"synchronizations[{index}].sourceConfig",
+                                        source=item.get("sourceId"), moved=moved)
     for section in SECTIONS:
         items = sections.get(section)
         if not isinstance(items, list):
@@ -378,7 +466,7 @@ def bundle_read(bundle: Any) -> tuple[Any, list[str]]:
         for index, item in enumerate(items):
             if isinstance(item, dict) and _is_export(item):
                 items[index] = _export_trimmed(item, section=section, path=f"{section}[{index}]", ignored=ignored)
-    return sections, ignored
+    return sections, ignored, moved
 
 
 def _export_trimmed(item: dict[str, Any], *, section: str, path: str, ignored: list[str]) -> dict[str, Any]:

@@ -11,6 +11,9 @@ from typing import Any
 from rest_framework import permissions
 
 RUN = "syncapp.run_synchronization"
+# Setting, clearing or confirming a source's credentials: `change_source` alone may move a source's location,
+# but its credentials are then not sent until a user with this permission confirms them for the new origin.
+CHANGE_CREDENTIALS = "syncapp.change_source_credentials"
 CANCEL = "contracts.cancel_run"
 
 

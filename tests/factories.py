@@ -10,6 +10,7 @@ import copy
 from typing import Any
 
 from contracts.models import ContractLog, SynchronizationContract, SynchronizationRun
+from syncapp.authentication import location_origin
 from syncapp.configuration import bundle_import
 from syncapp.models import Mapping, Object, Register, Schema, Source, Synchronization
 
@@ -43,11 +44,12 @@ def make_source(
 ) -> Source:
     """Make a source of `type` (a bearer of SECRET unless `credentials` says otherwise)."""
     kind = SOURCE_KINDS[type]
+    credentials = {"token": SECRET} if credentials is None else credentials
+    location = location or kind["location"]
     return Source.objects.create(
-        reference=reference or kind["reference"], name=name or kind["name"], type=type,
-        location=location or kind["location"],
-        configuration=kind["configuration"] if configuration is None else configuration,
-        credentials={"token": SECRET} if credentials is None else credentials, **fields,
+        reference=reference or kind["reference"], name=name or kind["name"], type=type, location=location,
+        configuration=kind["configuration"] if configuration is None else configuration, credentials=credentials,
+        credentials_origin=location_origin(location) if credentials else "", **fields,
     )
 
 

@@ -13,8 +13,9 @@ from django.db import connection
 from contracts.models import SynchronizationRun
 from syncapp import pushes
 from syncapp import runs as sync_runs
+from syncapp.authentication import credentials_bind
 from syncapp.configuration import bundle_import
-from syncapp.models import Object, Synchronization
+from syncapp.models import Object, Source, Synchronization
 from syncapp.sample_source import generate_animals
 
 
@@ -163,3 +164,10 @@ def pushes_cut_after(monkeypatch, *, limit: int) -> list[int]:
 
     monkeypatch.setattr(pushes, "push_start", counted)
     return started
+
+
+def credentials_set(source: Source, credentials: dict) -> None:
+    """Give a source credentials as a user allowed to change them does: bound to its location's origin, saved."""
+    source.credentials = credentials
+    credentials_bind(source)
+    source.save()

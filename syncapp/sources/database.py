@@ -49,6 +49,7 @@ from sqlalchemy.pool import NullPool
 from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.types import JSON, LargeBinary, NullType
 
+from syncapp.authentication import credentials_refusal
 from syncapp.budget import PageBudget
 from syncapp.declared import Declared
 from syncapp.egress import EgressRefused, host_addresses_allowed, host_refusal
@@ -363,6 +364,9 @@ def _login(source: Source) -> tuple[str | None, str | None]:
     raw = source.credentials or {}
     if not isinstance(raw, dict) or "unsealable" in raw:
         raise SourceError(f"the credentials of source {source.reference!r} are not usable")
+    refusal = credentials_refusal(source)
+    if refusal is not None:
+        raise SourceError(f"the credentials of source {source.reference!r} are not usable: {refusal}")
     username = raw.get("username") or raw.get("user") or None
     password = raw.get("password") or None
     return (str(username) if username else None), (str(password) if password else None)

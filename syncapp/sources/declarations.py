@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, JsonValue, model_validator
+from pydantic import Field, JsonValue, field_validator, model_validator
 
 from syncapp.declared import Declared, DotPath, Flag, Template
+from syncapp.outbound.masking import is_secret_name
 
 Seconds = float | int | str
 """A number of seconds (10, 2.5)."""
@@ -21,9 +22,11 @@ class CallOptions(Declared):
     """How a source is called over HTTP: merged over the source's own configuration, later wins."""
 
     headers: dict[str, JsonValue] | None = None
-    """Headers of every call (`headers.X` may also be written as its own key)."""
+    """Headers of every call (`headers.X` may also be written as its own key); not secrets (Authorization,
+    Cookie, X-Api-Key, …): those go in the source's credentials."""
     query: dict[str, JsonValue] | None = None
-    """Query parameters of every call (`query.x` may also be written as its own key)."""
+    """Query parameters of every call (`query.x` may also be written as its own key); not secrets (api_key,
+    token, …): those go in the source's credentials."""
     connect_timeout: Seconds | None = Field(None, alias="connectTimeout")
     """Seconds to wait for a connection."""
     timeout: Seconds | None = None
@@ -56,6 +59,26 @@ class CallOptions(Declared):
             if name in value and isinstance(value[name], dict) and isinstance(folded.get(name), dict):
                 folded[name] = {**folded[name], **value[name]}
         return folded
+
+    @field_validator("headers", "query")
+    @classmethod
+    def _no_secrets(cls, value: dict[str, JsonValue] | None, info: Any) -> dict[str, JsonValue] | None:
+        """Refuse a header or query parameter that carries a secret: a configuration is shown, exported and
+        sent where its calls go, while credentials are write-only, encrypted and bound to the source's origin.
+        The value is never quoted."""
+        named = sorted(name for name, item in (value or {}).items() if is_secret_name(name) and item not in (None, ""))
+        if named:
+            kind = "header" if info.field_name == "headers" else "query parameter"
+            if named[0].lower() in ("authorization", "proxy-authorization"):
+                example = '{"type": "bearer", "token": "..."}'
+            else:
+                where = "header" if info.field_name == "headers" else "query"
+                example = f'{{"type": "apiKey", "in": "{where}", "name": "{named[0]}", "value": "..."}}'
+            raise ValueError(
+                f"{', '.join(f'`{name}`' for name in named)}: a {kind} that carries a secret goes in the source's "
+                f"`credentials` (write-only, encrypted, sent only to the source's own origin), e.g. {example}"
+            )
+        return value
 
 
 class RateLimit(Declared):

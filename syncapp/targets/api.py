@@ -20,7 +20,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from syncapp.authentication import AuthenticationFailed, CredentialsError, authenticator_for, credential_problems
+from syncapp.authentication import (
+    AuthenticationFailed,
+    CredentialsError,
+    authenticator_for,
+    credential_problems,
+    credentials_refusal,
+)
 from syncapp.declared import Declared, DotPath, Template
 from syncapp.dotpath import MISSING, get_path
 from syncapp.egress import same_origin
@@ -137,6 +143,9 @@ class ApiWriter(WriterKind):
         problems = target_config_problems(synchronization.target_config)
         problems += credential_problems(synchronization.target_source.credentials or {},
                                         path=f"the credentials of target {synchronization.target_source.reference!r}")
+        refusal = credentials_refusal(synchronization.target_source)
+        if refusal is not None:
+            problems.append(f"the credentials of target {synchronization.target_source.reference!r}: {refusal}")
         return "; ".join(problems) if problems else None
 
     def validate(self, data: Any) -> None:

@@ -96,7 +96,7 @@ def test_sync_import_twice_reports_everything_updated_as_json(zoo_file):
     assert one_json_object(output) == {
         "created": {"sources": 0, "registers": 0, "mappings": 0, "synchronizations": 0},
         "updated": {"sources": 1, "registers": 1, "mappings": 1, "synchronizations": 1},
-        "ignored": [],
+        "ignored": [], "moved": [],
     }
     assert Synchronization.objects.count() == 1
 

@@ -24,7 +24,7 @@ from syncapp.egress import url_refusal
 from syncapp.models import Object, Source, Synchronization
 from syncapp.sample_source import generate_animals
 from tests.conftest import zoo_bundle
-from tests.helpers import import_zoo
+from tests.helpers import credentials_set, import_zoo
 from tests.loopback import LoopbackServer, Raw, Reply, Request
 from tests.syncapp.test_authentication import AUTH_CASES, SECRETS, Api, with_url
 from tests.test_settings import last_line, load_settings
@@ -244,8 +244,7 @@ def linked_sync(api: Api, credentials: dict, *, next_url: str) -> Synchronizatio
 
     api.server.handler = handle
     sync = import_zoo(zoo_bundle(location=api.server.url))
-    sync.source.credentials = with_url(credentials, api.server.url)
-    sync.source.save()
+    credentials_set(sync.source, with_url(credentials, api.server.url))
     sync.source_config = {"endpoint": "/animals", "pagination": {"type": "next"}}
     sync.conditions = {}
     sync.save()

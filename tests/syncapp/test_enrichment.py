@@ -12,6 +12,7 @@ from syncapp import runs as sync_runs
 from syncapp.configuration import ConfigurationInvalid, bundle_import
 from syncapp.models import Object, Synchronization
 from tests.factories import import_api_synchronization
+from tests.helpers import credentials_set
 from tests.loopback import LoopbackServer, Request
 
 pytestmark = pytest.mark.usefixtures("transactional_db", "in_process_tasks")
@@ -105,8 +106,7 @@ def test_a_missing_detail_fails_only_its_object_with_the_url_on_its_contract_and
     with zoo.server:
         sync = zoo_sync(zoo.server.url, extra=[{"staticEndpoint": "/animals/{{ originId }}",
                                                 "keyToSetExtraData": "detail"}])
-        sync.source.credentials = {"type": "apiKey", "in": "query", "name": "key", "value": API_KEY}
-        sync.source.save()
+        credentials_set(sync.source, {"type": "apiKey", "in": "query", "name": "key", "value": API_KEY})
 
         run = sync_runs.run_start(synchronization=sync)
 

@@ -246,7 +246,8 @@ def test_an_authentication_this_service_does_not_speak_is_reported_with_its_path
         bundle_import({"sources": [exported_source(auth="jwt-HS256", apikey=None)]})
 
     assert caught.value.problems == [
-        "sources[0].credentials.type: must be one of none, apiKey, basic, bearer, oauth2, got 'jwt-hs256'"
+        "sources[0].credentials.type: must be one of none, apiKey, basic, bearer, oauth2, "
+        "got another value (not shown: credentials are never echoed)"
     ]
 
 
@@ -276,3 +277,21 @@ def test_extra_data_configs_of_an_export_keep_their_keys_and_name_another_source
     assert config["extraDataConfigs"][0]["source"] == "staff-api"
     assert config["extraDataConfigs"][0]["extraDataConfigPerResult"]["sourceId"] == "zoo-api"
     assert config["extraDataConfigs"][0]["keyToSetExtraData"] == "detail"
+
+
+def test_a_secret_header_of_an_exported_synchronization_is_not_imported_and_the_report_says_where_it_goes(
+    zoo_in_place,
+):
+    source_config = {"endpoint": "/animals", "headers.X-Api-Key": API_KEY, "headers.Accept": "application/json"}
+
+    result = bundle_import(exported_synchronization(
+        sourceId="zoo-api", sourceTargetMapping="animal-in", targetId="zoo/animal", sourceConfig=source_config,
+    ))
+
+    sync = Synchronization.objects.get(reference="animals")
+    assert sync.source_config == {"endpoint": "/animals", "headers.Accept": "application/json"}
+    assert result.moved == [
+        "synchronizations[0].sourceConfig.headers.X-Api-Key: not imported, a secret goes in the credentials of "
+        "source 'zoo-api'"
+    ]
+    assert API_KEY not in str(bundle_export())

@@ -179,7 +179,7 @@ def test_the_admin_cancel_action_needs_the_cancel_permission(zoo, client):
 
 
 def test_an_api_change_is_recorded_with_who_and_which_fields_and_no_secret(zoo, admin_client):
-    editor = staff("syncapp.change_source", "syncapp.view_source")
+    editor = staff("syncapp.change_source", "syncapp.change_source_credentials", "syncapp.view_source")
 
     response = api(editor).patch(
         f"/api/sources/{zoo.source_id}/",
@@ -189,9 +189,9 @@ def test_an_api_change_is_recorded_with_who_and_which_fields_and_no_secret(zoo, 
     assert response.status_code == 200, response.content
     entry = LogEntry.objects.get(object_id=str(zoo.source_id), content_type__model="source", user=editor)
     assert entry.user == editor
-    assert entry.change_message == "Changed description, credentials (API)"
+    assert entry.change_message == "Changed description, credentials, credentials_origin (API)"
     history = admin_client.get(reverse("admin:syncapp_source_history", args=[zoo.source_id])).content.decode()
-    assert "Changed description, credentials (API)" in history
+    assert "Changed description, credentials, credentials_origin (API)" in history
     assert SECRET not in history and SECRET not in entry.change_message
 
 
@@ -217,7 +217,9 @@ def test_an_import_records_what_it_added_and_changed_for_the_command_line():
 
     source = Source.objects.get(reference="zoo-api")
     entries = list(LogEntry.objects.filter(object_id=str(source.pk), content_type__model="source").order_by("pk"))
-    assert [entry.change_message.split(" (")[0] for entry in entries] == ["Added", "Changed location, credentials"]
+    assert [entry.change_message.split(" (")[0] for entry in entries] == [
+        "Added", "Changed location, credentials, credentials_origin"
+    ]
     assert all(entry.user.username == "command-line" and not entry.user.is_active for entry in entries)
     assert all("import by" in entry.change_message and SECRET not in entry.change_message for entry in entries)
 

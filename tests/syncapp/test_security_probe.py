@@ -20,7 +20,7 @@ from syncapp.configuration import ConfigurationInvalid, bundle_import, bundle_lo
 from syncapp.mapping import MappingError, MappingSpec, apply_mapping
 from syncapp.models import Object
 from tests.conftest import zoo_bundle
-from tests.helpers import import_zoo
+from tests.helpers import credentials_set, import_zoo
 from tests.loopback import LoopbackServer
 
 API_KEY = "key-probe-0d5f19a7c3-never-show"
@@ -114,8 +114,7 @@ def test_9_a_secret_echoed_at_the_cut_of_an_error_leaves_no_prefix_anywhere(cred
 
     with LoopbackServer(echo) as server:
         sync = import_zoo(zoo_bundle(location=server.url))
-        sync.source.credentials = credentials
-        sync.source.save()
+        credentials_set(sync.source, credentials)
 
         run = sync_runs.run_start(synchronization=sync)
 

@@ -127,7 +127,8 @@ class Command(BaseCommand):
         except configuration.ConfigurationInvalid as error:
             raise CommandError(str(error)) from None
         if json:
-            self._print_json({"created": result.created, "updated": result.updated, "ignored": result.ignored})
+            self._print_json({"created": result.created, "updated": result.updated, "ignored": result.ignored,
+                              "moved": result.moved})
             return
         for section in configuration.SECTIONS:
             created, updated = result.created[section], result.updated[section]
@@ -139,6 +140,12 @@ class Command(BaseCommand):
             ))
             for path in result.ignored:
                 self.stdout.write(f"  {path}")
+        if result.moved:
+            self.stdout.write(self.style.WARNING(
+                f"{len(result.moved)} secret(s) written in a configuration, where this service refuses them:"
+            ))
+            for what in result.moved:
+                self.stdout.write(f"  {what}")
         self.stdout.write(self.style.SUCCESS(f"imported {file}"))
 
     def handle_export(self, *, output: Path | None = None, **_options) -> None:

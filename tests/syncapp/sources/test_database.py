@@ -34,7 +34,7 @@ from syncapp.sources.database import (
     query_problems,
 )
 from tests.databases import database_sync, maria, maria_items, mariadb_table, pg, pg_items, source_database
-from tests.helpers import run
+from tests.helpers import credentials_set, run
 
 pytestmark = pytest.mark.usefixtures("transactional_db", "in_process_tasks")
 
@@ -672,7 +672,7 @@ def test_the_example_bundle_syncs_a_warehouse_table_and_a_query(pg_database):
 def test_an_exported_database_synchronization_imports_again_keeping_the_stored_password(maria_table):
     maria_items(maria_table, count=3)
     sync = database_sync("mysql://root@127.0.0.1:3306/test", table=maria_table)
-    Source.objects.filter(pk=sync.source_id).update(credentials={"password": ""})  # root has none here
+    credentials_set(Source.objects.get(pk=sync.source_id), {"password": ""})  # root has none here
 
     exported = bundle_export()
     assert exported["sources"][0]["credentials"] == CREDENTIALS_KEPT

@@ -13,7 +13,7 @@ from syncapp import runs as sync_runs
 from syncapp.configuration import ConfigurationInvalid, bundle_import
 from syncapp.models import Synchronization
 from syncapp.sample_source import SampleSource, generate_animals
-from tests.helpers import run
+from tests.helpers import credentials_set, run
 from tests.loopback import LoopbackServer, Reply, Request
 
 pytestmark = pytest.mark.usefixtures("transactional_db", "in_process_tasks")
@@ -276,9 +276,8 @@ def test_an_oauth2_token_is_fetched_once_for_the_writes_and_replaced_once_when_r
     with SampleSource(records=ANIMALS, page_size=10) as source, TargetApi(oauth2=True) as target:
         sync = outgoing(source.url, target)
         crm = sync.target_source
-        crm.credentials = {"type": "oauth2", "tokenUrl": f"{target.url}/token", "clientId": "zoo",
-                           "clientSecret": "target-secret-never-show"}
-        crm.save()
+        credentials_set(crm, {"type": "oauth2", "tokenUrl": f"{target.url}/token", "clientId": "zoo",
+                           "clientSecret": "target-secret-never-show"})
 
         # When a first run creates every object
         first = run(sync)

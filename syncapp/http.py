@@ -612,16 +612,21 @@ class Limits:
     max_attempts: int
 
 
+def retry_after_bound() -> float:
+    """Return the longest wait a worker or the in-process runner may hold: longer ones are deferred."""
+    return float(min(settings.SYNC_MAX_RETRY_AFTER_SECONDS, settings.SYNC_MAX_RATE_LIMIT_WAIT))
+
+
 def call_limits() -> Limits:
     """Return the waiting limits of a call: short with a Celery worker to hand long waits to, long in process."""
     if settings.TASKS_IN_PROCESS:
         return Limits(
-            max_inline_wait=float(settings.SYNC_MAX_RETRY_AFTER_SECONDS),
+            max_inline_wait=retry_after_bound(),
             max_rate_waits=MAX_IN_PROCESS_RATE_WAITS,
             max_attempts=settings.SYNC_HTTP_MAX_ATTEMPTS,
         )
     return Limits(
-        max_inline_wait=float(min(settings.SYNC_MAX_INLINE_WAIT, settings.SYNC_MAX_RETRY_AFTER_SECONDS)),
+        max_inline_wait=min(float(settings.SYNC_MAX_INLINE_WAIT), retry_after_bound()),
         max_rate_waits=MAX_INLINE_RATE_WAITS,
         max_attempts=settings.SYNC_HTTP_MAX_ATTEMPTS,
     )

@@ -12,7 +12,7 @@ from kombu.exceptions import OperationalError as BrokerError
 
 from contracts import runs
 from syncapp import follow_ups, pushes, schedules, write_back
-from syncapp.http import RateLimited
+from syncapp.http import RateLimited, retry_after_bound
 from syncapp.runs import chunks, pages, recover, resend
 from workers import dispatch
 
@@ -44,7 +44,7 @@ def retry_later(task: Task, *, limited: RateLimited, run_id: int) -> Retry | flo
     """
     if limited.wait_seconds > settings.SYNC_MAX_RATE_LIMIT_WAIT:
         return f"{limited}: the source asks to wait {limited.wait_seconds:.0f} s, more than SYNC_MAX_RATE_LIMIT_WAIT"
-    if task.request.called_directly or limited.wait_seconds > settings.SYNC_MAX_RETRY_AFTER_SECONDS:
+    if task.request.called_directly or limited.wait_seconds > retry_after_bound():
         return max(1.0, limited.wait_seconds)
     if task.request.retries >= RATE_LIMIT_MAX_RETRIES:
         return f"{limited}: still rate limited after {RATE_LIMIT_MAX_RETRIES} retries of the task"

@@ -23,6 +23,7 @@ from contracts import runs
 from contracts.logs import log_text, log_value
 from contracts.models import ContractLog, RunChunk, SynchronizationContract, SynchronizationRun
 from syncapp.bulk import rows_insert, rows_update, transactions_lock_database
+from syncapp.http import retry_after_bound
 from syncapp.ids import uuid7
 from syncapp.runs.context import SyncContext, context_for_run
 from syncapp.runs.finish import run_close_if_complete
@@ -217,7 +218,7 @@ def chunk_record(
                               f"{outcome.wait_seconds:.0f} s, more than SYNC_MAX_RATE_LIMIT_WAIT")
         if outcome.kind == Outcome.RETRY and chunk.attempt + 1 < OBJECT_ATTEMPTS:
             # A wait no worker may hold defers the object: the resend sweep sends it once due.
-            deferred = outcome.wait_seconds > settings.SYNC_MAX_RETRY_AFTER_SECONDS or (
+            deferred = outcome.wait_seconds > retry_after_bound() or (
                 outcome.wait_seconds > 0 and settings.TASKS_IN_PROCESS
             )
             retry_chunks.append(RunChunk(

@@ -13,7 +13,7 @@ from kombu.exceptions import OperationalError as BrokerError
 from contracts import runs
 from syncapp import follow_ups, pushes, schedules, write_back
 from syncapp.http import RateLimited, retry_after_bound
-from syncapp.runs import chunks, pages, recover, resend
+from syncapp.runs import chunks, deferred, pages, recover, resend
 from workers import dispatch
 
 logger = logging.getLogger(__name__)
@@ -148,6 +148,12 @@ def start_scheduled_runs() -> None:
 def resend_stalled_runs() -> None:
     """Send the work of runs without progress again: a restarted broker may have lost its messages."""
     resend.runs_resend_stalled()
+
+
+@shared_task(acks_late=True, **RETRY)
+def send_deferred_work() -> None:
+    """Send the deferred pages and objects that came due (the embedded mode's timer sends this)."""
+    deferred.runs_send_came_due()
 
 
 @shared_task(acks_late=True, **RETRY)

@@ -253,8 +253,11 @@ def chunk_record(
     rows_insert(ContractLog, logs)
     created = RunChunk.objects.bulk_create(retry_chunks) if retry_chunks else []
     tally.record(run_id=run_id)
-    if any(retry.not_before is not None for retry in created):
+    dues = {retry.not_before for retry in created if retry.not_before is not None}
+    if dues:
         runs.run_deferral_record(run_id=run_id)
+    for due in dues:
+        dispatch.deferred_wake(at=due)
     if kept:
         dispatch.write_back(synchronization_id=facts.synchronization_id, object_ids=kept)
     return [(retry.pk, retry_countdown(retry.attempt)) for retry in created if retry.not_before is None]

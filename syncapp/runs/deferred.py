@@ -2,8 +2,9 @@
 
 A page or object whose source or target asks to wait longer than SYNC_MAX_RETRY_AFTER_SECONDS keeps
 its due time in `not_before`; the run keeps the earliest one in `deferred_until` (shown in the admin and
-the API). Celery beat's resend sweep sends what came due (syncapp.runs.resend); without beat, every start
-of the synchronization and `sync run` while it waits do (`runs_send_came_due`).
+the API). Celery beat's resend sweep sends what came due (syncapp.runs.resend); without beat, a timer of
+the process that deferred it (`dispatch.deferred_wake`), every start of the synchronization and `sync run`
+while it waits do (`runs_send_came_due`).
 """
 from __future__ import annotations
 

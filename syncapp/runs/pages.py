@@ -631,5 +631,6 @@ def page_defer(*, run_id: int, number: int, seconds: float, message: str) -> Non
         if deferred:
             runs.run_add_counts(run_id=run_id, retries=1)
             runs.run_deferral_record(run_id=run_id)
+            dispatch.deferred_wake(at=until)
     if deferred:
         logger.warning("run %s page %s deferred until %s: %s", run_id, number, until.isoformat(), message)

@@ -2,6 +2,7 @@
 run records when it is due, and the resend sweep (or the next start) sends it again once due."""
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import pytest
@@ -74,6 +75,39 @@ def test_a_deferred_page_that_came_due_is_sent_by_the_next_start_of_its_synchron
     waiting.refresh_from_db()
     assert_every_record_synced_once(sync, waiting)
     assert following.pk != waiting.pk
+
+
+@pytest.mark.usefixtures("short_bound")
+def test_in_the_embedded_mode_a_timer_of_the_process_sends_the_deferred_page_when_it_is_due(monkeypatch):
+    timers: list[FakeTimer] = []
+
+    class FakeTimer:
+        """Keeps the timer the process starts, to fire it by hand."""
+
+        def __init__(self, interval: float, function) -> None:
+            self.interval, self.function, self.daemon = interval, function, False
+            timers.append(self)
+
+        def start(self) -> None:
+            assert self.daemon
+
+    monkeypatch.setattr("workers.dispatch.Timer", FakeTimer)
+    with faulty_source({2: [COME_BACK_LATER]}) as server:
+        sync = faulty_sync(server)
+        with no_sleep_longer_than(5):
+            waiting = run(sync)
+
+        # Then a timer is set for when the page is due
+        assert timers and 2900 < min(timer.interval for timer in timers) <= 3000
+
+        # When it fires once the wait is over (a thread of its own, as the timer's would be)
+        deferred_work_make_due(waiting)
+        fired = threading.Thread(target=timers[0].function)
+        fired.start()
+        fired.join()
+
+    waiting.refresh_from_db()
+    assert_every_record_synced_once(sync, waiting)
 
 
 def test_a_wait_beyond_the_longest_allowed_fails_the_page_with_the_reason(settings):

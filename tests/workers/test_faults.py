@@ -481,8 +481,9 @@ def test_celery_settings_make_tasks_late_acknowledged_one_at_a_time_and_within_t
     ("env", "variable"),
     [({"SYNC_RUN_RESEND_SECONDS": "900"}, "SYNC_RUN_RESEND_SECONDS"),
      ({"SYNC_HTTP_MAX_ATTEMPTS": "0"}, "SYNC_HTTP_MAX_ATTEMPTS"),
-     ({"SYNC_REDIS_URL": "memcached://cache:11211"}, "SYNC_REDIS_URL")],
-    ids=["resend not below stale", "no attempts", "not redis"],
+     ({"SYNC_REDIS_URL": "memcached://cache:11211"}, "SYNC_REDIS_URL"),
+     ({"SYNC_MAX_RETRY_AFTER_SECONDS": "0"}, "SYNC_MAX_RETRY_AFTER_SECONDS")],
+    ids=["resend not below stale", "no attempts", "not redis", "no retry-after bound"],
 )
 def test_a_bad_fault_setting_stops_the_settings_naming_the_variable(tmp_path, env, variable):
     result = load_settings(tmp_path, **env)

@@ -9,6 +9,7 @@ import pytest
 from django.utils import timezone
 
 from contracts import runs as contract_runs
+from contracts.api import RunSerializer
 from contracts.models import RunChunk, RunPage, SynchronizationRun
 from syncapp import runs as sync_runs
 from tests.helpers import deferred_work_make_due, no_sleep_longer_than, run
@@ -44,6 +45,7 @@ def test_a_page_asked_to_wait_3000_s_is_deferred_not_slept_on_and_the_run_finish
         assert 2 in {page.number for page in deferred}
         assert waiting.deferred_until == min(page.not_before for page in deferred)
         assert contract_runs.run_summary(waiting)["deferredUntil"] is not None
+        assert RunSerializer(waiting).data["deferredUntil"] is not None
         assert "waiting for a Retry-After until" in contract_runs.run_progress(waiting)["text"]
         # and it is neither lost nor sent again before it is due
         assert contract_runs.runs_fail_stale(stale_after=0) == []

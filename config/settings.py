@@ -330,6 +330,12 @@ SYNC_MAX_INLINE_WAIT = min(
 # The longest wait honoured at all: a source asking for more fails its page (the run ends failed and
 # deletes nothing). With tasks in process, every wait up to this happens inline.
 SYNC_MAX_RATE_LIMIT_WAIT = env_int("SYNC_MAX_RATE_LIMIT_WAIT", default=3600, minimum=1)
+# The longest wait a worker (or the in-process runner) ever sleeps or holds a task for: a page or object
+# asked to wait longer is deferred, its due time recorded on it and on the run (`deferredUntil`), and the
+# resend sweep sends it again once due. A wait beyond SYNC_MAX_RATE_LIMIT_WAIT still fails it.
+SYNC_MAX_RETRY_AFTER_SECONDS = min(
+    env_int("SYNC_MAX_RETRY_AFTER_SECONDS", default=300, minimum=1), SYNC_MAX_RATE_LIMIT_WAIT
+)
 # The longest countdown of a task retried for a rate limit; a longer wait takes several. Each retry
 # moves the run's heartbeat, so the countdown stays below the re-send interval, and countdown plus
 # time limit stay below the visibility timeout, or Redis would hand the waiting task to a second worker.

@@ -50,7 +50,7 @@ class RunPageInline(admin.TabularInline):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
-    readonly_fields = ["number", "status", "object_count", "error_message", "finished_at"]
+    readonly_fields = ["number", "status", "object_count", "error_message", "not_before", "finished_at"]
     exclude = ["request"]
 
 

@@ -36,7 +36,7 @@ class RunSerializer(CamelCaseModelSerializer):
             "id", "reference", "synchronization", "synchronization_reference", "parent", "trigger", "is_test",
             "is_forced", "mode", "status", "counts", "pages_fetched", "objects_queued", "objects_done",
             "enrichments", "enrichments_failed", "cursor_sent", "cursor_value", "cursor_missing", "retries",
-            "waited_seconds", "error_message", "report", "created_at", "started_at", "finished_at",
+            "waited_seconds", "deferred_until", "error_message", "report", "created_at", "started_at", "finished_at",
             "duration_seconds",
         ]
 
@@ -48,8 +48,8 @@ class NoBodySerializer(BodySerializer):
 class RunPageSerializer(CamelCaseModelSerializer):
     class Meta:
         model = RunPage
-        fields = ["id", "run", "number", "status", "object_count", "request", "error_message", "created_at",
-                  "finished_at"]
+        fields = ["id", "run", "number", "status", "object_count", "request", "error_message", "not_before",
+                  "created_at", "finished_at"]
 
 
 class ContractSerializer(CamelCaseModelSerializer):

@@ -89,6 +89,10 @@ class SynchronizationRun(models.Model):
     waited_seconds = models.FloatField(default=0)
     # When the run's queued pages and unfinished objects were last sent again for lack of progress.
     resent_at = models.DateTimeField(null=True, blank=True)
+    # A page or object of the run waits for a server that asked to be called again later (a Retry-After
+    # beyond SYNC_MAX_RETRY_AFTER_SECONDS): the earliest moment one is due. No worker holds it meanwhile;
+    # the resend sweep sends it when due, and the run is not failed as lost while it waits.
+    deferred_until = models.DateTimeField(null=True, blank=True)
     # The origin ids a run is limited to (a push of the register objects that changed); empty: everything.
     scope = models.JSONField(default=list, blank=True)
     # The synchronizations whose writes caused this run, first to last (a push of objects that a run of the
@@ -155,6 +159,8 @@ class RunPage(models.Model):
     # travels to the database at twice its size.
     payload = models.TextField(null=True, blank=True, editable=False)
     error_message = models.TextField(blank=True)
+    # Not to be fetched before this moment: the source answered with a Retry-After too long to wait out.
+    not_before = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -189,6 +195,8 @@ class RunChunk(models.Model):
     # Items written so far, for targets written one object at a time outside our transactions (an API):
     # each item's outcome is recorded with this count, so a redelivered chunk goes on after the last one.
     progress = models.PositiveIntegerField(default=0)
+    # Not to be written before this moment: the target answered with a Retry-After too long to wait out.
+    not_before = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

@@ -151,6 +151,22 @@ def run_add_counts(*, run_id: int, **increments: int) -> None:
     SynchronizationRun.objects.filter(pk=run_id).update(heartbeat_at=timezone.now(), **changes)
 
 
+def run_deferral_record(*, run_id: int) -> datetime | None:
+    """Record on the run when its next deferred page or object is due (None: nothing waits); return it.
+
+    Also a heartbeat: a run that just deferred work made progress.
+    """
+    now = timezone.now()
+    dues = [
+        model.objects.filter(run_id=run_id, status__in=statuses, not_before__gt=now)
+        .order_by("not_before").values_list("not_before", flat=True).first()
+        for model, statuses in ((RunPage, RunPage.OPEN_STATUSES), (RunChunk, [RunChunk.Status.QUEUED]))
+    ]
+    until = min((due for due in dues if due is not None), default=None)
+    SynchronizationRun.objects.filter(pk=run_id).update(deferred_until=until, heartbeat_at=now)
+    return until
+
+
 def run_fail(*, run_id: int, message: str) -> None:
     """Record an error of the run itself; it ends failed once its tasks have ended."""
     SynchronizationRun.objects.filter(pk=run_id).update(error_message=message[:5000], fetch_finished=True)
@@ -236,9 +252,11 @@ def runs_fail_stale(*, synchronization_id: int | None = None, stale_after: float
     if synchronization_id is not None:
         active = active.filter(synchronization_id=synchronization_id)
     reasons: dict[int, tuple[Q, str]] = {}
-    for run_id in active.filter(heartbeat_at__lt=cutoff).values_list("pk", flat=True):
+    # A run whose work waits for a server's Retry-After is not lost until it stays still past the due time.
+    still_lost = Q(heartbeat_at__lt=cutoff) & ~Q(deferred_until__gte=cutoff)
+    for run_id in active.filter(still_lost).values_list("pk", flat=True):
         reasons[run_id] = (
-            Q(heartbeat_at__lt=cutoff),
+            still_lost,
             f"no progress for {seconds:g}s: the worker running it was lost; nothing was deleted",
         )
     for run_id, owner in active.exclude(owner="").exclude(pk__in=reasons).values_list("pk", "owner"):
@@ -287,6 +305,8 @@ def run_progress(run: SynchronizationRun) -> dict:
     active = run.status in SynchronizationRun.ACTIVE_STATUSES
     seconds = ((run.finished_at or timezone.now()) - run.started_at).total_seconds() if run.started_at else 0.0
     text = f"{run.status}: {done:,} of {run.found:,} objects done, {run.pages_fetched:,} pages, {seconds:.0f} s"
+    if active and run.deferred_until is not None:
+        text += f"; waiting for a Retry-After until {instant_text(run.deferred_until)}"
     return {
         "id": run.pk, "status": run.status, "active": active, "found": run.found, "done": done,
         "pagesFetched": run.pages_fetched, "counts": run.counts, "seconds": round(seconds, 1), "text": text,
@@ -322,6 +342,7 @@ def run_summary(run: SynchronizationRun) -> dict:
         "cursorMissing": run.cursor_missing,
         "retries": run.retries,
         "waitedSeconds": round(run.waited_seconds, 3),
+        "deferredUntil": instant_text(run.deferred_until),
         "errorMessage": run.error_message,
         "createdAt": instant_text(run.created_at),
         "startedAt": instant_text(run.started_at),

@@ -18,8 +18,9 @@ Every outgoing call of the service goes through `http_request`, which in this or
 
 Waits up to SYNC_MAX_INLINE_WAIT seconds happen here, inside the task. A longer one (or too many in a
 row) raises `RateLimited` with the seconds still to wait: the Celery task then retries itself that much
-later instead of holding a worker. With tasks in process nothing else could run meanwhile anyway, so
-there every wait up to SYNC_MAX_RATE_LIMIT_WAIT happens here. Every wait is logged with the URL and its
+later instead of holding a worker. With tasks in process every wait up to SYNC_MAX_RETRY_AFTER_SECONDS
+happens here. A wait beyond SYNC_MAX_RETRY_AFTER_SECONDS is never slept on: the page or object is
+deferred until it is due (syncapp.runs.resend). Every wait is logged with the URL and its
 reason, and reported to `on_wait`, which counts it on the run.
 """
 from __future__ import annotations
@@ -611,16 +612,21 @@ class Limits:
     max_attempts: int
 
 
+def retry_after_bound() -> float:
+    """Return the longest wait a worker or the in-process runner may hold: longer ones are deferred."""
+    return float(min(settings.SYNC_MAX_RETRY_AFTER_SECONDS, settings.SYNC_MAX_RATE_LIMIT_WAIT))
+
+
 def call_limits() -> Limits:
     """Return the waiting limits of a call: short with a Celery worker to hand long waits to, long in process."""
     if settings.TASKS_IN_PROCESS:
         return Limits(
-            max_inline_wait=float(settings.SYNC_MAX_RATE_LIMIT_WAIT),
+            max_inline_wait=retry_after_bound(),
             max_rate_waits=MAX_IN_PROCESS_RATE_WAITS,
             max_attempts=settings.SYNC_HTTP_MAX_ATTEMPTS,
         )
     return Limits(
-        max_inline_wait=float(settings.SYNC_MAX_INLINE_WAIT),
+        max_inline_wait=min(float(settings.SYNC_MAX_INLINE_WAIT), retry_after_bound()),
         max_rate_waits=MAX_INLINE_RATE_WAITS,
         max_attempts=settings.SYNC_HTTP_MAX_ATTEMPTS,
     )

@@ -5,12 +5,14 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Permission, User
 from django.db import connection
+from django.utils import timezone
 
-from contracts.models import SynchronizationRun
+from contracts.models import RunChunk, RunPage, SynchronizationRun
 from syncapp import pushes
 from syncapp import runs as sync_runs
 from syncapp.authentication import credentials_bind
@@ -171,3 +173,30 @@ def credentials_set(source: Source, credentials: dict) -> None:
     source.credentials = credentials
     credentials_bind(source)
     source.save()
+
+
+def deferred_work_make_due(run: SynchronizationRun) -> None:
+    """Let the time pass that the run's deferred pages and objects wait for: their due time, the run's record
+    of it and the rate limit the sources stored all move into the past."""
+    past = timezone.now() - timedelta(seconds=1)
+    Source.objects.filter(rate_limit_reset__gt=past).update(rate_limit_reset=past)
+    RunPage.objects.filter(run=run, not_before__isnull=False).update(not_before=past)
+    RunChunk.objects.filter(run=run, not_before__isnull=False).update(not_before=past)
+    SynchronizationRun.objects.filter(pk=run.pk, deferred_until__isnull=False).update(deferred_until=past)
+
+
+@contextlib.contextmanager
+def no_sleep_longer_than(seconds: float) -> Iterator[None]:
+    """Fail any sleep of this process longer than `seconds`: a long wait must be deferred, not slept on."""
+    real = time.sleep
+
+    def sleep(wanted: float) -> None:
+        if wanted > seconds:
+            raise AssertionError(f"slept {wanted:g} s, longer than {seconds:g} s")
+        real(wanted)
+
+    time.sleep = sleep
+    try:
+        yield
+    finally:
+        time.sleep = real

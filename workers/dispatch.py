@@ -16,11 +16,14 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
+from datetime import datetime
+from threading import Timer
 from typing import Any
 
 from django import db
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, transaction
+from django.utils import timezone
 
 from config.celery import app
 
@@ -33,6 +36,7 @@ SYNC_FOLLOW_UPS = "workers.tasks.sync_follow_ups"
 SYNC_PUSH = "workers.tasks.sync_push"
 SYNC_WRITE_BACK = "workers.tasks.sync_write_back"
 SYNC_OUTBOX = "workers.tasks.sync_outbox"
+SEND_DEFERRED = "workers.tasks.send_deferred_work"
 
 
 # Transient errors of a task run in process (SQLite locked past its busy timeout, a dropped database
@@ -178,3 +182,25 @@ def push_start(*, synchronization_id: int, object_ids: list[str], push_origin: l
 def write_back(*, synchronization_id: int, object_ids: list[str]) -> None:
     """Send the write-back of register objects changed here to the source of a two-way synchronization."""
     _send(SYNC_WRITE_BACK, [(synchronization_id, list(object_ids))])
+
+
+def deferred_wake(*, at: datetime) -> None:
+    """Send the deferred work that is due `at` then, in process: the embedded mode has no beat to do it.
+
+    A daemon timer of this process runs the sweep then, in a thread of its own; with a broker, beat's
+    resend sweep does it every minute and this does nothing. A process that ends first loses the timer:
+    the next start of the synchronization, or `sync run` while it waits, sends the work instead.
+    """
+    if not settings.TASKS_IN_PROCESS:
+        return
+    seconds = max(0.0, (at - timezone.now()).total_seconds())
+
+    def wake() -> None:
+        _run_deferred([(SEND_DEFERRED, (), 0)])
+
+    def start() -> None:
+        timer = Timer(seconds, wake)
+        timer.daemon = True
+        timer.start()
+
+    transaction.on_commit(start)

@@ -12,8 +12,8 @@ from kombu.exceptions import OperationalError as BrokerError
 
 from contracts import runs
 from syncapp import follow_ups, pushes, schedules, write_back
-from syncapp.http import RateLimited
-from syncapp.runs import chunks, pages, recover, resend
+from syncapp.http import RateLimited, retry_after_bound
+from syncapp.runs import chunks, deferred, pages, recover, resend
 from workers import dispatch
 
 logger = logging.getLogger(__name__)
@@ -32,18 +32,20 @@ RETRY = {
 RATE_LIMIT_MAX_RETRIES = 100
 
 
-def retry_later(task: Task, *, limited: RateLimited, run_id: int) -> Retry | str:
-    """Return the retry that brings the task back once the source's wait is over, or why it may not wait.
+def retry_later(task: Task, *, limited: RateLimited, run_id: int) -> Retry | float | str:
+    """Return the retry that brings the task back once the source's wait is over, the seconds to defer
+    its work for instead, or why it may not wait.
 
-    The countdown is at most SYNC_TASK_COUNTDOWN_MAX, well below the visibility timeout; a longer wait
-    takes several retries, each finding the wait stored on the source. Each is counted on the run, which
-    moves its heartbeat: a run waiting for a rate limit is not taken for lost.
+    A wait beyond SYNC_MAX_RETRY_AFTER_SECONDS, or any wait left over in process (where the HTTP layer
+    already slept what it may), is deferred: no worker holds it. A shorter one is a retry with a countdown
+    of at most SYNC_TASK_COUNTDOWN_MAX, well below the visibility timeout; a longer wait takes several
+    retries, each finding the wait stored on the source. Each is counted on the run, which moves its
+    heartbeat: a run waiting for a rate limit is not taken for lost.
     """
-    if task.request.called_directly:
-        # In process, the HTTP layer already waited all it may (SYNC_MAX_RATE_LIMIT_WAIT).
-        return f"{limited} (tasks run in process: no wait beyond SYNC_MAX_RATE_LIMIT_WAIT)"
     if limited.wait_seconds > settings.SYNC_MAX_RATE_LIMIT_WAIT:
         return f"{limited}: the source asks to wait {limited.wait_seconds:.0f} s, more than SYNC_MAX_RATE_LIMIT_WAIT"
+    if task.request.called_directly or limited.wait_seconds > retry_after_bound():
+        return max(1.0, limited.wait_seconds)
     if task.request.retries >= RATE_LIMIT_MAX_RETRIES:
         return f"{limited}: still rate limited after {RATE_LIMIT_MAX_RETRIES} retries of the task"
     countdown = max(1, math.ceil(min(limited.wait_seconds, settings.SYNC_TASK_COUNTDOWN_MAX)))
@@ -77,6 +79,9 @@ def sync_page(self: Task, run_id: int, page_number: int) -> None:
         later = retry_later(self, limited=limited, run_id=run_id)
         if isinstance(later, Retry):
             raise later from None
+        if isinstance(later, float):
+            pages.page_defer(run_id=run_id, number=page_number, seconds=later, message=str(limited))
+            return
         pages.page_fail(run_id=run_id, number=page_number, message=later)
     except Exception as error:
         logger.exception("run %s page %s failed", run_id, page_number)
@@ -143,6 +148,12 @@ def start_scheduled_runs() -> None:
 def resend_stalled_runs() -> None:
     """Send the work of runs without progress again: a restarted broker may have lost its messages."""
     resend.runs_resend_stalled()
+
+
+@shared_task(acks_late=True, **RETRY)
+def send_deferred_work() -> None:
+    """Send the deferred pages and objects that came due (the embedded mode's timer sends this)."""
+    deferred.runs_send_came_due()
 
 
 @shared_task(acks_late=True, **RETRY)

@@ -13,9 +13,13 @@ Readers (syncapp.sources) and writers (syncapp.targets) are picked by type; task
 are sent through workers.dispatch.
 """
 from syncapp.errors import ConfigurationError
+from syncapp.runs.deferred import runs_send_came_due
 from syncapp.runs.preview import run_test
 from syncapp.runs.recover import run_cancel, runs_recover
 from syncapp.runs.resend import runs_resend_stalled
 from syncapp.runs.start import run_start
 
-__all__ = ["ConfigurationError", "run_cancel", "run_start", "run_test", "runs_recover", "runs_resend_stalled"]
+__all__ = [
+    "ConfigurationError", "run_cancel", "run_start", "run_test", "runs_recover", "runs_resend_stalled",
+    "runs_send_came_due",
+]

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import orjson
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -21,6 +23,7 @@ from contracts import runs
 from contracts.logs import log_text, log_value
 from contracts.models import ContractLog, RunChunk, SynchronizationContract, SynchronizationRun
 from syncapp.bulk import rows_insert, rows_update, transactions_lock_database
+from syncapp.http import retry_after_bound
 from syncapp.ids import uuid7
 from syncapp.runs.context import SyncContext, context_for_run
 from syncapp.runs.finish import run_close_if_complete
@@ -210,10 +213,18 @@ def chunk_record(
         if outcome is None:
             tally.add("unchanged")
             continue
+        if outcome.kind == Outcome.RETRY and outcome.wait_seconds > settings.SYNC_MAX_RATE_LIMIT_WAIT:
+            outcome = Outcome(Outcome.FAILED, error=f"{outcome.error}: the target asks to wait "
+                              f"{outcome.wait_seconds:.0f} s, more than SYNC_MAX_RATE_LIMIT_WAIT")
         if outcome.kind == Outcome.RETRY and chunk.attempt + 1 < OBJECT_ATTEMPTS:
+            # A wait no worker may hold defers the object: the resend sweep sends it once due.
+            deferred = outcome.wait_seconds > retry_after_bound() or (
+                outcome.wait_seconds > 0 and settings.TASKS_IN_PROCESS
+            )
             retry_chunks.append(RunChunk(
                 run_id=run_id, page_number=chunk.page_number, size=1, attempt=chunk.attempt + 1,
                 items=orjson.dumps([item.to_json()], default=str).decode(),
+                not_before=now + timedelta(seconds=outcome.wait_seconds) if deferred else None,
             ))
             tally.retries += 1
             logger.warning("run %s: object %s retried alone: %s", run_id, item.origin_id, outcome.error)
@@ -242,9 +253,14 @@ def chunk_record(
     rows_insert(ContractLog, logs)
     created = RunChunk.objects.bulk_create(retry_chunks) if retry_chunks else []
     tally.record(run_id=run_id)
+    dues = {retry.not_before for retry in created if retry.not_before is not None}
+    if dues:
+        runs.run_deferral_record(run_id=run_id)
+    for due in dues:
+        dispatch.deferred_wake(at=due)
     if kept:
         dispatch.write_back(synchronization_id=facts.synchronization_id, object_ids=kept)
-    return [(retry.pk, retry_countdown(retry.attempt)) for retry in created]
+    return [(retry.pk, retry_countdown(retry.attempt)) for retry in created if retry.not_before is None]
 
 
 def chunk_write_one_by_one(

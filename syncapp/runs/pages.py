@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import orjson
@@ -617,3 +618,19 @@ def page_fail(*, run_id: int, number: int, message: str) -> None:
             page_fail_record(run_id=run_id, number=number, message=message,
                              judged=page.status == RunPage.Status.JUDGED)
     run_close_if_complete(run_id=run_id)
+
+
+def page_defer(*, run_id: int, number: int, seconds: float, message: str) -> None:
+    """Hold a page back `seconds` from now, recorded on it and on the run, instead of waiting in a worker.
+
+    The resend sweep (syncapp.runs.resend) sends it again once due.
+    """
+    until = timezone.now() + timedelta(seconds=seconds)
+    with transaction.atomic():
+        deferred = RunPage.objects.filter(run_id=run_id, number=number, status__in=OPEN).update(not_before=until)
+        if deferred:
+            runs.run_add_counts(run_id=run_id, retries=1)
+            runs.run_deferral_record(run_id=run_id)
+            dispatch.deferred_wake(at=until)
+    if deferred:
+        logger.warning("run %s page %s deferred until %s: %s", run_id, number, until.isoformat(), message)

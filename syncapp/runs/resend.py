@@ -9,21 +9,25 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from contracts.models import RunChunk, RunPage, SynchronizationRun
+from contracts.models import SynchronizationRun
+from syncapp.runs.deferred import run_work_send, runs_send_came_due
 from syncapp.runs.finish import run_close_if_complete
-from workers import dispatch
 
 logger = logging.getLogger(__name__)
 
 
 def runs_resend_stalled(*, resend_after: float | None = None) -> list[int]:
-    """Send the work of active runs without progress for `resend_after` seconds again; return their ids.
+    """Send the work of active runs without progress for `resend_after` seconds again, and the deferred
+    work that came due; return the ids of the runs sent work.
 
-    Sent again are the run's open pages and queued chunks. Both tasks do their work once, so a message
-    that was only slow costs a no-op. A run with nothing to send is closed if its work has ended (its
-    last task may have died between its commit and the close). A run is re-sent at most once per
-    interval, and re-sending is no progress: a run that still does not move is failed as stale.
+    Sent again are the run's open pages and queued chunks that are due (a page or object deferred for a
+    server's Retry-After waits for its `not_before`, syncapp.runs.deferred). Both tasks do their work
+    once, so a message that was only slow costs a no-op. A run with nothing to send is closed if its work
+    has ended (its last task may have died between its commit and the close). A run is re-sent at most
+    once per interval, and re-sending is no progress: a run that still does not move is failed as stale.
+    Sending deferred work that came due is: the run's heartbeat moves and its next due time is recorded.
     """
+    resent = runs_send_came_due()
     seconds = settings.SYNC_RUN_RESEND_SECONDS if resend_after is None else resend_after
     now = timezone.now()
     cutoff = now - timedelta(seconds=seconds)
@@ -31,7 +35,6 @@ def runs_resend_stalled(*, resend_after: float | None = None) -> list[int]:
     stalled = SynchronizationRun.objects.filter(
         due, status__in=SynchronizationRun.ACTIVE_STATUSES, waiting=False, is_test=False
     )
-    resent = []
     for run_id in stalled.values_list("pk", flat=True):
         with transaction.atomic():
             claimed = SynchronizationRun.objects.filter(
@@ -39,14 +42,7 @@ def runs_resend_stalled(*, resend_after: float | None = None) -> list[int]:
             ).update(resent_at=now)
             if not claimed:
                 continue  # moved meanwhile, or claimed by another sweep
-            pages = list(
-                RunPage.objects.filter(run_id=run_id, status__in=RunPage.OPEN_STATUSES).values_list("number", flat=True)
-            )
-            chunks = list(
-                RunChunk.objects.filter(run_id=run_id, status=RunChunk.Status.QUEUED).values_list("pk", flat=True)
-            )
-            dispatch.pages_fetch(run_id=run_id, numbers=pages)
-            dispatch.chunks_write(run_id=run_id, chunk_ids=chunks)
+            pages, chunks = run_work_send(run_id=run_id, now=now)
         if pages or chunks:
             logger.warning(
                 "run %s made no progress for %gs: sent %d page(s) and %d chunk(s) again", run_id, seconds,

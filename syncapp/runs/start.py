@@ -10,6 +10,7 @@ from syncapp.errors import ConfigurationError
 from syncapp.incremental import run_mode
 from syncapp.models import Synchronization
 from syncapp.runs.context import context_load, first_request
+from syncapp.runs.deferred import runs_send_came_due
 from workers import dispatch
 
 
@@ -47,12 +48,15 @@ def run_start(
 
 
 def synchronization_unblock(*, synchronization_id: int) -> None:
-    """Fail the synchronization's lost runs, then start the run waiting behind them if none is active.
+    """Fail the synchronization's lost runs, send its deferred work that came due, then start the run
+    waiting behind them if none is active.
 
     Every start does this first, so a run whose worker or process died never blocks the
     synchronization for good, with or without Celery beat.
     """
     runs.runs_fail_stale(synchronization_id=synchronization_id)
+    # Deferred work that came due is sent here too: the embedded mode has no beat to send it.
+    runs_send_came_due(synchronization_id=synchronization_id)
     run_start_waiting(synchronization_id=synchronization_id)
 
 

@@ -185,7 +185,9 @@ class ApiWriter(WriterKind):
                     return Outcome(Outcome.UPDATED, target_id=write.target_id, response=self._body(response))
                 return Outcome(Outcome.FAILED, error=self._refusal(response, "update"))
             return self._create(write, variables)
-        except (TransientHttpError, RateLimited) as error:
+        except RateLimited as error:
+            return Outcome(Outcome.RETRY, error=str(error), wait_seconds=error.wait_seconds)
+        except TransientHttpError as error:
             return Outcome(Outcome.RETRY, error=str(error))
         except (HttpError, SourceError, CredentialsError, AuthenticationFailed) as error:
             return Outcome(Outcome.FAILED, error=str(error))

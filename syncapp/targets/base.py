@@ -38,6 +38,8 @@ class Outcome:
     target_id: str | None = None
     error: str = ""
     response: Any = None
+    # RETRY for a rate limit: the seconds the target asked to wait (0: none asked, back off as usual).
+    wait_seconds: float = 0
 
     CREATED: ClassVar[str] = "created"
     UPDATED: ClassVar[str] = "updated"

@@ -24,7 +24,7 @@ from syncapp import runs as sync_runs
 from syncapp.models import Object, Synchronization
 from syncapp.runs import pages
 from tests.conftest import TEST_QUEUE, WorkerProcess, purge_queue, zoo_bundle
-from tests.helpers import import_zoo, records, wait_for_run
+from tests.helpers import deferred_work_make_due, import_zoo, records, wait_for_run
 from tests.loopback import DROP, LoopbackServer, Request, Slow, gaps
 from tests.test_settings import last_line, load_settings
 from workers import tasks
@@ -32,8 +32,11 @@ from workers import tasks
 pytestmark = pytest.mark.worker
 
 FAULTS_QUEUE = f"{TEST_QUEUE}-faults"
-# Waits up to a second happen inside the task, longer ones re-schedule it; backoff is brief.
-FAULT_WORKER_ENV = {"SYNC_MAX_INLINE_WAIT": "1", "SYNC_HTTP_BACKOFF_SECONDS": "0.2"}
+# Waits up to a second happen inside the task, longer ones re-schedule it, and those beyond five seconds
+# defer the page (no task waits for them); backoff is brief.
+FAULT_WORKER_ENV = {
+    "SYNC_MAX_INLINE_WAIT": "1", "SYNC_MAX_RETRY_AFTER_SECONDS": "5", "SYNC_HTTP_BACKOFF_SECONDS": "0.2",
+}
 READ_TIMEOUT = 0.5
 
 
@@ -148,6 +151,48 @@ def test_a_wait_longer_than_the_inline_bound_retries_the_page_task_later(on_faul
     assert 3.0 <= gap < 15
     assert (run.retries, run.waited_seconds) == (1, 3)
     assert "workers.tasks.sync_page retried in 3 s" in on_fault_queue.log()
+
+
+def test_a_wait_beyond_the_retry_after_bound_frees_the_worker_and_the_sweep_sends_the_page_once_due(
+    on_fault_queue,
+):
+    items = records(10, seed=5)
+    answer = pages_of(items, size=5)
+
+    def script(arrival: Request):
+        if arrival.query.get("page") == "2" and arrival.attempt == 1:
+            return 429, {"Retry-After": "3000"}, {"error": "come back in 50 minutes"}
+        return answer(arrival)
+
+    with LoopbackServer(script) as server:
+        sync = paged_sync(server, concurrency=1)
+        run = sync_runs.run_start(synchronization=sync)
+
+        # When the source asks page 2 to come back in 3,000 s, the task ends and the run records the wait
+        waiting = wait_for_deferral(run)
+        assert waiting.deferred_until > timezone.now() + timedelta(seconds=2900)
+        assert f"run {run.pk} page 2 deferred until" in on_fault_queue.log()
+        assert f"run {run.pk}: GET" not in on_fault_queue.log()  # no task retried with a countdown
+
+        # Then, once due, beat's resend sweep hands the page to the worker again
+        deferred_work_make_due(waiting)
+        tasks.resend_stalled_runs()
+        run = wait_for_run(run, timeout=60)
+
+    assert_synced_exactly_once(run, count=10)
+    assert len(server.of("/a", page="2")) == 2 and run.deferred_until is None
+
+
+def wait_for_deferral(run: SynchronizationRun, *, timeout: float = 60) -> SynchronizationRun:
+    """Poll the database until the run records deferred work; fail loudly when it does not."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run.refresh_from_db()
+        if run.deferred_until is not None or run.status not in SynchronizationRun.ACTIVE_STATUSES:
+            assert run.deferred_until is not None, f"run {run.pk} ended {run.status}: {run.error_message}"
+            return run
+        time.sleep(0.1)
+    raise AssertionError(f"run {run.pk} recorded no deferred work after {timeout}s")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -436,8 +481,9 @@ def test_celery_settings_make_tasks_late_acknowledged_one_at_a_time_and_within_t
     ("env", "variable"),
     [({"SYNC_RUN_RESEND_SECONDS": "900"}, "SYNC_RUN_RESEND_SECONDS"),
      ({"SYNC_HTTP_MAX_ATTEMPTS": "0"}, "SYNC_HTTP_MAX_ATTEMPTS"),
-     ({"SYNC_REDIS_URL": "memcached://cache:11211"}, "SYNC_REDIS_URL")],
-    ids=["resend not below stale", "no attempts", "not redis"],
+     ({"SYNC_REDIS_URL": "memcached://cache:11211"}, "SYNC_REDIS_URL"),
+     ({"SYNC_MAX_RETRY_AFTER_SECONDS": "0"}, "SYNC_MAX_RETRY_AFTER_SECONDS")],
+    ids=["resend not below stale", "no attempts", "not redis", "no retry-after bound"],
 )
 def test_a_bad_fault_setting_stops_the_settings_naming_the_variable(tmp_path, env, variable):
     result = load_settings(tmp_path, **env)

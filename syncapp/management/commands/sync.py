@@ -242,7 +242,12 @@ class Command(BaseCommand):
             if progress:
                 last_line_at = self._progress_show(run, started=started, last_line_at=last_line_at)
             idle = (timezone.now() - run.heartbeat_at).total_seconds() if run.heartbeat_at else 0
-            if idle >= settings.SYNC_RUN_STALE_SECONDS:
+            if run.deferred_until is not None:
+                # Work deferred for a server's Retry-After: sent once due (by beat, or here in process).
+                if run.deferred_until <= timezone.now() and settings.TASKS_IN_PROCESS:
+                    with dispatch.in_background():
+                        synchronization.runs_send_came_due(synchronization_id=run.synchronization_id)
+            elif idle >= settings.SYNC_RUN_STALE_SECONDS:
                 # The worker is gone: fail the run now rather than wait out the timeout.
                 runs_fail_stale(synchronization_id=run.synchronization_id)
             elif idle >= settings.SYNC_RUN_RESEND_SECONDS and not warned:

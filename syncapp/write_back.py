@@ -116,15 +116,20 @@ def write_back(*, synchronization_id: int, object_ids: list[str]) -> int:
             current = hash_value(obj.data)
             if current == contract.target_hash:
                 continue
-            try:
-                body = apply_mapping(spec=spec, data=obj.data, resolve_mapping=resolve_mapping)
-            except MappingError as error:
-                outcome = Outcome(Outcome.INVALID, error=f"targetSourceMapping: {error}")
-            else:
-                [outcome] = writer.write([Write(target_id=contract.origin_id, data=body, origin_id=contract.origin_id)])
+            outcome = _send_back(writer=writer, spec=spec, obj=obj, contract=contract)
             _record(contract=contract, obj=obj, current=current, outcome=outcome)
             sent += outcome.kind == Outcome.UPDATED
     return sent
+
+
+def _send_back(*, writer: ApiWriter, spec: Any, obj: Object, contract: Contract) -> Outcome:
+    """Map a register object back to its source and send it there; return what became of it."""
+    try:
+        body = apply_mapping(spec=spec, data=obj.data, resolve_mapping=resolve_mapping)
+    except MappingError as error:
+        return Outcome(Outcome.INVALID, error=f"targetSourceMapping: {error}")
+    [outcome] = writer.write([Write(target_id=contract.origin_id, data=body, origin_id=contract.origin_id)])
+    return outcome
 
 
 def _write_back_between_transactions(
@@ -144,12 +149,7 @@ def _write_back_between_transactions(
         current = hash_value(obj.data)
         if current == contract.target_hash:
             continue
-        try:
-            body = apply_mapping(spec=spec, data=obj.data, resolve_mapping=resolve_mapping)
-        except MappingError as error:
-            outcome = Outcome(Outcome.INVALID, error=f"targetSourceMapping: {error}")
-        else:
-            [outcome] = writer.write([Write(target_id=contract.origin_id, data=body, origin_id=contract.origin_id)])
+        outcome = _send_back(writer=writer, spec=spec, obj=obj, contract=contract)
         with transaction.atomic():
             still = Contract.objects.filter(pk=contract.pk, target_hash=contract.target_hash).first()
             if still is None:

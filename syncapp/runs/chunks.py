@@ -277,28 +277,36 @@ def chunk_write_one_by_one(
     if transactions_lock_database():
         return chunk_write_between_transactions(facts=facts, run_id=run_id, context=context, chunk_id=chunk_id)
     retried: list[tuple[int, float]] = []
-    index = 0
     while True:
         with transaction.atomic():
-            chunk = (
-                RunChunk.objects.select_for_update()
-                .filter(pk=chunk_id, run_id=run_id, status=RunChunk.Status.QUEUED,
-                        run__status=SynchronizationRun.Status.RUNNING)
-                .only("pk", "page_number", "attempt", "items", "progress").first()
-            )
-            if chunk is None:
+            # The chunk's row stays locked while its object is written: a redelivered task waits for it.
+            following = _chunk_next_object(run_id=run_id, chunk_id=chunk_id, lock=True)
+            if following is None:
                 return retried  # done, or the run ended
-            items = chunk_items(chunk)
-            index = chunk.progress
-            if index >= len(items):
-                RunChunk.objects.filter(pk=chunk_id).update(
-                    status=RunChunk.Status.DONE, items=None, finished_at=timezone.now()
-                )
-                return retried
-            one = Claimed(pk=chunk.pk, page_number=chunk.page_number, attempt=chunk.attempt,
-                          items=orjson.dumps([items[index].to_json()], default=str).decode())
+            index, one = following
             retried += chunk_write(facts=facts, run_id=run_id, context=context, chunk=one)
             RunChunk.objects.filter(pk=chunk_id).update(progress=index + 1)
+
+
+def _chunk_next_object(*, run_id: int, chunk_id: int, lock: bool) -> tuple[int, Claimed] | None:
+    """Return the index of a chunk's next object and that object as a claimed chunk of one; None when the
+    chunk is done (marked so here when its last object was recorded) or the run ended. Call it inside a
+    transaction; `lock`: hold the chunk's row until it ends."""
+    chunks = RunChunk.objects.select_for_update() if lock else RunChunk.objects
+    chunk = (
+        chunks.filter(pk=chunk_id, run_id=run_id, status=RunChunk.Status.QUEUED,
+                      run__status=SynchronizationRun.Status.RUNNING)
+        .only("pk", "page_number", "attempt", "items", "progress").first()
+    )
+    if chunk is None:
+        return None
+    items = chunk_items(chunk)
+    index = chunk.progress
+    if index >= len(items):
+        RunChunk.objects.filter(pk=chunk_id).update(status=RunChunk.Status.DONE, items=None, finished_at=timezone.now())
+        return None
+    return index, Claimed(pk=chunk.pk, page_number=chunk.page_number, attempt=chunk.attempt,
+                          items=orjson.dumps([items[index].to_json()], default=str).decode())
 
 
 def chunk_write_between_transactions(
@@ -314,23 +322,10 @@ def chunk_write_between_transactions(
     retried: list[tuple[int, float]] = []
     while True:
         with transaction.atomic():
-            chunk = (
-                RunChunk.objects
-                .filter(pk=chunk_id, run_id=run_id, status=RunChunk.Status.QUEUED,
-                        run__status=SynchronizationRun.Status.RUNNING)
-                .only("pk", "page_number", "attempt", "items", "progress").first()
-            )
-            if chunk is None:
+            following = _chunk_next_object(run_id=run_id, chunk_id=chunk_id, lock=False)
+            if following is None:
                 return retried  # done, or the run ended
-            items = chunk_items(chunk)
-            index = chunk.progress
-            if index >= len(items):
-                RunChunk.objects.filter(pk=chunk_id).update(
-                    status=RunChunk.Status.DONE, items=None, finished_at=timezone.now()
-                )
-                return retried
-            one = Claimed(pk=chunk.pk, page_number=chunk.page_number, attempt=chunk.attempt,
-                          items=orjson.dumps([items[index].to_json()], default=str).decode())
+            index, one = following
             planned = chunk_plan(facts=facts, run_id=run_id, chunk=one)
         outcomes = context.writer.write(planned.sent(run_id=run_id, push_origin=facts.push_origin))
         with transaction.atomic():

@@ -25,6 +25,9 @@ from django.conf import settings  # noqa: E402
 if not settings.SYNC_ALLOWED_NETWORKS:
     settings.SYNC_ALLOWED_NETWORKS = tuple(ipaddress.ip_network(network) for network in TEST_NETWORKS.split(","))
 
+from django.contrib.auth import get_user_model  # noqa: E402
+from rest_framework.test import APIClient  # noqa: E402
+
 from config.celery import app as celery_app  # noqa: E402
 from syncapp.sample_source import SampleSource, generate_animals  # noqa: E402
 
@@ -49,6 +52,15 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
     db = settings.DATABASES["default"]
     if db["ENGINE"] != "django.db.backends.sqlite3":
         db.setdefault("TEST", {})["NAME"] = f"test_{db['NAME']}_{os.getpid()}"
+
+
+@pytest.fixture
+def api(db):
+    """An API client logged in as a superuser (a staff user holding every permission)."""
+    user = get_user_model().objects.create(username="api-admin", is_staff=True, is_superuser=True)
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
 
 
 @pytest.fixture

@@ -19,15 +19,6 @@ COLLECTIONS = ["sources", "mappings", "registers", "schemas", "objects", "synchr
                "contract-logs"]
 
 
-@pytest.fixture
-def api(db) -> APIClient:
-    """A client logged in as an admin user."""
-    user = get_user_model().objects.create(username="admin", is_staff=True, is_superuser=True)
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
-
-
 def created(response) -> dict:
     assert response.status_code == 201, response.content
     return response.json()

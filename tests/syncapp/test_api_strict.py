@@ -10,7 +10,6 @@ import json
 from typing import Any
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.core.files.base import ContentFile
 from django.core.management import call_command
 from drf_spectacular.generators import SchemaGenerator
@@ -25,14 +24,11 @@ from tests.conftest import zoo_bundle
 
 
 @pytest.fixture
-def api(db) -> APIClient:
-    """A client logged in as a superuser, with the zoo bundle imported (source, register, schema, mapping,
+def api(api) -> APIClient:
+    """The API client of tests/conftest.py, with the zoo bundle imported (source, register, schema, mapping,
     synchronization `animals`)."""
     bundle_import(zoo_bundle(location="http://127.0.0.1:8900"))
-    user = get_user_model().objects.create(username="admin", is_staff=True, is_superuser=True)
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
+    return api
 
 
 def refused(response) -> dict:

@@ -8,10 +8,8 @@ from io import StringIO
 from typing import Any
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.urls import reverse
-from rest_framework.test import APIClient
 
 from syncapp.configuration import ConfigurationInvalid, bundle_export, bundle_import
 from syncapp.models import Source, Synchronization
@@ -29,14 +27,6 @@ def zoo() -> dict[str, Any]:
     bundle = zoo_bundle(location="http://127.0.0.1:8900")
     bundle_import(copy.deepcopy(bundle))
     return bundle
-
-
-@pytest.fixture
-def api() -> APIClient:
-    user = get_user_model().objects.create(username="api-admin", is_staff=True, is_superuser=True)
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
 
 
 @pytest.fixture

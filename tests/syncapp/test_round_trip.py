@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
 from hypothesis import HealthCheck, Phase, event, given, note, settings
 from hypothesis import strategies as st
@@ -22,15 +21,6 @@ from tests.databases import pg, source_database
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.json"))
 NOTHING = {"sources": 0, "registers": 0, "mappings": 0, "synchronizations": 0}
-
-
-@pytest.fixture
-def api(db) -> APIClient:
-    """A client of a staff user holding every permission."""
-    user = get_user_model().objects.create(username="round-trip", is_staff=True, is_superuser=True)
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
 
 
 def canonical(bundle: dict) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 import pytest
 from django import forms
 from django.urls import reverse
-from rest_framework.test import APIClient
 
 from syncapp.admin import SynchronizationForm
 from syncapp.models import Mapping, Register, Schema, Source, Synchronization
@@ -32,13 +31,6 @@ def sync() -> Synchronization:
         reference="animals", name="Animals", source=source, target_schema=schema,
         conditions={"==": [{"var": "status"}, "active"]},
     )
-
-
-@pytest.fixture
-def api(admin_user) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(admin_user)
-    return client
 
 
 def test_a_saved_mapping_can_be_tried_on_a_sample_through_the_api(api, mapping):

@@ -15,7 +15,6 @@ import pytest
 from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from django.db import connection
-from rest_framework.test import APIClient
 from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 
@@ -298,13 +297,6 @@ def test_a_bad_table_column_or_query_is_refused_at_import_naming_the_field(pg_da
 
     assert not Synchronization.objects.exists()
     assert not Source.objects.exists()
-
-
-@pytest.fixture
-def api() -> APIClient:
-    client = APIClient()
-    client.force_authenticate(get_user_model().objects.create(username="admin", is_staff=True, is_superuser=True))
-    return client
 
 
 def test_the_api_refuses_a_synchronization_of_a_missing_table_at_its_field(api, pg_database):

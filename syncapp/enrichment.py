@@ -57,9 +57,9 @@ from syncapp.budget import PageBudget, value_size
 from syncapp.dotpath import MISSING, get_path, set_path
 from syncapp.errors import SourceError, SyncError
 from syncapp.http import OnWait
-from syncapp.mapping import MappingError, MappingSpec, apply_mapping, validate_mapping_config
+from syncapp.mapping import MappingError, validate_mapping_config
 from syncapp.models import Source
-from syncapp.outbound.calls import call_settings, fetch_page
+from syncapp.outbound.calls import call_settings, endpoint_render, fetch_page
 from syncapp.outbound.urls import url_join
 from syncapp.pagination import PageRequest
 
@@ -235,11 +235,9 @@ def _render(template: str, *, variables: dict[str, Any], where: str) -> str:
         return template
 
     try:
-        rendered = apply_mapping(spec=MappingSpec(mapping={"endpoint": template}), data=variables)
+        return endpoint_render(template, variables=variables)
     except MappingError as error:
         raise EnrichmentFailed(f"{where}: {error}") from None
-    value = rendered.get("endpoint") if isinstance(rendered, dict) else rendered
-    return "" if value is None else str(value)
 
 
 def _id_text(value: Any) -> str:

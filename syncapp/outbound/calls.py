@@ -216,14 +216,19 @@ def source_config_problems(source_config: Any, *, path: str) -> list[str]:
     return problems
 
 
-def _endpoint_render(endpoint: str, *, variables: dict[str, Any]) -> str:
-    """Render an endpoint template (Jinja2, in the mapping sandbox) with the run's variables."""
-    try:
-        rendered = apply_mapping(spec=MappingSpec(mapping={"endpoint": endpoint}), data=variables)
-    except MappingError as error:
-        raise SourceError(f"sourceConfig.endpoint: {error}") from None
+def endpoint_render(endpoint: str, *, variables: dict[str, Any]) -> str:
+    """Render an endpoint template (Jinja2, in the mapping sandbox) with these variables; raise MappingError."""
+    rendered = apply_mapping(spec=MappingSpec(mapping={"endpoint": endpoint}), data=variables)
     value = rendered.get("endpoint") if isinstance(rendered, dict) else rendered
     return "" if value is None else str(value)
+
+
+def _endpoint_render(endpoint: str, *, variables: dict[str, Any]) -> str:
+    """Render sourceConfig.endpoint with the run's variables; raise SourceError naming the key."""
+    try:
+        return endpoint_render(endpoint, variables=variables)
+    except MappingError as error:
+        raise SourceError(f"sourceConfig.endpoint: {error}") from None
 
 
 def endpoint_url(

@@ -1034,12 +1034,6 @@ class DatabaseReader(ReaderKind):
         self._key_column = self.read.key_column
 
     @staticmethod
-    def config_problems(source_config: dict[str, Any], *, path: str) -> list[str]:
-        # Its `query` is SQL, not an HTTP parameter; the table or query is checked on the database itself
-        # (source_problems), where the source is known.
-        return []
-
-    @staticmethod
     def source_problems(*, source: Source, source_config: dict[str, Any], path: str, source_path: str,
                         live: bool) -> list[str]:
         return database_read_problems(

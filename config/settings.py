@@ -301,8 +301,9 @@ SYNC_PAGE_CONCURRENCY = env_int("SYNC_PAGE_CONCURRENCY", default=4, minimum=1)
 if SYNC_PAGE_CONCURRENCY > 32:
     raise SettingError(f"SYNC_PAGE_CONCURRENCY must be at most 32, got {SYNC_PAGE_CONCURRENCY}")
 
-# With a broker, the drain of a schema's register changes waits this long after a save, so that a burst
-# of saves is pushed by a handful of runs (syncapp/pushes.py); in process it runs after the commit.
+# The drain of a schema's register changes waits this long after a save, so that a burst of saves is
+# pushed by a handful of runs started after it (syncapp/pushes.py): a delayed task with a broker, a timer
+# of the saving process in process (0: in process, right after the commit).
 SYNC_PUSH_DELAY_SECONDS = env_float("SYNC_PUSH_DELAY_SECONDS", default=1.0, minimum=0)
 if SYNC_PUSH_DELAY_SECONDS > 60:
     raise SettingError(f"SYNC_PUSH_DELAY_SECONDS must be at most 60, got {SYNC_PUSH_DELAY_SECONDS}")

@@ -83,8 +83,10 @@ def default_egress_policy(settings):
 
 @pytest.fixture
 def in_process_tasks(settings):
-    """Run tasks in this process, as the embedded default does."""
+    """Run tasks in this process, as the embedded default does; a save's pushes right after its commit
+    (the tests of coalescing set SYNC_PUSH_DELAY_SECONDS themselves)."""
     settings.TASKS_IN_PROCESS = True
+    settings.SYNC_PUSH_DELAY_SECONDS = 0
 
 
 def _worker_database_url() -> str:

@@ -9,6 +9,7 @@ thousand frames deep. A task sent with a countdown waits its turn in that queue 
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import importlib
 import logging
@@ -164,13 +165,69 @@ def follow_ups_start(*, run_id: int) -> None:
 
 
 def outbox_drain(*, schema_id: int) -> None:
-    """Send the drain of a schema's outbox of register changes (their pushes and write-backs).
+    """Send the drain of a schema's outbox of register changes (their pushes and write-backs), to run
+    SYNC_PUSH_DELAY_SECONDS after the commit, so that a burst of saves is drained, and pushed, at once.
 
-    With a broker it waits SYNC_PUSH_DELAY_SECONDS, so that a burst of saves is drained, and pushed, at
-    once; in process it runs after the commit, as every task does.
+    With a broker the drain task waits that long; in process a timer of this process does, one per
+    schema, and the saves never wait for the pushes they cause. With no delay, in process, the drain runs
+    right after the commit, as every task does.
     """
-    delay = None if settings.TASKS_IN_PROCESS else (settings.SYNC_PUSH_DELAY_SECONDS or None)
-    _send(SYNC_OUTBOX, [(schema_id,)], countdown=delay)
+    delay = settings.SYNC_PUSH_DELAY_SECONDS
+    if not settings.TASKS_IN_PROCESS:
+        _send(SYNC_OUTBOX, [(schema_id,)], countdown=delay or None)
+    elif delay:
+        transaction.on_commit(lambda: _drain_later(schema_id=schema_id, delay=delay))
+    else:
+        _send(SYNC_OUTBOX, [(schema_id,)])
+
+
+# The drains waiting on their timer, by schema, and those running, in this process (tasks in process).
+_drains_lock = threading.Lock()
+_drains_waiting: dict[int, Timer] = {}
+_drains_running: set[threading.Thread] = set()
+
+
+def _drain_later(*, schema_id: int, delay: float) -> None:
+    with _drains_lock:
+        if schema_id in _drains_waiting:
+            return  # the drain waiting takes this change too
+        if not _drains_waiting and not _drains_running:
+            atexit.register(outbox_drains_finish)  # once per burst: unregistered again when it is done
+        timer = Timer(delay, _drain_due, kwargs={"schema_id": schema_id})
+        timer.daemon = True  # a process ending meanwhile drains at exit (outbox_drains_finish)
+        _drains_waiting[schema_id] = timer
+        timer.start()
+
+
+def _drain_due(*, schema_id: int) -> None:
+    me = threading.current_thread()
+    with _drains_lock:
+        if _drains_waiting.get(schema_id) is not me:
+            return  # finished already by outbox_drains_finish
+        del _drains_waiting[schema_id]
+        _drains_running.add(me)
+    try:
+        _run_deferred([(SYNC_OUTBOX, (schema_id,), 0)])
+    finally:
+        with _drains_lock:
+            _drains_running.discard(me)
+            if not _drains_waiting and not _drains_running:
+                atexit.unregister(outbox_drains_finish)
+
+
+def outbox_drains_finish() -> None:
+    """Run the drains waiting on their timer now, in this thread, and wait for those running (tasks in
+    process); a process that ends with changes not pushed does this at exit."""
+    with _drains_lock:
+        waiting, running = sorted(_drains_waiting.items()), list(_drains_running)
+        _drains_waiting.clear()
+        atexit.unregister(outbox_drains_finish)
+    for _, timer in waiting:
+        timer.cancel()
+    for schema_id, _ in waiting:
+        _run_in_process(SYNC_OUTBOX, (schema_id,))
+    for thread in running:
+        thread.join()
 
 
 def push_start(*, synchronization_id: int, object_ids: list[str], push_origin: list[int]) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from syncapp.sample_source import generate_animals
 from tests.conftest import ROOT, zoo_bundle
 from tests.loopback import LoopbackServer, Request
+from tests.syncapp.targets.test_api import TargetApi
 
 
 def test_the_demo_runs_on_sqlite_with_tasks_in_process_when_nothing_is_configured(tmp_path):
@@ -338,3 +339,41 @@ def test_an_api_target_being_called_does_not_hold_sqlite_s_write_lock(tmp_path):
     assert (outcome["status"], outcome["counts"]["created"]) == ("succeeded", 3)
     targets = database_rows(tmp_path, "SELECT target_id FROM contracts_synchronizationcontract")
     assert sorted(row[0] for row in targets) == ["t1", "t2", "t3"]
+
+
+SAVES_THEN_EXIT = """
+import os, django
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+django.setup()
+from syncapp.configuration import bundle_import
+from syncapp.models import Object, Schema
+from syncapp.targets.register import register_object_save
+
+bundle_import({
+    "sources": [{"reference": "crm", "location": "LOCATION"}],
+    "registers": [{"reference": "zoo", "schemas": [{"reference": "animal", "schema": {"type": "object"}}]}],
+    "synchronizations": [{"reference": "push", "sourceType": "register/schema", "sourceId": "zoo/animal",
+                          "targetType": "api", "targetId": "crm", "targetConfig": {"endpoint": "/items"}}],
+})
+animal = Schema.objects.get(reference="animal")
+for n in range(30):
+    register_object_save(obj=Object(schema=animal, data={"name": f"n{n}"}))
+print("saved")
+"""
+
+
+def test_a_script_that_saves_and_ends_before_its_push_timer_fires_pushes_at_exit(tmp_path):
+    # Given the embedded service, whose drains wait a minute after a save
+    env = embedded_env(tmp_path, SYNC_PUSH_DELAY_SECONDS="60")
+    assert manage(env, "migrate", "--no-input", "-v", "0").returncode == 0
+    with TargetApi() as target:
+        # When a script saves 30 objects of a pushed schema and ends at once
+        script = SAVES_THEN_EXIT.replace("LOCATION", target.url)
+        result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
+                                timeout=50)  # within the minute: it did not wait for the timer
+        # Then it pushed them on its way out, by one run, and left nothing in the outbox
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert sorted(item["name"] for item in target.items.values()) == sorted(f"n{n}" for n in range(30))
+    runs = database_rows(tmp_path, "SELECT trigger, status FROM contracts_synchronizationrun")
+    assert runs == [("event", "succeeded")]
+    assert database_rows(tmp_path, "SELECT count(*) FROM syncapp_outboxchange") == [(0,)]

@@ -2,6 +2,8 @@
 schema, after commit, without echoing back to where it came from."""
 from __future__ import annotations
 
+import time
+
 import pytest
 from django.db import transaction
 from django.utils import timezone
@@ -258,4 +260,48 @@ def test_a_burst_of_1200_saves_while_the_schema_is_drained_is_pushed_by_a_handfu
     assert sorted((item["name"], item["version"]) for item in target.items.values()) == sorted(
         (f"n{n}", 5) for n in range(200)
     )
+    assert not OutboxChange.objects.exists()
+
+
+def test_a_burst_of_1200_saves_in_the_embedded_service_is_pushed_after_it_by_one_run(settings):
+    # Given the embedded service, whose drain of a schema waits on a timer of the saving process (a
+    # minute here, so that the test, not the clock, says when it fires)
+    settings.SYNC_PUSH_DELAY_SECONDS = 60
+    with TargetApi() as target:
+        pushing(target)
+        # When 200 objects are created and each is updated 5 times, every save in its own transaction
+        saved = [register_object_save(obj=Object(schema=schema(), data={"name": f"n{n}", "version": 0}))
+                 for n in range(200)]
+        for version in range(1, 6):
+            for obj in saved:
+                obj.data = {**obj.data, "version": version}
+                register_object_save(obj=obj)
+        # Then no run started inside a save, and one drain waits for the schema
+        assert not SynchronizationRun.objects.exists()
+        assert OutboxChange.objects.count() == 1200
+        assert list(dispatch._drains_waiting) == [schema().pk]
+
+        # And when its timer fires, one run pushes every object in its last version
+        dispatch.outbox_drains_finish()
+    assert list(SynchronizationRun.objects.values_list("trigger", "status")) == [("event", "succeeded")]
+    assert sorted((item["name"], item["version"]) for item in target.items.values()) == sorted(
+        (f"n{n}", 5) for n in range(200)
+    )
+    assert not OutboxChange.objects.exists()
+    assert not dispatch._drains_waiting
+
+
+def test_a_save_in_the_embedded_service_is_pushed_by_its_timer_without_anyone_asking(settings):
+    settings.SYNC_PUSH_DELAY_SECONDS = 0.05
+    with TargetApi() as target:
+        pushing(target)
+        # When an object is saved and nothing else happens
+        register_object_save(obj=Object(schema=schema(), data={"name": "Lulu"}))
+        # Then the timer's thread pushes it (waited for here, for as long as a loaded machine needs)
+        deadline = time.monotonic() + 60
+        while (dispatch._drains_waiting or dispatch._drains_running) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        dispatch.outbox_drains_finish()  # the drain under way, if the deadline passed: nothing more
+    assert [item["name"] for item in target.items.values()] == ["Lulu"]
+    assert list(SynchronizationRun.objects.values_list("trigger", "status")) == [("event", "succeeded")]
     assert not OutboxChange.objects.exists()

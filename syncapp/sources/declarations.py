@@ -130,7 +130,8 @@ class ExtraData(Declared):
     key_to_set_extra_data: DotPath | None = None
     """Where the answer is set in the object (else its keys are merged)."""
     merge_extra_data: Flag | None = None
-    """Merge the answer's keys into the object."""
+    """In an extraDataConfigPerResult: each result keeps its keys, its detail merged in (else the detail replaces
+    it). In an entry of extraDataConfigs the detail is merged either way, as in OpenConnector."""
     unset_config_key: str | list[str] | None = None
     """sourceConfig keys (say `query`) left out of the detail call."""
     source: str | int | None = None

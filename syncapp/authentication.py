@@ -232,6 +232,21 @@ def credentials_parse(raw: Any, *, path: str = "credentials") -> Credentials:
     return Credentials(**values)
 
 
+def guzzle_auth_folded(value: dict[str, Any]) -> dict[str, Any]:
+    """Return a configuration whose `auth.0`, `auth.1`, `auth.2` keys (OpenConnector's flat form of Guzzle's
+    `auth` list) are that list."""
+    flat = {key: item for key, item in value.items() if isinstance(key, str) and key.startswith("auth.")
+            and key[5:].isascii() and key[5:].isdecimal()}
+    if not flat:
+        return value
+    folded = {key: item for key, item in value.items() if key not in flat}
+    listed = list(folded.get("auth") or []) if isinstance(folded.get("auth"), list) else []
+    for key in sorted(flat, key=lambda key: int(key[5:])):
+        listed.append(flat[key])
+    folded["auth"] = listed
+    return folded
+
+
 def guzzle_auth_credentials(value: Any, *, path: str = "configuration.auth") -> dict[str, Any] | None:
     """Return the credentials Guzzle's `auth` option stands for (OpenConnector passes a source's
     `configuration` to Guzzle as it is): `[user, password]` or `[user, password, "basic"]` is basic

@@ -23,6 +23,7 @@ import copy
 import re
 from typing import Any
 
+from syncapp.authentication import CredentialsError, guzzle_auth_credentials, guzzle_auth_folded
 from syncapp.declared import known_keys
 from syncapp.documents import document_keys, schema_keys
 from syncapp.models import Mapping, Register, Schema, Source, Synchronization
@@ -150,6 +151,7 @@ def _source(item: dict[str, Any], *, path: str, moved: list[str], ignored: list[
         headers = _object(item.get("headers"))
         if isinstance(headers, dict) and headers and "headers" not in configuration:
             configuration["headers"] = headers
+        _guzzle_auth_moved(item, configuration, path=path, moved=moved)
         _secrets_moved(item, configuration, path=path, moved=moved, ignored=ignored)
     item["configuration"] = configuration
     for key in (*_SOURCE_AUTH_FIELDS, "headers"):
@@ -157,6 +159,32 @@ def _source(item: dict[str, Any], *, path: str, moved: list[str], ignored: list[
     if item.get("isEnabled") is None:
         item.pop("isEnabled", None)
     return item
+
+
+def _guzzle_auth_moved(item: dict[str, Any], configuration: dict[str, Any], *, path: str, moved: list[str]) -> None:
+    """Move Guzzle's `auth` option of an exported source's configuration (`[username, password]`, or its flat
+    `auth.0`, `auth.1` keys), which OpenConnector sends with every call, into its credentials as basic
+    authentication. One this service does not speak (digest) stays, for validation to refuse with its reason."""
+    folded = dict(guzzle_auth_folded(configuration))
+    if "auth" not in folded:
+        return
+    try:
+        credentials = guzzle_auth_credentials(folded["auth"], path=f"{path}.configuration.auth")
+    except CredentialsError:
+        configuration.clear()
+        configuration.update(folded)
+        return
+    for key in [key for key in configuration if key == "auth" or key not in folded]:
+        del configuration[key]
+    if credentials is None:
+        return
+    if item.get("credentials"):
+        moved.append(f"{path}.configuration.auth: not imported, {path}.credentials already hold a secret; put "
+                     "this one there instead if the source needs it")
+        return
+    item["credentials"] = credentials
+    moved.append(f"{path}.configuration.auth: moved into {path}.credentials (basic), sent only to the source's "
+                 "own origin")
 
 
 def _secret_entries(config: dict[str, Any]) -> list[tuple[str, str, str, Any]]:

@@ -43,6 +43,7 @@ from syncapp.authentication import (
     CredentialsError,
     authenticator_for,
     guzzle_auth_credentials,
+    guzzle_auth_folded,
 )
 from syncapp.declared import Declared
 from syncapp.dotpath import MISSING
@@ -63,21 +64,6 @@ Verify = bool | str
 itself (PEM text, as OpenConnector passes it to Guzzle)."""
 
 BASIC_EXAMPLE = '{"type": "basic", "username": "...", "password": "..."}'
-
-
-def _guzzle_auth_folded(value: dict[str, Any]) -> dict[str, Any]:
-    """Return a configuration whose `auth.0`, `auth.1`, `auth.2` keys (OpenConnector's flat form of Guzzle's
-    `auth` list) are that list."""
-    flat = {key: item for key, item in value.items() if isinstance(key, str) and key.startswith("auth.")
-            and key[5:].isascii() and key[5:].isdecimal()}
-    if not flat:
-        return value
-    folded = {key: item for key, item in value.items() if key not in flat}
-    listed = list(folded.get("auth") or []) if isinstance(folded.get("auth"), list) else []
-    for key in sorted(flat, key=lambda key: int(key[5:])):
-        listed.append(flat[key])
-    folded["auth"] = listed
-    return folded
 
 
 def _secrets_refused(value: dict[str, JsonValue] | None, *, field: str) -> dict[str, JsonValue] | None:
@@ -133,7 +119,7 @@ class CallOptions(Declared):
         `auth.0`, `auth.1` as Guzzle's auth list, and `connect_timeout` (Guzzle's name) as connectTimeout."""
         if not isinstance(value, dict):
             return value
-        value = _guzzle_auth_folded(value)
+        value = guzzle_auth_folded(value)
         if "connect_timeout" in value and "connectTimeout" not in value:
             value = {("connectTimeout" if key == "connect_timeout" else key): item for key, item in value.items()}
         if not any(isinstance(key, str) and "." in key for key in value):

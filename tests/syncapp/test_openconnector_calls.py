@@ -5,10 +5,13 @@ what the objects become is derived from OpenConnector's SynchronizationService::
 """
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from syncapp import runs as sync_runs
-from syncapp.models import Object
+from syncapp.configuration import ConfigurationInvalid, bundle_export, bundle_import
+from syncapp.models import Object, Source, Synchronization
 from tests.factories import import_api_synchronization
 from tests.loopback import LoopbackServer, Request
 
@@ -188,3 +191,71 @@ def test_the_conditions_on_dotted_keys_of_xxllncs_zoek_endpoint_keep_the_publish
     # then only the cases with a category, a subject and a publication date are kept
     assert sorted(Object.objects.values_list("data__id", flat=True)) == ["case-1", "case-4"]
     assert (run.created, run.filtered) == (2, 2)
+
+
+PASSWORD = "suite-password-5521-never-show"
+
+
+def test_a_source_whose_configuration_has_guzzles_auth_sends_basic_auth_to_its_own_origin_only():
+    elsewhere = LoopbackServer(lambda request: (200, {}, {"omschrijving": "Elders"}))
+    suite = LoopbackServer(lambda request: (200, {}, {"results": [
+        {"identificatie": "Z-1", "zaaktype": f"{elsewhere.url}/zaaktypen/1"}]}))
+    with suite, elsewhere:
+        # given xxllnc suite's shipped source, as OpenConnector exports it, at a loopback location
+        result = bundle_import({
+            "sources": [{"name": "Xxllnc suite API", "reference": None, "version": "0.0.0", "location": suite.url,
+                         "isEnabled": True, "type": "api", "authorizationHeader": None, "auth": "none",
+                         "authorizationPassthroughMethod": "header", "authenticationConfig": [],
+                         "configuration": {"auth.0": "suite-user", "auth.1": PASSWORD}, "logRetention": 3600}],
+            "registers": [{"reference": "woo", "name": "Woo", "schemas": [
+                {"reference": "publicatie", "name": "Publicatie", "schema": {"type": "object"}}]}],
+            "synchronizations": [{
+                "reference": "zaken", "name": "Zaken", "sourceType": "api", "sourceId": "xxllnc-suite-api",
+                "sourceConfig": {"idPosition": "identificatie", "resultsPosition": "results", "endpoint": "/zaken",
+                                 "pagination": {"type": "none"},
+                                 # a detail on another origin, which must not get the password
+                                 "extraDataConfigs": [{"dynamicEndpointLocation": "zaaktype",
+                                                       "keyToSetExtraData": "zaaktype"}]},
+                "targetType": "register/schema", "targetId": "woo/publicatie",
+            }],
+        })
+
+        # when it runs
+        run = sync_runs.run_start(synchronization=Synchronization.objects.get(reference="zaken"))
+
+    run.refresh_from_db()
+    assert run.status == "succeeded", run.error_message
+    # then the import moved Guzzle's auth into the source's credentials, and said so
+    source = Source.objects.get()
+    assert source.credentials == {"type": "basic", "username": "suite-user", "password": PASSWORD}
+    assert source.configuration == {}
+    assert result.moved == ["sources[0].configuration.auth: moved into sources[0].credentials (basic), sent only to "
+                            "the source's own origin"]
+    # and the calls to the source carried basic auth, the detail on another origin none
+    basic = "Basic " + base64.b64encode(f"suite-user:{PASSWORD}".encode()).decode()
+    assert [request.header("Authorization") for request in suite.requests] == [basic]
+    assert [request.header("Authorization") for request in elsewhere.requests] == [None]
+    assert Object.objects.get().data["zaaktype"] == {"omschrijving": "Elders"}
+    assert PASSWORD not in str(bundle_export())
+
+
+def test_guzzles_auth_in_a_configuration_is_refused_pointing_to_the_credentials_and_digest_is_named():
+    # given a source saved with a password in its configuration, as Guzzle takes it
+    with pytest.raises(ConfigurationInvalid) as basic:
+        bundle_import({"sources": [{"reference": "suite", "type": "api", "location": "http://127.0.0.1:9",
+                                    "configuration": {"auth": ["suite-user", PASSWORD]}}]})
+    # and one exported from OpenConnector with digest authentication
+    with pytest.raises(ConfigurationInvalid) as digest:
+        bundle_import({"sources": [{"name": "Suite", "version": "0.0.1", "location": "http://127.0.0.1:9",
+                                    "type": "api", "isEnabled": True,
+                                    "configuration": {"auth": ["u", PASSWORD, "digest"]}}]})
+
+    # then both are refused with where the password goes, or why not, never showing it
+    assert basic.value.problems == [
+        "sources[0].configuration.auth: a username and password go in the source's `credentials` (write-only, "
+        "encrypted, sent only to the source's own origin), e.g. {\"type\": \"basic\", \"username\": \"...\", "
+        "\"password\": \"...\"}; an import from OpenConnector moves them there"]
+    assert digest.value.problems == [
+        "sources[0].configuration.auth: digest authentication is not supported, only basic"]
+    assert PASSWORD not in str(basic.value.problems) + str(digest.value.problems)
+    assert not Source.objects.exists()

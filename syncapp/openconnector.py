@@ -164,16 +164,18 @@ def _source(item: dict[str, Any], *, path: str, moved: list[str], ignored: list[
 def _guzzle_auth_moved(item: dict[str, Any], configuration: dict[str, Any], *, path: str, moved: list[str]) -> None:
     """Move Guzzle's `auth` option of an exported source's configuration (`[username, password]`, or its flat
     `auth.0`, `auth.1` keys), which OpenConnector sends with every call, into its credentials as basic
-    authentication. One this service does not speak (digest) stays, for validation to refuse with its reason."""
+    authentication. One this service does not speak (digest) stays, for validation to refuse with its reason;
+    one of another shape (a lone `auth.0`) is left as it is, and named as ignored."""
     folded = dict(guzzle_auth_folded(configuration))
     if "auth" not in folded:
         return
     try:
         credentials = guzzle_auth_credentials(folded["auth"], path=f"{path}.configuration.auth")
     except CredentialsError:
-        configuration.clear()
-        configuration.update(folded)
-        return
+        if isinstance(folded["auth"], list) and len(folded["auth"]) == 3:
+            configuration.clear()  # digest, ntlm: validation refuses the source naming the scheme
+            configuration.update(folded)
+        return  # not Guzzle's shape: left as it is, flat keys are named as ignored
     for key in [key for key in configuration if key == "auth" or key not in folded]:
         del configuration[key]
     if credentials is None:

@@ -405,10 +405,14 @@ class Enricher:
                 where = f"resultsLocation {entry.results_location!r}" if entry.results_location else "the answer"
                 raise EnrichmentFailed(f"{entry.where}: {where} holds no list of results to enrich")
             for key in keys:
-                if isinstance(results[key], dict):
-                    detail = self.enrich_one(nested, obj=results[key], origin_id=origin_id, on_wait=on_wait,
-                                             count=count, measure=measure)
-                    results[key] = _result_shaped(nested, result=results[key], detail=detail)
+                if not isinstance(results[key], dict):
+                    # OpenConnector fails the object here too (a result must be an array to enrich).
+                    raise EnrichmentFailed(
+                        f"{nested.where}: result {key!r} is a {type(results[key]).__name__}, not an object to enrich"
+                    )
+                detail = self.enrich_one(nested, obj=results[key], origin_id=origin_id, on_wait=on_wait,
+                                         count=count, measure=measure)
+                results[key] = _result_shaped(nested, result=results[key], detail=detail)
             extra = results
         return extra
 

@@ -9,6 +9,7 @@ import base64
 
 import pytest
 
+from contracts.models import SynchronizationContract
 from syncapp import runs as sync_runs
 from syncapp.configuration import ConfigurationInvalid, bundle_export, bundle_import
 from syncapp.models import Object, Source, Synchronization
@@ -259,3 +260,31 @@ def test_guzzles_auth_in_a_configuration_is_refused_pointing_to_the_credentials_
         "sources[0].configuration.auth: digest authentication is not supported, only basic"]
     assert PASSWORD not in str(basic.value.problems) + str(digest.value.problems)
     assert not Source.objects.exists()
+
+
+def test_a_result_that_is_no_object_fails_its_object_naming_the_nested_entry_as_openconnector_fails_it():
+    def answer(request: Request):
+        if request.path == "/zaken":
+            return 200, {}, {"results": [{"identificatie": "Z-1"}]}
+        return 200, {}, {"results": ["https://elsewhere.example/documenten/1"]}
+
+    server = LoopbackServer(answer)
+    with server:
+        # given a nested entry over a list of URLs, not of objects
+        sync = import_api_synchronization(location=server.url, source_config={
+            "idPosition": "identificatie", "resultsPosition": "results", "endpoint": "/zaken",
+            "pagination": {"type": "none"},
+            "extraDataConfigs": [{"staticEndpoint": "/zaken/{{ originId }}/documenten", "keyToSetExtraData": "docs",
+                                  "resultsLocation": "results",
+                                  "extraDataConfigPerResult": {"dynamicEndpointLocation": "url"}}],
+        })
+
+        # when it runs
+        run = sync_runs.run_start(synchronization=sync)
+
+    # then the object fails, saying which result of which entry
+    run.refresh_from_db()
+    assert (run.status, run.failed, run.enrichments_failed) == ("partial", 1, 1)
+    contract = SynchronizationContract.objects.get(synchronization=sync)
+    assert "extraDataConfigs[0].extraDataConfigPerResult: result 0 is a str, not an object to enrich" in (
+        contract.last_error)

@@ -20,8 +20,9 @@ Each entry of the list names where the detail is and where its answer goes:
   detail merged in (at `keyToSetExtraData`, or its keys); without it, the detail alone (or an object
   holding only `keyToSetExtraData`), the result itself replaced.
 - `source` (or `sourceId`): another Source, by reference, to ask instead of the synchronization's.
-- `unsetConfigKey`: a key (or a list) of the sourceConfig left out of the call, e.g. `query`: the
-  sourceConfig's headers and query go with every detail call, as in OpenConnector.
+- `unsetConfigKey`: a key (or a list) of the sourceConfig left out of the call, e.g. `query`, or one
+  parameter, `query.zql` (written flat or inside `query`): the sourceConfig's headers and query go with
+  every detail call, as in OpenConnector.
 - `extraDataConfigPerResult`, `resultsLocation`: the answer is a list (at `resultsLocation`; the list
   then stands for the whole answer); each of its items is enriched in turn with this nested
   configuration, which may nest another (at most three deep). `{{ originId }}` in a nested endpoint is
@@ -61,7 +62,7 @@ from django.conf import settings
 from django.db import connections
 
 from syncapp.budget import PageBudget, value_size
-from syncapp.dotpath import MISSING, get_path, set_path
+from syncapp.dotpath import DOT, MISSING, delete_path, get_path, set_path
 from syncapp.errors import SourceError, SyncError
 from syncapp.http import OnWait
 from syncapp.mapping import MappingError, validate_mapping_config
@@ -327,10 +328,14 @@ class Enricher:
         return self._calls[key]
 
     def _config(self, entry: ExtraData) -> dict[str, Any]:
-        config = dict(self.source_config)
+        """Return the sourceConfig of a detail call, less its unsetConfigKey keys: `query` drops `query` and
+        every `query.x`; `query.zql` drops that key, written flat or inside `query`."""
+        config = copy.deepcopy(self.source_config)
         for unset in entry.unset_config_keys:
             for name in [name for name in config if name == unset or name.startswith(f"{unset}.")]:
                 del config[name]
+            if "." in unset or DOT in unset:
+                delete_path(config, unset)
         return config
 
     def endpoint(self, entry: ExtraData, *, obj: dict[str, Any], origin_id: str) -> str:

@@ -288,3 +288,49 @@ def test_a_result_that_is_no_object_fails_its_object_naming_the_nested_entry_as_
     contract = SynchronizationContract.objects.get(synchronization=sync)
     assert "extraDataConfigs[0].extraDataConfigPerResult: result 0 is a str, not an object to enrich" in (
         contract.last_error)
+
+
+class XxllncV1:
+    """xxllnc's v1 API: cases found with a ZQL query, the documents of a case and its case type."""
+
+    def __init__(self) -> None:
+        self.server = LoopbackServer(self.handle)
+
+    def handle(self, request: Request):
+        if request.path == "/case":
+            return 200, {}, {"result": {"instance": {"rows": [
+                {"reference": "c-1", "instance": {"casetype": {"reference": "ct-9"}}}]}}}
+        if request.path == "/case/c-1/document":
+            return 200, {}, {"result": {"instance": {"rows": [{"reference": "d-1"}]}}}
+        if request.path == "/casetype/ct-9":
+            return 200, {}, {"result": {"instance": {"title": "Melding"}}}
+        return 404, {}, {"error": "unknown path"}
+
+
+def test_unset_config_key_leaves_a_query_parameter_out_of_one_detail_call_however_the_query_is_written():
+    xxllnc = XxllncV1()
+    with xxllnc.server:
+        # given xxllnc-zgw's shipped synchronization, its zql written inside `query`
+        sync = import_api_synchronization(location=xxllnc.server.url, source_config={
+            "idPosition": "reference", "resultsPosition": "result.instance.rows", "endpoint": "/case",
+            "query": {"zql": "select {} from case", "rows_per_page": "10"}, "pagination": {"type": "none"},
+            "extraDataConfigs": [
+                {"staticEndpoint": "/case/{{ originId }}/document", "mergeExtraData": "true",
+                 "keyToSetExtraData": "documents"},
+                {"staticEndpoint": "/casetype/{{ originId }}", "endpointIdLocation": "instance.casetype.reference",
+                 "mergeExtraData": "true", "keyToSetExtraData": "casetype", "unsetConfigKey": "query.zql"},
+            ],
+        })
+
+        # when it runs
+        run = sync_runs.run_start(synchronization=sync)
+
+    run.refresh_from_db()
+    assert run.status == "succeeded", run.error_message
+    # then the case type was asked by the id at endpointIdLocation, without the zql the others carry
+    queries = {request.path: request.query for request in xxllnc.server.requests}
+    assert queries["/casetype/ct-9"] == {"rows_per_page": "10"}
+    assert queries["/case/c-1/document"] == queries["/case"] == {"zql": "select {} from case", "rows_per_page": "10"}
+    case = Object.objects.get().data
+    assert case["casetype"] == {"result": {"instance": {"title": "Melding"}}}
+    assert case["documents"]["result"]["instance"]["rows"] == [{"reference": "d-1"}]

@@ -24,7 +24,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   elif ! command -v apt-get >/dev/null; then
     echo "test.sh: cannot install ${missing[*]} (no apt-get): the tests that need them fail or skip" >&2
   elif ! { "${as_root[@]}" apt-get update -qq >/dev/null \
-           && "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+           && "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
               "${missing[@]}" >/dev/null; }; then
     echo "test.sh: apt-get install ${missing[*]} failed: the tests that need them fail or skip" >&2
   fi

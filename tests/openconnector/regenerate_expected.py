@@ -7,6 +7,7 @@ in tests/openconnector/fakes.py, and runs each mapping with real Twig through or
 executeMapping). It writes per synchronization: the requests OpenConnector makes, the objects it writes,
 which cases the conditions leave out, and the files its rules store.
 """
+
 from __future__ import annotations
 
 import base64
@@ -88,7 +89,7 @@ def json_logic(rule: Any, data: Any) -> Any:
         return [json_logic(item, data) for item in rule]
     if not isinstance(rule, dict) or len(rule) != 1:
         return rule
-    (op, args), = rule.items()
+    ((op, args),) = rule.items()
     if op == "var":
         name = args[0] if isinstance(args, list) else args
         return dot_get(data, str(name))
@@ -155,8 +156,16 @@ class Calls:
             url = url.split("?", 1)[0] + "?" + urlencode(query)
         parts = urlsplit(url)
         from urllib.parse import parse_qsl, unquote
-        self.made.append({"kind": kind, "method": "GET", "path": unquote(parts.path),
-                          "query": dict(parse_qsl(parts.query, keep_blank_values=True)), "headers": headers})
+
+        self.made.append(
+            {
+                "kind": kind,
+                "method": "GET",
+                "path": unquote(parts.path),
+                "query": dict(parse_qsl(parts.query, keep_blank_values=True)),
+                "headers": headers,
+            }
+        )
         request = urllib.request.Request(url.replace(" ", "%20"), headers=headers)
         with urllib.request.urlopen(request) as answer:
             return answer.read(), dict(answer.headers)
@@ -171,7 +180,7 @@ class Calls:
 
 
 def strip_location(endpoint: str, location: str) -> str:
-    return endpoint[len(location):] if endpoint.startswith(location) else endpoint
+    return endpoint[len(location) :] if endpoint.startswith(location) else endpoint
 
 
 def objects_listed(calls: Calls, config: dict[str, Any]) -> list[dict[str, Any]]:
@@ -199,8 +208,9 @@ def objects_listed(calls: Calls, config: dict[str, Any]) -> list[dict[str, Any]]
     return objects
 
 
-def extra_data(calls: Calls, sync_config: dict[str, Any], extra: dict[str, Any], obj: Any,
-               origin_id: str | None) -> Any:
+def extra_data(
+    calls: Calls, sync_config: dict[str, Any], extra: dict[str, Any], obj: Any, origin_id: str | None
+) -> Any:
     """fetchExtraDataForObject."""
     if "dynamicEndpointLocation" not in extra and "staticEndpoint" not in extra:
         return obj
@@ -214,11 +224,14 @@ def extra_data(calls: Calls, sync_config: dict[str, Any], extra: dict[str, Any],
             sub = str(dot_get(obj, extra["subObjectId"]))
             endpoint = endpoint.replace("{{ subObjectId }}", sub).replace("{{subObjectId}}", sub)
     # getObjectFromSource: the synchronization's headers and query, the source's location taken off
-    data = calls.json(strip_location(endpoint, calls.source["location"]), kind="detail",
-                      query=sync_config.get("query") or None)
+    data = calls.json(
+        strip_location(endpoint, calls.source["location"]), kind="detail", query=sync_config.get("query") or None
+    )
     if "extraDataConfigPerResult" in extra:
         results = dot_get(data, extra["resultsLocation"]) if "resultsLocation" in extra else data
-        data = [extra_data(calls, sync_config, extra["extraDataConfigPerResult"], result, origin_id) for result in results]
+        data = [
+            extra_data(calls, sync_config, extra["extraDataConfigPerResult"], result, origin_id) for result in results
+        ]
     if "keyToSetExtraData" in extra:
         data = {extra["keyToSetExtraData"]: data}
     if extra.get("mergeExtraData") in (True, "true"):
@@ -228,8 +241,13 @@ def extra_data(calls: Calls, sync_config: dict[str, Any], extra: dict[str, Any],
 
 def mapped(mapping: dict[str, Any], inputs: list[dict[str, Any]]) -> tuple[str, list[Any]]:
     """Run MappingService::executeMapping with real Twig (oracle.php)."""
-    answer = subprocess.run(["php", str(ORACLE)], input=json.dumps({"mapping": mapping, "inputs": inputs}),
-                            capture_output=True, text=True, check=True)
+    answer = subprocess.run(
+        ["php", str(ORACLE)],
+        input=json.dumps({"mapping": mapping, "inputs": inputs}),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     result = json.loads(answer.stdout)
     return result["twig"], result["outputs"]
 
@@ -251,11 +269,20 @@ def files_fetched(calls: Calls, rule: dict[str, Any], output: dict[str, Any]) ->
         endpoint = entry.get("endpoint") if isinstance(entry, dict) else entry
         if endpoint is None:
             continue
-        labels = [entry.get(key) for key in ("label", "labels", "tag", "tags") if isinstance(entry, dict) and entry.get(key)]
+        labels = [
+            entry.get(key) for key in ("label", "labels", "tag", "tags") if isinstance(entry, dict) and entry.get(key)
+        ]
         tags = [label for label in labels if label in (config.get("tags") or [])]
         body, headers = calls.call(strip_location(endpoint, calls.source["location"]), kind="file")
-        stored.append({"endpoint": endpoint, "filename": entry.get("filename"), "tags": tags,
-                       "sha256": hashlib.sha256(body).hexdigest(), "size": len(body)})
+        stored.append(
+            {
+                "endpoint": endpoint,
+                "filename": entry.get("filename"),
+                "tags": tags,
+                "sha256": hashlib.sha256(body).hexdigest(),
+                "size": len(body),
+            }
+        )
     return stored
 
 
@@ -303,8 +330,10 @@ def folder_expected(name: str) -> dict[str, Any]:
             made = [(c["method"], c["path"], c["query"]) for c in calls.made]
             assert seen == made, (seen, made)  # what this script says it asked is what the fake saw
             twig = result.pop("twig")
-            result["requests"] = {kind: [{k: v for k, v in c.items() if k != "kind"} for c in calls.made if c["kind"] == kind]
-                                  for kind in ("list", "detail", "file")}
+            result["requests"] = {
+                kind: [{k: v for k, v in c.items() if k != "kind"} for c in calls.made if c["kind"] == kind]
+                for kind in ("list", "detail", "file")
+            }
             synchronizations[sync["name"]] = result
             fake.server.requests.clear()
         # The fake's port changes from run to run: `{location}` stands for it.

@@ -1,5 +1,6 @@
 """The shipped folders as the tests use them: copied, their sources pointed at a fake (and, for
 SharePoint, given the OAuth client the shipped file leaves empty), read back as documents."""
+
 from __future__ import annotations
 
 import json
@@ -8,11 +9,17 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-CONFIGURATIONS = Path(__file__).resolve().parents[2] / ".." / "shared" / "conformance" / "openconnector" / "configurations"
+CONFIGURATIONS = (
+    Path(__file__).resolve().parents[2] / ".." / "shared" / "conformance" / "openconnector" / "configurations"
+)
 EXPECTED = Path(__file__).parent / "expected"
 FOLDERS = ("xxllnc-zoekendpoint-woo", "xxllnc-suite-woo", "RX-woo", "sharepoint-woo")
-SHAREPOINT_CLIENT = {"grant_type": "client_credentials", "scope": "https://contoso.sharepoint.com/.default",
-                     "client_id": "woo-sync", "client_secret": "sp-client-secret-never-show"}
+SHAREPOINT_CLIENT = {
+    "grant_type": "client_credentials",
+    "scope": "https://contoso.sharepoint.com/.default",
+    "client_id": "woo-sync",
+    "client_secret": "sp-client-secret-never-show",
+}
 
 
 def configurations_dir() -> Path:

@@ -212,26 +212,39 @@ def test_a_shipped_folder_fetches_the_files_openconnector_fetches_and_stores_the
 
 def test_a_shipped_folder_sends_the_headers_its_source_configures(ran):
     expected = {e["path"]: e["headers"] for kind in ("list", "detail", "file") for e in ran.expected["requests"][kind]}
+    assert ran.data_requests
     for request in ran.data_requests + ran.file_requests:
-        for name, value in expected[unquote(request.path)].items():
+        # A request OpenConnector does not make is the details test's to report.
+        for name, value in expected.get(unquote(request.path), {}).items():
             # An empty value OpenConnector sends empty; leaving it out says the same to the API.
             assert request.header(name) in ((value, None) if value == "" else (value,)), (request.path, name)
 
 
-def test_a_second_run_of_a_shipped_folder_changes_nothing(ran):
+@pytest.fixture
+def ran_twice(ran) -> tuple[Ran, SynchronizationRun, dict[str, dict[str, Any]]]:
+    """When the synchronization runs a second time, nothing having changed at the source."""
     before = objects_written(ran.synchronization)
     ran.fake.server.requests.clear()
+    return ran, run_once(ran.synchronization), before
 
-    again = run_once(ran.synchronization)
+
+def test_a_second_run_of_a_shipped_folder_changes_nothing(ran_twice):
+    ran, again, before = ran_twice
 
     assert again.status == "succeeded", again.error_message
     assert (again.found, again.filtered) == (ran.run.found, ran.run.filtered)
-    assert (again.created, again.updated, again.deleted) == (0, 0, 0)
+    assert (again.created, again.updated, again.deleted, again.invalid, again.failed) == (0, 0, 0, 0, 0)
     assert again.unchanged == again.found - again.filtered
     assert objects_written(ran.synchronization) == before
-    # OpenConnector asks the list and every detail again (its origin hash covers the extra data), no file.
+    assert ran.fake.requests_of("file") == []  # rules run for objects written only
+
+
+def test_a_second_run_asks_for_every_detail_again_as_openconnector_does(ran_twice):
+    # OpenConnector fetches the extra data before it compares the origin hash, which covers it: a change in a
+    # detail alone (a document added to a zaak) is seen.
+    ran, again, _ = ran_twice
     expected = ran.expected["requests"]
+
     assert Counter(asked(ran.fake.requests_of("data"))) == Counter(
         asked_expected(expected["list"] + expected["detail"], location=ran.fake.url)
     )
-    assert ran.fake.requests_of("file") == []

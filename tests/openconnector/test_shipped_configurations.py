@@ -205,9 +205,9 @@ def test_a_shipped_folder_fetches_the_files_openconnector_fetches_and_stores_the
         asked_expected(expected["requests"]["file"], location=ran.fake.url)
     )
     for origin_id in expected["objects"]:  # every object written, those without files too
-        assert stored_files(object_uuid=targets[origin_id]) == files_expected(expected["files"].get(origin_id, [])), (
-            origin_id
-        )
+        assert origin_id in targets, f"{origin_id} was not written"
+        stored = stored_files(object_uuid=targets[origin_id])
+        assert stored == files_expected(expected["files"].get(origin_id, [])), origin_id
 
 
 def test_a_shipped_folder_sends_the_headers_its_source_configures(ran):

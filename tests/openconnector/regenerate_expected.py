@@ -20,7 +20,7 @@ import tempfile
 import urllib.request
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from tests.openconnector.fakes import FAKES, Fake
 from tests.openconnector.shipped import EXPECTED, FOLDERS, documents, folder_copied
@@ -155,7 +155,6 @@ class Calls:
         if query:
             url = url.split("?", 1)[0] + "?" + urlencode(query)
         parts = urlsplit(url)
-        from urllib.parse import parse_qsl, unquote
 
         self.made.append(
             {

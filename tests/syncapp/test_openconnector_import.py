@@ -237,7 +237,7 @@ def test_openconnector_oauth_settings_in_the_configuration_become_credentials(db
         "type": "oauth2", "grant_type": "client_credentials", "tokenUrl": "https://login.example/token",
         "clientId": "zoo", "clientSecret": CLIENT_SECRET, "scope": "api", "clientAuthentication": "body",
     }
-    assert source.configuration == {"headers.Accept": "application/json"}
+    assert source.configuration == {"headers": {"Accept": "application/json"}}  # dotted keys placed, as OpenConnector
     assert CLIENT_SECRET not in str(bundle_export())
 
 
@@ -289,7 +289,7 @@ def test_a_secret_header_of_an_exported_synchronization_is_not_imported_and_the_
     ))
 
     sync = Synchronization.objects.get(reference="animals")
-    assert sync.source_config == {"endpoint": "/animals", "headers.Accept": "application/json"}
+    assert sync.source_config == {"endpoint": "/animals", "headers": {"Accept": "application/json"}}
     assert result.moved == [
         "synchronizations[0].sourceConfig.headers.X-Api-Key: not imported, a secret goes in the credentials of "
         "source 'zoo-api'"

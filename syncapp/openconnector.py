@@ -306,9 +306,12 @@ def _source(item: dict[str, Any], *, path: str, reading: Reading) -> dict[str, A
         _secrets_moved(item, configuration, path=path, reading=reading)
     item["configuration"] = configuration
     for key in _SOURCE_AUTH_FIELDS:
-        value = item.pop(key, None)
-        if _empty(value) or (key == "auth" and str(value).strip().lower() == "none"):
-            continue
+        value = item.get(key)
+        if _empty(value):
+            continue  # left for the trimming, which names it among the empty keys
+        del item[key]
+        if key == "auth" and str(value).strip().lower() == "none":
+            continue  # read: no credentials
         if item.get("credentials") and key in ("auth", "apikey", "authorizationHeader", "username", "password"):
             continue  # read into the credentials above
         reading.ignored.append(f"{path}.{key}")

@@ -7,7 +7,8 @@
 - A folder: every JSON or YAML file in it and below it, in the order of their paths, one object each, its
   kind told as above, all read together as one `components` document, so that links between them resolve
   (a numeric id names the folder's objects of that kind in that order: syncapp.openconnector). Other
-  files are named in the notes, not read.
+  files are named in the notes, not read. A folder holding several configurations (several folders with
+  their own sources/, mappings/, …) is refused: each is imported on its own, its ids its own.
 
 The report names each object with its outcome (imported, or importable for a check; refused, with
 every problem; not imported, with why), the keys it held that are not imported, and the notes of its
@@ -138,7 +139,19 @@ def _folder_read(folder: Path, *, kind: str | None) -> Document:
         components[section].append(content)
     if not components:
         raise ImportUnreadable(f"{folder}: no JSON or YAML objects in it")
+    configurations = sorted({_configuration_of(Path(where)) for where in document.origins.values()})
+    if len(configurations) > 1:
+        # Numeric ids name objects of one installation's export: across configurations they would link wrongly.
+        raise ImportUnreadable(
+            f"{folder}: holds {len(configurations)} configurations ({', '.join(map(str, configurations))}): import "
+            "each on its own, as OpenConnector's numeric ids name the objects of one configuration"
+        )
     return document
+
+
+def _configuration_of(where: Path) -> Path:
+    """Return the folder of the configuration a file belongs to: the one holding its sources/, mappings/, …"""
+    return where.parent.parent if where.parent.name in KINDS.values() else where.parent
 
 
 def _rule_of(content: Any, index: int) -> Any:

@@ -583,3 +583,26 @@ def test_php_arrays_are_read_by_the_declaration_at_any_depth():
 ])
 def test_dotted_keys_are_placed_as_openconnectors_apply_config_dot_places_them(config, placed):
     assert config_dot_applied(config) == placed
+
+
+@needs_configurations
+def test_a_folder_of_several_configurations_is_refused_as_their_ids_would_link_across_them(db):
+    _out, error = sync_command("import", "--check", str(CONFIGURATIONS))
+
+    assert error.startswith(f"{CONFIGURATIONS}: holds 6 configurations (RX-woo, sharepoint-woo, woo-elastic, ")
+    assert error.endswith("import each on its own, as OpenConnector's numeric ids name the objects of one "
+                          "configuration")
+
+
+def test_files_of_a_folder_that_are_not_objects_are_named_as_not_read(tmp_path, db):
+    (tmp_path / "mappings").mkdir()
+    (tmp_path / "mappings" / "animal-in.json").write_text(json.dumps(exported_mapping()))
+    (tmp_path / "README.md").write_text("# Zoo")
+
+    out, error = sync_command("import", "--check", "--json", str(tmp_path))
+
+    assert error == ""
+    report = json.loads(out)
+    assert report["notes"] == ["README.md: not read (not a JSON or YAML file)"]
+    assert [(item["object"], item["outcome"]) for item in report["objects"]] == [("mappings/animal-in.json",
+                                                                                  "importable")]

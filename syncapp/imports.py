@@ -28,6 +28,7 @@ from syncapp.configuration import (
     bundle_import,
     bundle_load,
     bundle_validate,
+    unstorable_values,
 )
 from syncapp.errors import SyncError
 from syncapp.openconnector import bundle_read
@@ -166,6 +167,9 @@ def _rule_of(content: Any, index: int) -> Any:
 
 def import_checked(document: Document, *, write: bool, actor: Any = None) -> ImportReport:
     """Check a document, and import it when `write` and it is sound; return the report per object."""
+    unstorable = unstorable_values(document.content)
+    if unstorable:  # reading it would choke on them
+        return ImportReport(objects=[], problems=unstorable, general=unstorable, notes=document.notes, result=None)
     reading = bundle_read(document.content)
     result = None
     try:

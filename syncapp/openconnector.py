@@ -161,7 +161,7 @@ def config_dot_applied(config: dict[str, Any]) -> dict[str, Any]:
         placed = _dot_placed(placed, key.split("."), config[key])
     for key in dotted:
         placed.pop(key, None)
-    return _php_lists(placed)
+    return {key: _php_lists(value) for key, value in placed.items()}  # a configuration stays an object
 
 
 def _dot_placed(node: Any, parts: list[str], value: Any) -> Any:

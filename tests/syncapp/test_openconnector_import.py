@@ -578,6 +578,7 @@ def test_php_arrays_are_read_by_the_declaration_at_any_depth():
     ({"a": "text", "a.b": 1}, {"a": {"b": 1}}),  # what is not an array on the way becomes one
     ({"a.b": 1, "a.b.c": 2}, {"a": {"b": {"c": 2}}}),
     ({"x.1.y": 1}, {"x": {"1": {"y": 1}}}),  # keys that are not 0, 1, … stay an object, as PHP encodes it
+    ({"0.0": None}, {"0": [None]}),  # the configuration itself stays an object
     ({"extraDataConfigs.0.staticEndpoint": "/a", "extraDataConfigs.1.extraDataConfigPerResult.subObjectId": "id"},
      {"extraDataConfigs": [{"staticEndpoint": "/a"}, {"extraDataConfigPerResult": {"subObjectId": "id"}}]}),
 ])

@@ -303,6 +303,8 @@ def _source(item: dict[str, Any], *, path: str, reading: Reading) -> dict[str, A
         headers = _object(item.get("headers"))
         if isinstance(headers, dict) and headers and "headers" not in configuration:
             configuration["headers"] = headers
+        elif not _empty(headers):
+            reading.ignored.append(f"{path}.headers")  # OpenConnector's calls send configuration.headers only
         _secrets_moved(item, configuration, path=path, reading=reading)
     item["configuration"] = configuration
     for key in _SOURCE_AUTH_FIELDS:

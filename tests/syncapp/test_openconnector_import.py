@@ -607,3 +607,18 @@ def test_files_of_a_folder_that_are_not_objects_are_named_as_not_read(tmp_path, 
     assert report["notes"] == ["README.md: not read (not a JSON or YAML file)"]
     assert [(item["object"], item["outcome"]) for item in report["objects"]] == [("mappings/animal-in.json",
                                                                                   "importable")]
+
+
+@needs_configurations
+@pytest.mark.parametrize("name", ["woo-elastic", "xxllnc-suite-woo", "xxllnc-zgw"])
+def test_the_folders_waiting_for_twig_are_refused_for_their_templates_and_what_openconnector_refuses_only(
+    name, tmp_path, openregister_publications,
+):
+    folder = folder_with_locations(tmp_path, name, LOCATION)
+
+    out, _error = sync_command("import", "--check", "--json", str(folder))
+
+    # `has` is no JSON Logic operator of json-logic-php either: OpenConnector fails that synchronization at every run.
+    problems = json.loads(out)["problems"]
+    assert all(": template syntax error: " in problem or 'unknown operator "has"' in problem
+               for problem in problems), problems

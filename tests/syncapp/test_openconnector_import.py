@@ -622,3 +622,20 @@ def test_the_folders_waiting_for_twig_are_refused_for_their_templates_and_what_o
     problems = json.loads(out)["problems"]
     assert all(": template syntax error: " in problem or 'unknown operator "has"' in problem
                for problem in problems), problems
+
+
+@needs_configurations
+def test_a_shipped_folder_imported_twice_changes_nothing(tmp_path, openregister_publications):
+    folder = folder_with_locations(tmp_path, "xxllnc-zoekendpoint-woo", LOCATION)
+    sync_command("import", str(folder))
+    stored = canonical_export()
+
+    out, error = sync_command("import", "--json", str(folder))
+
+    assert error == ""
+    assert json.loads(out)["created"] == {"sources": 0, "registers": 0, "mappings": 0, "synchronizations": 0}
+    assert canonical_export() == stored
+
+
+def canonical_export() -> str:
+    return json.dumps(bundle_export(), sort_keys=True)

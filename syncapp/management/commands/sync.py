@@ -153,6 +153,14 @@ class Command(BaseCommand):
         if json:
             self._print_json(self._import_json(report))
             return
+        if document.origins:
+            # OpenConnector's objects, from their files: each with what became of it.
+            self._show_import_objects(report)
+            counts = ", ".join(f"{section} {result.created[section]} created, {result.updated[section]} updated"
+                               for section in configuration.SECTIONS if result.created[section] or
+                               result.updated[section])
+            self.stdout.write(self.style.SUCCESS(f"imported {file}: {counts}"))
+            return
         for section in configuration.SECTIONS:
             created, updated = result.created[section], result.updated[section]
             if created or updated:

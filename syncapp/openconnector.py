@@ -46,6 +46,7 @@ from pydantic import BaseModel
 
 from syncapp.declared import known_keys
 from syncapp.documents import DOCUMENTS, document_keys, schema_keys
+from syncapp.egress import PLACEHOLDER
 from syncapp.models import Mapping, Register, Schema, Source, Synchronization
 from syncapp.outbound.masking import is_secret_name
 from syncapp.sources import reader_kind, source_configuration_declaration
@@ -305,6 +306,7 @@ def _source(item: dict[str, Any], *, path: str, reading: Reading) -> dict[str, A
             configuration["headers"] = headers
         elif not _empty(headers):
             reading.ignored.append(f"{path}.headers")  # OpenConnector's calls send configuration.headers only
+        _placeholders_noted(configuration, path=f"{path}.configuration", reading=reading)
         _secrets_moved(item, configuration, path=path, reading=reading)
     item["configuration"] = configuration
     for key in _SOURCE_AUTH_FIELDS:
@@ -321,6 +323,17 @@ def _source(item: dict[str, Any], *, path: str, reading: Reading) -> dict[str, A
     if item.get("isEnabled") is None:
         item.pop("isEnabled", None)
     return item
+
+
+def _placeholders_noted(config: dict[str, Any], *, path: str, reading: Reading) -> None:
+    """Note each header and query parameter whose value is a placeholder (`{token}`): sent as written, as
+    OpenConnector sends it, until it is filled in."""
+    for part in ("headers", "query"):
+        entries = config.get(part)
+        for name, value in entries.items() if isinstance(entries, dict) else ():
+            if isinstance(value, str) and PLACEHOLDER.search(value):
+                reading.notes.append(f"{path}.{part}.{name}: {PLACEHOLDER.search(value).group(0)} is a placeholder, "
+                                     "sent as written until it is filled in")
 
 
 def _secret_entries(config: dict[str, Any]) -> list[tuple[str, str, str, Any]]:

@@ -435,6 +435,10 @@ def test_the_check_names_the_placeholder_location_the_ignored_keys_and_the_actio
         "location: {location} is a placeholder: put the http:// or https:// URL of the API in its place"
     ]
     assert objects["source"]["ignored"] == ["authorizationPassthroughMethod", "oas"]
+    assert [note for note in objects["source"]["notes"] if "placeholder" in note] == [
+        "configuration.headers.Accept-Crs: {header-value} is a placeholder, sent as written until it is filled in",
+        "configuration.headers.Authorization: {token} is a placeholder, sent as written until it is filled in",
+    ]
     sync = objects["synchronization"]
     assert sync["ignored"] == ["sourceConfig.deleteInvalidObjects"]
     assert "actions[0] (1): not imported: rules are not supported yet" in sync["notes"]

@@ -2,7 +2,8 @@
 synchronization (its mappings and rules left out, so that it runs before Twig mappings and rules are in),
 imported as OpenConnector exports them and run against the folder's fake, asks for exactly the details
 OpenConnector asks for (expected/<folder>.json, derived from OpenConnector's PHP), with the same credentials,
-and keeps the objects OpenConnector's conditions keep.
+keeps the objects OpenConnector's conditions keep, and enriches them as OpenConnector's
+fetchExtraDataForObject does (regenerate_expected.py's rendering of it, run against the same fake).
 
 test_shipped_configurations.py covers all of it, mapped objects and files included, once those are in.
 """
@@ -15,9 +16,19 @@ import pytest
 
 from syncapp import runs as sync_runs
 from syncapp.configuration import bundle_import
-from syncapp.models import Synchronization
+from syncapp.models import Object, Synchronization
 from tests.loopback import Request
 from tests.openconnector.fakes import FAKES
+from tests.openconnector.regenerate_expected import (
+    Calls,
+    apply_config_dot,
+    dot_get,
+    encode_keys,
+    extra_data,
+    json_logic,
+    objects_listed,
+    truthy,
+)
 from tests.openconnector.shipped import FOLDERS, configurations_dir, documents, expected_of, folder_copied
 
 pytestmark = [
@@ -38,7 +49,7 @@ def asked_expected(entries: list[dict], *, location: str) -> Counter:
 
 
 @pytest.mark.parametrize("folder", FOLDERS)
-def test_a_shipped_synchronization_asks_for_the_details_openconnector_asks_for_and_keeps_what_it_keeps(
+def test_a_shipped_synchronization_asks_keeps_and_enriches_as_openconnector_does(
     folder, tmp_path
 ):
     with FAKES[folder]() as fake:
@@ -57,6 +68,8 @@ def test_a_shipped_synchronization_asks_for_the_details_openconnector_asks_for_a
 
         # when it runs
         run = sync_runs.run_start(synchronization=Synchronization.objects.get())
+        made = list(fake.requests_of("data"))
+        enriched = openconnector_enriched(fake, source=source, synchronization=synchronization)
 
     run.refresh_from_db()
     (expected,) = expected_of(folder)["synchronizations"].values()
@@ -65,5 +78,25 @@ def test_a_shipped_synchronization_asks_for_the_details_openconnector_asks_for_a
     assert (run.found, run.filtered) == (expected["listed"], len(expected["filtered"]))
     # and asks for the details OpenConnector asks for, with the credentials OpenConnector sends
     listed = expected["requests"]["list"][0]["path"]
-    details = [request for request in fake.requests_of("data") if unquote(request.path) != listed]
+    details = [request for request in made if unquote(request.path) != listed]
     assert asked(details) == asked_expected(expected["requests"]["detail"], location=fake.url)
+    # and each object kept is enriched as OpenConnector enriches it
+    id_position = apply_config_dot(synchronization["sourceConfig"]).get("idPosition") or "id"
+    stored = {str(dot_get(data, id_position)): data for data in Object.objects.values_list("data", flat=True)}
+    assert stored == enriched
+
+
+def openconnector_enriched(fake, *, source: dict, synchronization: dict) -> dict[str, dict]:
+    """Return the objects OpenConnector keeps, enriched as its fetchExtraDataForObject enriches them, by origin id."""
+    calls = Calls(fake, source)
+    config = apply_config_dot(synchronization.get("sourceConfig"))
+    kept = {}
+    for obj in objects_listed(calls, config):
+        conditions = synchronization.get("conditions") or []
+        if conditions and not truthy(json_logic(conditions, encode_keys(obj))):
+            continue
+        extras = config.get("extraDataConfigs") or []
+        for extra in extras.values() if isinstance(extras, dict) else extras:
+            obj = {**obj, **extra_data(calls, config, extra, obj, None)}
+        kept[str(dot_get(obj, config.get("idPosition") or "id"))] = obj
+    return kept

@@ -15,10 +15,10 @@ from contracts.models import ContractLog, RunPage, SynchronizationContract, Sync
 from syncapp import permissions
 from syncapp.audit import note_record
 from syncapp.models import Object
+from syncapp.progress import duration_text
 from syncapp.runs.recover import run_cancel
 from syncapp.summaries import (
     FAILING_STATUSES,
-    duration_text,
     run_failures,
     run_live,
     run_pages_screen,

@@ -13,6 +13,7 @@ from contracts.models import ContractLog, RunPage, SynchronizationRun
 from contracts.runs import run_progress
 from syncapp.charts import ChartRun
 from syncapp.models import Synchronization
+from syncapp.progress import duration_text
 
 # The statuses of a contract log whose object was not written: what "Retry failed objects" runs again.
 FAILING_STATUSES = ("failed", "invalid")
@@ -57,21 +58,6 @@ def run_rate(run: SynchronizationRun, *, done: int) -> float | None:
     """Return the run's objects done per second over its whole time, None before it has started."""
     seconds = run_seconds(run)
     return done / seconds if seconds else None
-
-
-def duration_text(seconds: float | None) -> str:
-    """Return a duration as a person reads it: 0.4 s, 12 s, 3 min 05 s, 2 h 01 min."""
-    if seconds is None:
-        return "-"
-    if seconds < 10:
-        return f"{seconds:.1f} s"
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    minutes, rest = divmod(int(round(seconds)), 60)
-    if minutes < 60:
-        return f"{minutes} min {rest:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
 
 
 def run_live(run: SynchronizationRun) -> dict:

@@ -158,7 +158,7 @@ class SynchronizationRunAdmin(ReadOnlyAdmin):
             "run_again_url": reverse(
                 "admin:syncapp_synchronization_run_full" if run.mode == "full" and incremental
                 else "admin:syncapp_synchronization_run", args=[sync.pk],
-            ) if may_run and not run.is_test else None,
+            ) if may_run and not run.is_test and not live["active"] else None,
             "retry_url": reverse("admin:syncapp_synchronization_retry_failed", args=[sync.pk, run.pk])
             if may_run and failures and not live["active"] and not run.is_test else None,
             "title": f"Run {run.pk} of {sync.reference}",

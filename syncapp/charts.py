@@ -59,6 +59,7 @@ def runs_chart_svg(*, runs: list[ChartRun]) -> str:
         f'<svg xmlns="http://www.w3.org/2000/svg" class="runs-chart" width="{WIDTH}" height="{height}" '
         f'viewBox="0 0 {WIDTH} {height}" role="img" aria-label="The last {len(runs)} runs" '
         'style="font: 11px sans-serif; max-width: 100%">',
+        "<style>.run-mark:hover .hit { fill: rgba(127, 127, 127, 0.15); }</style>",
     ]
     legend_x = LEFT
     for name, colour in WRITES:
@@ -78,7 +79,10 @@ def runs_chart_svg(*, runs: list[ChartRun]) -> str:
         )
     for position, run in enumerate(runs):
         x = LEFT + position * slot + (slot - bar) / 2
-        marks = [f"<title>{escape(_tooltip(run))}</title>"]
+        # A column as tall as the chart takes the pointer: a run is pointed at and clicked anywhere above it.
+        marks = [f"<title>{escape(_tooltip(run))}</title>",
+                 f'<rect class="hit" x="{LEFT + position * slot:.1f}" y="{TOP}" width="{slot:.1f}" '
+                 f'height="{height - TOP}" fill="transparent"/>']
         for (_label, _unit, value, stack), top in zip(panels, tops, strict=True):
             highest = max(value(other) for other in runs) or 1.0
             base = top + PANEL_HEIGHT

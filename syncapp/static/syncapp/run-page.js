@@ -25,7 +25,9 @@
       cell.textContent = shown(live[cell.dataset.live]);
     });
     document.querySelectorAll("#run-summary [data-count]").forEach(function (cell) {
-      cell.textContent = shown(live.counts[cell.dataset.count]);
+      const value = live.counts[cell.dataset.count];
+      cell.textContent = shown(value);
+      cell.classList.toggle("run-count-bad", ["failed", "invalid"].includes(cell.dataset.count) && value > 0);
     });
     document.querySelectorAll("#run-summary [data-field]").forEach(function (cell) {
       cell.textContent = shown(live.fields[cell.dataset.field]);

@@ -55,9 +55,11 @@ class SynchronizationRunAdmin(ReadOnlyAdmin):
     """A run's page is made for people: a summary first (live while the run is active), its pages a
     screen at a time, the raw fields in a collapsed section; the list fits a screen."""
 
-    list_display = ["id", "synchronization", "status", "started", "duration", "kind", "counts_shown", "problem"]
+    # What a person scans runs for, narrow enough for the list beside the filters: the kind of run (trigger,
+    # mode, test) is a filter and on the run's page.
+    list_display = ["id", "synchronization_shown", "status", "started", "duration", "counts_shown", "problem"]
     list_display_links = ["id", "status"]
-    list_filter = ["status", "trigger", "mode", "is_test", "synchronization", "created_at"]
+    list_filter = ["status", "trigger", "mode", "is_test", "synchronization"]
     list_select_related = ["synchronization"]
     search_fields = ["synchronization__reference", "error_message"]
     date_hierarchy = "created_at"
@@ -86,10 +88,11 @@ class SynchronizationRunAdmin(ReadOnlyAdmin):
     def duration(self, run: SynchronizationRun) -> str:
         return duration_text(run_seconds(run))
 
-    @admin.display(description="Kind", ordering="trigger")
-    def kind(self, run: SynchronizationRun) -> str:
-        words = [run.trigger, run.mode] + (["test"] if run.is_test else []) + (["scoped"] if run.scope else [])
-        return " · ".join(words)
+    @admin.display(description="Sync", ordering="synchronization__reference")
+    def synchronization_shown(self, run: SynchronizationRun) -> str:
+        test = " (test)" if run.is_test else ""
+        return format_html('<span title="{}">{}</span>{}', run.synchronization.name, run.synchronization.reference,
+                           test)
 
     @admin.display(description="Counts")
     def counts_shown(self, run: SynchronizationRun) -> str:
@@ -99,7 +102,7 @@ class SynchronizationRunAdmin(ReadOnlyAdmin):
     def problem(self, run: SynchronizationRun) -> str:
         if run.error_message:
             text = run.error_message.splitlines()[0]
-            return text if len(text) <= 90 else text[:89] + "…"
+            return text if len(text) <= 80 else text[:79] + "…"
         not_written = run.failed + run.invalid
         return f"{not_written:,} object(s) not written" if not_written else ""
 

@@ -507,9 +507,8 @@ class SynchronizationAdmin(admin.ModelAdmin):
             return "No run yet."
         return format_html(
             '<div class="runs-history">{}<p style="margin:4px 0 0;color:var(--body-quiet-color)">The last {} runs, '
-            "oldest first: their duration, objects per second and objects written (a bar's colour is the run's "
-            "status: green succeeded, amber partial, red failed, grey cancelled, blue active). Point at a run for "
-            "its figures, click for its page.</p></div>",
+            "oldest first: their duration, objects per second and objects written, and each one's status (blue: "
+            "active). Point at a run for its figures, click for its page.</p></div>",
             mark_safe(runs_chart_svg(runs=chart)),  # noqa: S308 - built with every text escaped (syncapp.charts)
             len(chart),
         )

@@ -1,8 +1,8 @@
 """A synchronization's last runs as one SVG picture, drawn on the server: no script, no library, no CDN.
 
 Three panels share one column per run, oldest on the left: its duration, its objects per second, and the
-objects it created, updated, deleted and failed (stacked). Each run is one link (`class="run-mark"`) to
-its page, with a tooltip that says its figures.
+objects it created, updated, deleted and failed (stacked); below them a square of the run's status and its
+id. Each run is one link (`class="run-mark"`) to its page, with a tooltip that says its figures.
 """
 from __future__ import annotations
 
@@ -16,6 +16,9 @@ STATUS_COLOURS = {
 }
 WIDTH, LEFT, RIGHT = 760, 96, 12
 PANEL_HEIGHT, PANEL_GAP, TOP = 64, 26, 20
+NEUTRAL = "#5b7083"
+# Below the panels: the status square and the run's id.
+FOOT = 30
 
 
 @dataclass(frozen=True)
@@ -48,11 +51,12 @@ def _tooltip(run: ChartRun) -> str:
 def runs_chart_svg(*, runs: list[ChartRun]) -> str:
     """Return the SVG of `runs` (oldest first); the caller marks it safe: every text in it is escaped."""
     panels = [
-        ("Duration", "s", lambda run: run.seconds or 0.0, None),
+        ("Duration", " s", lambda run: run.seconds or 0.0, None),
         ("Objects/s", "/s", lambda run: run.rate or 0.0, None),
         ("Written", "", lambda run: float(sum(getattr(run, name) for name, _ in WRITES)), WRITES),
     ]
-    height = TOP + len(panels) * (PANEL_HEIGHT + PANEL_GAP) + 8
+    bottom = TOP + len(panels) * (PANEL_HEIGHT + PANEL_GAP) + PANEL_GAP - 8
+    height = bottom + FOOT
     slot = (WIDTH - LEFT - RIGHT) / max(len(runs), 12)
     bar = max(slot * 0.7, 1.0)
     parts = [
@@ -65,7 +69,13 @@ def runs_chart_svg(*, runs: list[ChartRun]) -> str:
     for name, colour in WRITES:
         parts.append(f'<rect x="{legend_x}" y="4" width="10" height="10" fill="{colour}"/>'
                      f'<text x="{legend_x + 14}" y="13" fill="currentColor">{name}</text>')
-        legend_x += 74
+        legend_x += 70
+    legend_x += 30
+    for name in ("succeeded", "partial", "failed", "cancelled"):
+        parts.append(f'<circle cx="{legend_x + 5}" cy="9" r="5" fill="{STATUS_COLOURS[name]}"/>'
+                     f'<text x="{legend_x + 14}" y="13" fill="currentColor">{name}</text>')
+        legend_x += 80
+    parts.append(f'<text x="0" y="{bottom + 10}" fill="currentColor" opacity="0.7">status, run</text>')
     tops = []
     for index, (label, unit, value, _stack) in enumerate(panels):
         top = TOP + index * (PANEL_HEIGHT + PANEL_GAP) + PANEL_GAP - 8
@@ -86,7 +96,7 @@ def runs_chart_svg(*, runs: list[ChartRun]) -> str:
         for (_label, _unit, value, stack), top in zip(panels, tops, strict=True):
             highest = max(value(other) for other in runs) or 1.0
             base = top + PANEL_HEIGHT
-            pieces = stack or [(None, STATUS_COLOURS.get(run.status, "#5b7083"))]
+            pieces = stack or [(None, NEUTRAL)]
             for name, colour in pieces:
                 amount = float(getattr(run, name)) if name else value(run)
                 size = PANEL_HEIGHT * amount / highest
@@ -95,6 +105,12 @@ def runs_chart_svg(*, runs: list[ChartRun]) -> str:
                 base -= size
                 marks.append(f'<rect x="{x:.1f}" y="{base:.1f}" width="{bar:.1f}" height="{size:.1f}" '
                              f'fill="{colour}"/>')
+        middle = LEFT + position * slot + slot / 2
+        marks.append(f'<circle cx="{middle:.1f}" cy="{bottom + 6}" r="{min(5.0, slot / 3):.1f}" '
+                     f'fill="{STATUS_COLOURS.get(run.status, NEUTRAL)}"/>')
+        if slot >= 18:  # room for the id under its column
+            marks.append(f'<text x="{middle:.1f}" y="{bottom + 24}" text-anchor="middle" fill="currentColor" '
+                         f'font-size="10">{run.id}</text>')
         parts.append(f'<a class="run-mark" href="{escape(run.url)}" data-run="{run.id}">{"".join(marks)}</a>')
     parts.append("</svg>")
     return "".join(parts)

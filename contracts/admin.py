@@ -123,6 +123,11 @@ class SynchronizationRunAdmin(ReadOnlyAdmin):
             return delete_selected(modeladmin, request, queryset)
         return delete_ended
 
+    def get_deleted_objects(self, objs, request):
+        """Name the runs to delete, and only count what goes with them: a run of 600 pages is not 600 lines."""
+        _listed, model_count, perms_needed, protected = super().get_deleted_objects(objs, request)
+        return [str(run) for run in objs], model_count, perms_needed, protected
+
     def log_deletions(self, request, queryset):
         """Record the deletion also in the run's synchronization's history, which outlives the run."""
         entries = super().log_deletions(request, queryset)

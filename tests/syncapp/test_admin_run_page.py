@@ -135,12 +135,16 @@ def test_an_active_run_cannot_be_deleted_and_the_deletion_of_an_ended_one_is_kep
                       {"action": "delete_selected", "_selected_action": [active.pk], "post": "yes"})
     assert SynchronizationRun.objects.filter(pk=active.pk).exists()
 
-    # An ended one is deleted, and its synchronization's history says so
+    # An ended one is deleted (the confirmation counts its pages rather than listing them), and its
+    # synchronization's history says so
     assert "deletelink" in run_page(admin_client, ended)
+    RunPage.objects.bulk_create([RunPage(run=ended, number=number, status="done") for number in range(2, 301)])
+    confirmation = admin_client.get(reverse("admin:contracts_synchronizationrun_delete", args=[ended.pk]))
+    assert "Run pages: 300" in confirmation.content.decode() and "page 2 of run" not in confirmation.content.decode()
     admin_client.post(reverse("admin:contracts_synchronizationrun_delete", args=[ended.pk]), {"post": "yes"})
     assert not SynchronizationRun.objects.filter(pk=ended.pk).exists()
     history = admin_client.get(reverse("admin:syncapp_synchronization_history", args=[sync.pk])).content.decode()
-    assert f"Deleted run {ended.pk} (succeeded, manual" in history and "1 pages" in history
+    assert f"Deleted run {ended.pk} (succeeded, manual" in history and "300 pages" in history
     assert LogEntry.objects.filter(object_id=str(ended.pk), action_flag=3).exists()
 
 

@@ -212,17 +212,19 @@ def test_an_openconnector_export_imports_its_dotted_settings_as_what_they_stand_
             {"staticEndpoint": "/zaken/{{ originId }}/status", "keyToSetExtraData": "status", "mergeExtraData": "true"},
         ],
     }
-    assert Source.objects.get(reference="zaken-api").configuration == {"headers.Accept": "application/json"}
+    assert Source.objects.get(reference="zaken-api").configuration == {"headers": {"Accept": "application/json"}}
 
 
 def test_an_openconnector_export_names_every_setting_it_holds_that_this_service_does_not_do():
     result = bundle_import(copy.deepcopy(OPENCONNECTOR_EXPORT))
 
     assert result.ignored == [
-        "sources[0].configuration.auth.0",
+        "sources[0].configuration.auth",
         "sources[0].documentation",
         "synchronizations[0].sourceConfig.deleteInvalidObjects",
-        "synchronizations[0].actions",
+    ]
+    assert result.not_imported == [
+        "synchronizations[0].actions[0] ('https://example.org/actions/1'): not imported: rules are not supported yet",
     ]
 
 
@@ -233,8 +235,8 @@ def test_sync_import_says_what_it_ignored(tmp_path):
 
     call_command("sync", "import", str(path), stdout=out)
 
-    assert "ignored 4 setting(s) of OpenConnector that this service does not do:" in out.getvalue()
-    assert "  synchronizations[0].actions" in out.getvalue()
+    assert "ignored 3 setting(s) of OpenConnector that this service does not do:" in out.getvalue()
+    assert "  synchronizations[0].actions[0] ('https://example.org/actions/1'): not imported" in out.getvalue()
 
 
 def test_a_bundle_of_this_service_is_not_trimmed_but_refused(zoo):

@@ -11,6 +11,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from contracts.models import SynchronizationRun
 from contracts.runs import RunRefused
@@ -23,6 +24,7 @@ from syncapp.authentication import (
     credentials_refusal,
     location_origin,
 )
+from syncapp.charts import runs_chart_svg
 from syncapp.conditions import conditions_normalize
 from syncapp.errors import InvalidObject
 from syncapp.models import ApiToken, Mapping, Object, Register, Schema, Source, Synchronization
@@ -30,6 +32,7 @@ from syncapp.outbound.masking import mask_url
 from syncapp.sources import problems_by_field as source_problems_by_field
 from syncapp.sources import source_config_schemas, source_configuration_problems, source_record_problems
 from syncapp.sources.file import upload_problems
+from syncapp.summaries import object_summary, run_failed_origin_ids, runs_chart_data
 from syncapp.targets import target_config_schemas
 from syncapp.targets.register import (
     check_json_schema,
@@ -330,12 +333,18 @@ class ObjectForm(forms.ModelForm):
 class ObjectAdmin(admin.ModelAdmin):
     formfield_overrides = JSON_WIDGETS
     form = ObjectForm
-    list_display = ["uuid", "schema", "created_at", "updated_at"]
+    list_display = ["summary", "schema", "updated_at", "uuid"]
+    list_display_links = ["summary"]
+    list_select_related = ["schema__register"]
     list_filter = ["schema", "updated_at"]
     # Content too: the document's text (PostgreSQL and SQLite both compare JSON as text here).
     search_fields = ["uuid", "data"]
     date_hierarchy = "updated_at"
     readonly_fields = ["uuid", "created_at", "updated_at"]
+
+    @admin.display(description="Object")
+    def summary(self, obj: Object) -> str:
+        return object_summary(data=obj.data, schema=obj.schema.schema)
 
     # Objects are written by the register's writer only (syncapp.targets.register).
     def save_model(self, request, obj, form, change) -> None:
@@ -409,13 +418,11 @@ class SynchronizationForm(EmptyJSONForm):
 
 
 def _cancel_button(run: SynchronizationRun) -> str:
-    """Return a Cancel button for an active run, posting the page's form (and CSRF token) to the run's cancel view."""
+    """Return a Cancel link for an active run, to the page that asks for confirmation, then comes back here."""
     if run.status not in SynchronizationRun.ACTIVE_STATUSES:
         return ""
-    return format_html(
-        '<button type="submit" class="button" formaction="{}" formmethod="post" name="_from_synchronization">'
-        "Cancel</button>", reverse("admin:contracts_synchronizationrun_cancel", args=[run.pk]),
-    )
+    url = reverse("admin:contracts_synchronizationrun_cancel", args=[run.pk]) + "?from=synchronization"
+    return format_html('<a class="button" href="{}">Cancel</a>', url)
 
 
 @admin.register(Synchronization)
@@ -484,10 +491,34 @@ class SynchronizationAdmin(admin.ModelAdmin):
         ) if rows else ""
         return format_html("{}{}", buttons, table)
 
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(super().get_readonly_fields(request, obj))
+        after = fields.index("tools") + 1 if "tools" in fields else 0
+        return [*fields[:after], "history", *fields[after:]]
+
+    @admin.display(description="Last runs")
+    def history(self, sync: Synchronization) -> str:
+        if sync.pk is None:
+            return "-"
+        chart = runs_chart_data(
+            synchronization=sync, url_of=lambda pk: reverse("admin:contracts_synchronizationrun_change", args=[pk])
+        )
+        if not chart:
+            return "No run yet."
+        return format_html(
+            '<div class="runs-history">{}<p style="margin:4px 0 0;color:var(--body-quiet-color)">The last {} runs, '
+            "oldest first: their duration, objects per second and objects written, and each one's status (blue: "
+            "active). Point at a run for its figures, click for its page.</p></div>",
+            mark_safe(runs_chart_svg(runs=chart)),  # noqa: S308 - built with every text escaped (syncapp.charts)
+            len(chart),
+        )
+
     def get_urls(self):
         wrap = self.admin_site.admin_view
         return [
             path("<int:pk>/run/", wrap(self.run_view), name="syncapp_synchronization_run"),
+            path("<int:pk>/retry-failed/<int:run_pk>/", wrap(self.retry_failed_view),
+                 name="syncapp_synchronization_retry_failed"),
             path("<int:pk>/run-full/", wrap(self.run_full_view), name="syncapp_synchronization_run_full"),
             path("<int:pk>/test/", wrap(self.test_view), name="syncapp_synchronization_test"),
             path("<int:pk>/try-conditions/", wrap(self.try_conditions_view),
@@ -508,12 +539,12 @@ class SynchronizationAdmin(admin.ModelAdmin):
         for sync in queryset:
             self._start(request, sync, full=True)
 
-    def _start(self, request, sync: Synchronization, *, full: bool = False):
+    def _start(self, request, sync: Synchronization, *, full: bool = False, scope: list[str] | None = None):
         """Queue a run: its tasks go to the workers, or (tasks in process) to a thread, never into this request."""
         try:
             with dispatch.in_background():
                 run = sync_service.run_start(
-                    synchronization=sync, trigger=SynchronizationRun.Trigger.MANUAL, full=full
+                    synchronization=sync, trigger=SynchronizationRun.Trigger.MANUAL, full=full, scope=scope
                 )
         except (RunRefused, sync_service.ConfigurationError) as error:
             self.message_user(request, f"{sync.reference}: {error}", messages.ERROR)
@@ -531,6 +562,21 @@ class SynchronizationAdmin(admin.ModelAdmin):
         run = self._start(request, sync, full=full)
         if run is None:
             return redirect("admin:syncapp_synchronization_change", pk)
+        return redirect("admin:contracts_synchronizationrun_change", run.pk)
+
+    def retry_failed_view(self, request, pk: int, run_pk: int):
+        """Start a run of the objects that run `run_pk` did not write (failed or invalid), by their origin ids."""
+        sync = get_object_or_404(Synchronization, pk=pk)
+        failed_run = get_object_or_404(SynchronizationRun, pk=run_pk, synchronization=sync)
+        if request.method != "POST" or not self.has_run_permission(request):
+            raise PermissionDenied
+        origin_ids = run_failed_origin_ids(run=failed_run)
+        if not origin_ids:
+            self.message_user(request, f"run {failed_run.pk} has no failed object to retry", messages.WARNING)
+            return redirect("admin:contracts_synchronizationrun_change", failed_run.pk)
+        run = self._start(request, sync, scope=origin_ids)
+        if run is None:
+            return redirect("admin:contracts_synchronizationrun_change", failed_run.pk)
         return redirect("admin:contracts_synchronizationrun_change", run.pk)
 
     def test_view(self, request, pk: int):

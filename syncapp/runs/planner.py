@@ -22,6 +22,7 @@ from syncapp.dotpath import MISSING, get_path
 from syncapp.errors import InvalidObject
 from syncapp.hashing import hash_value
 from syncapp.mapping import MappingError
+from syncapp.sources.base import ReadPage
 
 SYNCED = "synced"
 
@@ -134,6 +135,17 @@ def page_origin_ids(objects: list[Any], *, id_position: str) -> list[str]:
             if origin_id is not None:
                 ids.append(origin_id)
     return list(dict.fromkeys(ids))
+
+
+def page_in_scope(read: ReadPage, *, scope: frozenset[str], id_position: str) -> ReadPage:
+    """Return the page with only the objects whose origin id is in `scope`: a run limited to some objects
+    (retrying those that failed) from a source that cannot be asked for them alone reads them all."""
+    kept = [
+        index for index, obj in enumerate(read.objects)
+        if isinstance(obj, dict) and origin_id_of(obj, id_position=id_position) in scope
+    ]
+    return ReadPage(objects=[read.objects[index] for index in kept], hashes=[read.hashes[index] for index in kept],
+                    next_request=read.next_request)
 
 
 def enrichment_candidates(

@@ -18,6 +18,7 @@ from contracts.runs import RunRefused, run_progress, run_summary, runs_fail_stal
 from syncapp import configuration, imports, rekey, sealing, tokens
 from syncapp import runs as synchronization
 from syncapp.models import Synchronization
+from syncapp.progress import LinesAboveBar, RateMeter, logs_above_bar, progress_line
 from workers import dispatch
 
 # Exit codes tell the outcome of a run apart, for scripts and schedulers.
@@ -31,6 +32,11 @@ EXIT_REFUSED = 5
 # Not on a terminal (a log, a pipe), progress is a plain line this often.
 PLAIN_PROGRESS_SECONDS = 10
 EXIT_STILL_RUNNING = 6
+
+
+def _plain(text: str) -> str:
+    """Leave a line as it is: Django writes to stderr in red bold on a terminal, meant for errors."""
+    return text
 
 
 class Command(BaseCommand):
@@ -261,8 +267,6 @@ class Command(BaseCommand):
             try:
                 run = self._wait(run, timeout=timeout, progress=not json)
             except KeyboardInterrupt:
-                if self._newline_due:
-                    self.stderr.write("")
                 # With tasks in process, the run cannot go on without this process: it is cancelled too.
                 if cancel_on_interrupt or settings.TASKS_IN_PROCESS:
                     synchronization.run_cancel(run=run)
@@ -282,46 +286,56 @@ class Command(BaseCommand):
         if code:
             sys.exit(code)
 
-    _newline_due = False
+    # The bar being drawn on the terminal, with the log lines kept above it (None: no bar shown).
+    _bar: LinesAboveBar | None = None
 
-    def _progress_show(self, run: SynchronizationRun, *, started: float, last_line_at: float) -> float:
+    def _progress_show(self, run: SynchronizationRun, *, meter: RateMeter, last_line_at: float, tick: int) -> float:
         """Show the run's progress: a bar redrawn in place on a terminal, else a plain line every 10 s.
         Return when a plain line was last written."""
         facts = run_progress(run)
-        done, found = facts["done"], facts["found"]
-        seconds = max(time.monotonic() - started, 0.001)
-        rate = done / seconds
-        eta = f", ETA {(found - done) / rate:.0f} s" if rate > 0 and found > done else ""
-        numbers = f"{done:,}/{found:,} objects, {run.pages_fetched:,} pages, {rate:,.0f}/s{eta}"
-        if self.stderr.isatty():
-            width = 30
-            filled = int(width * done / found) if found else 0
-            self.stderr.write(f"\rrun {run.pk} {run.status} [{'#' * filled}{'.' * (width - filled)}] {numbers}  ",
-                              ending="")
-            self.stderr.flush()
-            self._newline_due = True
+        meter.add(at=time.monotonic(), done=facts["done"])
+        figures = {
+            "run_id": run.pk, "status": run.status, "done": facts["done"], "found": facts["found"],
+            "pages": run.pages_fetched, "rate": meter.rate(),
+            "total_known": run.fetch_finished or run.status not in SynchronizationRun.ACTIVE_STATUSES,
+        }
+        if self._bar is not None:
+            self._bar.draw(progress_line(**figures, tick=tick))
             return last_line_at
         if time.monotonic() - last_line_at >= PLAIN_PROGRESS_SECONDS:
-            self.stderr.write(f"run {run.pk} {run.status}: {numbers}")
+            self.stderr.write(progress_line(**figures, width=0), style_func=_plain)
             return time.monotonic()
         return last_line_at
 
     def _wait(self, run: SynchronizationRun, *, timeout: float, progress: bool) -> SynchronizationRun:
         """Wait for the run to end, showing its progress; say so when it stops moving, fail it when lost."""
+        if not (progress and self.stderr.isatty()):
+            return self._wait_showing(run, timeout=timeout, progress=progress)
+        # On a terminal the bar is redrawn in place, and log lines (of the tasks running in this process)
+        # are written above it rather than into it.
+        self._bar = LinesAboveBar(sys.stderr)
+        try:
+            with logs_above_bar(self._bar, streams=(sys.stderr, sys.stdout)):
+                return self._wait_showing(run, timeout=timeout, progress=progress)
+        finally:
+            self._bar.finish()
+            self._bar = None
+
+    def _wait_showing(self, run: SynchronizationRun, *, timeout: float, progress: bool) -> SynchronizationRun:
         deadline = time.monotonic() + timeout
-        started = time.monotonic()
+        meter = RateMeter()
         last_line_at = float("-inf")
         warned = False
+        tick = 0
         while True:
             run.refresh_from_db()
             if run.status not in SynchronizationRun.ACTIVE_STATUSES or time.monotonic() > deadline:
-                if progress and self._newline_due:
-                    self._progress_show(run, started=started, last_line_at=last_line_at)
-                    self.stderr.write("")
-                    self._newline_due = False
+                if progress and self._bar is not None:
+                    self._progress_show(run, meter=meter, last_line_at=last_line_at, tick=tick)
                 return run
             if progress:
-                last_line_at = self._progress_show(run, started=started, last_line_at=last_line_at)
+                last_line_at = self._progress_show(run, meter=meter, last_line_at=last_line_at, tick=tick)
+                tick += 1
             idle = (timezone.now() - run.heartbeat_at).total_seconds() if run.heartbeat_at else 0
             if run.deferred_until is not None:
                 # Work deferred for a server's Retry-After: sent once due (by beat, or here in process).
@@ -332,11 +346,15 @@ class Command(BaseCommand):
                 # The worker is gone: fail the run now rather than wait out the timeout.
                 runs_fail_stale(synchronization_id=run.synchronization_id)
             elif idle >= settings.SYNC_RUN_RESEND_SECONDS and not warned:
-                self.stderr.write(self.style.WARNING(
+                message = (
                     f"run {run.pk} has made no progress for {idle:.0f}s: is a worker running on queue "
                     f"{celery_app.conf.task_default_queue!r} (celery -A config worker)? It is failed after "
                     f"{settings.SYNC_RUN_STALE_SECONDS}s without progress."
-                ))
+                )
+                if self._bar is not None:
+                    self._bar.write(message + "\n")
+                else:
+                    self.stderr.write(self.style.WARNING(message))
                 warned = True
             time.sleep(0.5)
 

@@ -1,10 +1,14 @@
 """`manage.py sync`: import, export, run, status and list synchronizations."""
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 import sys
+import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 from django.conf import settings
@@ -37,6 +41,20 @@ EXIT_STILL_RUNNING = 6
 def _plain(text: str) -> str:
     """Leave a line as it is: Django writes to stderr in red bold on a terminal, meant for errors."""
     return text
+
+
+@contextlib.contextmanager
+def interrupts_held() -> Iterator[list[int]]:
+    """Hold Ctrl-C inside the block (only the main thread may); yield the interrupts that came meanwhile."""
+    interrupted: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupted
+        return
+    previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(1))
+    try:
+        yield interrupted
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class Command(BaseCommand):
@@ -252,19 +270,24 @@ class Command(BaseCommand):
         sync = Synchronization.objects.filter(reference=reference).first()
         if sync is None:
             raise CommandError(f"no synchronization with reference {reference!r} (see `sync list`)")
-        try:
-            if test:
-                run = synchronization.run_test(synchronization=sync, full=full)
-            else:
-                # With tasks in process they run in a thread of this process, so the progress can be shown.
-                with dispatch.in_background():
-                    run = synchronization.run_start(synchronization=sync, force=force, queue=queue, full=full)
-        except RunRefused as error:
-            raise CommandError(str(error), returncode=EXIT_REFUSED) from None
-        except synchronization.ConfigurationError as error:
-            raise CommandError(str(error)) from None
-        if wait or test or settings.TASKS_IN_PROCESS:
+        # A Ctrl-C while the run is being made is held until it is made, then stops the wait as any other:
+        # the run may exist already, and it is then cancelled or said to go on, never left unsaid.
+        with interrupts_held() as interrupted:
             try:
+                if test:
+                    run = synchronization.run_test(synchronization=sync, full=full)
+                else:
+                    # With tasks in process they run in a thread of this process, so the progress can be shown.
+                    with dispatch.in_background():
+                        run = synchronization.run_start(synchronization=sync, force=force, queue=queue, full=full)
+            except RunRefused as error:
+                raise CommandError(str(error), returncode=EXIT_REFUSED) from None
+            except synchronization.ConfigurationError as error:
+                raise CommandError(str(error)) from None
+        if wait or test or settings.TASKS_IN_PROCESS or interrupted:
+            try:
+                if interrupted:
+                    raise KeyboardInterrupt
                 run = self._wait(run, timeout=timeout, progress=not json)
             except KeyboardInterrupt:
                 # With tasks in process, the run cannot go on without this process: it is cancelled too.

@@ -24,6 +24,7 @@ from syncapp.incremental import (
 from syncapp.mapping import apply_mapping
 from syncapp.mappings import mapping_spec, resolve_mapping
 from syncapp.models import Mapping, Synchronization
+from syncapp.rules import Actions, actions_of
 from syncapp.runs.planner import Rules
 from syncapp.sources import reader_for, reader_problem
 from syncapp.sources.base import Reader, concurrency_of
@@ -45,9 +46,17 @@ def synchronization_fingerprint(synchronization: Synchronization) -> str:
         for key in ("extraDataConfigs", "fetchExtraDataBeforeConditions", "extraDataOnlyWhenChanged")
         if config.get(key)
     }
+    # A synchronization's rules shape what is written too; set only when it has some (the fingerprints of
+    # those without stay as they were written).
+    actions = [
+        [link.rule.reference, link.rule.type, link.rule.timing, link.rule.order, link.rule.conditions,
+         link.rule.configuration]
+        for link in synchronization.action_links.select_related("rule").order_by("position", "pk")
+    ] if synchronization.pk is not None else []
     return hash_value(
         {
             **({"enrichment": enrichment} if enrichment else {}),
+            **({"actions": actions} if actions else {}),
             "idPosition": config.get("idPosition") or config.get("idPath"),
             "conditions": synchronization.conditions,
             "hashMapping": mapping_json(synchronization.source_hash_mapping),
@@ -81,6 +90,8 @@ class SyncContext:
     # sourceConfig.extraDataConfigs, None without them; sourceConfig.incremental, None without it.
     enricher: Enricher | None = None
     incremental: IncrementalConfig | None = None
+    # The synchronization's rules (its `actions`), None without them.
+    actions: Actions | None = None
 
     @property
     def reader(self) -> Reader:
@@ -154,6 +165,10 @@ def context_load(*, synchronization_id: int) -> SyncContext:
     if problems:
         raise ConfigurationError(f"sourceConfig.{problems[0]}")
     context.incremental = incremental_config(config)
+    actions = actions_of(synchronization)
+    if actions.problems:
+        raise ConfigurationError(f"actions: {actions.problems[0]}")
+    context.actions = actions or None
     return context
 
 

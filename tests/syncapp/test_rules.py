@@ -1,0 +1,269 @@
+"""Rules (a synchronization's `actions`), run on each object written: against loopback servers."""
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from contracts.models import ContractLog, SynchronizationContract
+from syncapp import runs as sync_runs
+from syncapp.configuration import ConfigurationInvalid, bundle_export, bundle_import
+from syncapp.models import Object, Rule, StoredFile, Synchronization
+from tests.loopback import LoopbackServer, Request
+
+pytestmark = pytest.mark.usefixtures("transactional_db", "in_process_tasks")
+
+TAGS = ["woo_besluit", "woo_publicatie"]
+FILES = {"/files/besluit.pdf": b"%PDF-1.7 besluit", "/files/notes": b"plain notes", "/files/big.bin": b"x" * 5000}
+
+
+class Zaaksysteem:
+    """A list of cases, each naming its attachments, and the files themselves (with an ETag each)."""
+
+    def __init__(self) -> None:
+        self.cases = [
+            {"id": 1, "title": "Besluit", "status": "open", "attachments": [
+                {"filename": "besluit.pdf", "endpoint": "/files/besluit.pdf", "label": "woo_besluit"},
+                {"endpoint": "/files/notes", "label": "intern"},
+            ]},
+            {"id": 2, "title": "Zonder bijlagen", "status": "open", "attachments": []},
+        ]
+        self.files = dict(FILES)
+        self.sent: list[str] = []  # the paths of the files answered whole (not 304)
+        self.server = LoopbackServer(self.handle)
+
+    def handle(self, request: Request):
+        if request.path == "/cases":
+            return 200, {}, self.cases
+        if request.path in self.files:
+            content = self.files[request.path]
+            etag = '"' + hashlib.sha256(content).hexdigest()[:16] + '"'
+            if request.header("If-None-Match") == etag:
+                return 304, {"ETag": etag}, b""
+            kind = "application/pdf" if request.path.endswith(".pdf") else "text/plain"
+            self.sent.append(request.path)
+            return 200, {"Content-Type": kind, "ETag": etag}, content
+        return 404, {}, {"error": "no such path"}
+
+    def conditional_requests(self) -> list[str]:
+        return [request.path for request in self.server.requests if request.header("If-None-Match")]
+
+
+def case_bundle(url: str, *, rules: list[dict], actions: list[str] | None = None) -> dict:
+    return {
+        "sources": [{"reference": "zaaksysteem", "name": "Zaaksysteem", "type": "api", "location": url}],
+        "registers": [{"reference": "woo", "name": "WOO",
+                       "schemas": [{"reference": "publicatie", "name": "Publicatie", "schema": {"type": "object"}}]}],
+        "rules": rules,
+        "synchronizations": [{
+            "reference": "cases", "name": "Cases", "sourceType": "api", "sourceId": "zaaksysteem",
+            "sourceConfig": {"endpoint": "/cases", "resultsPosition": "_root", "pagination": {"type": "none"}},
+            "targetType": "register/schema", "targetId": "woo/publicatie",
+            "actions": [rule["reference"] for rule in rules] if actions is None else actions,
+        }],
+    }
+
+
+def fetch_rule(**configuration) -> dict:
+    return {"reference": "fetch-files", "name": "Fetch files", "type": "fetch_file", "timing": "after",
+            "conditions": {"==": [1, 1]},
+            "configuration": {"source": "zaaksysteem", "filePath": "attachments", "tags": TAGS, **configuration}}
+
+
+def objects_by_title() -> dict[str, Object]:
+    return {obj.data["title"]: obj for obj in Object.objects.all()}
+
+
+def run(reference: str = "cases", **options):
+    started = sync_runs.run_start(synchronization=Synchronization.objects.get(reference=reference), **options)
+    started.refresh_from_db()
+    return started
+
+
+@pytest.fixture
+def media(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT
+
+
+def test_a_fetch_file_rule_stores_the_files_with_their_tags_and_the_object_references_them(media):
+    zaken = Zaaksysteem()
+    with zaken.server:
+        bundle_import(case_bundle(zaken.server.url, rules=[fetch_rule()]))
+
+        first = run()
+
+    assert first.status == "succeeded", first.error_message
+    assert first.created == 2
+    besluit = objects_by_title()["Besluit"]
+    files = {stored.name: stored for stored in StoredFile.objects.filter(object=besluit)}
+    assert set(files) == {"besluit.pdf", "notes.plain"}
+    pdf = files["besluit.pdf"]
+    assert pdf.tags == ["woo_besluit"]  # its label is among the rule's tags; "intern" is not
+    assert files["notes.plain"].tags == []
+    assert pdf.content_type == "application/pdf" and pdf.size == len(FILES["/files/besluit.pdf"])
+    assert pdf.sha256 == hashlib.sha256(FILES["/files/besluit.pdf"]).hexdigest()
+    assert pdf.source_url == f"{zaken.server.url}/files/besluit.pdf"
+    with pdf.file.open("rb") as handle:
+        assert handle.read() == FILES["/files/besluit.pdf"]
+    assert (media / pdf.file.name).is_file()
+    assert besluit.data["attachments"] == [files["besluit.pdf"].reference, files["notes.plain"].reference]
+    assert objects_by_title()["Zonder bijlagen"].data["attachments"] == []
+
+
+def test_a_second_run_asks_for_the_files_again_only_conditionally_and_downloads_none_that_did_not_change(media):
+    zaken = Zaaksysteem()
+    with zaken.server:
+        bundle_import(case_bundle(zaken.server.url, rules=[fetch_rule()]))
+        run()
+        stored_before = {stored.name: (stored.pk, stored.file.name) for stored in StoredFile.objects.all()}
+        zaken.files["/files/notes"] = b"notes, changed"
+
+        second = run(force=True)
+
+    assert second.status == "succeeded", second.error_message
+    assert sorted(zaken.sent) == ["/files/besluit.pdf", "/files/notes", "/files/notes"]
+    assert sorted(zaken.conditional_requests()) == ["/files/besluit.pdf", "/files/notes"]
+    stored_after = {stored.name: (stored.pk, stored.file.name) for stored in StoredFile.objects.all()}
+    assert stored_after["besluit.pdf"] == stored_before["besluit.pdf"]  # not written again
+    notes = StoredFile.objects.get(name="notes.plain")
+    with notes.file.open("rb") as handle:
+        assert handle.read() == b"notes, changed"
+
+
+def test_an_unchanged_object_is_not_written_again_so_its_files_are_not_asked_for(media):
+    zaken = Zaaksysteem()
+    with zaken.server:
+        bundle_import(case_bundle(zaken.server.url, rules=[fetch_rule()]))
+        run()
+        asked = len(zaken.server.requests)
+
+        second = run()
+
+    assert second.status == "succeeded" and second.unchanged == 2
+    assert [request.path for request in zaken.server.requests[asked:]] == ["/cases"]
+
+
+def test_a_file_over_the_byte_limit_fails_its_object_with_the_reason_and_the_others_are_written(media, settings):
+    settings.SYNC_RULE_FILE_MAX_BYTES = 1024
+    zaken = Zaaksysteem()
+    zaken.cases[0]["attachments"].append({"filename": "big.bin", "endpoint": "/files/big.bin"})
+    with zaken.server:
+        bundle_import(case_bundle(zaken.server.url, rules=[fetch_rule()]))
+
+        first = run()
+
+    assert first.status == "partial", first.error_message  # an object failed: the run is partial, not failed
+    assert (first.created, first.failed) == (1, 1)
+    contract = SynchronizationContract.objects.get(origin_id="1")
+    assert contract.status == "failed"
+    assert "rule 'Fetch files' (fetch_file)" in contract.last_error
+    assert "/files/big.bin" in contract.last_error and "SYNC_RULE_FILE_MAX_BYTES" in contract.last_error
+    assert contract.target_id  # written before its rule failed: the next run writes it again, not anew
+    assert not StoredFile.objects.exists()  # what its rule stored before the big file is rolled back
+    log = ContractLog.objects.get(origin_id="1")
+    assert log.status == "failed" and "SYNC_RULE_FILE_MAX_BYTES" in log.error
+    assert objects_by_title()["Zonder bijlagen"].data["attachments"] == []
+
+
+def test_a_rule_whose_conditions_do_not_hold_does_nothing(media):
+    zaken = Zaaksysteem()
+    with zaken.server:
+        bundle_import(case_bundle(zaken.server.url, rules=[
+            fetch_rule(),
+            {"reference": "refuse-closed", "name": "Refuse closed", "type": "error", "timing": "before",
+             "conditions": {"==": [{"var": "status"}, "closed"]},
+             "configuration": {"code": 422, "name": "Closed", "message": "a closed case is not published"}},
+            {**fetch_rule(), "reference": "fetch-never", "name": "Never", "conditions": {"==": [1, 2]}},
+        ]))
+
+        first = run()
+
+    assert first.status == "succeeded" and first.created == 2 and first.failed == 0
+    assert StoredFile.objects.filter(rule__reference="fetch-never").count() == 0
+    assert StoredFile.objects.filter(rule__reference="fetch-files").count() == 2
+
+
+def test_an_error_rule_fails_its_object_with_its_code_and_message():
+    zaken = Zaaksysteem()
+    zaken.cases[1]["status"] = "closed"
+    with zaken.server:
+        bundle_import(case_bundle(zaken.server.url, rules=[
+            {"reference": "refuse-closed", "name": "Refuse closed", "type": "error", "timing": "before",
+             "conditions": {"==": [{"var": "status"}, "closed"]},
+             "configuration": {"code": 422, "name": "Closed", "message": "a closed case is not published"}},
+        ]))
+
+        first = run()
+
+    assert (first.created, first.failed) == (1, 1)
+    failed = SynchronizationContract.objects.get(origin_id="2")
+    assert failed.last_error == (
+        "rule 'Refuse closed' (error): error 422: Closed: a closed case is not published"
+    )
+    assert list(objects_by_title()) == ["Besluit"]
+
+
+def test_rules_run_by_their_order_and_at_their_timing():
+    zaken = Zaaksysteem()
+    trail = [
+        # Listed last, ordered first: each mapping appends its letter to the trail the next one sees.
+        {"reference": "b-before", "name": "B", "type": "mapping", "timing": "before", "order": 2,
+         "configuration": {"mapping": "add-b"}},
+        {"reference": "a-before", "name": "A", "type": "mapping", "timing": "before", "order": 1,
+         "configuration": {"mapping": "add-a"}},
+        {"reference": "c-after", "name": "C", "type": "mapping", "timing": "after", "order": 0,
+         "configuration": {"mapping": "add-c"}},
+    ]
+    bundle = case_bundle(zaken.server.url, rules=trail)
+    bundle["mappings"] = [
+        {"reference": f"add-{letter}", "passThrough": True,
+         "mapping": {"trail": "{{ (trail | default('')) ~ '" + letter + "' }}",
+                     **({"seenBeforeMapping": "{{ _objectBeforeMapping.title }}"} if letter == "c" else {})}}
+        for letter in "abc"
+    ]
+    with zaken.server:
+        bundle_import(bundle)
+
+        first = run()
+
+    assert first.status == "succeeded", first.error_message
+    besluit = objects_by_title()["Besluit"]
+    # The after rule (order 0) runs after the before rules (orders 1, 2) all the same, on the object written,
+    # and sees the object as the source gave it beside it.
+    assert besluit.data["trail"] == "abc"
+    assert besluit.data["seenBeforeMapping"] == "Besluit"
+    assert "_objectBeforeMapping" not in besluit.data
+
+
+def test_export_then_import_keeps_the_rules_and_the_actions_in_their_order():
+    zaken = Zaaksysteem()
+    rules = [fetch_rule(allowedLabels=["woo_besluit"], objectIdPath="meta.id"),
+             {"reference": "refuse-closed", "name": "Refuse closed", "type": "error", "timing": "before", "order": 3,
+              "conditions": {"==": [{"var": "status"}, "closed"]},
+              "configuration": {"code": 422, "message": "closed"}}]
+    bundle_import(case_bundle(zaken.server.url, rules=rules, actions=["refuse-closed", "fetch-files"]))
+    exported = bundle_export()
+
+    Synchronization.objects.all().delete()
+    Rule.objects.all().delete()
+    bundle_import(exported)
+
+    assert bundle_export() == exported
+    assert exported["synchronizations"][0]["actions"] == ["refuse-closed", "fetch-files"]
+    fetch = next(rule for rule in exported["rules"] if rule["reference"] == "fetch-files")
+    assert fetch["timing"] == "after"
+    assert fetch["configuration"]["allowedLabels"] == ["woo_besluit"]
+
+
+def test_a_rule_that_does_not_fit_its_type_is_refused_naming_where():
+    zaken = Zaaksysteem()
+    bad = fetch_rule(filePaht="attachments")
+    bad["configuration"]["source"] = "nowhere"
+    with pytest.raises(ConfigurationInvalid) as refused:
+        bundle_import(case_bundle(zaken.server.url, rules=[bad], actions=["fetch-files", "missing"]))
+
+    problems = refused.value.problems
+    assert "rules[0].configuration.filePaht: unknown key, did you mean `filePath`?" in problems
+    assert "rules[0].configuration.source: no source with reference 'nowhere'" in problems
+    assert "synchronizations[0].actions[1]: no rule with reference 'missing'" in problems

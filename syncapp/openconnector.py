@@ -6,9 +6,9 @@ that are URLs or missing (a `slug` instead), and links to other objects by numer
 `bundle_normalize` turns such an export into this service's bundle format; a bundle already in that
 format comes back unchanged.
 
-Accepted shapes: a bundle (`sources`, `registers`, `mappings`, `synchronizations` lists); an
+Accepted shapes: a bundle (`sources`, `registers`, `mappings`, `rules`, `synchronizations` lists); an
 OpenAPI-style export with those sections under `components` (lists, or objects keyed by slug); and
-one exported object with its `@type` (`source`, `mapping`, `synchronization`).
+one exported object with its `@type` (`source`, `mapping`, `rule`, `synchronization`).
 
 A numeric id (`"sourceId": 3`, `"targetId": "1/2"`, `"sourceTargetMapping": "5"`, `"followUps": [4]`)
 is resolved, in this order: an item of the bundle whose reference is that text; an item of the
@@ -25,13 +25,15 @@ from typing import Any
 
 from syncapp.declared import known_keys
 from syncapp.documents import document_keys, schema_keys
-from syncapp.models import Mapping, Register, Schema, Source, Synchronization
+from syncapp.models import Mapping, Register, Rule, Schema, Source, Synchronization
 from syncapp.outbound.masking import is_secret_name
+from syncapp.rules import rule_configuration_declaration
 from syncapp.sources import reader_kind, source_configuration_declaration
 from syncapp.targets import writer_kind
 
-SECTIONS = ("sources", "registers", "mappings", "synchronizations")
-_TYPES = {"source": "sources", "mapping": "mappings", "synchronization": "synchronizations", "register": "registers"}
+SECTIONS = ("sources", "registers", "mappings", "rules", "synchronizations")
+_TYPES = {"source": "sources", "mapping": "mappings", "synchronization": "synchronizations", "register": "registers",
+          "rule": "rules"}
 _REFERENCE = re.compile(r"^[-a-zA-Z0-9_]+$")
 # Fields only OpenConnector writes: an item with one of them is an export, whose reference may need
 # deriving and whose empty objects may be written as [].
@@ -354,6 +356,35 @@ def _synchronization(item: dict[str, Any], resolve: _Resolver) -> dict[str, Any]
     follow_ups = item.get("followUps")
     if isinstance(follow_ups, list):
         item["followUps"] = [resolve.reference("synchronizations", Synchronization, ref) for ref in follow_ups]
+    actions = item.get("actions")
+    if isinstance(actions, list):
+        item["actions"] = [resolve.reference("rules", Rule, ref) for ref in actions]
+    return item
+
+
+# What a rule's configuration names by OpenConnector's id, and the section that holds it.
+_RULE_LINKS = {"source": ("sources", Source), "mapping": ("mappings", Mapping),
+               "synchronization": ("synchronizations", Synchronization)}
+
+
+def _rule(item: dict[str, Any], resolve: _Resolver) -> dict[str, Any]:
+    """Return an exported rule as this service's: its type's settings (OpenConnector's configuration[type],
+    or the older configuration.synchronization id) as its configuration, what they name by id by reference."""
+    item["conditions"] = _object(item.get("conditions")) if item.get("conditions") is not None else {}
+    configuration = _object(item.get("configuration"))
+    kind = item.get("type")
+    if isinstance(configuration, dict) and isinstance(kind, str) and kind in configuration:
+        inner = _object(configuration[kind])
+        if kind == "synchronization" and not isinstance(inner, dict):
+            inner = {"synchronization": inner}  # Rule::parseConfiguration's older form
+        configuration = inner if isinstance(inner, dict) else configuration
+    if isinstance(configuration, dict):
+        configuration = {key: _object(value) if key == "sourceConfiguration" else value
+                         for key, value in configuration.items()}
+        for key, (section, model) in _RULE_LINKS.items():
+            if configuration.get(key) not in (None, "") and not isinstance(configuration[key], dict | list):
+                configuration[key] = resolve.reference(section, model, configuration[key])
+    item["configuration"] = configuration
     return item
 
 
@@ -451,6 +482,9 @@ def bundle_read(bundle: Any) -> tuple[Any, list[str], list[str]]:
     for item in sections.get("mappings") or [] if isinstance(sections.get("mappings"), list) else []:
         if isinstance(item, dict) and _is_export(item):
             _mapping(item)
+    for item in sections.get("rules") or [] if isinstance(sections.get("rules"), list) else []:
+        if isinstance(item, dict) and _is_export(item):
+            _rule(item, resolve)
     for index, item in enumerate(
         sections.get("synchronizations") or [] if isinstance(sections.get("synchronizations"), list) else []
     ):
@@ -488,6 +522,11 @@ def _export_trimmed(item: dict[str, Any], *, section: str, path: str, ignored: l
         item["configuration"] = _config_known(
             item.get("configuration"), kind=None, path=f"{path}.configuration", ignored=ignored,
             declaration=source_configuration_declaration(item.get("type", "api")),
+        )
+    if section == "rules" and isinstance(item.get("type"), str):
+        item["configuration"] = _config_known(
+            item.get("configuration"), kind=None, path=f"{path}.configuration", ignored=ignored,
+            declaration=rule_configuration_declaration(item["type"]),
         )
     if section == "registers":
         for schema_index, schema in enumerate(_schemas_of(item)):

@@ -205,7 +205,7 @@ def test_an_openapi_style_export_with_components_keyed_by_slug_imports(db):
 
     result = bundle_import(bundle)
 
-    assert result.created == {"sources": 1, "registers": 1, "mappings": 1, "synchronizations": 1}
+    assert result.created == {"sources": 1, "registers": 1, "mappings": 1, "rules": 0, "synchronizations": 1}
     assert Synchronization.objects.get().source.reference == "zoo-api"
 
 

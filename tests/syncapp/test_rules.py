@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import hashlib
+import json
+from pathlib import Path
 
 import pytest
 
@@ -267,3 +269,39 @@ def test_a_rule_that_does_not_fit_its_type_is_refused_naming_where():
     assert "rules[0].configuration.filePaht: unknown key, did you mean `filePath`?" in problems
     assert "rules[0].configuration.source: no source with reference 'nowhere'" in problems
     assert "synchronizations[0].actions[1]: no rule with reference 'missing'" in problems
+
+
+SHIPPED = Path(__file__).resolve().parents[3] / "shared" / "conformance" / "openconnector" / "configurations"
+
+
+@pytest.mark.skipif(not SHIPPED.is_dir(), reason="OpenConnector's shipped configurations are not beside the repository")
+def test_openconnectors_shipped_rules_and_a_synchronizations_actions_import_as_rules():
+    rx_rule = json.loads((SHIPPED / "RX-woo" / "rules" / "Rule-Fetch RX Fundament files-v0.0.1.json").read_text())
+    write_rule = json.loads((SHIPPED / "xxllnc-suite-woo" / "rules" / "write-xxllnc-suite-files.json").read_text())
+    export = {"components": {
+        "sources": [{"@type": "source", "id": 1, "name": "RX Fundament", "type": "api",
+                     "location": "https://rx.example.org/api"}],
+        "registers": [{"@type": "register", "id": 1, "name": "WOO", "slug": "woo",
+                       "schemas": [{"id": 1, "slug": "publicatie", "name": "Publicatie",
+                                    "schema": {"type": "object"}}]}],
+        "rules": [rx_rule, write_rule],
+        "synchronizations": [{"@type": "synchronization", "id": 1, "name": "RX zaken", "sourceId": "1",
+                              "sourceType": "api", "sourceConfig": {"endpoint": "/zaken"}, "targetId": "1/1",
+                              "targetType": "register/schema", "actions": [1, 2]}],
+    }}
+
+    result = bundle_import(export)
+
+    fetch = Rule.objects.get(reference="fetch-rx-fundament-files")
+    assert (fetch.type, fetch.timing, fetch.order, fetch.conditions) == ("fetch_file", "after", 0, {"==": [1, 1]})
+    assert fetch.configuration == {
+        "source": "rx-fundament", "filePath": "attachments", "method": "GET", "sourceConfiguration": {},
+        "tags": ["woo_informatieverzoek", "woo_besluit", "woo_publicatie", "woo_inventarisatielijst", "woo_convenant"],
+    }
+    assert Rule.objects.get(reference="write-xxllnc-suite-files").configuration["filePath"] == "attachments"
+    sync = Synchronization.objects.get(reference="rx-zaken")
+    assert [link.rule.reference for link in sync.action_links.order_by("position")] == [
+        "fetch-rx-fundament-files", "write-xxllnc-suite-files",
+    ]
+    # OpenConnector's `action` (create, read, …) says when an endpoint's rule runs: a synchronization's do not ask.
+    assert result.ignored == ["rules[0].action", "rules[1].action"]

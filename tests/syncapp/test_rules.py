@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from django.urls import reverse
 
 from contracts.models import ContractLog, SynchronizationContract
 from syncapp import runs as sync_runs
@@ -305,3 +306,82 @@ def test_openconnectors_shipped_rules_and_a_synchronizations_actions_import_as_r
     ]
     # OpenConnector's `action` (create, read, …) says when an endpoint's rule runs: a synchronization's do not ask.
     assert result.ignored == ["rules[0].action", "rules[1].action"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The API and the admin
+
+
+def test_the_api_takes_a_rule_checked_against_its_type_and_a_synchronizations_actions_in_their_order(api):
+    zaken = Zaaksysteem()
+    bundle_import(case_bundle(zaken.server.url, rules=[fetch_rule()]))
+
+    refused = api.post("/api/rules/", {"reference": "bad", "name": "Bad", "type": "error", "timing": "after",
+                                       "configuration": {"cod": 400}}, format="json")
+    created = api.post("/api/rules/", {"reference": "refuse-closed", "name": "Refuse closed", "type": "error",
+                                       "conditions": {"==": [{"var": "status"}, "closed"]},
+                                       "configuration": {"code": 422, "message": "closed"}}, format="json")
+    changed = api.patch("/api/synchronizations/cases/", {"actions": ["refuse-closed", "fetch-files"]}, format="json")
+    unknown = api.patch("/api/synchronizations/cases/", {"actions": ["nowhere"]}, format="json")
+
+    assert refused.status_code == 400
+    assert refused.json()["configuration"] == ["configuration.cod: unknown key, did you mean `code`?"]
+    assert created.status_code == 201, created.json()
+    assert created.json()["timing"] == "before"
+    assert changed.status_code == 200, changed.json()
+    ids = [Rule.objects.get(reference=reference).pk for reference in ("refuse-closed", "fetch-files")]
+    assert changed.json()["actions"] == ids
+    assert unknown.status_code == 400
+    sync = Synchronization.objects.get(reference="cases")
+    assert [link.rule.reference for link in sync.action_links.order_by("position")] == ["refuse-closed", "fetch-files"]
+
+
+def test_the_api_lists_an_objects_files_and_serves_their_content(api, media):
+    zaken = Zaaksysteem()
+    with zaken.server:
+        bundle_import(case_bundle(zaken.server.url, rules=[fetch_rule()]))
+        run()
+    besluit = objects_by_title()["Besluit"]
+
+    answer = api.get(f"/api/files/?object={besluit.pk}").json()
+    listed = answer["results"] if isinstance(answer, dict) else answer
+    pdf = next(item for item in listed if item["name"] == "besluit.pdf")
+    content = api.get(pdf["content"])
+
+    assert sorted(item["reference"] for item in listed) == sorted(besluit.data["attachments"])
+    assert pdf["tags"] == ["woo_besluit"] and pdf["object"] == str(besluit.pk)
+    assert api.get(pdf["reference"]).json()["sha256"] == hashlib.sha256(FILES["/files/besluit.pdf"]).hexdigest()
+    assert content.status_code == 200
+    assert b"".join(content.streaming_content) == FILES["/files/besluit.pdf"]
+
+
+def test_the_admin_adds_a_rule_and_sets_a_synchronizations_actions_in_the_order_listed(admin_client):
+    zaken = Zaaksysteem()
+    bundle_import(case_bundle(zaken.server.url, rules=[fetch_rule()]))
+    sync = Synchronization.objects.get(reference="cases")
+
+    added = admin_client.post(reverse("admin:syncapp_rule_add"), {
+        "reference": "refuse-closed", "name": "Refuse closed", "description": "", "type": "error",
+        "timing": "before", "order": "0", "conditions": json.dumps({"==": [{"var": "status"}, "closed"]}),
+        "configuration": json.dumps({"code": 422, "message": "closed"}),
+    })
+    refused = admin_client.post(reverse("admin:syncapp_rule_add"), {
+        "reference": "bad", "name": "Bad", "description": "", "type": "write_file", "timing": "before",
+        "order": "0", "conditions": "{}", "configuration": json.dumps({"filePath": "files"}),
+    })
+    page = admin_client.get(reverse("admin:syncapp_synchronization_change", args=[sync.pk])).content.decode()
+    form = {
+        "reference": "cases", "name": "Cases", "description": "", "source_type": "api",
+        "source": sync.source_id, "source_schema": "", "source_hash_mapping": "", "source_target_mapping": "",
+        "source_config": json.dumps(sync.source_config), "conditions": "{}", "target_type": "register/schema",
+        "target_schema": sync.target_schema_id, "target_source": "", "target_config": "{}",
+        "target_source_mapping": "", "schedule": "", "is_enabled": "on", "actions": "refuse-closed\nfetch-files",
+    }
+    saved = admin_client.post(reverse("admin:syncapp_synchronization_change", args=[sync.pk]), form)
+
+    assert added.status_code == 302
+    assert refused.status_code == 200
+    assert refused.context["adminform"].form.errors["timing"] == ["a write_file rule runs after the write only"]
+    assert "fetch-files" in page  # the actions as saved, one a line
+    assert saved.status_code == 302, saved.context["adminform"].form.errors
+    assert [link.rule.reference for link in sync.action_links.order_by("position")] == ["refuse-closed", "fetch-files"]

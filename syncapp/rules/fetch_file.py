@@ -187,6 +187,7 @@ class FetchFileRule(RuleKind):
                 set_path(data, config.file_path, shaped)
             except ValueError as error:
                 raise RuleFailed(f"filePath {config.file_path!r}: {error}") from None
+            applied.references[config.file_path] = shaped
         return data
 
     def fetch_one(self, *, source, endpoint: str, filename: str | None, tags: list[str], owner: Object,

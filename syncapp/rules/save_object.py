@@ -55,14 +55,15 @@ class SaveObjectRule(RuleKind):
     def apply(self, applied: Applied) -> dict[str, Any]:
         config: SaveObjectRuleConfig = self.config
         data = dict(applied.data)
-        before = data.pop("_objectBeforeMapping", None)
+        before = data.get("_objectBeforeMapping")
         schema = Schema.objects.select_related("register").filter(
             register__reference=config.register_reference, reference=config.schema_reference,
         ).first()
         if schema is None:
             raise RuleFailed(f"no schema {config.register_reference}/{config.schema_reference}")
         if config.mapping:
-            data = mapping_apply(config.mapping, data=data)
+            data = mapping_apply(config.mapping, data=data)  # it may read _objectBeforeMapping
+        data.pop("_objectBeforeMapping", None)
         obj = Object(schema=schema, data=data)
         if config.patch:
             object_id = (before or {}).get("id") if isinstance(before, dict) else None

@@ -98,4 +98,5 @@ class WriteFileRule(RuleKind):
             set_path(data, config.file_path, shaped)
         except ValueError as error:
             raise RuleFailed(f"filePath {config.file_path!r}: {error}") from None
+        applied.references[config.file_path] = shaped
         return data

@@ -2,13 +2,16 @@
 
 Per object, in a savepoint of its own: the rules timed `before` reshape the mapped object, the writer
 writes the objects that passed them (in bulk, as without rules), then the rules timed `after` run on each
-object written, which is written again if they changed it (a fetch_file rule's references to the files).
+object written (what they return goes to the next rule, not to the target, as in OpenConnector); the
+references to the files that fetch_file and write_file rules stored are set on it, and it is written
+again when they changed it.
 A rule that fails rolls back what that object's rules did and fails the object, with the rule's name and
 the reason; an object that failed after its write keeps its target id and is written again (its rules run
 again) by the next run. The other objects of the chunk are written as usual.
 """
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import replace
 from typing import Any
@@ -16,6 +19,7 @@ from typing import Any
 from django.db import transaction
 
 from contracts import runs
+from syncapp.dotpath import set_path
 from syncapp.hashing import hash_value
 from syncapp.models import Rule
 from syncapp.rules import Actions, Applied, RuleFailed
@@ -74,23 +78,31 @@ def _after(*, context: SyncContext, facts: runs.RunFacts, run_id: int, item: Any
         object_id=_object_id(context, target_id=outcome.target_id, origin_id=item.origin_id),
         run_id=run_id, push_origin=facts.push_origin,
     )
-    again: list[Outcome] = []
+    final: list[Any] = [write.data]
 
-    def written_again(data: dict[str, Any]) -> None:
-        # The rules changed the object (the references of its files): the target gets it as they left it.
+    def written_again(_data: dict[str, Any]) -> None:
+        # The references to the object's files that its rules stored: the target gets the object with them.
+        if not applied.references or not isinstance(write.data, dict):
+            return
+        data = copy.deepcopy(write.data)
+        for path, value in applied.references.items():
+            try:
+                set_path(data, path, value)
+            except ValueError as error:
+                raise RuleFailed(f"the references to the files cannot be set at {path!r}: {error}") from None
         if data == write.data:
             return
-        again.extend(context.writer.write([replace(write, target_id=outcome.target_id, data=data, known_hash="")]))
-        if again[0].kind not in WRITTEN:
-            raise RuleFailed(f"the object as the rules left it could not be written: {again[0].error}")
+        [again] = context.writer.write([replace(write, target_id=outcome.target_id, data=data, known_hash="")])
+        if again.kind not in WRITTEN:
+            raise RuleFailed(f"the object with the references to its files could not be written: {again.error}")
+        final[0] = data
 
     failure = _apply(context.actions, applied, then=written_again)
     if failure is not None:
         # Written, but its rules did not all pass: it keeps its target id and is written again next run.
         _written_as(item, data=write.data)
         return Outcome(Outcome.FAILED, target_id=outcome.target_id, error=failure, response=outcome.response)
-    final = {key: value for key, value in applied.data.items() if key != "_objectBeforeMapping"}
-    _written_as(item, data=final if again else write.data)
+    _written_as(item, data=final[0])
     return outcome
 
 

@@ -1,6 +1,7 @@
 """Rules (a synchronization's `actions`), run on each object written: against loopback servers."""
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from pathlib import Path
@@ -8,10 +9,11 @@ from pathlib import Path
 import pytest
 from django.urls import reverse
 
-from contracts.models import ContractLog, SynchronizationContract
+from contracts.models import ContractLog, SynchronizationContract, SynchronizationRun
 from syncapp import runs as sync_runs
 from syncapp.configuration import ConfigurationInvalid, bundle_export, bundle_import
 from syncapp.models import Object, Rule, StoredFile, Synchronization
+from tests.helpers import wait_for_run
 from tests.loopback import LoopbackServer, Request
 
 pytestmark = pytest.mark.usefixtures("transactional_db", "in_process_tasks")
@@ -74,7 +76,8 @@ def fetch_rule(**configuration) -> dict:
 
 
 def objects_by_title() -> dict[str, Object]:
-    return {obj.data["title"]: obj for obj in Object.objects.all()}
+    """Return the objects the cases synchronization wrote, by title."""
+    return {obj.data["title"]: obj for obj in Object.objects.filter(schema__reference="publicatie")}
 
 
 def run(reference: str = "cases", **options):
@@ -215,10 +218,12 @@ def test_rules_run_by_their_order_and_at_their_timing():
          "configuration": {"mapping": "add-b"}},
         {"reference": "a-before", "name": "A", "type": "mapping", "timing": "before", "order": 1,
          "configuration": {"mapping": "add-a"}},
-        {"reference": "c-after", "name": "C", "type": "mapping", "timing": "after", "order": 0,
-         "configuration": {"mapping": "add-c"}},
+        # Ordered first of all, but timed after the write: it saves the object as written, with its letter, elsewhere.
+        {"reference": "c-after", "name": "C", "type": "save_object", "timing": "after", "order": 0,
+         "configuration": {"register": "woo", "schema": "log", "mapping": "add-c"}},
     ]
     bundle = case_bundle(zaken.server.url, rules=trail)
+    bundle["registers"][0]["schemas"].append({"reference": "log", "name": "Log", "schema": {"type": "object"}})
     bundle["mappings"] = [
         {"reference": f"add-{letter}", "passThrough": True,
          "mapping": {"trail": "{{ (trail | default('')) ~ '" + letter + "' }}",
@@ -231,12 +236,14 @@ def test_rules_run_by_their_order_and_at_their_timing():
         first = run()
 
     assert first.status == "succeeded", first.error_message
-    besluit = objects_by_title()["Besluit"]
-    # The after rule (order 0) runs after the before rules (orders 1, 2) all the same, on the object written,
-    # and sees the object as the source gave it beside it.
-    assert besluit.data["trail"] == "abc"
-    assert besluit.data["seenBeforeMapping"] == "Besluit"
-    assert "_objectBeforeMapping" not in besluit.data
+    written = {obj.data["title"]: obj.data for obj in Object.objects.filter(schema__reference="publicatie")}
+    logged = {obj.data["title"]: obj.data for obj in Object.objects.filter(schema__reference="log")}
+    assert written["Besluit"]["trail"] == "ab"  # the before rules by their order, on the object written
+    # The after rule saw the object as written, and the object as the source gave it beside it; what it
+    # returned is not written to the target (as OpenConnector discards it).
+    assert logged["Besluit"]["trail"] == "abc"
+    assert logged["Besluit"]["seenBeforeMapping"] == "Besluit"
+    assert "_objectBeforeMapping" not in logged["Besluit"] and "_objectBeforeMapping" not in written["Besluit"]
 
 
 def test_export_then_import_keeps_the_rules_and_the_actions_in_their_order():
@@ -385,3 +392,76 @@ def test_the_admin_adds_a_rule_and_sets_a_synchronizations_actions_in_the_order_
     assert "fetch-files" in page  # the actions as saved, one a line
     assert saved.status_code == 302, saved.context["adminform"].form.errors
     assert [link.rule.reference for link in sync.action_links.order_by("position")] == ["refuse-closed", "fetch-files"]
+
+
+def test_a_write_file_rule_writes_the_contents_the_object_holds_as_its_files(media):
+    zaken = Zaaksysteem()
+    zaken.cases[0]["attachments"] = [
+        {"filename": "besluit.txt", "content": base64.b64encode(b"Het besluit").decode(), "label": "woo_besluit"},
+        {"filename": "notitie.txt", "content": "plain text, not base64!", "label": "intern"},
+    ]
+    with zaken.server:
+        bundle_import(case_bundle(zaken.server.url, rules=[{
+            "reference": "write-files", "name": "Write files", "type": "write_file", "timing": "after",
+            "configuration": {"filePath": "attachments", "tags": TAGS},
+        }]))
+
+        first = run()
+
+    assert first.status == "succeeded", first.error_message
+    besluit = objects_by_title()["Besluit"]
+    files = {stored.name: stored for stored in StoredFile.objects.filter(object=besluit)}
+    with files["besluit.txt"].file.open("rb") as handle:
+        assert handle.read() == b"Het besluit"
+    with files["notitie.txt"].file.open("rb") as handle:
+        assert handle.read() == b"plain text, not base64!"
+    assert files["besluit.txt"].tags == TAGS and files["notitie.txt"].tags == TAGS
+    assert besluit.data["attachments"] == [files["besluit.txt"].reference, files["notitie.txt"].reference]
+
+
+def test_an_extend_input_rule_puts_the_register_object_a_value_names_in_its_place():
+    zaken = Zaaksysteem()
+    bundle = case_bundle(zaken.server.url, rules=[{
+        "reference": "extend-keeper", "name": "Extend keeper", "type": "extend_input", "timing": "before",
+        "configuration": {"properties": "behandelaar, onbekend"},
+    }])
+    bundle_import(bundle)
+    keeper = Object.objects.create(schema=Synchronization.objects.get(reference="cases").target_schema,
+                                   data={"title": "Keeper", "naam": "Nala"})
+    zaken.cases[0]["behandelaar"] = f"https://elders.example.org/objects/{keeper.pk}"
+    zaken.cases[0]["onbekend"] = "8d0c3b56-5d8f-4c7e-9d8a-000000000000"
+    with zaken.server:
+        first = run()
+
+    assert first.status == "succeeded", first.error_message
+    besluit = objects_by_title()["Besluit"]
+    assert besluit.data["behandelaar"] == {"title": "Keeper", "naam": "Nala", "id": str(keeper.pk)}
+    assert besluit.data["onbekend"] == "8d0c3b56-5d8f-4c7e-9d8a-000000000000"  # names no object: as it was
+
+
+def test_a_synchronization_rule_runs_the_other_synchronization_for_that_object_only():
+    zaken = Zaaksysteem()
+    bundle = case_bundle(zaken.server.url, rules=[{
+        "reference": "publish-it", "name": "Publish it", "type": "synchronization", "timing": "after",
+        "conditions": {"==": [{"var": "title"}, "Besluit"]}, "configuration": {"synchronization": "publish"},
+    }])
+    bundle["registers"][0]["schemas"].append({"reference": "copy", "name": "Copy", "schema": {"type": "object"}})
+    bundle["synchronizations"].append({
+        "reference": "publish", "name": "Publish", "sourceType": "register/schema", "sourceId": "woo/publicatie",
+        # Not pushed to on creations: only the rule starts it.
+        "sourceConfig": {"triggerOnlyOnEvents": ["delete"]},
+        "targetType": "register/schema", "targetId": "woo/copy",
+    })
+    with zaken.server:
+        bundle_import(bundle)
+
+        first = run()
+
+    assert first.status == "succeeded", first.error_message
+    publish = Synchronization.objects.get(reference="publish")
+    [started] = SynchronizationRun.objects.filter(synchronization=publish)
+    started = wait_for_run(started)
+    assert started.trigger == "event" and started.status == "succeeded", started.error_message
+    assert started.scope == [str(objects_by_title()["Besluit"].pk)]
+    assert [data["title"] for data in Object.objects.filter(schema__reference="copy").values_list("data", flat=True)
+            ] == ["Besluit"]

@@ -13,6 +13,7 @@ from contracts.models import ContractLog, SynchronizationContract, Synchronizati
 from syncapp import runs as sync_runs
 from syncapp.configuration import ConfigurationInvalid, bundle_export, bundle_import
 from syncapp.models import Object, Rule, StoredFile, Synchronization
+from syncapp.targets.register import register_objects_delete
 from tests.helpers import wait_for_run
 from tests.loopback import LoopbackServer, Request
 
@@ -465,3 +466,18 @@ def test_a_synchronization_rule_runs_the_other_synchronization_for_that_object_o
     assert started.scope == [str(objects_by_title()["Besluit"].pk)]
     assert [data["title"] for data in Object.objects.filter(schema__reference="copy").values_list("data", flat=True)
             ] == ["Besluit"]
+
+
+def test_deleting_an_object_deletes_its_files_content_too(media):
+    zaken = Zaaksysteem()
+    with zaken.server:
+        bundle_import(case_bundle(zaken.server.url, rules=[fetch_rule()]))
+        run()
+    besluit = objects_by_title()["Besluit"]
+    paths = [media / stored.file.name for stored in StoredFile.objects.filter(object=besluit)]
+    assert paths and all(path.is_file() for path in paths)
+
+    register_objects_delete(objects=[besluit])
+
+    assert not StoredFile.objects.filter(object_id=besluit.pk).exists()
+    assert not any(path.exists() for path in paths)

@@ -18,6 +18,7 @@ from typing import Any
 from syncapp.conditions import ConditionError, conditions_compile, validate_conditions
 from syncapp.declared import DeclarationInvalid, Declared, declaration_problems, json_schema_of
 from syncapp.errors import SyncError
+from syncapp.http import RateLimited
 from syncapp.models import Rule, Synchronization
 
 # The kinds register themselves on import (syncapp.rules.base).
@@ -129,6 +130,9 @@ class Actions:
                 data = step.kind.apply(applied)
             except RuleFailed as failure:
                 raise RuleFailed(f"{label}: {failure}") from None
+            except RateLimited as limited:
+                # Not the object's fault: the object is tried again later (syncapp.runs.actions).
+                raise RateLimited(f"{label}: {limited}", wait_seconds=limited.wait_seconds, url=limited.url) from None
             except ConditionError as error:
                 raise RuleFailed(f"{label}: conditions: {error}") from None
             except SyncError as error:

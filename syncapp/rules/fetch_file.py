@@ -28,7 +28,6 @@ from pydantic import BeforeValidator, JsonValue
 from syncapp.declared import Declared, DotPath, Flag
 from syncapp.dotpath import MISSING, get_path, set_path
 from syncapp.errors import SourceError
-from syncapp.http import RateLimited
 from syncapp.models import Object
 from syncapp.outbound.files import file_address, file_fetch
 from syncapp.rules.base import Applied, Known, RuleFailed, RuleKind, object_of, rule_type, source_of, source_problems
@@ -201,7 +200,7 @@ class FetchFileRule(RuleKind):
                     source=source, endpoint=endpoint, sink=sink, method=config.method, configuration=configuration,
                     body=body, etag=known.etag if known else "", last_modified=known.last_modified if known else "",
                 )
-            except (SourceError, RateLimited) as error:
+            except SourceError as error:
                 raise RuleFailed(f"file {endpoint!r}: {error}") from None
             if fetched.not_modified and known is not None:
                 if sorted(known.tags) != sorted(tags):

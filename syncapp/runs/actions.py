@@ -21,6 +21,7 @@ from django.db import transaction
 from contracts import runs
 from syncapp.dotpath import set_path
 from syncapp.hashing import hash_value
+from syncapp.http import RateLimited
 from syncapp.models import Rule
 from syncapp.rules import Actions, Applied, RuleFailed
 from syncapp.runs.context import SyncContext
@@ -49,7 +50,12 @@ def planned_write(*, context: SyncContext, facts: runs.RunFacts, run_id: int, pl
             object_id=_object_id(context, target_id=contract.target_id, origin_id=item.origin_id),
             run_id=run_id, push_origin=facts.push_origin,
         )
-        failure = _apply(actions, applied)
+        try:
+            failure = _apply(actions, applied)
+        except RateLimited as limited:
+            # Asked to wait: the object is written again later, alone, as a target's rate limit has it.
+            outcomes[index] = Outcome(Outcome.RETRY, error=str(limited), wait_seconds=limited.wait_seconds)
+            continue
         if failure is not None:
             outcomes[index] = Outcome(Outcome.FAILED, target_id=contract.target_id, error=failure)
             continue
@@ -97,7 +103,11 @@ def _after(*, context: SyncContext, facts: runs.RunFacts, run_id: int, item: Any
             raise RuleFailed(f"the object with the references to its files could not be written: {again.error}")
         final[0] = data
 
-    failure = _apply(context.actions, applied, then=written_again)
+    try:
+        failure = _apply(context.actions, applied, then=written_again)
+    except RateLimited as limited:
+        # Written already: it keeps its target and its rules run again with the next run.
+        failure = f"{limited} (asked to wait {limited.wait_seconds:.0f} s)"
     if failure is not None:
         # Written, but its rules did not all pass: it keeps its target id and is written again next run.
         _written_as(item, data=write.data)

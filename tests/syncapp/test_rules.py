@@ -481,3 +481,24 @@ def test_deleting_an_object_deletes_its_files_content_too(media):
 
     assert not StoredFile.objects.filter(object_id=besluit.pk).exists()
     assert not any(path.exists() for path in paths)
+
+
+def test_a_file_source_asking_to_wait_long_fails_the_written_object_for_the_next_run_not_the_chunk(media):
+    zaken = Zaaksysteem()
+    original = zaken.handle
+
+    def handle(request: Request):
+        if request.path == "/files/notes":
+            return 429, {"Retry-After": "3000"}, {"error": "slow down"}
+        return original(request)
+
+    zaken.server.handler = handle
+    with zaken.server:
+        bundle_import(case_bundle(zaken.server.url, rules=[fetch_rule()]))
+
+        first = run()
+
+    assert (first.created, first.failed) == (1, 1)
+    contract = SynchronizationContract.objects.get(origin_id="1")
+    assert contract.status == "failed" and contract.target_id
+    assert "asked to wait 3000 s" in contract.last_error and "/files/notes" in contract.last_error

@@ -4,24 +4,29 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 
-# The browser test (tests/test_admin_browser.py) drives the machine's Chromium: Playwright's own browser
-# download is not used. Install it when it is missing; the test fails, saying so, if that was impossible.
+# Debian packages some tests drive: the browser test (tests/test_admin_browser.py) the machine's Chromium
+# (Playwright's own browser download is not used), the Twig oracle tests (marker twig_oracle) real Twig
+# under PHP's command line. Install what is missing; those tests fail or skip, saying so, when that was
+# impossible. SYNC_CHROMIUM names another Chromium executable.
 chromium="${SYNC_CHROMIUM:-/usr/bin/chromium}"
-if [ ! -x "$chromium" ]; then
-  echo "test.sh: $chromium is missing: installing the Debian package chromium" >&2
+missing=()
+[ -x "$chromium" ] || missing+=(chromium)
+{ command -v php >/dev/null && [ -f /usr/share/php/Twig/autoload.php ]; } || missing+=(php-cli php-twig)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "test.sh: missing, installing the Debian packages: ${missing[*]}" >&2
   as_root=()
   if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null; then
     as_root=(sudo -n)
   fi
   if [ "$(id -u)" -ne 0 ] && [ ${#as_root[@]} -eq 0 ]; then
-    echo "test.sh: cannot install Chromium (not root, no sudo): install the package chromium, or set" \
-      "SYNC_CHROMIUM to a Chromium executable; the browser test fails without it" >&2
+    echo "test.sh: cannot install ${missing[*]} (not root, no sudo): install them (or set SYNC_CHROMIUM);" \
+      "the tests that need them fail or skip" >&2
   elif ! command -v apt-get >/dev/null; then
-    echo "test.sh: cannot install Chromium (no apt-get): install it and set SYNC_CHROMIUM to its executable;" \
-      "the browser test fails without it" >&2
+    echo "test.sh: cannot install ${missing[*]} (no apt-get): the tests that need them fail or skip" >&2
   elif ! { "${as_root[@]}" apt-get update -qq >/dev/null \
-           && "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }; then
-    echo "test.sh: apt-get install chromium failed: the browser test fails without it" >&2
+           && "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+              "${missing[@]}" >/dev/null; }; then
+    echo "test.sh: apt-get install ${missing[*]} failed: the tests that need them fail or skip" >&2
   fi
 fi
 # The browser test's screenshots: the committed ones in docs/screenshots are refreshed on purpose

@@ -59,6 +59,10 @@ class ImportResult:
     # What became of each secret header or query parameter in an OpenConnector export's configurations:
     # moved into the source's credentials, or not imported (a configuration may not hold secrets).
     moved: list[str] = field(default_factory=list)
+    # "path: what" of an OpenConnector document: links resolved by position, bookkeeping and empty keys left out.
+    notes: list[str] = field(default_factory=list)
+    # "path: why" of what an OpenConnector document holds that is not imported at all (rules, actions).
+    not_imported: list[str] = field(default_factory=list)
 
 
 def bundle_load(path: Path) -> Any:
@@ -352,8 +356,10 @@ def bundle_import(bundle: Any, *, actor: Any = None) -> ImportResult:
     command line).
     """
     bundle_validate(bundle)
-    bundle, ignored, moved = bundle_read(bundle)
-    result = ImportResult(ignored=ignored, moved=moved)
+    reading = bundle_read(bundle)
+    bundle = reading.bundle
+    result = ImportResult(ignored=reading.ignored, moved=reading.moved, notes=reading.notes,
+                          not_imported=reading.not_imported)
     with transaction.atomic():
         for item in bundle.get("sources", []):
             values = {

@@ -217,18 +217,19 @@ def test_an_openconnector_export_imports_its_dotted_settings_as_what_they_stand_
             {"staticEndpoint": "/zaken/{{ originId }}/status", "keyToSetExtraData": "status", "mergeExtraData": "true"},
         ],
     }
-    assert Source.objects.get(reference="zaken-api").configuration == {"headers.Accept": "application/json"}
+    assert Source.objects.get(reference="zaken-api").configuration == {"headers": {"Accept": "application/json"}}
 
 
 def test_an_openconnector_export_names_every_setting_it_holds_that_this_service_does_not_do():
     result = bundle_import(copy.deepcopy(OPENCONNECTOR_EXPORT))
 
     assert result.ignored == [
-        "sources[0].configuration.auth.0",
+        "sources[0].configuration.auth",
         "sources[0].documentation",
         "rules[0].action",
         "synchronizations[0].sourceConfig.deleteInvalidObjects",
     ]
+    assert result.not_imported == []
 
 
 def test_sync_import_says_what_it_ignored(tmp_path):

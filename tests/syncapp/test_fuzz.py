@@ -22,9 +22,10 @@ from syncapp.configuration import ConfigurationInvalid, bundle_import, bundle_va
 from syncapp.egress import DENIED_NETWORKS, address_refusal, location_problems, same_origin, url_refusal
 from syncapp.errors import PaginationError, SourceError
 from syncapp.hashing import hash_hashes
+from syncapp.imports import Document, import_checked
 from syncapp.mapping import MappingError, MappingSpec, apply_mapping, validate_mapping_config
 from syncapp.models import Mapping, Register, Rule, Schema, Source, Synchronization
-from syncapp.openconnector import bundle_normalize
+from syncapp.openconnector import bundle_normalize, config_dot_applied
 from syncapp.pagination import (
     PageRequest,
     first_page_request,
@@ -220,6 +221,41 @@ def test_any_openconnector_export_reads_as_a_bundle_or_a_list_of_problems(export
         bundle_validate(bundle_normalize(export))
     except ConfigurationInvalid as invalid:
         assert invalid.problems
+
+
+dotted_keys = st.sampled_from([
+    "headers.Accept", "query.q", "auth.0", "auth.1", "extraDataConfigs.0.staticEndpoint", "extraDataConfigs.1",
+    "extraDataConfigs.0.extraDataConfigPerResult.subObjectId", "a.b", "a.b.c", "a", ".", "x..y", "0.0",
+]) | st.text(max_size=12)
+dotted_configs = st.dictionaries(dotted_keys, json_values, max_size=6)
+openconnector_objects = st.fixed_dictionaries({}, optional={
+    "name": scalars, "sourceId": scalars, "targetId": scalars, "sourceType": kinds, "targetType": kinds,
+    "sourceConfig": dotted_configs | json_values, "targetConfig": dotted_configs | json_values,
+    "configuration": dotted_configs | json_values, "location": scalars, "actions": json_values, "mapping": json_values,
+})
+
+
+@pytest.mark.django_db
+@FUZZ
+@given(components=st.fixed_dictionaries({}, optional={
+    section: st.lists(openconnector_objects, max_size=3) | st.dictionaries(st.text(max_size=8), openconnector_objects,
+                                                                          max_size=2) | json_values
+    for section in ("sources", "mappings", "rules", "synchronizations", "endpoints")
+}))
+def test_any_components_document_is_reported_object_by_object(components):
+    report = import_checked(Document(content={"components": components}), write=False)
+
+    assert all(isinstance(problem, str) for problem in report.problems)
+    assert all(item.outcome in ("importable", "refused", "not imported") for item in report.objects)
+
+
+@FUZZ
+@given(config=dotted_configs)
+def test_dotted_keys_are_all_placed_whatever_the_configuration(config):
+    placed = config_dot_applied(config)
+
+    assert isinstance(placed, dict)
+    assert not any("." in key for key in placed if isinstance(key, str))
 
 
 # Bundles the fuzzer once crashed `sync import` with (TypeError), each with the field the import must name.

@@ -15,7 +15,7 @@ from django.utils import timezone
 from config.celery import app as celery_app
 from contracts.models import SynchronizationRun
 from contracts.runs import RunRefused, run_progress, run_summary, runs_fail_stale
-from syncapp import configuration, rekey, sealing, tokens
+from syncapp import configuration, imports, rekey, sealing, tokens
 from syncapp import runs as synchronization
 from syncapp.models import Synchronization
 from workers import dispatch
@@ -38,8 +38,17 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-        importer = actions.add_parser("import", help="Import a JSON or YAML configuration bundle.")
-        importer.add_argument("file", type=Path)
+        importer = actions.add_parser(
+            "import", help="Import a JSON or YAML bundle, OpenConnector's objects, or a folder of them."
+        )
+        importer.add_argument("file", type=Path, metavar="FILE_OR_FOLDER")
+        importer.add_argument(
+            "--kind", choices=sorted(imports.KINDS),
+            help="The kind of an OpenConnector object without @type (in a folder: of those not in sources/, …).",
+        )
+        importer.add_argument(
+            "--check", action="store_true", help="Report what each object would become; write nothing."
+        )
         importer.add_argument("--json", action="store_true", help="Print the result as JSON.")
         exporter = actions.add_parser("export", help="Export every configuration as a bundle.")
         exporter.add_argument("--output", "-o", type=Path, help="Write to this file instead of stdout.")
@@ -119,16 +128,38 @@ class Command(BaseCommand):
 
     # -- import / export ---------------------------------------------------------------------
 
-    def handle_import(self, *, file: Path, json: bool = False, **_options) -> None:
+    def handle_import(
+        self, *, file: Path, json: bool = False, kind: str | None = None, check: bool = False, **_options
+    ) -> None:
         if not file.exists():
-            raise CommandError(f"no such file: {file}")
+            raise CommandError(f"no such file or folder: {file}")
         try:
-            result = configuration.bundle_import(configuration.bundle_load(file))
-        except configuration.ConfigurationInvalid as error:
+            document = imports.document_read(file, kind=kind)
+        except (configuration.ConfigurationInvalid, imports.ImportUnreadable) as error:
             raise CommandError(str(error)) from None
+        report = imports.import_checked(document, write=not check)
+        if check:
+            self._show_import_check(report, as_json=json)
+            if report.refused:
+                raise CommandError(f"{len(report.problems)} problem(s): importing {file} would be refused")
+            return
+        if report.refused:
+            if not json:
+                self._show_import_objects(report)
+            else:
+                self._print_json(self._import_json(report))
+            raise CommandError(str(configuration.ConfigurationInvalid(report.problems)))
+        result = report.result
         if json:
-            self._print_json({"created": result.created, "updated": result.updated, "ignored": result.ignored,
-                              "moved": result.moved})
+            self._print_json(self._import_json(report))
+            return
+        if document.origins:
+            # OpenConnector's objects, from their files: each with what became of it.
+            self._show_import_objects(report)
+            counts = ", ".join(f"{section} {result.created[section]} created, {result.updated[section]} updated"
+                               for section in configuration.SECTIONS if result.created[section] or
+                               result.updated[section])
+            self.stdout.write(self.style.SUCCESS(f"imported {file}: {counts}"))
             return
         for section in configuration.SECTIONS:
             created, updated = result.created[section], result.updated[section]
@@ -146,7 +177,57 @@ class Command(BaseCommand):
             ))
             for what in result.moved:
                 self.stdout.write(f"  {what}")
+        if result.not_imported:
+            self.stdout.write(self.style.WARNING(f"not imported ({len(result.not_imported)}):"))
+            for what in result.not_imported:
+                self.stdout.write(f"  {what}")
+        if result.notes or report.notes:
+            self.stdout.write("notes:")
+            for note in [*report.notes, *result.notes]:
+                self.stdout.write(f"  {note}")
         self.stdout.write(self.style.SUCCESS(f"imported {file}"))
+
+    @staticmethod
+    def _import_json(report: imports.ImportReport) -> dict:
+        result = report.result
+        return {
+            "created": result.created if result else {}, "updated": result.updated if result else {},
+            "ignored": result.ignored if result else [], "moved": result.moved if result else [],
+            "notImported": result.not_imported if result else [],
+            "notes": report.notes + (result.notes if result else []),
+            "objects": [item.as_json() for item in report.objects], "problems": report.problems,
+        }
+
+    def _show_import_objects(self, report: imports.ImportReport) -> None:
+        for item in report.objects:
+            style = {"refused": self.style.ERROR, "not imported": self.style.WARNING}.get(item.outcome, str)
+            named = f" {item.reference}" if item.reference else ""
+            self.stdout.write(f"{item.what} ({item.kind}{named}): " + style(item.outcome))
+            for problem in item.problems:
+                self.stdout.write(f"    refused: {problem}")
+            for key in item.ignored:
+                self.stdout.write(f"    ignored: {key}")
+            for note in item.notes:
+                self.stdout.write(f"    note: {note}")
+        for problem in report.general:
+            self.stdout.write(self.style.ERROR(f"refused: {problem}"))
+        for note in report.notes:
+            self.stdout.write(f"note: {note}")
+
+    def _show_import_check(self, report: imports.ImportReport, *, as_json: bool) -> None:
+        if as_json:
+            self._print_json({
+                "check": True, "importable": not report.refused,
+                "objects": [item.as_json() for item in report.objects], "problems": report.problems,
+                "notes": report.notes,
+            })
+            return
+        self._show_import_objects(report)
+        counts: dict[str, int] = {}
+        for item in report.objects:
+            counts[item.outcome] = counts.get(item.outcome, 0) + 1
+        summary = ", ".join(f"{count} {outcome}" for outcome, count in counts.items())
+        self.stdout.write(f"checked, nothing written: {summary}")
 
     def handle_export(self, *, output: Path | None = None, **_options) -> None:
         text = json.dumps(configuration.bundle_export(), indent=2, ensure_ascii=False)

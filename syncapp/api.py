@@ -162,9 +162,16 @@ class SchemaSerializer(CamelCaseModelSerializer):
 
 
 class ObjectSerializer(CamelCaseModelSerializer):
+    files = serializers.SerializerMethodField(
+        help_text="The references of the files that belong to the object (stored by rules: /api/files/).",
+    )
+
     class Meta:
         model = Object
-        fields = ["uuid", "schema", "data", "created_at", "updated_at"]
+        fields = ["uuid", "schema", "data", "files", "created_at", "updated_at"]
+
+    def get_files(self, obj: Object) -> list[str]:
+        return [stored.reference for stored in obj.files.all()]
 
     def validate(self, attrs):
         schema = attrs.get("schema") or getattr(self.instance, "schema", None)
@@ -444,7 +451,7 @@ class SchemaViewSet(AuditedViewSetMixin, viewsets.ModelViewSet):
 
 
 class ObjectViewSet(viewsets.ModelViewSet):
-    queryset = Object.objects.select_related("schema")
+    queryset = Object.objects.select_related("schema").prefetch_related("files")
     serializer_class = ObjectSerializer
     filterset_class = ObjectFilterSet
 

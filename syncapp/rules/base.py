@@ -51,10 +51,6 @@ class Applied:
     push_origin: tuple[int, ...] = ()
     # Run after the object's rules all passed and its unit of work committed (runs started by rules).
     after_commit: list[Callable[[], None]] = field(default_factory=list)
-    # What stays on the written object of what rules after the write set: the references to its files at
-    # their paths (fetch_file, write_file). Their other changes reach the rules after them only, as in
-    # OpenConnector, which discards what its rules after the write return.
-    references: dict[str, Any] = field(default_factory=dict)
 
 
 class RuleKind:

@@ -12,7 +12,9 @@ the files the rule stored with the object before that are no longer listed are d
 Where OpenConnector fetches in the background and writes the placeholder `file://fetching-async` at
 `filePath`, the files are fetched here within the object's unit of work and `filePath` gets each file's
 reference (`/api/files/<uuid>/`, in the shape the endpoints had; `setPlaceholder: false` leaves it
-as it was). A file that cannot be had (an error answer, larger than SYNC_RULE_FILE_MAX_BYTES) fails the
+as it was): before the write, in the object written; after it, in what the next rule sees (OpenConnector
+writes nothing of an after rule's result), the files belonging to the object (`files` of the object in
+the API). A file that cannot be had (an error answer, larger than SYNC_RULE_FILE_MAX_BYTES) fails the
 object with its URL and the reason. The object the files belong to is the register object the synchronized
 object is, after the write; before it (or per file) `objectIdPath` names it.
 """
@@ -186,7 +188,6 @@ class FetchFileRule(RuleKind):
                 set_path(data, config.file_path, shaped)
             except ValueError as error:
                 raise RuleFailed(f"filePath {config.file_path!r}: {error}") from None
-            applied.references[config.file_path] = shaped
         return data
 
     def fetch_one(self, *, source, endpoint: str, filename: str | None, tags: list[str], owner: Object,

@@ -98,5 +98,4 @@ class WriteFileRule(RuleKind):
             set_path(data, config.file_path, shaped)
         except ValueError as error:
             raise RuleFailed(f"filePath {config.file_path!r}: {error}") from None
-        applied.references[config.file_path] = shaped
         return data

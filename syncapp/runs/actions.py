@@ -2,16 +2,14 @@
 
 Per object, in a savepoint of its own: the rules timed `before` reshape the mapped object, the writer
 writes the objects that passed them (in bulk, as without rules), then the rules timed `after` run on each
-object written (what they return goes to the next rule, not to the target, as in OpenConnector); the
-references to the files that fetch_file and write_file rules stored are set on it, and it is written
-again when they changed it.
+object written: what they return goes to the next rule, not to the target, as OpenConnector discards it
+(the files they store belong to the object all the same).
 A rule that fails rolls back what that object's rules did and fails the object, with the rule's name and
 the reason; an object that failed after its write keeps its target id and is written again (its rules run
 again) by the next run. The other objects of the chunk are written as usual.
 """
 from __future__ import annotations
 
-import copy
 import logging
 from dataclasses import replace
 from typing import Any
@@ -19,7 +17,6 @@ from typing import Any
 from django.db import transaction
 
 from contracts import runs
-from syncapp.dotpath import set_path
 from syncapp.hashing import hash_value
 from syncapp.http import RateLimited
 from syncapp.models import Rule
@@ -84,27 +81,8 @@ def _after(*, context: SyncContext, facts: runs.RunFacts, run_id: int, item: Any
         object_id=_object_id(context, target_id=outcome.target_id, origin_id=item.origin_id),
         run_id=run_id, push_origin=facts.push_origin,
     )
-    final: list[Any] = [write.data]
-
-    def written_again(_data: dict[str, Any]) -> None:
-        # The references to the object's files that its rules stored: the target gets the object with them.
-        if not applied.references or not isinstance(write.data, dict):
-            return
-        data = copy.deepcopy(write.data)
-        for path, value in applied.references.items():
-            try:
-                set_path(data, path, value)
-            except ValueError as error:
-                raise RuleFailed(f"the references to the files cannot be set at {path!r}: {error}") from None
-        if data == write.data:
-            return
-        [again] = context.writer.write([replace(write, target_id=outcome.target_id, data=data, known_hash="")])
-        if again.kind not in WRITTEN:
-            raise RuleFailed(f"the object with the references to its files could not be written: {again.error}")
-        final[0] = data
-
     try:
-        failure = _apply(context.actions, applied, then=written_again)
+        failure = _apply(context.actions, applied)
     except RateLimited as limited:
         # Written already: it keeps its target and its rules run again with the next run.
         failure = f"{limited} (asked to wait {limited.wait_seconds:.0f} s)"
@@ -112,17 +90,15 @@ def _after(*, context: SyncContext, facts: runs.RunFacts, run_id: int, item: Any
         # Written, but its rules did not all pass: it keeps its target id and is written again next run.
         _written_as(item, data=write.data)
         return Outcome(Outcome.FAILED, target_id=outcome.target_id, error=failure, response=outcome.response)
-    _written_as(item, data=final[0])
+    _written_as(item, data=write.data)
     return outcome
 
 
-def _apply(actions: Actions, applied: Applied, *, then: Any = None) -> str | None:
+def _apply(actions: Actions, applied: Applied) -> str | None:
     """Apply the rules of one timing to one object in a savepoint; return why they failed, or None."""
     try:
         with transaction.atomic():
-            data = actions.apply(applied)
-            if then is not None:
-                then({key: value for key, value in data.items() if key != "_objectBeforeMapping"})
+            actions.apply(applied)
     except RuleFailed as failure:
         logger.info("run of %s: object failed by its rules: %s", applied.synchronization.reference, failure)
         return str(failure)

@@ -48,11 +48,7 @@ def synchronization_fingerprint(synchronization: Synchronization) -> str:
     }
     # A synchronization's rules shape what is written too; set only when it has some (the fingerprints of
     # those without stay as they were written).
-    actions = [
-        [link.rule.reference, link.rule.type, link.rule.timing, link.rule.order, link.rule.conditions,
-         link.rule.configuration]
-        for link in synchronization.action_links.select_related("rule").order_by("position", "pk")
-    ] if synchronization.pk is not None else []
+    actions = _actions_fingerprint(synchronization)
     return hash_value(
         {
             **({"enrichment": enrichment} if enrichment else {}),
@@ -67,6 +63,18 @@ def synchronization_fingerprint(synchronization: Synchronization) -> str:
             "targetConfig": synchronization.target_config,
         }
     )
+
+
+def _actions_fingerprint(synchronization: Synchronization) -> str:
+    """Return a hash of the synchronization's rules as they are configured, "" without rules."""
+    if synchronization.pk is None:
+        return ""
+    actions = [
+        [link.rule.reference, link.rule.type, link.rule.timing, link.rule.order, link.rule.conditions,
+         link.rule.configuration]
+        for link in synchronization.action_links.select_related("rule").order_by("position", "pk")
+    ]
+    return hash_value(actions) if actions else ""
 
 
 def chunk_size_of(source_config: dict[str, Any]) -> int:
@@ -119,6 +127,7 @@ def _rules(synchronization: Synchronization, *, fingerprint: str, writer_check, 
     def origin_hash(obj: dict, plain: str) -> str:
         return hash_value(apply_mapping(spec=hash_spec, data=obj, resolve_mapping=resolve_mapping))
 
+    actions = _actions_fingerprint(synchronization)
     return Rules(
         # A reader may name the id itself (a database's id column); idPath is a file source's name for it.
         id_position=id_position or str(config.get("idPosition") or config.get("idPath") or "id"),
@@ -127,6 +136,7 @@ def _rules(synchronization: Synchronization, *, fingerprint: str, writer_check, 
         origin_hash=origin_hash if hash_spec is not None else None,
         to_target=to_target,
         validate=writer_check,
+        **({"target_hash": lambda obj: hash_value({"object": obj, "actions": actions})} if actions else {}),
     )
 
 

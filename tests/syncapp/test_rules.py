@@ -93,7 +93,7 @@ def media(settings, tmp_path):
     return settings.MEDIA_ROOT
 
 
-def test_a_fetch_file_rule_stores_the_files_with_their_tags_and_the_object_references_them(media):
+def test_a_fetch_file_rule_stores_the_files_with_their_tags_and_the_object_references_them(media, api):
     zaken = Zaaksysteem()
     with zaken.server:
         bundle_import(case_bundle(zaken.server.url, rules=[fetch_rule()]))
@@ -114,8 +114,12 @@ def test_a_fetch_file_rule_stores_the_files_with_their_tags_and_the_object_refer
     with pdf.file.open("rb") as handle:
         assert handle.read() == FILES["/files/besluit.pdf"]
     assert (media / pdf.file.name).is_file()
-    assert besluit.data["attachments"] == [files["besluit.pdf"].reference, files["notes.plain"].reference]
-    assert objects_by_title()["Zonder bijlagen"].data["attachments"] == []
+    # Timed after the write, as shipped: the object keeps what it was written with (OpenConnector discards
+    # what such a rule returns), and its files belong to it.
+    assert besluit.data["attachments"] == zaken.cases[0]["attachments"]
+    assert sorted(api.get(f"/api/objects/{besluit.pk}/").json()["files"]) == sorted(
+        stored.reference for stored in files.values())
+    assert api.get(f"/api/objects/{objects_by_title()['Zonder bijlagen'].pk}/").json()["files"] == []
 
 
 def test_a_second_run_asks_for_the_files_again_only_conditionally_and_downloads_none_that_did_not_change(media):
@@ -170,7 +174,41 @@ def test_a_file_over_the_byte_limit_fails_its_object_with_the_reason_and_the_oth
     assert not StoredFile.objects.exists()  # what its rule stored before the big file is rolled back
     log = ContractLog.objects.get(origin_id="1")
     assert log.status == "failed" and "SYNC_RULE_FILE_MAX_BYTES" in log.error
+    assert "Zonder bijlagen" in objects_by_title()  # the object beside it is written
+
+
+def test_a_rule_before_the_write_puts_the_references_to_the_files_in_the_object_written(media):
+    zaken = Zaaksysteem()
+    with zaken.server:
+        bundle = case_bundle(zaken.server.url, rules=[fetch_rule()], actions=[])
+        bundle["rules"][0]["timing"] = "before"
+        bundle_import(bundle)
+        run()  # the objects are in the register now, without files
+        bundle["synchronizations"][0]["actions"] = ["fetch-files"]
+        bundle_import(bundle)
+
+        second = run()
+
+    assert second.status == "succeeded" and second.updated == 2, second.error_message
+    besluit = objects_by_title()["Besluit"]
+    files = {stored.name: stored for stored in StoredFile.objects.filter(object=besluit)}
+    # Where OpenConnector writes its placeholder (file://fetching-async), each file's reference, in the shape
+    # the endpoints had.
+    assert besluit.data["attachments"] == [files["besluit.pdf"].reference, files["notes.plain"].reference]
     assert objects_by_title()["Zonder bijlagen"].data["attachments"] == []
+
+
+def test_a_fetch_file_rule_before_the_write_of_a_new_object_fails_it_saying_it_has_no_register_object(media):
+    zaken = Zaaksysteem()
+    with zaken.server:
+        bundle = case_bundle(zaken.server.url, rules=[fetch_rule()])
+        bundle["rules"][0]["timing"] = "before"
+        bundle_import(bundle)
+
+        first = run()
+
+    assert (first.created, first.failed) == (1, 1)  # the case without attachments needs no register object
+    assert "belongs to no register object" in SynchronizationContract.objects.get(origin_id="1").last_error
 
 
 def test_a_rule_whose_conditions_do_not_hold_does_nothing(media):
@@ -356,7 +394,9 @@ def test_the_api_lists_an_objects_files_and_serves_their_content(api, media):
     pdf = next(item for item in listed if item["name"] == "besluit.pdf")
     content = api.get(pdf["content"])
 
-    assert sorted(item["reference"] for item in listed) == sorted(besluit.data["attachments"])
+    files_of_object = api.get(f"/api/objects/{besluit.pk}/").json()["files"]
+    assert sorted(item["reference"] for item in listed) == sorted(files_of_object)
+    assert len(listed) == 2
     assert pdf["tags"] == ["woo_besluit"] and pdf["object"] == str(besluit.pk)
     assert api.get(pdf["reference"]).json()["sha256"] == hashlib.sha256(FILES["/files/besluit.pdf"]).hexdigest()
     assert content.status_code == 200
@@ -417,7 +457,7 @@ def test_a_write_file_rule_writes_the_contents_the_object_holds_as_its_files(med
     with files["notitie.txt"].file.open("rb") as handle:
         assert handle.read() == b"plain text, not base64!"
     assert files["besluit.txt"].tags == TAGS and files["notitie.txt"].tags == TAGS
-    assert besluit.data["attachments"] == [files["besluit.txt"].reference, files["notitie.txt"].reference]
+    assert besluit.data["attachments"] == zaken.cases[0]["attachments"]  # after the write: as written
 
 
 def test_an_extend_input_rule_puts_the_register_object_a_value_names_in_its_place():

@@ -247,6 +247,9 @@ SYNC_DATABASE_SOURCE_ALLOW_SERVICE_SERVER = env_bool("SYNC_DATABASE_SOURCE_ALLOW
 # A next link, Link header or redirect to another host than the source's: followed without the
 # source's credentials (strip), or refused.
 SYNC_CROSS_HOST_REQUESTS = env_choice("SYNC_CROSS_HOST_REQUESTS", default="strip", choices=("strip", "refuse"))
+# `verify: false` in a source's configuration, a sourceConfig or a targetConfig turns TLS verification off
+# for its calls (OpenConnector passes it to Guzzle): refused, at save and at a call, unless this allows it.
+SYNC_TLS_VERIFY_OFF_ALLOWED = env_bool("SYNC_TLS_VERIFY_OFF_ALLOWED", default=False)
 # Keys that encrypt credentials at rest (syncapp/sealing.py), newest first: the newest encrypts, all
 # decrypt. Without them, a key derived from the secret key is used, and the service says so at start.
 SYNC_CREDENTIAL_KEYS = tuple(env_list("SYNC_CREDENTIAL_KEYS", default=[]))

@@ -45,6 +45,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel
 
+from syncapp.authentication import CredentialsError, guzzle_auth_credentials, guzzle_auth_folded
 from syncapp.declared import known_keys
 from syncapp.documents import DOCUMENTS, document_keys, schema_keys
 from syncapp.egress import PLACEHOLDER
@@ -307,6 +308,7 @@ def _source(item: dict[str, Any], *, path: str, reading: Reading) -> dict[str, A
         elif not _empty(headers):
             reading.ignored.append(f"{path}.headers")  # OpenConnector's calls send configuration.headers only
         _placeholders_noted(configuration, path=f"{path}.configuration", reading=reading)
+        _guzzle_auth_moved(item, configuration, path=path, reading=reading)
         _secrets_moved(item, configuration, path=path, reading=reading)
     item["configuration"] = configuration
     for key in _SOURCE_AUTH_FIELDS:
@@ -334,6 +336,39 @@ def _placeholders_noted(config: dict[str, Any], *, path: str, reading: Reading) 
             if isinstance(value, str) and PLACEHOLDER.search(value):
                 reading.notes.append(f"{path}.{part}.{name}: {PLACEHOLDER.search(value).group(0)} is a placeholder, "
                                      "sent as written until it is filled in")
+
+
+def _guzzle_auth_moved(item: dict[str, Any], configuration: dict[str, Any], *, path: str, reading: Reading) -> None:
+    """Move Guzzle's `auth` option of an exported source's configuration (`[username, password]`, or its flat
+    `auth.0`, `auth.1` keys), which OpenConnector sends with every call, into its credentials as basic
+    authentication. One this service does not speak (digest) stays, for validation to refuse with its reason;
+    one of another shape (a lone `auth.0`) is named as ignored."""
+    folded = dict(guzzle_auth_folded(configuration))
+    if "auth" not in folded:
+        return
+    try:
+        credentials = guzzle_auth_credentials(folded["auth"], path=f"{path}.configuration.auth")
+    except CredentialsError:
+        if isinstance(folded["auth"], list) and len(folded["auth"]) == 3:
+            configuration.clear()  # digest, ntlm: validation refuses the source naming the scheme
+            configuration.update(folded)
+            return
+        # Not Guzzle's shape (a lone `auth.0`): Guzzle would send half a password; named as ignored.
+        for key in [key for key in configuration if key == "auth" or key not in folded]:
+            del configuration[key]
+        reading.ignored.append(f"{path}.configuration.auth")
+        return
+    for key in [key for key in configuration if key == "auth" or key not in folded]:
+        del configuration[key]
+    if credentials is None:
+        return
+    if item.get("credentials"):
+        reading.moved.append(f"{path}.configuration.auth: not imported, {path}.credentials already hold a "
+                             "secret; put this one there instead if the source needs it")
+        return
+    item["credentials"] = credentials
+    reading.moved.append(f"{path}.configuration.auth: moved into {path}.credentials (basic), sent only to the "
+                         "source's own origin")
 
 
 def _secret_entries(config: dict[str, Any]) -> list[tuple[str, str, str, Any]]:

@@ -235,7 +235,9 @@ call_settings = st.fixed_dictionaries({}, optional={
     "query": st.dictionaries(keys, words | st.integers(0, 100).map(str) | st.sampled_from(["true", "false"]),
                              max_size=2),
     "headers.X-Api-Version": st.sampled_from(["1", "2024-01"]), "query.per_page": st.integers(1, 100),
-    "timeout": st.integers(1, 300), "connectTimeout": st.integers(1, 30), "verify": st.booleans(),
+    # verify false is refused unless SYNC_TLS_VERIFY_OFF_ALLOWED: a CA bundle stands for "not the default"
+    "timeout": st.integers(1, 300), "connectTimeout": st.integers(1, 30),
+    "verify": st.sampled_from([True, "/etc/ssl/certs/ca-certificates.crt"]),
 })
 source_configurations = call_settings.flatmap(lambda chosen: st.fixed_dictionaries(
     {key: st.just(value) for key, value in chosen.items()},

@@ -26,9 +26,21 @@ from syncapp.authentication import (
 )
 from syncapp.charts import runs_chart_svg
 from syncapp.conditions import conditions_normalize
+from syncapp.configuration import synchronization_actions, synchronization_actions_set
 from syncapp.errors import InvalidObject
-from syncapp.models import ApiToken, Mapping, Object, Register, Schema, Source, Synchronization
+from syncapp.models import (
+    ApiToken,
+    Mapping,
+    Object,
+    Register,
+    Rule,
+    Schema,
+    Source,
+    StoredFile,
+    Synchronization,
+)
 from syncapp.outbound.masking import mask_url
+from syncapp.rules import rule_configuration_schemas, rule_problems
 from syncapp.sources import problems_by_field as source_problems_by_field
 from syncapp.sources import source_config_schemas, source_configuration_problems, source_record_problems
 from syncapp.sources.file import upload_problems
@@ -358,6 +370,13 @@ class ObjectAdmin(admin.ModelAdmin):
 
 
 class SynchronizationForm(EmptyJSONForm):
+    # OpenConnector's `actions`: an ordered list, which a multiple choice does not keep.
+    actions = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="The rules run on each object written, by reference, one a line: they run by their order, then "
+                  "as listed here.",
+    )
+
     class Meta:
         model = Synchronization
         fields = [
@@ -378,6 +397,15 @@ class SynchronizationForm(EmptyJSONForm):
                 continue  # shown read-only (a user who may only view): no editor, no help to type by
             self.fields[field].help_text = describe_config_keys(schemas=schemas, kind=kind)
             self.fields[field].widget.use_schemas(schemas=schemas, selector=select)
+        # The instance's rules as references, one a line (model_to_dict would give the records).
+        self.initial["actions"] = "\n".join(synchronization_actions(self.instance)) if self.instance.pk else ""
+
+    def clean_actions(self) -> list[str] | None:
+        """Return the rules' references as listed; None when the form did not send the field (kept as saved)."""
+        if "actions" not in self.data:
+            return None
+        return [line.strip() for line in self.cleaned_data.get("actions", "").replace(",", "\n").splitlines()
+                if line.strip()]
 
     def clean_source_config(self):
         return self.cleaned_data.get("source_config") or {}
@@ -390,8 +418,11 @@ class SynchronizationForm(EmptyJSONForm):
         if any(name in self.errors for name in ("source_type", "target_type", "source_config", "target_config")):
             return cleaned  # the field itself is refused already
         values = self._values_with_saved(cleaned)
+        actions = cleaned.get("actions")
         document = synchronization_document(
-            values, follow_ups=[sync.reference for sync in values.get("follow_ups") or []]
+            values, follow_ups=[sync.reference for sync in values.get("follow_ups") or []],
+            actions=actions if actions is not None else (
+                synchronization_actions(self.instance) if self.instance.pk else []),
         )
         read_changed = bool({"source_type", "source", "source_config"} & set(self.changed_data))
         problems = synchronization_problems(
@@ -417,6 +448,64 @@ class SynchronizationForm(EmptyJSONForm):
         return values
 
 
+class RuleForm(EmptyJSONForm):
+    class Meta:
+        model = Rule
+        fields = ["reference", "name", "description", "type", "timing", "order", "conditions", "configuration"]
+        # Edited against the schema of the chosen type (__init__).
+        widgets = {"configuration": PrettyJSONTextarea}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "configuration" in self.fields:
+            schemas = rule_configuration_schemas()
+            self.fields["configuration"].help_text = describe_config_keys(schemas=schemas, kind="rule")
+            self.fields["configuration"].widget.use_schemas(schemas=schemas, selector="#id_type")
+
+    def clean_conditions(self):
+        return conditions_normalize(self.cleaned_data.get("conditions"))  # checked with the rest in clean
+
+    def clean(self):
+        cleaned = super().clean()
+        if "type" in self.errors:
+            return cleaned
+        values = {name: cleaned.get(name, getattr(self.instance, name, None))
+                  for name in ("type", "timing", "conditions", "configuration")}
+        for problem in rule_problems(
+            rule_type=values["type"], timing=values["timing"] or Rule.Timing.BEFORE,
+            conditions=values["conditions"] or {}, configuration=values["configuration"] or {},
+        ):
+            where, _, message = problem.partition(": ")
+            field = where.split(".", 1)[0].split("[", 1)[0]
+            self.add_error(field if field in self.fields else None, problem if where != field else message)
+        return cleaned
+
+
+@admin.register(Rule)
+class RuleAdmin(admin.ModelAdmin):
+    formfield_overrides = JSON_WIDGETS
+    form = RuleForm
+    list_display = ["reference", "name", "type", "timing", "order"]
+    list_filter = ["type", "timing"]
+    search_fields = ["reference", "name"]
+
+
+@admin.register(StoredFile)
+class StoredFileAdmin(admin.ModelAdmin):
+    """Files that belong to register objects, fetched or written by rules: records the service keeps."""
+
+    list_display = ["name", "object", "content_type", "size", "tags", "updated_at"]
+    list_filter = ["content_type", "rule"]
+    search_fields = ["name", "source_url", "object__uuid"]
+    readonly_fields = [field.name for field in StoredFile._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
 def _cancel_button(run: SynchronizationRun) -> str:
     """Return a Cancel link for an active run, to the page that asks for confirmation, then comes back here."""
     if run.status not in SynchronizationRun.ACTIVE_STATUSES:
@@ -432,6 +521,13 @@ class SynchronizationAdmin(admin.ModelAdmin):
     list_display = ["reference", "name", "source", "target_schema", "schedule", "is_enabled", "last_run"]
     list_filter = ["is_enabled", "source_type", "target_type"]
     search_fields = ["reference", "name"]
+
+    def save_related(self, request, form, formsets, change) -> None:
+        # `actions` is ordered (syncapp.models.SynchronizationAction): set here, not as a plain many-to-many.
+        actions = form.cleaned_data.pop("actions", None)
+        super().save_related(request, form, formsets, change)
+        if actions is not None:
+            synchronization_actions_set(form.instance, actions)
 
     def get_queryset(self, request):
         last = SynchronizationRun.objects.filter(synchronization=OuterRef("pk"), is_test=False).order_by(

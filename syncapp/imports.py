@@ -155,16 +155,6 @@ def _configuration_of(where: Path) -> Path:
     return where.parent.parent if where.parent.name in KINDS.values() else where.parent
 
 
-def _rule_of(content: Any, index: int) -> Any:
-    """Return the rule at `index` of an OpenConnector document (a `components` document, or one rule)."""
-    if isinstance(content, dict) and isinstance(content.get("@type"), str) and content["@type"].lower() == "rule":
-        return content
-    rules = content.get("components", {}).get("rules") if isinstance(content, dict) and isinstance(
-        content.get("components"), dict) else None
-    rules = list(rules.values()) if isinstance(rules, dict) else rules
-    return rules[index] if isinstance(rules, list) and index < len(rules) else None
-
-
 def import_checked(document: Document, *, write: bool, actor: Any = None) -> ImportReport:
     """Check a document, and import it when `write` and it is sound; return the report per object."""
     unstorable = unstorable_values(document.content)
@@ -199,21 +189,15 @@ def import_checked(document: Document, *, write: bool, actor: Any = None) -> Imp
     bundle = reading.bundle if isinstance(reading.bundle, dict) else {}
     keys = [f"{section}[{index}]" for section in SECTIONS
             for index in range(len(bundle.get(section) or []) if isinstance(bundle.get(section), list) else 0)]
-    keys += sorted((key for key in by_object if key.startswith("rules[")), key=lambda key: int(key[6:-1]))
     for key in keys:
         section = key.partition("[")[0]
         index = int(key[len(section) + 1:-1])
         entries = by_object.get(key, {})
-        item = bundle[section][index] if section in bundle else _rule_of(document.content, index)
-        reference = item.get("reference") if isinstance(item, dict) and section != "rules" else None
-        if section == "rules" and isinstance(item, dict) and isinstance(item.get("name"), str):
-            reference = item["name"]  # until rules are imported, what names one
-        if section == "rules":
-            outcome, notes = "not imported", entries.get("not imported", [])
-        else:
-            outcome = "refused" if entries.get("problems") else outcome_of_sound
-            notes = [*entries.get("notes", []), *entries.get("not imported", [])]
-        if outcome == "not imported" and section != "rules":
+        item = bundle[section][index]
+        reference = item.get("reference") if isinstance(item, dict) else None
+        outcome = "refused" if entries.get("problems") else outcome_of_sound
+        notes = [*entries.get("notes", []), *entries.get("not imported", [])]
+        if outcome == "not imported":
             notes.append("the import is refused as a whole while any object is refused")
         objects.append(ObjectReport(
             what=document.origins.get(key, key), kind=_KIND_OF_SECTION[section], reference=reference,

@@ -6,9 +6,9 @@ references that are URLs or missing (a `slug` instead), and links to other objec
 database id. `bundle_read` turns such an export into this service's bundle format, naming what it
 does not import; a bundle already in that format comes back unchanged.
 
-Accepted shapes: a bundle (`sources`, `registers`, `mappings`, `synchronizations` lists); OpenConnector's
-`components` document (what its ConfigurationService::importConfiguration() reads: those sections and
-`rules`, lists or objects keyed by slug); and one object with its `@type` (`source`, `mapping`, `rule`,
+Accepted shapes: a bundle (`sources`, `registers`, `mappings`, `rules`, `synchronizations` lists);
+OpenConnector's `components` document (what its ConfigurationService::importConfiguration() reads: those
+sections, lists or objects keyed by slug); and one object with its `@type` (`source`, `mapping`, `rule`,
 `synchronization`). Every object of a `components` document or with an `@type` is OpenConnector's.
 
 What OpenConnector's objects are read as:
@@ -29,8 +29,9 @@ What OpenConnector's objects are read as:
   installation it came from); an existing object with that reference; an existing object with that
   primary key. A link resolved by position or as the only object is said in the notes. What cannot be
   resolved is left for validation to report with its path.
-- Rules (the `rules` section, `@type: rule`) and a synchronization's `actions` are not imported yet:
-  each is named in `not_imported` (`_rules_set_aside`, the one place that decides it).
+- A rule (the `rules` section, `@type: rule`) takes its type's settings from `configuration[type]` (the
+  older `configuration.synchronization` id too), and what they name by id (`source`, `mapping`,
+  `synchronization`) by reference; a synchronization's `actions` name rules as other links do.
 """
 from __future__ import annotations
 
@@ -48,18 +49,17 @@ from syncapp.authentication import CredentialsError, guzzle_auth_credentials, gu
 from syncapp.declared import known_keys
 from syncapp.documents import DOCUMENTS, document_keys, schema_keys
 from syncapp.egress import PLACEHOLDER
-from syncapp.models import Mapping, Register, Schema, Source, Synchronization
+from syncapp.models import Mapping, Register, Rule, Schema, Source, Synchronization
 from syncapp.outbound.masking import is_secret_name
+from syncapp.rules import rule_configuration_declaration
 from syncapp.sources import reader_kind, source_configuration_declaration
 from syncapp.targets import writer_kind
 
-SECTIONS = ("sources", "registers", "mappings", "synchronizations")
+SECTIONS = ("sources", "registers", "mappings", "rules", "synchronizations")
 _TYPES = {
     "source": "sources", "mapping": "mappings", "synchronization": "synchronizations", "register": "registers",
     "rule": "rules",
 }
-# What becomes of a rule and of a synchronization's `actions` (which name rules) for now.
-RULES_NOT_IMPORTED = "not imported: rules are not supported yet"
 _REFERENCE = re.compile(r"^[-a-zA-Z0-9_]+$")
 # Fields only OpenConnector writes: an item with one of them is an export, whose reference may need
 # deriving and whose empty objects may be written as [].
@@ -470,7 +470,7 @@ def _schemas_of(register: dict[str, Any]) -> list[Any]:
 
 
 _KIND_OF = {"sources": "source", "mappings": "mapping", "synchronizations": "synchronization",
-            "registers": "register", "schemas": "schema"}
+            "registers": "register", "schemas": "schema", "rules": "rule"}
 
 
 class _Resolver:
@@ -608,6 +608,39 @@ def _synchronization(item: dict[str, Any], resolve: _Resolver, *, path: str, exp
             resolve.reference("synchronizations", Synchronization, ref, path=f"{path}.followUps[{index}]")
             for index, ref in enumerate(follow_ups)
         ]
+    actions = item.get("actions")
+    if isinstance(actions, list):
+        item["actions"] = [
+            resolve.reference("rules", Rule, ref, path=f"{path}.actions[{index}]") for index, ref in enumerate(actions)
+        ]
+    return item
+
+
+# What a rule's configuration names by OpenConnector's id, and the section that holds it.
+_RULE_LINKS = {"source": ("sources", Source), "mapping": ("mappings", Mapping),
+               "synchronization": ("synchronizations", Synchronization)}
+
+
+def _rule(item: dict[str, Any], resolve: _Resolver, *, path: str) -> dict[str, Any]:
+    """Return an OpenConnector rule as this service's: its type's settings (OpenConnector's configuration[type],
+    or the older configuration.synchronization id) as its configuration, what they name by id by reference."""
+    item["conditions"] = _object(item.get("conditions")) if item.get("conditions") is not None else {}
+    configuration = _object(item.get("configuration"))
+    kind = item.get("type")
+    if isinstance(configuration, dict) and isinstance(kind, str) and kind in configuration:
+        inner = _object(configuration[kind])
+        if kind == "synchronization" and not isinstance(inner, dict):
+            inner = {"synchronization": inner}  # Rule::parseConfiguration's older form
+        configuration = inner if isinstance(inner, dict) else configuration
+    declaration = rule_configuration_declaration(kind) if isinstance(kind, str) else None
+    if isinstance(configuration, dict):
+        if declaration is not None:
+            configuration = php_arrays_read(configuration, declaration)
+        for key, (section, model) in _RULE_LINKS.items():
+            if configuration.get(key) not in (None, "") and not isinstance(configuration[key], dict | list):
+                configuration[key] = resolve.reference(section, model, configuration[key],
+                                                       path=f"{path}.configuration.{key}")
+    item["configuration"] = configuration
     return item
 
 
@@ -684,8 +717,6 @@ def bundle_read(bundle: Any) -> Reading:
     def is_openconnector(item: dict[str, Any]) -> bool:
         return openconnector or _is_export(item)
 
-    if openconnector and "rules" in sections:
-        _rules_set_aside(sections.pop("rules"), reading=reading)
     names: dict[int, set[str]] = {}
     for section in SECTIONS:
         for index, item in enumerate(_list_of(sections, section)):
@@ -714,12 +745,14 @@ def bundle_read(bundle: Any) -> Reading:
     for item in _list_of(sections, "mappings"):
         if isinstance(item, dict) and is_openconnector(item):
             _mapping(item)
+    for index, item in enumerate(_list_of(sections, "rules")):
+        if isinstance(item, dict) and is_openconnector(item):
+            _rule(item, resolve, path=f"rules[{index}]")
     for index, item in enumerate(_list_of(sections, "synchronizations")):
         if isinstance(item, dict):
             path = f"synchronizations[{index}]"
             _synchronization(item, resolve, path=path, export=is_openconnector(item))
             if is_openconnector(item):
-                _actions_set_aside(item, path=path, reading=reading)
                 _config_secrets_dropped(item.get("sourceConfig"), path=f"{path}.sourceConfig",
                                         source=item.get("sourceId"), moved=reading.moved)
     for section in SECTIONS:
@@ -729,25 +762,6 @@ def bundle_read(bundle: Any) -> Reading:
                 items[index] = _export_trimmed(item, section=section, path=f"{section}[{index}]", reading=reading)
     reading.bundle = sections
     return reading
-
-
-def _rules_set_aside(rules: Any, *, reading: Reading) -> None:
-    """Name each rule of an OpenConnector document as not imported: this service has no rules yet."""
-    entries = list(rules.values()) if isinstance(rules, dict) else rules if isinstance(rules, list) else [rules]
-    for index, _rule in enumerate(entries):
-        reading.not_imported.append(f"rules[{index}]: {RULES_NOT_IMPORTED}")
-
-
-def _actions_set_aside(item: dict[str, Any], *, path: str, reading: Reading) -> None:
-    """Name each entry of a synchronization's `actions` (the rules it runs) as not imported."""
-    actions = item.get("actions")
-    if _empty(actions):
-        return  # an empty list is left to the trimming, which names it among the empty keys
-    item.pop("actions")
-    entries = actions if isinstance(actions, list) else list(actions.values()) if isinstance(actions, dict) else [
-        actions]
-    for index, action in enumerate(entries):
-        reading.not_imported.append(f"{path}.actions[{index}] ({action!r}): {RULES_NOT_IMPORTED}")
 
 
 def _export_trimmed(item: dict[str, Any], *, section: str, path: str, reading: Reading) -> dict[str, Any]:
@@ -766,6 +780,8 @@ def _export_trimmed(item: dict[str, Any], *, section: str, path: str, reading: R
                         "targetConfig": getattr(writer, "declaration", None)}
     if section == "sources" and isinstance(item.get("type", "api"), str):
         declarations = {"configuration": source_configuration_declaration(item.get("type") or "api")}
+    if section == "rules" and isinstance(item.get("type"), str):
+        declarations = {"configuration": rule_configuration_declaration(item["type"])}
     for key, declaration in declarations.items():
         if declaration is not None and isinstance(item.get(key), dict):
             item[key] = _declared_only(item[key], declaration, path=f"{path}.{key}", ignored=reading.ignored,

@@ -52,6 +52,9 @@ class Rules:
     origin_hash: Callable[[dict, str], str] | None  # (object, its plain hash) -> hash; None: the plain hash
     to_target: Callable[[dict], Any]  # the mapping; raises MappingError
     validate: Callable[[Any], None]  # the target's check; raises InvalidObject
+    # The hash by which a mapped object is compared with what the target holds. A synchronization with rules
+    # salts it with them, so that an object whose source changed always goes through its rules, never "holds".
+    target_hash: Callable[[Any], str] = hash_value
 
 
 @dataclass
@@ -268,7 +271,7 @@ def page_plan(
             continue
         planned = Planned(
             origin_id=origin_id, origin_hash=origin_hash, source_object=obj, target_object=target_object,
-            target_hash=hash_value(target_object),
+            target_hash=rules.target_hash(target_object),
         )
         if not force and contract is not None and contract.target_id and contract.target_hash == planned.target_hash:
             plan.holds.append(planned)  # a new source hash or mapping that maps to the same object

@@ -95,8 +95,8 @@ def test_sync_import_twice_reports_everything_updated_as_json(zoo_file):
     assert code == 0
     answer = one_json_object(output)
     assert {key: answer[key] for key in ("created", "updated", "ignored", "moved", "notImported", "problems")} == {
-        "created": {"sources": 0, "registers": 0, "mappings": 0, "synchronizations": 0},
-        "updated": {"sources": 1, "registers": 1, "mappings": 1, "synchronizations": 1},
+        "created": {"sources": 0, "registers": 0, "mappings": 0, "rules": 0, "synchronizations": 0},
+        "updated": {"sources": 1, "registers": 1, "mappings": 1, "rules": 0, "synchronizations": 1},
         "ignored": [], "moved": [], "notImported": [], "problems": [],
     }
     assert {(item["kind"], item["outcome"]) for item in answer["objects"]} == {

@@ -24,7 +24,7 @@ from syncapp.errors import PaginationError, SourceError
 from syncapp.hashing import hash_hashes
 from syncapp.imports import Document, import_checked
 from syncapp.mapping import MappingError, MappingSpec, apply_mapping, validate_mapping_config
-from syncapp.models import Mapping, Register, Schema, Source, Synchronization
+from syncapp.models import Mapping, Register, Rule, Schema, Source, Synchronization
 from syncapp.openconnector import bundle_normalize, config_dot_applied
 from syncapp.pagination import (
     PageRequest,
@@ -166,6 +166,9 @@ schema_lists = st.lists(st.fixed_dictionaries({"reference": references}, optiona
                         max_size=2) | json_values
 
 
+rule_types = st.sampled_from(["mapping", "error", "fetch_file", "write_file", "save_object", "x"]) | json_values
+
+
 def records(required: dict, optional: dict) -> st.SearchStrategy:
     """Return lists of one or two records with the required keys and some of the optional ones."""
     return st.lists(st.fixed_dictionaries(required, optional=optional), min_size=1, max_size=2)
@@ -181,10 +184,14 @@ sections = st.fixed_dictionaries({}, optional={
     "synchronizations": records({"reference": references, "sourceType": kinds}, {
         "sourceId": references, "sourceConfig": json_values, "conditions": rules | json_values,
         "targetType": kinds, "targetId": st.sampled_from(["zoo/a", "a"]) | scalars, "schedule": scalars,
-        "followUps": json_values, "sourceTargetMapping": scalars,
+        "followUps": json_values, "sourceTargetMapping": scalars, "actions": json_values,
     }) | json_values,
     "registers": records({"reference": references, "schemas": schema_lists}, {"id": scalars, "name": scalars})
     | json_values,
+    "rules": records({"reference": references, "type": rule_types}, {
+        "timing": st.sampled_from(["before", "after"]) | json_values, "order": json_values,
+        "conditions": rules | json_values, "configuration": json_values,
+    }) | json_values,
 })
 
 
@@ -300,9 +307,9 @@ def test_importing_any_bundle_stores_it_or_refuses_it_storing_nothing(bundle):
         bundle_import(bundle)
     except ConfigurationInvalid as invalid:
         assert invalid.problems and all(isinstance(problem, str) for problem in invalid.problems)
-        assert not any(model.objects.exists() for model in (Source, Register, Schema, Mapping, Synchronization))
+        assert not any(model.objects.exists() for model in (Source, Register, Schema, Mapping, Rule, Synchronization))
     finally:
-        for model in (Synchronization, Mapping, Schema, Register, Source):
+        for model in (Synchronization, Rule, Mapping, Schema, Register, Source):
             model.objects.all().delete()  # each example starts from an empty configuration
 
 

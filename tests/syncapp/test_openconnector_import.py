@@ -19,7 +19,7 @@ from django.core.management.base import CommandError
 from syncapp import runs as sync_runs
 from syncapp.configuration import ConfigurationInvalid, bundle_export, bundle_import
 from syncapp.documents import document_keys
-from syncapp.models import Mapping, Object, Register, Schema, Source, Synchronization
+from syncapp.models import Mapping, Object, Register, Rule, Schema, Source, Synchronization
 from syncapp.openconnector import bundle_normalize, config_dot_applied, php_arrays_read
 from syncapp.sample_source import generate_animals
 from syncapp.sources.api import ApiReader
@@ -215,7 +215,7 @@ def test_an_openapi_style_export_with_components_keyed_by_slug_imports(db):
 
     result = bundle_import(bundle)
 
-    assert result.created == {"sources": 1, "registers": 1, "mappings": 1, "synchronizations": 1}
+    assert result.created == {"sources": 1, "registers": 1, "mappings": 1, "rules": 0, "synchronizations": 1}
     assert Synchronization.objects.get().source.reference == "zoo-api"
 
 
@@ -400,7 +400,7 @@ def test_a_check_of_each_shipped_folder_as_shipped_reports_every_object_and_writ
     assert {item["outcome"] for item in report["objects"]} <= {"importable", "refused", "not imported"}
     for item in report["objects"]:
         if item["kind"] == "rule":
-            assert (item["outcome"], item["notes"]) == ("not imported", ["not imported: rules are not supported yet"])
+            assert item["outcome"] == "importable", item  # a rule names the folder's source, which it holds
         if item["kind"] == "source":
             # Every shipped source leaves its location to be filled in: "" or a placeholder.
             assert item["outcome"] == "refused"
@@ -416,8 +416,6 @@ _READ_AS = {"auth", "apikey", "authorizationHeader", "username", "password", "he
 
 def assert_every_key_accounted_for(shipped: dict[str, Any], item: dict[str, Any]) -> None:
     """Assert that each key of a shipped object is imported, or named in the report: nothing goes without a word."""
-    if item["kind"] == "rule":
-        return  # the whole rule is named as not imported
     imported = set(document_keys(f"{item['kind']}s"))
     said = " ".join([*item["ignored"], *item["notes"], *item["problems"]])
     for key in shipped:
@@ -441,7 +439,7 @@ def test_the_check_names_the_placeholder_location_the_ignored_keys_and_the_actio
     ]
     sync = objects["synchronization"]
     assert sync["ignored"] == ["sourceConfig.deleteInvalidObjects"]
-    assert "actions[0] (1): not imported: rules are not supported yet" in sync["notes"]
+    assert "actions[0]: 1 read as rule 'fetch-rx-fundament-files', the only one in the bundle" in sync["notes"]
     # The export names its source by the id it had where it came from (2); the folder holds one source.
     assert "sourceId: '2' read as source 'rx-fundament-tilburg', the only one in the bundle" in sync["notes"]
 
@@ -511,16 +509,17 @@ def test_a_type_and_a_different_kind_given_are_refused(tmp_path, db):
     assert error == f"{path}: its @type is 'mapping', not the 'source' given (--kind)"
 
 
-def test_a_rule_alone_is_named_as_not_imported(tmp_path, db):
+def test_a_rule_alone_is_read_as_a_rule_with_its_types_settings(tmp_path, db):
     path = tmp_path / "rule.json"
-    path.write_text(json.dumps({"@type": "rule", "name": "Fetch files", "type": "fetch_file", "configuration": {}}))
+    path.write_text(json.dumps({"@type": "rule", "name": "Refuse closed", "type": "error", "action": "post",
+                                "configuration": {"error": {"code": 422, "message": "closed"}}}))
 
     out, error = sync_command("import", "--check", "--json", str(path))
 
     assert error == ""
     assert json.loads(out)["objects"] == [{
-        "object": str(path), "kind": "rule", "reference": "Fetch files", "outcome": "not imported", "problems": [],
-        "ignored": [], "notes": ["not imported: rules are not supported yet"],
+        "object": str(path), "kind": "rule", "reference": "refuse-closed", "outcome": "importable", "problems": [],
+        "ignored": ["action"], "notes": ["OpenConnector's bookkeeping, not imported: @type"],
     }]
 
 
@@ -538,15 +537,15 @@ def test_a_components_document_links_by_uuid_slug_and_original_reference(zoo_in_
             exported_synchronization(slug="by-reference", sourceId="https://cloud.example/sources/zoo.json",
                                      sourceTargetMapping=mapping["uuid"], targetId="zoo/animal"),
         ],
-        "rules": {"fetch": {"name": "Fetch files"}},
+        "rules": {"refuse": {"name": "Refuse", "type": "error", "configuration": {"error": {"code": 422}}}},
     }}
 
-    result = bundle_import(bundle)
+    bundle_import(bundle)
 
     linked = {sync.reference: (sync.source.reference, sync.source_target_mapping.reference)
               for sync in Synchronization.objects.all()}
     assert linked == {"animals": ("zoo-api", "animal-in"), "by-reference": ("zoo-api", "animal-in")}
-    assert result.not_imported[0] == "rules[0]: not imported: rules are not supported yet"
+    assert Rule.objects.get(reference="refuse").configuration == {"code": 422}
 
 
 def test_php_empty_arrays_are_objects_wherever_the_declarations_say_an_object_stands(zoo_in_place):
@@ -637,7 +636,8 @@ def test_a_shipped_folder_imported_twice_changes_nothing(tmp_path, openregister_
     out, error = sync_command("import", "--json", str(folder))
 
     assert error == ""
-    assert json.loads(out)["created"] == {"sources": 0, "registers": 0, "mappings": 0, "synchronizations": 0}
+    assert json.loads(out)["created"] == {"sources": 0, "registers": 0, "mappings": 0, "rules": 0,
+                                          "synchronizations": 0}
     assert canonical_export() == stored
 
 

@@ -20,7 +20,7 @@ from syncapp.models import Mapping, Register, Schema, Source, Synchronization
 from tests.databases import pg, source_database
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.json"))
-NOTHING = {"sources": 0, "registers": 0, "mappings": 0, "synchronizations": 0}
+NOTHING = {"sources": 0, "registers": 0, "mappings": 0, "rules": 0, "synchronizations": 0}
 
 
 def canonical(bundle: dict) -> str:

@@ -1,0 +1,264 @@
+"""Run Twig's own fixture tests (``.test`` files) against this engine and count what passes per feature.
+
+A fixture has ``--TEMPLATE--``, then ``--DATA--`` (a PHP ``return [...]`` literal), optional ``--CONFIG--``
+and ``--EXPECT--`` (repeated), or one ``--EXCEPTION--``. As Twig's IntegrationTestCase, the environment
+has ``strict_variables`` on and autoescape ``html`` unless the config says otherwise, and outputs are
+compared after trimming newlines and spaces at both ends. An expected exception passes when the render
+fails with the same kind of error (syntax or runtime), whatever its wording. Fixtures whose data builds
+PHP objects or calls PHP functions, or whose templates need other templates (``--TEMPLATE(name)--``), are
+not applicable to a Python engine and are counted apart.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from syncapp.twig import php
+from syncapp.twig.engine import Environment
+from syncapp.twig.errors import TwigError, TwigRuntimeError, TwigSyntaxError
+
+__all__ = ["FixtureResult", "NotApplicable", "parse_php_literal", "run_fixture", "run_fixtures"]
+
+PASS = "pass"
+FAIL = "fail"
+NOT_APPLICABLE = "n/a"
+
+
+class NotApplicable(Exception):
+    """Say a fixture cannot run on a Python engine (PHP objects, other templates)."""
+
+
+@dataclass
+class FixtureResult:
+    """Hold one fixture's outcome and what it covers."""
+
+    path: str
+    outcome: str
+    detail: str = ""
+    features: list[str] = field(default_factory=list)
+
+
+# -- PHP literals
+
+
+class _LiteralParser:
+    """Read PHP array/scalar literals: [..], array(..), 'x', "x", numbers, true/false/null, => keys."""
+
+    _TOKEN = re.compile(
+        r"""\s*(?:(?P<comment>//[^\n]*|\#[^\n]*|/\*.*?\*/)|(?P<number>-?(?:0x[0-9a-fA-F]+|\d+(?:\.\d+)?(?:[eE][+-]?\d+)?))"""
+        r"""|(?P<single>'(?:[^'\\]|\\.)*')|(?P<double>"(?:[^"\\]|\\.)*")|(?P<arrow>=>)|(?P<punct>[\[\](),;])"""
+        r"""|(?P<name>[A-Za-z_\\][A-Za-z0-9_\\:]*))""",
+        re.S,
+    )
+
+    def __init__(self, text: str) -> None:
+        self.tokens: list[tuple[str, str]] = []
+        position = 0
+        while position < len(text):
+            match = self._TOKEN.match(text, position)
+            if match is None or match.end() == position:
+                if text[position:].strip() == "":
+                    break
+                raise NotApplicable(f"PHP syntax not understood near {text[position:position + 30]!r}")
+            position = match.end()
+            kind = match.lastgroup
+            if kind is None or kind == "comment":
+                continue
+            self.tokens.append((kind, match[kind]))
+        self.position = 0
+
+    def peek(self) -> tuple[str, str]:
+        return self.tokens[self.position] if self.position < len(self.tokens) else ("eof", "")
+
+    def take(self) -> tuple[str, str]:
+        token = self.peek()
+        self.position += 1
+        return token
+
+    def expect(self, value: str) -> None:
+        token = self.take()
+        if token[1] != value:
+            raise NotApplicable(f"PHP: expected {value!r}, got {token[1]!r}")
+
+    def value(self) -> Any:
+        kind, text = self.take()
+        if kind == "number":
+            if text.lower().startswith(("0x", "-0x")):
+                return int(text, 16)
+            return float(text) if any(c in text for c in ".eE") else int(text)
+        if kind == "single":
+            return re.sub(r"\\([\\'])", r"\1", text[1:-1])
+        if kind == "double":
+            body = text[1:-1]
+            if "$" in body:
+                raise NotApplicable("PHP string interpolation")
+            escapes = {"n": "\n", "t": "\t", "r": "\r", "v": "\v", "f": "\f", "\\": "\\", '"': '"', "$": "$", "e": "\x1b"}
+            return re.sub(
+                r"\\(u\{[0-9a-fA-F]+\}|x[0-9a-fA-F]{1,2}|[0-7]{1,3}|.)",
+                lambda m: escapes.get(m[1], None)
+                or (chr(int(m[1][2:-1], 16)) if m[1].startswith("u{") else None)
+                or (chr(int(m[1][1:], 16)) if m[1][0] == "x" else None)
+                or (chr(int(m[1], 8)) if m[1][0] in "01234567" else "\\" + m[1]),
+                body,
+            )
+        if kind == "punct" and text == "[":
+            return self.array("]")
+        if kind == "name":
+            lowered = text.lower()
+            if lowered == "true":
+                return True
+            if lowered == "false":
+                return False
+            if lowered == "null":
+                return None
+            if lowered == "array" and self.peek()[1] == "(":
+                self.take()
+                return self.array(")")
+            if text == "PHP_INT_MAX":
+                return 2**63 - 1
+            raise NotApplicable(f"PHP {text} (an object, constant or function call)")
+        raise NotApplicable(f"PHP value not understood: {text!r}")
+
+    def array(self, closing: str) -> Any:
+        result: dict[Any, Any] = {}
+        while self.peek()[1] != closing:
+            first = self.value()
+            if self.peek()[0] == "arrow":
+                self.take()
+                result[php.php_key(first)] = self.value()
+            else:
+                result[php.next_index(result)] = first
+            if self.peek()[1] == ",":
+                self.take()
+        self.take()
+        return php.normalise(result)
+
+
+def parse_php_literal(text: str) -> tuple[Any, str | None]:
+    """Return the value of ``[date_default_timezone_set('Zone');] return <literal>;`` and that timezone."""
+    timezone = None
+    body = text.strip()
+    zone = re.match(r"date_default_timezone_set\(\s*'([^']+)'\s*\)\s*;", body)
+    if zone is not None:
+        timezone = zone[1]
+        body = body[zone.end() :].strip()
+    if not body.startswith("return"):
+        raise NotApplicable("data is PHP code, not a literal")
+    parser = _LiteralParser(body[len("return") :])
+    value = parser.value()
+    if parser.peek()[1] == ";":
+        parser.take()
+    if parser.peek()[0] != "eof":
+        raise NotApplicable("data is PHP code, not a literal")
+    return value, timezone
+
+
+# -- fixtures
+
+
+_SECTION = re.compile(r"^--([A-Z]+(?:\([^)]*\))?)--\s*$", re.M)
+
+
+def _sections(text: str) -> list[tuple[str, str]]:
+    parts = _SECTION.split(text)
+    return [(parts[i], parts[i + 1]) for i in range(1, len(parts) - 1, 2)]
+
+
+def _config(text: str) -> dict[str, Any]:
+    value, _ = parse_php_literal(text)
+    return dict(php.items(value)) if php.is_array(value) else {}
+
+
+def run_fixture(text: str) -> tuple[str, str]:
+    """Return a fixture's outcome (pass, fail, n/a) and, when it did not pass, why."""
+    sections = _sections(text)
+    names = [name for name, _ in sections]
+    if any(name.startswith("TEMPLATE(") for name in names):
+        return NOT_APPLICABLE, "needs other templates"
+    if "CONDITION" in names:
+        return NOT_APPLICABLE, "has a PHP condition"
+    template = next((body for name, body in sections if name == "TEMPLATE"), None)
+    if template is None:
+        return NOT_APPLICABLE, "no template"
+    template = template[:-1] if template.endswith("\n") else template
+    extension = _TEST_EXTENSION.search(template)
+    if extension is not None:
+        return NOT_APPLICABLE, f"uses {extension[0]!r} of Twig's PHP test extension"
+    runs: list[tuple[str, dict[str, Any], str | None, str | None]] = []
+    pending_data: str | None = None
+    pending_config: dict[str, Any] = {}
+    try:
+        for name, body in sections:
+            if name == "DATA":
+                pending_data = body
+                pending_config = {}
+            elif name == "CONFIG":
+                pending_config = _config(body)
+            elif name == "EXPECT":
+                runs.append((pending_data or "return []", pending_config, body, None))
+            elif name == "EXCEPTION":
+                runs.append((pending_data or "return []", pending_config, None, body))
+    except NotApplicable as exc:
+        return NOT_APPLICABLE, str(exc)
+    if not runs:
+        return NOT_APPLICABLE, "nothing expected"
+    for data_text, config, expected, exception in runs:
+        try:
+            data, timezone = parse_php_literal(data_text)
+        except NotApplicable as exc:
+            return NOT_APPLICABLE, str(exc)
+        environment = Environment(
+            autoescape=config.get("autoescape", "html"),
+            timezone=timezone or "UTC",
+            strict_variables=config.get("strict_variables", True),
+        )
+        # Twig's IntegrationTestCase adds this global.
+        context = {"global": "global"}
+        context.update({str(k): v for k, v in php.items(data)} if php.is_array(data) else {})
+        try:
+            output = environment.from_string(template).render(context)
+        except TwigError as exc:
+            if exception is None:
+                return FAIL, f"{type(exc).__name__}: {exc}"
+            wanted = TwigSyntaxError if "SyntaxError" in exception else TwigRuntimeError
+            if not isinstance(exc, wanted) and "Twig\\Error\\Error" not in exception:
+                return FAIL, f"expected {exception.strip()}, got {type(exc).__name__}: {exc}"
+            continue
+        except Exception as exc:  # an engine bug: report it as a failure, not a crash of the run
+            return FAIL, f"crash: {type(exc).__name__}: {exc}"
+        if exception is not None:
+            return FAIL, f"expected {exception.strip()}, got output {output[:80]!r}"
+        if output.strip("\n ") != (expected or "").strip("\n "):
+            return FAIL, f"output differs: got {output.strip()[:200]!r}, expected {(expected or '').strip()[:200]!r}"
+    return PASS, ""
+
+
+# Filters, functions and tests Twig's own test suite defines in PHP (tests/IntegrationTest.php).
+_TEST_EXTENSION = re.compile(
+    r"\b(?:\w+_foo_\w+_bar|\w+_path|anon_foo|escape_and_nl2br|escape_something|magic_call\w*|preserves_safety"
+    r"|static_call_\w+|deprecated_function|safe_br|unsafe_br|test_\w+|multi word)\b|§"
+)
+_TAG = re.compile(r"\{%-?~?\s*(\w+)")
+_FILTER = re.compile(r"\|\s*(\w+)")
+_TEST = re.compile(r"\bis\s+(?:not\s+)?(same as|divisible by|\w+)")
+_FUNCTION = re.compile(r"(?<![.\w|])(\w+)\s*\(")
+
+
+def fixture_features(path: Path, root: Path) -> list[str]:
+    """Return the features a fixture exercises: its folder, and each tag, filter, test and function named."""
+    relative = path.relative_to(root)
+    return [f"directory {relative.parts[0]}"]
+
+
+def run_fixtures(root: Path) -> list[FixtureResult]:
+    """Run every ``.test`` file under ``root``."""
+    results = []
+    for path in sorted(root.rglob("*.test")):
+        outcome, detail = run_fixture(path.read_text(encoding="utf-8"))
+        results.append(
+            FixtureResult(path=str(path.relative_to(root)), outcome=outcome, detail=detail, features=[])
+        )
+    return results

@@ -62,7 +62,7 @@ class _LiteralParser:
             if match is None or match.end() == position:
                 if text[position:].strip() == "":
                     break
-                raise NotApplicable(f"PHP syntax not understood near {text[position:position + 30]!r}")
+                raise NotApplicable(f"PHP syntax not understood near {text[position : position + 30]!r}")
             position = match.end()
             kind = match.lastgroup
             if kind is None or kind == "comment":
@@ -95,13 +95,25 @@ class _LiteralParser:
             body = text[1:-1]
             if "$" in body:
                 raise NotApplicable("PHP string interpolation")
-            escapes = {"n": "\n", "t": "\t", "r": "\r", "v": "\v", "f": "\f", "\\": "\\", '"': '"', "$": "$", "e": "\x1b"}
+            escapes = {
+                "n": "\n",
+                "t": "\t",
+                "r": "\r",
+                "v": "\v",
+                "f": "\f",
+                "\\": "\\",
+                '"': '"',
+                "$": "$",
+                "e": "\x1b",
+            }
             return re.sub(
                 r"\\(u\{[0-9a-fA-F]+\}|x[0-9a-fA-F]{1,2}|[0-7]{1,3}|.)",
-                lambda m: escapes.get(m[1], None)
-                or (chr(int(m[1][2:-1], 16)) if m[1].startswith("u{") else None)
-                or (chr(int(m[1][1:], 16)) if m[1][0] == "x" else None)
-                or (chr(int(m[1], 8)) if m[1][0] in "01234567" else "\\" + m[1]),
+                lambda m: (
+                    escapes.get(m[1])
+                    or (chr(int(m[1][2:-1], 16)) if m[1].startswith("u{") else None)
+                    or (chr(int(m[1][1:], 16)) if m[1][0] == "x" else None)
+                    or (chr(int(m[1], 8)) if m[1][0] in "01234567" else "\\" + m[1])
+                ),
                 body,
             )
         if kind == "punct" and text == "[":
@@ -258,7 +270,5 @@ def run_fixtures(root: Path) -> list[FixtureResult]:
     results = []
     for path in sorted(root.rglob("*.test")):
         outcome, detail = run_fixture(path.read_text(encoding="utf-8"))
-        results.append(
-            FixtureResult(path=str(path.relative_to(root)), outcome=outcome, detail=detail, features=[])
-        )
+        results.append(FixtureResult(path=str(path.relative_to(root)), outcome=outcome, detail=detail, features=[]))
     return results

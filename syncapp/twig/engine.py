@@ -40,7 +40,7 @@ def _no_charge(_operations: int) -> None:
 UNLIMITED = Limits(charge=_no_charge, max_output=10**12, max_range=10**12, max_size=10**12)
 
 
-class LimitError(TwigError):
+class LimitError(TwigRuntimeError):
     """Report a render beyond its bounds."""
 
 
@@ -96,7 +96,9 @@ class Template:
 class Environment:
     """Hold the filters, functions and tests templates may use, and the escaping strategy."""
 
-    def __init__(self, *, autoescape: str | bool = False, timezone: str = "UTC", strict_variables: bool = False) -> None:
+    def __init__(
+        self, *, autoescape: str | bool = False, timezone: str = "UTC", strict_variables: bool = False
+    ) -> None:
         from syncapp.twig import library
 
         self.autoescape = autoescape
@@ -274,8 +276,13 @@ class _Render:
             context[node.key] = key
             context[node.value] = value
             context["loop"] = {
-                "parent": parent, "index0": index, "index": index + 1, "first": index == 0,
-                "revindex0": length - index - 1, "revindex": length - index, "length": length,
+                "parent": parent,
+                "index0": index,
+                "index": index + 1,
+                "first": index == 0,
+                "revindex0": length - index - 1,
+                "revindex": length - index,
+                "length": length,
                 "last": index == length - 1,
             }
             self.execute(node.body, context, output)
@@ -420,7 +427,9 @@ class _Render:
         if type_ == "method":
             return missing
         if isinstance(container, dict):
-            key = php.php_key(attribute) if isinstance(attribute, str | int | float | bool) or attribute is None else None
+            key = (
+                php.php_key(attribute) if isinstance(attribute, str | int | float | bool) or attribute is None else None
+            )
             if key is None:
                 return missing
             if key in container:
@@ -453,9 +462,16 @@ class _Render:
         from syncapp.twig import library
 
         left_node = node.left
-        if operator == "**" and left_node.kind == "unary" and left_node.op != "not" and not left_node.fields.get("parens"):
+        if (
+            operator == "**"
+            and left_node.kind == "unary"
+            and left_node.op != "not"
+            and not left_node.fields.get("parens")
+        ):
             # Twig compiles "-a ** b" to PHP's "-$a ** $b", which PHP reads as -($a ** $b).
-            power = library.binary(self, "**", self.evaluate(left_node.node, context), self.evaluate(node.right, context))
+            power = library.binary(
+                self, "**", self.evaluate(left_node.node, context), self.evaluate(node.right, context)
+            )
             self.charge()
             return -php.to_number(power) if left_node.op == "-" else php.to_number(power)
         left = self.evaluate(left_node, context)
@@ -540,12 +556,11 @@ def _missing_attribute(container: Any, attribute: Any) -> str:
         return f'Key "{name}" for {kind} with keys "{keys}" does not exist.'
     if container is None:
         return f'Impossible to access an attribute ("{name}") on a null variable.'
-    return f'Impossible to access an attribute ("{name}") on a {php.type_name(container)} variable ("{php.to_string(container)}").'
+    kind = php.type_name(container)
+    return f'Impossible to access an attribute ("{name}") on a {kind} variable ("{php.to_string(container)}").'
 
 
 def _argument_problem(exc: TypeError) -> str:
     text = str(exc)
     text = re.sub(r"^[a-z_]+\(\) ", "", text)
     return text
-
-

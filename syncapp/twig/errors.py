@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from syncapp.errors import SyncError
+
 __all__ = ["TwigError", "TwigRuntimeError", "TwigSyntaxError"]
 
 
-class TwigError(Exception):
+class TwigError(SyncError):
     """Report a problem with a template, with the line it is on (0 when unknown)."""
 
     def __init__(self, message: str, line: int = 0) -> None:

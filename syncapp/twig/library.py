@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import base64
-import functools
 import binascii
+import functools
 import html
 import json
 import math
@@ -59,8 +59,10 @@ def binary(render: Any, operator: str, left: Any, right: Any) -> Any:  # noqa: C
         return php.to_bool(left) != php.to_bool(right)
     if operator in ("has some", "has every"):
         check = any if operator == "has some" else all
-        return check(php.to_bool(render.call(right, value)) for _, value in php.items(left)) if php.items(left) else (
-            operator == "has every"
+        return (
+            check(php.to_bool(render.call(right, value)) for _, value in php.items(left))
+            if php.items(left)
+            else (operator == "has every")
         )
     raise TwigRuntimeError(f'Unknown operator "{operator}".')
 
@@ -166,8 +168,12 @@ def preg_match(pattern: Any, subject: str) -> bool:
 
 def is_empty(value: Any) -> bool:
     """Return Twig's ``empty``: "", false, null and [] (0 and "0" are not empty)."""
-    return value == "" and isinstance(value, str) or value is False or value is None or (
-        php.is_array(value) and len(value) == 0
+    return (
+        value == ""
+        and isinstance(value, str)
+        or value is False
+        or value is None
+        or (php.is_array(value) and len(value) == 0)
     )
 
 
@@ -240,16 +246,14 @@ def _attr_escape(match: re.Match[str]) -> str:
     return f"&#x{code:02X};" if code < 256 else f"&#x{code:04X};"
 
 
-def _escape_filter(render: Any, value: Any, strategy: Any = "html", charset: Any = None, autoescape: Any = False) -> Any:
+def _escape_filter(
+    render: Any, value: Any, strategy: Any = "html", charset: Any = None, autoescape: Any = False
+) -> Any:
     # Twig leaves Markup alone only when escaping automatically; an explicit |e escapes it again.
     if autoescape and isinstance(value, php.Markup):
         return value
-    if not isinstance(value, str):
-        if php.is_array(value) or value is None or isinstance(value, bool | int | float):
-            text = php.to_string(value) if not php.is_array(value) else None
-            if text is None:
-                return value
-            value = text
+    if php.is_array(value):
+        return value
     return php.Markup(escape(php.to_string(value), strategy))
 
 
@@ -373,7 +377,9 @@ def _sprintf(fmt: str, args: list[Any]) -> str:
         if conversion == "%":
             out.append("%")
             continue
-        flags_text = fmt[match.start() + 1 : match.start(3) if match[3] else (match.start(4) - 1 if match[4] else match.start(5))]
+        flags_text = fmt[
+            match.start() + 1 : match.start(3) if match[3] else (match.start(4) - 1 if match[4] else match.start(5))
+        ]
         if match[1]:
             flags_text = flags_text[len(match[1]) + 1 :]
             index = int(match[1]) - 1
@@ -476,7 +482,7 @@ def json_encode_value(value: Any, flags: int = 0) -> str:
 
 
 def _json(value: Any, *, pretty: bool, level: int, force_object: bool) -> str:
-    if value is None or isinstance(value, bool) or isinstance(value, int):
+    if value is None or isinstance(value, bool | int):
         return json.dumps(value)
     if isinstance(value, float):
         if math.isnan(value) or math.isinf(value):
@@ -541,9 +547,7 @@ def _title(render: Any, value: Any) -> str:
 
 def _merge(render: Any, value: Any, *others: Any) -> Any:
     if not php.is_array(value):
-        raise TwigRuntimeError(
-            f'The "merge" filter expects a sequence or a mapping, got "{php.type_name(value)}".'
-        )
+        raise TwigRuntimeError(f'The "merge" filter expects a sequence or a mapping, got "{php.type_name(value)}".')
     result: dict[Any, Any] = dict(php.items(value))
     result = {}
     for key, item in php.items(value):
@@ -553,9 +557,7 @@ def _merge(render: Any, value: Any, *others: Any) -> Any:
             result[key] = item
     for other in others:
         if not php.is_array(other):
-            raise TwigRuntimeError(
-                f'The "merge" filter expects a sequence or a mapping, got "{php.type_name(other)}".'
-            )
+            raise TwigRuntimeError(f'The "merge" filter expects a sequence or a mapping, got "{php.type_name(other)}".')
         for key, item in php.items(other):
             if isinstance(key, int):
                 result[php.next_index(result)] = item
@@ -591,7 +593,9 @@ def number_format_value(number: float, decimals: int, point: str, thousands: str
     return sign + result
 
 
-def _number_format(render: Any, value: Any, decimal: Any = None, decimal_point: Any = None, thousand_sep: Any = None) -> str:
+def _number_format(
+    render: Any, value: Any, decimal: Any = None, decimal_point: Any = None, thousand_sep: Any = None
+) -> str:
     decimals = 0 if decimal is None else php.to_int(decimal)
     point = "." if decimal_point is None else php.to_string(decimal_point)
     thousands = "," if thousand_sep is None else php.to_string(thousand_sep)
@@ -605,9 +609,7 @@ def _raw(render: Any, value: Any) -> Any:
 def _replace(render: Any, value: Any, from_: Any) -> str:
     pairs = from_
     if not php.is_array(pairs):
-        raise TwigRuntimeError(
-            f'The "replace" filter expects a sequence or a mapping, got "{php.type_name(pairs)}".'
-        )
+        raise TwigRuntimeError(f'The "replace" filter expects a sequence or a mapping, got "{php.type_name(pairs)}".')
     text = php.to_string(value)
     mapping = {php.to_string(k): php.to_string(v) for k, v in php.items(pairs)}
     mapping = {k: v for k, v in mapping.items() if k != ""}
@@ -638,7 +640,9 @@ def _round(render: Any, value: Any, precision: Any = 0, method: Any = "common") 
     digits = php.to_int(precision)
     if method == "common":
         quantum = Decimal(1).scaleb(-digits)
-        result = float(Decimal(repr(number)).quantize(quantum, rounding=ROUND_HALF_UP)) if math.isfinite(number) else number
+        result = (
+            float(Decimal(repr(number)).quantize(quantum, rounding=ROUND_HALF_UP)) if math.isfinite(number) else number
+        )
     elif method == "ceil":
         factor = 10**digits
         result = math.ceil(number * factor) / factor
@@ -846,16 +850,50 @@ def _convert_encoding(render: Any, value: Any, to: Any, from_: Any) -> str:
 
 
 FILTERS: dict[str, Any] = {
-    "abs": _abs, "batch": _batch, "capitalize": _capitalize, "column": _column, "date": _date,
-    "date_modify": _date_modify, "default": _default, "e": _escape_filter,
-    "escape": _escape_filter, "filter": _filter, "find": _find, "first": _first, "format": _format,
-    "join": _join, "json_encode": _json_encode, "keys": _keys, "last": _last, "length": _length,
-    "lower": _lower, "map": _map, "merge": _merge, "nl2br": _nl2br, "number_format": _number_format,
-    "raw": _raw, "reduce": _reduce, "replace": _replace, "reverse": _reverse, "round": _round,
-    "slice": _slice, "sort": _sort, "spaceless": _spaceless, "split": _split, "striptags": _striptags,
-    "shuffle": _shuffle, "convert_encoding": _convert_encoding, "title": _title, "trim": _trim, "upper": _upper, "url_encode": _url_encode,
+    "abs": _abs,
+    "batch": _batch,
+    "capitalize": _capitalize,
+    "column": _column,
+    "date": _date,
+    "date_modify": _date_modify,
+    "default": _default,
+    "e": _escape_filter,
+    "escape": _escape_filter,
+    "filter": _filter,
+    "find": _find,
+    "first": _first,
+    "format": _format,
+    "join": _join,
+    "json_encode": _json_encode,
+    "keys": _keys,
+    "last": _last,
+    "length": _length,
+    "lower": _lower,
+    "map": _map,
+    "merge": _merge,
+    "nl2br": _nl2br,
+    "number_format": _number_format,
+    "raw": _raw,
+    "reduce": _reduce,
+    "replace": _replace,
+    "reverse": _reverse,
+    "round": _round,
+    "slice": _slice,
+    "sort": _sort,
+    "spaceless": _spaceless,
+    "split": _split,
+    "striptags": _striptags,
+    "shuffle": _shuffle,
+    "convert_encoding": _convert_encoding,
+    "title": _title,
+    "trim": _trim,
+    "upper": _upper,
+    "url_encode": _url_encode,
     # OpenConnector's MappingExtension
-    "b64enc": _b64enc, "b64dec": _b64dec, "json_decode": _json_decode, "slugify": _slugify,
+    "b64enc": _b64enc,
+    "b64dec": _b64dec,
+    "json_decode": _json_decode,
+    "slugify": _slugify,
 }
 SAFE_FILTERS = ("raw", "escape", "e", "nl2br", "spaceless")
 
@@ -865,8 +903,12 @@ SAFE_FILTERS = ("raw", "escape", "e", "nl2br", "spaceless")
 
 def range_function(render: Any, low: Any, high: Any, step: Any = 1) -> list[Any]:
     """Return PHP's range(): numbers, or single letters."""
-    if isinstance(low, str) and isinstance(high, str) and len(low) == 1 and len(high) == 1 and not (
-        low.isdigit() and high.isdigit()
+    if (
+        isinstance(low, str)
+        and isinstance(high, str)
+        and len(low) == 1
+        and len(high) == 1
+        and not (low.isdigit() and high.isdigit())
     ):
         start, end = ord(low), ord(high)
         step_size = abs(php.to_int(step)) or 1
@@ -958,7 +1000,11 @@ def _attribute(render: Any, variable: Any, attribute: Any, arguments: Any = None
 
 FUNCTIONS: dict[str, Any] = {
     "attribute": _attribute,
-    "range": range_function, "max": _max, "min": _min, "random": _random, "date": _date_function,
+    "range": range_function,
+    "max": _max,
+    "min": _min,
+    "random": _random,
+    "date": _date_function,
     "cycle": _cycle,
 }
 

@@ -32,24 +32,52 @@ def _node(kind: str, line: int, **fields: Any) -> Node:
 
 # Twig 3 (before 4.0's changes): precedence, and whether the operator binds to the left.
 BINARY: Final = {
-    "or": (10, True), "xor": (12, True), "and": (15, True),
-    "b-or": (16, True), "b-xor": (17, True), "b-and": (18, True),
-    "==": (20, True), "!=": (20, True), "===": (20, True), "!==": (20, True), "<=>": (20, True),
-    "<": (20, True), ">": (20, True), ">=": (20, True), "<=": (20, True),
-    "not in": (20, True), "in": (20, True), "matches": (20, True),
-    "starts with": (20, True), "ends with": (20, True), "has some": (20, True), "has every": (20, True),
-    "..": (25, True), "+": (30, True), "-": (30, True), "~": (40, True),
-    "*": (60, True), "/": (60, True), "//": (60, True), "%": (60, True),
-    "is": (100, True), "is not": (100, True),
-    "**": (200, False), "??": (300, False),
+    "or": (10, True),
+    "xor": (12, True),
+    "and": (15, True),
+    "b-or": (16, True),
+    "b-xor": (17, True),
+    "b-and": (18, True),
+    "==": (20, True),
+    "!=": (20, True),
+    "===": (20, True),
+    "!==": (20, True),
+    "<=>": (20, True),
+    "<": (20, True),
+    ">": (20, True),
+    ">=": (20, True),
+    "<=": (20, True),
+    "not in": (20, True),
+    "in": (20, True),
+    "matches": (20, True),
+    "starts with": (20, True),
+    "ends with": (20, True),
+    "has some": (20, True),
+    "has every": (20, True),
+    "..": (25, True),
+    "+": (30, True),
+    "-": (30, True),
+    "~": (40, True),
+    "*": (60, True),
+    "/": (60, True),
+    "//": (60, True),
+    "%": (60, True),
+    "is": (100, True),
+    "is not": (100, True),
+    "**": (200, False),
+    "??": (300, False),
 }
 UNARY: Final = {"not": 50, "-": 500, "+": 500}
 # Tests whose name is two words.
 _TWO_WORD_TESTS: Final = {"same": "as", "divisible": "by"}
 SUPPORTED_TAGS: Final = ("apply", "autoescape", "do", "for", "if", "set", "verbatim", "with")
 _END_TAGS: Final = {
-    "if": ("elseif", "else", "endif"), "for": ("else", "endfor"), "set": ("endset",),
-    "apply": ("endapply",), "with": ("endwith",), "autoescape": ("endautoescape",),
+    "if": ("elseif", "else", "endif"),
+    "for": ("else", "endfor"),
+    "set": ("endset",),
+    "apply": ("endapply",),
+    "with": ("endwith",),
+    "autoescape": ("endautoescape",),
 }
 
 
@@ -290,9 +318,7 @@ class _Parser:
             if question is None:
                 return expression
             if self.next_if(t.PUNCTUATION, ":"):
-                expression = _node(
-                    "cond", question.line, test=expression, then=None, otherwise=self.parse_expression()
-                )
+                expression = _node("cond", question.line, test=expression, then=None, otherwise=self.parse_expression())
                 continue
             then = self.parse_expression()
             if self.next_if(t.PUNCTUATION, ":"):
@@ -476,8 +502,14 @@ class _Parser:
         args = None
         if self.current.test(t.PUNCTUATION, "("):
             args = self.parse_arguments()
-        return _node("getattr", dot.line, node=node, attribute=attribute, type="method" if args is not None else "any",
-                     args=args or [])
+        return _node(
+            "getattr",
+            dot.line,
+            node=node,
+            attribute=attribute,
+            type="method" if args is not None else "any",
+            args=args or [],
+        )
 
     def parse_subscript(self, node: Node) -> Node:
         bracket = self.next()
@@ -560,11 +592,20 @@ def _check_parameters(names: list[str], line: int) -> None:
 def _describe(token: t.Token) -> str:
     """Name a token for an error message as Twig does."""
     names = {
-        t.EOF: "end of template", t.TEXT: "text", t.BLOCK_START: "begin of statement block",
-        t.BLOCK_END: "end of statement block", t.VAR_START: "begin of print statement",
-        t.VAR_END: "end of print statement", t.NAME: "name", t.NUMBER: "number", t.STRING: "string",
-        t.OPERATOR: "operator", t.PUNCTUATION: "punctuation", t.ARROW: "arrow function",
-        t.INTERPOLATION_START: "begin of string interpolation", t.INTERPOLATION_END: "end of string interpolation",
+        t.EOF: "end of template",
+        t.TEXT: "text",
+        t.BLOCK_START: "begin of statement block",
+        t.BLOCK_END: "end of statement block",
+        t.VAR_START: "begin of print statement",
+        t.VAR_END: "end of print statement",
+        t.NAME: "name",
+        t.NUMBER: "number",
+        t.STRING: "string",
+        t.OPERATOR: "operator",
+        t.PUNCTUATION: "punctuation",
+        t.ARROW: "arrow function",
+        t.INTERPOLATION_START: "begin of string interpolation",
+        t.INTERPOLATION_END: "end of string interpolation",
         t.SPREAD: "spread operator",
     }
     name = names.get(token.type, token.type)

@@ -99,8 +99,10 @@ def _format_char(moment: datetime, char: str) -> str:  # noqa: C901, PLR0911, PL
     if char == "o":
         return str(moment.isocalendar()[0])
     if char == "X" or char == "x":
-        return (("+" if char == "X" and moment.year >= 0 else "") + str(moment.year)) if moment.year > 9999 else str(
-            moment.year
+        return (
+            (("+" if char == "X" and moment.year >= 0 else "") + str(moment.year))
+            if moment.year > 9999
+            else str(moment.year)
         )
     if char == "Y":
         return str(moment.year)
@@ -196,11 +198,16 @@ def parse_date(text: str, *, default_zone: tzinfo, now: datetime) -> datetime:
         fraction = (match["fraction"] or "0")[:6].ljust(6, "0")
         try:
             moment = datetime(
-                int(match["year"]), int(match["month"]), int(match["day"]),
-                int(match["hour"] or 0), int(match["minute"] or 0), int(match["second"] or 0), int(fraction),
+                int(match["year"]),
+                int(match["month"]),
+                int(match["day"]),
+                int(match["hour"] or 0),
+                int(match["minute"] or 0),
+                int(match["second"] or 0),
+                int(fraction),
             )
         except ValueError as exc:
-            raise TwigRuntimeError(f'Failed to parse time string ({text}).') from exc
+            raise TwigRuntimeError(f"Failed to parse time string ({text}).") from exc
         return moment.replace(tzinfo=zone_info)
     relative = _RELATIVE.fullmatch(stripped)
     if relative is not None:

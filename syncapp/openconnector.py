@@ -25,6 +25,7 @@ from typing import Any
 
 from syncapp.declared import known_keys
 from syncapp.documents import document_keys, schema_keys
+from syncapp.mapping import TWIG
 from syncapp.models import Mapping, Register, Schema, Source, Synchronization
 from syncapp.outbound.masking import is_secret_name
 from syncapp.sources import reader_kind, source_configuration_declaration
@@ -236,6 +237,8 @@ def _config_secrets_dropped(config: Any, *, path: str, source: Any, moved: list[
 
 
 def _mapping(item: dict[str, Any]) -> dict[str, Any]:
+    # OpenConnector renders every mapping's templates with Twig.
+    item["language"] = TWIG
     for key in ("mapping", "cast"):
         if key in item:
             item[key] = _object(item[key]) if item[key] is not None else {}

@@ -21,7 +21,7 @@ from syncapp.incremental import (
     incremental_config,
     incremental_problems,
 )
-from syncapp.mapping import apply_mapping
+from syncapp.mapping import JINJA2, apply_mapping
 from syncapp.mappings import mapping_spec, resolve_mapping
 from syncapp.models import Mapping, Synchronization
 from syncapp.runs.planner import Rules
@@ -36,7 +36,9 @@ def synchronization_fingerprint(synchronization: Synchronization) -> str:
     def mapping_json(mapping: Mapping | None) -> Any:
         if mapping is None:
             return None
-        return [mapping.mapping, mapping.unset, mapping.cast, mapping.pass_through]
+        shape = [mapping.mapping, mapping.unset, mapping.cast, mapping.pass_through]
+        # The language only when it is not the default, so Jinja2 mappings keep the fingerprint they had.
+        return shape if mapping.language == JINJA2 else [*shape, mapping.language]
 
     config = synchronization.source_config or {}
     # Set only when configured, so synchronizations without them keep the fingerprint they were written with.

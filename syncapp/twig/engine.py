@@ -90,7 +90,7 @@ class Template:
 
     def render(self, context: dict[str, Any], *, limits: Limits = UNLIMITED) -> str:
         """Return the template's output for ``context``."""
-        return _Render(self.environment, limits).run(self.body, dict(context))
+        return _Render(self.environment, limits).run(self.body, {**self.environment.globals, **context})
 
 
 class Environment:
@@ -103,6 +103,8 @@ class Environment:
 
         self.autoescape = autoescape
         self.strict_variables = strict_variables
+        # Variables every template sees (the context wins), also inside {% with ... only %}.
+        self.globals: dict[str, Any] = {}
         self.timezone = timezone
         self.filters: dict[str, Callable[..., Any]] = dict(library.FILTERS)
         self.functions: dict[str, Callable[..., Any]] = dict(library.FUNCTIONS)
@@ -321,7 +323,7 @@ class _Render:
             variables = self.evaluate(node.variables, context)
             if not php.is_array(variables):
                 raise TwigRuntimeError('Variables passed to the "with" tag must be a mapping.', node.line)
-        inner = {} if node.only else dict(context)
+        inner = dict(self.env.globals) if node.only else dict(context)
         inner.update({str(key): value for key, value in php.items(variables)})
         self.execute(node.body, inner, output)
 

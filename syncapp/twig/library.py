@@ -494,7 +494,9 @@ def _json(value: Any, *, pretty: bool, level: int, force_object: bool) -> str:
         return json.dumps(value, ensure_ascii=True)
     if php.is_array(value):
         pairs = php.items(value)
-        as_list = isinstance(value, list) and not force_object
+        # A PHP array is a JSON list when its keys are 0, 1, 2, ... ("0" from JSON input is the key 0 in PHP).
+        sequential = all(php.php_key(key) == index for index, (key, _) in enumerate(pairs))
+        as_list = sequential and not force_object
         if not pairs:
             return "{}" if force_object else "[]"
         indent = "    " * (level + 1)

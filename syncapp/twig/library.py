@@ -487,9 +487,7 @@ def _json(value: Any, *, pretty: bool, level: int, force_object: bool) -> str:
     if isinstance(value, float):
         if math.isnan(value) or math.isinf(value):
             raise TwigRuntimeError("Inf and NaN cannot be JSON encoded.")
-        if value == int(value) and abs(value) < 1e15:
-            return f"{int(value)}.0"
-        return repr(value).replace("e+", "e+")
+        return php_json_float(value)
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=True)
     if php.is_array(value):
@@ -513,6 +511,34 @@ def _json(value: Any, *, pretty: bool, level: int, force_object: bool) -> str:
             return open_ + "\n" + ",\n".join(indent + p for p in parts) + "\n" + "    " * level + close
         return open_ + ",".join(parts) + close
     raise TwigRuntimeError(f"Cannot JSON encode {php.type_name(value)}.")
+
+
+def php_json_float(value: float) -> str:
+    """Return a float as PHP's json_encode writes it (serialize_precision -1: shortest, "1.0e+20" from 1e17)."""
+    if value == 0:
+        return "-0" if math.copysign(1, value) < 0 else "0"
+    mantissa, _, exponent_text = f"{value:.16e}".partition("e")
+    shortest = repr(value)
+    digits_part, _, shortest_exponent = shortest.partition("e")
+    exponent = int(shortest_exponent) if shortest_exponent else int(exponent_text)
+    if not shortest_exponent:
+        # repr gave fixed notation: find the decimal exponent of its first significant digit.
+        exponent = math.floor(math.log10(abs(value)))
+        if abs(value) < 10**exponent:
+            exponent -= 1
+    digits = digits_part.lstrip("-").replace(".", "").lstrip("0").rstrip("0") if not shortest_exponent else (
+        digits_part.lstrip("-").replace(".", "").rstrip("0")
+    )
+    digits = digits or "0"
+    sign = "-" if value < 0 else ""
+    if -4 <= exponent < 17:
+        if exponent < 0:
+            return f"{sign}0.{'0' * (-exponent - 1)}{digits}"
+        whole, fraction = digits[: exponent + 1].ljust(exponent + 1, "0"), digits[exponent + 1 :]
+        return f"{sign}{whole}.{fraction}" if fraction else f"{sign}{whole}"
+    fraction = digits[1:] or "0"
+    del mantissa
+    return f"{sign}{digits[0]}.{fraction}e{'-' if exponent < 0 else '+'}{abs(exponent)}"
 
 
 def _json_encode(render: Any, value: Any, options: Any = 0) -> str:

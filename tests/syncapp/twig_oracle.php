@@ -14,6 +14,12 @@ $twig->addFunction(new \Twig\TwigFunction('executeMapping', function ($mapping, 
 $twig->addFunction(new \Twig\TwigFunction('generateUuid', fn () => '00000000-0000-4000-8000-000000000000'));
 $twig->addFilter(new \Twig\TwigFilter('b64enc', fn (string $input): string => base64_encode($input)));
 $twig->addFilter(new \Twig\TwigFilter('b64dec', fn (string $input): string => base64_decode($input)));
+$twig->addFilter(new \Twig\TwigFilter('slugify', function (string $text): string {
+    // OpenConnector's MappingRuntime::createSlug.
+    $slug = str_replace([' ', '_'], '-', strtolower($text));
+    $slug = preg_replace('/[^a-z0-9\-]/', '', $slug);
+    return trim(preg_replace('/-+/', '-', $slug), '-');
+}));
 $twig->addFilter(new \Twig\TwigFilter('json_decode', fn (string $input): array => json_decode($input, true)));
 
 $cases = json_decode(file_get_contents('php://stdin'), true);

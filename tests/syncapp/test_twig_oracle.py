@@ -1,0 +1,147 @@
+"""Real Twig (php-cli and php-twig) as the oracle: every template of OpenConnector's shipped mappings, on
+sample inputs, renders here exactly as Twig renders it in OpenConnector's environment. Skipped without php."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from syncapp import mapping as mapping_module
+from syncapp.twig import TwigError, html_entity_decode
+from tests.syncapp.twig_samples import SAMPLES
+
+pytestmark = pytest.mark.twig_oracle
+
+CONFIGURATIONS = Path(__file__).resolve().parents[3] / "shared/conformance/openconnector/configurations"
+ORACLE = Path(__file__).with_name("twig_oracle.php")
+TWIG_AUTOLOAD = Path(os.environ.get("TWIG_AUTOLOAD", "/usr/share/php/Twig/autoload.php"))
+
+
+def _execute_mapping_stand_in(render: Any, mapping: Any, input: Any, list: Any = False) -> Any:  # noqa: A002
+    # The same stand-in as twig_oracle.php's: what was asked, so the calls themselves are compared.
+    return {"mapping": mapping, "input": input, "list": list}
+
+
+def _environment():
+    environment = mapping_module._twig_environment()
+    environment.functions["executeMapping"] = _execute_mapping_stand_in
+    environment.functions["generateUuid"] = lambda render: "00000000-0000-4000-8000-000000000000"
+    return environment
+
+
+def shipped_templates() -> list[tuple[str, str, str]]:
+    """Return (folder, mapping file and key, template) for every template of the shipped mappings."""
+    templates = []
+    for path in sorted(CONFIGURATIONS.glob("*/mappings/*.json")):
+        mapping = json.loads(path.read_text(encoding="utf-8")).get("mapping") or {}
+        for key, value in mapping.items():
+            if isinstance(value, str) and ("{{" in value or "{%" in value):
+                templates.append((path.parts[-3], f"{path.name}:{key}", value))
+    return templates
+
+
+def render_here(template: str, context: dict[str, Any]) -> dict[str, Any]:
+    try:
+        output = _environment().from_string(template).render(context)
+    except TwigError as exc:
+        return {"ok": False, "error": exc.message}
+    return {"ok": True, "output": html_entity_decode(output)}
+
+
+def render_with_twig(cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    completed = subprocess.run(
+        [shutil.which("php") or "php", str(ORACLE)], input=json.dumps(cases), capture_output=True, text=True,
+        check=True, timeout=120, env={**os.environ, "TWIG_AUTOLOAD": str(TWIG_AUTOLOAD)},
+    )
+    return json.loads(completed.stdout)
+
+
+def _comparable(result: dict[str, Any], template: str) -> Any:
+    if not result["ok"]:
+        return "error"  # both must fail; the wording differs (Twig names its template and class)
+    output = result["output"]
+    if "now" in template:
+        output = re.sub(r"\d", "0", output)  # the current time differs by the time between the renders
+    return output
+
+
+@pytest.fixture(scope="module")
+def php():
+    if shutil.which("php") is None or not TWIG_AUTOLOAD.is_file():
+        pytest.skip("php and php-twig are not installed (apt-get install -y php-cli php-twig)")
+
+
+def test_the_shipped_mappings_have_templates():
+    assert len(shipped_templates()) > 80
+
+
+def test_every_shipped_template_renders_as_real_twig_renders_it(php):
+    cases = []
+    for folder, name, template in shipped_templates():
+        for context in [{}, *SAMPLES[folder]]:
+            cases.append({"name": name, "template": template, "context": context})
+
+    theirs = render_with_twig([{"template": c["template"], "context": c["context"]} for c in cases])
+
+    differences = []
+    for case, their in zip(cases, theirs, strict=True):
+        ours = render_here(case["template"], case["context"])
+        if _comparable(ours, case["template"]) != _comparable(their, case["template"]):
+            differences.append(f"{case['name']} with {json.dumps(case['context'])[:80]}: twig {their}, ours {ours}")
+    assert differences == [], "\n".join(differences)
+
+
+@pytest.mark.parametrize("template", [
+    "{{ 1.0 }} {{ 0.1 + 0.2 }} {{ 1e+20 }} {{ -0.0 }} {{ 7 / 2 }} {{ 7 // 2 }} {{ -7 % 3 }} {{ 2 ** 70 }}",
+    "{{ '10' == '1e1' }}|{{ 'abc' == 0 }}|{{ null == false }}|{{ [] == false }}|{{ '0' ? 'y' : 'n' }}",
+    "{{ {'b': 1, 'a': 2}|sort|json_encode }} {{ [3, 1, 2]|sort|json_encode }} {{ [1, 2, 3]|filter(v "
+    "=> v > 1)|json_encode }}",
+    "{{ 'é/ü'|json_encode }} {{ {'a': [f, 2.5]}|json_encode }} {{ 'a b&c'|url_encode }} {{ {'a': 'b "
+    "c', 'd': [1]}|url_encode }}",
+    "{{ 1234.5|number_format }} {{ 1234.5678|number_format(2, ',', '.') }} {{ 2.5|round }} {{ "
+    "-2.5|round }} {{ 1.45|round(1) }}",
+    "{{ '%05.1f|%-4s|%x|%+d'|format(3.14159, 'ab', 255, 3) }} {{ 'a.b.c'|split('.', 2)|json_encode "
+    "}} {{ 'abc'|split('')|join('-') }}",
+    "{{ 'now'|date('Y') > 2000 }} {{ '2024-02-29 13:05:09'|date('D, d M Y H:i:s N jS z t L W o y a "
+    "A g G h U e T P p O c r') }}",
+    "{{ 1700000000|date('Y-m-d\\\\TH:i:s') }} {{ '2024-01-01T10:00:00+02:00'|date('c') }} {{ '@86400'|date('Y-m-d') }}",
+    "{{ 'Hello WORLD'|title }} {{ 'hELLO'|capitalize }} {{ '  x '|trim }}|{{ "
+    "'<p>a<br>b</p>'|striptags }} {{ 'a\nb'|nl2br }}",
+    "{% for k, v in {'a': 1, 'b': 2} %}{{ loop.index }}{{ k }}{{ v }}{{ loop.last ? '.' : ',' }}{% "
+    "else %}none{% endfor %}",
+    "{% set n = 0 %}{% for i in 1..3 %}{% set n = n + i %}{% set inner = i %}{% endfor %}{{ n }}{{ "
+    "inner ?? 'gone' }}{{ i ?? 'gone' }}",
+    "{% set x %}<b>{{ '<i>' }}</b>{% endset %}{{ x }}|{{ x|upper }}|{% apply upper %}a{{ '<' }}b{% endapply %}",
+    "{% with {'a': 1} only %}{{ a }}{{ b ?? 'no b' }}{% endwith %}{{ a ?? 'no a' }}",
+    "{{ [1, [2, 3]]|merge([4])|length }} {{ {'a': 1}|merge({'a': 2, 'b': 3})|keys|join }} {{ "
+    "[1,2,3,4,5]|slice(1, 2)|join }} {{ 'abcdef'|slice(-2) }}",
+    "{{ 'abc' starts with 'a' }}{{ 'abc' ends with 'bc' }}{{ 'abc' matches '/^a.c$/' }}{{ 5 b-and 3 "
+    "}}{{ 5 b-or 3 }}{{ 5 b-xor 3 }}",
+    "{{ x is empty }}{{ 0 is empty }}{{ '0' is empty }}{{ [] is empty }}{{ x is defined }}{{ x is "
+    "null }}{{ 4 is divisible by(2) }}{{ 3 is odd }}",
+    "{{ ['a', 'b']|reduce((c, v) => c ~ v, '>') }} {{ [1, 2]|map(v => v * 2)|join(',') }} {{ [5, "
+    "7]|first }}{{ [5, 7]|last }}{{ 'ab'|reverse }}",
+    "{{ {'a': '1.5', 'b': 'x'}.a + 1 }} {{ max(1, 3, 2) }}{{ min([4, 2]) }} {{ range(0, 10, 5)|join "
+    "}} {{ ('a'..'c')|join }}",
+    "{{ '&amp;'|raw }} {{ '&lt;' }} {{ x }} &eacute; &apos; &#39; &#x41;",
+    "{{ [{'a': 1, 'b': 'x'}, {'a': 2, 'b': 'y'}]|column('b', 'a')|json_encode }} {{ [1, 2, "
+    "3]|batch(2, 0)|json_encode }}",
+    "{{ 'a' ~ 1 + 2 }} {{ 1 + 2 ~ 'a' }} {{ not 1 == 2 }} {{ -1 ** 2 }} {{ (-1) ** 2 }} {{ 2 ?: 3 "
+    "}} {{ null ?: 3 }} {{ a.b.c ?? 'd' }}",
+    "{{ 'Café au Lait_x!'|slugify }} {{ 'aGk='|b64dec }}{{ 'hi'|b64enc }} {{ '{\"a\": [1]}'|json_decode|json_encode }}",
+    "{{- ' x ' -}}|{%- if true -%} y {%- endif -%}|{{~ ' z ' ~}}|\n{# comment #}\n{% if true %}\nline\n{% endif %}\n",
+])
+def test_a_construct_renders_as_real_twig_renders_it(php, template):
+    context = {"x": "<&>", "f": 1.0}
+
+    [theirs] = render_with_twig([{"template": template, "context": context}])
+
+    ours = render_here(template, context)
+
+    assert ours == theirs if theirs["ok"] else not ours["ok"], f"twig: {theirs}"

@@ -2,7 +2,14 @@
 them, with the edge cases its templates branch on (missing keys, empty lists, "0", HTML, quotes)."""
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
 from typing import Any
+
+CONFIGURATIONS = Path(__file__).resolve().parents[3] / "shared/conformance/openconnector/configurations"
+# What real Twig renders for every case of shipped_cases(), recorded by test_twig_oracle.py.
+RECORDED = Path(__file__).with_name("twig_recorded.json")
 
 XXLLNC_ZAAK = {
     "id": "7c4e", "reference": "case-7c4e",
@@ -95,3 +102,28 @@ SAMPLES: dict[str, list[dict[str, Any]]] = {
     "woo-elastic": [WOO_ELASTIC],
     "xxllnc-zgw": [XXLLNC_CASE],
 }
+
+
+def shipped_cases() -> list[dict[str, Any]]:
+    """Return every template of the shipped mappings with each sample input of its folder, and an empty one."""
+    cases = []
+    for path in sorted(CONFIGURATIONS.glob("*/mappings/*.json")):
+        folder = path.parts[-3]
+        mapping = json.loads(path.read_text(encoding="utf-8")).get("mapping") or {}
+        for key, template in mapping.items():
+            if not (isinstance(template, str) and ("{{" in template or "{%" in template)):
+                continue
+            for index, context in enumerate([{}, *SAMPLES[folder]]):
+                name = f"{folder}/{path.name}:{key}"
+                cases.append({"id": f"{name}#{index}", "name": name, "template": template, "context": context})
+    return cases
+
+
+def comparable(result: dict[str, Any], template: str) -> Any:
+    """Return a render's result as compared: its output (the digits of the current time masked), or "error"."""
+    if not result["ok"]:
+        return "error"  # both must fail; the wording differs (Twig names its template and class)
+    output = result["output"]
+    if "now" in template:
+        output = re.sub(r"\d", "0", output)
+    return output

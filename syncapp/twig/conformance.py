@@ -5,18 +5,20 @@ and ``--EXPECT--`` (repeated), or one ``--EXCEPTION--``. As Twig's IntegrationTe
 has ``strict_variables`` on and autoescape ``html`` unless the config says otherwise, and outputs are
 compared after trimming newlines and spaces at both ends. An expected exception passes when the render
 fails with the same kind of error (syntax or runtime), whatever its wording. Fixtures whose data builds
-PHP objects or calls PHP functions, or whose templates need other templates (``--TEMPLATE(name)--``), are
-not applicable to a Python engine and are counted apart.
+PHP objects (but DateTime, DateTimeImmutable and DateTimeZone, read as Python dates and zones) or calls
+PHP functions (but mktime), or whose templates need other templates (``--TEMPLATE(name)--``), are not
+applicable to a Python engine and are counted apart.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from syncapp.twig import php
+from syncapp.twig import php, phpdate
 from syncapp.twig.engine import Environment
 from syncapp.twig.errors import TwigError, TwigRuntimeError, TwigSyntaxError
 
@@ -38,7 +40,6 @@ class FixtureResult:
     path: str
     outcome: str
     detail: str = ""
-    features: list[str] = field(default_factory=list)
 
 
 # -- PHP literals
@@ -54,7 +55,8 @@ class _LiteralParser:
         re.S,
     )
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, *, timezone: str = "UTC") -> None:
+        self.timezone = timezone
         self.tokens: list[tuple[str, str]] = []
         position = 0
         while position < len(text):
@@ -131,8 +133,43 @@ class _LiteralParser:
                 return self.array(")")
             if text == "PHP_INT_MAX":
                 return 2**63 - 1
+            if text == "DATE_W3C":
+                return "Y-m-d\\TH:i:sP"
+            if text == "mktime" and self.peek()[1] == "(":
+                return self.mktime()
+            if text == "new":
+                return self.new_object()
             raise NotApplicable(f"PHP {text} (an object, constant or function call)")
         raise NotApplicable(f"PHP value not understood: {text!r}")
+
+    def arguments(self) -> list[Any]:
+        self.expect("(")
+        values = []
+        while self.peek()[1] != ")":
+            values.append(self.value())
+            if self.peek()[1] == ",":
+                self.take()
+        self.take()
+        return values
+
+    def mktime(self) -> int:
+        """Return PHP's mktime(hour, minute, second, month, day, year) in the default timezone."""
+        hour, minute, second, month, day, year = self.arguments()
+        moment = datetime(year, month, day, hour, minute, second, tzinfo=phpdate.zone(self.timezone))
+        return int(moment.timestamp())
+
+    def new_object(self) -> Any:
+        """Return the DateTime and DateTimeZone objects of a fixture's data, as Python values."""
+        _, name = self.take()
+        name = name.lstrip("\\")
+        if name == "DateTimeZone":
+            [zone_name] = self.arguments()
+            return phpdate.zone(zone_name)
+        if name in ("DateTime", "DateTimeImmutable"):
+            args = self.arguments()
+            zone = args[1] if len(args) > 1 else phpdate.zone(self.timezone)
+            return phpdate.parse_date(args[0] if args else "now", default_zone=zone, now=datetime.now(UTC))
+        raise NotApplicable(f"PHP object {name}")
 
     def array(self, closing: str) -> Any:
         result: dict[Any, Any] = {}
@@ -159,7 +196,7 @@ def parse_php_literal(text: str) -> tuple[Any, str | None]:
         body = body[zone.end() :].strip()
     if not body.startswith("return"):
         raise NotApplicable("data is PHP code, not a literal")
-    parser = _LiteralParser(body[len("return") :])
+    parser = _LiteralParser(body[len("return") :], timezone=timezone or "UTC")
     value = parser.value()
     if parser.peek()[1] == ";":
         parser.take()
@@ -259,6 +296,7 @@ KNOWN_FAILURES: dict[str, str] = {
     "expressions/_self.test": "_self (the template's name) is not supported",
     "expressions/postfix.test": "macros ({% import %}) are not supported",
     "expressions/unary_macro_arguments.test": "macros ({% import %}) are not supported",
+    "functions/date.test": "methods of objects (date().format('r')) are not supported",
     "functions/include/ignore_missing.test": "include is not supported: a mapping template stands alone",
     "functions/include/missing.test": "include is not supported: a mapping template stands alone",
     "tests/defined_for_attribute.legacy.test": "attribute() on objects: only arrays are supported",

@@ -11,7 +11,7 @@ import math
 import random
 import re
 import urllib.parse
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -315,20 +315,27 @@ def _column(render: Any, value: Any, name: Any, index: Any = None) -> Any:
 
 
 def date_value(render: Any, value: Any, timezone: Any = None) -> datetime:
-    """Return the moment a value names, as Twig's date converter does, in the template timezone."""
-    zone_name = render.env.timezone if timezone in (None, True) else php.to_string(timezone)
-    zone = phpdate.zone(zone_name)
+    """Return the moment a value names, as Twig's date converter does: in ``timezone`` (the template's
+    timezone when null; the value's own when false)."""
+    default = phpdate.zone(render.env.timezone)
+    if timezone is False:
+        zone = None
+    elif isinstance(timezone, tzinfo):
+        zone = timezone
+    else:
+        zone = default if timezone is None else phpdate.zone(php.to_string(timezone))
     now = datetime.now(UTC)
     if isinstance(value, datetime):
-        return value.astimezone(zone) if timezone is not False else value
-    if value is None or value == "now" or value == "":
-        return now.astimezone(zone)
-    if isinstance(value, bool):
-        value = int(value)
-    if isinstance(value, int | float) or isinstance(value, str) and re.fullmatch(r"-?\d+", value):
-        return datetime.fromtimestamp(int(php.to_number(value)), UTC).astimezone(zone)
-    moment = phpdate.parse_date(php.to_string(value), default_zone=zone, now=now)
-    return moment.astimezone(zone) if timezone is not False else moment
+        moment = value
+    elif value is None or value == "now":
+        return now.astimezone(zone or default)
+    else:
+        text = php.to_string(value)
+        if re.fullmatch(r"-?\d+", text):
+            moment = datetime.fromtimestamp(int(text), UTC).replace(tzinfo=phpdate.zone("+00:00"))
+        else:
+            moment = phpdate.parse_date(text, default_zone=default, now=now)
+    return moment if zone is None else moment.astimezone(zone)
 
 
 def _date(render: Any, value: Any, format: Any = None, timezone: Any = None) -> str:  # noqa: A002

@@ -18,6 +18,10 @@ def zone(name: str) -> tzinfo:
     """Return a timezone by its IANA name."""
     if name.upper() == "UTC":
         return UTC
+    offset = re.fullmatch(r"([+-])(\d{2}):?(\d{2})", name)
+    if offset is not None:
+        delta = timedelta(hours=int(offset[2]), minutes=int(offset[3]))
+        return timezone(-delta if offset[1] == "-" else delta)
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as exc:

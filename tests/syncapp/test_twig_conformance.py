@@ -47,7 +47,7 @@ def test_a_known_failure_that_passes_leaves_the_list(results):
 def test_most_fixtures_apply_and_pass(results):
     passed = sum(r.outcome == PASS for r in results)
 
-    assert passed >= 126, f"only {passed} fixtures pass"
+    assert passed >= 132, f"only {passed} fixtures pass"
 
 
 def test_the_readme_table_is_the_current_one(results):
@@ -95,7 +95,18 @@ def test_php_array_literals_read_as_lists_and_mappings():
 
 def test_php_code_that_is_not_a_literal_is_not_applicable():
     with pytest.raises(NotApplicable):
-        parse_php_literal("return ['a' => mktime(0, 0, 0, 1, 1, 2020)]")
+        parse_php_literal("return ['a' => new \\ArrayObject([1])]")
+
+
+def test_dates_and_zones_of_fixture_data_read_as_python_dates():
+    value, _ = parse_php_literal(
+        "date_default_timezone_set('Europe/Paris');\n"
+        "return ['t' => mktime(13, 45, 0, 10, 4, 2010),"
+        " 'd' => new \\DateTime('2010-10-04 13:45', new \\DateTimeZone('UTC'))]"
+    )
+
+    assert value["t"] == 1286192700  # 13:45 in Paris, summer time
+    assert value["d"].isoformat() == "2010-10-04T13:45:00+00:00"
 
 
 @pytest.mark.parametrize(("path", "feature"), [

@@ -215,7 +215,8 @@ class MappingForm(EmptyJSONForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         # A form posted without a language (an older page, a script) keeps the default one.
-        self.fields["language"].required = False
+        if "language" in self.fields:  # not there when the user may only view
+            self.fields["language"].required = False
 
     def clean_language(self):
         return self.cleaned_data.get("language") or JINJA2

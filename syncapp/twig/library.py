@@ -12,7 +12,7 @@ import random
 import re
 import urllib.parse
 from datetime import UTC, datetime, tzinfo
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import Any
 
 from syncapp.twig import php, phpdate
@@ -371,7 +371,7 @@ def _last(render: Any, value: Any) -> Any:
     return None
 
 
-def _sprintf(fmt: str, args: list[Any]) -> str:
+def _sprintf(fmt: str, args: list[Any], *, limit: int = 1_000_000) -> str:
     """Return PHP's sprintf for the common conversions (%s %d %f %F %x %X %o %b %e %E %c %u %%, argnum$, padding)."""
     spec = re.compile(r"%(?:(\d+)\$)?([-+ 0]|'.)*(\d+)?(?:\.(\d+))?([bcdeEfFgGosuxX%])")
     position = 0
@@ -404,8 +404,10 @@ def _sprintf(fmt: str, args: list[Any]) -> str:
             pad = custom[1]
         elif "0" in flags_text.replace("'0", ""):
             pad = "0"
-        width = int(match[3]) if match[3] else 0
-        precision = int(match[4]) if match[4] is not None else None
+        width = int(match[3]) if match[3] and len(match[3]) <= 8 else 0 if not match[3] else limit + 1
+        precision = None if match[4] is None else int(match[4]) if len(match[4]) <= 8 else limit + 1
+        if width > limit or (precision or 0) > limit:
+            raise _limit(f"a format width of {max(width, precision or 0)} exceeds {limit}")
         if conversion == "s":
             text = php.to_string(value)
             if precision is not None:
@@ -454,7 +456,13 @@ def _sprintf(fmt: str, args: list[Any]) -> str:
 
 
 def _format(render: Any, value: Any, *args: Any) -> str:
-    return render.check_size(_sprintf(php.to_string(value), list(args)))
+    return render.check_size(_sprintf(php.to_string(value), list(args), limit=render.limits.max_size))
+
+
+def _limit(message: str) -> Exception:
+    from syncapp.twig.engine import LimitError
+
+    return LimitError(message)
 
 
 def _join(render: Any, value: Any, glue: Any = "", and_: Any = None) -> str:
@@ -462,20 +470,23 @@ def _join(render: Any, value: Any, glue: Any = "", and_: Any = None) -> str:
         return ""
     values = [php.to_string(v) for _, v in php.items(value)]
     glue = php.to_string(glue)
+    size = sum(map(len, values)) + len(glue) * len(values) + len(php.to_string(and_))
+    if size > render.limits.max_size:
+        raise _limit(f"join would produce more than {render.limits.max_size} characters")
     if and_ is None or len(values) < 2:
         return render.check_size(glue.join(values))
     return render.check_size(glue.join(values[:-1]) + php.to_string(and_) + values[-1])
 
 
-def json_encode_value(value: Any, flags: int = 0) -> str:
+def json_encode_value(value: Any, flags: int = 0, *, limit: int | None = None) -> str:
     """Return PHP's json_encode of a value (escaped slashes and unicode unless the flags say otherwise)."""
     pretty = bool(flags & 128)
     unescaped_slashes = bool(flags & 64)
     unescaped_unicode = bool(flags & 256)
     force_object = bool(flags & 16)
+    if limit is not None:
+        _check_json_size(value, limit, [0])
     text = _json(value, pretty=pretty, level=0, force_object=force_object)
-    if not unescaped_unicode:
-        text = text  # _json escapes non-ASCII already
     if not unescaped_slashes:
         text = text.replace("/", "\\/")
     if unescaped_unicode:
@@ -486,6 +497,23 @@ def json_encode_value(value: Any, flags: int = 0) -> str:
             text,
         )
     return text
+
+
+def _check_json_size(value: Any, limit: int, size: list[int]) -> None:
+    """Refuse a value whose JSON would exceed ``limit`` characters, before writing it (escapes not counted)."""
+    if isinstance(value, str):
+        size[0] += len(value) + 2
+    elif php.is_array(value):
+        size[0] += 2
+        for key, item in php.items(value):
+            size[0] += len(str(key)) + 4
+            _check_json_size(item, limit, size)
+            if size[0] > limit:
+                break
+    else:
+        size[0] += 8
+    if size[0] > limit:
+        raise _limit(f"json_encode would produce more than {limit} characters")
 
 
 def _json(value: Any, *, pretty: bool, level: int, force_object: bool) -> str:
@@ -549,7 +577,7 @@ def php_json_float(value: float) -> str:
 
 
 def _json_encode(render: Any, value: Any, options: Any = 0) -> str:
-    return render.check_size(json_encode_value(value, php.to_int(options)))
+    return render.check_size(json_encode_value(value, php.to_int(options), limit=render.limits.max_size))
 
 
 def _keys(render: Any, value: Any) -> Any:
@@ -609,11 +637,22 @@ def _nl2br(render: Any, value: Any) -> Any:
     return php.Markup(re.sub(r"(\r\n|\n\r|\n|\r)", lambda m: tag + m[0], text))
 
 
+def _round_half_up(number: float, decimals: int) -> Decimal:
+    """Return a float rounded half away from zero to ``decimals`` places (beyond a float's digits: unchanged)."""
+    with localcontext() as context:
+        context.prec = 800
+        return Decimal(repr(float(number))).quantize(Decimal(1).scaleb(-max(-400, min(decimals, 400))),
+                                                     rounding=ROUND_HALF_UP)
+
+
 def number_format_value(number: float, decimals: int, point: str, thousands: str) -> str:
     """Return PHP's number_format: half away from zero, grouped thousands."""
-    rounded = Decimal(repr(float(number))).quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP)
+    if not math.isfinite(number):
+        return php.format_float(number)
+    decimals = max(decimals, 0)
+    rounded = _round_half_up(number, decimals)
     sign = "-" if rounded < 0 else ""
-    text = f"{abs(rounded):.{decimals}f}"
+    text = f"{abs(rounded):.{min(decimals, 400)}f}" + "0" * max(0, decimals - 400)
     whole, _, fraction = text.partition(".")
     groups = []
     while len(whole) > 3:
@@ -632,6 +671,8 @@ def _number_format(
     render: Any, value: Any, decimal: Any = None, decimal_point: Any = None, thousand_sep: Any = None
 ) -> str:
     decimals = 0 if decimal is None else php.to_int(decimal)
+    if decimals > render.limits.max_size:
+        raise _limit(f"number_format with {decimals} decimals exceeds {render.limits.max_size} characters")
     point = "." if decimal_point is None else php.to_string(decimal_point)
     thousands = "," if thousand_sep is None else php.to_string(thousand_sep)
     return number_format_value(float(php.to_number(value)), decimals, point, thousands)
@@ -650,6 +691,9 @@ def _replace(render: Any, value: Any, from_: Any) -> str:
     mapping = {k: v for k, v in mapping.items() if k != ""}
     if not mapping:
         return text
+    growth = sum(text.count(key) * max(0, len(new) - len(key)) for key, new in mapping.items())
+    if len(text) + growth > render.limits.max_size:
+        raise _limit(f"replace would produce more than {render.limits.max_size} characters")
     # strtr: longest keys first, one pass.
     pattern = re.compile("|".join(re.escape(k) for k in sorted(mapping, key=len, reverse=True)))
     result = pattern.sub(lambda m: mapping[m[0]], text)
@@ -673,17 +717,16 @@ def _reverse(render: Any, value: Any, preserve_keys: Any = False) -> Any:
 def _round(render: Any, value: Any, precision: Any = 0, method: Any = "common") -> Any:
     number = float(php.to_number(value))
     digits = php.to_int(precision)
+    if not math.isfinite(number):
+        return number
     if method == "common":
-        quantum = Decimal(1).scaleb(-digits)
-        result = (
-            float(Decimal(repr(number)).quantize(quantum, rounding=ROUND_HALF_UP)) if math.isfinite(number) else number
-        )
-    elif method == "ceil":
-        factor = 10**digits
-        result = math.ceil(number * factor) / factor
-    elif method == "floor":
-        factor = 10**digits
-        result = math.floor(number * factor) / factor
+        result = float(_round_half_up(number, digits))
+    elif method in ("ceil", "floor"):
+        factor = 10.0 ** max(-308, min(digits, 308))
+        scaled = number * factor
+        if not math.isfinite(scaled):
+            return number
+        result = (math.ceil(scaled) if method == "ceil" else math.floor(scaled)) / factor
     else:
         raise TwigRuntimeError('The round filter only supports the "common", "ceil", and "floor" methods.')
     return float(result)
@@ -794,7 +837,8 @@ def _trim(render: Any, value: Any, character_mask: Any = None, side: Any = "both
 
 def _url_encode(render: Any, value: Any) -> str:
     if php.is_array(value):
-        return _http_build_query(value, None)
+        _check_json_size(value, render.limits.max_size // 3, [0])
+        return render.check_size(_http_build_query(value, None))
     return urllib.parse.quote(php.to_string(value), safe="-_.~")
 
 

@@ -132,6 +132,15 @@ def test_generate_uuid_gives_a_random_version_4_uuid():
     ("{% for i in 1..100000 %}{{ 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx' }}{% endfor %}", "output exceeds 1000000"),
     ("{% set s = 'x' %}{% for i in 1..25 %}{% set s = s ~ s %}{% endfor %}", "exceeds 1000000"),
     ("{% for i in 1..100000 %}{% for j in 1..100 %}{% endfor %}{% endfor %}", "more than 1000000 operations"),
+    ("{{ '%999999999s'|format(1) }}", "format width"),
+    ("{{ 1|number_format(9999999) }}", "number_format with 9999999 decimals"),
+    ("{% set s = range(1, 1000)|join(',') %}{{ s|replace({',': s}) }}", "replace would produce more"),
+    ("{% set a = range(1, 1000) %}{% set b = [a, a, a, a, a, a, a, a, a, a] %}"
+     "{% set c = [b, b, b, b, b, b, b, b, b, b] %}{% set d = [c, c, c, c, c, c, c, c, c, c] %}{{ d|json_encode }}",
+     "json_encode would produce more"),
+    ("{% set a = range(1, 1000)|map(i => 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx') %}"
+     "{% set b = a|merge(a)|merge(a)|merge(a) %}{{ [b|join, b|join, b|join, b|join, b|join]|join }}",
+     "join would produce"),
 ])
 def test_a_twig_template_beyond_the_bounds_stops_with_a_mapping_error(template, message):
     with pytest.raises(MappingError, match=message) as raised:

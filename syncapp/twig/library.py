@@ -10,6 +10,7 @@ import json
 import math
 import random
 import re
+import re._parser as _regex_parser
 import urllib.parse
 from datetime import UTC, datetime, tzinfo
 from decimal import ROUND_HALF_UP, Decimal, localcontext
@@ -154,9 +155,39 @@ def compile_regex(pattern: str) -> re.Pattern[str]:
             raise TwigRuntimeError(f'Unknown modifier "{flag}" in regular expression "{pattern}".')
         flags |= _PCRE_FLAGS[flag]
     try:
-        return re.compile(body, flags)
+        compiled = re.compile(body, flags)
     except re.error as exc:
         raise TwigRuntimeError(f'Invalid regular expression "{pattern}": {exc}.') from exc
+    if _nested_repeat(_regex_parser.parse(body, flags)):
+        # Python's re cannot be stopped mid-match: a quantifier inside a quantifier ("(a+)+") can take
+        # exponential time, so such patterns are refused rather than run unbounded.
+        raise TwigRuntimeError(f'Regular expression "{pattern}" repeats a repetition; it could run for ever.')
+    return compiled
+
+
+_REPEATS = ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT")
+
+
+def _nested_repeat(items: Any, inside_repeat: bool = False) -> bool:
+    """Return whether a parsed pattern has a repetition (or a back reference) inside a repetition."""
+    for opcode, argument in items:
+        name = str(opcode)
+        if name in _REPEATS:
+            low_high_body = argument
+            body = low_high_body[2]
+            if inside_repeat or _nested_repeat(body, True):
+                return True
+            continue
+        if inside_repeat and name in ("GROUPREF", "GROUPREF_EXISTS"):
+            return True
+        for value in argument if isinstance(argument, list | tuple) else ():
+            if isinstance(value, _regex_parser.SubPattern) and _nested_repeat(value, inside_repeat):
+                return True
+            if isinstance(value, list | tuple):
+                for part in value:
+                    if isinstance(part, _regex_parser.SubPattern) and _nested_repeat(part, inside_repeat):
+                        return True
+    return False
 
 
 def preg_match(pattern: Any, subject: str) -> bool:

@@ -149,6 +149,13 @@ def test_a_twig_template_beyond_the_bounds_stops_with_a_mapping_error(template, 
     assert raised.value.key == "big"
 
 
+def test_a_regular_expression_that_repeats_a_repetition_is_refused_rather_than_run():
+    with pytest.raises(MappingError, match="repeats a repetition"):
+        twig({"text": "a" * 40 + "!"}, check="{{ text matches '/^(a+)+$/' ? 'yes' : 'no' }}")
+
+    assert twig({"text": "abc"}, check="{{ text matches '/^a.c$/' ? 'yes' : 'no' }}") == {"check": "yes"}
+
+
 def test_a_runtime_error_names_the_key_and_the_line():
     with pytest.raises(MappingError) as raised:
         twig({"text": "abc"}, total="{% if true %}\n{{ text + 1 }}{% endif %}")

@@ -357,7 +357,6 @@ class _Render:
 
     def ev_array(self, node: Node, context: dict[str, Any]) -> Any:
         result: dict[Any, Any] = {}
-        sequence = all(key is None for key, _, _ in node.items)
         for key, value_node, spread in node.items:
             self.charge()
             value = self.evaluate(value_node, context)
@@ -374,7 +373,6 @@ class _Render:
                 result[php.next_index(result)] = value
             else:
                 result[php.php_key(self.evaluate(key, context))] = value
-        del sequence
         return self.check_size(php.normalise(result))
 
     def ev_unary(self, node: Node, context: dict[str, Any]) -> Any:

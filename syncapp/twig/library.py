@@ -68,10 +68,6 @@ def binary(render: Any, operator: str, left: Any, right: Any) -> Any:  # noqa: C
     raise TwigRuntimeError(f'Unknown operator "{operator}".')
 
 
-def _int_or_float(value: float) -> int | float:
-    return value
-
-
 def arithmetic(render: Any, operator: str, left: Any, right: Any) -> Any:
     """Return a PHP arithmetic result."""
     if operator == "+" and php.is_array(left) and php.is_array(right):
@@ -580,31 +576,26 @@ def _json(value: Any, *, pretty: bool, level: int, force_object: bool) -> str:
 
 
 def php_json_float(value: float) -> str:
-    """Return a float as PHP's json_encode writes it (serialize_precision -1: shortest, "1.0e+20" from 1e17)."""
+    """Return a float as PHP's json_encode writes it (serialize_precision -1: the shortest digits that read
+    back, in scientific notation below 1e-4 and from 1e17: "1.0e+20")."""
     if value == 0:
         return "-0" if math.copysign(1, value) < 0 else "0"
-    mantissa, _, exponent_text = f"{value:.16e}".partition("e")
-    shortest = repr(value)
-    digits_part, _, shortest_exponent = shortest.partition("e")
-    exponent = int(shortest_exponent) if shortest_exponent else int(exponent_text)
-    if not shortest_exponent:
-        # repr gave fixed notation: find the decimal exponent of its first significant digit.
-        exponent = math.floor(math.log10(abs(value)))
-        if abs(value) < 10**exponent:
-            exponent -= 1
-    digits = digits_part.lstrip("-").replace(".", "").lstrip("0").rstrip("0") if not shortest_exponent else (
-        digits_part.lstrip("-").replace(".", "").rstrip("0")
-    )
-    digits = digits or "0"
+    # The shortest round-trip digits, and the decimal exponent of the first one.
+    mantissa, _, exponent_text = format(value, ".17e").partition("e")
+    for precision in range(17):
+        candidate = format(value, f".{precision}e")
+        if float(candidate) == value:
+            mantissa, _, exponent_text = candidate.partition("e")
+            break
+    digits = mantissa.lstrip("-").replace(".", "").rstrip("0") or "0"
+    exponent = int(exponent_text)
     sign = "-" if value < 0 else ""
     if -4 <= exponent < 17:
         if exponent < 0:
             return f"{sign}0.{'0' * (-exponent - 1)}{digits}"
         whole, fraction = digits[: exponent + 1].ljust(exponent + 1, "0"), digits[exponent + 1 :]
         return f"{sign}{whole}.{fraction}" if fraction else f"{sign}{whole}"
-    fraction = digits[1:] or "0"
-    del mantissa
-    return f"{sign}{digits[0]}.{fraction}e{'-' if exponent < 0 else '+'}{abs(exponent)}"
+    return f"{sign}{digits[0]}.{digits[1:] or '0'}e{'-' if exponent < 0 else '+'}{abs(exponent)}"
 
 
 def _json_encode(render: Any, value: Any, options: Any = 0) -> str:

@@ -21,7 +21,8 @@ def zone(name: str) -> tzinfo:
     offset = re.fullmatch(r"([+-])(\d{2}):?(\d{2})", name)
     if offset is not None:
         delta = timedelta(hours=int(offset[2]), minutes=int(offset[3]))
-        return timezone(-delta if offset[1] == "-" else delta)
+        # Named, so that +00:00 stays an offset and is not the UTC zone (PHP tells them apart).
+        return timezone(-delta if offset[1] == "-" else delta, f"{offset[1]}{offset[2]}:{offset[3]}")
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as exc:
@@ -38,10 +39,14 @@ def _offset(moment: datetime, *, colon: bool, short: bool = False) -> str:
 
 
 def _abbreviation(moment: datetime) -> str:
+    if moment.tzinfo is UTC:
+        return "UTC"
+    if isinstance(moment.tzinfo, timezone):
+        name = moment.tzname() or ""
+        # A fixed offset has no abbreviation: PHP writes "GMT+0200" (but "Z" for a time written with Z).
+        return name if name.isalpha() else "GMT" + _offset(moment, colon=False)
     name = moment.tzname() or "UTC"
-    if name and (name[0] in "+-"):
-        return _offset(moment, colon=True)
-    return name
+    return "GMT" + _offset(moment, colon=False) if name[0] in "+-" else name
 
 
 def _zone_name(moment: datetime) -> str:
@@ -49,7 +54,10 @@ def _zone_name(moment: datetime) -> str:
     if info is UTC:
         return "UTC"
     key = getattr(info, "key", None)
-    return key if key else _offset(moment, colon=True)
+    if key:
+        return key
+    name = moment.tzname() or ""
+    return name if isinstance(info, timezone) and name.isalpha() else _offset(moment, colon=True)
 
 
 def format_date(moment: datetime, fmt: str) -> str:
@@ -102,12 +110,6 @@ def _format_char(moment: datetime, char: str) -> str:  # noqa: C901, PLR0911, PL
         return "1" if calendar.isleap(moment.year) else "0"
     if char == "o":
         return str(moment.isocalendar()[0])
-    if char == "X" or char == "x":
-        return (
-            (("+" if char == "X" and moment.year >= 0 else "") + str(moment.year))
-            if moment.year > 9999
-            else str(moment.year)
-        )
     if char == "Y":
         return str(moment.year)
     if char == "y":
@@ -171,13 +173,14 @@ _RELATIVE = re.compile(r"\s*([+-]?\d+)\s*(sec|second|min|minute|hour|day|week|mo
 def _zone_of(text: str | None, default: tzinfo) -> tzinfo:
     if not text:
         return default
-    if text in ("Z", "z", "UTC", "GMT"):
+    if text in ("Z", "z"):
+        # PHP keeps the "Z" as the zone's abbreviation and name.
+        return timezone(timedelta(0), "Z")
+    if text in ("UTC", "GMT"):
         return UTC
     if text[0] in "+-":
-        digits = text[1:].replace(":", "")
-        hours, minutes = int(digits[:2]), int(digits[2:4] or 0)
-        delta = timedelta(hours=hours, minutes=minutes)
-        return timezone(-delta if text[0] == "-" else delta)
+        digits = text[1:].replace(":", "").ljust(4, "0")
+        return zone(f"{text[0]}{digits[:2]}:{digits[2:4]}")
     return zone(text)
 
 

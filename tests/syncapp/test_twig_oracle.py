@@ -93,6 +93,10 @@ def test_the_recorded_outputs_are_what_real_twig_renders(php):
     "{{ 'now'|date('Y') > 2000 }} {{ '2024-02-29 13:05:09'|date('D, d M Y H:i:s N jS z t L W o y a "
     "A g G h U e T P p O c r') }}",
     "{{ 1700000000|date('Y-m-d\\\\TH:i:s') }} {{ '2024-01-01T10:00:00+02:00'|date('c') }} {{ '@86400'|date('Y-m-d') }}",
+    "{{ 0|date('T e P', false) }}|{{ '2024-01-01T00:00:00Z'|date('T e', false) }}|"
+    "{{ '2024-01-01T00:00:00+00:00'|date('T e', false) }}|{{ '2024-01-01T00:00:00-0530'|date('c T e', false) }}|"
+    "{{ '2024-07-01 10:00'|date('T I c', 'Europe/Amsterdam') }}|"
+    "{{ '2024-01-31'|date_modify('+1 month')|date('Y-m-d') }}",
     "{{ 'Hello WORLD'|title }} {{ 'hELLO'|capitalize }} {{ '  x '|trim }}|{{ "
     "'<p>a<br>b</p>'|striptags }} {{ 'a\nb'|nl2br }}",
     "{% for k, v in {'a': 1, 'b': 2} %}{{ loop.index }}{{ k }}{{ v }}{{ loop.last ? '.' : ',' }}{% "

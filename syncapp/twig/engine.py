@@ -7,6 +7,7 @@ loop iteration, attribute, operator) is charged, output and values are bounded i
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import keyword
 import re
@@ -134,7 +135,11 @@ class Environment:
             else:
                 continue
             if node.name not in registry:
-                raise TwigSyntaxError(f'Unknown "{node.name}" {what}.', node.line)
+                close = difflib.get_close_matches(node.name, registry, n=3, cutoff=0.75)
+                hint = f' Did you mean "{close[0]}"?' if len(close) == 1 else (
+                    " Did you mean " + ", ".join(f'"{name}"' for name in close) + "?" if close else ""
+                )
+                raise TwigSyntaxError(f'Unknown "{node.name}" {what}.{hint}', node.line)
             _check_arguments(registry[node.name], node.args, skip=skip, what=f'{what} "{node.name}"', line=node.line)
 
 
@@ -173,16 +178,21 @@ def _check_arguments(function: Any, args: list[Any], *, skip: int, what: str, li
 
 
 def _walk(value: Any) -> list[Node]:
-    """Return every node under ``value``."""
+    """Return every node under ``value``, each after the nodes it contains (roughly the order Twig parses
+    them in: ``a|f|g`` gives f before g), so that the first problem found is the one Twig reports."""
     found: list[Node] = []
-    stack = [value]
+    # An explicit stack: a template nested deeply must not exhaust Python's recursion.
+    stack: list[tuple[Any, bool]] = [(value, False)]
     while stack:
-        item = stack.pop()
+        item, expanded = stack.pop()
         if isinstance(item, Node):
-            found.append(item)
-            stack.extend(item.fields.values())
+            if expanded:
+                found.append(item)
+                continue
+            stack.append((item, True))
+            stack.extend((child, False) for child in reversed(list(item.fields.values())))
         elif isinstance(item, list | tuple):
-            stack.extend(item)
+            stack.extend((child, False) for child in reversed(item))
     return found
 
 

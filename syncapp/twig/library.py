@@ -381,21 +381,17 @@ def _default(render: Any, value: Any, default: Any = "") -> Any:
 
 
 def _first(render: Any, value: Any) -> Any:
-    if isinstance(value, str):
-        return value[:1]
     if php.is_array(value):
         pairs = php.items(value)
         return pairs[0][1] if pairs else None
-    return None
+    return php.to_string(value)[:1]
 
 
 def _last(render: Any, value: Any) -> Any:
-    if isinstance(value, str):
-        return value[-1:]
     if php.is_array(value):
         pairs = php.items(value)
         return pairs[-1][1] if pairs else None
-    return None
+    return php.to_string(value)[-1:]
 
 
 def _sprintf(fmt: str, args: list[Any], *, limit: int = 1_000_000) -> str:
@@ -494,7 +490,8 @@ def _limit(message: str) -> Exception:
 
 def _join(render: Any, value: Any, glue: Any = "", and_: Any = None) -> str:
     if not php.is_array(value):
-        return ""
+        # As PHP's (array) cast: null is empty, a scalar a list of itself.
+        value = [] if value is None else [value]
     values = [php.to_string(v) for _, v in php.items(value)]
     glue = php.to_string(glue)
     size = sum(map(len, values)) + len(glue) * len(values) + len(php.to_string(and_))

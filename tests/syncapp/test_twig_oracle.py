@@ -97,6 +97,12 @@ def test_the_recorded_outputs_are_what_real_twig_renders(php):
     "{{ '2024-01-01T00:00:00+00:00'|date('T e', false) }}|{{ '2024-01-01T00:00:00-0530'|date('c T e', false) }}|"
     "{{ '2024-07-01 10:00'|date('T I c', 'Europe/Amsterdam') }}|"
     "{{ '2024-01-31'|date_modify('+1 month')|date('Y-m-d') }}",
+    "{{ 'abc'|join(',') }}|{{ null|join(',') }}|{{ 123|first }}{{ 123|last }}|{{ null|first }}|{{ 5|length }}|"
+    "{{ null|length }}|{{ 'x'|split(',')|length }}|{{ null|lower }}|{{ '5 apples' + 3 }}|{{ 'abc'|number_format }}",
+    "{% for i in 'abc' %}{{ i }}{% else %}no{% endfor %}|{% for k in null %}{{ k }}{% else %}none{% endfor %}|"
+    "{% for a in [1, 2] %}{% for b in [3, 4] %}{{ loop.parent.loop.index }}{{ loop.index }},{% endfor %}{% endfor %}",
+    "{{ {'a': {'b': null}}.a.b ?? 'n' }}|{{ {'a': 1}.a.b ?? 'n' }}|{{ x.y.z|default('d') }}|{{ [1][5] ?? 'oob' }}|"
+    "{{ {'0': 'zero'}[0] }}{{ {'0': 'zero'}.0 }}|{{ [null]|first is null ? 'null' }}",
     "{{ 'Hello WORLD'|title }} {{ 'hELLO'|capitalize }} {{ '  x '|trim }}|{{ "
     "'<p>a<br>b</p>'|striptags }} {{ 'a\nb'|nl2br }}",
     "{% for k, v in {'a': 1, 'b': 2} %}{{ loop.index }}{{ k }}{{ v }}{{ loop.last ? '.' : ',' }}{% "

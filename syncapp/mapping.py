@@ -12,6 +12,8 @@ A mapping has four parts, applied in this order:
     dot path -> cast name, ``"name1,name2"`` or a list of names, applied in order.
 ``passThrough``
     start from a deep copy of the input instead of from ``{}``.
+``language``
+    the templates' language: ``jinja2`` (the default, below) or ``twig`` (OpenConnector's; see "Twig templates").
 
 A result that is a dict whose only key is ``#`` becomes that value.
 
@@ -32,6 +34,18 @@ Templates run in an immutable Jinja2 sandbox. Decisions a caller must know:
   blocks and filter blocks), no single string or list over 1,000,000 characters or elements, ``range`` of
   at most 100,000 items, and at most 1,000,000 operations (calls, filter applications, loop iterations).
   ``map_each`` mappings nest at most 32 deep.
+
+Twig templates
+--------------
+A mapping in ``twig`` renders its templates with :mod:`syncapp.twig` (Twig 3's syntax and semantics, PHP's
+values) as OpenConnector's MappingService does: a default Twig environment (autoescape ``html``, undefined
+variables null), then ``html_entity_decode`` of the output. Every template renders to a string: ``{{ true }}``
+is ``"1"``, ``{{ list }}`` is ``"Array"`` (OpenConnector makes values of JSON text with the ``jsonToArray``
+cast). Dates are in UTC, as Nextcloud sets PHP's timezone. OpenConnector's ``executeMapping`` (a mapping by
+reference, resolved as ``map_each`` resolves it, or a config given inline) and ``generateUuid`` are there;
+its ``callSource``, ``getFileContents`` and ``getFiles`` are not (unknown functions, refused when saved). The
+same bounds hold: the operations budget, the output bound (also for values built inside the template), the
+range bound and the nesting bound.
 
 Every error is a :class:`MappingError`.
 """

@@ -85,7 +85,7 @@ from syncapp.errors import SyncError
 from syncapp.twig import Environment as TwigEnvironment
 from syncapp.twig import Limits as TwigLimits
 from syncapp.twig import Template as TwigTemplate
-from syncapp.twig import TwigError, TwigSyntaxError, html_entity_decode
+from syncapp.twig import TwigError, TwigSyntaxError, html_entity_decode, php_text
 
 __all__ = [
     "JINJA2",
@@ -255,6 +255,12 @@ _IMMUTABLE = frozenset({str, int, float, bool, type(None)})
 
 def _evaluate(*, source: Any, data: dict[str, Any], target: str, language: str = "jinja2") -> Any:
     """Return the value one mapping entry produces."""
+    if language == TWIG and not isinstance(source, str | dict | list):
+        # OpenConnector hands a scalar constant to its renderTemplateString(string), which PHP coerces:
+        # false renders "", true "1", 0 "0"; null is refused there (a TypeError), so it is here.
+        if source is None:
+            raise MappingError(key=target, message="a null constant cannot be rendered (OpenConnector fails on it too)")
+        source = php_text(source)
     if not isinstance(source, str):
         return copy.deepcopy(source)
     # "" and "." would name the whole input; treat them as the constant strings they almost always are.
@@ -1283,6 +1289,8 @@ def validate_mapping(*, spec: MappingSpec, known_references: set[str] | None = N
             problems.append(f"mapping.{target}: target path must be a non-empty string")
         if isinstance(source, str):
             problems.extend(f"mapping.{target}: {problem}" for problem in check(source, known_references))
+        elif source is None and spec.language == TWIG:
+            problems.append(f"mapping.{target}: a null constant cannot be rendered (OpenConnector fails on it too)")
     for index, path in enumerate(spec.unset):
         if not isinstance(path, str):
             problems.append(f"unset.{index}: must be a string, not {_type_name(path)}")

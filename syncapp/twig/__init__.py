@@ -15,6 +15,7 @@ from html.entities import name2codepoint
 
 from syncapp.twig.engine import Environment, Limits, Template
 from syncapp.twig.errors import TwigError, TwigRuntimeError, TwigSyntaxError
+from syncapp.twig.php import to_string as php_text
 
 __all__ = [
     "Environment",
@@ -24,6 +25,7 @@ __all__ = [
     "TwigRuntimeError",
     "TwigSyntaxError",
     "html_entity_decode",
+    "php_text",
 ]
 
 _ENTITY = re.compile(r"&(?:#(\d+)|#[xX]([0-9a-fA-F]+)|([A-Za-z][A-Za-z0-9]*));")

@@ -44,6 +44,23 @@ def test_booleans_and_null_print_as_php_prints_them_and_every_result_is_text():
     assert result == {"t": "1", "f": "[]", "n": "[]", "whole": "2", "array": "Array"}
 
 
+def test_scalar_constants_become_text_as_openconnector_coerces_them_and_arrays_stay():
+    result = twig({"n": 1}, featured=False, active=True, count=0, ratio=1.5, tags=["a"], meta={"b": 1})
+
+    assert result == {"featured": "", "active": "1", "count": "0", "ratio": "1.5", "tags": ["a"], "meta": {"b": 1}}
+
+
+def test_a_null_constant_is_refused_as_openconnector_fails_on_it():
+    with pytest.raises(MappingError, match="null constant") as raised:
+        twig({}, nothing=None)
+
+    assert raised.value.key == "nothing"
+    assert validate_mapping_config({"mapping": {"nothing": None}, "language": "twig"}) == [
+        "mapping.nothing: a null constant cannot be rendered (OpenConnector fails on it too)"
+    ]
+    assert validate_mapping_config({"mapping": {"nothing": None}}) == []
+
+
 def test_the_jinja2_language_stays_the_default_with_its_native_values():
     result = apply_mapping(spec=MappingSpec(mapping={"items": "{{ list }}"}), data={"list": [1, 2]})
 

@@ -245,7 +245,11 @@ def _apply(*, spec: MappingSpec, data: dict[str, Any]) -> Any:
     for path, casts in spec.cast.items():
         _apply_casts(result=result, path=path, names=_cast_names(casts, path=path), source=data)
     if isinstance(result, dict) and len(result) == 1 and "#" in result:
-        return result["#"]
+        root = result["#"]
+        if spec.language == TWIG and not isinstance(root, dict | list):
+            # OpenConnector's executeMapping always returns an array: null is [], a scalar [scalar].
+            return [] if root is None else [root]
+        return root
     return result
 
 

@@ -61,6 +61,11 @@ def test_a_null_constant_is_refused_as_openconnector_fails_on_it():
     assert validate_mapping_config({"mapping": {"nothing": None}}) == []
 
 
+def test_a_root_result_is_always_an_array_as_openconnector_returns_it():
+    assert apply_mapping(spec=MappingSpec(mapping={"#": "{{ name }}"}, language="twig"), data={"name": "x"}) == ["x"]
+    assert apply_mapping(spec=MappingSpec(mapping={"#": "list"}, language="twig"), data={"list": [1]}) == [1]
+
+
 def test_the_jinja2_language_stays_the_default_with_its_native_values():
     result = apply_mapping(spec=MappingSpec(mapping={"items": "{{ list }}"}), data={"list": [1, 2]})
 

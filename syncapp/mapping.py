@@ -41,9 +41,10 @@ A mapping in ``twig`` renders its templates with :mod:`syncapp.twig` (Twig 3's s
 values) as OpenConnector's MappingService does: a default Twig environment (autoescape ``html``, undefined
 variables null), then ``html_entity_decode`` of the output. Every template renders to a string: ``{{ true }}``
 is ``"1"``, ``{{ list }}`` is ``"Array"`` (OpenConnector makes values of JSON text with the ``jsonToArray``
-cast). Dates are in UTC, as Nextcloud sets PHP's timezone. OpenConnector's ``executeMapping`` (a mapping by
-reference, resolved as ``map_each`` resolves it, or a config given inline) and ``generateUuid`` are there;
-its ``callSource``, ``getFileContents`` and ``getFiles`` are not (unknown functions, refused when saved). The
+cast, which for Twig mappings is OpenConnector's). Dates are in UTC, as Nextcloud sets PHP's timezone.
+OpenConnector's ``executeMapping`` (a mapping by reference, resolved as ``map_each`` resolves it, or a config
+given inline), ``generateUuid`` and ``callSource`` (only where the caller passes ``call_source``: a run) are
+there; its ``getFileContents`` and ``getFiles`` are not (unknown functions, refused when saved). The
 same bounds hold: the operations budget, the output bound (also for values built inside the template), the
 range bound and the nesting bound.
 
@@ -193,6 +194,9 @@ class _MappingState:
 
     resolve_mapping: Callable[[str], MappingSpec] | None
     depth: int
+    # Sends a Twig template's callSource(sourceId, endpoint, method, configuration) through the caller's
+    # HTTP layer and returns the answer's body; None where templates may not call sources.
+    call_source: Callable[..., str] | None = None
 
 
 # Context variables rather than globals: the environment and compiled templates are shared between
@@ -206,8 +210,12 @@ def apply_mapping(
     spec: MappingSpec,
     data: dict[str, Any],
     resolve_mapping: Callable[[str], MappingSpec] | None = None,
+    call_source: Callable[..., str] | None = None,
 ) -> Any:
-    """Return ``data`` transformed by ``spec``; ``resolve_mapping`` looks up mappings for ``map_each``."""
+    """Return ``data`` transformed by ``spec``; ``resolve_mapping`` looks up mappings for ``map_each``.
+
+    ``call_source`` lets Twig templates call sources (``callSource``); nested mappings inherit it.
+    """
     if not isinstance(data, dict):
         raise MappingError(key=None, message=f"input must be an object, not {_type_name(data)}")
     outer = _state.get()
@@ -216,7 +224,9 @@ def apply_mapping(
         raise _NestingTooDeep(
             key=None, message=f"mappings nest deeper than {MAX_MAPPING_DEPTH} levels (does one map itself?)"
         )
-    token = _state.set(_MappingState(resolve_mapping=resolve_mapping, depth=depth))
+    if call_source is None and outer is not None:
+        call_source = outer.call_source
+    token = _state.set(_MappingState(resolve_mapping=resolve_mapping, depth=depth, call_source=call_source))
     try:
         return _apply(spec=spec, data=data)
     finally:
@@ -243,7 +253,7 @@ def _apply(*, spec: MappingSpec, data: dict[str, Any]) -> Any:
             raise MappingError(key=None, message=f"unset entries must be strings, not {_type_name(path)}")
         delete_path(result, path)
     for path, casts in spec.cast.items():
-        _apply_casts(result=result, path=path, names=_cast_names(casts, path=path), source=data)
+        _apply_casts(result=result, path=path, names=_cast_names(casts, path=path), source=data, language=spec.language)
     if isinstance(result, dict) and len(result) == 1 and "#" in result:
         root = result["#"]
         if spec.language == TWIG and not isinstance(root, dict | list):
@@ -822,6 +832,25 @@ def _execute_mapping(render: Any, mapping: Any, input: Any, list: Any = False) -
     return apply(input)
 
 
+def _call_source(
+    render: Any, sourceId: Any, endpoint: Any, method: Any = "GET", configuration: Any = None, decode: Any = True  # noqa: N803
+) -> str:
+    """Call a source and return the answer's body as text: OpenConnector's callSource (``decode`` is unused
+    there too; decode JSON with ``|json_decode``)."""
+    state = _state.get()
+    if state is None or state.call_source is None:
+        raise MappingError(key=None, message="callSource: calling a source is not possible here (only in a run)")
+    if configuration is not None and not isinstance(configuration, dict | _LIST):
+        raise MappingError(
+            key=None, message=f"callSource: the configuration must be an array, not {_type_name(configuration)}"
+        )
+    _charge()
+    return state.call_source(
+        source_id=str(sourceId), endpoint=str(endpoint), method=str(method),
+        configuration=configuration if isinstance(configuration, dict) else {},
+    )
+
+
 def _generate_uuid(render: Any) -> str:
     """Return a random version 4 UUID: OpenConnector's generateUuid()."""
     return str(uuid.uuid4())
@@ -830,7 +859,7 @@ def _generate_uuid(render: Any) -> str:
 def _twig_environment() -> TwigEnvironment:
     """Return the environment Twig mappings render in: OpenConnector's (autoescape html, not strict)."""
     environment = TwigEnvironment(autoescape="html", timezone=TWIG_TIMEZONE)
-    environment.functions.update(executeMapping=_execute_mapping, generateUuid=_generate_uuid)
+    environment.functions.update(executeMapping=_execute_mapping, generateUuid=_generate_uuid, callSource=_call_source)
     return environment
 
 
@@ -1012,6 +1041,18 @@ def _cast_json_to_array(value: Any) -> list[Any]:
     if isinstance(value, dict):
         return list(value.values())
     return value if isinstance(value, list) else [value]
+
+
+def _cast_json_to_array_as_openconnector(value: Any) -> Any:
+    """Decode JSON text as OpenConnector's jsonToArray does (for Twig mappings, whose templates write JSON):
+    an array stays, text is entity-decoded then json_decode'd (objects stay objects), and text that is not
+    JSON becomes null."""
+    if isinstance(value, dict | list):
+        return value
+    try:
+        return json.loads(html_entity_decode(php_text(value)))
+    except (ValueError, RecursionError):
+        return None
 
 
 def _cast_null_string_to_null(value: Any) -> Any:
@@ -1230,7 +1271,9 @@ def _cast_problem(name: str) -> str | None:
     return f'unknown cast "{name}"'
 
 
-def _apply_casts(*, result: dict[str, Any], path: str, names: list[str], source: dict[str, Any]) -> None:
+def _apply_casts(
+    *, result: dict[str, Any], path: str, names: list[str], source: dict[str, Any], language: str = JINJA2
+) -> None:
     """Apply the casts of one path in order; stop when the path is gone."""
     if not isinstance(path, str) or path in ("", "."):
         raise MappingError(key=str(path), message="cast path must be a non-empty string")
@@ -1242,7 +1285,7 @@ def _apply_casts(*, result: dict[str, Any], path: str, names: list[str], source:
         if value is MISSING:
             return  # casts convert values; they never create a path
         try:
-            outcome = _cast_value(name=name, value=value, path=path, source=source)
+            outcome = _cast_value(name=name, value=value, path=path, source=source, language=language)
         except _CastError as exc:
             raise MappingError(key=path, message=f'cast "{name}" cannot convert {_preview(value)}: {exc}') from exc
         try:
@@ -1254,8 +1297,10 @@ def _apply_casts(*, result: dict[str, Any], path: str, names: list[str], source:
             raise MappingError(key=path, message=str(exc)) from exc
 
 
-def _cast_value(*, name: str, value: Any, path: str, source: dict[str, Any]) -> Any:
+def _cast_value(*, name: str, value: Any, path: str, source: dict[str, Any], language: str = JINJA2) -> Any:
     """Return the cast value, or _REMOVE when the cast removes the key."""
+    if name == "jsonToArray" and language == TWIG:
+        return _cast_json_to_array_as_openconnector(value)
     if name.startswith("unsetIfValue=="):
         return _REMOVE if _as_text(value) == name[len("unsetIfValue==") :] else value
     if name.startswith("setNullIfValue=="):

@@ -24,6 +24,7 @@ from syncapp.incremental import (
 from syncapp.mapping import JINJA2, apply_mapping
 from syncapp.mappings import mapping_spec, resolve_mapping
 from syncapp.models import Mapping, Synchronization
+from syncapp.outbound.calls import call_source_by_reference
 from syncapp.runs.planner import Rules
 from syncapp.sources import reader_for, reader_problem
 from syncapp.sources.base import Reader, concurrency_of
@@ -105,7 +106,9 @@ def _rules(synchronization: Synchronization, *, fingerprint: str, writer_check, 
     def to_target(obj: dict) -> Any:
         if target_spec is None:
             return obj
-        return apply_mapping(spec=target_spec, data=obj, resolve_mapping=resolve_mapping)
+        return apply_mapping(
+            spec=target_spec, data=obj, resolve_mapping=resolve_mapping, call_source=call_source_by_reference
+        )
 
     def origin_hash(obj: dict, plain: str) -> str:
         return hash_value(apply_mapping(spec=hash_spec, data=obj, resolve_mapping=resolve_mapping))

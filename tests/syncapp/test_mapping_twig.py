@@ -66,6 +66,18 @@ def test_a_root_result_is_always_an_array_as_openconnector_returns_it():
     assert apply_mapping(spec=MappingSpec(mapping={"#": "list"}, language="twig"), data={"list": [1]}) == [1]
 
 
+def test_json_to_array_decodes_as_openconnector_keeping_objects_and_nulling_what_is_not_json():
+    spec = MappingSpec(
+        mapping={"one": "{{ {'a': 1}|json_encode }}", "list": "[{{ 1 }}, {{ 2 }}]", "bad": "[1,", "kept": "items"},
+        cast={"one": "jsonToArray", "list": "jsonToArray", "bad": "jsonToArray", "kept": "jsonToArray"},
+        language="twig",
+    )
+
+    result = apply_mapping(spec=spec, data={"items": [{"x": 1}]})
+
+    assert result == {"one": {"a": 1}, "list": [1, 2], "bad": None, "kept": [{"x": 1}]}
+
+
 def test_the_jinja2_language_stays_the_default_with_its_native_values():
     result = apply_mapping(spec=MappingSpec(mapping={"items": "{{ list }}"}), data={"list": [1, 2]})
 
@@ -187,12 +199,12 @@ def test_a_runtime_error_names_the_key_and_the_line():
 
 
 def test_validation_reports_twig_syntax_problems_with_their_line_and_unknown_functions():
-    spec = MappingSpec(mapping={"a": "{% if x %}\n{% elsif y %}{% endif %}", "b": "{{ callSource('1', '/x') }}",
+    spec = MappingSpec(mapping={"a": "{% if x %}\n{% elsif y %}{% endif %}", "b": "{{ getFiles('1') }}",
                                 "c": "{{ x|preg_replace('/a/', '') }}", "ok": "{{ x ?? 1 }}"}, language="twig")
 
     assert validate_mapping(spec=spec) == [
         'mapping.a: template syntax error: Unknown "elsif" tag. (line 2)',
-        'mapping.b: template syntax error: Unknown "callSource" function. (line 1)',
+        'mapping.b: template syntax error: Unknown "getFiles" function. (line 1)',
         'mapping.c: template syntax error: Unknown "preg_replace" filter. (line 1)',
     ]
 

@@ -422,6 +422,11 @@ def source_call(*, source: Source, endpoint: str, method: str = "GET", configura
     url = url_join(location=source.location, endpoint=endpoint)
     if same_origin(url, source.location):
         auth.apply(headers=headers, params=params)
+    elif cross_host_refused():
+        raise SourceError(
+            f"callSource: {mask_url(url)} is on another host than source {source.reference!r} "
+            f"({source.location}); SYNC_CROSS_HOST_REQUESTS is refuse"
+        )
     body = configuration.get("body")
     try:
         response = http_request(

@@ -59,12 +59,10 @@ def binary(render: Any, operator: str, left: Any, right: Any) -> Any:  # noqa: C
     if operator == "xor":
         return php.to_bool(left) != php.to_bool(right)
     if operator in ("has some", "has every"):
+        # PHP's foreach over a non-array runs no iteration: "has some" is false, "has every" true.
+        values = [value for _, value in php.items(left)] if php.is_array(left) else []
         check = any if operator == "has some" else all
-        return (
-            check(php.to_bool(render.call(right, value)) for _, value in php.items(left))
-            if php.items(left)
-            else (operator == "has every")
-        )
+        return check(php.to_bool(render.call(right, value)) for value in values)
     raise TwigRuntimeError(f'Unknown operator "{operator}".')
 
 
@@ -92,21 +90,31 @@ def arithmetic(render: Any, operator: str, left: Any, right: Any) -> Any:
     if operator == "//":
         if b == 0:
             raise TwigRuntimeError("Division by zero.")
-        return int(math.floor(a / b))
+        quotient = a / b
+        # As PHP's (int) floor(): infinity and NaN give 0.
+        return int(math.floor(quotient)) if math.isfinite(quotient) else 0
     if operator == "%":
         a, b = php.to_int(a), php.to_int(b)
         if b == 0:
             raise TwigRuntimeError("Modulo by zero.")
         return int(math.fmod(a, b))
-    # "**"
-    if isinstance(a, int) and isinstance(b, int) and b >= 0:
-        if abs(a) > 1 and b * max(1, abs(a).bit_length()) > 64:
-            return float(a) ** b if abs(b) < 100_000 else math.inf
+    return _power(a, b)
+
+
+def _power(a: int | float, b: int | float) -> int | float:
+    """Return PHP's ``a ** b``: an int while it fits in 64 bits, else a float (INF, NAN as PHP gives them)."""
+    small = isinstance(a, int) and isinstance(b, int) and b >= 0 and (abs(a) <= 1 or b * abs(a).bit_length() <= 64)
+    if small:
         return _overflow(a**b)
     try:
-        return float(a) ** b
-    except (OverflowError, ZeroDivisionError):
-        return math.inf
+        result = math.pow(float(a), float(b))
+    except OverflowError:
+        negative = a < 0 and float(b).is_integer() and int(b) % 2 == 1
+        return -math.inf if negative else math.inf
+    except ValueError:
+        # A negative base with a fractional exponent; or 0 to a negative power.
+        return math.inf if a == 0 else math.nan
+    return result
 
 
 def _overflow(value: int | float) -> int | float:

@@ -125,6 +125,7 @@ def test_the_recorded_outputs_are_what_real_twig_renders(php):
     "{{ {'a': '1.5', 'b': 'x'}.a + 1 }} {{ max(1, 3, 2) }}{{ min([4, 2]) }} {{ range(0, 10, 5)|join "
     "}} {{ ('a'..'c')|join }}",
     "{{ '&amp;'|raw }} {{ '&lt;' }} {{ x }} &eacute; &apos; &#39; &#x41;",
+    "&#128;|&#0;|&#x110000;|&#xD800;|&#x1F600;|&euro;|&nbsp;|&#1;|&#x7F;|&#11;|&#13;|&#9;|&#xFFFE;|&AMP;|&bogus;|&amp",
     "{{ [{'a': 1, 'b': 'x'}, {'a': 2, 'b': 'y'}]|column('b', 'a')|json_encode }} {{ [1, 2, "
     "3]|batch(2, 0)|json_encode }}",
     "{{ 'a' ~ 1 + 2 }} {{ 1 + 2 ~ 'a' }} {{ not 1 == 2 }} {{ -1 ** 2 }} {{ (-1) ** 2 }} {{ 2 ?: 3 "

@@ -41,7 +41,9 @@ def _decode_entity(match: re.Match[str]) -> str:
     # PHP keeps the control characters HTML 4.01 does not allow (but tab, newline and carriage return),
     # surrogates and what is beyond Unicode as they are written.
     allowed = (
-        code in (0x09, 0x0A, 0x0D) or 0x20 <= code <= 0x7E or (0xA0 <= code <= 0x10FFFF and not 0xD800 <= code <= 0xDFFF)
+        code in (0x09, 0x0A, 0x0D)
+        or 0x20 <= code <= 0x7E
+        or (0xA0 <= code <= 0x10FFFF and not 0xD800 <= code <= 0xDFFF)
     )
     return chr(code) if allowed else match[0]
 

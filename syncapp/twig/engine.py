@@ -144,7 +144,9 @@ class Environment:
 
 
 def _python_name(name: str) -> str:
-    """Return the Python parameter name of a Twig argument name ("from" is "from_")."""
+    """Return the Python parameter name of a Twig argument name: "from" is "from_", and the camelCase of
+    the PHP parameter ("preserveKeys") is its snake_case, as Twig takes both."""
+    name = re.sub(r"(?<=[a-z0-9])([A-Z])", lambda match: "_" + match[1].lower(), name)
     return name + "_" if keyword.iskeyword(name) else name
 
 

@@ -60,9 +60,9 @@ def binary(render: Any, operator: str, left: Any, right: Any) -> Any:  # noqa: C
         return php.to_bool(left) != php.to_bool(right)
     if operator in ("has some", "has every"):
         # PHP's foreach over a non-array runs no iteration: "has some" is false, "has every" true.
-        values = [value for _, value in php.items(left)] if php.is_array(left) else []
+        pairs = php.items(left) if php.is_array(left) else []
         check = any if operator == "has some" else all
-        return check(php.to_bool(render.call(right, value)) for value in values)
+        return check(php.to_bool(render.call(right, value, key)) for key, value in pairs)
     raise TwigRuntimeError(f'Unknown operator "{operator}".')
 
 

@@ -367,25 +367,29 @@ def fixture_feature(path: str, *, environment: Environment | None = None) -> str
 
 
 def conformance_table(results: list[FixtureResult]) -> str:
-    """Return the Markdown table of pass shares per feature (not-applicable fixtures apart)."""
+    """Return the Markdown table of pass shares per folder of fixtures, then per feature (not-applicable
+    fixtures apart)."""
     environment = Environment()
-    rows: dict[str, list[int]] = {}
+    folders: dict[str, list[int]] = {}
+    features: dict[str, list[int]] = {}
     for result in results:
-        feature = fixture_feature(result.path, environment=environment)
-        counts = rows.setdefault(feature, [0, 0, 0])
-        counts[{PASS: 0, FAIL: 1, NOT_APPLICABLE: 2}[result.outcome]] += 1
+        column = {PASS: 0, FAIL: 1, NOT_APPLICABLE: 2}[result.outcome]
+        folders.setdefault(f"folder {result.path.split('/')[0]}/", [0, 0, 0])[column] += 1
+        features.setdefault(fixture_feature(result.path, environment=environment), [0, 0, 0])[column] += 1
     lines = [
-        "| Feature | Passed | Failed | Not applicable | Pass share |",
+        "| Fixtures | Passed | Failed | Not applicable | Pass share |",
         "| --- | ---: | ---: | ---: | ---: |",
     ]
-    totals = [0, 0, 0]
-    for feature in sorted(rows):
-        passed, failed, not_applicable = rows[feature]
-        totals = [totals[0] + passed, totals[1] + failed, totals[2] + not_applicable]
-        lines.append(f"| {feature} | {passed} | {failed} | {not_applicable} | {_share(passed, failed)} |")
-    passed, failed, not_applicable = totals
-    lines.append(f"| **all** | {passed} | {failed} | {not_applicable} | {_share(passed, failed)} |")
+    for name, counts in [*sorted(folders.items()), *sorted(features.items())]:
+        lines.append(_row(name, counts))
+    totals = [sum(counts[column] for counts in folders.values()) for column in range(3)]
+    lines.append(_row("**all**", totals))
     return "\n".join(lines) + "\n"
+
+
+def _row(name: str, counts: list[int]) -> str:
+    passed, failed, not_applicable = counts
+    return f"| {name} | {passed} | {failed} | {not_applicable} | {_share(passed, failed)} |"
 
 
 def _share(passed: int, failed: int) -> str:

@@ -198,6 +198,9 @@ def _walk(value: Any) -> list[Node]:
     return found
 
 
+# Filters whose input is HTML-escaped first when autoescaping (Twig's pre_escape).
+PRE_ESCAPE_FILTERS = frozenset({"nl2br"})
+
 _HTML_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#039;"}
 _HTML_ESCAPE = re.compile("[&<>\"']")
 
@@ -487,6 +490,8 @@ class _Render:
             self.charge()
             return -php.to_number(power) if left_node.op == "-" else php.to_number(power)
         left = self.evaluate(left_node, context)
+        if operator in ("starts with", "ends with") and not isinstance(left, str):
+            return False  # Twig tests the left side first and leaves the right one unevaluated
         right = self.evaluate(node.right, context)
         self.charge()
         return library.binary(self, operator, left, right)
@@ -520,6 +525,10 @@ class _Render:
 
             return fallback if library.is_empty(value) else value
         value = self.evaluate(node.node, context)
+        pre_escape = node.name in PRE_ESCAPE_FILTERS and self.autoescape and isinstance(value, str)
+        if pre_escape and not isinstance(value, php.Markup) and not self.is_safe(node.node):
+            # Twig's pre_escape: the input of nl2br is escaped first, unless it is safe.
+            value = php.Markup(escape_html(value))
         return self.apply_filter(node.name, value, node.args, context, node.line)
 
     def apply_filter(self, name: str, value: Any, arg_nodes: list[Any], context: dict[str, Any], line: int) -> Any:

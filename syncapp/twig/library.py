@@ -11,6 +11,7 @@ import math
 import random
 import re
 import re._parser as _regex_parser
+import unicodedata
 import urllib.parse
 from datetime import UTC, datetime, tzinfo
 from decimal import ROUND_HALF_UP, Decimal, localcontext
@@ -54,6 +55,15 @@ def binary(render: Any, operator: str, left: Any, right: Any) -> Any:  # noqa: C
     if operator == "ends with":
         return isinstance(left, str) and isinstance(right, str) and left.endswith(right)
     if operator in ("b-and", "b-or", "b-xor"):
+        if isinstance(left, str) and isinstance(right, str):
+            return _string_bitwise(operator, left, right)
+        symbol = {"b-and": "&", "b-or": "|", "b-xor": "^"}[operator]
+        for value in (left, right):
+            # An array, or text that does not start with a number, is a TypeError in PHP 8.
+            if php.is_array(value) or isinstance(value, str) and php.leading_number(value) is None:
+                raise TwigRuntimeError(
+                    f"Unsupported operand types: {php.type_name(left)} {symbol} {php.type_name(right)}."
+                )
         a, b = php.to_int(left), php.to_int(right)
         return {"b-and": a & b, "b-or": a | b, "b-xor": a ^ b}[operator]
     if operator == "xor":
@@ -64,6 +74,18 @@ def binary(render: Any, operator: str, left: Any, right: Any) -> Any:  # noqa: C
         check = any if operator == "has some" else all
         return check(php.to_bool(render.call(right, value, key)) for key, value in pairs)
     raise TwigRuntimeError(f'Unknown operator "{operator}".')
+
+
+def _string_bitwise(operator: str, left: str, right: str) -> str:
+    """Return PHP's &, | or ^ of two strings: byte by byte (| to the longer one's length, & and ^ the shorter)."""
+    a, b = left.encode("utf-8"), right.encode("utf-8")
+    if operator == "b-or":
+        a, b = a.ljust(len(b), b"\0"), b.ljust(len(a), b"\0")
+        data = bytes(x | y for x, y in zip(a, b, strict=True))
+    else:
+        combine = (lambda x, y: x & y) if operator == "b-and" else (lambda x, y: x ^ y)
+        data = bytes(combine(x, y) for x, y in zip(a, b, strict=False))
+    return data.decode("utf-8", "replace")
 
 
 def arithmetic(render: Any, operator: str, left: Any, right: Any) -> Any:
@@ -212,19 +234,28 @@ def is_empty(value: Any) -> bool:
     )
 
 
+def _int_operand(value: Any) -> int:
+    """Return an operand of PHP's %: an int (arrays are refused, as PHP does)."""
+    if php.is_array(value):
+        raise TwigRuntimeError("Unsupported operand types: array % int.")
+    php.to_number(value, strict=True)
+    return php.to_int(value)
+
+
 def _test_divisible(value: Any, divisor: Any) -> bool:
-    number, by = php.to_number(value), php.to_number(divisor)
+    # Twig compiles it to 0 == $a % $b: PHP's % works on ints.
+    number, by = _int_operand(value), _int_operand(divisor)
     if by == 0:
         raise TwigRuntimeError("Modulo by zero.")
-    return math.fmod(number, by) == 0 if isinstance(number, float) or isinstance(by, float) else number % by == 0
+    return int(math.fmod(number, by)) == 0
 
 
 TESTS: dict[str, Any] = {
     "empty": is_empty,
     "null": lambda value: value is None,
     "none": lambda value: value is None,
-    "even": lambda value: php.to_int(value) % 2 == 0,
-    "odd": lambda value: php.to_int(value) % 2 == 1,
+    "even": lambda value: _int_operand(value) % 2 == 0,
+    "odd": lambda value: _int_operand(value) % 2 == 1,
     "iterable": php.is_array,
     "sequence": lambda value: isinstance(value, list) or isinstance(value, dict) and not value,
     "mapping": lambda value: isinstance(value, dict) and bool(value),
@@ -287,9 +318,10 @@ def _escape_filter(
     # Twig leaves Markup alone only when escaping automatically; an explicit |e escapes it again.
     if autoescape and isinstance(value, php.Markup):
         return value
-    if php.is_array(value):
-        return value
-    return php.Markup(escape(php.to_string(value), strategy))
+    if not isinstance(value, str):
+        escape("", php.to_string(strategy))  # an unknown strategy is refused all the same
+        return value  # as Twig: null, booleans, numbers and arrays are returned as they are
+    return php.Markup(escape(value, php.to_string(strategy)))
 
 
 # -- filters
@@ -301,11 +333,14 @@ def _require_array(name: str, value: Any) -> None:
 
 
 def _abs(render: Any, value: Any) -> Any:
+    if php.is_array(value) or isinstance(value, str) and not php.is_numeric(value):
+        raise TwigRuntimeError(f"abs(): Argument #1 ($num) must be of type int|float, {php.type_name(value)} given.")
     return abs(php.to_number(value))
 
 
 def _batch(render: Any, value: Any, size: Any, fill: Any = None, preserve_keys: Any = True) -> Any:
-    pairs = php.items(value) if php.is_array(value) else []
+    _require_array("batch", value)
+    pairs = php.items(value)
     size = int(math.ceil(php.to_number(size)))
     if size <= 0:
         raise TwigRuntimeError("The batch size must be greater than 0.")
@@ -325,7 +360,7 @@ def _batch(render: Any, value: Any, size: Any, fill: Any = None, preserve_keys: 
 
 
 def _capitalize(render: Any, value: Any) -> str:
-    text = php.to_string(value)
+    text = php.text_argument(value, what="capitalize")
     return text[:1].upper() + text[1:].lower()
 
 
@@ -391,20 +426,20 @@ def _default(render: Any, value: Any, default: Any = "") -> Any:
 def _first(render: Any, value: Any) -> Any:
     if php.is_array(value):
         pairs = php.items(value)
-        return pairs[0][1] if pairs else None
+        return pairs[0][1] if pairs else False  # PHP's current() of an empty array
     return php.to_string(value)[:1]
 
 
 def _last(render: Any, value: Any) -> Any:
     if php.is_array(value):
         pairs = php.items(value)
-        return pairs[-1][1] if pairs else None
+        return pairs[-1][1] if pairs else False  # PHP's current() of an empty array
     return php.to_string(value)[-1:]
 
 
 def _sprintf(fmt: str, args: list[Any], *, limit: int = 1_000_000) -> str:
     """Return PHP's sprintf for the common conversions (%s %d %f %F %x %X %o %b %e %E %c %u %%, argnum$, padding)."""
-    spec = re.compile(r"%(?:(\d+)\$)?([-+ 0]|'.)*(\d+)?(?:\.(\d+))?([bcdeEfFgGosuxX%])")
+    spec = re.compile(r"%(?:(\d+)\$)?([-+ 0]|'.)*(\d+)?(?:\.(\d+))?(.?)", re.S)
     position = 0
     out: list[str] = []
     last = 0
@@ -412,6 +447,10 @@ def _sprintf(fmt: str, args: list[Any], *, limit: int = 1_000_000) -> str:
         out.append(fmt[last : match.start()])
         last = match.end()
         conversion = match[5]
+        if not conversion:
+            raise TwigRuntimeError("Missing format specifier at end of string.")
+        if conversion not in "bcdeEfFgGosuxX%":
+            raise TwigRuntimeError(f'Unknown format specifier "{conversion}".')
         if conversion == "%":
             out.append("%")
             continue
@@ -487,7 +526,8 @@ def _sprintf(fmt: str, args: list[Any], *, limit: int = 1_000_000) -> str:
 
 
 def _format(render: Any, value: Any, *args: Any) -> str:
-    return render.check_size(_sprintf(php.to_string(value), list(args), limit=render.limits.max_size))
+    fmt = php.text_argument(value, what="format")
+    return render.check_size(_sprintf(fmt, list(args), limit=render.limits.max_size))
 
 
 def _limit(message: str) -> Exception:
@@ -622,17 +662,31 @@ def _length(render: Any, value: Any) -> int:
 
 
 def _lower(render: Any, value: Any) -> str:
-    return php.to_string(value).lower()
+    return php.text_argument(value, what="lower").lower()
 
 
 def _upper(render: Any, value: Any) -> str:
-    return php.to_string(value).upper()
+    return php.text_argument(value, what="upper").upper()
 
 
 def _title(render: Any, value: Any) -> str:
-    # PHP's mb_convert_case(MB_CASE_TITLE): upper after any non-letter/digit/apostrophe.
-    text = php.to_string(value)
-    return re.sub(r"[^\W_]+('[^\W_]+)*", lambda m: m[0][:1].upper() + m[0][1:].lower(), text)
+    # PHP's mb_convert_case(MB_CASE_TITLE): a cased letter after an uncased character starts a word (so
+    # "x1y" is "X1Y"); case-ignorable characters (' . : ^ ` and marks) do not end one ("o'brien", "a.b").
+    text = php.text_argument(value, what="title")
+    out = []
+    in_word = False
+    for char in text:
+        if char.lower() != char.upper() or unicodedata.category(char) in ("Lu", "Ll", "Lt"):
+            out.append(char.lower() if in_word else char.title())
+            in_word = True
+        else:
+            out.append(char)
+            in_word = in_word and (char in "'.:^`\u00b7\u2019" or unicodedata.category(char) in _CASE_IGNORABLE)
+    return "".join(out)
+
+
+# Unicode's case-ignorable categories: marks, format characters, modifier letters and symbols.
+_CASE_IGNORABLE = frozenset({"Mn", "Me", "Cf", "Lm", "Sk"})
 
 
 def _merge(render: Any, value: Any, *others: Any) -> Any:
@@ -657,9 +711,8 @@ def _merge(render: Any, value: Any, *others: Any) -> Any:
 
 
 def _nl2br(render: Any, value: Any) -> Any:
-    text = php.to_string(value)
-    if render.autoescape and not isinstance(value, php.Markup):
-        text = html_escape(text)
+    # Its input is escaped first when autoescaping and not safe (Twig's pre_escape): the renderer does it.
+    text = php.text_argument(value, what="nl2br")
     tag = "<br />"
     return php.Markup(re.sub(r"(\r\n|\n\r|\n|\r)", lambda m: tag + m[0], text))
 
@@ -702,7 +755,7 @@ def _number_format(
         raise _limit(f"number_format with {decimals} decimals exceeds {render.limits.max_size} characters")
     point = "." if decimal_point is None else php.to_string(decimal_point)
     thousands = "," if thousand_sep is None else php.to_string(thousand_sep)
-    return number_format_value(float(php.to_number(value)), decimals, point, thousands)
+    return number_format_value(php.to_float(value), decimals, point, thousands)
 
 
 def _raw(render: Any, value: Any) -> Any:
@@ -713,7 +766,7 @@ def _replace(render: Any, value: Any, from_: Any) -> str:
     pairs = from_
     if not php.is_array(pairs):
         raise TwigRuntimeError(f'The "replace" filter expects a sequence or a mapping, got "{php.type_name(pairs)}".')
-    text = php.to_string(value)
+    text = php.text_argument(value, what="replace")
     mapping = {php.to_string(k): php.to_string(v) for k, v in php.items(pairs)}
     mapping = {k: v for k, v in mapping.items() if k != ""}
     if not mapping:
@@ -728,10 +781,9 @@ def _replace(render: Any, value: Any, from_: Any) -> str:
 
 
 def _reverse(render: Any, value: Any, preserve_keys: Any = False) -> Any:
-    if isinstance(value, str):
-        return value[::-1]
     if not php.is_array(value):
-        return value
+        # As Twig: anything else is reversed as text.
+        return php.to_string(value)[::-1]
     pairs = list(reversed(php.items(value)))
     if preserve_keys:
         return php.make_array(pairs) if not isinstance(value, list) else dict(pairs)
@@ -742,7 +794,7 @@ def _reverse(render: Any, value: Any, preserve_keys: Any = False) -> Any:
 
 
 def _round(render: Any, value: Any, precision: Any = 0, method: Any = "common") -> Any:
-    number = float(php.to_number(value))
+    number = php.to_float(value)
     digits = php.to_int(precision)
     if not math.isfinite(number):
         return number
@@ -818,11 +870,11 @@ def _shuffle(render: Any, value: Any) -> Any:
 
 
 def _spaceless(render: Any, value: Any) -> Any:
-    return php.Markup(re.sub(r">\s+<", "><", php.to_string(value)).strip())
+    return php.Markup(re.sub(r">\s+<", "><", php.text_argument(value, what="trim")).strip())
 
 
 def _split(render: Any, value: Any, delimiter: Any, limit: Any = None) -> Any:
-    text = php.to_string(value)
+    text = php.text_argument(value, what="split")
     delimiter = php.to_string(delimiter)
     if delimiter == "":
         size = 1 if limit is None or php.to_int(limit) <= 0 else php.to_int(limit)
@@ -840,7 +892,7 @@ def _split(render: Any, value: Any, delimiter: Any, limit: Any = None) -> Any:
 
 def _striptags(render: Any, value: Any, allowable_tags: Any = None) -> str:
     allowed = allowable_tags
-    text = php.to_string(value)
+    text = php.text_argument(value, what="striptags")
     allowed_tags = set(re.findall(r"<(\w+)>", php.to_string(allowed))) if allowed else set()
     text = re.sub(r"<!--.*?-->", "", text, flags=re.S)
 
@@ -853,7 +905,7 @@ def _striptags(render: Any, value: Any, allowable_tags: Any = None) -> str:
 
 def _trim(render: Any, value: Any, character_mask: Any = None, side: Any = "both") -> str:
     characters = character_mask
-    text = php.to_string(value)
+    text = php.text_argument(value, what="trim")
     chars = " \t\n\r\0\x0b" if characters is None else php.to_string(characters)
     if side not in ("left", "right", "both"):
         raise TwigRuntimeError('Trimming side must be "left", "right" or "both".')

@@ -305,6 +305,7 @@ class _Parser:
                 continue
             right = self.parse_expression(op_precedence + 1 if left else op_precedence, allow_arrow=True)
             if token.value == "??":
+                _check_definable(expression, token.line)
                 expression = _node("coalesce", token.line, left=expression, right=right)
             else:
                 expression = _node("binary", token.line, op=token.value, left=expression, right=right)
@@ -575,12 +576,22 @@ class _Parser:
         elif name in ("same as", "divisible by"):
             # "is same as x" without parentheses takes one primary expression.
             args = [(None, self.parse_primary(), False)]
-        if name == "defined" and node.kind not in ("name", "getattr", "const", "array", "function"):
-            raise TwigSyntaxError('The "defined" test only works with simple variables.', line)
+        if name == "defined":
+            _check_definable(node, line)
         test = _node("test", line, name=name, node=node, args=args)
         if negated:
             return _node("unary", line, op="not", node=test)
         return test
+
+
+def _check_definable(node: Node, line: int) -> None:
+    """Refuse what Twig's defined test (and so ??) cannot look at: anything but a variable, an attribute, a
+    literal or constant()."""
+    simple = node.kind in ("name", "getattr", "const", "array") or (
+        node.kind == "function" and node.name == "constant"
+    )
+    if not simple:
+        raise TwigSyntaxError('The "defined" test only works with simple variables.', line)
 
 
 def _check_parameters(names: list[str], line: int) -> None:

@@ -175,6 +175,12 @@ def _number_from_text(text: str) -> int | float:
     return float(text)
 
 
+def leading_number(text: str) -> int | float | None:
+    """Return the number a string is or starts with (PHP's numeric and leading-numeric strings), else None."""
+    match = _LEADING_NUMERIC.match(text)
+    return None if match is None else _number_from_text(match[0])
+
+
 def to_number(value: Any, *, strict: bool = False) -> int | float:
     """Return a value as a PHP number: numeric strings by value, leading-numeric strings by their prefix.
 
@@ -198,6 +204,20 @@ def to_number(value: Any, *, strict: bool = False) -> int | float:
     if is_array(value):
         raise TwigRuntimeError("Unsupported operand types: array.")
     raise TwigRuntimeError(f"Unsupported operand types: {type_name(value)}.")
+
+
+def to_float(value: Any) -> float:
+    """Return PHP's (float) cast: an array is 1.0 when it has elements, else 0.0."""
+    if is_array(value):
+        return 1.0 if value else 0.0
+    return float(to_number(value))
+
+
+def text_argument(value: Any, *, what: str) -> str:
+    """Return a value a PHP string parameter takes (scalars as text), refusing an array as PHP does."""
+    if is_array(value):
+        raise TwigRuntimeError(f"{what}: Argument #1 ($string) must be of type string, array given.")
+    return to_string(value)
 
 
 def to_int(value: Any) -> int:

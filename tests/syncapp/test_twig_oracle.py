@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import subprocess
 from pathlib import Path
@@ -146,3 +147,59 @@ def test_a_construct_renders_as_real_twig_renders_it(php, template):
     ours = render_here(template, context)
 
     assert ours == theirs if theirs["ok"] else not ours["ok"], f"twig: {theirs}"
+
+
+_VALUES = ["1", "'a'", "x", "a.b", "[1, 2]", "{'k': 'v', 'n': 2}", "n", "loop.index", "loop.first", "i", "k", "v",
+           "null", "''", "a"]
+
+
+def _random_expression(pick: random.Random) -> str:
+    value = pick.choice(_VALUES)
+    form = pick.choice(["{}", "{} ~ " + pick.choice(_VALUES), "{}|length", "{} is defined", "{} ?? 'd'",
+                        "{}|default('z')", "{}|json_encode"])
+    return form.replace("{}", value, 1)
+
+
+def _random_block(pick: random.Random, depth: int = 0) -> str:
+    """Return a random template of loops, conditions, sets, captures, with, apply and prints."""
+    parts = []
+    for _ in range(pick.randint(1, 4)):
+        roll = pick.random()
+        if depth < 2 and roll < 0.25:
+            sequence = pick.choice(["x", "a", "[1, 2, 3]", "a.b", "null", "{}", "'str'"])
+            target = pick.choice(["i", "k, v"])
+            body = _random_block(pick, depth + 1)
+            parts.append(f"{{% for {target} in {sequence} %}}{body}{{% else %}}E{{% endfor %}}")
+        elif depth < 2 and roll < 0.45:
+            then, otherwise = _random_block(pick, depth + 1), _random_block(pick, depth + 1)
+            parts.append(f"{{% if {_random_expression(pick)} %}}{then}"
+                         f"{{% elseif {_random_expression(pick)} %}}B{{% else %}}{otherwise}{{% endif %}}")
+        elif roll < 0.6:
+            parts.append(f"{{% set {pick.choice(['n', 'i', 'k', 'm'])} = {_random_expression(pick)} %}}")
+        elif depth < 2 and roll < 0.65:
+            parts.append(f"{{% set m %}}{_random_block(pick, depth + 1)}{{% endset %}}")
+        elif depth < 2 and roll < 0.7:
+            body = _random_block(pick, depth + 1)
+            parts.append(f"{{% with {{'w': {_random_expression(pick)}}} %}}{body}{{% endwith %}}")
+        elif depth < 2 and roll < 0.75:
+            parts.append(f"{{% apply upper %}}{_random_block(pick, depth + 1)}{{% endapply %}}")
+        else:
+            left, right = pick.choice(["", "-", "~"]), pick.choice(["", "-", "~"])
+            parts.append(pick.choice(["", " ", "\n", " -"]) + f"{{{{{left} {_random_expression(pick)} {right}}}}}"
+                         + pick.choice(["", " ", "\n ", "\n"]))
+    return "".join(parts)
+
+
+def test_random_templates_of_statements_render_as_real_twig_renders_them(php):
+    pick = random.Random(20261206)  # the same templates every run
+    context = {"x": [1, "a", {"b": 2}], "a": {"b": [1, 2], "c": "str"}, "n": 5}
+    templates = [_random_block(pick) + "|{{ n }}|{{ i ?? 'no i' }}|{{ m ?? 'no m' }}" for _ in range(400)]
+
+    theirs = render_with_twig([{"template": template, "context": context} for template in templates])
+
+    differences = [
+        f"{template!r}: twig {their}, ours {ours}"
+        for template, their in zip(templates, theirs, strict=True)
+        if (ours := render_here(template, context)) != their and (their["ok"] or ours["ok"])
+    ]
+    assert differences == [], "\n".join(differences[:5])

@@ -28,6 +28,7 @@ from syncapp.charts import runs_chart_svg
 from syncapp.conditions import conditions_normalize
 from syncapp.configuration import synchronization_actions, synchronization_actions_set
 from syncapp.errors import InvalidObject
+from syncapp.mapping import JINJA2
 from syncapp.models import (
     ApiToken,
     Mapping,
@@ -224,7 +225,16 @@ class SourceAdmin(admin.ModelAdmin):
 class MappingForm(EmptyJSONForm):
     class Meta:
         model = Mapping
-        fields = ["reference", "name", "description", "mapping", "unset", "cast", "pass_through"]
+        fields = ["reference", "name", "description", "language", "mapping", "unset", "cast", "pass_through"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # A form posted without a language (an older page, a script) keeps the default one.
+        if "language" in self.fields:  # not there when the user may only view
+            self.fields["language"].required = False
+
+    def clean_language(self):
+        return self.cleaned_data.get("language") or JINJA2
 
     def clean(self):
         cleaned = super().clean()
@@ -233,6 +243,7 @@ class MappingForm(EmptyJSONForm):
             "unset": cleaned.get("unset") if cleaned.get("unset") is not None else [],
             "cast": cleaned.get("cast") if cleaned.get("cast") is not None else {},
             "passThrough": cleaned.get("pass_through", False),
+            "language": cleaned.get("language") or JINJA2,
         }
         for field, problems in mapping_problems_by_field(config=config, reference=cleaned.get("reference")).items():
             for problem in problems:
@@ -265,7 +276,7 @@ def _try_page(request, *, title: str, subject, back_url: str, explanation: str, 
 class MappingAdmin(admin.ModelAdmin):
     formfield_overrides = JSON_WIDGETS
     form = MappingForm
-    list_display = ["reference", "name", "pass_through", "updated_at"]
+    list_display = ["reference", "name", "language", "pass_through", "updated_at"]
     search_fields = ["reference", "name"]
     readonly_fields = ["try_it"]
 

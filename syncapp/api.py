@@ -35,6 +35,7 @@ from syncapp.filters import (
     StoredFileFilterSet,
     SynchronizationFilterSet,
 )
+from syncapp.mapping import JINJA2, LANGUAGES
 from syncapp.models import Mapping, Object, Register, Rule, Schema, Source, StoredFile, Synchronization
 from syncapp.openapi import CONFLICT, VALIDATION_ERROR, declared_field_schema
 from syncapp.parsers import BoundedJSONParser
@@ -125,7 +126,7 @@ class MappingSerializer(CamelCaseModelSerializer):
     class Meta:
         model = Mapping
         fields = [
-            "id", "reference", "name", "description", "mapping", "unset", "cast", "pass_through",
+            "id", "reference", "name", "description", "mapping", "unset", "cast", "pass_through", "language",
             "created_at", "updated_at",
         ]
 
@@ -135,6 +136,7 @@ class MappingSerializer(CamelCaseModelSerializer):
             "unset": attrs.get("unset", getattr(self.instance, "unset", [])),
             "cast": attrs.get("cast", getattr(self.instance, "cast", {})),
             "passThrough": attrs.get("pass_through", getattr(self.instance, "pass_through", False)),
+            "language": attrs.get("language", getattr(self.instance, "language", JINJA2)),
         }
         reference = attrs.get("reference", getattr(self.instance, "reference", None))
         errors = mapping_problems_by_field(config=config, reference=reference)
@@ -320,6 +322,7 @@ class MappingDraftTrySerializer(SampleSerializer):
     unset = serializers.JSONField(required=False, default=list)
     cast = serializers.JSONField(required=False, default=dict)
     passThrough = serializers.BooleanField(required=False, default=False)  # noqa: N815 - the config name
+    language = serializers.ChoiceField(choices=LANGUAGES, required=False, default=JINJA2)
 
 
 class ConditionsTrySerializer(SampleSerializer):
@@ -393,7 +396,7 @@ class MappingViewSet(AuditedViewSetMixin, viewsets.ModelViewSet):
         """Apply an unsaved mapping to a sample object (`data`)."""
         body = MappingDraftTrySerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        config = {key: body.validated_data[key] for key in ("mapping", "unset", "cast", "passThrough")}
+        config = {key: body.validated_data[key] for key in ("mapping", "unset", "cast", "passThrough", "language")}
         return _outcome_response(mapping_try(config=config, sample=body.validated_data["data"]))
 
 

@@ -22,7 +22,7 @@ from syncapp.declared import unknown_key_message
 from syncapp.documents import document_keys, schema_keys
 from syncapp.errors import SyncError
 from syncapp.follow_ups import follow_up_graph
-from syncapp.mapping import validate_mapping_config
+from syncapp.mapping import JINJA2, validate_mapping_config
 from syncapp.models import Mapping, Register, Rule, Schema, Source, Synchronization, SynchronizationAction
 from syncapp.openconnector import bundle_normalize, bundle_read
 from syncapp.rules import Known as RuleKnown
@@ -400,6 +400,7 @@ def bundle_import(bundle: Any, *, actor: Any = None) -> ImportResult:
                     "unset": item.get("unset") or [],
                     "cast": item.get("cast") or {},
                     "pass_through": bool(item.get("passThrough", False)),
+                    "language": item.get("language") or JINJA2,
                 },
                 result, "mappings",
             )
@@ -516,7 +517,7 @@ def bundle_export() -> dict:
             {
                 "reference": mapping.reference, "name": mapping.name, "description": mapping.description,
                 "mapping": mapping.mapping, "unset": mapping.unset, "cast": mapping.cast,
-                "passThrough": mapping.pass_through,
+                "passThrough": mapping.pass_through, "language": mapping.language,
             }
             for mapping in Mapping.objects.all()
         ],

@@ -6,6 +6,8 @@ are declared by the kind (syncapp.sources, syncapp.targets) and checked there; h
 """
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, JsonValue
 
 from syncapp.declared import Declared
@@ -58,13 +60,15 @@ class MappingDocument(Document):
     """A transformation of one object into another."""
 
     mapping: dict[str, JsonValue] | None = None
-    """Keys of the new object: dot paths copied with their types, or templates rendered (Jinja2)."""
+    """Keys of the new object: dot paths copied with their types, or templates rendered (in `language`)."""
     unset: list[str] | None = None
     """Dot paths removed from the result."""
     cast: dict[str, str] | None = None
     """Casts by dot path: int, bool, datetime, moneyStringToInt, unsetIfValue==X, … (chained with commas)."""
     pass_through: bool | None = None
     """true: start from the whole source object instead of an empty one."""
+    language: Literal["jinja2", "twig"] | None = None
+    """The templates' language: jinja2 (default) or twig (OpenConnector's, with Twig's semantics)."""
 
 
 class RuleDocument(Document):

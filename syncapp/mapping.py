@@ -12,6 +12,8 @@ A mapping has four parts, applied in this order:
     dot path -> cast name, ``"name1,name2"`` or a list of names, applied in order.
 ``passThrough``
     start from a deep copy of the input instead of from ``{}``.
+``language``
+    the templates' language: ``jinja2`` (the default, below) or ``twig`` (OpenConnector's; see "Twig templates").
 
 A result that is a dict whose only key is ``#`` becomes that value.
 
@@ -32,6 +34,19 @@ Templates run in an immutable Jinja2 sandbox. Decisions a caller must know:
   blocks and filter blocks), no single string or list over 1,000,000 characters or elements, ``range`` of
   at most 100,000 items, and at most 1,000,000 operations (calls, filter applications, loop iterations).
   ``map_each`` mappings nest at most 32 deep.
+
+Twig templates
+--------------
+A mapping in ``twig`` renders its templates with :mod:`syncapp.twig` (Twig 3's syntax and semantics, PHP's
+values) as OpenConnector's MappingService does: a default Twig environment (autoescape ``html``, undefined
+variables null), then ``html_entity_decode`` of the output. Every template renders to a string: ``{{ true }}``
+is ``"1"``, ``{{ list }}`` is ``"Array"`` (OpenConnector makes values of JSON text with the ``jsonToArray``
+cast, which for Twig mappings is OpenConnector's). Dates are in UTC, as Nextcloud sets PHP's timezone.
+OpenConnector's ``executeMapping`` (a mapping by reference, resolved as ``map_each`` resolves it, or a config
+given inline), ``generateUuid`` and ``callSource`` (only where the caller passes ``call_source``: a run) are
+there; its ``getFileContents`` and ``getFiles`` are not (unknown functions, refused when saved). The
+same bounds hold: the operations budget, the output bound (also for values built inside the template), the
+range bound and the nesting bound.
 
 Every error is a :class:`MappingError`.
 """
@@ -68,8 +83,15 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from syncapp.dotpath import MISSING, delete_path, get_path, set_path
 from syncapp.errors import SyncError
+from syncapp.twig import Environment as TwigEnvironment
+from syncapp.twig import Limits as TwigLimits
+from syncapp.twig import Template as TwigTemplate
+from syncapp.twig import TwigError, TwigSyntaxError, html_entity_decode, php_text
 
 __all__ = [
+    "JINJA2",
+    "LANGUAGES",
+    "TWIG",
     "MAX_MAPPING_DEPTH",
     "MAX_OPERATIONS",
     "MAX_OUTPUT_CHARS",
@@ -82,6 +104,10 @@ __all__ = [
     "validate_mapping_config",
 ]
 
+JINJA2: Final = "jinja2"
+TWIG: Final = "twig"
+# The template languages a mapping may be written in.
+LANGUAGES: Final = (JINJA2, TWIG)
 MAX_OUTPUT_CHARS: Final = 1_000_000
 MAX_RANGE: Final = 100_000
 MAX_OPERATIONS: Final = 1_000_000
@@ -129,10 +155,11 @@ class MappingSpec:
     unset: list[str] = field(default_factory=list)
     cast: dict[str, str | list[str]] = field(default_factory=dict)
     pass_through: bool = False
+    language: str = JINJA2
 
     @classmethod
     def from_config(cls, data: dict[str, Any]) -> MappingSpec:
-        """Build a spec from the JSON config (``mapping``, ``unset``, ``cast``, ``passThrough``).
+        """Build a spec from the JSON config (``mapping``, ``unset``, ``cast``, ``passThrough``, ``language``).
 
         Raise MappingError when the config has the wrong shape; templates and casts are not checked here
         (use ``validate_mapping_config`` for that).
@@ -146,6 +173,7 @@ class MappingSpec:
             unset=list(data.get("unset") or []),
             cast=copy.deepcopy(data.get("cast") or {}),
             pass_through=bool(data.get("passThrough") or False),
+            language=data.get("language") or JINJA2,
         )
 
 
@@ -166,6 +194,9 @@ class _MappingState:
 
     resolve_mapping: Callable[[str], MappingSpec] | None
     depth: int
+    # Sends a Twig template's callSource(sourceId, endpoint, method, configuration) through the caller's
+    # HTTP layer and returns the answer's body; None where templates may not call sources.
+    call_source: Callable[..., str] | None = None
 
 
 # Context variables rather than globals: the environment and compiled templates are shared between
@@ -179,8 +210,12 @@ def apply_mapping(
     spec: MappingSpec,
     data: dict[str, Any],
     resolve_mapping: Callable[[str], MappingSpec] | None = None,
+    call_source: Callable[..., str] | None = None,
 ) -> Any:
-    """Return ``data`` transformed by ``spec``; ``resolve_mapping`` looks up mappings for ``map_each``."""
+    """Return ``data`` transformed by ``spec``; ``resolve_mapping`` looks up mappings for ``map_each``.
+
+    ``call_source`` lets Twig templates call sources (``callSource``); nested mappings inherit it.
+    """
     if not isinstance(data, dict):
         raise MappingError(key=None, message=f"input must be an object, not {_type_name(data)}")
     outer = _state.get()
@@ -189,7 +224,9 @@ def apply_mapping(
         raise _NestingTooDeep(
             key=None, message=f"mappings nest deeper than {MAX_MAPPING_DEPTH} levels (does one map itself?)"
         )
-    token = _state.set(_MappingState(resolve_mapping=resolve_mapping, depth=depth))
+    if call_source is None and outer is not None:
+        call_source = outer.call_source
+    token = _state.set(_MappingState(resolve_mapping=resolve_mapping, depth=depth, call_source=call_source))
     try:
         return _apply(spec=spec, data=data)
     finally:
@@ -199,10 +236,14 @@ def apply_mapping(
 def _apply(*, spec: MappingSpec, data: dict[str, Any]) -> Any:
     """Run the mapping, unset and cast steps."""
     result: dict[str, Any] = copy.deepcopy(data) if spec.pass_through else {}
+    if spec.language not in LANGUAGES:
+        raise MappingError(
+            key=None, message=f"unknown template language {spec.language!r} (use {' or '.join(LANGUAGES)})"
+        )
     for target, source in spec.mapping.items():
         if not isinstance(target, str) or target in ("", "."):
             raise MappingError(key=str(target), message="target path must be a non-empty string")
-        value = _evaluate(source=source, data=data, target=target)
+        value = _evaluate(source=source, data=data, target=target, language=spec.language)
         try:
             set_path(result, target, value)
         except (TypeError, ValueError) as exc:
@@ -212,9 +253,13 @@ def _apply(*, spec: MappingSpec, data: dict[str, Any]) -> Any:
             raise MappingError(key=None, message=f"unset entries must be strings, not {_type_name(path)}")
         delete_path(result, path)
     for path, casts in spec.cast.items():
-        _apply_casts(result=result, path=path, names=_cast_names(casts, path=path), source=data)
+        _apply_casts(result=result, path=path, names=_cast_names(casts, path=path), source=data, language=spec.language)
     if isinstance(result, dict) and len(result) == 1 and "#" in result:
-        return result["#"]
+        root = result["#"]
+        if spec.language == TWIG and not isinstance(root, dict | list):
+            # OpenConnector's executeMapping always returns an array: null is [], a scalar [scalar].
+            return [] if root is None else [root]
+        return root
     return result
 
 
@@ -222,8 +267,14 @@ def _apply(*, spec: MappingSpec, data: dict[str, Any]) -> Any:
 _IMMUTABLE = frozenset({str, int, float, bool, type(None)})
 
 
-def _evaluate(*, source: Any, data: dict[str, Any], target: str) -> Any:
+def _evaluate(*, source: Any, data: dict[str, Any], target: str, language: str = "jinja2") -> Any:
     """Return the value one mapping entry produces."""
+    if language == TWIG and not isinstance(source, str | dict | list):
+        # OpenConnector hands a scalar constant to its renderTemplateString(string), which PHP coerces:
+        # false renders "", true "1", 0 "0"; null is refused there (a TypeError), so it is here.
+        if source is None:
+            raise MappingError(key=target, message="a null constant cannot be rendered (OpenConnector fails on it too)")
+        source = php_text(source)
     if not isinstance(source, str):
         return copy.deepcopy(source)
     # "" and "." would name the whole input; treat them as the constant strings they almost always are.
@@ -231,6 +282,8 @@ def _evaluate(*, source: Any, data: dict[str, Any], target: str) -> Any:
         value = get_path(data, source)
         if value is not MISSING:
             return value if type(value) in _IMMUTABLE else copy.deepcopy(value)
+    if language == TWIG:
+        return _render_twig(source=source, context=data, key=target)
     return _render(source=source, context=data, key=target)
 
 
@@ -725,6 +778,136 @@ _ENVIRONMENT: Final = _MappingEnvironment()
 
 
 # --------------------------------------------------------------------------------------------------
+# Twig templates
+
+
+# OpenConnector renders in Nextcloud, whose OC::init() sets PHP's default timezone to UTC
+# (nextcloud/server lib/base.php: date_default_timezone_set('UTC')); Twig's date filter uses it.
+TWIG_TIMEZONE: Final = "UTC"
+# executeMapping's parameter "list" (Twig's name) shadows the builtin inside it.
+_LIST: Final = list
+
+
+def _execute_mapping(render: Any, mapping: Any, input: Any, list: Any = False) -> Any:  # noqa: A002 - Twig's names
+    """Apply another mapping (a reference, or a config given inline) to ``input``: OpenConnector's executeMapping."""
+    state = _state.get()
+    if isinstance(mapping, dict):
+        spec = MappingSpec.from_config({"language": TWIG, **mapping})
+    elif isinstance(mapping, str | int) and not isinstance(mapping, bool):
+        if state is None or state.resolve_mapping is None:
+            raise MappingError(key=None, message=f"executeMapping: no mapping resolver to look up {mapping!r}")
+        try:
+            spec = state.resolve_mapping(str(mapping))
+        except MappingError:
+            raise
+        except Exception as exc:  # the resolver is the caller's code; report what it raised
+            raise MappingError(key=None, message=f"cannot resolve mapping {mapping!r}: {exc}") from exc
+    else:
+        raise MappingError(
+            key=None, message=f"executeMapping: a mapping is a reference or an object, not {_type_name(mapping)}"
+        )
+    if not isinstance(input, dict | _LIST):
+        raise MappingError(key=None, message=f"executeMapping: the input must be an array, not {_type_name(input)}")
+    resolver = state.resolve_mapping if state is not None else None
+
+    def apply(data: Any) -> Any:
+        _charge()
+        if not isinstance(data, dict):
+            data = {str(index): item for index, item in enumerate(data)}
+        result = apply_mapping(spec=spec, data=data, resolve_mapping=resolver)
+        # As OpenConnector: the result is always an array.
+        if result is None:
+            return []
+        return result if isinstance(result, dict | _LIST) else [result]
+
+    if list:
+        items = input.items() if isinstance(input, dict) else enumerate(input)
+        results = {}
+        for key, value in items:
+            if not isinstance(value, dict | _LIST):
+                # As OpenConnector: a scalar element is mapped as {"0": value, "value": value}.
+                value = {"0": value, "value": value}
+            results[key] = apply(value)
+        return results if isinstance(input, dict) else [results[index] for index in range(len(input))]
+    return apply(input)
+
+
+def _call_source(
+    render: Any, sourceId: Any, endpoint: Any, method: Any = "GET", configuration: Any = None, decode: Any = True  # noqa: N803
+) -> str:
+    """Call a source and return the answer's body as text: OpenConnector's callSource (``decode`` is unused
+    there too; decode JSON with ``|json_decode``)."""
+    state = _state.get()
+    if state is None or state.call_source is None:
+        raise MappingError(key=None, message="callSource: calling a source is not possible here (only in a run)")
+    if configuration is not None and not isinstance(configuration, dict | _LIST):
+        raise MappingError(
+            key=None, message=f"callSource: the configuration must be an array, not {_type_name(configuration)}"
+        )
+    _charge()
+    return state.call_source(
+        source_id=str(sourceId), endpoint=str(endpoint), method=str(method),
+        configuration=configuration if isinstance(configuration, dict) else {},
+    )
+
+
+def _generate_uuid(render: Any) -> str:
+    """Return a random version 4 UUID: OpenConnector's generateUuid()."""
+    return str(uuid.uuid4())
+
+
+def _twig_environment() -> TwigEnvironment:
+    """Return the environment Twig mappings render in: OpenConnector's (autoescape html, not strict)."""
+    environment = TwigEnvironment(autoescape="html", timezone=TWIG_TIMEZONE)
+    environment.functions.update(executeMapping=_execute_mapping, generateUuid=_generate_uuid, callSource=_call_source)
+    return environment
+
+
+_TWIG_ENVIRONMENT: Final = _twig_environment()
+_TWIG_LIMITS: Final = TwigLimits(
+    charge=_charge, max_output=MAX_OUTPUT_CHARS, max_range=MAX_RANGE, max_size=MAX_OUTPUT_CHARS
+)
+
+
+@functools.lru_cache(maxsize=4096)
+def _compile_twig(source: str) -> TwigTemplate:
+    """Parse a Twig template once; raise TwigSyntaxError for bad syntax."""
+    return _TWIG_ENVIRONMENT.from_string(source)
+
+
+def _twig_syntax_message(exc: TwigSyntaxError) -> str:
+    """Describe a Twig syntax error."""
+    return f"template syntax error: {exc.message} (line {exc.line or 1})"
+
+
+def _render_twig(*, source: str, context: dict[str, Any], key: str) -> str:
+    """Render a Twig template as OpenConnector does: HTML-escaped output, then html_entity_decode'd."""
+    try:
+        template = _compile_twig(source)
+    except TwigSyntaxError as exc:
+        raise MappingError(key=key, message=_twig_syntax_message(exc)) from exc
+    except RecursionError as exc:
+        raise MappingError(key=key, message="template error: cannot compile: nested too deeply") from exc
+    token = _budget.set(_Budget())
+    try:
+        return html_entity_decode(template.render(context, limits=_TWIG_LIMITS))
+    except _NestingTooDeep as exc:
+        exc.key = key
+        raise
+    except MappingError as exc:
+        raise MappingError(key=key, message=f"template error: {exc}") from exc
+    except TwigError as exc:
+        where = f" (line {exc.line})" if exc.line else ""
+        raise MappingError(key=key, message=f"template error: {exc.message}{where}") from exc
+    except RecursionError as exc:
+        raise MappingError(key=key, message="template error: recursion too deep") from exc
+    except Exception as exc:  # every failure of user-written code becomes a MappingError
+        raise MappingError(key=key, message=f"template error: {exc}") from exc
+    finally:
+        _budget.reset(token)
+
+
+# --------------------------------------------------------------------------------------------------
 # Casts
 
 
@@ -858,6 +1041,18 @@ def _cast_json_to_array(value: Any) -> list[Any]:
     if isinstance(value, dict):
         return list(value.values())
     return value if isinstance(value, list) else [value]
+
+
+def _cast_json_to_array_as_openconnector(value: Any) -> Any:
+    """Decode JSON text as OpenConnector's jsonToArray does (for Twig mappings, whose templates write JSON):
+    an array stays, text is entity-decoded then json_decode'd (objects stay objects), and text that is not
+    JSON becomes null."""
+    if isinstance(value, dict | list):
+        return value
+    try:
+        return json.loads(html_entity_decode(php_text(value)))
+    except (ValueError, RecursionError):
+        return None
 
 
 def _cast_null_string_to_null(value: Any) -> Any:
@@ -1076,7 +1271,9 @@ def _cast_problem(name: str) -> str | None:
     return f'unknown cast "{name}"'
 
 
-def _apply_casts(*, result: dict[str, Any], path: str, names: list[str], source: dict[str, Any]) -> None:
+def _apply_casts(
+    *, result: dict[str, Any], path: str, names: list[str], source: dict[str, Any], language: str = JINJA2
+) -> None:
     """Apply the casts of one path in order; stop when the path is gone."""
     if not isinstance(path, str) or path in ("", "."):
         raise MappingError(key=str(path), message="cast path must be a non-empty string")
@@ -1088,7 +1285,7 @@ def _apply_casts(*, result: dict[str, Any], path: str, names: list[str], source:
         if value is MISSING:
             return  # casts convert values; they never create a path
         try:
-            outcome = _cast_value(name=name, value=value, path=path, source=source)
+            outcome = _cast_value(name=name, value=value, path=path, source=source, language=language)
         except _CastError as exc:
             raise MappingError(key=path, message=f'cast "{name}" cannot convert {_preview(value)}: {exc}') from exc
         try:
@@ -1100,8 +1297,10 @@ def _apply_casts(*, result: dict[str, Any], path: str, names: list[str], source:
             raise MappingError(key=path, message=str(exc)) from exc
 
 
-def _cast_value(*, name: str, value: Any, path: str, source: dict[str, Any]) -> Any:
+def _cast_value(*, name: str, value: Any, path: str, source: dict[str, Any], language: str = JINJA2) -> Any:
     """Return the cast value, or _REMOVE when the cast removes the key."""
+    if name == "jsonToArray" and language == TWIG:
+        return _cast_json_to_array_as_openconnector(value)
     if name.startswith("unsetIfValue=="):
         return _REMOVE if _as_text(value) == name[len("unsetIfValue==") :] else value
     if name.startswith("setNullIfValue=="):
@@ -1131,11 +1330,16 @@ def _preview(value: Any) -> str:
 def validate_mapping(*, spec: MappingSpec, known_references: set[str] | None = None) -> list[str]:
     """Return the problems of a mapping, checked without data; each names its key."""
     problems: list[str] = []
+    if spec.language not in LANGUAGES:
+        problems.append(f"language: must be one of {', '.join(LANGUAGES)}, not {spec.language!r}")
+    check = _twig_template_problems if spec.language == TWIG else _template_problems
     for target, source in spec.mapping.items():
         if not isinstance(target, str) or target in ("", "."):
             problems.append(f"mapping.{target}: target path must be a non-empty string")
         if isinstance(source, str):
-            problems.extend(f"mapping.{target}: {problem}" for problem in _template_problems(source, known_references))
+            problems.extend(f"mapping.{target}: {problem}" for problem in check(source, known_references))
+        elif source is None and spec.language == TWIG:
+            problems.append(f"mapping.{target}: a null constant cannot be rendered (OpenConnector fails on it too)")
     for index, path in enumerate(spec.unset):
         if not isinstance(path, str):
             problems.append(f"unset.{index}: must be a string, not {_type_name(path)}")
@@ -1165,6 +1369,17 @@ def _template_problems(source: str, known_references: set[str] | None) -> list[s
         for reference in _map_each_references(tree)
         if reference not in known_references
     ]
+
+
+def _twig_template_problems(source: str, known_references: set[str] | None) -> list[str]:
+    """Return the syntax problems of a Twig template (with their line)."""
+    try:
+        _compile_twig(source)
+    except TwigSyntaxError as exc:
+        return [_twig_syntax_message(exc)]
+    except RecursionError:
+        return ["template error: cannot compile: nested too deeply"]
+    return []
 
 
 def _map_each_references(tree: nodes.Template) -> list[str]:
@@ -1216,6 +1431,9 @@ def _config_shape_problems(data: Any) -> list[str]:
     pass_through = data.get("passThrough")
     if pass_through is not None and not isinstance(pass_through, bool):
         problems.append(f"passThrough: must be a boolean, not {_type_name(pass_through)}")
+    language = data.get("language")
+    if language is not None and language not in LANGUAGES:
+        problems.append(f"language: must be one of {', '.join(LANGUAGES)}, not {language!r}")
     return problems
 
 

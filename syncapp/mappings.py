@@ -13,6 +13,7 @@ def mapping_spec(mapping: Mapping) -> MappingSpec:
         unset=list(mapping.unset or []),
         cast=dict(mapping.cast or {}),
         pass_through=mapping.pass_through,
+        language=mapping.language,
     )
 
 

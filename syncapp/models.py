@@ -8,6 +8,7 @@ from django.db import models
 from syncapp import kinds
 from syncapp.fields import DocumentField, SealedJSONField
 from syncapp.ids import uuid7
+from syncapp.mapping import JINJA2, LANGUAGES
 
 
 def source_upload_path(instance: Source, filename: str) -> str:
@@ -68,6 +69,10 @@ class Mapping(models.Model):
     unset = models.JSONField(default=list, blank=True)
     cast = models.JSONField(default=dict, blank=True)
     pass_through = models.BooleanField(default=False)
+    language = models.CharField(
+        max_length=10, choices=[(name, name.capitalize()) for name in LANGUAGES], default=JINJA2,
+        help_text="The language of the templates: jinja2, or twig (OpenConnector's).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

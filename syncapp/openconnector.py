@@ -49,6 +49,7 @@ from syncapp.authentication import CredentialsError, guzzle_auth_credentials, gu
 from syncapp.declared import known_keys
 from syncapp.documents import DOCUMENTS, document_keys, schema_keys
 from syncapp.egress import PLACEHOLDER
+from syncapp.mapping import TWIG
 from syncapp.models import Mapping, Register, Rule, Schema, Source, Synchronization
 from syncapp.outbound.masking import is_secret_name
 from syncapp.rules import rule_configuration_declaration
@@ -453,6 +454,8 @@ def _config_secrets_dropped(config: Any, *, path: str, source: Any, moved: list[
 
 
 def _mapping(item: dict[str, Any]) -> dict[str, Any]:
+    # OpenConnector renders every mapping's templates with Twig.
+    item["language"] = TWIG
     for key in ("mapping", "cast"):
         if key in item:
             item[key] = _object(item[key]) if item[key] is not None else {}

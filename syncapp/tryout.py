@@ -16,6 +16,7 @@ def mapping_config_of(mapping: Mapping) -> dict[str, Any]:
         "unset": mapping.unset,
         "cast": mapping.cast,
         "passThrough": mapping.pass_through,
+        "language": mapping.language,
     }
 
 

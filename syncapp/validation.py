@@ -24,7 +24,9 @@ from syncapp.sources import reader_kind, reader_kinds, source_config_problems_of
 from syncapp.targets import target_config_problems_of, writer_kind, writer_kinds
 from syncapp.write_back import write_back_problems
 
-MAPPING_FIELDS = {"mapping": "mapping", "unset": "unset", "cast": "cast", "passThrough": "pass_through"}
+MAPPING_FIELDS = {
+    "mapping": "mapping", "unset": "unset", "cast": "cast", "passThrough": "pass_through", "language": "language",
+}
 # A synchronization's keys in a document, and the model fields the admin and the API show them in.
 SYNCHRONIZATION_FIELDS = {
     "reference": "reference", "name": "name", "description": "description", "sourceType": "source_type",

@@ -19,6 +19,7 @@ source, the api target and enrichment all call through here.
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -536,6 +537,69 @@ def decode_body(response: requests.Response, *, url: str, secrets: Iterable[str]
         raise SourceError(
             f"GET {url} answered {status} with {content_type}, not JSON ({reason}): {snippet!r}"
         ) from None
+
+
+_CALL_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+def source_call(*, source: Source, endpoint: str, method: str = "GET", configuration: dict[str, Any] | None = None,
+                on_wait: OnWait | None = None) -> str:
+    """Send one request to a source as OpenConnector's callSource does, through this service's HTTP layer
+    (egress policy, the source's request budget and rate limits, its credentials); return the answer's body
+    as text, whatever its status (as Guzzle with http_errors off), base64 when it is not UTF-8.
+
+    ``configuration`` takes Guzzle's options as OpenConnector passes them: ``headers``, ``query``, ``json``,
+    ``body``, timeouts and ``verify`` (dotted keys too), over the source's own configuration.
+    """
+    method = method.upper()
+    if method not in _CALL_METHODS:
+        raise SourceError(f"callSource: method {method!r} is not one of {', '.join(_CALL_METHODS)}")
+    configuration = configuration or {}
+    # As OpenConnector: an endpoint that holds the source's location is cut after it.
+    if source.location and source.location in endpoint:
+        endpoint = endpoint[len(source.location):]
+    call = call_settings(source=source, source_config=configuration)
+    try:
+        auth = authenticator_for(source=source, timeout=call.timeout, verify=call.verify)
+    except CredentialsError as error:
+        raise SourceError(f"the credentials of source {source.reference!r} are not usable: {error}") from None
+    headers = dict(call.headers)
+    params = dict(call.query)
+    url = url_join(location=source.location, endpoint=endpoint)
+    if same_origin(url, source.location):
+        auth.apply(headers=headers, params=params)
+    elif cross_host_refused():
+        raise SourceError(
+            f"callSource: {mask_url(url)} is on another host than source {source.reference!r} "
+            f"({source.location}); SYNC_CROSS_HOST_REQUESTS is refuse"
+        )
+    body = configuration.get("body")
+    try:
+        response = http_request(
+            method=method, url=url, params=params, headers=headers, json=configuration.get("json"),
+            data=body if isinstance(body, str | bytes) else None, timeout=call.timeout, verify=call.verify,
+            source=source, secret_params=auth.credentials.secret_params,
+            secret_headers=auth.credentials.secret_headers, secrets=auth.secrets, on_wait=on_wait,
+        )
+    except TransientHttpError as error:
+        raise TransientSourceError(redact(str(error), auth.secrets)) from None
+    except HttpError as error:
+        raise SourceError(redact(str(error), auth.secrets)) from None
+    try:
+        return response.content.decode("utf-8")
+    except UnicodeDecodeError:
+        return base64.b64encode(response.content).decode("ascii")
+
+
+def call_source_by_reference(*, source_id: str, endpoint: str, method: str = "GET",
+                             configuration: dict[str, Any] | None = None) -> str:
+    """Call the source a template names (by reference, or by id) with ``source_call``."""
+    source = Source.objects.filter(reference=source_id).first()
+    if source is None and source_id.isdigit():
+        source = Source.objects.filter(pk=int(source_id)).first()
+    if source is None:
+        raise SourceError(f"callSource: there is no source {source_id!r}")
+    return source_call(source=source, endpoint=endpoint, method=method, configuration=configuration)
 
 
 def _local_name(tag: str) -> str:

@@ -21,9 +21,10 @@ from syncapp.incremental import (
     incremental_config,
     incremental_problems,
 )
-from syncapp.mapping import apply_mapping
+from syncapp.mapping import JINJA2, apply_mapping
 from syncapp.mappings import mapping_spec, resolve_mapping
 from syncapp.models import Mapping, Synchronization
+from syncapp.outbound.calls import call_source_by_reference
 from syncapp.rules import Actions, actions_of
 from syncapp.runs.planner import Rules
 from syncapp.sources import reader_for, reader_problem
@@ -37,7 +38,9 @@ def synchronization_fingerprint(synchronization: Synchronization) -> str:
     def mapping_json(mapping: Mapping | None) -> Any:
         if mapping is None:
             return None
-        return [mapping.mapping, mapping.unset, mapping.cast, mapping.pass_through]
+        shape = [mapping.mapping, mapping.unset, mapping.cast, mapping.pass_through]
+        # The language only when it is not the default, so Jinja2 mappings keep the fingerprint they had.
+        return shape if mapping.language == JINJA2 else [*shape, mapping.language]
 
     config = synchronization.source_config or {}
     # Set only when configured, so synchronizations without them keep the fingerprint they were written with.
@@ -122,7 +125,9 @@ def _rules(synchronization: Synchronization, *, fingerprint: str, writer_check, 
     def to_target(obj: dict) -> Any:
         if target_spec is None:
             return obj
-        return apply_mapping(spec=target_spec, data=obj, resolve_mapping=resolve_mapping)
+        return apply_mapping(
+            spec=target_spec, data=obj, resolve_mapping=resolve_mapping, call_source=call_source_by_reference
+        )
 
     def origin_hash(obj: dict, plain: str) -> str:
         return hash_value(apply_mapping(spec=hash_spec, data=obj, resolve_mapping=resolve_mapping))

@@ -22,17 +22,10 @@ from django.core.management import call_command
 
 from contracts.models import SynchronizationContract, SynchronizationRun
 from syncapp import runs as sync_runs
-from syncapp.models import Mapping, Object, Register, Schema, Synchronization
+from syncapp.models import Mapping, Object, Register, Schema, StoredFile, Synchronization
 from tests.loopback import Request
 from tests.openconnector.fakes import FAKES, Fake
 from tests.openconnector.shipped import FOLDERS, configurations_dir, expected_of, folder_copied
-
-if not any(field.name == "language" for field in Mapping._meta.get_fields()):
-    pytest.skip(
-        "Mapping has no `language` field yet: these tests need the twig, ocimport, rules and ocenrich "
-        "branches of issue 22 merged (remove this guard then)",
-        allow_module_level=True,
-    )
 
 if not configurations_dir().is_dir():
     pytest.fail(
@@ -44,11 +37,7 @@ if not configurations_dir().is_dir():
 def stored_files(*, object_uuid: str) -> list[dict[str, Any]]:
     """Return the files stored for a register object: name, tags and the sha256 of the stored content.
 
-    Adapt here at merge: written against the `rules` branch's StoredFile (syncapp.models; a file in Django
-    storage, belonging to an object) as it stood when these tests were written.
     """
-    from syncapp.models import StoredFile  # the rules branch's model
-
     stored = []
     for file in StoredFile.objects.filter(object_id=object_uuid).order_by("name"):
         with file.file.open("rb") as handle:

@@ -110,6 +110,11 @@ templates = st.sampled_from([
     "{{ name }}", "{{ name | upper }}", "{{ items | map_each('x') }}", "{{ 1 / 0 }}", "{{ name[0:3] }}",
     "{{ ''.__class__ }}", "{% for i in range(3) %}{{ i }}{% endfor %}", "{{ name * 3 }}", "{{", "{{ x.y.z }}",
     "{{ [name] * 2 }}", "{{ {'a': name} }}", "{{ name | int }}",
+    # Twig's (a mapping's language picks the engine; each reads the other's templates as errors or text)
+    "{% if name is empty %}e{% elseif x %}x{% endif %}", "{{ name ?? 'n' }}", "{{ items|merge([1])|json_encode }}",
+    "{{ 'now'|date('Y-m-d\\TH:i:s') }}", "{% set n = 0 %}{% for i in items %}{% set n = n + 1 %}{% endfor %}{{ n }}",
+    "{{ items|filter(v => v)|length }}", "{{ name|date }}", "{{ name ~ x }}", "{{ name + 1 }}", "{{ 2 ** name }}",
+    "{{ executeMapping('m', a) }}", "{{ name|replace({'a': x})|split(',')|join }}", "{{ name matches '/(a+)+/' }}",
 ]) | st.text(max_size=25)
 casts = st.sampled_from(["int", "bool", "float", "string", "datetime", "moneyStringToInt", "unsetIfValue==x",
                          "int,bool", "json", "nonsense", "", "array", "keyCantBeValue"]) | st.text(max_size=12)
@@ -123,13 +128,16 @@ casts = st.sampled_from(["int", "bool", "float", "string", "datetime", "moneyStr
     pass_through=st.booleans(),
     data=st.dictionaries(st.sampled_from(["name", "items", "x", "a"]) | st.text(max_size=5), json_values,
                          max_size=5),
+    language=st.sampled_from(["jinja2", "twig"]),
 )
-def test_any_mapping_of_any_object_gives_a_result_or_a_mapping_error(mapping, cast, unset, pass_through, data):
-    config = {"mapping": mapping, "cast": cast, "unset": unset, "passThrough": pass_through}
+def test_any_mapping_of_any_object_gives_a_result_or_a_mapping_error(mapping, cast, unset, pass_through, data,
+                                                                     language):
+    config = {"mapping": mapping, "cast": cast, "unset": unset, "passThrough": pass_through, "language": language}
     validate_mapping_config(config)  # never raises: it lists problems
     try:
         result = apply_mapping(
-            spec=MappingSpec(mapping=mapping, cast=cast, unset=unset, pass_through=pass_through), data=data
+            spec=MappingSpec(mapping=mapping, cast=cast, unset=unset, pass_through=pass_through, language=language),
+            data=data,
         )
     except MappingError:
         return

@@ -671,7 +671,7 @@ def test_an_exported_database_synchronization_imports_again_keeping_the_stored_p
     assert exported["synchronizations"][0]["sourceId"] == "warehouse"
     result = bundle_import(exported)
 
-    assert result.created == {"sources": 0, "registers": 0, "mappings": 0, "synchronizations": 0}
+    assert result.created == {"sources": 0, "registers": 0, "mappings": 0, "rules": 0, "synchronizations": 0}
     assert Source.objects.get(reference="warehouse").credentials == {"password": ""}
     assert counts(run(Synchronization.objects.get(reference="items"))) == ("succeeded", 3, 3, 0, 0, 0)
 

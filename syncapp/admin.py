@@ -509,9 +509,10 @@ class SynchronizationAdmin(admin.ModelAdmin):
             self._start(request, sync, full=True)
 
     def _start(self, request, sync: Synchronization, *, full: bool = False):
-        """Queue a run: its tasks go to the workers, or (tasks in process) to a thread, never into this request."""
+        """Queue a run: its tasks go to the workers, or (tasks in process) to the runner, `sync serve`: never into
+        this request, nor into this process, whose end would leave the run unfinished."""
         try:
-            with dispatch.in_background():
+            with dispatch.for_the_runner():
                 run = sync_service.run_start(
                     synchronization=sync, trigger=SynchronizationRun.Trigger.MANUAL, full=full
                 )

@@ -106,6 +106,8 @@ class Runner:
         ]
 
     def start(self) -> None:
+        # Known as a runner before it takes a run: a run it owned is then queued again, not failed, if it dies.
+        schedules.scheduler_tick_record(kind=SchedulerHeartbeat.Kind.SERVE)
         for thread in self.threads:
             thread.start()
 

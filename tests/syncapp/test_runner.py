@@ -176,12 +176,12 @@ def test_sync_run_waits_for_the_follow_up_it_started_and_shows_how_it_ended(tmp_
 
     # Then it ended only once its follow-up had ended, and said how the follow-up went
     assert result.returncode == 0, result.stderr[-3000:]
+    assert database_rows(tmp_path, "SELECT status, count(*) FROM contracts_synchronizationrun GROUP BY 1") == [
+        ("succeeded", 2)
+    ]
     printed = json.loads(result.stdout)
     assert [(run["synchronizationReference"], run["status"]) for run in printed["followUps"]] == [
         ("animals-again", "succeeded")
-    ]
-    assert database_rows(tmp_path, "SELECT status, count(*) FROM contracts_synchronizationrun GROUP BY 1") == [
-        ("succeeded", 2)
     ]
 
 

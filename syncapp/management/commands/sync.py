@@ -422,7 +422,7 @@ class Command(BaseCommand):
         for sync in Synchronization.objects.select_related("source", "target_schema__register"):
             last = sync.runs.filter(is_test=False).first()
             # The fields the API answers too under the names and with the values it gives them
-            # (GET /api/synchronizations/{id}/); `contracts` (how many) and `lastRun` are the list's own.
+            # (GET /api/synchronizations/{id}/); `nextRunAt`, `contracts` (how many) and `lastRun` are the list's own.
             rows.append({
                 "id": sync.pk,
                 "reference": sync.reference,

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime
 
 from django import db
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Case, F, Value, When
 from django.utils import timezone
@@ -29,21 +31,25 @@ from workers import dispatch
 
 logger = logging.getLogger(__name__)
 
-# How often the runner looks for runs queued by another process (one query); a run queued by a thread of
-# this process (its web server, its tick) wakes it at once.
+# How often the runner looks for queued runs (one query); a run its own tick queued wakes it at once.
 TAKE_INTERVAL_SECONDS = 1.0
+# How often old contract logs and runs are purged, as beat does.
+PURGE_INTERVAL_SECONDS = 3600.0
 
 
-def runner_tick(*, now: datetime | None = None) -> list[SynchronizationRun]:
+def runner_tick(*, now: datetime | None = None, purge: bool = False) -> list[SynchronizationRun]:
     """Do what Celery beat does, once: record the tick, start the schedules that came due, push the
-    register changes left in the outbox, send the deferred work that came due, and fail lost runs (or
-    queue a dead runner's runs again). Return the runs the schedules started, queued for the runner."""
+    register changes left in the outbox, send the deferred work that came due, fail lost runs (or queue a
+    dead runner's runs again) and, with `purge`, delete logs past their retention. Return the runs the
+    schedules started (with tasks in process, queued for the runner)."""
     schedules.scheduler_tick_record(kind=SchedulerHeartbeat.Kind.SERVE, now=now)
     with dispatch.for_the_runner():
         started = schedules.schedules_start_due(now=now)
         pushes.changes_drain_left()
         runs_send_came_due()
         runs_recover()
+    if purge:
+        runs.logs_purge()
     return started
 
 
@@ -54,7 +60,10 @@ def runs_queued_take() -> list[int]:
     A run is taken by one runner only (its owner set where it is still empty). A run queued again after its
     runner ended goes on where it stopped: it is running again, and its open pages and queued chunks are
     sent (a page done or a chunk written is not done twice); a run with nothing left open is closed.
+    With a broker, runs without an owner are the workers': nothing is taken.
     """
+    if not settings.TASKS_IN_PROCESS:
+        return []
     taken = []
     queued = SynchronizationRun.objects.filter(
         status__in=SynchronizationRun.ACTIVE_STATUSES, waiting=False, is_test=False, owner=""
@@ -96,6 +105,7 @@ class Runner:
 
     def __init__(self, *, tick_seconds: float) -> None:
         self.tick_seconds = tick_seconds
+        self.purged_at: float | None = None
         self.stopping = threading.Event()
         self.work_queued = threading.Event()
         self.threads = [
@@ -121,8 +131,11 @@ class Runner:
         runs_queued_take()
 
     def _tick(self) -> None:
-        if runner_tick():
+        purge = self.purged_at is None or time.monotonic() - self.purged_at >= PURGE_INTERVAL_SECONDS
+        if runner_tick(purge=purge):
             self.work_queued.set()
+        if purge:
+            self.purged_at = time.monotonic()
 
     def _loop(self, step: Callable[[], None], wake: threading.Event, interval: float) -> None:
         while not self.stopping.is_set():

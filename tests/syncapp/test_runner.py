@@ -322,3 +322,15 @@ def test_a_scheduler_silent_for_three_ticks_is_warned_about_again(db, settings):
     assert "No scheduler is running (last tick" in schedules.scheduler_warning()
     schedules.scheduler_tick_record(kind="celery beat")
     assert schedules.scheduler_warning() is None
+
+
+def test_with_a_broker_the_runner_takes_no_run_the_workers_are_to_run(db, settings):
+    # Given a broker (Celery's workers run the runs) and a run queued for them, owned by no process
+    settings.TASKS_IN_PROCESS = False
+    queued = SynchronizationRun.objects.create(synchronization=make_synchronization(), status="queued",
+                                               heartbeat_at=timezone.now())
+
+    # When `sync serve`'s runner looks for queued runs, then nothing is taken from the workers
+    assert runner_take() == []
+    queued.refresh_from_db()
+    assert (queued.status, queued.owner) == ("queued", "")

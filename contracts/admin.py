@@ -16,6 +16,7 @@ from syncapp.models import Object
 from syncapp.runs.recover import run_cancel
 from syncapp.targets import writer_kind
 from syncapp.write_back import conflict_resolve
+from workers import dispatch
 
 # Origin ids are text, but most are numbers: padded on the left they sort 2 before 10, and text still sorts.
 ORIGIN_ORDER = LPad("origin_id", 255, Value("0"))
@@ -120,7 +121,9 @@ class SynchronizationRunAdmin(ReadOnlyAdmin):
         run = get_object_or_404(SynchronizationRun, pk=pk)
         if request.method != "POST" or not self.has_cancel_permission(request):
             raise PermissionDenied
-        if run_cancel(run=run):
+        with dispatch.for_the_runner():  # the run waiting behind it: for the runner, not this request
+            cancelled = run_cancel(run=run)
+        if cancelled:
             self.message_user(request, f"run {run.pk} cancelled", messages.SUCCESS)
         else:
             self.message_user(request, f"run {run.pk} had already ended ({run.status})", messages.WARNING)

@@ -26,7 +26,7 @@ from contracts.models import SynchronizationRun
 from contracts.runs import process_identity
 from syncapp import schedules
 from syncapp.models import SchedulerHeartbeat, Synchronization
-from syncapp.runner import runner_tick
+from syncapp.runner import runner_release, runner_tick
 from tests.conftest import ROOT, zoo_bundle
 from tests.factories import make_synchronization
 from tests.helpers import import_zoo, runner_take
@@ -334,3 +334,23 @@ def test_with_a_broker_the_runner_takes_no_run_the_workers_are_to_run(db, settin
     assert runner_take() == []
     queued.refresh_from_db()
     assert (queued.status, queued.owner) == ("queued", "")
+
+
+def test_a_runner_that_stops_queues_its_active_runs_again_for_the_next_one(db, settings):
+    # Given a run this process (a `sync serve` being stopped) runs, and one of another process
+    settings.TASKS_IN_PROCESS = True
+    sync = make_synchronization()
+    mine = SynchronizationRun.objects.create(synchronization=sync, status="running", owner=process_identity(),
+                                             started_at=timezone.now(), heartbeat_at=timezone.now())
+    theirs = SynchronizationRun.objects.create(synchronization=sync, status="running", owner="elsewhere:1:1",
+                                               started_at=timezone.now(), heartbeat_at=timezone.now())
+
+    # When it stops (SIGTERM, Ctrl-C)
+    released = runner_release()
+
+    # Then its run is queued for the next runner, with no owner; the other process's run is not touched
+    assert released == [mine.pk]
+    mine.refresh_from_db()
+    theirs.refresh_from_db()
+    assert (mine.status, mine.owner) == ("queued", "")
+    assert (theirs.status, theirs.owner) == ("running", "elsewhere:1:1")

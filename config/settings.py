@@ -249,6 +249,9 @@ SYNC_DATABASE_SOURCE_ALLOW_SERVICE_SERVER = env_bool("SYNC_DATABASE_SOURCE_ALLOW
 # A next link, Link header or redirect to another host than the source's: followed without the
 # source's credentials (strip), or refused.
 SYNC_CROSS_HOST_REQUESTS = env_choice("SYNC_CROSS_HOST_REQUESTS", default="strip", choices=("strip", "refuse"))
+# `verify: false` in a source's configuration, a sourceConfig or a targetConfig turns TLS verification off
+# for its calls (OpenConnector passes it to Guzzle): refused, at save and at a call, unless this allows it.
+SYNC_TLS_VERIFY_OFF_ALLOWED = env_bool("SYNC_TLS_VERIFY_OFF_ALLOWED", default=False)
 # Keys that encrypt credentials at rest (syncapp/sealing.py), newest first: the newest encrypts, all
 # decrypt. Without them, a key derived from the secret key is used, and the service says so at start.
 SYNC_CREDENTIAL_KEYS = tuple(env_list("SYNC_CREDENTIAL_KEYS", default=[]))
@@ -292,6 +295,12 @@ if SYNC_FILE_DOWNLOAD_TIMEOUT > CELERY_TASK_SOFT_TIME_LIMIT:
         f"SYNC_FILE_DOWNLOAD_TIMEOUT ({SYNC_FILE_DOWNLOAD_TIMEOUT}) must be at most the task time limit "
         f"({CELERY_TASK_SOFT_TIME_LIMIT} s, from CELERY_TASK_TIME_LIMIT)"
     )
+
+# Files that rules fetch or write (syncapp/rules/): the STORAGES alias they are kept in (default: the
+# media root; configure another alias in STORAGES, an S3 bucket through django-storages, and name it
+# here), and the largest one file a fetch_file rule takes: a larger one fails its object.
+SYNC_RULE_FILES_STORAGE = env_str("SYNC_RULE_FILES_STORAGE", default="default")
+SYNC_RULE_FILE_MAX_BYTES = env_int("SYNC_RULE_FILE_MAX_BYTES", default=100 * 2**20, minimum=1)
 
 # Safety limit on pages of one run when a synchronization sets no maxPages.
 SYNC_DEFAULT_MAX_PAGES = env_int("SYNC_DEFAULT_MAX_PAGES", default=10000, minimum=1)

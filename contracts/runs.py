@@ -128,19 +128,21 @@ class RunFacts:
     is_forced: bool
     # The synchronizations whose writes caused the run (SynchronizationRun.push_origin).
     push_origin: tuple[int, ...] = ()
+    # The origin ids the run is limited to (SynchronizationRun.scope); empty: everything.
+    scope: frozenset[str] = frozenset()
 
 
 @functools.lru_cache(maxsize=64)
 def run_facts(*, run_id: int) -> RunFacts | None:
-    """Return the run's synchronization, force flag and push origin, or None when there is no such run."""
+    """Return the run's synchronization, force flag, push origin and scope, or None when there is no such run."""
     row = SynchronizationRun.objects.filter(pk=run_id).values_list(
-        "pk", "synchronization_id", "is_forced", "push_origin"
+        "pk", "synchronization_id", "is_forced", "push_origin", "scope"
     ).first()
     if row is None:
         return None
-    pk, synchronization_id, is_forced, push_origin = row
+    pk, synchronization_id, is_forced, push_origin, scope = row
     return RunFacts(pk=pk, synchronization_id=synchronization_id, is_forced=is_forced,
-                    push_origin=tuple(push_origin or ()))
+                    push_origin=tuple(push_origin or ()), scope=frozenset(str(value) for value in scope or ()))
 
 
 def run_mark_running(*, run_id: int) -> bool:

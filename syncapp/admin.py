@@ -12,6 +12,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from contracts.models import SynchronizationRun
 from contracts.runs import RunRefused
@@ -24,13 +25,28 @@ from syncapp.authentication import (
     credentials_refusal,
     location_origin,
 )
+from syncapp.charts import runs_chart_svg
 from syncapp.conditions import conditions_normalize
+from syncapp.configuration import synchronization_actions, synchronization_actions_set
 from syncapp.errors import InvalidObject
-from syncapp.models import ApiToken, Mapping, Object, Register, SchedulerHeartbeat, Schema, Source, Synchronization
+from syncapp.models import (
+    ApiToken,
+    Mapping,
+    Object,
+    Register,
+    Rule,
+    SchedulerHeartbeat,
+    Schema,
+    Source,
+    StoredFile,
+    Synchronization,
+)
 from syncapp.outbound.masking import mask_url
+from syncapp.rules import rule_configuration_schemas, rule_problems
 from syncapp.sources import problems_by_field as source_problems_by_field
 from syncapp.sources import source_config_schemas, source_configuration_problems, source_record_problems
 from syncapp.sources.file import upload_problems
+from syncapp.summaries import object_summary, run_failed_origin_ids, runs_chart_data
 from syncapp.targets import target_config_schemas
 from syncapp.targets.register import (
     check_json_schema,
@@ -331,12 +347,18 @@ class ObjectForm(forms.ModelForm):
 class ObjectAdmin(admin.ModelAdmin):
     formfield_overrides = JSON_WIDGETS
     form = ObjectForm
-    list_display = ["uuid", "schema", "created_at", "updated_at"]
+    list_display = ["summary", "schema", "updated_at", "uuid"]
+    list_display_links = ["summary"]
+    list_select_related = ["schema__register"]
     list_filter = ["schema", "updated_at"]
     # Content too: the document's text (PostgreSQL and SQLite both compare JSON as text here).
     search_fields = ["uuid", "data"]
     date_hierarchy = "updated_at"
     readonly_fields = ["uuid", "created_at", "updated_at"]
+
+    @admin.display(description="Object")
+    def summary(self, obj: Object) -> str:
+        return object_summary(data=obj.data, schema=obj.schema.schema)
 
     # Objects are written by the register's writer only (syncapp.targets.register).
     def save_model(self, request, obj, form, change) -> None:
@@ -350,6 +372,13 @@ class ObjectAdmin(admin.ModelAdmin):
 
 
 class SynchronizationForm(EmptyJSONForm):
+    # OpenConnector's `actions`: an ordered list, which a multiple choice does not keep.
+    actions = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="The rules run on each object written, by reference, one a line: they run by their order, then "
+                  "as listed here.",
+    )
+
     class Meta:
         model = Synchronization
         fields = [
@@ -370,6 +399,15 @@ class SynchronizationForm(EmptyJSONForm):
                 continue  # shown read-only (a user who may only view): no editor, no help to type by
             self.fields[field].help_text = describe_config_keys(schemas=schemas, kind=kind)
             self.fields[field].widget.use_schemas(schemas=schemas, selector=select)
+        # The instance's rules as references, one a line (model_to_dict would give the records).
+        self.initial["actions"] = "\n".join(synchronization_actions(self.instance)) if self.instance.pk else ""
+
+    def clean_actions(self) -> list[str] | None:
+        """Return the rules' references as listed; None when the form did not send the field (kept as saved)."""
+        if "actions" not in self.data:
+            return None
+        return [line.strip() for line in self.cleaned_data.get("actions", "").replace(",", "\n").splitlines()
+                if line.strip()]
 
     def clean_source_config(self):
         return self.cleaned_data.get("source_config") or {}
@@ -382,8 +420,11 @@ class SynchronizationForm(EmptyJSONForm):
         if any(name in self.errors for name in ("source_type", "target_type", "source_config", "target_config")):
             return cleaned  # the field itself is refused already
         values = self._values_with_saved(cleaned)
+        actions = cleaned.get("actions")
         document = synchronization_document(
-            values, follow_ups=[sync.reference for sync in values.get("follow_ups") or []]
+            values, follow_ups=[sync.reference for sync in values.get("follow_ups") or []],
+            actions=actions if actions is not None else (
+                synchronization_actions(self.instance) if self.instance.pk else []),
         )
         read_changed = bool({"source_type", "source", "source_config"} & set(self.changed_data))
         problems = synchronization_problems(
@@ -409,14 +450,70 @@ class SynchronizationForm(EmptyJSONForm):
         return values
 
 
+class RuleForm(EmptyJSONForm):
+    class Meta:
+        model = Rule
+        fields = ["reference", "name", "description", "type", "timing", "order", "conditions", "configuration"]
+        # Edited against the schema of the chosen type (__init__).
+        widgets = {"configuration": PrettyJSONTextarea}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "configuration" in self.fields:
+            schemas = rule_configuration_schemas()
+            self.fields["configuration"].help_text = describe_config_keys(schemas=schemas, kind="rule")
+            self.fields["configuration"].widget.use_schemas(schemas=schemas, selector="#id_type")
+
+    def clean_conditions(self):
+        return conditions_normalize(self.cleaned_data.get("conditions"))  # checked with the rest in clean
+
+    def clean(self):
+        cleaned = super().clean()
+        if "type" in self.errors:
+            return cleaned
+        values = {name: cleaned.get(name, getattr(self.instance, name, None))
+                  for name in ("type", "timing", "conditions", "configuration")}
+        for problem in rule_problems(
+            rule_type=values["type"], timing=values["timing"] or Rule.Timing.BEFORE,
+            conditions=values["conditions"] or {}, configuration=values["configuration"] or {},
+        ):
+            where, _, message = problem.partition(": ")
+            field = where.split(".", 1)[0].split("[", 1)[0]
+            self.add_error(field if field in self.fields else None, problem if where != field else message)
+        return cleaned
+
+
+@admin.register(Rule)
+class RuleAdmin(admin.ModelAdmin):
+    formfield_overrides = JSON_WIDGETS
+    form = RuleForm
+    list_display = ["reference", "name", "type", "timing", "order"]
+    list_filter = ["type", "timing"]
+    search_fields = ["reference", "name"]
+
+
+@admin.register(StoredFile)
+class StoredFileAdmin(admin.ModelAdmin):
+    """Files that belong to register objects, fetched or written by rules: records the service keeps."""
+
+    list_display = ["name", "object", "content_type", "size", "tags", "updated_at"]
+    list_filter = ["content_type", "rule"]
+    search_fields = ["name", "source_url", "object__uuid"]
+    readonly_fields = [field.name for field in StoredFile._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
 def _cancel_button(run: SynchronizationRun) -> str:
-    """Return a Cancel button for an active run, posting the page's form (and CSRF token) to the run's cancel view."""
+    """Return a Cancel link for an active run, to the page that asks for confirmation, then comes back here."""
     if run.status not in SynchronizationRun.ACTIVE_STATUSES:
         return ""
-    return format_html(
-        '<button type="submit" class="button" formaction="{}" formmethod="post" name="_from_synchronization">'
-        "Cancel</button>", reverse("admin:contracts_synchronizationrun_cancel", args=[run.pk]),
-    )
+    url = reverse("admin:contracts_synchronizationrun_cancel", args=[run.pk]) + "?from=synchronization"
+    return format_html('<a class="button" href="{}">Cancel</a>', url)
 
 
 @admin.register(Synchronization)
@@ -426,6 +523,13 @@ class SynchronizationAdmin(admin.ModelAdmin):
     list_display = ["reference", "name", "source", "target_schema", "schedule", "next_run", "is_enabled", "last_run"]
     list_filter = ["is_enabled", "source_type", "target_type"]
     search_fields = ["reference", "name"]
+
+    def save_related(self, request, form, formsets, change) -> None:
+        # `actions` is ordered (syncapp.models.SynchronizationAction): set here, not as a plain many-to-many.
+        actions = form.cleaned_data.pop("actions", None)
+        super().save_related(request, form, formsets, change)
+        if actions is not None:
+            synchronization_actions_set(form.instance, actions)
 
     def get_queryset(self, request):
         last = SynchronizationRun.objects.filter(synchronization=OuterRef("pk"), is_test=False).order_by(
@@ -512,10 +616,34 @@ class SynchronizationAdmin(admin.ModelAdmin):
         ) if rows else ""
         return format_html("{}{}", buttons, table)
 
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(super().get_readonly_fields(request, obj))
+        after = fields.index("tools") + 1 if "tools" in fields else 0
+        return [*fields[:after], "history", *fields[after:]]
+
+    @admin.display(description="Last runs")
+    def history(self, sync: Synchronization) -> str:
+        if sync.pk is None:
+            return "-"
+        chart = runs_chart_data(
+            synchronization=sync, url_of=lambda pk: reverse("admin:contracts_synchronizationrun_change", args=[pk])
+        )
+        if not chart:
+            return "No run yet."
+        return format_html(
+            '<div class="runs-history">{}<p style="margin:4px 0 0;color:var(--body-quiet-color)">The last {} runs, '
+            "oldest first: their duration, objects per second and objects written, and each one's status (blue: "
+            "active). Point at a run for its figures, click for its page.</p></div>",
+            mark_safe(runs_chart_svg(runs=chart)),  # noqa: S308 - built with every text escaped (syncapp.charts)
+            len(chart),
+        )
+
     def get_urls(self):
         wrap = self.admin_site.admin_view
         return [
             path("<int:pk>/run/", wrap(self.run_view), name="syncapp_synchronization_run"),
+            path("<int:pk>/retry-failed/<int:run_pk>/", wrap(self.retry_failed_view),
+                 name="syncapp_synchronization_retry_failed"),
             path("<int:pk>/run-full/", wrap(self.run_full_view), name="syncapp_synchronization_run_full"),
             path("<int:pk>/test/", wrap(self.test_view), name="syncapp_synchronization_test"),
             path("<int:pk>/try-conditions/", wrap(self.try_conditions_view),
@@ -536,13 +664,13 @@ class SynchronizationAdmin(admin.ModelAdmin):
         for sync in queryset:
             self._start(request, sync, full=True)
 
-    def _start(self, request, sync: Synchronization, *, full: bool = False):
+    def _start(self, request, sync: Synchronization, *, full: bool = False, scope: list[str] | None = None):
         """Queue a run: its tasks go to the workers, or (tasks in process) to the runner, `sync serve`: never into
         this request, nor into this process, whose end would leave the run unfinished."""
         try:
             with dispatch.for_the_runner():
                 run = sync_service.run_start(
-                    synchronization=sync, trigger=SynchronizationRun.Trigger.MANUAL, full=full
+                    synchronization=sync, trigger=SynchronizationRun.Trigger.MANUAL, full=full, scope=scope
                 )
         except (RunRefused, sync_service.ConfigurationError) as error:
             self.message_user(request, f"{sync.reference}: {error}", messages.ERROR)
@@ -560,6 +688,21 @@ class SynchronizationAdmin(admin.ModelAdmin):
         run = self._start(request, sync, full=full)
         if run is None:
             return redirect("admin:syncapp_synchronization_change", pk)
+        return redirect("admin:contracts_synchronizationrun_change", run.pk)
+
+    def retry_failed_view(self, request, pk: int, run_pk: int):
+        """Start a run of the objects that run `run_pk` did not write (failed or invalid), by their origin ids."""
+        sync = get_object_or_404(Synchronization, pk=pk)
+        failed_run = get_object_or_404(SynchronizationRun, pk=run_pk, synchronization=sync)
+        if request.method != "POST" or not self.has_run_permission(request):
+            raise PermissionDenied
+        origin_ids = run_failed_origin_ids(run=failed_run)
+        if not origin_ids:
+            self.message_user(request, f"run {failed_run.pk} has no failed object to retry", messages.WARNING)
+            return redirect("admin:contracts_synchronizationrun_change", failed_run.pk)
+        run = self._start(request, sync, scope=origin_ids)
+        if run is None:
+            return redirect("admin:contracts_synchronizationrun_change", failed_run.pk)
         return redirect("admin:contracts_synchronizationrun_change", run.pk)
 
     def test_view(self, request, pk: int):

@@ -1,7 +1,7 @@
 """REST API of sources, mappings, the register and synchronizations."""
 from __future__ import annotations
 
-from django.http import Http404
+from django.http import FileResponse, Http404
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
@@ -25,11 +25,20 @@ from syncapp.api_naming import (
 from syncapp.audit import AuditedViewSetMixin
 from syncapp.authentication import credential_problems, location_origin
 from syncapp.conditions import conditions_normalize
+from syncapp.configuration import synchronization_actions_set
 from syncapp.errors import InvalidObject
-from syncapp.filters import ObjectFilterSet, SchemaFilterSet, SourceFilterSet, SynchronizationFilterSet
-from syncapp.models import Mapping, Object, Register, Schema, Source, Synchronization
+from syncapp.filters import (
+    ObjectFilterSet,
+    RuleFilterSet,
+    SchemaFilterSet,
+    SourceFilterSet,
+    StoredFileFilterSet,
+    SynchronizationFilterSet,
+)
+from syncapp.models import Mapping, Object, Register, Rule, Schema, Source, StoredFile, Synchronization
 from syncapp.openapi import CONFLICT, VALIDATION_ERROR, declared_field_schema
 from syncapp.parsers import BoundedJSONParser
+from syncapp.rules import rule_problems
 from syncapp.sources import problems_by_field as source_problems_by_field
 from syncapp.sources import source_configuration_problems, source_record_problems
 from syncapp.sources.file import upload_problems
@@ -154,9 +163,16 @@ class SchemaSerializer(CamelCaseModelSerializer):
 
 
 class ObjectSerializer(CamelCaseModelSerializer):
+    files = serializers.SerializerMethodField(
+        help_text="The references of the files that belong to the object (stored by rules: /api/files/).",
+    )
+
     class Meta:
         model = Object
-        fields = ["uuid", "schema", "data", "created_at", "updated_at"]
+        fields = ["uuid", "schema", "data", "files", "created_at", "updated_at"]
+
+    def get_files(self, obj: Object) -> list[str]:
+        return [stored.reference for stored in obj.files.all()]
 
     def validate(self, attrs):
         schema = attrs.get("schema") or getattr(self.instance, "schema", None)
@@ -165,6 +181,64 @@ class ObjectSerializer(CamelCaseModelSerializer):
         except InvalidObject as error:
             raise serializers.ValidationError({"data": [str(error)]}) from None
         return attrs
+
+
+class RuleSerializer(CamelCaseModelSerializer):
+    configuration = declared_json_field("ruleConfiguration", by="type")
+
+    class Meta:
+        model = Rule
+        fields = [
+            "id", "reference", "name", "description", "type", "timing", "order", "conditions", "configuration",
+            "created_at", "updated_at",
+        ]
+
+    def validate_conditions(self, value):
+        return conditions_normalize(value)  # checked with the rest in validate
+
+    def validate(self, attrs):
+        current = {name: attrs.get(name, getattr(self.instance, name, None))
+                   for name in ("type", "timing", "conditions", "configuration")}
+        problems = rule_problems(
+            rule_type=current["type"], timing=current["timing"] or Rule.Timing.BEFORE,
+            conditions=current["conditions"] or {}, configuration=current["configuration"] or {},
+        )
+        errors: dict[str, list[str]] = {}
+        for problem in problems:
+            where, _, message = problem.partition(": ")
+            field = where.split(".", 1)[0].split("[", 1)[0]
+            errors.setdefault(field if field in current else "non_field_errors", []).append(
+                f"{where}: {message}" if where != field else message
+            )
+        if errors:
+            raise serializers.ValidationError(errors)
+        return attrs
+
+
+class ActionsField(serializers.ListField):
+    """A synchronization's rules, in the order it runs them (then by their `order`): each by its id or its
+    reference; answered by id."""
+
+    child = IdOrReferenceRelatedField(queryset=Rule.objects.all())
+
+    def get_attribute(self, instance: Synchronization) -> list[Rule]:
+        return [link.rule for link in instance.action_links.select_related("rule").order_by("position", "pk")]
+
+
+class StoredFileSerializer(CamelCaseModelSerializer):
+    reference = serializers.CharField(read_only=True, help_text="How an object's data names this file.")
+    content = serializers.SerializerMethodField(help_text="Where its content is read (GET).")
+
+    class Meta:
+        model = StoredFile
+        fields = [
+            "uuid", "reference", "object", "rule", "name", "content_type", "size", "sha256", "tags", "source_url",
+            "etag", "last_modified", "content", "created_at", "updated_at",
+        ]
+        read_only_fields = fields
+
+    def get_content(self, stored: StoredFile) -> str:
+        return f"/api/files/{stored.uuid}/content/"
 
 
 class SynchronizationSerializer(CamelCaseModelSerializer):
@@ -180,13 +254,14 @@ class SynchronizationSerializer(CamelCaseModelSerializer):
         many=True, required=False, queryset=Synchronization.objects.all(),
         help_text="The synchronizations run after this one, each by its id or its reference; answered by id.",
     )
+    actions = ActionsField(required=False, help_text=ActionsField.__doc__.replace("\n", " "))
 
     class Meta:
         model = Synchronization
         fields = [
             "id", "reference", "name", "description", "source_type", "source", "source_schema",
             "source_config", "source_hash_mapping", "source_target_mapping", "conditions", "target_type",
-            "target_schema", "target_source", "target_config", "target_source_mapping", "follow_ups",
+            "target_schema", "target_source", "target_config", "target_source_mapping", "follow_ups", "actions",
             "schedule", "is_enabled", "incremental_cursor", "incremental_cursor_path", "incremental_cursor_at",
             "created_at", "updated_at",
         ]
@@ -203,13 +278,29 @@ class SynchronizationSerializer(CamelCaseModelSerializer):
         values = {name: attrs.get(name, getattr(instance, name, None)) for name in SYNCHRONIZATION_FIELDS.values()}
         for name in ("source", "source_schema", "target_schema", "target_source"):
             values[name] = attrs.get(name, getattr(instance, name, None))
-        document = synchronization_document(values, follow_ups=[sync.reference for sync in follow_ups])
+        actions = attrs.get("actions", ActionsField().get_attribute(instance) if instance else [])
+        document = synchronization_document(values, follow_ups=[sync.reference for sync in follow_ups],
+                                            actions=[rule.reference for rule in actions])
         problems = synchronization_problems(
             document, previous_reference=getattr(instance, "reference", None), read_changed=read_changed,
         )
         if problems:
             raise serializers.ValidationError(problems_by_field(problems, document=document))
         return attrs
+
+    def create(self, validated_data):
+        actions = validated_data.pop("actions", None)
+        synchronization = super().create(validated_data)
+        if actions is not None:
+            synchronization_actions_set(synchronization, [rule.reference for rule in actions])
+        return synchronization
+
+    def update(self, instance, validated_data):
+        actions = validated_data.pop("actions", None)
+        synchronization = super().update(instance, validated_data)
+        if actions is not None:
+            synchronization_actions_set(synchronization, [rule.reference for rule in actions])
+        return synchronization
 
 
 class SampleSerializer(BodySerializer):
@@ -324,6 +415,31 @@ class ConditionsViewSet(viewsets.ViewSet):
         )
 
 
+class RuleViewSet(AuditedViewSetMixin, viewsets.ModelViewSet):
+    """Rules: what synchronizations do with each object they write (named in their `actions`)."""
+
+    queryset = Rule.objects.all()
+    serializer_class = RuleSerializer
+    filterset_class = RuleFilterSet
+
+
+class StoredFileViewSet(viewsets.ReadOnlyModelViewSet):
+    """Files that belong to register objects (fetched or written by rules); `?object=` narrows to one object's."""
+
+    queryset = StoredFile.objects.all()
+    serializer_class = StoredFileSerializer
+    filterset_class = StoredFileFilterSet
+    action_permissions = {"content": ["syncapp.view_storedfile"]}
+
+    @extend_schema(responses={200: OpenApiResponse(description="The file's content, as stored.")})
+    @action(detail=True, methods=["get"])
+    def content(self, request: Request, pk=None) -> FileResponse:
+        """Return the file's content."""
+        stored = self.get_object()
+        return FileResponse(stored.file.open("rb"), as_attachment=True, filename=stored.name,
+                            content_type=stored.content_type or "application/octet-stream")
+
+
 class RegisterViewSet(AuditedViewSetMixin, viewsets.ModelViewSet):
     queryset = Register.objects.all()
     serializer_class = RegisterSerializer
@@ -336,7 +452,7 @@ class SchemaViewSet(AuditedViewSetMixin, viewsets.ModelViewSet):
 
 
 class ObjectViewSet(viewsets.ModelViewSet):
-    queryset = Object.objects.select_related("schema")
+    queryset = Object.objects.select_related("schema").prefetch_related("files")
     serializer_class = ObjectSerializer
     filterset_class = ObjectFilterSet
 

@@ -56,6 +56,12 @@ def change_record(*, user: Any, instance: models.Model, action: str, fields: Ite
     )
 
 
+def note_record(*, user: Any, instance: models.Model, message: str) -> None:
+    """Record in an object's history what happened to something it holds (a run of a synchronization
+    deleted: the run's own history goes with it)."""
+    LogEntry.objects.log_actions(user.pk, [instance], CHANGE, change_message=message, single_object=True)
+
+
 class AuditedViewSetMixin:
     """Record the API's creations, changes and deletions of configuration."""
 

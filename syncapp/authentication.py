@@ -232,6 +232,42 @@ def credentials_parse(raw: Any, *, path: str = "credentials") -> Credentials:
     return Credentials(**values)
 
 
+def guzzle_auth_folded(value: dict[str, Any]) -> dict[str, Any]:
+    """Return a configuration whose `auth.0`, `auth.1`, `auth.2` keys (OpenConnector's flat form of Guzzle's
+    `auth` list) are that list."""
+    flat = {key: item for key, item in value.items() if isinstance(key, str) and key.startswith("auth.")
+            and key[5:].isascii() and key[5:].isdecimal()}
+    if not flat:
+        return value
+    folded = {key: item for key, item in value.items() if key not in flat}
+    listed = list(folded.get("auth") or []) if isinstance(folded.get("auth"), list) else []
+    for key in sorted(flat, key=lambda key: int(key[5:])):
+        listed.append(flat[key])
+    folded["auth"] = listed
+    return folded
+
+
+def guzzle_auth_credentials(value: Any, *, path: str = "configuration.auth") -> dict[str, Any] | None:
+    """Return the credentials Guzzle's `auth` option stands for (OpenConnector passes a source's
+    `configuration` to Guzzle as it is): `[user, password]` or `[user, password, "basic"]` is basic
+    authentication; None for an empty one. Raise CredentialsError for what this service does not speak
+    (digest, ntlm) or a shape Guzzle does not take, never quoting a value."""
+    if value in (None, "", [], {}):
+        return None
+    if isinstance(value, dict) and all(isinstance(key, str) and key.isdecimal() for key in value):
+        value = [value[key] for key in sorted(value, key=int)]  # PHP's list as an object {"0": ..., "1": ...}
+    if not isinstance(value, list) or not 2 <= len(value) <= 3 or not all(
+        isinstance(item, str | int) and not isinstance(item, bool) for item in value
+    ):
+        raise CredentialsError([f"{path}: must be [username, password] or [username, password, \"basic\"] "
+                                f"(Guzzle's auth option), {_NOT_ECHOED}"])
+    scheme = str(value[2]).strip().lower() if len(value) == 3 else "basic"
+    if scheme != "basic":
+        shown = scheme if scheme in ("digest", "ntlm") else "another scheme (not shown)"
+        raise CredentialsError([f"{path}: {shown} authentication is not supported, only basic"])
+    return {"type": "basic", "username": str(value[0]), "password": str(value[1])}
+
+
 def _basic_value(username: str, password: str) -> str:
     return base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
 

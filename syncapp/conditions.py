@@ -5,6 +5,9 @@ library rather than inside it:
 
 * ``reduce`` evaluates its third argument (the initial accumulator) as logic, as the JSON Logic
   specification and the public conformance suite require (see ``_reduce`` below);
+* ``var`` (and ``missing``, ``missing_some``) read their paths as every dot path of this service is
+  read (syncapp.dotpath): ``&#46;`` is a dot inside a key, as OpenConnector writes it
+  (``values.attribute&#46;woo_categorie``), and a key that itself holds dots is found;
 * operators that reach Python objects are refused, both by ``validate_conditions`` and at
   evaluation: the library's dot-notated "custom operation" call syntax (``{"datetime.datetime.now": []}``)
   and its ``method`` operator, which calls any attribute of any value and so lets a rule walk from a
@@ -20,6 +23,7 @@ from typing import Any
 
 import json_logic
 
+from syncapp.dotpath import MISSING, get_path
 from syncapp.errors import SyncError
 
 __all__ = [
@@ -67,6 +71,35 @@ def _install_reduce() -> None:
 
 
 _install_reduce()
+
+_library_var = json_logic._var
+
+
+def _var(data: Any, var_name: Any = None, default: Any = None) -> Any:
+    """Return the value at a dot path of the data (syncapp.dotpath), else what the library finds, else default."""
+    if var_name is None or var_name == "":
+        return data
+    if isinstance(var_name, str | int) and not isinstance(var_name, bool) and isinstance(data, dict | list):
+        found = get_path(data, str(var_name))
+        if found is not MISSING:
+            return found
+    # What dot paths do not read (a character of a text, a negative index) stays the library's.
+    return _library_var(data, var_name, default)
+
+
+def _install_var() -> None:
+    """Register the dot-path ``var`` in place of the library's, for ``missing`` and ``missing_some`` too."""
+    # OpenConnector hands its conditions the object with every dot in a key written `&#46;`, and its rules
+    # say so; the library splits a path at every dot and finds no such key (every object filtered out).
+    table = getattr(json_logic, "_data_operations", None)
+    if not isinstance(table, dict) or "var" not in table:
+        raise ImportError("json_logic has no 'var' data operation to replace; check its version")
+    table["var"] = _var
+    json_logic.operations["var"] = _var
+    json_logic._var = _var  # `missing` looks the module's `_var` up when it runs
+
+
+_install_var()
 
 # Bounds of the values a rule may build: a rule is a filter, and one that grows a value without end
 # ({"reduce": [[1, ...], {"cat": [{"var": "accumulator"}, {"var": "accumulator"}]}, "x"]} doubles a

@@ -1,4 +1,4 @@
-"""Import and export configuration bundles (sources, registers, mappings, synchronizations).
+"""Import and export configuration bundles (sources, registers, mappings, rules, synchronizations).
 
 Import validates the whole bundle before it writes anything, reports every problem with its path
 in the file, and upserts by `reference`, so importing the same bundle twice changes nothing.
@@ -23,8 +23,10 @@ from syncapp.documents import document_keys, schema_keys
 from syncapp.errors import SyncError
 from syncapp.follow_ups import follow_up_graph
 from syncapp.mapping import validate_mapping_config
-from syncapp.models import Mapping, Register, Schema, Source, Synchronization
+from syncapp.models import Mapping, Register, Rule, Schema, Source, Synchronization, SynchronizationAction
 from syncapp.openconnector import bundle_normalize, bundle_read
+from syncapp.rules import Known as RuleKnown
+from syncapp.rules import rule_problems
 from syncapp.sources import reader_kind, source_configuration_problems, source_record_kinds, source_record_problems
 from syncapp.targets import writer_kind
 from syncapp.targets.register import check_json_schema
@@ -33,7 +35,7 @@ from syncapp.validation import Known, synchronization_problems
 REFERENCE_PATTERN = re.compile(r"^[-a-zA-Z0-9_]+$")
 MAX_REFERENCE_LENGTH = 120  # the lengths of the reference and name columns
 MAX_NAME_LENGTH = 200
-SECTIONS = ("sources", "registers", "mappings", "synchronizations")
+SECTIONS = ("sources", "registers", "mappings", "rules", "synchronizations")
 # What an export writes for a source's credentials, and what an import reads as "keep the stored ones".
 CREDENTIALS_KEPT = "(write-only: kept as stored)"
 
@@ -57,6 +59,10 @@ class ImportResult:
     # What became of each secret header or query parameter in an OpenConnector export's configurations:
     # moved into the source's credentials, or not imported (a configuration may not hold secrets).
     moved: list[str] = field(default_factory=list)
+    # "path: what" of an OpenConnector document: links resolved by position, bookkeeping and empty keys left out.
+    notes: list[str] = field(default_factory=list)
+    # "path: why" of what an OpenConnector document holds that is not imported at all (rules, actions).
+    not_imported: list[str] = field(default_factory=list)
 
 
 def bundle_load(path: Path) -> Any:
@@ -290,6 +296,22 @@ def bundle_validate(bundle: Any) -> None:
             check.problems.append(f"{path}.{problem}")
 
     synchronizations = check.items("synchronizations")
+    rules = check.items("rules")
+    rule_known = RuleKnown(
+        sources=frozenset(item["reference"] for _, item in sources), mappings=frozenset(known_mappings),
+        schemas=frozenset(_schema_paths(registers)),
+        synchronizations=frozenset(item["reference"] for _, item in synchronizations),
+    )
+    for path, item in rules:
+        check.problems.extend(_unknown_keys("rules", path, item))
+        order = item.get("order", 0)
+        if isinstance(order, bool) or not isinstance(order, int):
+            check.add(f"{path}.order", f"must be a whole number, got {order!r}")
+        check.problems.extend(rule_problems(
+            rule_type=item.get("type"), timing=item.get("timing", Rule.Timing.BEFORE),
+            conditions=item.get("conditions") or {}, configuration=item.get("configuration") or {},
+            path=f"{path}.", known=rule_known,
+        ))
     graph = follow_up_graph()
     for _path, item in synchronizations:
         follow_ups = item.get("followUps")
@@ -299,6 +321,7 @@ def bundle_validate(bundle: Any) -> None:
         sources={item["reference"]: _bundle_source(item) for _, item in sources},
         schemas=_schema_paths(registers), mappings={item["reference"] for _, item in mappings},
         synchronizations={item["reference"] for _, item in synchronizations}, follow_ups=graph,
+        rules={item["reference"] for _, item in rules},
     )
     sound = not check.problems  # the sources themselves are asked only about a bundle sound so far
     for path, item in synchronizations:
@@ -333,8 +356,10 @@ def bundle_import(bundle: Any, *, actor: Any = None) -> ImportResult:
     command line).
     """
     bundle_validate(bundle)
-    bundle, ignored, moved = bundle_read(bundle)
-    result = ImportResult(ignored=ignored, moved=moved)
+    reading = bundle_read(bundle)
+    bundle = reading.bundle
+    result = ImportResult(ignored=reading.ignored, moved=reading.moved, notes=reading.notes,
+                          not_imported=reading.not_imported)
     with transaction.atomic():
         for item in bundle.get("sources", []):
             values = {
@@ -378,6 +403,20 @@ def bundle_import(bundle: Any, *, actor: Any = None) -> ImportResult:
                 },
                 result, "mappings",
             )
+        for item in bundle.get("rules", []):
+            _upsert(
+                Rule, item["reference"],
+                {
+                    "name": item.get("name") or item["reference"],
+                    "description": item.get("description") or "",
+                    "type": item["type"],
+                    "timing": item.get("timing") or Rule.Timing.BEFORE,
+                    "order": item.get("order") or 0,
+                    "conditions": conditions_normalize(item.get("conditions")),
+                    "configuration": item.get("configuration") or {},
+                },
+                result, "rules",
+            )
         synchronizations = []
         for item in bundle.get("synchronizations", []):
             synchronizations.append((item, _upsert(
@@ -386,9 +425,31 @@ def bundle_import(bundle: Any, *, actor: Any = None) -> ImportResult:
         for item, synchronization in synchronizations:
             follow_ups = Synchronization.objects.filter(reference__in=item.get("followUps") or [])
             synchronization.follow_ups.set(follow_ups)
+            if "actions" in item:
+                synchronization_actions_set(synchronization, item.get("actions") or [])
         for instance, action, fields in result.changes:
             change_record(user=actor, instance=instance, action=action, fields=fields, via="import")
     return result
+
+
+def synchronization_actions_set(synchronization: Synchronization, references: list[str]) -> None:
+    """Set a synchronization's `actions`: these rules, by reference, in this order."""
+    rules = {rule.reference: rule for rule in Rule.objects.filter(reference__in=references)}
+    wanted = [(position, rules[reference]) for position, reference in enumerate(references)]
+    current = [(link.position, link.rule_id) for link in synchronization.action_links.order_by("position", "pk")]
+    if current == [(position, rule.pk) for position, rule in wanted]:
+        return
+    synchronization.action_links.all().delete()
+    SynchronizationAction.objects.bulk_create([
+        SynchronizationAction(synchronization=synchronization, rule=rule, position=position)
+        for position, rule in wanted
+    ])
+
+
+def synchronization_actions(synchronization: Synchronization) -> list[str]:
+    """Return the references of a synchronization's rules, as its `actions` lists them."""
+    return [link.rule.reference for link in synchronization.action_links.select_related("rule").order_by(
+        "position", "pk")]
 
 
 def _optional_name(item: dict) -> str:
@@ -459,13 +520,23 @@ def bundle_export() -> dict:
             }
             for mapping in Mapping.objects.all()
         ],
+        "rules": [rule_export(rule) for rule in Rule.objects.all()],
         "synchronizations": [
             synchronization_export(synchronization)
             for synchronization in Synchronization.objects.select_related(
                 "source", "source_schema__register", "source_hash_mapping", "source_target_mapping",
                 "target_schema__register", "target_source", "target_source_mapping",
-            ).prefetch_related("follow_ups")
+            ).prefetch_related("follow_ups", "action_links__rule")
         ],
+    }
+
+
+def rule_export(rule: Rule) -> dict:
+    """Return one rule in the bundle format."""
+    return {
+        "reference": rule.reference, "name": rule.name, "description": rule.description, "type": rule.type,
+        "timing": rule.timing, "order": rule.order, "conditions": rule.conditions,
+        "configuration": rule.configuration,
     }
 
 
@@ -504,6 +575,8 @@ def synchronization_export(synchronization: Synchronization) -> dict:
         "targetConfig": synchronization.target_config,
         "targetSourceMapping": ref(synchronization.target_source_mapping),
         "followUps": sorted(follow_up.reference for follow_up in synchronization.follow_ups.all()),
+        "actions": [link.rule.reference for link in sorted(
+            synchronization.action_links.all(), key=lambda link: (link.position, link.pk))],
         "schedule": synchronization.schedule,
         "isEnabled": synchronization.is_enabled,
     }

@@ -1,4 +1,4 @@
-"""The records of a configuration bundle, declared: what each of sources, registers, mappings and
+"""The records of a configuration bundle, declared: what each of sources, registers, mappings, rules and
 synchronizations takes, in the names bundles, the API and the reference page use.
 
 A kind's own settings (a synchronization's sourceConfig and targetConfig, a source's configuration)
@@ -67,6 +67,22 @@ class MappingDocument(Document):
     """true: start from the whole source object instead of an empty one."""
 
 
+class RuleDocument(Document):
+    """A step a synchronization takes with each object it writes (OpenConnector's rules; a synchronization
+    names its rules in `actions`)."""
+
+    type: str | None = None
+    """mapping, error, synchronization, save_object, extend_input, fetch_file or write_file."""
+    timing: str | None = None
+    """before (default: after the mapping, before the write) or after (the write)."""
+    order: int | None = None
+    """Rules of a synchronization run by this number, lowest first (default 0; then as `actions` lists them)."""
+    conditions: JsonValue | None = None
+    """JSON Logic on the object: the rule applies only when they hold."""
+    configuration: dict[str, JsonValue] | None = None
+    """The settings of its type (keys by type: see below)."""
+
+
 class SynchronizationDocument(Document):
     """Where objects come from, which count, how they are reshaped and where they go."""
 
@@ -92,6 +108,8 @@ class SynchronizationDocument(Document):
     """A mapping, by reference, from the register back to the source (two-way sync)."""
     follow_ups: list[str] | None = None
     """Synchronizations, by reference, started after a successful run."""
+    actions: list[str] | None = None
+    """Rules, by reference, run on each object written (by their order, then as listed)."""
     schedule: str | None = None
     """A cron expression (five fields, or six with seconds last)."""
     is_enabled: bool | None = None
@@ -100,7 +118,7 @@ class SynchronizationDocument(Document):
 
 DOCUMENTS: dict[str, type[Document]] = {
     "sources": SourceDocument, "registers": RegisterDocument, "mappings": MappingDocument,
-    "synchronizations": SynchronizationDocument,
+    "rules": RuleDocument, "synchronizations": SynchronizationDocument,
 }
 
 

@@ -4,6 +4,11 @@ Keys may themselves contain dots (``{"a.b": 1}``). At every level the longest ru
 segments that exists literally as a key wins; if that branch does not lead to the end of the path, shorter
 runs are tried, so a path resolves whenever any reading of it exists. ``get_path``, ``has_path`` and
 ``delete_path`` share that resolution, so they always agree on which value a path means.
+
+``&#46;`` in a path is a dot inside a key, as OpenConnector writes it (its conditions and mappings see keys
+with their dots encoded so): ``"values.attribute&#46;woo_categorie"`` names the key
+``"attribute.woo_categorie"`` under ``"values"``. Conditions, mappings, enrichment and every other dot path
+read it here, so they all agree.
 """
 
 from __future__ import annotations
@@ -11,7 +16,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Final
 
-__all__ = ["MISSING", "delete_path", "get_path", "has_path", "set_path"]
+__all__ = ["DOT", "MISSING", "delete_path", "get_path", "has_path", "set_path"]
+
+DOT: Final = "&#46;"
+"""A dot inside a key of a dot path (OpenConnector's encoding)."""
 
 
 class _Missing:
@@ -50,7 +58,14 @@ def _segments(path: str) -> list[str]:
         raise TypeError(f"path must be a string, not {type(path).__name__}")
     if path in ("", "."):
         return []
+    if DOT in path:
+        return [segment.replace(DOT, ".") for segment in path.split(".")]
     return path.split(".")
+
+
+def _plain_key(path: Any) -> bool:
+    """Tell whether a path is one key without dots, the common case taken without splitting."""
+    return type(path) is str and bool(path) and "." not in path and DOT not in path
 
 
 def _list_index(container: list[Any], segment: str) -> int | None:
@@ -89,7 +104,7 @@ def _locate(data: Any, segments: list[str]) -> tuple[Any, Any] | None:
 
 def get_path(data: Any, path: str, *, default: Any = MISSING) -> Any:
     """Return the value at a dot path, or ``default`` when it is absent."""
-    if type(data) is dict and type(path) is str and "." not in path and path:
+    if type(data) is dict and _plain_key(path):
         # The common case, a plain key, without splitting the path.
         return data.get(path, default)
     segments = _segments(path)
@@ -120,7 +135,7 @@ def set_path(data: dict[str, Any], path: str, value: Any) -> None:
     """
     if not isinstance(data, dict):
         raise TypeError(f"data must be a dict, not {type(data).__name__}")
-    if type(path) is str and path and "." not in path:
+    if _plain_key(path):
         data[path] = value  # a plain key: found or not, it is set right here
         return
     segments = _segments(path)

@@ -18,6 +18,7 @@ a Link header or a redirect to another origin is followed without them, or refus
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from urllib.parse import urlsplit
 
@@ -234,10 +235,18 @@ def cross_host_refused() -> bool:
     return settings.SYNC_CROSS_HOST_REQUESTS == "refuse"
 
 
+# A name in single braces ({location}, {host}): what a shipped configuration writes where the URL goes.
+PLACEHOLDER = re.compile(r"(?<!\{)\{[A-Za-z_][\w.-]*\}(?!\})")
+
+
 def location_problems(location: object, *, path: str = "location") -> list[str]:
     """Return the problems of an HTTP location as saved: its form, and whether the policy lets it be called."""
     if not isinstance(location, str) or not location.strip():
         return [f"{path}: an api source needs an http:// or https:// URL"]
+    placeholder = PLACEHOLDER.search(location)
+    if placeholder:
+        return [f"{path}: {placeholder.group(0)} is a placeholder: put the http:// or https:// URL of the API in its "
+                "place"]
     if not location.lower().startswith(("http://", "https://")):
         return [f"{path}: an api source needs an http:// or https:// URL"]
     # Names are resolved when called, not when saved: a saved name may resolve elsewhere by then anyway.

@@ -14,12 +14,20 @@ Each entry of the list names where the detail is and where its answer goes:
 - `endpointTemplate`: a template rendered last, with `endpoint`, `object` and `originId`.
 - `keyToSetExtraData`: the dot path in the object the answer is set at; without it the answer's
   keys are merged into the object (an answer that is not an object then is an error).
-  `mergeExtraData` is understood (OpenConnector merges either way).
+- `mergeExtraData`: for an entry of `extraDataConfigs` itself it changes nothing (OpenConnector merges
+  what it brings into the object either way); for an `extraDataConfigPerResult` it decides what each
+  result becomes, as OpenConnector's `fetchExtraDataForObject` returns it: with it, the result with its
+  detail merged in (at `keyToSetExtraData`, or its keys); without it, the detail alone (or an object
+  holding only `keyToSetExtraData`), the result itself replaced.
 - `source` (or `sourceId`): another Source, by reference, to ask instead of the synchronization's.
-- `unsetConfigKey`: a key (or a list) of the sourceConfig left out of the call, e.g. `query`: the
-  sourceConfig's headers and query go with every detail call, as in OpenConnector.
-- `extraDataConfigPerResult`, `resultsLocation`: the answer is a list (at `resultsLocation`); each
-  of its items is enriched in turn with this nested configuration.
+- `unsetConfigKey`: a key (or a list) of the sourceConfig left out of the call, e.g. `query`, or one
+  parameter, `query.zql` (written flat or inside `query`): the sourceConfig's headers and query go with
+  every detail call, as in OpenConnector.
+- `extraDataConfigPerResult`, `resultsLocation`: the answer is a list (at `resultsLocation`; the list
+  then stands for the whole answer); each of its items is enriched in turn with this nested
+  configuration, which may nest another (at most three deep). `{{ originId }}` in a nested endpoint is
+  the origin id of the entry above it (its `endpointIdLocation` value, if it has one), as in
+  OpenConnector; `{{ subObjectId }}` is the value at `subObjectId` in the result itself.
 
 `sourceConfig.extraDataConcurrency` (1 to 32, default SYNC_PAGE_CONCURRENCY) objects of a page are
 enriched at once.
@@ -54,7 +62,7 @@ from django.conf import settings
 from django.db import connections
 
 from syncapp.budget import PageBudget, value_size
-from syncapp.dotpath import MISSING, get_path, set_path
+from syncapp.dotpath import DOT, MISSING, delete_path, get_path, set_path
 from syncapp.errors import SourceError, SyncError
 from syncapp.http import OnWait
 from syncapp.mapping import MappingError, validate_mapping_config
@@ -88,6 +96,7 @@ class ExtraData:
     endpoint_id_location: str = ""
     sub_object_id: str = ""
     key: str = ""
+    merge: bool = False
     unset_config_keys: tuple[str, ...] = ()
     source: str = ""
     per_result: ExtraData | None = None
@@ -209,6 +218,7 @@ def _entry(raw: dict[str, Any], *, where: str) -> ExtraData:
         endpoint_id_location=raw.get("endpointIdLocation") or "",
         sub_object_id=raw.get("subObjectId") or "",
         key=raw.get("keyToSetExtraData") or "",
+        merge=_truthy(raw.get("mergeExtraData")),
         unset_config_keys=tuple(unset if isinstance(unset, list) else [unset] if unset else []),
         source=str(raw.get("source") or raw.get("sourceId") or ""),
         per_result=_entry(nested, where=f"{where}.extraDataConfigPerResult") if isinstance(nested, dict) else None,
@@ -244,6 +254,28 @@ def _id_text(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     return quote(str(value), safe="")
+
+
+def _result_shaped(entry: ExtraData, *, result: dict[str, Any], detail: Any) -> Any:
+    """Return what one result of a detail becomes with its own detail, as OpenConnector's
+    fetchExtraDataForObject returns it: the detail (at keyToSetExtraData), merged into the result only
+    with mergeExtraData."""
+    shaped: Any
+    if entry.key:
+        shaped = copy.deepcopy(result) if entry.merge else {}
+        try:
+            set_path(shaped, entry.key, detail)
+        except (ValueError, TypeError) as error:
+            raise EnrichmentFailed(f"{entry.where}.keyToSetExtraData {entry.key!r}: {error}") from None
+        return shaped
+    if not entry.merge:
+        return detail
+    if not isinstance(detail, dict):
+        raise EnrichmentFailed(
+            f"{entry.where}: the detail is a {type(detail).__name__}, not an object to merge into the result; "
+            "set keyToSetExtraData"
+        )
+    return {**result, **detail}
 
 
 @dataclass
@@ -296,14 +328,22 @@ class Enricher:
         return self._calls[key]
 
     def _config(self, entry: ExtraData) -> dict[str, Any]:
-        config = dict(self.source_config)
+        """Return the sourceConfig of a detail call, less its unsetConfigKey keys: `query` drops `query` and
+        every `query.x`; `query.zql` drops that key, written flat or inside `query`."""
+        config = copy.deepcopy(self.source_config)
         for unset in entry.unset_config_keys:
             for name in [name for name in config if name == unset or name.startswith(f"{unset}.")]:
                 del config[name]
+            if "." in unset or DOT in unset:
+                delete_path(config, unset)
         return config
 
     def endpoint(self, entry: ExtraData, *, obj: dict[str, Any], origin_id: str) -> str:
         """Return the endpoint of an object's detail, as configured."""
+        return self._endpoint(entry, obj=obj, origin_id=origin_id)[0]
+
+    def _endpoint(self, entry: ExtraData, *, obj: dict[str, Any], origin_id: Any) -> tuple[str, Any]:
+        """Return the endpoint of an object's detail and the origin id it was made with (endpointIdLocation's)."""
         endpoint = ""
         if entry.dynamic_location:
             found = get_path(obj, entry.dynamic_location)
@@ -330,7 +370,7 @@ class Enricher:
             what = (f"dynamicEndpointLocation {entry.dynamic_location!r} holds no endpoint" if entry.dynamic_location
                     and not entry.static_endpoint else "the endpoint rendered empty")
             raise EnrichmentFailed(f"{entry.where}: {what} for this object")
-        return endpoint
+        return endpoint, origin_id
 
     def fetch(self, entry: ExtraData, *, endpoint: str, on_wait: OnWait | None, count: Callable[[], None],
               measure: Callable[[Any, str], None] = lambda body, what: None) -> Any:
@@ -354,8 +394,8 @@ class Enricher:
         self, entry: ExtraData, *, obj: dict[str, Any], origin_id: str, on_wait: OnWait | None,
         count: Callable[[], None], measure: Callable[[Any, str], None] = lambda body, what: None,
     ) -> Any:
-        """Return the detail of one object (or of one result of a detail), as OpenConnector shapes it."""
-        endpoint = self.endpoint(entry, obj=obj, origin_id=origin_id)
+        """Return the detail of one object (or of one result of a detail), its results enriched in turn."""
+        endpoint, origin_id = self._endpoint(entry, obj=obj, origin_id=origin_id)
         extra = self.fetch(entry, endpoint=endpoint, on_wait=on_wait, count=count, measure=measure)
         nested = entry.per_result
         if nested is not None:
@@ -370,9 +410,14 @@ class Enricher:
                 where = f"resultsLocation {entry.results_location!r}" if entry.results_location else "the answer"
                 raise EnrichmentFailed(f"{entry.where}: {where} holds no list of results to enrich")
             for key in keys:
-                if isinstance(results[key], dict):
-                    results[key] = self.enrich_one(nested, obj=results[key], origin_id=origin_id, on_wait=on_wait,
-                                                   count=count, measure=measure)
+                if not isinstance(results[key], dict):
+                    # OpenConnector fails the object here too (a result must be an array to enrich).
+                    raise EnrichmentFailed(
+                        f"{nested.where}: result {key!r} is a {type(results[key]).__name__}, not an object to enrich"
+                    )
+                detail = self.enrich_one(nested, obj=results[key], origin_id=origin_id, on_wait=on_wait,
+                                         count=count, measure=measure)
+                results[key] = _result_shaped(nested, result=results[key], detail=detail)
             extra = results
         return extra
 

@@ -20,7 +20,7 @@ from rest_framework.exceptions import ValidationError
 
 from syncapp import kinds
 from syncapp.api_naming import record_named
-from syncapp.models import Object, Schema, Source, Synchronization
+from syncapp.models import Object, Rule, Schema, Source, StoredFile, Synchronization
 
 # Query parameters every list takes besides its filters.
 PAGING_PARAMETERS = ("limit", "offset", "format")
@@ -133,6 +133,24 @@ class ObjectFilterSet(django_filters.FilterSet):
 
     class Meta:
         model = Object
+        fields: list[str] = []
+
+
+class StoredFileFilterSet(django_filters.FilterSet):
+    object = django_filters.UUIDFilter(field_name="object_id", help_text="The register object's uuid.")
+    rule = IdFilter(field_name="rule_id", help_text="The id of the rule that stored it.")
+
+    class Meta:
+        model = StoredFile
+        fields: list[str] = []
+
+
+class RuleFilterSet(django_filters.FilterSet):
+    type = django_filters.ChoiceFilter(field_name="type", choices=kinds.rule_choices)
+    timing = django_filters.ChoiceFilter(field_name="timing", choices=Rule.Timing.choices)
+
+    class Meta:
+        model = Rule
         fields: list[str] = []
 
 

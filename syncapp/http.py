@@ -705,7 +705,8 @@ class _Call:
         except requests.exceptions.SSLError as error:
             # A certificate that does not verify will not verify on a retry either.
             raise HttpError(
-                f"{self.method} {self.shown}: TLS failed ({error}); set verify to a CA bundle, or to false"
+                f"{self.method} {self.shown}: TLS failed ({error}); set verify to the CA bundle "
+                "(a path, or the certificate as PEM text)"
             ) from None
         except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as error:
             self.failures += 1

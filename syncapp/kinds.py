@@ -9,6 +9,7 @@ from __future__ import annotations
 SOURCE_RECORD_KINDS: dict[str, str] = {}  # Source.type: label
 READER_KINDS: dict[str, str] = {}  # Synchronization.source_type: label
 WRITER_KINDS: dict[str, str] = {}  # Synchronization.target_type: label
+RULE_KINDS: dict[str, str] = {}  # Rule.type: label (syncapp.rules)
 
 
 def source_record_choices() -> list[tuple[str, str]]:
@@ -24,3 +25,8 @@ def reader_choices() -> list[tuple[str, str]]:
 def writer_choices() -> list[tuple[str, str]]:
     """Return the choices of Synchronization.target_type: the kinds of targets that can be written."""
     return list(WRITER_KINDS.items())
+
+
+def rule_choices() -> list[tuple[str, str]]:
+    """Return the choices of Rule.type: the kinds of rules registered."""
+    return list(RULE_KINDS.items())

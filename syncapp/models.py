@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.files.storage import storages
 from django.db import models
 
 from syncapp import kinds
@@ -139,6 +140,36 @@ class Object(models.Model):
         return str(self.uuid)
 
 
+class Rule(models.Model):
+    """A step a synchronization takes with each object it writes (OpenConnector's rules, a synchronization's
+    `actions`): before the write (after the mapping) or after it, when its conditions hold (syncapp.rules)."""
+
+    class Timing(models.TextChoices):
+        BEFORE = "before", "Before the write (after the mapping)"
+        AFTER = "after", "After the write"
+
+    reference = models.SlugField(max_length=120, unique=True)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    # The kinds of rules registered (syncapp.rules): a new kind changes no model.
+    type = models.CharField(max_length=30, choices=kinds.rule_choices)
+    timing = models.CharField(max_length=10, choices=Timing.choices, default=Timing.BEFORE)
+    order = models.IntegerField(default=0, help_text="Rules of a synchronization run by this number, lowest first.")
+    conditions = models.JSONField(
+        default=dict, blank=True, help_text="JSON Logic on the object: when the rule applies.",
+    )
+    # The settings of its type, declared by the type (syncapp/rules/): OpenConnector's configuration[type].
+    configuration = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["reference"]
+
+    def __str__(self) -> str:
+        return self.name or self.reference
+
+
 class Synchronization(models.Model):
     """Where objects come from, which count, how they are reshaped and where they go."""
 
@@ -173,6 +204,10 @@ class Synchronization(models.Model):
         Mapping, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     follow_ups = models.ManyToManyField("self", symmetrical=False, blank=True, related_name="followed_by")
+    # OpenConnector's `actions`: the rules run on each object written, by their order (then as listed).
+    actions = models.ManyToManyField(
+        Rule, through="SynchronizationAction", blank=True, related_name="synchronizations",
+    )
     schedule = models.CharField(
         max_length=100, blank=True,
         help_text="Cron expression, e.g. */15 * * * *; a sixth field counts seconds (see SYNC_SCHEDULE_TICK_SECONDS)",
@@ -201,6 +236,69 @@ class Synchronization(models.Model):
 
     def __str__(self) -> str:
         return self.name or self.reference
+
+
+class SynchronizationAction(models.Model):
+    """A rule in a synchronization's `actions`, at its place in the list."""
+
+    synchronization = models.ForeignKey(Synchronization, on_delete=models.CASCADE, related_name="action_links")
+    rule = models.ForeignKey(Rule, on_delete=models.PROTECT, related_name="action_links")
+    position = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["synchronization", "position", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["synchronization", "rule"], name="unique_synchronization_action"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.synchronization} → {self.rule}"
+
+
+def stored_files_storage():
+    """Return the storage of files rules fetch or write: the STORAGES alias SYNC_RULE_FILES_STORAGE (default
+    "default", the media root; an S3 bucket through django-storages is one alias away)."""
+    return storages[settings.SYNC_RULE_FILES_STORAGE]
+
+
+def stored_file_path(instance: StoredFile, filename: str) -> str:
+    """Return where a stored file goes: a folder per object, one per file, its name kept."""
+    return f"objects/{instance.object_id}/{uuid7().hex}/{filename}"
+
+
+class StoredFile(models.Model):
+    """A file that belongs to a register object: fetched by a `fetch_file` rule, or written by `write_file`."""
+
+    uuid = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    object = models.ForeignKey(Object, on_delete=models.CASCADE, related_name="files")
+    rule = models.ForeignKey(Rule, null=True, blank=True, on_delete=models.SET_NULL, related_name="files")
+    # Where it was fetched from (secrets masked); blank for a file a write_file rule wrote.
+    source_url = models.CharField(max_length=2000, blank=True)
+    name = models.CharField(max_length=255)
+    content_type = models.CharField(max_length=200, blank=True)
+    size = models.BigIntegerField(default=0)
+    sha256 = models.CharField(max_length=64)
+    tags = models.JSONField(default=list, blank=True)
+    # What the source said of this version: sent back (If-None-Match, If-Modified-Since) to fetch it only
+    # when it changed.
+    etag = models.CharField(max_length=500, blank=True)
+    last_modified = models.CharField(max_length=100, blank=True)
+    file = models.FileField(upload_to=stored_file_path, storage=stored_files_storage, max_length=500)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["object", "name"]
+        constraints = [models.UniqueConstraint(fields=["object", "name"], name="unique_stored_file_name")]
+        indexes = [models.Index(fields=["object", "source_url"])]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def reference(self) -> str:
+        """Return how an object's data names this file (the API's address of it)."""
+        return f"/api/files/{self.uuid}/"
 
 
 class OutboxChange(models.Model):

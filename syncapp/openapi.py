@@ -18,6 +18,7 @@ from rest_framework import serializers
 
 from syncapp.api_naming import RefusesUnknownFields
 from syncapp.declared import Declared, json_schema_of
+from syncapp.rules import rule_kinds
 from syncapp.sources import reader_kinds, source_configuration_declaration, source_record_kinds
 from syncapp.targets import writer_kinds
 
@@ -104,6 +105,7 @@ def _declarations() -> dict[str, list[tuple[str, type[Declared]]]]:
         "sourceConfig": [(kind.kind, kind.declaration) for kind in reader_kinds()],
         "targetConfig": [(kind.kind, kind.declaration) for kind in writer_kinds()],
         "configuration": [(kind, source_configuration_declaration(kind)) for kind in source_record_kinds()],
+        "ruleConfiguration": [(kind.kind, kind.declaration) for kind in rule_kinds()],
     }
 
 

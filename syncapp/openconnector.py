@@ -1,37 +1,65 @@
-"""Read OpenConnector exports as configuration bundles.
+"""Read OpenConnector's configurations as configuration bundles.
 
 OpenConnector (a Nextcloud app whose configuration names this service keeps) exports objects with
-its own bookkeeping fields, PHP's `[]` for an empty object, booleans written as text, references
-that are URLs or missing (a `slug` instead), and links to other objects by numeric database id.
-`bundle_normalize` turns such an export into this service's bundle format; a bundle already in that
-format comes back unchanged.
+its own bookkeeping fields, PHP's `[]` for an empty object, booleans written as text, dotted keys,
+references that are URLs or missing (a `slug` instead), and links to other objects by numeric
+database id. `bundle_read` turns such an export into this service's bundle format, naming what it
+does not import; a bundle already in that format comes back unchanged.
 
-Accepted shapes: a bundle (`sources`, `registers`, `mappings`, `synchronizations` lists); an
-OpenAPI-style export with those sections under `components` (lists, or objects keyed by slug); and
-one exported object with its `@type` (`source`, `mapping`, `synchronization`).
+Accepted shapes: a bundle (`sources`, `registers`, `mappings`, `rules`, `synchronizations` lists);
+OpenConnector's `components` document (what its ConfigurationService::importConfiguration() reads: those
+sections, lists or objects keyed by slug); and one object with its `@type` (`source`, `mapping`, `rule`,
+`synchronization`). Every object of a `components` document or with an `@type` is OpenConnector's.
 
-A numeric id (`"sourceId": 3`, `"targetId": "1/2"`, `"sourceTargetMapping": "5"`, `"followUps": [4]`)
-is resolved, in this order: an item of the bundle whose reference is that text; an item of the
-bundle with that `id`; the item at that position (counting from 1, as OpenConnector's ids do) when
-the bundle's items carry no ids; an existing object with that reference; an existing object with
-that primary key. What cannot be resolved is left for validation to report with its path.
+What OpenConnector's objects are read as:
+
+- PHP's `[]` is an empty object wherever the declarations (syncapp.documents, each kind's pydantic
+  declaration) say an object stands, at any depth (sourceConfig.headers, targetConfig, a source's
+  configuration, …); an object with keys 0, 1, … is the list it stands for where a list stands.
+- A dotted key of a source's `configuration`, a `sourceConfig` or a `targetConfig` is placed where its
+  path points, as OpenConnector's CallService::applyConfigDot() does before every call
+  (`"headers.API-KEY": ""` is `{"headers": {"API-KEY": ""}}`, `"extraDataConfigs.0.staticEndpoint"` the
+  first entry of `extraDataConfigs`, `"auth.0"`, `"auth.1"` the list `auth`); what is not an object on
+  the way becomes one, later keys win.
+- A link to another object (`"sourceId": "3"`, `"targetId": "1/2"`, `"sourceTargetMapping": "5"`,
+  `"followUps": [4]`) is resolved, in this order: an object of the bundle whose reference, original
+  reference (an URL), slug or uuid is that text; one whose `id` is that number; when the objects of that
+  kind carry no ids, the one at that position (counting from 1, as OpenConnector's ids do on a fresh
+  install); when the bundle holds one object of that kind, that one (an export's ids are those of the
+  installation it came from); an existing object with that reference; an existing object with that
+  primary key. A link resolved by position or as the only object is said in the notes. What cannot be
+  resolved is left for validation to report with its path.
+- A rule (the `rules` section, `@type: rule`) takes its type's settings from `configuration[type]` (the
+  older `configuration.synchronization` id too), and what they name by id (`source`, `mapping`,
+  `synchronization`) by reference; a synchronization's `actions` name rules as other links do.
 """
 from __future__ import annotations
 
 import base64
 import copy
 import re
-from typing import Any
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Annotated, Any
 
+from pydantic import BaseModel
+
+from syncapp.authentication import CredentialsError, guzzle_auth_credentials, guzzle_auth_folded
 from syncapp.declared import known_keys
-from syncapp.documents import document_keys, schema_keys
-from syncapp.models import Mapping, Register, Schema, Source, Synchronization
+from syncapp.documents import DOCUMENTS, document_keys, schema_keys
+from syncapp.egress import PLACEHOLDER
+from syncapp.models import Mapping, Register, Rule, Schema, Source, Synchronization
 from syncapp.outbound.masking import is_secret_name
+from syncapp.rules import rule_configuration_declaration
 from syncapp.sources import reader_kind, source_configuration_declaration
 from syncapp.targets import writer_kind
 
-SECTIONS = ("sources", "registers", "mappings", "synchronizations")
-_TYPES = {"source": "sources", "mapping": "mappings", "synchronization": "synchronizations", "register": "registers"}
+SECTIONS = ("sources", "registers", "mappings", "rules", "synchronizations")
+_TYPES = {
+    "source": "sources", "mapping": "mappings", "synchronization": "synchronizations", "register": "registers",
+    "rule": "rules",
+}
 _REFERENCE = re.compile(r"^[-a-zA-Z0-9_]+$")
 # Fields only OpenConnector writes: an item with one of them is an export, whose reference may need
 # deriving and whose empty objects may be written as [].
@@ -47,11 +75,28 @@ _BOOKKEEPING = frozenset({
     "rateLimitWindow", "dateCreated", "dateModified", "created", "updated",
 })
 _SOURCE_AUTH_FIELDS = ("auth", "apikey", "authorizationHeader", "username", "password", "secret", "jwt", "jwtId")
+# Without one of these OpenConnector's OAuth form is left empty: no credentials.
+_OAUTH_FILLED = ("tokenUrl", "clientId", "clientSecret", "grant_type")
 _OAUTH_KEYS = {
     "tokenUrl": "tokenUrl", "client_id": "clientId", "client_secret": "clientSecret", "scope": "scope",
     "audience": "audience", "authentication": "clientAuthentication", "grant_type": "grant_type",
     "tokenLocation": "tokenPath",
 }
+
+
+@dataclass
+class Reading:
+    """An OpenConnector document read as a bundle of this service, and what was not imported of it."""
+
+    bundle: Any
+    # The paths of settings this service does not do: not imported.
+    ignored: list[str] = field(default_factory=list)
+    # What became of each secret header or query parameter of a configuration: moved into credentials, or not.
+    moved: list[str] = field(default_factory=list)
+    # "path: what": links resolved by position, bookkeeping and empty keys left out, placeholders.
+    notes: list[str] = field(default_factory=list)
+    # "path: why" of whole objects and entries not imported (rules, a synchronization's actions).
+    not_imported: list[str] = field(default_factory=list)
 
 
 def _is_export(item: dict[str, Any]) -> bool:
@@ -78,15 +123,20 @@ def _object(value: Any) -> Any:
     return {} if value == [] else value
 
 
-def _sections(bundle: dict[str, Any]) -> dict[str, Any]:
-    """Return the bundle's sections, taken from `components` or an `@type` when it is written so."""
+def _sections(bundle: dict[str, Any], reading: Reading) -> tuple[dict[str, Any], bool]:
+    """Return the bundle's sections, taken from `components` or an `@type` when it is written so, and whether
+    they are OpenConnector's objects; what a `components` document holds that this service has no counterpart
+    for is named in `reading.not_imported`."""
     if isinstance(bundle.get("@type"), str) and bundle["@type"].lower() in _TYPES:
-        return {_TYPES[bundle["@type"].lower()]: [bundle]}
+        return {_TYPES[bundle["@type"].lower()]: [bundle]}, True
     components = bundle.get("components")
     if isinstance(components, dict) and not any(section in bundle for section in SECTIONS):
         sections: dict[str, Any] = {}
-        for section in SECTIONS:
-            value = components.get(section)
+        for section, value in components.items():
+            if section not in (*SECTIONS, "rules"):
+                if not _empty(value):
+                    reading.not_imported.append(f"components.{section}: not imported: this service has no {section}")
+                continue
             if isinstance(value, dict):
                 value = [
                     {"reference": key, **item} if isinstance(item, dict) and "reference" not in item else item
@@ -94,8 +144,103 @@ def _sections(bundle: dict[str, Any]) -> dict[str, Any]:
                 ]
             if value is not None:
                 sections[section] = value
-        return sections
-    return bundle
+        described = sorted(key for key in bundle if key != "components")
+        if described:
+            reading.notes.append(f"{', '.join(described)}: the document's description of itself, not imported")
+        return sections, True
+    return bundle, False
+
+
+def config_dot_applied(config: dict[str, Any]) -> dict[str, Any]:
+    """Return an OpenConnector configuration with each dotted key placed where its path points, as its
+    CallService::applyConfigDot() does (adbar/dot's set, in the order of the keys): `"headers.X": v` is
+    `{"headers": {"X": v}}`; what is not an object on the way becomes one; keys 0, 1, … make a list."""
+    dotted = [key for key in config if isinstance(key, str) and "." in key]
+    if not dotted:
+        return config
+    placed: Any = dict(config)
+    for key in dotted:
+        placed = _dot_placed(placed, key.split("."), config[key])
+    for key in dotted:
+        placed.pop(key, None)
+    return {key: _php_lists(value) for key, value in placed.items()}  # a configuration stays an object
+
+
+def _dot_placed(node: Any, parts: list[str], value: Any) -> Any:
+    """Return `node` with `value` set at the path `parts`, as adbar/dot's set() does on a PHP array."""
+    if not parts:
+        return value
+    head, rest = parts[0], parts[1:]
+    if isinstance(node, list):
+        index = _numeric(head)
+        if index is not None and str(index) == head and index <= len(node):
+            node = list(node)
+            if index == len(node):
+                node.append(None)
+            node[index] = _dot_placed(_container_or_new(node[index], rest), rest, value)
+            return node
+        node = {str(position): item for position, item in enumerate(node)}  # PHP: a list is a keyed array
+    node = dict(node) if isinstance(node, dict) else {}
+    node[head] = _dot_placed(_container_or_new(node.get(head), rest), rest, value)
+    return node
+
+
+def _container_or_new(value: Any, rest: list[str]) -> Any:
+    # adbar/dot: on the way to the key, what is not an array is replaced by an empty one.
+    return value if not rest or isinstance(value, dict | list) else {}
+
+
+def _php_lists(value: Any) -> Any:
+    """Return a value whose objects keyed 0, 1, … n-1 in that order are lists, as PHP's arrays encode."""
+    if isinstance(value, list):
+        return [_php_lists(item) for item in value]
+    if not isinstance(value, dict):
+        return value
+    value = {key: _php_lists(item) for key, item in value.items()}
+    if value and list(value) == [str(index) for index in range(len(value))]:
+        return list(value.values())
+    return value
+
+
+def php_arrays_read(value: Any, annotation: Any) -> Any:
+    """Return an OpenConnector value as its declaration reads it, at any depth: PHP's `[]` as an empty object
+    where an object stands (and no list may), an object keyed 0, 1, … as the list it stands for where a list
+    stands (and no object may: PHP iterates such an array in the order of its keys)."""
+    shapes = _shapes(annotation)
+    models = [shape for shape in shapes if isinstance(shape, type)]
+    objects = [shape[1] for shape in shapes if isinstance(shape, tuple) and shape[0] == "object"]
+    lists = [shape[1] for shape in shapes if isinstance(shape, tuple) and shape[0] == "list"]
+    if value == [] and (models or objects) and not lists:
+        return {}
+    numbered = isinstance(value, dict) and value and all(_numeric(key) is not None for key in value)
+    if numbered and lists and not (models or objects):
+        value = list(value.values())
+    if isinstance(value, dict) and models:
+        fields = {(info.alias or name): info.annotation for name, info in models[0].model_fields.items()}
+        return {key: php_arrays_read(item, fields[key]) if key in fields else item for key, item in value.items()}
+    if isinstance(value, dict) and objects:
+        return {key: php_arrays_read(item, objects[0]) for key, item in value.items()}
+    if isinstance(value, list) and lists:
+        return [php_arrays_read(item, lists[0]) for item in value]
+    return value
+
+
+def _shapes(annotation: Any) -> list[Any]:
+    """Return what a declared type may be that PHP's arrays stand for: declarations (models), ("object", type of
+    its values) and ("list", type of its items); nothing for text, numbers and free JSON."""
+    origin = typing.get_origin(annotation)
+    arguments = typing.get_args(annotation)
+    if origin is Annotated:
+        return _shapes(arguments[0])
+    if origin in (typing.Union, types.UnionType):
+        return [shape for argument in arguments for shape in _shapes(argument)]
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    if origin is dict or annotation is dict:
+        return [("object", arguments[1] if len(arguments) == 2 else Any)]
+    if origin is list or annotation is list:
+        return [("list", arguments[0] if arguments else Any)]
+    return []
 
 
 def _reference_of(item: dict[str, Any], *, section: str, index: int) -> str:
@@ -109,15 +254,18 @@ def _reference_of(item: dict[str, Any], *, section: str, index: int) -> str:
 
 
 def _source_credentials(item: dict[str, Any], configuration: dict[str, Any]) -> dict[str, Any] | None:
-    """Return credentials from OpenConnector's source fields and `authentication.*` configuration."""
+    """Return credentials from OpenConnector's source fields and `authentication` configuration."""
     oauth = {
         _OAUTH_KEYS[key.split(".", 1)[1]]: value
         for key, value in configuration.items()
-        if key.startswith("authentication.") and key.split(".", 1)[1] in _OAUTH_KEYS
+        if key.startswith("authentication.") and key.split(".", 1)[1] in _OAUTH_KEYS and not _empty(value)
     }
     nested = configuration.get("authentication")
     if isinstance(nested, dict):
-        oauth.update({_OAUTH_KEYS[key]: value for key, value in nested.items() if key in _OAUTH_KEYS})
+        oauth.update({_OAUTH_KEYS[key]: value for key, value in nested.items() if key in _OAUTH_KEYS
+                      and not _empty(value)})
+    if not any(oauth.get(key) for key in _OAUTH_FILLED):
+        oauth = {}  # OpenConnector's form left empty (`"authentication": "body"` alone is its default)
     auth = str(item.get("auth") or "").strip().lower()
     if oauth:
         return {"type": "oauth2", **oauth}
@@ -134,29 +282,93 @@ def _source_credentials(item: dict[str, Any], configuration: dict[str, Any]) -> 
     return {"type": auth}
 
 
-def _source(item: dict[str, Any], *, path: str, moved: list[str], ignored: list[str]) -> dict[str, Any]:
+def _source(item: dict[str, Any], *, path: str, reading: Reading) -> dict[str, Any]:
+    kind = item.get("type") or "api"
     configuration = _object(item.get("configuration")) or {}
     if isinstance(configuration, dict):
-        configuration = dict(configuration)
+        configuration = config_dot_applied(dict(configuration))
+        declaration = source_configuration_declaration(kind) if isinstance(kind, str) else None
+        if declaration is not None:
+            configuration = php_arrays_read(configuration, declaration)
         credentials = _source_credentials(item, configuration)
         if credentials is not None and not item.get("credentials"):
             item["credentials"] = credentials
-        # Secrets and OpenConnector's template calls (`{{ oauthToken(source) }}`) leave the configuration.
-        for key in list(configuration):
-            secret = key == "authentication" or key.startswith("authentication.")
-            template = key.lower() == "headers.authorization" and "{{" in str(configuration[key])
-            if secret or template:
-                del configuration[key]
+        for key in [key for key in configuration if key == "authentication" or key.startswith("authentication.")]:
+            # Secrets: what they hold is in the credentials now, or they were left empty.
+            value = configuration.pop(key)
+            if credentials is None or credentials.get("type") != "oauth2":
+                if not _empty(value):
+                    reading.notes.append(f"{path}.configuration.{key}: OAuth settings not filled in (no tokenUrl, "
+                                         "client or grant), not imported: the source gets no credentials")
+            else:
+                reading.moved.append(f"{path}.configuration.{key}: moved into {path}.credentials (oauth2)")
         headers = _object(item.get("headers"))
         if isinstance(headers, dict) and headers and "headers" not in configuration:
             configuration["headers"] = headers
-        _secrets_moved(item, configuration, path=path, moved=moved, ignored=ignored)
+        elif not _empty(headers):
+            reading.ignored.append(f"{path}.headers")  # OpenConnector's calls send configuration.headers only
+        _placeholders_noted(configuration, path=f"{path}.configuration", reading=reading)
+        _guzzle_auth_moved(item, configuration, path=path, reading=reading)
+        _secrets_moved(item, configuration, path=path, reading=reading)
     item["configuration"] = configuration
-    for key in (*_SOURCE_AUTH_FIELDS, "headers"):
-        item.pop(key, None)
+    for key in _SOURCE_AUTH_FIELDS:
+        value = item.get(key)
+        if _empty(value):
+            continue  # left for the trimming, which names it among the empty keys
+        del item[key]
+        if key == "auth" and str(value).strip().lower() == "none":
+            continue  # read: no credentials
+        if item.get("credentials") and key in ("auth", "apikey", "authorizationHeader", "username", "password"):
+            continue  # read into the credentials above
+        reading.ignored.append(f"{path}.{key}")
+    item.pop("headers", None)
     if item.get("isEnabled") is None:
         item.pop("isEnabled", None)
     return item
+
+
+def _placeholders_noted(config: dict[str, Any], *, path: str, reading: Reading) -> None:
+    """Note each header and query parameter whose value is a placeholder (`{token}`): sent as written, as
+    OpenConnector sends it, until it is filled in."""
+    for part in ("headers", "query"):
+        entries = config.get(part)
+        for name, value in entries.items() if isinstance(entries, dict) else ():
+            if isinstance(value, str) and PLACEHOLDER.search(value):
+                reading.notes.append(f"{path}.{part}.{name}: {PLACEHOLDER.search(value).group(0)} is a placeholder, "
+                                     "sent as written until it is filled in")
+
+
+def _guzzle_auth_moved(item: dict[str, Any], configuration: dict[str, Any], *, path: str, reading: Reading) -> None:
+    """Move Guzzle's `auth` option of an exported source's configuration (`[username, password]`, or its flat
+    `auth.0`, `auth.1` keys), which OpenConnector sends with every call, into its credentials as basic
+    authentication. One this service does not speak (digest) stays, for validation to refuse with its reason;
+    one of another shape (a lone `auth.0`) is named as ignored."""
+    folded = dict(guzzle_auth_folded(configuration))
+    if "auth" not in folded:
+        return
+    try:
+        credentials = guzzle_auth_credentials(folded["auth"], path=f"{path}.configuration.auth")
+    except CredentialsError:
+        if isinstance(folded["auth"], list) and len(folded["auth"]) == 3:
+            configuration.clear()  # digest, ntlm: validation refuses the source naming the scheme
+            configuration.update(folded)
+            return
+        # Not Guzzle's shape (a lone `auth.0`): Guzzle would send half a password; named as ignored.
+        for key in [key for key in configuration if key == "auth" or key not in folded]:
+            del configuration[key]
+        reading.ignored.append(f"{path}.configuration.auth")
+        return
+    for key in [key for key in configuration if key == "auth" or key not in folded]:
+        del configuration[key]
+    if credentials is None:
+        return
+    if item.get("credentials"):
+        reading.moved.append(f"{path}.configuration.auth: not imported, {path}.credentials already hold a "
+                             "secret; put this one there instead if the source needs it")
+        return
+    item["credentials"] = credentials
+    reading.moved.append(f"{path}.configuration.auth: moved into {path}.credentials (basic), sent only to the "
+                         "source's own origin")
 
 
 def _secret_entries(config: dict[str, Any]) -> list[tuple[str, str, str, Any]]:
@@ -202,8 +414,7 @@ def _credentials_of_secret(location: str, name: str, value: Any) -> dict[str, An
     return {"type": "apiKey", "in": location, "name": name, "value": text}
 
 
-def _secrets_moved(item: dict[str, Any], configuration: dict[str, Any], *, path: str, moved: list[str],
-                   ignored: list[str]) -> None:
+def _secrets_moved(item: dict[str, Any], configuration: dict[str, Any], *, path: str, reading: Reading) -> None:
     """Move a secret header or query parameter of an exported source into its credentials, where it is
     write-only, encrypted and sent only to the source's origin; this service refuses it in a configuration.
 
@@ -214,14 +425,20 @@ def _secrets_moved(item: dict[str, Any], configuration: dict[str, Any], *, path:
         _secret_removed(configuration, where)
         if "{{" in str(value) or "{%" in str(value):
             if where.lower() != "headers.authorization":
-                ignored.append(f"{path}.configuration.{where}")
+                reading.ignored.append(f"{path}.configuration.{where}")
+            elif (item.get("credentials") or {}).get("type") == "oauth2":
+                reading.notes.append(f"{path}.configuration.{where}: OpenConnector's token call, not imported: "
+                                     f"{path}.credentials (oauth2) send the token")
+            else:
+                reading.notes.append(f"{path}.configuration.{where}: OpenConnector's token call, not imported: "
+                                     "the source has no oauth2 credentials to send a token with (set them)")
         elif not item.get("credentials"):
             item["credentials"] = _credentials_of_secret(location, name, value)
-            moved.append(f"{path}.configuration.{where}: moved into {path}.credentials "
-                         f"({item['credentials']['type']}), sent only to the source's own origin")
+            reading.moved.append(f"{path}.configuration.{where}: moved into {path}.credentials "
+                                 f"({item['credentials']['type']}), sent only to the source's own origin")
         else:
-            moved.append(f"{path}.configuration.{where}: not imported, {path}.credentials already hold a "
-                         f"secret; put this one there instead if the source needs it")
+            reading.moved.append(f"{path}.configuration.{where}: not imported, {path}.credentials already hold a "
+                                 f"secret; put this one there instead if the source needs it")
 
 
 def _config_secrets_dropped(config: Any, *, path: str, source: Any, moved: list[str]) -> None:
@@ -252,11 +469,17 @@ def _schemas_of(register: dict[str, Any]) -> list[Any]:
     return schemas if isinstance(schemas, list) else []
 
 
-class _Resolver:
-    """Turn OpenConnector's numeric ids into references of the bundle or the database."""
+_KIND_OF = {"sources": "source", "mappings": "mapping", "synchronizations": "synchronization",
+            "registers": "register", "schemas": "schema", "rules": "rule"}
 
-    def __init__(self, sections: dict[str, list[dict[str, Any]]]):
+
+class _Resolver:
+    """Turn OpenConnector's links (ids, uuids, slugs, references) into references of the bundle or the database."""
+
+    def __init__(self, sections: dict[str, list[dict[str, Any]]], *, names: dict[int, set[str]], notes: list[str]):
         self.sections = sections
+        self.names = names  # each object's other names (original reference, slug, uuid, @id), by id()
+        self.notes = notes
         self.schemas = [
             (register, schema)
             for register in sections.get("registers", [])
@@ -264,28 +487,34 @@ class _Resolver:
             if isinstance(schema, dict)
         ]
 
-    @staticmethod
-    def _in_items(items: list[dict[str, Any]], value: Any) -> dict[str, Any] | None:
+    def _in_items(self, items: list[dict[str, Any]], value: Any) -> tuple[dict[str, Any] | None, str]:
+        """Return the item a link names and how: "" by a name or an id, else the rule that picked it."""
         text = str(value)
         for item in items:
-            if item.get("reference") == text:
-                return item
+            if item.get("reference") == text or text in self.names.get(id(item), ()):
+                return item, ""
         number = _numeric(value)
         if number is None:
-            return None
+            return None, ""
         for item in items:
             if _numeric(item.get("id")) == number:
-                return item
+                return item, ""
         if not any("id" in item for item in items) and 1 <= number <= len(items):
-            return items[number - 1]
-        return None
+            if len(items) == 1:
+                return items[0], "the only one in the bundle"
+            return items[number - 1], f"the {_ordinal(number)} of the bundle's {len(items)}"
+        if len(items) == 1 and not any(_numeric(item.get("id")) == number for item in items):
+            return items[0], "the only one in the bundle"
+        return None, ""
 
-    def reference(self, section: str, model, value: Any) -> Any:
-        """Return the reference an id names, or the value unchanged when nothing has it."""
+    def reference(self, section: str, model, value: Any, *, path: str = "") -> Any:
+        """Return the reference a link names, or the value unchanged when nothing has it."""
         if value in (None, ""):
             return value
-        found = self._in_items(self.sections.get(section, []), value)
+        found, how = self._in_items(self.sections.get(section, []), value)
         if found is not None:
+            if how and path:
+                self.notes.append(f"{path}: {value!r} read as {_KIND_OF[section]} {found['reference']!r}, {how}")
             return found["reference"]
         text = str(value)
         if model.objects.filter(reference=text).exists():
@@ -294,22 +523,25 @@ class _Resolver:
         if number is not None:
             reference = model.objects.filter(pk=number).values_list("reference", flat=True).first()
             if reference is not None:
+                if path:
+                    self.notes.append(f"{path}: {value!r} read as the stored {_KIND_OF[section]} {reference!r} "
+                                      f"(its database id)")
                 return reference
         return text if isinstance(value, int) else value
 
-    def schema_path(self, value: Any) -> Any:
+    def schema_path(self, value: Any, *, path: str = "") -> Any:
         """Return `register/schema` references for an OpenConnector `registerId/schemaId`."""
         if not isinstance(value, str) or "/" not in value:
             return value
         register_id, _, schema_id = value.partition("/")
         if _numeric(register_id) is None and _numeric(schema_id) is None:
             return value
-        register = self._in_items(self.sections.get("registers", []), register_id)
+        register, _how = self._in_items(self.sections.get("registers", []), register_id)
         if register is not None:
-            schema = self._in_items([s for s in _schemas_of(register) if isinstance(s, dict)], schema_id)
+            schema, _how = self._in_items([s for s in _schemas_of(register) if isinstance(s, dict)], schema_id)
             if schema is None:
                 matches = [pair for pair in self.schemas if pair[0] is register]
-                found = self._in_items([schema for _, schema in self.schemas], schema_id)
+                found, _how = self._in_items([schema for _, schema in self.schemas], schema_id)
                 schema = found if any(found is s for _, s in matches) else None
             if schema is not None:
                 return f"{register['reference']}/{schema['reference']}"
@@ -317,183 +549,254 @@ class _Resolver:
         schema = Schema.objects.filter(register__reference=register_ref, reference=schema_id).first()
         if schema is None and _numeric(schema_id) is not None:
             schema = Schema.objects.select_related("register").filter(pk=_numeric(schema_id)).first()
+        if schema is not None and schema.path != value and path:
+            self.notes.append(
+                f"{path}: {value!r} read as the stored register/schema {schema.path!r} (their database ids)"
+            )
         return schema.path if schema is not None else value
 
 
-def _synchronization(item: dict[str, Any], resolve: _Resolver) -> dict[str, Any]:
-    if _is_export(item):
-        for key in ("sourceConfig", "targetConfig", "conditions"):
-            if key in item:
-                item[key] = _object(item[key]) if item[key] is not None else {}
-        if item.get("isEnabled") is None:
-            item.pop("isEnabled", None)
+def _ordinal(number: int) -> str:
+    suffix = "th" if 10 <= number % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
+    return f"{number}{suffix}"
+
+
+def _synchronization(item: dict[str, Any], resolve: _Resolver, *, path: str, export: bool) -> dict[str, Any]:
     # What sourceId and targetId name is the kind's to say: a register schema, or a Source record.
     reader = reader_kind(item.get("sourceType") or "api") if isinstance(item.get("sourceType"), str | None) else None
     writer = writer_kind(item.get("targetType") or "register/schema") if isinstance(
         item.get("targetType"), str | None) else None
+    if export:
+        for key, kind in (("sourceConfig", reader), ("targetConfig", writer)):
+            if key in item:
+                config = _object(item[key]) if item[key] is not None else {}
+                if isinstance(config, dict):
+                    config = config_dot_applied(config)
+                    if getattr(kind, "declaration", None) is not None:
+                        config = php_arrays_read(config, kind.declaration)
+                item[key] = config
+        if "conditions" in item:
+            item["conditions"] = _object(item["conditions"]) if item["conditions"] is not None else {}
+        if item.get("isEnabled") is None:
+            item.pop("isEnabled", None)
     for key, kind, reads_schema in (
         ("sourceId", reader, getattr(reader, "reads_schema", False)),
         ("targetId", writer, getattr(writer, "writes_schema", False)),
     ):
         if key in item and kind is not None:
             item[key] = (
-                resolve.schema_path(item[key]) if reads_schema else resolve.reference("sources", Source, item[key])
+                resolve.schema_path(item[key], path=f"{path}.{key}") if reads_schema
+                else resolve.reference("sources", Source, item[key], path=f"{path}.{key}")
             )
     for key in ("sourceHashMapping", "sourceTargetMapping", "targetSourceMapping"):
         if key in item:
-            item[key] = resolve.reference("mappings", Mapping, item[key])
+            item[key] = resolve.reference("mappings", Mapping, item[key], path=f"{path}.{key}")
     source_config = item.get("sourceConfig")
     if isinstance(source_config, dict) and isinstance(source_config.get("extraDataConfigs"), list):
         # An extra data call on another source names it by OpenConnector's id: keep its reference instead.
-        for entry in source_config["extraDataConfigs"]:
+        for index, entry in enumerate(source_config["extraDataConfigs"]):
+            where = f"{path}.sourceConfig.extraDataConfigs[{index}]"
             while isinstance(entry, dict):
                 for key in ("source", "sourceId"):
                     if entry.get(key) not in (None, ""):
-                        entry[key] = resolve.reference("sources", Source, entry[key])
+                        entry[key] = resolve.reference("sources", Source, entry[key], path=f"{where}.{key}")
                 entry = entry.get("extraDataConfigPerResult")
+                where += ".extraDataConfigPerResult"
     follow_ups = item.get("followUps")
     if isinstance(follow_ups, list):
-        item["followUps"] = [resolve.reference("synchronizations", Synchronization, ref) for ref in follow_ups]
+        item["followUps"] = [
+            resolve.reference("synchronizations", Synchronization, ref, path=f"{path}.followUps[{index}]")
+            for index, ref in enumerate(follow_ups)
+        ]
+    actions = item.get("actions")
+    if isinstance(actions, list):
+        item["actions"] = [
+            resolve.reference("rules", Rule, ref, path=f"{path}.actions[{index}]") for index, ref in enumerate(actions)
+        ]
     return item
 
 
-def _unflatten(config: dict[str, Any], *, prefix: str) -> dict[str, Any]:
-    """Return a configuration whose `prefix.N.key` entries (OpenConnector's flat form of a list of objects,
-    `extraDataConfigs.0.staticEndpoint`) are the list they stand for; other keys as they are."""
-    flat = {key: value for key, value in config.items() if isinstance(key, str) and key.startswith(prefix + ".")}
-    if not flat:
-        return config
-    entries: dict[int, dict[str, Any]] = {}
-    rest = {key: value for key, value in config.items() if key not in flat}
-    for key, value in flat.items():
-        index, _, inner = key[len(prefix) + 1:].partition(".")
-        if not (index.isascii() and index.isdigit()) or not inner:
-            rest[key] = value  # not the flat form: validation names it
-            continue
-        node = entries.setdefault(int(index), {})
-        *parents, last = inner.split(".")
-        for part in parents:
-            node = node.setdefault(part, {}) if isinstance(node.get(part, {}), dict) else {}
-        node[last] = value
-    listed = rest.get(prefix) if isinstance(rest.get(prefix), list) else []
-    rest[prefix] = [*listed, *(entries[index] for index in sorted(entries))]
-    return rest
+# What a rule's configuration names by OpenConnector's id, and the section that holds it.
+_RULE_LINKS = {"source": ("sources", Source), "mapping": ("mappings", Mapping),
+               "synchronization": ("synchronizations", Synchronization)}
+
+
+def _rule(item: dict[str, Any], resolve: _Resolver, *, path: str) -> dict[str, Any]:
+    """Return an OpenConnector rule as this service's: its type's settings (OpenConnector's configuration[type],
+    or the older configuration.synchronization id) as its configuration, what they name by id by reference."""
+    item["conditions"] = _object(item.get("conditions")) if item.get("conditions") is not None else {}
+    configuration = _object(item.get("configuration"))
+    kind = item.get("type")
+    if isinstance(configuration, dict) and isinstance(kind, str) and kind in configuration:
+        inner = _object(configuration[kind])
+        if kind == "synchronization" and not isinstance(inner, dict):
+            inner = {"synchronization": inner}  # Rule::parseConfiguration's older form
+        configuration = inner if isinstance(inner, dict) else configuration
+    declaration = rule_configuration_declaration(kind) if isinstance(kind, str) else None
+    if isinstance(configuration, dict):
+        if declaration is not None:
+            configuration = php_arrays_read(configuration, declaration)
+        for key, (section, model) in _RULE_LINKS.items():
+            if configuration.get(key) not in (None, "") and not isinstance(configuration[key], dict | list):
+                configuration[key] = resolve.reference(section, model, configuration[key],
+                                                       path=f"{path}.configuration.{key}")
+    item["configuration"] = configuration
+    return item
 
 
 def _empty(value: Any) -> bool:
     return value in (None, "", [], {})
 
 
-def _keep_known(item: dict[str, Any], *, known: list[str], path: str, ignored: list[str]) -> dict[str, Any]:
+def _keep_known(item: dict[str, Any], *, known: list[str], path: str, ignored: list[str],
+                empty: list[str]) -> dict[str, Any]:
     """Return the item with only the keys this service reads; each other key that holds something is named
-    in `ignored` (an empty one says nothing and goes quietly)."""
+    in `ignored`, an empty one in `empty`."""
     kept = {}
     for key, value in item.items():
         if key in known or (isinstance(key, str) and key.split(".", 1)[0] in ("headers", "query") and "." in key
                             and "headers" in known):
             kept[key] = value
-        elif not _empty(value):
+        elif _empty(value):
+            empty.append(f"{path}.{key}")
+        else:
             ignored.append(f"{path}.{key}")
     return kept
 
 
-def _config_known(config: Any, *, kind: Any, path: str, ignored: list[str], declaration: Any = None) -> Any:
-    """Return an exported sourceConfig, targetConfig or configuration with only the keys its kind declares."""
-    declaration = declaration or getattr(kind, "declaration", None)
-    if declaration is None or not isinstance(config, dict):
-        return config
-    config = {key: _object(value) if key in ("headers", "query", "pagination") else value
-              for key, value in _unflatten(config, prefix="extraDataConfigs").items()}
-    return _keep_known(config, known=known_keys(declaration, []), path=path, ignored=ignored)
+def _declared_only(value: Any, declaration: type[BaseModel], *, path: str, ignored: list[str],
+                   empty: list[str]) -> Any:
+    """Return an OpenConnector configuration with only the keys its declaration takes, at any depth (the
+    entries of extraDataConfigs, pagination, …); each other key is named in `ignored` or `empty`."""
+    if not isinstance(value, dict):
+        return value
+    kept = _keep_known(value, known=known_keys(declaration, []), path=path, ignored=ignored, empty=empty)
+    fields = {(info.alias or name): info.annotation for name, info in declaration.model_fields.items()}
+    for key, item in kept.items():
+        shapes = _shapes(fields.get(key))
+        models = [shape for shape in shapes if isinstance(shape, type)]
+        listed = [shape[1] for shape in shapes if isinstance(shape, tuple) and shape[0] == "list"]
+        if isinstance(item, dict) and models:
+            kept[key] = _declared_only(item, models[0], path=f"{path}.{key}", ignored=ignored, empty=empty)
+        elif isinstance(item, list) and listed and _shapes(listed[0]) and isinstance(_shapes(listed[0])[0], type):
+            inner = _shapes(listed[0])[0]
+            kept[key] = [
+                _declared_only(entry, inner, path=f"{path}.{key}[{index}]", ignored=ignored, empty=empty)
+                for index, entry in enumerate(item)
+            ]
+    return kept
 
 
 def bundle_normalize(bundle: Any) -> Any:
     """Return an OpenConnector export as a bundle of this service; any other bundle as it is."""
-    return bundle_read(bundle)[0]
+    return bundle_read(bundle).bundle
 
 
-def bundle_read(bundle: Any) -> tuple[Any, list[str], list[str]]:
-    """Return an OpenConnector export as a bundle of this service, the paths of what it holds that this
-    service does not do (ignored, and reported by the import), and what became of each secret header or
-    query parameter of a configuration (moved into credentials, or not imported); any other bundle as it is.
+def _list_of(sections: dict[str, Any], section: str) -> list[Any]:
+    items = sections.get(section)
+    return items if isinstance(items, list) else []
 
-    Only the records of an export are trimmed so: in a bundle of this service an unknown key is a
-    mistake, refused by validation with the closest known name.
+
+def bundle_read(bundle: Any) -> Reading:
+    """Return an OpenConnector document as a bundle of this service, with what it holds that this service
+    does not do (ignored, reported by the import), what became of each secret header or query parameter of a
+    configuration (moved into credentials, or not imported), notes and what is not imported at all; any
+    other bundle as it is.
+
+    Only OpenConnector's objects are trimmed so: in a bundle of this service an unknown key is a mistake,
+    refused by validation with the closest known name.
     """
-    ignored: list[str] = []
-    moved: list[str] = []
+    reading = Reading(bundle=bundle)
     if not isinstance(bundle, dict):
-        return bundle, ignored, moved
-    sections = copy.deepcopy(_sections(bundle))
+        return reading
+    found, openconnector = _sections(bundle, reading)
+    sections = copy.deepcopy(found)
     if not isinstance(sections, dict):
-        return bundle, ignored, moved
+        return reading
+
+    def is_openconnector(item: dict[str, Any]) -> bool:
+        return openconnector or _is_export(item)
+
+    names: dict[int, set[str]] = {}
     for section in SECTIONS:
-        items = sections.get(section)
-        if not isinstance(items, list):
-            continue
-        for index, item in enumerate(items):
-            if not isinstance(item, dict) or not _is_export(item):
+        for index, item in enumerate(_list_of(sections, section)):
+            if not isinstance(item, dict) or not is_openconnector(item):
                 continue
+            item.update(php_arrays_read(item, DOCUMENTS[section]))
+            names[id(item)] = {
+                str(item[key]) for key in ("reference", "slug", "uuid", "@id") if isinstance(item.get(key), str | int)
+            }
             item["reference"] = _reference_of(item, section=section, index=index)
             if item.get("description") is None and "description" in item:
                 item["description"] = ""
             for schema in _schemas_of(item) if section == "registers" else []:
                 if isinstance(schema, dict) and _is_export(schema):
+                    names[id(schema)] = {str(schema[key]) for key in ("reference", "slug", "uuid")
+                                         if isinstance(schema.get(key), str | int)}
                     schema["reference"] = _reference_of(schema, section="schemas", index=0)
-    resolve = _Resolver({
-        section: [item for item in sections.get(section) or [] if isinstance(item, dict)]
-        for section in SECTIONS
-        if isinstance(sections.get(section), list)
-    })
-    for index, item in enumerate(sections.get("sources") or [] if isinstance(sections.get("sources"), list) else []):
-        if isinstance(item, dict) and _is_export(item):
-            _source(item, path=f"sources[{index}]", moved=moved, ignored=ignored)
-    for item in sections.get("mappings") or [] if isinstance(sections.get("mappings"), list) else []:
-        if isinstance(item, dict) and _is_export(item):
+    resolve = _Resolver(
+        {section: [item for item in _list_of(sections, section) if isinstance(item, dict)] for section in SECTIONS
+         if isinstance(sections.get(section), list)},
+        names=names, notes=reading.notes,
+    )
+    for index, item in enumerate(_list_of(sections, "sources")):
+        if isinstance(item, dict) and is_openconnector(item):
+            _source(item, path=f"sources[{index}]", reading=reading)
+    for item in _list_of(sections, "mappings"):
+        if isinstance(item, dict) and is_openconnector(item):
             _mapping(item)
-    for index, item in enumerate(
-        sections.get("synchronizations") or [] if isinstance(sections.get("synchronizations"), list) else []
-    ):
+    for index, item in enumerate(_list_of(sections, "rules")):
+        if isinstance(item, dict) and is_openconnector(item):
+            _rule(item, resolve, path=f"rules[{index}]")
+    for index, item in enumerate(_list_of(sections, "synchronizations")):
         if isinstance(item, dict):
-            _synchronization(item, resolve)
-            if _is_export(item):
-                _config_secrets_dropped(item.get("sourceConfig"), path=f"synchronizations[{index}].sourceConfig",
-                                        source=item.get("sourceId"), moved=moved)
+            path = f"synchronizations[{index}]"
+            _synchronization(item, resolve, path=path, export=is_openconnector(item))
+            if is_openconnector(item):
+                _config_secrets_dropped(item.get("sourceConfig"), path=f"{path}.sourceConfig",
+                                        source=item.get("sourceId"), moved=reading.moved)
     for section in SECTIONS:
-        items = sections.get(section)
-        if not isinstance(items, list):
-            continue
+        items = _list_of(sections, section)
         for index, item in enumerate(items):
-            if isinstance(item, dict) and _is_export(item):
-                items[index] = _export_trimmed(item, section=section, path=f"{section}[{index}]", ignored=ignored)
-    return sections, ignored, moved
+            if isinstance(item, dict) and is_openconnector(item):
+                items[index] = _export_trimmed(item, section=section, path=f"{section}[{index}]", reading=reading)
+    reading.bundle = sections
+    return reading
 
 
-def _export_trimmed(item: dict[str, Any], *, section: str, path: str, ignored: list[str]) -> dict[str, Any]:
-    """Return an exported record with what this service reads, naming in `ignored` what it does not."""
-    # The export's own bookkeeping (ids, versions, dates, counts) is not configuration: not reported.
-    bookkeeping = {key: item.pop(key) for key in list(item) if key in _EXPORT_FIELDS or key in _BOOKKEEPING}
-    del bookkeeping
+def _export_trimmed(item: dict[str, Any], *, section: str, path: str, reading: Reading) -> dict[str, Any]:
+    """Return an exported record with what this service reads, naming what it does not: in `ignored` what
+    holds something, and in one note each its bookkeeping and its empty keys."""
+    bookkeeping = [key for key in item if key in _EXPORT_FIELDS or key in _BOOKKEEPING]
+    for key in bookkeeping:
+        del item[key]
+    empty: list[str] = []
+    declarations = {}
     if section == "synchronizations":
         source_type, target_type = item.get("sourceType") or "api", item.get("targetType") or "register/schema"
-        item["sourceConfig"] = _config_known(
-            item.get("sourceConfig"), kind=reader_kind(source_type) if isinstance(source_type, str) else None,
-            path=f"{path}.sourceConfig", ignored=ignored,
-        )
-        item["targetConfig"] = _config_known(
-            item.get("targetConfig"), kind=writer_kind(target_type) if isinstance(target_type, str) else None,
-            path=f"{path}.targetConfig", ignored=ignored,
-        )
+        reader = reader_kind(source_type) if isinstance(source_type, str) else None
+        writer = writer_kind(target_type) if isinstance(target_type, str) else None
+        declarations = {"sourceConfig": getattr(reader, "declaration", None),
+                        "targetConfig": getattr(writer, "declaration", None)}
     if section == "sources" and isinstance(item.get("type", "api"), str):
-        item["configuration"] = _config_known(
-            item.get("configuration"), kind=None, path=f"{path}.configuration", ignored=ignored,
-            declaration=source_configuration_declaration(item.get("type", "api")),
-        )
+        declarations = {"configuration": source_configuration_declaration(item.get("type") or "api")}
+    if section == "rules" and isinstance(item.get("type"), str):
+        declarations = {"configuration": rule_configuration_declaration(item["type"])}
+    for key, declaration in declarations.items():
+        if declaration is not None and isinstance(item.get(key), dict):
+            item[key] = _declared_only(item[key], declaration, path=f"{path}.{key}", ignored=reading.ignored,
+                                       empty=empty)
     if section == "registers":
         for schema_index, schema in enumerate(_schemas_of(item)):
             if isinstance(schema, dict) and _is_export(schema):
                 item["schemas"][schema_index] = _keep_known(
                     {key: value for key, value in schema.items() if key not in _EXPORT_FIELDS},
-                    known=schema_keys(), path=f"{path}.schemas[{schema_index}]", ignored=ignored,
+                    known=schema_keys(), path=f"{path}.schemas[{schema_index}]", ignored=reading.ignored,
+                    empty=empty,
                 )
-    return _keep_known(item, known=document_keys(section), path=path, ignored=ignored)
+    kept = _keep_known(item, known=document_keys(section), path=path, ignored=reading.ignored, empty=empty)
+    if bookkeeping:
+        reading.notes.append(f"{path}: OpenConnector's bookkeeping, not imported: {', '.join(bookkeeping)}")
+    if empty:
+        reading.notes.append(f"{path}: empty, not imported: {', '.join(where[len(path) + 1:] for where in empty)}")
+    return kept

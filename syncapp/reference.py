@@ -9,6 +9,7 @@ from typing import Any
 
 from syncapp.declared import Declared, json_schema_of
 from syncapp.documents import DOCUMENTS, SchemaDocument
+from syncapp.rules import rule_kinds
 from syncapp.sources import reader_kinds, source_configuration_declaration, source_record_kinds
 from syncapp.targets import writer_kinds
 
@@ -41,6 +42,9 @@ def configuration_reference() -> str:
     lines += ["## A synchronization's `targetConfig`, by its `targetType`", ""]
     for writer in writer_kinds():
         lines += _table(f"`targetType: {writer.kind}`", _schema(writer.declaration, parts), parts)
+    lines += ["## A rule's `configuration`, by its `type`", ""]
+    for rule in rule_kinds():
+        lines += _table(f"`type: {rule.kind}`", _schema(rule.declaration, parts), parts)
     lines += ["## The parts more than one configuration takes", ""]
     parts.pop("JsonValue", None)  # any JSON value: no keys to list
     for name in sorted(parts):

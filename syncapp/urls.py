@@ -6,8 +6,10 @@ from syncapp.api import (
     MappingViewSet,
     ObjectViewSet,
     RegisterViewSet,
+    RuleViewSet,
     SchemaViewSet,
     SourceViewSet,
+    StoredFileViewSet,
     SynchronizationViewSet,
 )
 
@@ -17,7 +19,9 @@ router.register("mappings", MappingViewSet)
 router.register("registers", RegisterViewSet)
 router.register("schemas", SchemaViewSet)
 router.register("objects", ObjectViewSet)
+router.register("rules", RuleViewSet)
 router.register("synchronizations", SynchronizationViewSet)
+router.register("files", StoredFileViewSet)
 router.register("conditions", ConditionsViewSet, basename="conditions")
 router.register("runs", RunViewSet)
 router.register("contracts", ContractViewSet)

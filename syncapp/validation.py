@@ -17,7 +17,7 @@ from syncapp.deletion import deletion_config_problems
 from syncapp.errors import PaginationError
 from syncapp.follow_ups import follow_up_cycle, follow_up_graph
 from syncapp.mapping import validate_mapping_config
-from syncapp.models import Mapping, Schema, Source, Synchronization
+from syncapp.models import Mapping, Rule, Schema, Source, Synchronization
 from syncapp.pagination import pagination_from_source_config
 from syncapp.runs.context import run_settings_problems
 from syncapp.sources import reader_kind, reader_kinds, source_config_problems_of
@@ -31,7 +31,7 @@ SYNCHRONIZATION_FIELDS = {
     "sourceConfig": "source_config", "sourceHashMapping": "source_hash_mapping",
     "sourceTargetMapping": "source_target_mapping", "conditions": "conditions", "targetType": "target_type",
     "targetConfig": "target_config", "targetSourceMapping": "target_source_mapping", "followUps": "follow_ups",
-    "schedule": "schedule", "isEnabled": "is_enabled",
+    "schedule": "schedule", "isEnabled": "is_enabled", "actions": "actions",
 }
 MAPPING_KEYS = ("sourceHashMapping", "sourceTargetMapping", "targetSourceMapping")
 _KEYED = re.compile(r"^([A-Za-z_][\w.\[\]]*)(?::\s+|\s+)(.*)$", re.S)
@@ -55,6 +55,7 @@ class Known:
     schemas: set[str] = field(default_factory=set)  # "register/schema" paths
     mappings: set[str] = field(default_factory=set)
     synchronizations: set[str] = field(default_factory=set)
+    rules: set[str] = field(default_factory=set)
     # The follow-ups of every synchronization, stored and in the bundle: a cycle is refused.
     follow_ups: dict[str, list[str]] | None = None
 
@@ -72,6 +73,11 @@ class Known:
     def mapping_exists(self, reference: Any) -> bool:
         return isinstance(reference, str) and (
             reference in self.mappings or Mapping.objects.filter(reference=reference).exists()
+        )
+
+    def rule_exists(self, reference: Any) -> bool:
+        return isinstance(reference, str) and (
+            reference in self.rules or Rule.objects.filter(reference=reference).exists()
         )
 
     def synchronization_exists(self, reference: Any) -> bool:
@@ -116,6 +122,7 @@ def synchronization_problems(
         problem.removeprefix(".") for problem in write_back_problems(item, path="")
     ]
     problems += _follow_up_problems(item, at=at, known=known, previous_reference=previous_reference)
+    problems += _action_problems(item, at=at, known=known)
     problems += [f"{at}{problem}" for problem in schedule_problems(item.get("schedule") or "")]
     return problems
 
@@ -200,6 +207,23 @@ def _target_problems(item: dict[str, Any], *, at: str, known: Known) -> list[str
     return problems
 
 
+def _action_problems(item: dict[str, Any], *, at: str, known: Known) -> list[str]:
+    """Return the problems of a synchronization's `actions`: rules by reference, each once."""
+    actions = item.get("actions") or []
+    if not isinstance(actions, list) or not all(isinstance(reference, str) for reference in actions):
+        return [f"{at}actions: must be a list of rule references"]
+    problems = [
+        f"{at}actions[{index}]: no rule with reference {reference!r}"
+        for index, reference in enumerate(actions) if not known.rule_exists(reference)
+    ]
+    seen: set[str] = set()
+    for index, reference in enumerate(actions):
+        if reference in seen:
+            problems.append(f"{at}actions[{index}]: rule {reference!r} is listed twice")
+        seen.add(reference)
+    return problems
+
+
 def _follow_up_problems(
     item: dict[str, Any], *, at: str, known: Known, previous_reference: str | None
 ) -> list[str]:
@@ -226,7 +250,8 @@ def _follow_up_problems(
     return problems
 
 
-def synchronization_document(values: dict[str, Any], *, follow_ups: list[str]) -> dict[str, Any]:
+def synchronization_document(values: dict[str, Any], *, follow_ups: list[str],
+                             actions: list[str] | None = None) -> dict[str, Any]:
     """Return a synchronization as a document in the bundle's names, from its model fields' values
     (records, not ids), as the admin's form and the API's serializer have them."""
     def reference(record: Any) -> str | None:
@@ -258,6 +283,7 @@ def synchronization_document(values: dict[str, Any], *, follow_ups: list[str]) -
         "targetConfig": values.get("target_config"),
         "targetSourceMapping": reference(values.get("target_source_mapping")),
         "followUps": follow_ups,
+        "actions": list(actions or []),
         "schedule": values.get("schedule") or "",
         "isEnabled": values.get("is_enabled", True),
     }

@@ -12,7 +12,7 @@ from typing import Any
 from contracts.models import ContractLog, SynchronizationContract, SynchronizationRun
 from syncapp.authentication import location_origin
 from syncapp.configuration import bundle_import
-from syncapp.models import Mapping, Object, Register, Schema, Source, Synchronization
+from syncapp.models import Mapping, Object, Register, Rule, Schema, Source, StoredFile, Synchronization
 
 SECRET = "s3cr3t-token-value"
 ANIMAL_SCHEMA = {
@@ -114,6 +114,25 @@ def make_synchronization(
     )
 
 
+def make_rule(
+    *, reference: str = "refuse-retired", name: str = "Refuse retired", type: str = "error", timing: str = "before",
+    conditions: dict | None = None, configuration: dict | None = None, **fields: Any,
+) -> Rule:
+    """Make a rule (by default one that fails retired animals)."""
+    return Rule.objects.create(
+        reference=reference, name=name, type=type, timing=timing,
+        conditions={"==": [{"var": "status"}, "retired"]} if conditions is None else conditions,
+        configuration={"code": 422, "message": "retired"} if configuration is None else configuration, **fields,
+    )
+
+
+def make_stored_file(*, obj: Object | None = None, name: str = "report.pdf", **fields: Any) -> StoredFile:
+    """Make the record of a file that belongs to a register object (its content is not written: a test of
+    content stores it itself, in a media root of its own)."""
+    return StoredFile.objects.create(object=obj or make_object(), name=name, content_type="application/pdf",
+                                     size=8, sha256="0" * 64, file=f"objects/test/{name}", **fields)
+
+
 def make_run(*, synchronization: Synchronization | None = None, **fields: Any) -> SynchronizationRun:
     values = {"status": SynchronizationRun.Status.SUCCEEDED, "found": 3, "created": 2, "filtered": 1}
     return SynchronizationRun.objects.create(synchronization=synchronization or make_synchronization(),
@@ -161,6 +180,8 @@ FACTORIES = {
     "syncapp.schema": make_schema,
     "syncapp.object": make_object,
     "syncapp.synchronization": make_synchronization,
+    "syncapp.rule": make_rule,
+    "syncapp.storedfile": make_stored_file,
     "contracts.synchronizationrun": make_run,
     "contracts.synchronizationcontract": make_contract,
     "contracts.contractlog": make_contract_log,

@@ -19,6 +19,7 @@ from syncapp.authentication import credentials_bind
 from syncapp.configuration import bundle_import
 from syncapp.models import Object, Source, Synchronization
 from syncapp.runner import runs_queued_take
+from syncapp.runs.resend import runs_resend_stalled
 from syncapp.sample_source import generate_animals
 
 
@@ -40,13 +41,22 @@ def records(count: int, *, seed: int) -> list[dict]:
             for number, animal in enumerate(generate_animals(count=count, seed=seed), start=1)]
 
 
-def wait_for_run(run: SynchronizationRun, *, timeout: float = 90) -> SynchronizationRun:
-    """Poll the database until the run has ended; fail loudly when it does not."""
+def wait_for_run(run: SynchronizationRun, *, timeout: float = 90, resend_every: float = 0) -> SynchronizationRun:
+    """Poll the database until the run has ended; fail loudly when it does not.
+
+    `resend_every`: send the work of the run again when it made no progress for that long, as beat's
+    resend sweep does in production (a worker killed between its commit and sending the next task loses
+    that message: only the sweep sends it again).
+    """
     deadline = time.monotonic() + timeout
+    next_sweep = time.monotonic() + resend_every
     while time.monotonic() < deadline:
         run.refresh_from_db()
         if run.status not in SynchronizationRun.ACTIVE_STATUSES:
             return run
+        if resend_every and time.monotonic() >= next_sweep:
+            runs_resend_stalled(resend_after=resend_every)
+            next_sweep = time.monotonic() + resend_every
         time.sleep(0.1)
     raise AssertionError(
         f"run {run.pk} still {run.status} after {timeout}s: counts {run.counts}, "

@@ -384,26 +384,49 @@ def test_an_operator_configures_tests_and_runs_a_synchronization_in_the_admin(se
     assert not Object.objects.exists()
     shoot(page, "test-sync-preview")
 
-    # "Run now": the run's page, which follows the run by itself while it is active
+    # "Run now": the run's page, which follows the run by itself while it is active: its summary first, the bar
+    # indeterminate while the source is still being read (its total unknown)
     page.goto(change_url)
     page.get_by_role("button", name="Run now").click()
     expect(page.locator("#run-progress-text")).to_contain_text(re.compile(r"(queued|running): "))
     run = SynchronizationRun.objects.get(is_test=False)
     assert page.url.endswith(f"/admin/contracts/synchronizationrun/{run.pk}/change/")
     expect(page.locator("#run-progress-text")).to_contain_text(re.compile(r"running: \d+ of 10 objects done, 1 pages"))
+    expect(page.locator("#run-summary [data-live=found]")).to_have_text("10")
+    assert page.eval_on_selector("#run-progress", "bar => bar.hasAttribute('value')") is False
+    expect(page.get_by_role("link", name="Cancel run")).to_be_visible()
+    expect(page.locator("fieldset", has_text="All fields").locator("details")).not_to_have_attribute("open", "")
     shoot(page, "run-in-progress")
+
+    # Cancel asks first; "No" leaves the run running
+    page.get_by_role("link", name="Cancel run").click()
+    expect(page.locator("#content")).to_contain_text(f"Cancel run {run.pk} of animals?")
+    page.get_by_role("link", name="No, keep it running").click()
+    expect(page.locator("#run-summary")).to_be_visible()
+    run.refresh_from_db()
+    assert run.status == "running"
 
     gate.set()  # the source answers its other pages: the page, never reloaded by the test, reaches the end
     expect(page.locator("#run-progress-text")).to_contain_text(
         f"succeeded: {len(ANIMALS)} of {len(ANIMALS)} objects done, {len(ANIMALS) // PER_PAGE} pages",
         timeout=WAIT_MS,
     )
-    expect(page.locator(".field-created .readonly")).to_have_text(str(ACTIVE))
-    expect(page.locator(".field-filtered .readonly")).to_have_text(str(len(ANIMALS) - ACTIVE))
+    expect(page.locator("#run-summary [data-count=created]")).to_have_text(str(ACTIVE))
+    expect(page.locator("#run-summary [data-count=filtered]")).to_have_text(str(len(ANIMALS) - ACTIVE))
+    expect(page.locator("#run-summary [data-live=found]")).to_have_text(str(len(ANIMALS)))
     expect(page.locator("#run-progress")).to_have_attribute("value", str(len(ANIMALS)))
+    expect(page.locator(".run-status")).to_have_text("succeeded")
     run.refresh_from_db()
     assert (run.status, run.created, run.filtered) == ("succeeded", ACTIVE, len(ANIMALS) - ACTIVE)
     assert Object.objects.count() == ACTIVE
+    # Its pages, collapsed, open on a click; the raw fields too
+    expect(page.locator("#run-pages tbody tr").first).to_be_hidden()
+    page.locator("#run-pages > summary").click()
+    expect(page.locator("#run-pages tbody tr")).to_have_count(len(ANIMALS) // PER_PAGE)
+    page.locator("fieldset", has_text="All fields").locator("summary").click()
+    expect(page.locator(".field-created .readonly")).to_have_text(str(ACTIVE))
+    page.locator("fieldset", has_text="All fields").locator("summary").click()
+    page.locator("#run-pages > summary").click()
     shoot(page, "run-finished")
 
     # Its logs: one per object it created
@@ -415,3 +438,36 @@ def test_an_operator_configures_tests_and_runs_a_synchronization_in_the_admin(se
     assert logs.filter(action="create").count() == ACTIVE
     expect(page.locator("#result_list tbody tr").first).to_contain_text("create")
     shoot(page, "run-logs")
+
+    # "Run again" from the run's page: a second run, nothing changed at the source
+    page.go_back()
+    page.get_by_role("button", name="Run again").click()
+    expect(page.locator("#run-progress-text")).to_contain_text(f"succeeded: {len(ANIMALS)} of {len(ANIMALS)}")
+    again = SynchronizationRun.objects.filter(is_test=False).exclude(pk=run.pk).get()
+    assert page.url.endswith(f"/admin/contracts/synchronizationrun/{again.pk}/change/")
+    expect(page.locator("#run-summary [data-count=unchanged]")).to_have_text(str(ACTIVE))
+
+    # The synchronization's page charts its runs, one mark each, linked to their pages
+    page.goto(change_url)
+    marks = page.locator(".field-history svg.runs-chart a.run-mark")
+    expect(marks).to_have_count(2)
+    assert [marks.nth(index).get_attribute("data-run") for index in range(2)] == [str(run.pk), str(again.pk)]
+    shoot(page, "synchronization-history", element=".field-history")
+    marks.first.click()
+    expect(page.locator("#run-summary")).to_contain_text("Summary")
+    assert page.url.endswith(f"/admin/contracts/synchronizationrun/{run.pk}/change/")
+
+    # The run list fits the window, with duration and error columns
+    page.goto(f"{server.url}/admin/contracts/synchronizationrun/")
+    last_column = page.locator("#result_list thead th").last
+    expect(last_column).to_contain_text("Error")
+    expect(page.locator("#result_list thead th", has_text="Duration")).to_be_visible()
+    box, shown = last_column.bounding_box(), page.locator("#changelist .results").bounding_box()
+    assert box["x"] + box["width"] <= shown["x"] + shown["width"] + 1, (box, shown)  # no column scrolled out of view
+    shoot(page, "run-list")
+
+    # The objects list shows what each object is
+    page.goto(f"{server.url}/admin/syncapp/object/")
+    summary = re.compile(r"name: .+ · species: .+ · legs: \d")
+    expect(page.locator("#result_list tbody tr").first).to_contain_text(summary)
+    shoot(page, "objects-list")

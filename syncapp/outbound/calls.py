@@ -19,9 +19,14 @@ source, the api target and enrichment all call through here.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import tempfile
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from xml.etree.ElementTree import Element, ParseError
 
@@ -30,18 +35,130 @@ import requests
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring as xml_fromstring
 from django.conf import settings
+from pydantic import Field, JsonValue, field_validator, model_validator
 
-from syncapp.authentication import AuthenticationFailed, Authenticator, CredentialsError, authenticator_for
+from syncapp.authentication import (
+    AuthenticationFailed,
+    Authenticator,
+    CredentialsError,
+    authenticator_for,
+    guzzle_auth_credentials,
+    guzzle_auth_folded,
+)
+from syncapp.declared import Declared
 from syncapp.dotpath import MISSING
 from syncapp.egress import cross_host_refused, same_origin
 from syncapp.errors import SourceError, TransientSourceError
 from syncapp.http import HttpError, OnWait, RateLimited, TransientHttpError, budget_problems, http_request
 from syncapp.mapping import MappingError, MappingSpec, apply_mapping, validate_mapping_config
 from syncapp.models import Source
-from syncapp.outbound.masking import mask_url, redact
+from syncapp.outbound.masking import is_secret_name, mask_url, redact
 from syncapp.outbound.masking import snippet as redacted_snippet
 from syncapp.outbound.urls import query_split, url_join
 from syncapp.pagination import PageRequest
+
+Seconds = float | int | str
+"""A number of seconds (10, 2.5)."""
+Verify = bool | str
+"""true, false (only where SYNC_TLS_VERIFY_OFF_ALLOWED permits), the path of a CA bundle, or a CA certificate
+itself (PEM text, as OpenConnector passes it to Guzzle)."""
+
+BASIC_EXAMPLE = '{"type": "basic", "username": "...", "password": "..."}'
+
+
+def _secrets_refused(value: dict[str, JsonValue] | None, *, field: str) -> dict[str, JsonValue] | None:
+    """Refuse a header or query parameter that carries a secret: a configuration is shown, exported and
+    sent where its calls go, while credentials are write-only, encrypted and bound to the source's origin.
+    The value is never quoted."""
+    named = sorted(name for name, item in (value or {}).items() if is_secret_name(name) and item not in (None, ""))
+    if named:
+        kind = "header" if field == "headers" else "query parameter"
+        if named[0].lower() in ("authorization", "proxy-authorization"):
+            example = '{"type": "bearer", "token": "..."}'
+        else:
+            where = "header" if field == "headers" else "query"
+            example = f'{{"type": "apiKey", "in": "{where}", "name": "{named[0]}", "value": "..."}}'
+        raise ValueError(
+            f"{', '.join(f'`{name}`' for name in named)}: a {kind} that carries a secret goes in the source's "
+            f"`credentials` (write-only, encrypted, sent only to the source's own origin), e.g. {example}"
+        )
+    return value
+
+
+class CallOptions(Declared):
+    """How a source is called over HTTP: merged over the source's own configuration, later wins."""
+
+    headers: dict[str, JsonValue] | None = None
+    """Headers of every call (`headers.X` may also be written as its own key); not secrets (Authorization,
+    Cookie, X-Api-Key, …): those go in the source's credentials."""
+    query: dict[str, JsonValue] | None = None
+    """Query parameters of every call (`query.x` may also be written as its own key); not secrets (api_key,
+    token, …): those go in the source's credentials."""
+    connect_timeout: Seconds | None = Field(None, alias="connectTimeout")
+    """Seconds to wait for a connection (also Guzzle's `connect_timeout`)."""
+    timeout: Seconds | None = None
+    """Seconds to wait for an answer (also `readTimeout`)."""
+    read_timeout: Seconds | None = Field(None, alias="readTimeout")
+    """Another name for `timeout`."""
+    verify: Verify | None = None
+    """TLS verification: a CA bundle's path, or a CA certificate as PEM text (OpenConnector's Guzzle option);
+    false turns it off, refused unless the operator allows it (SYNC_TLS_VERIFY_OFF_ALLOWED). Also `verifyTls`,
+    `verifySsl`."""
+    verify_tls: Verify | None = Field(None, alias="verifyTls")
+    """Another name for `verify`."""
+    verify_ssl: Verify | None = Field(None, alias="verifySsl")
+    """Another name for `verify`."""
+    auth: JsonValue = None
+    """Guzzle's `[username, password]` (OpenConnector's basic authentication): refused here, since a password
+    goes in the source's `credentials` ({"type": "basic", ...}); importing from OpenConnector moves it there."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fold_dotted(cls, value: Any) -> Any:
+        """Read `headers.X` and `query.x` keys as entries of headers and query, as the calls do,
+        `auth.0`, `auth.1` as Guzzle's auth list, and `connect_timeout` (Guzzle's name) as connectTimeout."""
+        if not isinstance(value, dict):
+            return value
+        value = guzzle_auth_folded(value)
+        if "connect_timeout" in value and "connectTimeout" not in value:
+            value = {("connectTimeout" if key == "connect_timeout" else key): item for key, item in value.items()}
+        if not any(isinstance(key, str) and "." in key for key in value):
+            return value
+        folded: dict[str, Any] = {}
+        for key, item in value.items():
+            name, dot, inner = key.partition(".") if isinstance(key, str) else (key, "", "")
+            if dot and name in ("headers", "query") and inner:
+                part = folded.setdefault(name, {})
+                if isinstance(part, dict):
+                    part[inner] = item
+            else:
+                folded[key] = item
+        for name in ("headers", "query"):
+            if name in value and isinstance(value[name], dict) and isinstance(folded.get(name), dict):
+                folded[name] = {**folded[name], **value[name]}
+        return folded
+
+    @field_validator("headers", "query")
+    @classmethod
+    def _no_secrets(cls, value: dict[str, JsonValue] | None, info: Any) -> dict[str, JsonValue] | None:
+        """Refuse a header or query parameter that carries a secret (see _secrets_refused)."""
+        return _secrets_refused(value, field=info.field_name)
+
+    @field_validator("auth")
+    @classmethod
+    def _auth_refused(cls, value: JsonValue) -> JsonValue:
+        """Refuse a password in a configuration, pointing to the credentials; an empty auth is none."""
+        try:
+            credentials = guzzle_auth_credentials(value, path="auth")
+        except CredentialsError as error:
+            raise ValueError("; ".join(problem.removeprefix("auth: ") for problem in error.problems)) from None
+        if credentials is None:
+            return None
+        raise ValueError(
+            "a username and password go in the source's `credentials` (write-only, encrypted, sent only to the "
+            f"source's own origin), e.g. {BASIC_EXAMPLE}; an import from OpenConnector moves them there"
+        )
+
 
 DEFAULT_ACCEPT = "application/json, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.1"
 
@@ -128,28 +245,57 @@ def _seconds(value: Any, *, name: str) -> float:
     return seconds
 
 
+PEM_BEGIN = "-----BEGIN CERTIFICATE-----"
+
+
 def _verify(value: Any, *, name: str) -> bool | str:
+    """Return what `verify` asks: True, a CA bundle's path or PEM text, or False where the operator allows it."""
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
+        value = value.strip().lower() in ("true", "1")
+    if value is False and not settings.SYNC_TLS_VERIFY_OFF_ALLOWED:
+        # A call that trusts any certificate hands the source's credentials to whoever is in between.
+        raise SourceError(
+            f"{name} false turns TLS verification off, which SYNC_TLS_VERIFY_OFF_ALLOWED does not allow here; "
+            "give the CA bundle instead (its path, or the certificate as PEM text)"
+        )
     if isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
-        return value.strip().lower() in ("true", "1")
     if isinstance(value, str) and value.strip():
-        return value.strip()  # a CA bundle file
-    raise SourceError(f"{name} must be true, false or the path of a CA bundle, got {value!r}")
+        return value.strip()  # a CA bundle file, or the certificate itself
+    raise SourceError(f"{name} must be true, false or a CA bundle (a path or PEM text), got {value!r}")
 
 
-def call_settings(*, source: Source, source_config: dict[str, Any]) -> CallSettings:
+def _ca_bundle(verify: bool | str) -> bool | str:
+    """Return the path requests verifies with: a PEM certificate given as text (as OpenConnector passes it to
+    Guzzle, which writes it to a file) is written once to a file named by its hash."""
+    if not isinstance(verify, str) or PEM_BEGIN not in verify:
+        return verify
+    digest = hashlib.sha256(verify.encode()).hexdigest()
+    path = Path(tempfile.gettempdir()) / f"sync-ca-{digest}.pem"
+    if not path.exists():
+        partial = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+        partial.write_text(verify if verify.endswith("\n") else verify + "\n", encoding="ascii")
+        partial.replace(path)  # whole or not at all: another worker may read it at the same time
+    return str(path)
+
+
+def call_settings(*, source: Source, source_config: dict[str, Any], where: str = "sourceConfig") -> CallSettings:
     """Return the headers, query, timeouts and TLS verification of every call: the source's, then the
-    synchronization's."""
+    synchronization's (its sourceConfig, or the targetConfig of an API target: `where` names it)."""
     headers: dict[str, str] = {}
     query: dict[str, Any] = {}
     connect: float = settings.SYNC_HTTP_CONNECT_TIMEOUT
     read: float = settings.SYNC_HTTP_READ_TIMEOUT
     verify: bool | str = True
-    levels = (("configuration", source.configuration or {}), ("sourceConfig", source_config or {}))
+    levels = (("configuration", source.configuration or {}), (where, source_config or {}))
     for where, config in levels:
         if not isinstance(config, dict):
             continue
+        if any(key == "auth" or (isinstance(key, str) and key.startswith("auth.")) for key in config
+               if config[key] not in (None, "", [], {})):
+            # Saved before it was refused at save: a password is never sent from a configuration.
+            raise SourceError(f"{where}.auth: a username and password go in the credentials of source "
+                              f"{source.reference!r}, e.g. {BASIC_EXAMPLE}")
         for name, value in _split_dotted(config, name="headers").items():
             _set_header(headers, str(name), value)
         for name, value in _split_dotted(config, name="query").items():
@@ -166,19 +312,19 @@ def call_settings(*, source: Source, source_config: dict[str, Any]) -> CallSetti
         value = _first_key(config, VERIFY_KEYS)
         if value is not MISSING:
             verify = _verify(value, name=f"{where}.verify")
-    return CallSettings(headers=headers, query=query, timeout=(connect, read), verify=verify)
+    return CallSettings(headers=headers, query=query, timeout=(connect, read), verify=_ca_bundle(verify))
 
 
 def configuration_problems(configuration: Any, *, path: str) -> list[str]:
     """Return the problems of a source configuration (call settings and request budget), with their path."""
     if not isinstance(configuration, dict):
         return []
-    return _call_problems(configuration, path=path) + budget_problems(
+    return call_options_problems(configuration, path=path) + budget_problems(
         configuration.get("rateLimit"), path=f"{path}.rateLimit"
     )
 
 
-def _call_problems(configuration: dict[str, Any], *, path: str) -> list[str]:
+def call_options_problems(configuration: dict[str, Any], *, path: str) -> list[str]:
     """Return the problems of the call settings (headers, query, timeouts, TLS), with their path."""
     problems = []
     for name in ("headers", "query"):
@@ -199,7 +345,7 @@ def source_config_problems(source_config: Any, *, path: str) -> list[str]:
     """Return the problems of a sourceConfig's call settings and endpoint template, with their path."""
     if not isinstance(source_config, dict):
         return []
-    problems = _call_problems(source_config, path=path)
+    problems = call_options_problems(source_config, path=path)
     if source_config.get("rateLimit") is not None:
         # One budget per source, kept by every synchronization that reads it.
         problems.append(f"{path}.rateLimit: a request budget belongs in the source's configuration")

@@ -25,6 +25,7 @@ from contracts.models import ContractLog, RunChunk, SynchronizationContract, Syn
 from syncapp.bulk import rows_insert, rows_update, transactions_lock_database
 from syncapp.http import retry_after_bound
 from syncapp.ids import uuid7
+from syncapp.runs.actions import planned_write
 from syncapp.runs.context import SyncContext, context_for_run
 from syncapp.runs.finish import run_close_if_complete
 from syncapp.targets.base import Outcome, Write
@@ -165,7 +166,7 @@ def chunk_write(
 ) -> list[tuple[int, float]]:
     """Write a claimed chunk and record it; return the chunks of objects to retry, with their countdowns."""
     planned = chunk_plan(facts=facts, run_id=run_id, chunk=chunk)
-    outcomes = context.writer.write(planned.sent(run_id=run_id, push_origin=facts.push_origin))
+    outcomes = planned_write(context=context, facts=facts, run_id=run_id, planned=planned)
     return chunk_record(facts=facts, run_id=run_id, context=context, planned=planned, outcomes=outcomes)
 
 
@@ -327,7 +328,7 @@ def chunk_write_between_transactions(
                 return retried  # done, or the run ended
             index, one = following
             planned = chunk_plan(facts=facts, run_id=run_id, chunk=one)
-        outcomes = context.writer.write(planned.sent(run_id=run_id, push_origin=facts.push_origin))
+        outcomes = planned_write(context=context, facts=facts, run_id=run_id, planned=planned)
         with transaction.atomic():
             advanced = RunChunk.objects.filter(
                 pk=chunk_id, status=RunChunk.Status.QUEUED, progress=index,
@@ -407,6 +408,11 @@ def contract_apply(*, contract: Contract, item: Item, outcome: Outcome, context:
         Outcome.INVALID: Contract.Status.INVALID, Outcome.CONFLICT: Contract.Status.CONFLICT,
     }.get(outcome.kind, Contract.Status.FAILED)
     contract.last_error = log_text(outcome.error)
+    if outcome.kind == Outcome.FAILED and outcome.target_id:
+        # Failed by a rule (syncapp.runs.actions), after the write maybe: the contract keeps the object it
+        # made, and no hash, so the next run writes it again (its rules run again) rather than creating another.
+        contract.target_id = outcome.target_id
+        contract.target_hash = ""
 
 
 def chunk_fail(*, run_id: int, chunk_id: int, message: str) -> None:

@@ -24,6 +24,7 @@ from syncapp.incremental import (
 from syncapp.mapping import apply_mapping
 from syncapp.mappings import mapping_spec, resolve_mapping
 from syncapp.models import Mapping, Synchronization
+from syncapp.rules import Actions, actions_of
 from syncapp.runs.planner import Rules
 from syncapp.sources import reader_for, reader_problem
 from syncapp.sources.base import Reader, concurrency_of
@@ -45,9 +46,13 @@ def synchronization_fingerprint(synchronization: Synchronization) -> str:
         for key in ("extraDataConfigs", "fetchExtraDataBeforeConditions", "extraDataOnlyWhenChanged")
         if config.get(key)
     }
+    # A synchronization's rules shape what is written too; set only when it has some (the fingerprints of
+    # those without stay as they were written).
+    actions = _actions_fingerprint(synchronization)
     return hash_value(
         {
             **({"enrichment": enrichment} if enrichment else {}),
+            **({"actions": actions} if actions else {}),
             "idPosition": config.get("idPosition") or config.get("idPath"),
             "conditions": synchronization.conditions,
             "hashMapping": mapping_json(synchronization.source_hash_mapping),
@@ -58,6 +63,18 @@ def synchronization_fingerprint(synchronization: Synchronization) -> str:
             "targetConfig": synchronization.target_config,
         }
     )
+
+
+def _actions_fingerprint(synchronization: Synchronization) -> str:
+    """Return a hash of the synchronization's rules as they are configured, "" without rules."""
+    if synchronization.pk is None:
+        return ""
+    actions = [
+        [link.rule.reference, link.rule.type, link.rule.timing, link.rule.order, link.rule.conditions,
+         link.rule.configuration]
+        for link in synchronization.action_links.select_related("rule").order_by("position", "pk")
+    ]
+    return hash_value(actions) if actions else ""
 
 
 def chunk_size_of(source_config: dict[str, Any]) -> int:
@@ -81,6 +98,8 @@ class SyncContext:
     # sourceConfig.extraDataConfigs, None without them; sourceConfig.incremental, None without it.
     enricher: Enricher | None = None
     incremental: IncrementalConfig | None = None
+    # The synchronization's rules (its `actions`), None without them.
+    actions: Actions | None = None
 
     @property
     def reader(self) -> Reader:
@@ -108,6 +127,7 @@ def _rules(synchronization: Synchronization, *, fingerprint: str, writer_check, 
     def origin_hash(obj: dict, plain: str) -> str:
         return hash_value(apply_mapping(spec=hash_spec, data=obj, resolve_mapping=resolve_mapping))
 
+    actions = _actions_fingerprint(synchronization)
     return Rules(
         # A reader may name the id itself (a database's id column); idPath is a file source's name for it.
         id_position=id_position or str(config.get("idPosition") or config.get("idPath") or "id"),
@@ -116,6 +136,7 @@ def _rules(synchronization: Synchronization, *, fingerprint: str, writer_check, 
         origin_hash=origin_hash if hash_spec is not None else None,
         to_target=to_target,
         validate=writer_check,
+        **({"target_hash": lambda obj: hash_value({"object": obj, "actions": actions})} if actions else {}),
     )
 
 
@@ -154,6 +175,10 @@ def context_load(*, synchronization_id: int) -> SyncContext:
     if problems:
         raise ConfigurationError(f"sourceConfig.{problems[0]}")
     context.incremental = incremental_config(config)
+    actions = actions_of(synchronization)
+    if actions.problems:
+        raise ConfigurationError(f"actions: {actions.problems[0]}")
+    context.actions = actions or None
     return context
 
 

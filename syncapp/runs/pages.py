@@ -42,6 +42,7 @@ from syncapp.runs.planner import (
     Planned,
     Rejected,
     enrichment_candidates,
+    page_in_scope,
     page_origin_ids,
     page_plan,
 )
@@ -250,6 +251,8 @@ def page_plan_record(*, run_id: int, context: SyncContext, number: int, read: Re
     """
     sends = Sends()
     run = runs.run_facts(run_id=run_id)
+    if run is not None and run.scope:
+        read = page_in_scope(read, scope=run.scope, id_position=context.rules.id_position)
     try:
         enrichment = page_enrich(run_id=run_id, context=context, number=number, read=read)
     except PageTooLarge as error:

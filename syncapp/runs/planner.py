@@ -22,6 +22,7 @@ from syncapp.dotpath import MISSING, get_path
 from syncapp.errors import InvalidObject
 from syncapp.hashing import hash_value
 from syncapp.mapping import MappingError
+from syncapp.sources.base import ReadPage
 
 SYNCED = "synced"
 
@@ -51,6 +52,9 @@ class Rules:
     origin_hash: Callable[[dict, str], str] | None  # (object, its plain hash) -> hash; None: the plain hash
     to_target: Callable[[dict], Any]  # the mapping; raises MappingError
     validate: Callable[[Any], None]  # the target's check; raises InvalidObject
+    # The hash by which a mapped object is compared with what the target holds. A synchronization with rules
+    # salts it with them, so that an object whose source changed always goes through its rules, never "holds".
+    target_hash: Callable[[Any], str] = hash_value
 
 
 @dataclass
@@ -134,6 +138,17 @@ def page_origin_ids(objects: list[Any], *, id_position: str) -> list[str]:
             if origin_id is not None:
                 ids.append(origin_id)
     return list(dict.fromkeys(ids))
+
+
+def page_in_scope(read: ReadPage, *, scope: frozenset[str], id_position: str) -> ReadPage:
+    """Return the page with only the objects whose origin id is in `scope`: a run limited to some objects
+    (retrying those that failed) from a source that cannot be asked for them alone reads them all."""
+    kept = [
+        index for index, obj in enumerate(read.objects)
+        if isinstance(obj, dict) and origin_id_of(obj, id_position=id_position) in scope
+    ]
+    return ReadPage(objects=[read.objects[index] for index in kept], hashes=[read.hashes[index] for index in kept],
+                    next_request=read.next_request)
 
 
 def enrichment_candidates(
@@ -256,7 +271,7 @@ def page_plan(
             continue
         planned = Planned(
             origin_id=origin_id, origin_hash=origin_hash, source_object=obj, target_object=target_object,
-            target_hash=hash_value(target_object),
+            target_hash=rules.target_hash(target_object),
         )
         if not force and contract is not None and contract.target_id and contract.target_hash == planned.target_hash:
             plan.holds.append(planned)  # a new source hash or mapping that maps to the same object

@@ -7,79 +7,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, JsonValue, field_validator, model_validator
+from pydantic import JsonValue, model_validator
 
 from syncapp.declared import Declared, DotPath, Flag, Template
-from syncapp.outbound.masking import is_secret_name
+from syncapp.outbound.calls import CallOptions
 
-Seconds = float | int | str
-"""A number of seconds (10, 2.5)."""
-Verify = bool | str
-"""true, false, or the path of a CA bundle."""
-
-
-class CallOptions(Declared):
-    """How a source is called over HTTP: merged over the source's own configuration, later wins."""
-
-    headers: dict[str, JsonValue] | None = None
-    """Headers of every call (`headers.X` may also be written as its own key); not secrets (Authorization,
-    Cookie, X-Api-Key, …): those go in the source's credentials."""
-    query: dict[str, JsonValue] | None = None
-    """Query parameters of every call (`query.x` may also be written as its own key); not secrets (api_key,
-    token, …): those go in the source's credentials."""
-    connect_timeout: Seconds | None = Field(None, alias="connectTimeout")
-    """Seconds to wait for a connection."""
-    timeout: Seconds | None = None
-    """Seconds to wait for an answer (also `readTimeout`)."""
-    read_timeout: Seconds | None = Field(None, alias="readTimeout")
-    """Another name for `timeout`."""
-    verify: Verify | None = None
-    """false to skip TLS verification, or the path of a CA bundle (also `verifyTls`, `verifySsl`)."""
-    verify_tls: Verify | None = Field(None, alias="verifyTls")
-    """Another name for `verify`."""
-    verify_ssl: Verify | None = Field(None, alias="verifySsl")
-    """Another name for `verify`."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _fold_dotted(cls, value: Any) -> Any:
-        """Read `headers.X` and `query.x` keys as entries of headers and query, as the calls do."""
-        if not isinstance(value, dict) or not any(isinstance(key, str) and "." in key for key in value):
-            return value
-        folded: dict[str, Any] = {}
-        for key, item in value.items():
-            name, dot, inner = key.partition(".") if isinstance(key, str) else (key, "", "")
-            if dot and name in ("headers", "query") and inner:
-                part = folded.setdefault(name, {})
-                if isinstance(part, dict):
-                    part[inner] = item
-            else:
-                folded[key] = item
-        for name in ("headers", "query"):
-            if name in value and isinstance(value[name], dict) and isinstance(folded.get(name), dict):
-                folded[name] = {**folded[name], **value[name]}
-        return folded
-
-    @field_validator("headers", "query")
-    @classmethod
-    def _no_secrets(cls, value: dict[str, JsonValue] | None, info: Any) -> dict[str, JsonValue] | None:
-        """Refuse a header or query parameter that carries a secret: a configuration is shown, exported and
-        sent where its calls go, while credentials are write-only, encrypted and bound to the source's origin.
-        The value is never quoted."""
-        named = sorted(name for name, item in (value or {}).items() if is_secret_name(name) and item not in (None, ""))
-        if named:
-            kind = "header" if info.field_name == "headers" else "query parameter"
-            if named[0].lower() in ("authorization", "proxy-authorization"):
-                example = '{"type": "bearer", "token": "..."}'
-            else:
-                where = "header" if info.field_name == "headers" else "query"
-                example = f'{{"type": "apiKey", "in": "{where}", "name": "{named[0]}", "value": "..."}}'
-            raise ValueError(
-                f"{', '.join(f'`{name}`' for name in named)}: a {kind} that carries a secret goes in the source's "
-                f"`credentials` (write-only, encrypted, sent only to the source's own origin), e.g. {example}"
-            )
-        return value
-
+__all__ = ["CallOptions", "ExtraData", "HttpSourceConfiguration", "Incremental", "RateLimit", "RunSettings"]
 
 class RateLimit(Declared):
     """A request budget kept by every worker together."""
@@ -130,7 +63,8 @@ class ExtraData(Declared):
     key_to_set_extra_data: DotPath | None = None
     """Where the answer is set in the object (else its keys are merged)."""
     merge_extra_data: Flag | None = None
-    """Merge the answer's keys into the object."""
+    """In an extraDataConfigPerResult: each result keeps its keys, its detail merged in (else the detail replaces
+    it). In an entry of extraDataConfigs the detail is merged either way, as in OpenConnector."""
     unset_config_key: str | list[str] | None = None
     """sourceConfig keys (say `query`) left out of the detail call."""
     source: str | int | None = None

@@ -7,8 +7,15 @@ OpenConnector's names:
 
 - `endpoint`: where a new object is POSTed (appended to the location; a template with `originId`,
   `targetId` and the mapped `object`);
-- `idPosition`: dot path of the new id in the answer (default `id`; else the last segment of a
+- `resultsPosition`: where the written object is in the target's answer (a dot path, e.g. `result`; unset,
+  `_root` or `_object`: the whole answer); `idPosition` is read there, and the contract log keeps it as
+  the answer. OpenConnector hands its targetConfig to Guzzle, which has no such option: set it where
+  the API wraps what it created (xxllnc's `/case/create` answers `{"result": {"reference": ...}}`);
+- `idPosition`: dot path of the new id in the written object (default `id`; else the last segment of a
   `Location` header); `idInRequestBody`: the id is the value at this path of the sent object instead;
+- `headers`, `query`, `timeout`, `connectTimeout`, `verify`: OpenConnector's Guzzle options, on every
+  call to the target, over those of the target source's `configuration` (later wins per key, as for a
+  sourceConfig); a secret header or parameter is refused: it goes in the target source's credentials;
 - `updateEndpoint` (default `endpoint` + `/{{ targetId }}`), `updateMethod` (`PUT`, `PATCH` or `POST`);
 - `deleteEndpoint` (default as update), `deleteMethod` (default `DELETE`);
 - `recreateOnNotFound`: a 404 on update creates the object again instead of failing it.
@@ -27,7 +34,7 @@ from syncapp.authentication import (
     credential_problems,
     credentials_refusal,
 )
-from syncapp.declared import Declared, DotPath, Template
+from syncapp.declared import DotPath, Template
 from syncapp.dotpath import MISSING, get_path
 from syncapp.egress import same_origin
 from syncapp.errors import InvalidObject, SourceError, TargetError
@@ -35,7 +42,7 @@ from syncapp.http import HttpError, RateLimited, TransientHttpError, http_reques
 from syncapp.mapping import MappingError, apply_mapping, validate_mapping_config
 from syncapp.mappings import mapping_spec, resolve_mapping
 from syncapp.models import Mapping, Synchronization
-from syncapp.outbound.calls import call_settings, endpoint_url
+from syncapp.outbound.calls import CallOptions, call_options_problems, call_settings, endpoint_url
 from syncapp.outbound.masking import snippet
 from syncapp.targets.base import Outcome, Write, WriterKind, writer_type
 
@@ -57,9 +64,9 @@ def target_config_problems(
         return []
     if not isinstance(config, dict):
         return [f"{path}: must be an object"]
-    problems = []  # unknown keys are refused by the declaration, ApiTargetConfig
+    problems = call_options_problems(config, path=path)  # unknown keys are refused by the declaration
     for key in ("endpoint", "idPosition", "idInRequestBody", "updateEndpoint", "deleteEndpoint", "updateMapping",
-                "deleteMapping"):
+                "deleteMapping", "resultsPosition"):
         if key in config and not isinstance(config[key], str):
             problems.append(f"{path}.{key}: must be text")
     for key in ("updateMapping", "deleteMapping"):
@@ -81,13 +88,16 @@ def target_config_problems(
     return problems
 
 
-class ApiTargetConfig(Declared):
-    """targetConfig of a synchronization that sends its objects to another system's API (OpenConnector's names)."""
+class ApiTargetConfig(CallOptions):
+    """targetConfig of a synchronization that sends its objects to another system's API (OpenConnector's names);
+    its headers, query, timeouts and TLS verification go with every call, over the target source's."""
 
     endpoint: Template | None = None
     """Where a new object is POSTed, appended to the location; a template with originId, targetId, object."""
+    results_position: DotPath | None = None
+    """Where the written object is in the answer, e.g. result (default: the whole answer; also _root, _object)."""
     id_position: DotPath | None = None
-    """The dot path of the new id in the answer (default id; else the last segment of a Location header)."""
+    """The dot path of the new id in the written object (default id; else the last segment of a Location header)."""
     id_in_request_body: DotPath | None = None
     """The id is the value at this path of the sent object instead."""
     update_endpoint: Template | None = None
@@ -111,8 +121,6 @@ class ApiWriter(WriterKind):
     """Objects sent to another system's API, one call each."""
 
     declaration = ApiTargetConfig
-
-    declaration = ApiTargetConfig
     # Remote writes cannot be rolled back with our transaction: the chunk records each before the next.
     transactional = False
 
@@ -124,7 +132,8 @@ class ApiWriter(WriterKind):
         self.reference = synchronization.reference
         self.source = synchronization.target_source
         self.config: dict[str, Any] = synchronization.target_config or {}
-        self.call = call_settings(source=self.source, source_config={})
+        self.call = call_settings(source=self.source, source_config=self.config, where="targetConfig")
+        self.results_position = self.config.get("resultsPosition") or ""
         # One authenticator for the writer's calls: an OAuth2 token is read (or fetched) once, not per call.
         self.auth = authenticator_for(source=self.source, timeout=self.call.timeout, verify=self.call.verify)
         self.endpoint = self.config.get("endpoint") or ""
@@ -182,7 +191,9 @@ class ApiWriter(WriterKind):
                 if response.status_code == 404 and self.config.get("recreateOnNotFound"):
                     return self._create(write, {**variables, "targetId": None})
                 if response.status_code < 300:
-                    return Outcome(Outcome.UPDATED, target_id=write.target_id, response=self._body(response))
+                    body, written = self._answer(response)
+                    return Outcome(Outcome.UPDATED, target_id=write.target_id,
+                                   response=body if written is MISSING else written)
                 return Outcome(Outcome.FAILED, error=self._refusal(response, "update"))
             return self._create(write, variables)
         except RateLimited as error:
@@ -202,13 +213,16 @@ class ApiWriter(WriterKind):
                               extra_headers={"Idempotency-Key": key} if key else None)
         if response.status_code >= 300:
             return Outcome(Outcome.FAILED, error=self._refusal(response, "create"))
-        body = self._body(response)
-        target_id = self._new_id(write=write, body=body, location=response.headers.get("Location"))
+        body, written = self._answer(response)
+        target_id = self._new_id(write=write, body=written, location=response.headers.get("Location"))
         if target_id is None:
-            where = self.config.get("idInRequestBody") or self.config.get("idPosition") or "id"
-            return Outcome(Outcome.FAILED, error=f"created, but the answer holds no id at {where!r} and no Location",
+            where = repr(self.config.get("idInRequestBody") or self.config.get("idPosition") or "id")
+            if self.results_position and not self.config.get("idInRequestBody"):
+                where += (f" of the object at resultsPosition {self.results_position!r}" if written is not MISSING
+                          else f" (nothing at resultsPosition {self.results_position!r})")
+            return Outcome(Outcome.FAILED, error=f"created, but the answer holds no id at {where} and no Location",
                            response=body)
-        return Outcome(Outcome.CREATED, target_id=target_id, response=body)
+        return Outcome(Outcome.CREATED, target_id=target_id, response=body if written is MISSING else written)
 
     def _new_id(self, *, write: Write, body: Any, location: str | None) -> str | None:
         in_request = self.config.get("idInRequestBody")
@@ -253,6 +267,14 @@ class ApiWriter(WriterKind):
     def _refusal(self, response, what: str) -> str:
         text = snippet(response.text, self.auth.secrets)
         return f"{what}: {response.request.method} answered {response.status_code}: {text!r}"
+
+    def _answer(self, response) -> tuple[Any, Any]:
+        """Return the answer's body and the written object in it: at resultsPosition (MISSING when nothing is
+        there), else the whole body."""
+        body = self._body(response)
+        if self.results_position in ("", "_root", "_object"):
+            return body, body
+        return body, get_path(body, self.results_position) if isinstance(body, dict | list) else MISSING
 
     @staticmethod
     def _body(response) -> Any:

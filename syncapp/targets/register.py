@@ -25,7 +25,7 @@ from syncapp.declared import Declared
 from syncapp.errors import InvalidObject
 from syncapp.hashing import canonical_json, hash_value
 from syncapp.ids import uuid7
-from syncapp.models import Object, Schema, Synchronization
+from syncapp.models import Object, Schema, StoredFile, Synchronization, stored_files_storage
 from syncapp.outbox import changes_record
 from syncapp.targets.base import Outcome, Write, WriterKind, writer_type
 
@@ -139,11 +139,21 @@ def register_objects_delete(*, objects: Iterable[Object] | None = None, schema: 
         query = Object.objects.filter(pk__in=[*ids, *target_ids], schema=schema)
     with transaction.atomic():
         gone = list(query.values_list("pk", "schema_id"))
+        files_content_delete_after_commit(object_ids=[pk for pk, _ in gone])
         deleted, _ = query.delete()
         for schema_id in {schema_id for _, schema_id in gone}:
             changes_record(schema_id=schema_id, changes=[(str(pk), "delete") for pk, of in gone if of == schema_id],
                            written_by=written_by, caused_by=caused_by)
     return deleted
+
+
+def files_content_delete_after_commit(*, object_ids: list[Any]) -> None:
+    """Delete the content of the files of these objects once their deletion commits (their records go with
+    the objects)."""
+    names = list(StoredFile.objects.filter(object_id__in=object_ids).exclude(file="").values_list("file", flat=True))
+    if names:
+        storage = stored_files_storage()
+        transaction.on_commit(lambda: [storage.delete(name) for name in names])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ JSON_FIELDS = {
     "syncapp.synchronization": ["source_config", "conditions", "target_config"],
     "syncapp.mapping": ["mapping", "unset", "cast"],
     "syncapp.schema": ["schema"],
+    "syncapp.rule": ["conditions", "configuration"],
 }
 
 

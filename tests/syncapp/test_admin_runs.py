@@ -58,7 +58,7 @@ def test_a_runs_page_shows_its_progress_its_logs_and_a_cancel_button_while_activ
     sync = import_zoo(zoo_bundle(location=sample_source.url))
     active = SynchronizationRun.objects.create(
         synchronization=sync, status="running", heartbeat_at=timezone.now(), started_at=timezone.now(), found=40,
-        created=10, unchanged=5,
+        created=10, unchanged=5, fetch_finished=True,
     )
 
     page = admin_client.get(reverse("admin:contracts_synchronizationrun_change", args=[active.pk])).content.decode()

@@ -93,10 +93,14 @@ def test_sync_import_twice_reports_everything_updated_as_json(zoo_file):
     output, code = run_command("sync", "import", str(zoo_file), "--json")
 
     assert code == 0
-    assert one_json_object(output) == {
-        "created": {"sources": 0, "registers": 0, "mappings": 0, "synchronizations": 0},
-        "updated": {"sources": 1, "registers": 1, "mappings": 1, "synchronizations": 1},
-        "ignored": [], "moved": [],
+    answer = one_json_object(output)
+    assert {key: answer[key] for key in ("created", "updated", "ignored", "moved", "notImported", "problems")} == {
+        "created": {"sources": 0, "registers": 0, "mappings": 0, "rules": 0, "synchronizations": 0},
+        "updated": {"sources": 1, "registers": 1, "mappings": 1, "rules": 0, "synchronizations": 1},
+        "ignored": [], "moved": [], "notImported": [], "problems": [],
+    }
+    assert {(item["kind"], item["outcome"]) for item in answer["objects"]} == {
+        ("source", "imported"), ("register", "imported"), ("mapping", "imported"), ("synchronization", "imported"),
     }
     assert Synchronization.objects.count() == 1
 

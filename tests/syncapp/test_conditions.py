@@ -135,6 +135,25 @@ def test_a_status_filter_passes_only_active_objects() -> None:
     assert evaluate_conditions(conditions=conditions, data=None) is False
 
 
+XXLLNC_CONDITIONS = {"and": [{"!!": {"var": "values.attribute&#46;woo_categorie"}},
+                              {"!!": {"var": "values.case&#46;subject"}},
+                              {"!!": {"var": "values.attribute&#46;woo_publicatiedatum"}}]}
+
+
+def test_an_encoded_dot_in_a_var_path_names_a_key_that_holds_a_dot_as_openconnector_writes_it() -> None:
+    # given the conditions of OpenConnector's xxllnc zoek endpoint synchronization, and cases keyed as xxllnc keys them
+    published = {"values": {"attribute.woo_categorie": ["besluit"], "case.subject": "Vergunning",
+                            "attribute.woo_publicatiedatum": "2024-05-01"}}
+    unpublished = {"values": {**published["values"], "attribute.woo_publicatiedatum": None}}
+
+    # then the published case passes and the one without a publication date does not
+    assert evaluate_conditions(conditions=XXLLNC_CONDITIONS, data=published) is True
+    assert evaluate_conditions(conditions=XXLLNC_CONDITIONS, data=unpublished) is False
+    # and `missing` reads the same paths
+    missing = {"missing": ["values.case&#46;subject", "values.case&#46;status"]}
+    assert evaluate_rule(rule=missing, data=published) == ["values.case&#46;status"]
+
+
 @pytest.mark.parametrize(
     ("value", "passes"),
     [

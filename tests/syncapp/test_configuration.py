@@ -100,8 +100,8 @@ def problems_of(bundle: dict) -> list[str]:
 def test_importing_the_zoo_bundle_creates_every_part_of_it(bundle):
     result = bundle_import(bundle)
 
-    assert result.created == {"sources": 1, "registers": 1, "mappings": 1, "synchronizations": 1}
-    assert result.updated == {"sources": 0, "registers": 0, "mappings": 0, "synchronizations": 0}
+    assert result.created == {"sources": 1, "registers": 1, "mappings": 1, "rules": 0, "synchronizations": 1}
+    assert result.updated == {"sources": 0, "registers": 0, "mappings": 0, "rules": 0, "synchronizations": 0}
     source = Source.objects.get(reference="zoo-api")
     assert (source.name, source.type, source.location) == ("Zoo API (bundled sample source)", "api", LOCATION)
     assert source.configuration == {"headers": {"Accept": "application/json"}}
@@ -148,8 +148,8 @@ def test_importing_the_same_bundle_twice_changes_nothing(rich_bundle):
     result = bundle_import(copy.deepcopy(rich_bundle))
 
     # Then everything was found by reference and updated in place: no duplicates, the same ids
-    assert result.created == {"sources": 0, "registers": 0, "mappings": 0, "synchronizations": 0}
-    assert result.updated == {"sources": 1, "registers": 1, "mappings": 3, "synchronizations": 3}
+    assert result.created == {"sources": 0, "registers": 0, "mappings": 0, "rules": 0, "synchronizations": 0}
+    assert result.updated == {"sources": 1, "registers": 1, "mappings": 3, "rules": 0, "synchronizations": 3}
     after = snapshot()
     for name in before:
         assert len(after[name]) == len(before[name]), name
@@ -391,7 +391,7 @@ def test_a_yaml_bundle_imports_like_the_same_json_bundle(tmp_path, rich_bundle):
     result = bundle_import(loaded)
 
     assert loaded == rich_bundle
-    assert result.created == {"sources": 1, "registers": 1, "mappings": 3, "synchronizations": 3}
+    assert result.created == {"sources": 1, "registers": 1, "mappings": 3, "rules": 0, "synchronizations": 3}
     assert Synchronization.objects.get(reference="animals").conditions == {"==": [{"var": "status"}, "active"]}
 
 
@@ -536,7 +536,7 @@ def test_an_export_holds_what_was_imported(rich_bundle):
 
     exported = bundle_export()
 
-    assert list(exported) == ["sources", "registers", "mappings", "synchronizations"]
+    assert list(exported) == ["sources", "registers", "mappings", "rules", "synchronizations"]
     by_reference = {sync["reference"]: sync for sync in exported["synchronizations"]}
     for original in rich_bundle["synchronizations"]:
         written = by_reference[original["reference"]]
@@ -566,7 +566,7 @@ def test_export_then_import_into_an_emptied_database_gives_the_same_document(ric
 
     # Then everything is back, and a second export is the same document but for the credentials, which
     # no export carries: the placeholder that stood for them has nothing to keep in an empty database
-    assert result.created == {"sources": 1, "registers": 1, "mappings": 3, "synchronizations": 3}
+    assert result.created == {"sources": 1, "registers": 1, "mappings": 3, "rules": 0, "synchronizations": 3}
     assert first["sources"][0].pop("credentials") == CREDENTIALS_KEPT
     assert bundle_export() == first
 
@@ -574,7 +574,7 @@ def test_export_then_import_into_an_emptied_database_gives_the_same_document(ric
 def test_an_empty_database_exports_an_empty_bundle_that_imports():
     exported = bundle_export()
 
-    assert exported == {"sources": [], "registers": [], "mappings": [], "synchronizations": []}
+    assert exported == {"sources": [], "registers": [], "mappings": [], "rules": [], "synchronizations": []}
     bundle_validate(exported)
 
 

@@ -195,8 +195,13 @@ OPENCONNECTOR_EXPORT = {
                 "extraDataConfigs.0.keyToSetExtraData": "status",
                 "extraDataConfigs.0.mergeExtraData": "true",
             },
-            "actions": ["https://example.org/actions/1"],
+            "actions": ["refuse-closed"],
             "targetConfig": [],
+        }],
+        "rules": [{
+            "@type": "rule", "@id": "https://example.org/rules/1", "name": "Refuse closed", "slug": "refuse-closed",
+            "version": "0.0.1", "action": "post", "timing": "before", "type": "error", "conditions": [], "order": 0,
+            "configuration": {"error": {"code": 422, "name": "Closed", "message": "a closed case is not published"}},
         }],
     },
 }
@@ -212,18 +217,19 @@ def test_an_openconnector_export_imports_its_dotted_settings_as_what_they_stand_
             {"staticEndpoint": "/zaken/{{ originId }}/status", "keyToSetExtraData": "status", "mergeExtraData": "true"},
         ],
     }
-    assert Source.objects.get(reference="zaken-api").configuration == {"headers.Accept": "application/json"}
+    assert Source.objects.get(reference="zaken-api").configuration == {"headers": {"Accept": "application/json"}}
 
 
 def test_an_openconnector_export_names_every_setting_it_holds_that_this_service_does_not_do():
     result = bundle_import(copy.deepcopy(OPENCONNECTOR_EXPORT))
 
     assert result.ignored == [
-        "sources[0].configuration.auth.0",
+        "sources[0].configuration.auth",
         "sources[0].documentation",
+        "rules[0].action",
         "synchronizations[0].sourceConfig.deleteInvalidObjects",
-        "synchronizations[0].actions",
     ]
+    assert result.not_imported == []
 
 
 def test_sync_import_says_what_it_ignored(tmp_path):
@@ -234,18 +240,18 @@ def test_sync_import_says_what_it_ignored(tmp_path):
     call_command("sync", "import", str(path), stdout=out)
 
     assert "ignored 4 setting(s) of OpenConnector that this service does not do:" in out.getvalue()
-    assert "  synchronizations[0].actions" in out.getvalue()
+    assert "  rules[0].action" in out.getvalue()
 
 
 def test_a_bundle_of_this_service_is_not_trimmed_but_refused(zoo):
     # Only an export's records are trimmed: in a bundle of this service an unknown key is a mistake
     bundle = copy.deepcopy(zoo)
-    bundle["synchronizations"][0]["actions"] = ["x"]
+    bundle["synchronizations"][0]["retries"] = 3
 
-    assert import_problems(bundle) == ["synchronizations[0].actions: unknown key (known: reference, name, "
+    assert import_problems(bundle) == ["synchronizations[0].retries: unknown key (known: reference, name, "
                                        "description, sourceType, sourceId, sourceConfig, sourceHashMapping, "
                                        "sourceTargetMapping, conditions, targetType, targetId, targetConfig, "
-                                       "targetSourceMapping, followUps, schedule, isEnabled)"]
+                                       "targetSourceMapping, followUps, actions, schedule, isEnabled)"]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -156,3 +156,18 @@ def test_missing_is_falsy_and_survives_copying_and_pickling() -> None:
 def test_path_must_be_a_string(order: dict) -> None:
     with pytest.raises(TypeError):
         get_path(order, 3)  # type: ignore[arg-type]
+
+
+def test_an_encoded_dot_names_a_key_that_holds_a_dot_as_openconnector_writes_it() -> None:
+    # given an object whose keys hold dots, as xxllnc's zoek endpoint answers
+    case = {"values": {"attribute.woo_categorie": ["besluit"], "attribute": {"woo_categorie": "shadowed"}}}
+
+    # then &#46; reads, tests, sets and deletes the dotted key itself, never the nested one
+    assert get_path(case, "values.attribute&#46;woo_categorie") == ["besluit"]
+    assert has_path(case, "values.attribute&#46;woo_categorie")
+    assert get_path(case, "values.attribute&#46;woo_titel") is MISSING
+    set_path(case, "values.attribute&#46;woo_titel", "Besluit")
+    set_path(case, "summary&#46;title", "Besluit")
+    assert case["values"]["attribute.woo_titel"] == "Besluit" and case["summary.title"] == "Besluit"
+    assert delete_path(case, "values.attribute&#46;woo_categorie")
+    assert case["values"] == {"attribute": {"woo_categorie": "shadowed"}, "attribute.woo_titel": "Besluit"}

@@ -22,9 +22,10 @@ from syncapp.configuration import ConfigurationInvalid, bundle_import, bundle_va
 from syncapp.egress import DENIED_NETWORKS, address_refusal, location_problems, same_origin, url_refusal
 from syncapp.errors import PaginationError, SourceError
 from syncapp.hashing import hash_hashes
+from syncapp.imports import Document, import_checked
 from syncapp.mapping import MappingError, MappingSpec, apply_mapping, validate_mapping_config
-from syncapp.models import Mapping, Register, Schema, Source, Synchronization
-from syncapp.openconnector import bundle_normalize
+from syncapp.models import Mapping, Register, Rule, Schema, Source, Synchronization
+from syncapp.openconnector import bundle_normalize, config_dot_applied
 from syncapp.pagination import (
     PageRequest,
     first_page_request,
@@ -165,6 +166,9 @@ schema_lists = st.lists(st.fixed_dictionaries({"reference": references}, optiona
                         max_size=2) | json_values
 
 
+rule_types = st.sampled_from(["mapping", "error", "fetch_file", "write_file", "save_object", "x"]) | json_values
+
+
 def records(required: dict, optional: dict) -> st.SearchStrategy:
     """Return lists of one or two records with the required keys and some of the optional ones."""
     return st.lists(st.fixed_dictionaries(required, optional=optional), min_size=1, max_size=2)
@@ -180,10 +184,14 @@ sections = st.fixed_dictionaries({}, optional={
     "synchronizations": records({"reference": references, "sourceType": kinds}, {
         "sourceId": references, "sourceConfig": json_values, "conditions": rules | json_values,
         "targetType": kinds, "targetId": st.sampled_from(["zoo/a", "a"]) | scalars, "schedule": scalars,
-        "followUps": json_values, "sourceTargetMapping": scalars,
+        "followUps": json_values, "sourceTargetMapping": scalars, "actions": json_values,
     }) | json_values,
     "registers": records({"reference": references, "schemas": schema_lists}, {"id": scalars, "name": scalars})
     | json_values,
+    "rules": records({"reference": references, "type": rule_types}, {
+        "timing": st.sampled_from(["before", "after"]) | json_values, "order": json_values,
+        "conditions": rules | json_values, "configuration": json_values,
+    }) | json_values,
 })
 
 
@@ -213,6 +221,41 @@ def test_any_openconnector_export_reads_as_a_bundle_or_a_list_of_problems(export
         bundle_validate(bundle_normalize(export))
     except ConfigurationInvalid as invalid:
         assert invalid.problems
+
+
+dotted_keys = st.sampled_from([
+    "headers.Accept", "query.q", "auth.0", "auth.1", "extraDataConfigs.0.staticEndpoint", "extraDataConfigs.1",
+    "extraDataConfigs.0.extraDataConfigPerResult.subObjectId", "a.b", "a.b.c", "a", ".", "x..y", "0.0",
+]) | st.text(max_size=12)
+dotted_configs = st.dictionaries(dotted_keys, json_values, max_size=6)
+openconnector_objects = st.fixed_dictionaries({}, optional={
+    "name": scalars, "sourceId": scalars, "targetId": scalars, "sourceType": kinds, "targetType": kinds,
+    "sourceConfig": dotted_configs | json_values, "targetConfig": dotted_configs | json_values,
+    "configuration": dotted_configs | json_values, "location": scalars, "actions": json_values, "mapping": json_values,
+})
+
+
+@pytest.mark.django_db
+@FUZZ
+@given(components=st.fixed_dictionaries({}, optional={
+    section: st.lists(openconnector_objects, max_size=3) | st.dictionaries(st.text(max_size=8), openconnector_objects,
+                                                                          max_size=2) | json_values
+    for section in ("sources", "mappings", "rules", "synchronizations", "endpoints")
+}))
+def test_any_components_document_is_reported_object_by_object(components):
+    report = import_checked(Document(content={"components": components}), write=False)
+
+    assert all(isinstance(problem, str) for problem in report.problems)
+    assert all(item.outcome in ("importable", "refused", "not imported") for item in report.objects)
+
+
+@FUZZ
+@given(config=dotted_configs)
+def test_dotted_keys_are_all_placed_whatever_the_configuration(config):
+    placed = config_dot_applied(config)
+
+    assert isinstance(placed, dict)
+    assert not any("." in key for key in placed if isinstance(key, str))
 
 
 # Bundles the fuzzer once crashed `sync import` with (TypeError), each with the field the import must name.
@@ -264,9 +307,9 @@ def test_importing_any_bundle_stores_it_or_refuses_it_storing_nothing(bundle):
         bundle_import(bundle)
     except ConfigurationInvalid as invalid:
         assert invalid.problems and all(isinstance(problem, str) for problem in invalid.problems)
-        assert not any(model.objects.exists() for model in (Source, Register, Schema, Mapping, Synchronization))
+        assert not any(model.objects.exists() for model in (Source, Register, Schema, Mapping, Rule, Synchronization))
     finally:
-        for model in (Synchronization, Mapping, Schema, Register, Source):
+        for model in (Synchronization, Rule, Mapping, Schema, Register, Source):
             model.objects.all().delete()  # each example starts from an empty configuration
 
 

@@ -55,6 +55,15 @@ def test_dot_path_copies_keep_their_type(pet: dict) -> None:
     assert type(result["a"]) is int
 
 
+def test_an_encoded_dot_in_a_mapping_path_or_key_names_a_key_that_holds_a_dot() -> None:
+    # given a case keyed as xxllnc keys it, and a mapping as OpenConnector writes it
+    case = {"values": {"attribute.woo_titel": "Besluit", "case.subject": "Vergunning"}}
+    mapping = {"titel": "values.attribute&#46;woo_titel", "meta&#46;subject": "values.case&#46;subject"}
+
+    # then the paths find the dotted keys and the key writes one
+    assert run(mapping, case) == {"titel": "Besluit", "meta.subject": "Vergunning"}
+
+
 def test_copied_values_are_independent_of_the_input(pet: dict) -> None:
     result = run({"where": "address", "first": "data.items.0"}, pet)
     result["where"]["city"] = "Gouda"

@@ -20,7 +20,7 @@ from syncapp.models import Mapping, Register, Schema, Source, Synchronization
 from tests.databases import pg, source_database
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.json"))
-NOTHING = {"sources": 0, "registers": 0, "mappings": 0, "synchronizations": 0}
+NOTHING = {"sources": 0, "registers": 0, "mappings": 0, "rules": 0, "synchronizations": 0}
 
 
 def canonical(bundle: dict) -> str:
@@ -235,7 +235,9 @@ call_settings = st.fixed_dictionaries({}, optional={
     "query": st.dictionaries(keys, words | st.integers(0, 100).map(str) | st.sampled_from(["true", "false"]),
                              max_size=2),
     "headers.X-Api-Version": st.sampled_from(["1", "2024-01"]), "query.per_page": st.integers(1, 100),
-    "timeout": st.integers(1, 300), "connectTimeout": st.integers(1, 30), "verify": st.booleans(),
+    # verify false is refused unless SYNC_TLS_VERIFY_OFF_ALLOWED: a CA bundle stands for "not the default"
+    "timeout": st.integers(1, 300), "connectTimeout": st.integers(1, 30),
+    "verify": st.sampled_from([True, "/etc/ssl/certs/ca-certificates.crt"]),
 })
 source_configurations = call_settings.flatmap(lambda chosen: st.fixed_dictionaries(
     {key: st.just(value) for key, value in chosen.items()},

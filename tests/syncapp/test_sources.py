@@ -85,7 +85,7 @@ def test_timeouts_come_from_settings_then_the_source_then_the_synchronization(se
     [
         ({"timeout": "soon"}, "configuration.timeout: must be a number of seconds, got 'soon'"),
         ({"connectTimeout": 0}, "configuration.connectTimeout: must be more than 0 seconds"),
-        ({"verify": 3}, "configuration.verify: must be true, false or the path of a CA bundle"),
+        ({"verify": 3}, "configuration.verify: must be true, false or a CA bundle (a path or PEM text)"),
         ({"headers": ["Accept"]}, "configuration.headers: must be an object"),
     ],
 )
@@ -110,15 +110,33 @@ def certificate(tmp_path_factory) -> tuple[Path, Path]:
     return cert, key
 
 
-def test_tls_is_verified_unless_turned_off_or_given_a_ca_bundle(certificate):
+def test_tls_is_verified_unless_turned_off_where_allowed_or_given_a_ca_bundle_as_a_path_or_pem_text(
+    certificate, settings
+):
+    settings.SYNC_TLS_VERIFY_OFF_ALLOWED = True
     with LoopbackServer(lambda seen: (200, {}, [{"id": 1}]), tls=certificate) as server:
         with pytest.raises(SourceError, match="TLS failed"):
             fetch(source_at(server.url))
         unverified = fetch(source_at(server.url, verify="false"))
         with_bundle = fetch(source_at(server.url), {"verify": str(certificate[0])})
+        # OpenConnector passes the certificate itself to Guzzle, which writes it to a file
+        with_pem = fetch(source_at(server.url, verify=certificate[0].read_text()))
 
-    assert unverified.body == with_bundle.body == [{"id": 1}]
-    assert len(server.requests) == 2  # the refused handshake is not retried, and never reaches the handler
+    assert unverified.body == with_bundle.body == with_pem.body == [{"id": 1}]
+    assert len(server.requests) == 3  # the refused handshake is not retried, and never reaches the handler
+
+
+def test_verify_false_is_refused_at_save_and_at_a_call_unless_the_operator_allows_it(settings):
+    # given an operator who did not allow TLS verification off
+    settings.SYNC_TLS_VERIFY_OFF_ALLOWED = False
+
+    # then a configuration that turns it off is refused, naming the setting
+    problems = configuration_problems({"verify": False}, path="configuration")
+    assert len(problems) == 1 and problems[0].startswith("configuration.verify: false turns TLS verification off")
+    assert "SYNC_TLS_VERIFY_OFF_ALLOWED" in problems[0]
+    # and one saved before fails its calls instead of trusting any certificate
+    with pytest.raises(SourceError, match="SYNC_TLS_VERIFY_OFF_ALLOWED"):
+        call_settings(source=source_at("https://127.0.0.1:9", verify="false"), source_config={})
 
 
 # ---------------------------------------------------------------------------------------------

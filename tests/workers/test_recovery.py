@@ -233,8 +233,9 @@ def test_a_worker_killed_while_an_api_target_answers_a_chunk_creates_no_duplicat
             release.set()
 
             # Then a new worker goes on from the object after the last one recorded
+            # (with beat's resend sweep, for a message the killed worker committed but never sent)
             second = WorkerProcess(queue=queue, log_path=logs / "second.log", env=env)
-            run = wait_for_run(run, timeout=120)
+            run = wait_for_run(run, timeout=120, resend_every=10)
     finally:
         release.set()
         if second is not None:

@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 from django.conf import settings
@@ -19,9 +20,10 @@ from django.utils import timezone
 from config.celery import app as celery_app
 from contracts.models import SynchronizationRun
 from contracts.runs import RunRefused, instant_text, process_identity, run_progress, run_summary, runs_fail_stale
-from syncapp import configuration, rekey, runner, schedules, sealing, tokens
+from syncapp import configuration, imports, rekey, runner, schedules, sealing, tokens
 from syncapp import runs as synchronization
 from syncapp.models import Synchronization
+from syncapp.progress import LinesAboveBar, RateMeter, logs_above_bar, progress_line
 from workers import dispatch
 
 # Exit codes tell the outcome of a run apart, for scripts and schedulers.
@@ -37,13 +39,41 @@ PLAIN_PROGRESS_SECONDS = 10
 EXIT_STILL_RUNNING = 6
 
 
+def _plain(text: str) -> str:
+    """Leave a line as it is: Django writes to stderr in red bold on a terminal, meant for errors."""
+    return text
+
+
+@contextlib.contextmanager
+def interrupts_held() -> Iterator[list[int]]:
+    """Hold Ctrl-C inside the block (only the main thread may); yield the interrupts that came meanwhile."""
+    interrupted: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupted
+        return
+    previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(1))
+    try:
+        yield interrupted
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 class Command(BaseCommand):
     help = "Import, export, run and inspect synchronizations."
 
     def add_arguments(self, parser: CommandParser) -> None:
         actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-        importer = actions.add_parser("import", help="Import a JSON or YAML configuration bundle.")
-        importer.add_argument("file", type=Path)
+        importer = actions.add_parser(
+            "import", help="Import a JSON or YAML bundle, OpenConnector's objects, or a folder of them."
+        )
+        importer.add_argument("file", type=Path, metavar="FILE_OR_FOLDER")
+        importer.add_argument(
+            "--kind", choices=sorted(imports.KINDS),
+            help="The kind of an OpenConnector object without @type (in a folder: of those not in sources/, …).",
+        )
+        importer.add_argument(
+            "--check", action="store_true", help="Report what each object would become; write nothing."
+        )
         importer.add_argument("--json", action="store_true", help="Print the result as JSON.")
         exporter = actions.add_parser("export", help="Export every configuration as a bundle.")
         exporter.add_argument("--output", "-o", type=Path, help="Write to this file instead of stdout.")
@@ -129,16 +159,38 @@ class Command(BaseCommand):
 
     # -- import / export ---------------------------------------------------------------------
 
-    def handle_import(self, *, file: Path, json: bool = False, **_options) -> None:
+    def handle_import(
+        self, *, file: Path, json: bool = False, kind: str | None = None, check: bool = False, **_options
+    ) -> None:
         if not file.exists():
-            raise CommandError(f"no such file: {file}")
+            raise CommandError(f"no such file or folder: {file}")
         try:
-            result = configuration.bundle_import(configuration.bundle_load(file))
-        except configuration.ConfigurationInvalid as error:
+            document = imports.document_read(file, kind=kind)
+        except (configuration.ConfigurationInvalid, imports.ImportUnreadable) as error:
             raise CommandError(str(error)) from None
+        report = imports.import_checked(document, write=not check)
+        if check:
+            self._show_import_check(report, as_json=json)
+            if report.refused:
+                raise CommandError(f"{len(report.problems)} problem(s): importing {file} would be refused")
+            return
+        if report.refused:
+            if not json:
+                self._show_import_objects(report)
+            else:
+                self._print_json(self._import_json(report))
+            raise CommandError(str(configuration.ConfigurationInvalid(report.problems)))
+        result = report.result
         if json:
-            self._print_json({"created": result.created, "updated": result.updated, "ignored": result.ignored,
-                              "moved": result.moved})
+            self._print_json(self._import_json(report))
+            return
+        if document.origins:
+            # OpenConnector's objects, from their files: each with what became of it.
+            self._show_import_objects(report)
+            counts = ", ".join(f"{section} {result.created[section]} created, {result.updated[section]} updated"
+                               for section in configuration.SECTIONS if result.created[section] or
+                               result.updated[section])
+            self.stdout.write(self.style.SUCCESS(f"imported {file}: {counts}"))
             return
         for section in configuration.SECTIONS:
             created, updated = result.created[section], result.updated[section]
@@ -156,7 +208,57 @@ class Command(BaseCommand):
             ))
             for what in result.moved:
                 self.stdout.write(f"  {what}")
+        if result.not_imported:
+            self.stdout.write(self.style.WARNING(f"not imported ({len(result.not_imported)}):"))
+            for what in result.not_imported:
+                self.stdout.write(f"  {what}")
+        if result.notes or report.notes:
+            self.stdout.write("notes:")
+            for note in [*report.notes, *result.notes]:
+                self.stdout.write(f"  {note}")
         self.stdout.write(self.style.SUCCESS(f"imported {file}"))
+
+    @staticmethod
+    def _import_json(report: imports.ImportReport) -> dict:
+        result = report.result
+        return {
+            "created": result.created if result else {}, "updated": result.updated if result else {},
+            "ignored": result.ignored if result else [], "moved": result.moved if result else [],
+            "notImported": result.not_imported if result else [],
+            "notes": report.notes + (result.notes if result else []),
+            "objects": [item.as_json() for item in report.objects], "problems": report.problems,
+        }
+
+    def _show_import_objects(self, report: imports.ImportReport) -> None:
+        for item in report.objects:
+            style = {"refused": self.style.ERROR, "not imported": self.style.WARNING}.get(item.outcome, str)
+            named = f" {item.reference}" if item.reference else ""
+            self.stdout.write(f"{item.what} ({item.kind}{named}): " + style(item.outcome))
+            for problem in item.problems:
+                self.stdout.write(f"    refused: {problem}")
+            for key in item.ignored:
+                self.stdout.write(f"    ignored: {key}")
+            for note in item.notes:
+                self.stdout.write(f"    note: {note}")
+        for problem in report.general:
+            self.stdout.write(self.style.ERROR(f"refused: {problem}"))
+        for note in report.notes:
+            self.stdout.write(f"note: {note}")
+
+    def _show_import_check(self, report: imports.ImportReport, *, as_json: bool) -> None:
+        if as_json:
+            self._print_json({
+                "check": True, "importable": not report.refused,
+                "objects": [item.as_json() for item in report.objects], "problems": report.problems,
+                "notes": report.notes,
+            })
+            return
+        self._show_import_objects(report)
+        counts: dict[str, int] = {}
+        for item in report.objects:
+            counts[item.outcome] = counts.get(item.outcome, 0) + 1
+        summary = ", ".join(f"{count} {outcome}" for outcome, count in counts.items())
+        self.stdout.write(f"checked, nothing written: {summary}")
 
     def handle_export(self, *, output: Path | None = None, **_options) -> None:
         text = json.dumps(configuration.bundle_export(), indent=2, ensure_ascii=False)
@@ -175,21 +277,26 @@ class Command(BaseCommand):
         sync = Synchronization.objects.filter(reference=reference).first()
         if sync is None:
             raise CommandError(f"no synchronization with reference {reference!r} (see `sync list`)")
-        try:
-            if test:
-                run = synchronization.run_test(synchronization=sync, full=full)
-            else:
-                # With tasks in process they run in a thread of this process, so the progress can be shown.
-                with dispatch.in_background() as background:
-                    run = synchronization.run_start(synchronization=sync, force=force, queue=queue, full=full)
-        except RunRefused as error:
-            raise CommandError(str(error), returncode=EXIT_REFUSED) from None
-        except synchronization.ConfigurationError as error:
-            raise CommandError(str(error)) from None
+        # A Ctrl-C while the run is being made is held until it is made, then stops the wait as any other:
+        # the run may exist already, and it is then cancelled or said to go on, never left unsaid.
+        with interrupts_held() as interrupted:
+            try:
+                if test:
+                    run = synchronization.run_test(synchronization=sync, full=full)
+                else:
+                    # With tasks in process they run in a thread of this process, so the progress can be shown.
+                    with dispatch.in_background() as background:
+                        run = synchronization.run_start(synchronization=sync, force=force, queue=queue, full=full)
+            except RunRefused as error:
+                raise CommandError(str(error), returncode=EXIT_REFUSED) from None
+            except synchronization.ConfigurationError as error:
+                raise CommandError(str(error)) from None
         follow_ups: list[SynchronizationRun] = []
-        if wait or test or settings.TASKS_IN_PROCESS:
+        if wait or test or settings.TASKS_IN_PROCESS or interrupted:
             deadline = time.monotonic() + timeout
             try:
+                if interrupted:
+                    raise KeyboardInterrupt
                 try:
                     run = self._wait(run, timeout=timeout, progress=not json)
                 except BrokenPipeError:
@@ -202,8 +309,6 @@ class Command(BaseCommand):
                     background.join(max(0.0, deadline - time.monotonic()))
                     follow_ups = self._follow_ups(run)
             except KeyboardInterrupt:
-                if self._newline_due:
-                    self.stderr.write("")
                 # With tasks in process, the run cannot go on without this process: it is cancelled too,
                 # with the follow-ups it started here.
                 if cancel_on_interrupt or settings.TASKS_IN_PROCESS:
@@ -232,7 +337,8 @@ class Command(BaseCommand):
         if code:
             sys.exit(code)
 
-    _newline_due = False
+    # The bar being drawn on the terminal, with the log lines kept above it (None: no bar shown).
+    _bar: LinesAboveBar | None = None
 
     def _outputs_close(self) -> None:
         """Send what is still written to stdout and stderr nowhere: their reader went away."""
@@ -240,7 +346,6 @@ class Command(BaseCommand):
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(OSError, ValueError):
                 os.dup2(devnull, stream.fileno())
-        self._newline_due = False
 
     @staticmethod
     def _follow_ups(run: SynchronizationRun) -> list[SynchronizationRun]:
@@ -253,44 +358,53 @@ class Command(BaseCommand):
             parents = [child.pk for child in children]
         return found
 
-    def _progress_show(self, run: SynchronizationRun, *, started: float, last_line_at: float) -> float:
+    def _progress_show(self, run: SynchronizationRun, *, meter: RateMeter, last_line_at: float, tick: int) -> float:
         """Show the run's progress: a bar redrawn in place on a terminal, else a plain line every 10 s.
         Return when a plain line was last written."""
         facts = run_progress(run)
-        done, found = facts["done"], facts["found"]
-        seconds = max(time.monotonic() - started, 0.001)
-        rate = done / seconds
-        eta = f", ETA {(found - done) / rate:.0f} s" if rate > 0 and found > done else ""
-        numbers = f"{done:,}/{found:,} objects, {run.pages_fetched:,} pages, {rate:,.0f}/s{eta}"
-        if self.stderr.isatty():
-            width = 30
-            filled = int(width * done / found) if found else 0
-            self.stderr.write(f"\rrun {run.pk} {run.status} [{'#' * filled}{'.' * (width - filled)}] {numbers}  ",
-                              ending="")
-            self.stderr.flush()
-            self._newline_due = True
+        meter.add(at=time.monotonic(), done=facts["done"])
+        figures = {
+            "run_id": run.pk, "status": run.status, "done": facts["done"], "found": facts["found"],
+            "pages": run.pages_fetched, "rate": meter.rate(),
+            "total_known": run.fetch_finished or run.status not in SynchronizationRun.ACTIVE_STATUSES,
+        }
+        if self._bar is not None:
+            self._bar.draw(progress_line(**figures, tick=tick))
             return last_line_at
         if time.monotonic() - last_line_at >= PLAIN_PROGRESS_SECONDS:
-            self.stderr.write(f"run {run.pk} {run.status}: {numbers}")
+            self.stderr.write(progress_line(**figures, width=0), style_func=_plain)
             return time.monotonic()
         return last_line_at
 
     def _wait(self, run: SynchronizationRun, *, timeout: float, progress: bool) -> SynchronizationRun:
         """Wait for the run to end, showing its progress; say so when it stops moving, fail it when lost."""
+        if not (progress and self.stderr.isatty()):
+            return self._wait_showing(run, timeout=timeout, progress=progress)
+        # On a terminal the bar is redrawn in place, and log lines (of the tasks running in this process)
+        # are written above it rather than into it.
+        self._bar = LinesAboveBar(sys.stderr)
+        try:
+            with logs_above_bar(self._bar, streams=(sys.stderr, sys.stdout)):
+                return self._wait_showing(run, timeout=timeout, progress=progress)
+        finally:
+            self._bar.finish()
+            self._bar = None
+
+    def _wait_showing(self, run: SynchronizationRun, *, timeout: float, progress: bool) -> SynchronizationRun:
         deadline = time.monotonic() + timeout
-        started = time.monotonic()
+        meter = RateMeter()
         last_line_at = float("-inf")
         warned = False
+        tick = 0
         while True:
             run.refresh_from_db()
             if run.status not in SynchronizationRun.ACTIVE_STATUSES or time.monotonic() > deadline:
-                if progress and self._newline_due:
-                    self._progress_show(run, started=started, last_line_at=last_line_at)
-                    self.stderr.write("")
-                    self._newline_due = False
+                if progress and self._bar is not None:
+                    self._progress_show(run, meter=meter, last_line_at=last_line_at, tick=tick)
                 return run
             if progress:
-                last_line_at = self._progress_show(run, started=started, last_line_at=last_line_at)
+                last_line_at = self._progress_show(run, meter=meter, last_line_at=last_line_at, tick=tick)
+                tick += 1
             idle = (timezone.now() - run.heartbeat_at).total_seconds() if run.heartbeat_at else 0
             if run.deferred_until is not None:
                 # Work deferred for a server's Retry-After: sent once due (by beat, or here in process).
@@ -301,11 +415,15 @@ class Command(BaseCommand):
                 # The worker is gone: fail the run now rather than wait out the timeout.
                 runs_fail_stale(synchronization_id=run.synchronization_id)
             elif idle >= settings.SYNC_RUN_RESEND_SECONDS and not warned:
-                self.stderr.write(self.style.WARNING(
+                message = (
                     f"run {run.pk} has made no progress for {idle:.0f}s: is a worker running on queue "
                     f"{celery_app.conf.task_default_queue!r} (celery -A config worker)? It is failed after "
                     f"{settings.SYNC_RUN_STALE_SECONDS}s without progress."
-                ))
+                )
+                if self._bar is not None:
+                    self._bar.write(message + "\n")
+                else:
+                    self.stderr.write(self.style.WARNING(message))
                 warned = True
             time.sleep(0.5)
 

@@ -5,7 +5,8 @@ from syncapp.conditions import conditions_compile
 from syncapp.errors import InvalidObject
 from syncapp.hashing import hash_value
 from syncapp.mapping import MappingError
-from syncapp.runs.planner import ContractState, Rules, page_plan
+from syncapp.runs.planner import ContractState, Rules, page_in_scope, page_plan
+from syncapp.sources.base import ReadPage
 
 
 def rules(**changes) -> Rules:
@@ -126,3 +127,17 @@ def test_a_hash_mapping_decides_what_counts_as_a_change():
     result = plan([{**obj, "fetchedAt": "later"}], {"1": contract}, rules=rules(origin_hash=origin_hash))
 
     assert result.unchanged == ["1"]
+
+
+def test_a_page_in_a_scoped_run_keeps_only_the_objects_of_its_scope_with_their_hashes():
+    # Given a page read whole from a source that cannot be asked for some objects alone
+    objects = [{"id": 1, "name": "a"}, {"id": "2", "name": "b"}, {"name": "no id"}, "not an object", {"id": 3}]
+    read = ReadPage(objects=objects, hashes=["h1", "h2", "h-", "hx", "h3"], next_request={"page": 2})
+
+    # When a run scoped to origin ids 2 and 3 takes it
+    kept = page_in_scope(read, scope=frozenset({"2", "3"}), id_position="id")
+
+    # Then only those stay, each with its own hash, and the next page is still asked for
+    assert kept.objects == [{"id": "2", "name": "b"}, {"id": 3}]
+    assert kept.hashes == ["h2", "h3"]
+    assert kept.next_request == {"page": 2}

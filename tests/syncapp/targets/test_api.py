@@ -319,3 +319,67 @@ def test_a_huge_answer_is_kept_cut_in_its_contract_log_and_the_id_it_holds_is_st
         assert response["truncated"].endswith("bytes as JSON, cut to the first 65,536 (SYNC_LOG_VALUE_MAX_BYTES)")
     contracts = SynchronizationContract.objects.filter(synchronization__reference="push")
     assert set(contracts.values_list("target_id", flat=True)) == set(target.items)
+
+
+class CaseApi:
+    """An API that wraps what it wrote, as xxllnc's v1 API does: POST /case/create and POST /case/{ref}/update
+    answer {"result": {"type": "case", "reference": ...}}."""
+
+    def __init__(self) -> None:
+        self.cases: dict[str, dict] = {}
+        self.server = LoopbackServer(self.serve)
+
+    def serve(self, request: Request) -> Reply:
+        if request.method == "POST" and request.path == "/case/create":
+            reference = f"case-{len(self.cases) + 1}"
+            self.cases[reference] = request.json()
+            return 201, {}, {"status_code": 201, "result": {"type": "case", "reference": reference}}
+        parts = request.path.strip("/").split("/")
+        if request.method == "POST" and len(parts) == 3 and parts[2] == "update" and parts[1] in self.cases:
+            self.cases[parts[1]] = request.json()
+            return 200, {}, {"status_code": 200, "result": {"type": "case", "reference": parts[1]}}
+        return 404, {}, {"error": "no such case"}
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def __enter__(self) -> CaseApi:
+        self.server.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.__exit__(*exc)
+
+
+def test_an_api_target_sends_its_headers_and_query_on_every_call_and_reads_the_id_at_its_results_position():
+    with SampleSource(records=ANIMALS[:3], page_size=10) as source, CaseApi() as cases:
+        # given a target configuration shaped like OpenConnector's zgw-zaak-to-xxllnc-case, with Guzzle's options
+        sync = outgoing(source.url, cases, endpoint="/case/create", updateEndpoint="/case/{{ targetId }}/update",
+                        updateMethod="POST", idPosition="reference", resultsPosition="result",
+                        headers={"API-Interface-ID": "42", "Accept": "application/json"}, query={"lang": "nl"})
+        run(sync)
+        source.update_record(ANIMALS[1]["id"], name="Renamed")
+
+        # when a changed object is written again
+        second = run(sync)
+
+    assert second.status == "succeeded" and second.updated == 1, second.error_message
+    # then the ids are those at resultsPosition, and the contract logs keep the object found there
+    assert set(SynchronizationContract.objects.values_list("target_id", flat=True)) == set(cases.cases)
+    assert ContractLog.objects.filter(response__type="case").count() == 4
+    # and every call, creates and the update, carried the target's headers and query and its credentials
+    calls = [request for request in cases.server.requests]
+    assert [request.path for request in calls].count("/case/create") == 3 and len(calls) == 4
+    for request in calls:
+        assert request.header("API-Interface-ID") == "42" and request.header("Accept") == "application/json"
+        assert request.query == {"lang": "nl"} and request.header("Authorization") == f"Bearer {TOKEN}"
+
+
+def test_a_secret_header_in_a_target_configuration_is_refused_pointing_to_the_credentials():
+    with CaseApi() as cases, pytest.raises(ConfigurationInvalid) as caught:
+        outgoing("http://127.0.0.1:9", cases, headers={"API-KEY": "key-never-shown-7781"})
+
+    [problem] = [p for p in caught.value.problems if "targetConfig.headers" in p]
+    assert "`API-KEY`: a header that carries a secret goes in the source's `credentials`" in problem
+    assert "key-never-shown-7781" not in str(caught.value.problems)

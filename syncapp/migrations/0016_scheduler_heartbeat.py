@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('syncapp', '0014_credentials_origin'),
+        ('syncapp', '0015_rules_and_stored_files'),
     ]
 
     operations = [

@@ -26,6 +26,7 @@ from syncapp.summaries import (
 )
 from syncapp.targets import writer_kind
 from syncapp.write_back import conflict_resolve
+from workers import dispatch
 
 # Origin ids are text, but most are numbers: padded on the left they sort 2 before 10, and text still sorts.
 ORIGIN_ORDER = LPad("origin_id", 255, Value("0"))
@@ -200,7 +201,9 @@ class SynchronizationRunAdmin(ReadOnlyAdmin):
                 **self.admin_site.each_context(request), "title": f"Cancel run {run.pk}?", "subject": run,
                 "run": run, "live": run_live(run), "back_url": back_url, "from_synchronization": back,
             })
-        if run_cancel(run=run):
+        with dispatch.for_the_runner():  # the run waiting behind it: for the runner, not this request
+            cancelled = run_cancel(run=run)
+        if cancelled:
             self.message_user(request, f"run {run.pk} cancelled", messages.SUCCESS)
         else:
             self.message_user(request, f"run {run.pk} had already ended ({run.status})", messages.WARNING)

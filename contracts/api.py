@@ -12,6 +12,7 @@ from syncapp import permissions
 from syncapp.api_naming import BodySerializer, CamelCaseModelSerializer
 from syncapp.openapi import CONFLICT, VALIDATION_ERROR
 from syncapp.runs.recover import run_cancel
+from workers import dispatch
 
 
 class RunCountsSerializer(serializers.Serializer):
@@ -80,7 +81,9 @@ class RunViewSet(viewsets.ReadOnlyModelViewSet):
         """Cancel an active run: its queued tasks do nothing and nothing is deleted. It takes no body."""
         run = self.get_object()
         NoBodySerializer(data=request.data).is_valid(raise_exception=True)
-        if not run_cancel(run=run):
+        with dispatch.for_the_runner():  # the run waiting behind it: for the runner, not this request
+            cancelled = run_cancel(run=run)
+        if not cancelled:
             detail = f"run {run.pk} has already ended ({run.status})"
             return Response({"detail": detail}, status=status.HTTP_409_CONFLICT)
         return Response(RunSerializer(run).data)

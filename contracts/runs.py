@@ -17,7 +17,8 @@ from django.utils import timezone
 
 from contracts.models import ContractLog, RunChunk, RunPage, SynchronizationRun
 from syncapp.errors import SyncError
-from syncapp.models import Synchronization
+from syncapp.models import SchedulerHeartbeat, Synchronization
+from workers import dispatch
 
 logger = logging.getLogger(__name__)
 
@@ -64,16 +65,22 @@ def run_create(
                     f"{active.status}: wait for it to end, or ask to queue behind it"
                 )
             waiting = active is not None
-        return SynchronizationRun.objects.create(
+        run = SynchronizationRun.objects.create(
             synchronization=synchronization, trigger=trigger, is_test=test, is_forced=force, parent=parent,
             waiting=waiting, heartbeat_at=timezone.now(), owner="" if waiting else run_owner(),
             scope=sorted(set(scope or [])), mode=mode, push_origin=list(push_origin or []),
         )
+        if not waiting and not test:
+            dispatch.runner_hand_over(run_id=run.pk)
+        return run
 
 
 def run_owner() -> str:
-    """Return who runs a run started now: this process when tasks run in process, else nobody in particular."""
-    return process_identity() if settings.TASKS_IN_PROCESS else ""
+    """Return who runs a run started now: this process when tasks run in process, nobody in particular with
+    a broker, nobody yet when it is left to the runner (`sync serve`, workers.dispatch.for_the_runner)."""
+    if not settings.TASKS_IN_PROCESS or dispatch.runner_leaves_to():
+        return ""
+    return process_identity()
 
 
 def _process_start(pid: int) -> str | None:
@@ -241,32 +248,50 @@ def run_cancel(*, run: SynchronizationRun) -> bool:
 
 
 def runs_fail_stale(*, synchronization_id: int | None = None, stale_after: float | None = None) -> list[int]:
-    """Fail the active runs whose worker was lost; return their ids.
+    """Fail the active runs whose worker or process was lost, hand back those of a runner that ended;
+    return the ids of the failed runs. One query when nothing is lost: every look at runs may call it.
 
     A run is lost when its tasks made no progress for `stale_after` seconds (SYNC_RUN_STALE_SECONDS),
-    or at once when it ran in a process of this host that has ended.
+    or at once when it ran in a process of this host that has ended. A run whose process was a runner
+    (`sync serve`) is queued again instead, with no owner: nobody waits for it at a terminal, its pages
+    and chunks are in the database, and the next runner takes it up where it stopped (its tasks are
+    idempotent). A run of `sync run` fails: the person who started it saw its command end.
     """
     seconds = settings.SYNC_RUN_STALE_SECONDS if stale_after is None else stale_after
-    cutoff = timezone.now() - timedelta(seconds=seconds)
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=seconds)
     active = SynchronizationRun.objects.filter(
         status__in=SynchronizationRun.ACTIVE_STATUSES, waiting=False, is_test=False
     )
     if synchronization_id is not None:
         active = active.filter(synchronization_id=synchronization_id)
-    reasons: dict[int, tuple[Q, str]] = {}
     # A run whose work waits for a server's Retry-After is not lost until it stays still past the due time.
     still_lost = Q(heartbeat_at__lt=cutoff) & ~Q(deferred_until__gte=cutoff)
-    for run_id in active.filter(still_lost).values_list("pk", flat=True):
-        reasons[run_id] = (
-            still_lost,
-            f"no progress for {seconds:g}s: the worker running it was lost; nothing was deleted",
-        )
-    for run_id, owner in active.exclude(owner="").exclude(pk__in=reasons).values_list("pk", "owner"):
-        if process_gone(owner):
+    reasons: dict[int, tuple[Q, str]] = {}
+    gone: dict[int, str] = {}
+    rows = active.values_list("pk", "owner", "status", "heartbeat_at", "deferred_until")
+    for run_id, owner, status, heartbeat_at, deferred_until in rows:
+        if heartbeat_at is not None and heartbeat_at < cutoff and not (deferred_until and deferred_until >= cutoff):
+            if owner == "" and status == SynchronizationRun.Status.QUEUED and settings.TASKS_IN_PROCESS:
+                message = (f"no runner took it in {seconds:g}s: is `manage.py sync serve` running? "
+                           "nothing was deleted")
+            else:
+                message = f"no progress for {seconds:g}s: the worker running it was lost; nothing was deleted"
+            reasons[run_id] = (still_lost, message)
+        elif owner and process_gone(owner):
+            gone[run_id] = owner
+    if gone:
+        runners = set(SchedulerHeartbeat.objects.filter(
+            kind=SchedulerHeartbeat.Kind.SERVE, identity__in=set(gone.values())
+        ).values_list("identity", flat=True))
+        for run_id, owner in gone.items():
             pid = owner.rsplit(":", 2)[1]
+            if owner in runners:
+                run_hand_back(run_id=run_id, owner=owner,
+                              reason=f"the runner running it (pid {pid}) ended; queued for the next runner")
+                continue
             reasons[run_id] = (
-                Q(owner=owner),
-                f"the process running it (pid {pid}) ended before the run did; nothing was deleted",
+                Q(owner=owner), f"the process running it (pid {pid}) ended before the run did; nothing was deleted",
             )
     failed = []
     for run_id, (still, message) in reasons.items():
@@ -283,6 +308,19 @@ def runs_fail_stale(*, synchronization_id: int | None = None, stale_after: float
             logger.warning("run %s failed: %s", run_id, message)
             failed.append(run_id)
     return failed
+
+
+def run_hand_back(*, run_id: int, owner: str, reason: str) -> bool:
+    """Queue an active run again for the runner, with no owner, if `owner` still holds it; return whether it was.
+
+    Its counts, pages and chunks stay: the runner that takes it sends what is still open (syncapp.runner).
+    """
+    handed = SynchronizationRun.objects.filter(
+        pk=run_id, owner=owner, status__in=SynchronizationRun.ACTIVE_STATUSES
+    ).update(owner="", status=SynchronizationRun.Status.QUEUED, heartbeat_at=timezone.now())
+    if handed:
+        logger.warning("run %s: %s", run_id, reason)
+    return bool(handed)
 
 
 def logs_purge(*, older_than_days: int | None = None) -> dict[str, int]:

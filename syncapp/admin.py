@@ -10,12 +10,13 @@ from django.db.models import OuterRef, Subquery
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from contracts.models import SynchronizationRun
 from contracts.runs import RunRefused
-from syncapp import permissions
+from syncapp import permissions, schedules
 from syncapp import runs as sync_service
 from syncapp.authentication import (
     credential_problems,
@@ -35,6 +36,7 @@ from syncapp.models import (
     Object,
     Register,
     Rule,
+    SchedulerHeartbeat,
     Schema,
     Source,
     StoredFile,
@@ -529,7 +531,7 @@ def _cancel_button(run: SynchronizationRun) -> str:
 class SynchronizationAdmin(admin.ModelAdmin):
     formfield_overrides = JSON_WIDGETS
     form = SynchronizationForm
-    list_display = ["reference", "name", "source", "target_schema", "schedule", "is_enabled", "last_run"]
+    list_display = ["reference", "name", "source", "target_schema", "schedule", "next_run", "is_enabled", "last_run"]
     list_filter = ["is_enabled", "source_type", "target_type"]
     search_fields = ["reference", "name"]
 
@@ -556,8 +558,35 @@ class SynchronizationAdmin(admin.ModelAdmin):
             '<a href="{}">{} {}</a>', reverse("admin:contracts_synchronizationrun_change", args=[sync.last_run_id]),
             sync.last_run_id, sync.last_run_status,
         )
+
+    # -- schedules: when each fires next, and whether anything ticks (syncapp.schedules) -----------------
+
+    @admin.display(description="Next run")
+    def next_run(self, sync: Synchronization) -> str:
+        due = schedules.synchronization_next_run(sync)
+        return f"{timezone.localtime(due):%Y-%m-%d %H:%M:%S %Z}" if due else "-"
+
+    @admin.display(description="Schedules last ticked")
+    def scheduler_last_tick(self, sync: Synchronization) -> str:
+        last = SchedulerHeartbeat.objects.order_by("-ticked_at").first()
+        return f"{timezone.localtime(last.ticked_at):%Y-%m-%d %H:%M:%S %Z} by {last}" if last else "never"
+
+    def _scheduler_warn(self, request) -> None:
+        warning = schedules.scheduler_warning()
+        if warning and request.method == "GET":
+            self.message_user(request, warning, messages.WARNING)
+
+    def changelist_view(self, request, extra_context=None):
+        self._scheduler_warn(request)
+        return super().changelist_view(request, extra_context)
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        self._scheduler_warn(request)
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
     filter_horizontal = ["follow_ups"]
-    readonly_fields = ["tools", "schedule_checked_at", "schedule_skips", "schedule_skipped_at", "schedule_skip_reason",
+    readonly_fields = ["tools", "next_run", "scheduler_last_tick", "schedule_checked_at", "schedule_skips",
+                       "schedule_skipped_at", "schedule_skip_reason",
                        "incremental_cursor", "incremental_cursor_path", "incremental_cursor_at",
                        "full_schedule_checked_at"]
     actions = ["run_now", "run_full"]
@@ -647,9 +676,10 @@ class SynchronizationAdmin(admin.ModelAdmin):
             self._start(request, sync, full=True)
 
     def _start(self, request, sync: Synchronization, *, full: bool = False, scope: list[str] | None = None):
-        """Queue a run: its tasks go to the workers, or (tasks in process) to a thread, never into this request."""
+        """Queue a run: its tasks go to the workers, or (tasks in process) to the runner, `sync serve`: never into
+        this request, nor into this process, whose end would leave the run unfinished."""
         try:
-            with dispatch.in_background():
+            with dispatch.for_the_runner():
                 run = sync_service.run_start(
                     synchronization=sync, trigger=SynchronizationRun.Trigger.MANUAL, full=full, scope=scope
                 )

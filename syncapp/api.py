@@ -57,6 +57,7 @@ from syncapp.validation import (
     synchronization_document,
     synchronization_problems,
 )
+from workers import dispatch
 
 
 def declared_json_field(name: str, *, by: str) -> NotNullJSONField:
@@ -523,10 +524,12 @@ class SynchronizationViewSet(AuditedViewSetMixin, viewsets.ModelViewSet):
                 run = sync_service.run_test(synchronization=sync, trigger=SynchronizationRun.Trigger.API,
                                             full=options.validated_data["full"])
             else:
-                run = sync_service.run_start(
-                    synchronization=sync, trigger=SynchronizationRun.Trigger.API,
-                    force=options.validated_data["force"], full=options.validated_data["full"],
-                )
+                # Tasks in process: queued for the runner (`sync serve`), never run inside this request.
+                with dispatch.for_the_runner():
+                    run = sync_service.run_start(
+                        synchronization=sync, trigger=SynchronizationRun.Trigger.API,
+                        force=options.validated_data["force"], full=options.validated_data["full"],
+                    )
         except RunRefused as error:
             return Response({"detail": str(error)}, status=status.HTTP_409_CONFLICT)
         except sync_service.ConfigurationError as error:

@@ -23,3 +23,8 @@ def schedule_last_due(schedule: str, *, now: datetime) -> datetime:
     """Return the latest time at or before `now` at which the schedule came due."""
     # croniter's get_prev is strictly before its start: start just after now, so now itself counts.
     return croniter(schedule, now + timedelta(microseconds=1)).get_prev(datetime)
+
+
+def schedule_next_due(schedule: str, *, now: datetime) -> datetime:
+    """Return the first time after `now` at which the schedule comes due."""
+    return croniter(schedule, now).get_next(datetime)

@@ -347,3 +347,29 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user}: {self.name or 'API token'}"
+
+
+class SchedulerHeartbeat(models.Model):
+    """A scheduler that ticks: `sync serve` (which also runs the queued runs) or Celery beat's tick task.
+
+    One row per process, moved on at every tick: the admin and `sync status` warn when none ticked lately,
+    and a run whose owner was a `sync serve` that died is handed back to the next runner rather than failed.
+    """
+
+    class Kind(models.TextChoices):
+        SERVE = "sync serve"
+        BEAT = "celery beat"
+
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    # The process as contracts.runs.process_identity spells it (host:pid:start), as runs name their owner.
+    identity = models.CharField(max_length=200, unique=True)
+    host = models.CharField(max_length=200)
+    pid = models.PositiveIntegerField()
+    started_at = models.DateTimeField(auto_now_add=True)
+    ticked_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-ticked_at"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} on {self.host} (pid {self.pid})"

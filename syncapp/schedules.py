@@ -10,11 +10,11 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from contracts.models import SynchronizationRun
-from contracts.runs import RunRefused
-from syncapp.cron import schedule_last_due
+from contracts.runs import RunRefused, process_identity
+from syncapp.cron import schedule_last_due, schedule_next_due
 from syncapp.errors import ConfigurationError
 from syncapp.incremental import incremental_config
-from syncapp.models import Synchronization
+from syncapp.models import SchedulerHeartbeat, Synchronization
 from syncapp.runs.start import run_start
 
 logger = logging.getLogger(__name__)
@@ -91,3 +91,54 @@ def schedules_start_due(*, now: datetime | None = None) -> list[SynchronizationR
         if sync.schedule:
             start_if_due(sync, schedule=sync.schedule, field="schedule_checked_at", full=False, covered=full)
     return started
+
+
+def scheduler_tick_record(*, kind: str, now: datetime | None = None) -> None:
+    """Record that this process ticked now (`sync serve`, or Celery beat's tick task on a worker)."""
+    now = now or timezone.now()
+    identity = process_identity()
+    host, pid, _ = identity.rsplit(":", 2)
+    SchedulerHeartbeat.objects.update_or_create(
+        identity=identity, defaults={"kind": kind, "host": host, "pid": int(pid), "ticked_at": now},
+    )
+    # Rows of processes long gone: kept as long as runs are, for the runs they owned.
+    cutoff = now - timedelta(days=settings.SYNC_LOG_RETENTION_DAYS)
+    SchedulerHeartbeat.objects.filter(ticked_at__lt=cutoff).delete()
+
+
+def scheduler_silent_after() -> float:
+    """Return the seconds without a tick after which no scheduler counts as running: three ticks missed."""
+    return max(3 * settings.SYNC_SCHEDULE_TICK_SECONDS, 90)
+
+
+def scheduler_warning(*, now: datetime | None = None) -> str | None:
+    """Return why schedules (and, tasks in process, queued runs) wait for nothing, or None when a scheduler
+    ticked lately or nothing needs one."""
+    now = now or timezone.now()
+    last = SchedulerHeartbeat.objects.order_by("-ticked_at").first()
+    if last is not None and last.ticked_at >= now - timedelta(seconds=scheduler_silent_after()):
+        return None
+    scheduled = Synchronization.objects.filter(is_enabled=True).filter(
+        Q(schedule__gt="") | Q(source_config__incremental__has_key="fullSchedule")
+    ).exists()
+    if not scheduled and not settings.TASKS_IN_PROCESS:
+        return None
+    since = f"last tick {timezone.localtime(last.ticked_at):%Y-%m-%d %H:%M:%S %Z} ({last})" if last else "never ticked"
+    if settings.TASKS_IN_PROCESS:
+        return (f"No scheduler is running ({since}): schedules do not fire and runs started from the admin or "
+                "the API stay queued. Start `.venv/bin/python manage.py sync serve`.")
+    return (f"No scheduler is running ({since}): schedules do not fire. Start Celery beat "
+            "(`.venv/bin/celery -A config beat`).")
+
+
+def synchronization_next_run(synchronization: Synchronization, *, now: datetime | None = None) -> datetime | None:
+    """Return when the synchronization's schedule (or its full-run schedule) next comes due; None without one."""
+    if not synchronization.is_enabled:
+        return None
+    now = now or timezone.now()
+    schedules = [synchronization.schedule]
+    config = incremental_config(synchronization.source_config)
+    if config is not None:
+        schedules.append(config.full_schedule or "")
+    dues = [schedule_next_due(schedule, now=now) for schedule in schedules if schedule and croniter.is_valid(schedule)]
+    return min(dues, default=None)

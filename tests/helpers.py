@@ -18,6 +18,7 @@ from syncapp import runs as sync_runs
 from syncapp.authentication import credentials_bind
 from syncapp.configuration import bundle_import
 from syncapp.models import Object, Source, Synchronization
+from syncapp.runner import runs_queued_take
 from syncapp.runs.resend import runs_resend_stalled
 from syncapp.sample_source import generate_animals
 
@@ -27,6 +28,11 @@ def run(synchronization: Synchronization, **options) -> SynchronizationRun:
     started = sync_runs.run_start(synchronization=synchronization, **options)
     started.refresh_from_db()
     return started
+
+
+def runner_take() -> list[int]:
+    """Do what the runner (`sync serve`) does with the runs the web queued for it: take and run them here."""
+    return runs_queued_take()
 
 
 def records(count: int, *, seed: int) -> list[dict]:

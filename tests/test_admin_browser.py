@@ -1,4 +1,4 @@
-"""The admin in a real browser, as an operator meets it: the service run by `manage.py runserver` with DEBUG
+"""The admin in a real browser, as an operator meets it: the service run by `manage.py sync serve` with DEBUG
 off, Chromium driven by Playwright. It configures, tests and runs a synchronization through the forms, and
 saves the screenshots the README shows (docs/screenshots/, or the folder in SYNC_SCREENSHOTS_DIR)."""
 from __future__ import annotations
@@ -41,7 +41,7 @@ PER_PAGE = 10
 
 
 class ServerProcess:
-    """`manage.py runserver` on a free loopback port, DEBUG off, tasks in process, on the test database."""
+    """`manage.py sync serve` on a free loopback port, DEBUG off, tasks in process, on the test database."""
 
     def __init__(self, *, log_path: Path):
         self.log_path = log_path
@@ -49,20 +49,20 @@ class ServerProcess:
             **os.environ, "DATABASE_URL": _worker_database_url(), "DJANGO_DEBUG": "false",
             "SYNC_ALLOWED_NETWORKS": TEST_NETWORKS, "PYTHONUNBUFFERED": "1",
         }
-        # The embedded mode: "Run now" queues the run to a thread of the server, as a first try of the
-        # service does; no worker, no broker, nothing else to wait for.
+        # The embedded mode: "Run now" queues the run for the runner of the same process (`sync serve`), as
+        # a first try of the service does; no worker, no broker, nothing else to wait for.
         env.pop("CELERY_BROKER_URL", None)
         for _attempt in range(5):  # another process may take the free port before the server binds it
             self.port = _free_port()
             self._log = open(log_path, "w")  # noqa: SIM115 - the server writes to it while it lives
             self.process = subprocess.Popen(
-                [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{self.port}"],
+                [sys.executable, "manage.py", "sync", "serve", "--port", str(self.port)],
                 cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
             )
             if self._wait_ready():
                 return
             self.stop()
-            if "already in use" not in self.log():
+            if "already in use" not in self.log().lower():
                 break
         pytest.fail(f"the server did not start:\n{self.log()}")
 
@@ -100,7 +100,7 @@ def _free_port() -> int:
 
 @pytest.fixture
 def server(transactional_db, tmp_path) -> Iterator[ServerProcess]:
-    """The service as README's runserver serves it; it sees what the test commits."""
+    """The service as README's `sync serve` serves it; it sees what the test commits."""
     process = ServerProcess(log_path=tmp_path / "server.log")
     yield process
     process.stop()

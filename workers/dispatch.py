@@ -62,26 +62,75 @@ def in_process_last_attempt() -> bool:
     return getattr(_local, "attempt", 0) + 1 >= IN_PROCESS_ATTEMPTS
 
 
+class Background:
+    """The threads a block of in_background started, to wait for what they run."""
+
+    def __init__(self) -> None:
+        self.threads: list[threading.Thread] = []
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the threads (at most `timeout` seconds in all); return whether every one has ended."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in self.threads:
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return not any(thread.is_alive() for thread in self.threads)
+
+
 @contextlib.contextmanager
-def in_background() -> Iterator[None]:
+def in_background() -> Iterator[Background]:
     """Run the tasks sent inside this block (tasks in process) in a thread of their own once it ends.
 
-    A run started from a web request is then queued, not executed inside the request: the page
-    answers at once, and the run's progress can be watched. With a broker this changes nothing.
+    The progress of a run started inside can then be watched, and the block's value waits for the thread
+    (a run, its follow-ups and whatever they send in turn). With a broker this changes nothing.
     """
+    background = Background()
     if not settings.TASKS_IN_PROCESS or getattr(_local, "deferred", None) is not None or (
         transaction.get_connection().in_atomic_block
     ):
         # Inside a transaction another thread would not see what it wrote: run them here, as usual.
-        yield
+        yield background
         return
     _local.deferred = []
     try:
-        yield
+        yield background
     finally:
         deferred, _local.deferred = _local.deferred, None
     if deferred:
-        threading.Thread(target=_run_deferred, args=(deferred,), name="sync-tasks", daemon=True).start()
+        thread = threading.Thread(target=_run_deferred, args=(deferred,), name="sync-tasks", daemon=True)
+        background.threads.append(thread)
+        thread.start()
+
+
+@contextlib.contextmanager
+def for_the_runner() -> Iterator[None]:
+    """Leave the runs started inside this block to the runner (`manage.py sync serve`), tasks in process.
+
+    They are recorded as queued with no owner and their pages are not sent here: the runner takes them
+    from the database (syncapp.runner), so a web process that ends loses nothing and never owns a run.
+    Other tasks sent inside run in a thread of their own once the block ends. With a broker this
+    changes nothing.
+    """
+    if not settings.TASKS_IN_PROCESS or getattr(_local, "handed_over", None) is not None:
+        yield
+        return
+    _local.handed_over = set()
+    try:
+        with in_background():
+            yield
+    finally:
+        _local.handed_over = None
+
+
+def runner_leaves_to() -> bool:
+    """Return whether a run started now is left to the runner (inside for_the_runner, tasks in process)."""
+    return getattr(_local, "handed_over", None) is not None
+
+
+def runner_hand_over(*, run_id: int) -> None:
+    """Mark a run started inside for_the_runner: its pages and chunks are not sent from here."""
+    handed_over = getattr(_local, "handed_over", None)
+    if handed_over is not None:
+        handed_over.add(run_id)
 
 
 def _run_deferred(calls: list[tuple[str, tuple, float]]) -> None:
@@ -135,6 +184,10 @@ def _run_in_process(name: str, args: tuple, *, countdown: float = 0) -> None:
 
 def _send(name: str, calls: Iterable[tuple], *, countdown: float | None = None) -> None:
     calls = list(calls)
+    handed_over = getattr(_local, "handed_over", None)
+    if handed_over and name in (SYNC_PAGE, SYNC_CHUNK):
+        # The run is the runner's: it sends the run's open pages and chunks when it takes the run.
+        calls = [args for args in calls if args[0] not in handed_over]
     if not calls:
         return
     if settings.TASKS_IN_PROCESS:

@@ -13,6 +13,7 @@ from kombu.exceptions import OperationalError as BrokerError
 from contracts import runs
 from syncapp import follow_ups, pushes, schedules, write_back
 from syncapp.http import RateLimited, retry_after_bound
+from syncapp.models import SchedulerHeartbeat
 from syncapp.runs import chunks, deferred, pages, recover, resend
 from workers import dispatch
 
@@ -140,7 +141,8 @@ def drain_outbox() -> None:
 
 @shared_task(acks_late=True, **RETRY)
 def start_scheduled_runs() -> None:
-    """Start the synchronizations whose schedule is due (Celery beat sends this every minute)."""
+    """Start the synchronizations whose schedule is due (Celery beat sends this every tick), and record the tick."""
+    schedules.scheduler_tick_record(kind=SchedulerHeartbeat.Kind.BEAT)
     schedules.schedules_start_due()
 
 

@@ -90,6 +90,7 @@ def run_start_waiting(*, synchronization_id: int) -> SynchronizationRun | None:
             SynchronizationRun.objects.filter(pk=run.pk).update(
                 waiting=False, heartbeat_at=timezone.now(), owner=runs.run_owner()
             )
+            dispatch.runner_hand_over(run_id=run.pk)
             RunPage.objects.get_or_create(run=run, number=1, defaults={"request": request})
             dispatch.pages_fetch(run_id=run.pk, numbers=[1])
             return run

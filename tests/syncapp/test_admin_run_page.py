@@ -13,7 +13,7 @@ from contracts.models import ContractLog, RunPage, SynchronizationRun
 from syncapp.summaries import object_summary
 from tests.conftest import zoo_bundle
 from tests.factories import make_object, make_run, make_schema, make_synchronization
-from tests.helpers import import_zoo, wait_for_run
+from tests.helpers import import_zoo, runner_take, wait_for_run
 
 
 def run_page(client, run: SynchronizationRun, query: str = "") -> str:
@@ -94,6 +94,7 @@ def test_retry_failed_objects_starts_a_run_scoped_to_the_objects_that_failed(adm
     # Given a run of the zoo, two of whose objects were not written
     sync = import_zoo(zoo_bundle(location=sample_source.url))
     admin_client.post(reverse("admin:syncapp_synchronization_run", args=[sync.pk]))
+    runner_take()  # what `sync serve` does with the run the admin queued
     first = wait_for_run(SynchronizationRun.objects.get(), timeout=60)
     for origin_id, status in (("3", "failed"), ("5", "invalid"), ("7", "synced")):
         ContractLog.objects.create(run=first, synchronization=sync, origin_id=origin_id, status=status,
@@ -110,6 +111,7 @@ def test_retry_failed_objects_starts_a_run_scoped_to_the_objects_that_failed(adm
     assert answer.status_code == 302
     assert answer["Location"] == reverse("admin:contracts_synchronizationrun_change", args=[retried.pk])
     assert retried.scope == ["3", "5"]
+    runner_take()
     retried = wait_for_run(retried, timeout=60)
     assert retried.status in ("succeeded", "partial"), retried.error_message
     assert retried.found == 2  # read whole, the source's other objects left aside

@@ -12,7 +12,7 @@ from django.utils import timezone
 from contracts.models import SynchronizationRun
 from syncapp.sample_source import generate_animals
 from tests.conftest import zoo_bundle
-from tests.helpers import import_zoo, wait_for_run
+from tests.helpers import import_zoo, runner_take, wait_for_run
 from tests.loopback import LoopbackServer, Request
 
 pytestmark = pytest.mark.usefixtures("transactional_db", "in_process_tasks")
@@ -21,7 +21,7 @@ RECORDS = [{**animal, "id": number, "status": "active"}
            for number, animal in enumerate(generate_animals(count=30, seed=3), start=1)]
 
 
-def test_run_now_queues_the_run_and_answers_before_it_ends_also_with_tasks_in_process(admin_client):
+def test_run_now_queues_the_run_for_the_runner_and_answers_before_it_ends_also_with_tasks_in_process(admin_client):
     # Given a source that holds its answers until the test lets them go
     gate = threading.Event()
 
@@ -38,12 +38,15 @@ def test_run_now_queues_the_run_and_answers_before_it_ends_also_with_tasks_in_pr
         # When "Run now" is pressed on the synchronization's page
         answer = admin_client.post(reverse("admin:syncapp_synchronization_run", args=[sync.pk]))
 
-        # Then the page answers at once, on the run's page, while the run waits for its source
+        # Then the page answers at once, on the run's page: the run is queued for the runner, owned by no
+        # process, and the source was not asked anything yet
         run = SynchronizationRun.objects.get()
         assert answer.status_code == 302
         assert answer["Location"] == reverse("admin:contracts_synchronizationrun_change", args=[run.pk])
-        assert run.status in SynchronizationRun.ACTIVE_STATUSES
+        assert (run.status, run.owner) == ("queued", "")
         gate.set()
+        # And the runner (`sync serve`) takes it and runs it to its end
+        assert runner_take() == [run.pk]
         run = wait_for_run(run, timeout=60)
 
     assert (run.status, run.created) == ("succeeded", 30), run.error_message
@@ -77,6 +80,7 @@ def test_a_runs_page_shows_its_progress_its_logs_and_a_cancel_button_while_activ
 def test_the_synchronization_page_has_run_now_and_its_last_runs(admin_client, sample_source):
     sync = import_zoo(zoo_bundle(location=sample_source.url))
     admin_client.post(reverse("admin:syncapp_synchronization_run", args=[sync.pk]))
+    runner_take()
     run = wait_for_run(SynchronizationRun.objects.get(), timeout=60)
 
     page = admin_client.get(reverse("admin:syncapp_synchronization_change", args=[sync.pk])).content.decode()
@@ -122,6 +126,7 @@ def test_run_now_is_a_post_only(admin_client, sample_source):
 def test_the_lists_show_the_last_run_and_find_objects_and_logs_by_content(admin_client, sample_source, animals):
     sync = import_zoo(zoo_bundle(location=sample_source.url))
     admin_client.post(reverse("admin:syncapp_synchronization_run", args=[sync.pk]))
+    runner_take()
     run = wait_for_run(SynchronizationRun.objects.get(), timeout=60)
     name = next(animal["name"] for animal in animals if animal["status"] == "active")
 
@@ -143,6 +148,7 @@ def test_a_contract_links_to_its_object_and_its_logs(admin_client, sample_source
 
     sync = import_zoo(zoo_bundle(location=sample_source.url))
     admin_client.post(reverse("admin:syncapp_synchronization_run", args=[sync.pk]))
+    runner_take()
     wait_for_run(SynchronizationRun.objects.get(), timeout=60)
     contract = SynchronizationContract.objects.exclude(target_id=None).first()
 

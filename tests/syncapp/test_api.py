@@ -14,6 +14,7 @@ from syncapp.configuration import bundle_import
 from syncapp.models import Mapping, Object, Register, Schema, Source, Synchronization
 from tests.conftest import zoo_bundle
 from tests.factories import ANIMAL_SCHEMA, SECRET, make_schema, make_source, make_synchronization
+from tests.helpers import runner_take
 
 COLLECTIONS = ["sources", "mappings", "registers", "schemas", "objects", "synchronizations", "runs", "contracts",
                "contract-logs"]
@@ -402,8 +403,11 @@ def test_a_run_started_through_the_api_can_be_followed_to_its_end(api, sample_so
     sync = Synchronization.objects.get(reference="animals")
 
     response = api.post(f"/api/synchronizations/{sync.pk}/run/", {}, format="json")
+    queued = api.get(f"/api/runs/{response.json()['id']}/").json()
+    runner_take()  # what `sync serve` does with it
 
     assert response.status_code == 202, response.content
+    assert queued["status"] == "queued"
     run = api.get(f"/api/runs/{response.json()['id']}/").json()
     active = [animal for animal in animals if animal["status"] == "active"]
     assert (run["status"], run["trigger"], run["isTest"]) == ("succeeded", "api", False)

@@ -264,7 +264,7 @@ def test_sync_list_json_names_the_fields_the_api_answers_as_the_api_does(api):
     answered = api.get(f"/api/synchronizations/{sync.pk}/").json()
     run_answered = api.get(f"/api/runs/{run.pk}/").json()
 
-    own = {"contracts", "lastRun"}  # the list's own: how many contracts, and the last run
+    own = {"contracts", "lastRun", "nextRunAt"}  # the list's own: how many contracts, the last run, the next
     assert set(row) - own <= set(answered)
     assert {name: row[name] for name in set(row) - own} == {name: answered[name] for name in set(row) - own}
     assert set(row["lastRun"]) <= set(run_answered)

@@ -212,7 +212,7 @@ def test_sync_list_shows_every_synchronization():
     assert "never run" in output
     assert rows == [{
         "id": Synchronization.objects.get().pk, "reference": "animals", "name": "Active animals into the zoo register",
-        "isEnabled": True, "schedule": "", "contracts": 0, "lastRun": None,
+        "isEnabled": True, "schedule": "", "nextRunAt": None, "contracts": 0, "lastRun": None,
     }]
 
 

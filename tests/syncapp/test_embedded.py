@@ -39,9 +39,14 @@ def test_the_demo_runs_on_sqlite_with_tasks_in_process_when_nothing_is_configure
     assert "succeeded" in first and created > 100 and "invalid 0" in first
     assert "succeeded" in second and "updated 1," in second and f"unchanged {created - 1}," in second
     assert (tmp_path / "sync.sqlite3").exists()
-    # It says how to run the synchronization again once its sample source has stopped
+    # It says how to run the synchronization again once its sample source has stopped, with the project's own
+    # Python, and how to start the runner; it leaves nothing enabled that points at the port now closed
+    python = str(Path(sys.executable).relative_to(ROOT))
     port = result.stdout.split("Sample source serving 300 animals at http://127.0.0.1:")[1].split("/")[0]
-    assert f"manage.py sample_source --port {port} --count 300" in result.stdout
+    assert f"{python} manage.py sample_source --port {port} --count 300" in result.stdout
+    assert f"{python} manage.py sync serve" in result.stdout and " python manage.py" not in result.stdout
+    with closing(sqlite3.connect(tmp_path / "sync.sqlite3")) as db:
+        assert db.execute("SELECT reference, is_enabled FROM syncapp_synchronization").fetchall() == [("animals", 0)]
 
 
 BIG_PAGE = """

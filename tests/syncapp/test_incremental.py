@@ -23,6 +23,7 @@ from syncapp.incremental import (
 )
 from syncapp.models import Object, Synchronization
 from tests.factories import import_api_synchronization
+from tests.helpers import runner_take
 from tests.loopback import LoopbackServer, Request
 
 pytestmark = pytest.mark.usefixtures("transactional_db", "in_process_tasks")
@@ -227,6 +228,7 @@ def test_a_full_run_can_be_asked_for_on_the_command_line_and_the_api(admin_clien
         printed = capsys.readouterr().out
         answer = admin_client.post(f"/api/synchronizations/{sync.pk}/run/", {"full": True},
                                    content_type="application/json")
+        runner_take()  # what `sync serve` does with the run the API queued
         incremental = admin_client.post(f"/api/synchronizations/{sync.pk}/run/", {}, content_type="application/json")
 
     assert "(full)" in printed
@@ -323,6 +325,7 @@ def test_the_admin_starts_a_full_run_and_the_run_page_shows_its_mode_and_cursor(
         page = admin_client.get(reverse("admin:syncapp_synchronization_change", args=[sync.pk])).content.decode()
 
         answer = admin_client.post(reverse("admin:syncapp_synchronization_run_full", args=[sync.pk]))
+        runner_take()
         run = wait_for_run(SynchronizationRun.objects.order_by("-pk").first(), timeout=60)
 
     assert "Full run</button>" in page and "2025-01-05T10:00:00Z" in page

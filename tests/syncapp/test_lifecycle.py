@@ -19,7 +19,7 @@ from syncapp.models import Object, Synchronization
 from syncapp.runs.context import context_load, first_request
 from syncapp.runs.finish import run_close_if_complete
 from tests.conftest import zoo_bundle
-from tests.helpers import active_ids, import_zoo, run, wait_for_run
+from tests.helpers import active_ids, import_zoo, run, runner_take, wait_for_run
 from tests.loopback import LoopbackServer, Request
 
 pytestmark = pytest.mark.usefixtures("transactional_db", "in_process_tasks")
@@ -426,7 +426,8 @@ def test_the_admin_run_now_action_starts_a_run(sample_source, admin_client, anim
         reverse("admin:syncapp_synchronization_changelist"), {"action": "run_now", "_selected_action": [sync.pk]}
     )
 
-    # Queued from the request and run in a thread of its own (tasks in process): it ends by itself
+    # Queued from the request for the runner (tasks in process), which runs it to its end
+    runner_take()
     run = wait_for_run(SynchronizationRun.objects.get(synchronization=sync), timeout=60)
     assert (run.status, run.created) == ("succeeded", len(active_ids(animals)))
 

@@ -12,7 +12,7 @@ from contracts.models import SynchronizationRun
 from syncapp.configuration import bundle_import
 from syncapp.models import Object, Source, Synchronization
 from tests.conftest import zoo_bundle
-from tests.helpers import import_zoo, staff, wait_for_run
+from tests.helpers import import_zoo, runner_take, staff, wait_for_run
 
 pytestmark = pytest.mark.usefixtures("transactional_db", "in_process_tasks")
 
@@ -105,6 +105,7 @@ def test_staff_with_the_run_permission_start_runs_through_the_api(zoo):
     user = staff("syncapp.run_synchronization")
 
     response = api(user).post(f"/api/synchronizations/{zoo.pk}/run/", {}, format="json")
+    runner_take()
 
     assert response.status_code == 202, response.content
     assert SynchronizationRun.objects.get().status == "succeeded"
@@ -113,6 +114,7 @@ def test_staff_with_the_run_permission_start_runs_through_the_api(zoo):
 def test_deleting_objects_needs_the_delete_permission(zoo):
     api(staff("syncapp.run_synchronization", username="runner")).post(f"/api/synchronizations/{zoo.pk}/run/", {},
                                                                        format="json")
+    runner_take()
     target = Object.objects.first()
     reader = staff("syncapp.view_object")
 
@@ -148,6 +150,7 @@ def test_the_admin_offers_run_now_and_test_sync_only_with_the_run_permission(zoo
     runner = staff("syncapp.view_synchronization", "syncapp.run_synchronization", username="runner")
     client.force_login(runner)
     client.post(changelist, {"action": "run_now", "_selected_action": [zoo.pk]})
+    runner_take()
     assert wait_for_run(SynchronizationRun.objects.get(is_test=False), timeout=60).status == "succeeded"
 
 

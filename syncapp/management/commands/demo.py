@@ -1,10 +1,13 @@
 """`manage.py demo`: a synchronization from the bundled sample source into the register, twice."""
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import sys
 import time
 from ipaddress import ip_network
+from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
@@ -56,15 +59,32 @@ class Command(BaseCommand):
         if not ok:
             self.stderr.write(self.style.ERROR("The demo did not end as expected."))
             raise SystemExit(1)
+        # The sample source ends with the demo: `animals` is left disabled rather than pointing at a closed
+        # port, where a schedule or "Run now" would only fail.
+        Synchronization.objects.filter(pk=sync.pk).update(is_enabled=False)
+        python = self._interpreter()
         self.stdout.write(self.style.SUCCESS(
-            "\nThe second run wrote only what changed. Try: python manage.py sync status, "
-            "python manage.py register export zoo/animal"
+            f"\nThe second run wrote only what changed. Try: {python} manage.py sync status, "
+            f"{python} manage.py register export zoo/animal"
         ))
         self.stdout.write(
-            "The sample source has stopped with the demo. To run the synchronization again, start it on the "
-            f"same port and allow loopback sources:\n  python manage.py sample_source --port {port} "
-            f"--count {count} &\n  SYNC_ALLOWED_NETWORKS=127.0.0.0/8 python manage.py sync run animals"
+            f"\nThe sample source has stopped with the demo, so {sync.reference!r} is now disabled. To run it again, "
+            f"start the sample source on the same port, enable {sync.reference!r} (its page in the admin) and let "
+            f"loopback sources be called:\n  {python} manage.py sample_source --port {port} --count {count} &\n"
+            f"  SYNC_ALLOWED_NETWORKS=127.0.0.0/8 {python} manage.py sync run {sync.reference}\n"
+            f"\nThe admin (/admin/), the API (/api/), \"Run now\" and schedules need the runner, which serves them "
+            f"and runs the runs they queue:\n  {python} manage.py createsuperuser\n"
+            f"  SYNC_ALLOWED_NETWORKS=127.0.0.0/8 {python} manage.py sync serve      # http://127.0.0.1:8000/admin/"
         )
+
+    @staticmethod
+    def _interpreter() -> str:
+        """Return this project's Python as the person should type it: `.venv/bin/python`, not a `python` of the
+        system that has no Django."""
+        executable = Path(sys.executable)
+        with contextlib.suppress(ValueError):
+            return str(executable.relative_to(Path.cwd()))
+        return str(executable)
 
     def _run(self, sync: Synchronization, title: str) -> SynchronizationRun:
         run = synchronization.run_start(synchronization=sync)

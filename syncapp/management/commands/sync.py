@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import sys
 import threading
@@ -18,8 +19,8 @@ from django.utils import timezone
 
 from config.celery import app as celery_app
 from contracts.models import SynchronizationRun
-from contracts.runs import RunRefused, run_progress, run_summary, runs_fail_stale
-from syncapp import configuration, imports, rekey, sealing, tokens
+from contracts.runs import RunRefused, instant_text, process_identity, run_progress, run_summary, runs_fail_stale
+from syncapp import configuration, imports, rekey, runner, schedules, sealing, tokens
 from syncapp import runs as synchronization
 from syncapp.models import Synchronization
 from syncapp.progress import LinesAboveBar, RateMeter, logs_above_bar, progress_line
@@ -102,6 +103,12 @@ class Command(BaseCommand):
         status.add_argument("--json", action="store_true")
         lister = actions.add_parser("list", help="List synchronizations with their last run.")
         lister.add_argument("--json", action="store_true")
+        serve = actions.add_parser(
+            "serve", help="Serve the admin and the API, run the queued runs and tick the schedules, in this process."
+        )
+        serve.add_argument("--port", type=int, default=8000, help="The port to serve on (default 8000).")
+        serve.add_argument("--host", default="127.0.0.1", help="The address to serve on (default 127.0.0.1).")
+        serve.add_argument("--threads", type=int, default=4, help="Web requests served at once (default 4).")
         keygen = actions.add_parser("keygen", help="Print a new key for SYNC_CREDENTIAL_KEYS.")
         keygen.add_argument("--json", action="store_true")
         rekey = actions.add_parser(
@@ -278,21 +285,39 @@ class Command(BaseCommand):
                     run = synchronization.run_test(synchronization=sync, full=full)
                 else:
                     # With tasks in process they run in a thread of this process, so the progress can be shown.
-                    with dispatch.in_background():
+                    with dispatch.in_background() as background:
                         run = synchronization.run_start(synchronization=sync, force=force, queue=queue, full=full)
             except RunRefused as error:
                 raise CommandError(str(error), returncode=EXIT_REFUSED) from None
             except synchronization.ConfigurationError as error:
                 raise CommandError(str(error)) from None
+        follow_ups: list[SynchronizationRun] = []
         if wait or test or settings.TASKS_IN_PROCESS or interrupted:
+            deadline = time.monotonic() + timeout
             try:
                 if interrupted:
                     raise KeyboardInterrupt
-                run = self._wait(run, timeout=timeout, progress=not json)
+                try:
+                    run = self._wait(run, timeout=timeout, progress=not json)
+                except BrokenPipeError:
+                    # The reader went away (`| head`): the run is this process's to finish, quietly.
+                    self._outputs_close()
+                    run = self._wait(run, timeout=max(0.0, deadline - time.monotonic()), progress=False)
+                if not test and settings.TASKS_IN_PROCESS:
+                    # Its follow-ups run in this process too (the same thread): they are waited for, not left
+                    # running in a process that ends.
+                    background.join(max(0.0, deadline - time.monotonic()))
+                    follow_ups = self._follow_ups(run)
             except KeyboardInterrupt:
-                # With tasks in process, the run cannot go on without this process: it is cancelled too.
+                # With tasks in process, the run cannot go on without this process: it is cancelled too,
+                # with the follow-ups it started here.
                 if cancel_on_interrupt or settings.TASKS_IN_PROCESS:
                     synchronization.run_cancel(run=run)
+                    if settings.TASKS_IN_PROCESS:
+                        for mine in SynchronizationRun.objects.filter(
+                            owner=process_identity(), status__in=SynchronizationRun.ACTIVE_STATUSES
+                        ):
+                            synchronization.run_cancel(run=mine)
                     self.stderr.write(f"interrupted: run {run.pk} cancelled")
                 else:
                     self.stderr.write(
@@ -300,7 +325,10 @@ class Command(BaseCommand):
                         f"`sync cancel {run.pk}` stops it)"
                     )
                 sys.exit(130)
-        self._show_run(run, as_json=json)
+        try:
+            self._show_run(run, as_json=json, follow_ups=follow_ups)
+        except BrokenPipeError:
+            self._outputs_close()
         if run.status in SynchronizationRun.ACTIVE_STATUSES:
             if wait:
                 raise CommandError(f"run {run.pk} still {run.status} after {timeout:g}s", returncode=EXIT_STILL_RUNNING)
@@ -311,6 +339,24 @@ class Command(BaseCommand):
 
     # The bar being drawn on the terminal, with the log lines kept above it (None: no bar shown).
     _bar: LinesAboveBar | None = None
+
+    def _outputs_close(self) -> None:
+        """Send what is still written to stdout and stderr nowhere: their reader went away."""
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                os.dup2(devnull, stream.fileno())
+
+    @staticmethod
+    def _follow_ups(run: SynchronizationRun) -> list[SynchronizationRun]:
+        """Return the runs this run led to (its follow-ups, theirs in turn), oldest first."""
+        found, parents = [], [run.pk]
+        while parents:
+            children = list(SynchronizationRun.objects.select_related("synchronization")
+                            .filter(parent_id__in=parents).order_by("created_at", "pk"))
+            found += children
+            parents = [child.pk for child in children]
+        return found
 
     def _progress_show(self, run: SynchronizationRun, *, meter: RateMeter, last_line_at: float, tick: int) -> float:
         """Show the run's progress: a bar redrawn in place on a terminal, else a plain line every 10 s.
@@ -381,10 +427,12 @@ class Command(BaseCommand):
                 warned = True
             time.sleep(0.5)
 
-    def _show_run(self, run: SynchronizationRun, *, as_json: bool) -> None:
+    def _show_run(self, run: SynchronizationRun, *, as_json: bool, follow_ups=()) -> None:
         summary = run_summary(run)
         if run.is_test:
             summary["report"] = run.report
+        if follow_ups:
+            summary["followUps"] = [run_summary(follow_up) for follow_up in follow_ups]
         if as_json:
             self._print_json(summary)
             return
@@ -402,10 +450,57 @@ class Command(BaseCommand):
                 if entry.get("action") == "filtered":
                     detail = f"{entry['count']} object(s)"
                 self.stdout.write(f"  {entry.get('originId') or '-':>10}  {entry['action']:<9} {detail}")
+        for follow_up in follow_ups:
+            error = f": {follow_up.error_message}" if follow_up.error_message else ""
+            self.stdout.write(f"follow-up run {follow_up.pk} of {follow_up.synchronization.reference}: "
+                              f"{follow_up.status}{error}")
+
+    # -- serve -------------------------------------------------------------------------------
+
+    def handle_serve(self, *, port: int, host: str, threads: int, **_options) -> None:
+        from waitress.server import create_server  # only this command serves
+
+        from config.wsgi import application
+
+        if threads < 1:
+            raise CommandError(f"--threads: at least 1, got {threads}")
+        try:
+            server = create_server(application, host=host, port=port, threads=threads, ident="sync")
+        except OSError as error:
+            raise CommandError(f"cannot serve on {host}:{port}: {error.strerror or error}") from None
+        work = runner.Runner(tick_seconds=settings.SYNC_SCHEDULE_TICK_SECONDS)
+        stop = threading.Event()
+
+        def ask_to_stop(number, _frame) -> None:
+            stop.set()
+
+        signal.signal(signal.SIGTERM, ask_to_stop)
+        signal.signal(signal.SIGINT, ask_to_stop)
+        web = threading.Thread(target=server.run, name="sync-web", daemon=True)
+        web.start()
+        work.start()
+        tasks = "runs in this process" if settings.TASKS_IN_PROCESS else (
+            f"runs on Celery workers ({settings.CELERY_BROKER_URL.split('@')[-1]})"
+        )
+        self.stdout.write(
+            f"Serving the admin at http://{host}:{server.effective_port}/admin/ and the API at /api/; {tasks}; "
+            f"schedules ticked every {settings.SYNC_SCHEDULE_TICK_SECONDS} s. Ctrl-C stops.", ending="\n",
+        )
+        self.stdout.flush()
+        while not stop.wait(1.0) and web.is_alive():
+            pass
+        released = work.stop()
+        server.close()
+        self.stdout.write("stopped" + (f"; runs {', '.join(map(str, released))} queued for the next runner"
+                                       if released else ""))
 
     # -- status / list -----------------------------------------------------------------------
 
     def handle_status(self, *, run: str | None = None, json: bool = False, **_options) -> None:
+        runs_fail_stale()  # a run whose process is gone is shown failed, not running
+        warning = schedules.scheduler_warning()
+        if warning and not json:
+            self.stderr.write(self.style.WARNING(warning))
         runs = SynchronizationRun.objects.select_related("synchronization")
         named = Synchronization.objects.filter(reference=run).first() if run is not None else None
         if run is None or named is not None:
@@ -420,6 +515,7 @@ class Command(BaseCommand):
         self._show_run(found, as_json=json)
 
     def handle_cancel(self, *, run: str, json: bool = False, **_options) -> None:
+        runs_fail_stale()
         found = self._find_run(SynchronizationRun.objects.select_related("synchronization"), run)
         if not synchronization.run_cancel(run=found):
             raise CommandError(f"run {found.pk} has already ended ({found.status})")
@@ -439,17 +535,19 @@ class Command(BaseCommand):
         return found
 
     def handle_list(self, *, json: bool = False, **_options) -> None:
+        runs_fail_stale()
         rows = []
         for sync in Synchronization.objects.select_related("source", "target_schema__register"):
             last = sync.runs.filter(is_test=False).first()
             # The fields the API answers too under the names and with the values it gives them
-            # (GET /api/synchronizations/{id}/); `contracts` (how many) and `lastRun` are the list's own.
+            # (GET /api/synchronizations/{id}/); `nextRunAt`, `contracts` (how many) and `lastRun` are the list's own.
             rows.append({
                 "id": sync.pk,
                 "reference": sync.reference,
                 "name": sync.name,
                 "isEnabled": sync.is_enabled,
                 "schedule": sync.schedule,
+                "nextRunAt": instant_text(schedules.synchronization_next_run(sync)),
                 "contracts": sync.contracts.count(),
                 "lastRun": run_summary(last) if last else None,
             })
@@ -461,6 +559,8 @@ class Command(BaseCommand):
         for row in rows:
             last = row["lastRun"]
             state = f"last run {last['id']} {last['status']}" if last else "never run"
+            if row["nextRunAt"]:
+                state += f", next run {row['nextRunAt']}"
             self.stdout.write(f"{row['reference']:<30} {row['contracts']:>7} objects  {state}")
 
     @staticmethod

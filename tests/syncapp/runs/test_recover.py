@@ -16,7 +16,7 @@ from contracts import runs
 from contracts.models import SynchronizationRun
 from syncapp import runs as sync_runs
 from tests.conftest import TEST_QUEUE, purge_queue, zoo_bundle
-from tests.helpers import active_ids, import_zoo
+from tests.helpers import active_ids, import_zoo, runner_take
 
 
 def running(sync, **fields) -> SynchronizationRun:
@@ -51,8 +51,11 @@ class TestInProcess:
         client.force_authenticate(admin_user)
 
         response = client.post(f"/api/runs/{active.pk}/cancel/")
+        started = SynchronizationRun.objects.get(pk=waiting.pk)
+        runner_take()  # what `sync serve` does with the run the API left to it
 
         assert response.status_code == 200, response.content
+        assert (started.status, started.waiting, started.owner) == ("queued", False, "")
         waiting.refresh_from_db()
         assert waiting.status == "succeeded"
 

@@ -22,7 +22,7 @@ from django.core.management import call_command
 
 from contracts.models import SynchronizationContract, SynchronizationRun
 from syncapp import runs as sync_runs
-from syncapp.models import Mapping, Object, Register, Schema, StoredFile, Synchronization
+from syncapp.models import Object, Register, Schema, StoredFile, Synchronization
 from tests.loopback import Request
 from tests.openconnector.fakes import FAKES, Fake
 from tests.openconnector.shipped import FOLDERS, configurations_dir, expected_of, folder_copied

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('syncapp', '0015_rules_and_stored_files'),
+        ('syncapp', '0016_mapping_language'),
     ]
 
     operations = [

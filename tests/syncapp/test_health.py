@@ -94,7 +94,7 @@ def test_ready_and_sync_status_show_a_scheduler_that_ticks(db, client):
 
     checks = client.get("/health/ready").json()["checks"]
     out = io.StringIO()
-    call_command("sync", "status", stdout=out, stderr=io.StringIO())
+    call_command("sync", "status", stdout=io.StringIO(), stderr=out)
 
     assert checks["scheduler"]["ok"] is True
     assert [beat["kind"] for beat in checks["scheduler"]["ticking"]] == ["celery beat"]
@@ -105,7 +105,7 @@ def test_ready_and_sync_status_show_a_scheduler_that_ticks(db, client):
 def test_sync_status_says_when_no_scheduler_ticked(db):
     out = io.StringIO()
 
-    call_command("sync", "status", stdout=out, stderr=io.StringIO())
+    call_command("sync", "status", stdout=io.StringIO(), stderr=out)
 
     assert "schedulers: none ticked in the last" in out.getvalue()
 

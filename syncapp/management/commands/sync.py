@@ -522,13 +522,14 @@ class Command(BaseCommand):
         self._show_run(found, as_json=json)
 
     def _show_heartbeats(self) -> None:
-        """Write which workers answer a ping and which schedulers ticked lately."""
+        """Write which workers answer a ping and which schedulers ticked lately: on stderr, beside the
+        scheduler's warning, so that stdout stays the list of runs for scripts."""
         workers, scheduler = health.workers_check(), health.scheduler_check()
         names = ", ".join(workers.extra.get("answering", []))
-        self.stdout.write(f"workers: {workers.detail}{f' ({names})' if names else ''}")
+        self.stderr.write(f"workers: {workers.detail}{f' ({names})' if names else ''}")
         ticking = ", ".join(f"{beat['kind']} on {beat['host']} (pid {beat['pid']})"
                             for beat in scheduler.extra.get("ticking", []))
-        self.stdout.write(f"schedulers: {scheduler.detail}{f' ({ticking})' if ticking else ''}")
+        self.stderr.write(f"schedulers: {scheduler.detail}{f' ({ticking})' if ticking else ''}")
 
     def handle_doctor(self, *, json: bool = False, **_options) -> None:
         checks = health.doctor_checks()

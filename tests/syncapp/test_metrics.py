@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -115,3 +117,23 @@ def test_a_scrape_reads_the_queues_length_and_its_oldest_messages_age_from_the_b
     # Then it shows both messages, the oldest having waited since it was sent
     assert found[("sync_queue_length", frozenset())] == 2
     assert found[("sync_queue_oldest_age_seconds", frozenset())] >= 120
+
+
+def test_every_metric_the_sample_dashboard_queries_is_one_metrics_exposes(db, settings):
+    # Given the sample Grafana dashboard, and the names a scrape declares (every family has a TYPE line)
+    dashboard = json.loads((ROOT / "docs" / "grafana-dashboard.json").read_text())
+    expressions = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    expressions += [variable["definition"] for variable in dashboard["templating"]["list"] if "definition" in variable]
+    settings.SYNC_METRICS_ALLOWED_NETWORKS = (ipaddress.ip_network("127.0.0.1/32"),)
+    exposition = APIClient(REMOTE_ADDR="127.0.0.1").get("/metrics").content.decode()
+    families = set(re.findall(r"^# TYPE (\S+) (\S+)", exposition, flags=re.MULTILINE))
+
+    # Then each metric a query names is a family, or a histogram's or counter's series of one
+    exposed = set()
+    for name, kind in families:
+        exposed |= {name, f"{name}_total"} if kind == "counter" else {name}
+        if kind == "histogram":
+            exposed |= {f"{name}_bucket", f"{name}_sum", f"{name}_count"}
+    queried = {name for expression in expressions for name in re.findall(r"\bsync_[a-z_]+", expression)}
+    assert queried, "the dashboard queries no metric of the service"
+    assert queried <= exposed, f"the dashboard queries metrics /metrics does not expose: {sorted(queried - exposed)}"

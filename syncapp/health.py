@@ -43,7 +43,10 @@ SENT_AT_HEADER = "sync_sent_at"
 
 @dataclass
 class Check:
-    """One thing checked: whether it is fine, what it says, what to do about it, and how long it took."""
+    """One thing checked: whether it is fine, what it says, what to do about it, and how long it took.
+
+    A check that is fine but has a `fix` is advice: `sync doctor` shows it as a warning and still passes.
+    """
 
     name: str
     ok: bool
@@ -219,16 +222,24 @@ def keys_check() -> Check:
 
 
 def networks_check() -> Check:
-    """Say what sources may reach: the allowed networks and whether private ones are refused."""
-    allowed = ", ".join(str(network) for network in settings.SYNC_ALLOWED_NETWORKS) or "none"
-    metrics_allowed = ", ".join(str(network) for network in settings.SYNC_METRICS_ALLOWED_NETWORKS) or "none"
-    detail = (f"sources may reach private networks: {allowed}; private networks "
-              f"{'refused' if settings.SYNC_DENY_PRIVATE_NETWORKS else 'allowed'}; "
-              f"/metrics without a token from: {metrics_allowed}")
+    """Say what sources may call and who may read /metrics without a token; advise an allow-list."""
+    allowed = ", ".join(str(network) for network in settings.SYNC_ALLOWED_NETWORKS)
+    readers = ", ".join(str(network) for network in settings.SYNC_METRICS_ALLOWED_NETWORKS) or "nobody"
+    if allowed:
+        reach = f"sources may call only {allowed}"
+    elif settings.SYNC_DENY_PRIVATE_NETWORKS:
+        reach = "sources may call any public address; private ranges refused"
+    else:
+        reach = "sources may call any address but loopback, link-local and reserved ones: private ranges too"
+    detail = f"{reach}; /metrics without a token: {readers}"
     wide = [str(network) for network in settings.SYNC_METRICS_ALLOWED_NETWORKS if network.prefixlen == 0]
     if wide:
         return Check(name="networks", ok=False, detail=f"{detail}; {', '.join(wide)} lets anyone read /metrics",
                      fix="narrow SYNC_METRICS_ALLOWED_NETWORKS to the scrapers' networks")
+    if not allowed and not settings.SYNC_DENY_PRIVATE_NETWORKS:
+        # Not wrong, but whoever configures a source can make the service call the internal network.
+        return Check(name="networks", ok=True, detail=detail, fix="set SYNC_ALLOWED_NETWORKS to the networks "
+                     "sources live on, or SYNC_DENY_PRIVATE_NETWORKS=true")
     return Check(name="networks", ok=True, detail=detail)
 
 

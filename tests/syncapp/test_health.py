@@ -142,3 +142,16 @@ def test_sync_doctor_refuses_a_metrics_allow_list_open_to_everyone(db, settings)
     answer = json.loads(out.getvalue())
     assert answer["ok"] is False
     assert "SYNC_METRICS_ALLOWED_NETWORKS" in answer["checks"]["networks"]["fix"]
+
+
+def test_sync_doctor_warns_without_failing_when_sources_may_call_private_networks(db, settings):
+    settings.SYNC_ALLOWED_NETWORKS = ()
+    settings.SYNC_DENY_PRIVATE_NETWORKS = False
+    out = io.StringIO()
+
+    with pytest.raises(CommandError) as failed:
+        call_command("sync", "doctor", stdout=out)
+
+    assert "WARN networks: sources may call any address but loopback" in out.getvalue()
+    assert "fix: set SYNC_ALLOWED_NETWORKS" in out.getvalue()
+    assert "networks" not in str(failed.value)

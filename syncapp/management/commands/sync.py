@@ -538,7 +538,7 @@ class Command(BaseCommand):
             self._print_json({"ok": not failed, "checks": {check.name: check.as_dict() for check in checks}})
         else:
             for check in checks:
-                mark = "ok  " if check.ok else "FAIL"
+                mark = "FAIL" if not check.ok else "WARN" if check.fix else "ok  "
                 self.stdout.write(f"{mark} {check.name}: {check.detail}")
                 if check.fix:
                     self.stdout.write(f"     fix: {check.fix}")

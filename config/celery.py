@@ -25,5 +25,6 @@ def sent_at_stamp(headers: dict | None = None, **kwargs) -> None:
     import time
 
     if headers is not None:
-        # Read by syncapp.health.queue_readings (SENT_AT_HEADER there).
-        headers.setdefault("sync_sent_at", time.time())
+        # Set anew on every message, a task's retry too (it copies its request's headers): the age is the
+        # message's own. Read by syncapp.health.queue_readings (SENT_AT_HEADER there).
+        headers["sync_sent_at"] = time.time()

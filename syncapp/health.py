@@ -281,8 +281,9 @@ def doctor_checks() -> list[Check]:
 # Readings of the queue and the runs for /metrics, taken at scrape time
 
 
-def queue_readings() -> tuple[int, float | None]:
-    """Return how many task messages wait in the queue and the age in seconds of the oldest (None: none)."""
+def queue_readings(*, now: float | None = None) -> tuple[int, float | None]:
+    """Return how many task messages wait in the queue and the age in seconds of the oldest at `now`
+    (epoch seconds, by default this moment); None for the age when none waits."""
     import redis
 
     client = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=STORE_TIMEOUT_SECONDS,
@@ -300,7 +301,9 @@ def queue_readings() -> tuple[int, float | None]:
         sent_at = orjson.loads(oldest).get("headers", {}).get(SENT_AT_HEADER)
     except (orjson.JSONDecodeError, AttributeError):
         sent_at = None
-    return length, (max(0.0, time.time() - float(sent_at)) if isinstance(sent_at, (int, float)) else None)
+    if not isinstance(sent_at, (int, float)):
+        return length, None
+    return length, max(0.0, (time.time() if now is None else now) - float(sent_at))
 
 
 class ScrapeCollector(Collector):

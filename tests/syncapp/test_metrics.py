@@ -12,6 +12,7 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from rest_framework.test import APIClient
 
@@ -100,23 +101,44 @@ def test_metrics_answers_a_client_of_an_allowed_network_without_a_token(db, sett
     assert APIClient(REMOTE_ADDR="10.2.0.1").get("/metrics").status_code == 401
 
 
-def test_a_scrape_reads_the_queues_length_and_its_oldest_messages_age_from_the_broker(db, settings):
-    # Given a queue no worker takes from, with a message sent two minutes ago and one sent now
+@pytest.fixture
+def unwatched_queue(settings):
+    """A queue of its own that no worker takes from, emptied afterwards."""
     settings.CELERY_TASK_DEFAULT_QUEUE = queue = f"metrics-{uuid.uuid4().hex}"
+    yield queue
+    purge_queue(queue)
+
+
+def test_a_scrape_reads_the_queues_length_from_the_broker(db, settings, unwatched_queue):
+    # Given two messages waiting in the queue
     settings.SYNC_METRICS_ALLOWED_NETWORKS = (ipaddress.ip_network("127.0.0.1/32"),)
-    try:
-        celery_app.send_task("workers.tasks.drain_outbox", queue=queue,
-                             headers={health.SENT_AT_HEADER: time.time() - 120})
-        celery_app.send_task("workers.tasks.drain_outbox", queue=queue)
+    celery_app.send_task("workers.tasks.drain_outbox", queue=unwatched_queue)
+    celery_app.send_task("workers.tasks.drain_outbox", queue=unwatched_queue)
 
-        # When /metrics is scraped
-        found = samples(APIClient(REMOTE_ADDR="127.0.0.1").get("/metrics").content)
-    finally:
-        purge_queue(queue)
+    # When /metrics is scraped
+    found = samples(APIClient(REMOTE_ADDR="127.0.0.1").get("/metrics").content)
 
-    # Then it shows both messages, the oldest having waited since it was sent
+    # Then it shows both, and how long the oldest has waited
     assert found[("sync_queue_length", frozenset())] == 2
-    assert found[("sync_queue_oldest_age_seconds", frozenset())] >= 120
+    assert found[("sync_queue_oldest_age_seconds", frozenset())] >= 0
+
+
+def test_the_oldest_messages_age_counts_from_when_it_was_sent(db, unwatched_queue):
+    # Given a message sent, then another (stamped when each was sent)
+    before = time.time()
+    celery_app.send_task("workers.tasks.drain_outbox", queue=unwatched_queue)
+    celery_app.send_task("workers.tasks.drain_outbox", queue=unwatched_queue)
+
+    # When the queue is read two minutes after they were sent
+    length, age = health.queue_readings(now=time.time() + 120)
+
+    # Then the age is the first one's: at least two minutes, at most since before it was sent
+    assert length == 2
+    assert 120 <= age <= time.time() + 120 - before
+
+
+def test_an_empty_queue_has_no_oldest_message(db, unwatched_queue):
+    assert health.queue_readings() == (0, None)
 
 
 def test_every_metric_the_sample_dashboard_queries_is_one_metrics_exposes(db, settings):

@@ -35,8 +35,10 @@ from syncapp.schedules import scheduler_silent_after
 
 # How long a check of a store waits to connect and for an answer: a probe must answer within seconds.
 STORE_TIMEOUT_SECONDS = 2.0
-# How long workers get to answer a ping: they answer from their main process at once when alive.
+# How long workers get to answer a ping: they answer from their main process at once when alive. A ping
+# waits this long for more answers unless it stops at the first: /health/ready does, a probe must be quick.
 WORKER_PING_SECONDS = 1.0
+READY_WORKER_PING_SECONDS = 0.5
 # The header of every task message carrying when it was sent (config.celery), for the queue's oldest age.
 SENT_AT_HEADER = "sync_sent_at"
 
@@ -129,18 +131,20 @@ def budget_store_check() -> Check:
     return check
 
 
-def workers_check(*, timeout: float = WORKER_PING_SECONDS) -> Check:
-    """Ping the Celery workers; with tasks in process the runner of `sync serve` does their work."""
+def workers_check(*, timeout: float = WORKER_PING_SECONDS, first_only: bool = False) -> Check:
+    """Ping the Celery workers (all that answer within `timeout`, or only the first); with tasks in process
+    the runner of `sync serve` does their work."""
     if settings.TASKS_IN_PROCESS:
         return Check(name="workers", ok=True, detail="none needed: tasks run in process", extra={"answering": []})
 
     def probe() -> Check:
-        answers = celery_app.control.ping(timeout=timeout) or []
+        answers = celery_app.control.ping(timeout=timeout, limit=1 if first_only else None) or []
         names = sorted(name for answer in answers for name in answer)
         if not names:
             return Check(name="workers", ok=False, detail=f"no worker answered a ping within {timeout:g} s",
                          fix="start a worker: `.venv/bin/celery -A config worker`", extra={"answering": []})
-        return Check(name="workers", ok=True, detail=f"{len(names)} answering", extra={"answering": names})
+        detail = "answering" if first_only else f"{len(names)} answering"
+        return Check(name="workers", ok=True, detail=detail, extra={"answering": names})
 
     return _timed("workers", probe)
 
@@ -174,7 +178,7 @@ def readiness() -> tuple[bool, dict[str, Any]]:
     required = [database_check(), broker_check(), budget_store_check()]
     ready = all(check.ok for check in required)
     # Without a broker no ping gets through: asking would only wait for its connection to fail again.
-    shown = [workers_check()] if required[1].ok else []
+    shown = [workers_check(timeout=READY_WORKER_PING_SECONDS, first_only=True)] if required[1].ok else []
     if required[0].ok:
         shown.append(scheduler_check())
     answer = {

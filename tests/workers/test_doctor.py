@@ -1,4 +1,4 @@
-"""`sync doctor` on a healthy deployment: a worker answering, a scheduler ticking, keys set."""
+"""A healthy deployment (a worker answering, a scheduler ticking, keys set) as the doctor and probes see it."""
 from __future__ import annotations
 
 import io
@@ -41,3 +41,10 @@ def test_sync_doctor_names_the_workers_that_answered(healthy):
     answer = json.loads(out.getvalue())
     assert answer["ok"] is True
     assert healthy.name in answer["checks"]["workers"]["answering"]
+
+
+def test_ready_names_a_worker_that_answers(healthy, client):
+    checks = client.get("/health/ready").json()["checks"]
+
+    assert checks["workers"]["ok"] is True
+    assert checks["workers"]["answering"] == [healthy.name]

@@ -12,6 +12,7 @@ is what matters.
 """
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,16 +23,19 @@ from typing import Any
 
 import orjson
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+from redis.exceptions import RedisError
 
 from config.celery import app as celery_app
 from config.keys import BUILTIN_SECRET_KEY
 from contracts.models import SynchronizationRun
 from syncapp.models import SchedulerHeartbeat
 from syncapp.schedules import scheduler_silent_after
+
+logger = logging.getLogger(__name__)
 
 # How long a check of a store waits to connect and for an answer: a probe must answer within seconds.
 STORE_TIMEOUT_SECONDS = 2.0
@@ -311,21 +315,43 @@ def queue_readings(*, now: float | None = None) -> tuple[int, float | None]:
 
 
 class ScrapeCollector(Collector):
-    """The queue (from the broker) and the active runs (from the database), read when /metrics is scraped."""
+    """The queue (from the broker) and the active runs (from the database), read when /metrics is scraped.
+
+    A store that does not answer leaves its metrics out (Prometheus sees them missing, /health/ready says
+    why) and is counted in `sync_scrape_errors`: the counts of the processes are still served.
+    """
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        active = GaugeMetricFamily("sync_runs_active", "Runs queued or running now, by status.", labels=["status"])
-        counts = dict.fromkeys(SynchronizationRun.ACTIVE_STATUSES, 0)
-        for status in SynchronizationRun.objects.filter(status__in=counts).values_list("status", flat=True):
-            counts[status] += 1
-        for status, number in counts.items():
-            active.add_metric([str(status)], number)
-        yield active
+        failed = GaugeMetricFamily("sync_scrape_errors", "Stores this scrape could not read (1: not read).",
+                                   labels=["store"])
+        try:
+            counts = dict.fromkeys(SynchronizationRun.ACTIVE_STATUSES, 0)
+            for status in SynchronizationRun.objects.filter(status__in=counts).values_list("status", flat=True):
+                counts[status] += 1
+        except DatabaseError as error:
+            logger.warning("/metrics: the active runs could not be read: %s", error)
+            connections[DEFAULT_DB_ALIAS].close_if_unusable_or_obsolete()
+            failed.add_metric(["database"], 1)
+        else:
+            failed.add_metric(["database"], 0)
+            active = GaugeMetricFamily("sync_runs_active", "Runs queued or running now, by status.",
+                                       labels=["status"])
+            for status, number in counts.items():
+                active.add_metric([str(status)], number)
+            yield active
         if settings.TASKS_IN_PROCESS:
+            yield failed
             return
-        length, age = queue_readings()
-        yield GaugeMetricFamily("sync_queue_length", "Task messages waiting in the broker's queue.", value=length)
-        yield GaugeMetricFamily(
-            "sync_queue_oldest_age_seconds", "How long the oldest waiting task message has waited (0: none).",
-            value=age or 0.0,
-        )
+        try:
+            length, age = queue_readings()
+        except RedisError as error:
+            logger.warning("/metrics: the queue could not be read from the broker: %s", error)
+            failed.add_metric(["broker"], 1)
+        else:
+            failed.add_metric(["broker"], 0)
+            yield GaugeMetricFamily("sync_queue_length", "Task messages waiting in the broker's queue.", value=length)
+            yield GaugeMetricFamily(
+                "sync_queue_oldest_age_seconds", "How long the oldest waiting task message has waited (0: none).",
+                value=age or 0.0,
+            )
+        yield failed

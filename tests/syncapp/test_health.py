@@ -5,7 +5,6 @@ import io
 import ipaddress
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -15,6 +14,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from syncapp.schedules import scheduler_tick_record
+from tests.helpers import closed_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,13 +26,6 @@ READY_REQUEST = textwrap.dedent("""
     answer = Client().get("/health/ready")
     print(json.dumps({"status": answer.status_code, "body": answer.json()}))
 """)
-
-
-def closed_port() -> int:
-    """Return a port of this machine that nothing listens on."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_live_answers_without_asking_anything(client):

@@ -20,7 +20,7 @@ from config.celery import app as celery_app
 from syncapp import health, metrics
 from syncapp.tokens import token_create
 from tests.conftest import purge_queue
-from tests.helpers import staff
+from tests.helpers import closed_port, staff
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -139,6 +139,22 @@ def test_the_oldest_messages_age_counts_from_when_it_was_sent(db, unwatched_queu
 
 def test_an_empty_queue_has_no_oldest_message(db, unwatched_queue):
     assert health.queue_readings() == (0, None)
+
+
+def test_a_scrape_with_the_broker_unreachable_still_serves_the_counts_and_says_what_it_could_not_read(
+    db, settings
+):
+    settings.SYNC_METRICS_ALLOWED_NETWORKS = (ipaddress.ip_network("127.0.0.1/32"),)
+    settings.CELERY_BROKER_URL = f"redis://127.0.0.1:{closed_port()}/0"
+
+    answer = APIClient(REMOTE_ADDR="127.0.0.1").get("/metrics")
+
+    assert answer.status_code == 200
+    found = samples(answer.content)
+    assert found[("sync_scrape_errors", frozenset({("store", "broker")}))] == 1
+    assert found[("sync_scrape_errors", frozenset({("store", "database")}))] == 0
+    assert ("sync_queue_length", frozenset()) not in found
+    assert ("sync_runs_active", frozenset({("status", "running")})) in found
 
 
 def test_every_metric_the_sample_dashboard_queries_is_one_metrics_exposes(db, settings):

@@ -236,6 +236,9 @@ SYNC_LOG_VALUE_MAX_BYTES = env_int("SYNC_LOG_VALUE_MAX_BYTES", default=256 * 2**
 # anything but loopback, link-local (metadata services), reserved and, when asked, private networks.
 SYNC_ALLOWED_NETWORKS = env_networks("SYNC_ALLOWED_NETWORKS", default=[])
 SYNC_DENY_PRIVATE_NETWORKS = env_bool("SYNC_DENY_PRIVATE_NETWORKS", default=False)
+# Clients that may read /metrics without a token (a Prometheus server on the internal network): networks
+# or addresses, comma-separated. Anyone else needs an API token of a staff user.
+SYNC_METRICS_ALLOWED_NETWORKS = env_networks("SYNC_METRICS_ALLOWED_NETWORKS", default=[])
 # Database sources (syncapp/sources/database.py): timeouts of a connection and of one statement, in
 # seconds, and the directories whose SQLite files may be read (none by default: a file path is not a host
 # the egress policy can judge).

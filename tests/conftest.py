@@ -106,6 +106,8 @@ class WorkerProcess:
         self.log_path = log_path
         self._log = open(log_path, "w")  # noqa: SIM115 - the worker writes to it while it lives
         self.name = f"{queue}-{time.monotonic_ns()}@{socket.gethostname()}"
+        # Where its pool processes write their metrics, when it counts them in multiprocess mode.
+        self.metrics_dir = Path(env["PROMETHEUS_MULTIPROC_DIR"]) if env and "PROMETHEUS_MULTIPROC_DIR" in env else None
         self.process = subprocess.Popen(
             [
                 sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queue,
@@ -168,7 +170,12 @@ def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
     if settings.TASKS_IN_PROCESS:
         pytest.fail("worker tests need a broker: run the suite with scripts/test.sh (it sets CELERY_BROKER_URL)")
     purge_queue(TEST_QUEUE)
-    worker = WorkerProcess(queue=TEST_QUEUE, log_path=tmp_path_factory.mktemp("worker") / "worker.log")
+    # Its pool counts metrics in multiprocess mode, as a deployment's workers do: /metrics can be scraped.
+    metrics_dir = tmp_path_factory.mktemp("worker-metrics")
+    worker = WorkerProcess(
+        queue=TEST_QUEUE, log_path=tmp_path_factory.mktemp("worker") / "worker.log",
+        env={"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)},
+    )
     yield worker
     worker.stop()
 

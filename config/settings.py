@@ -424,11 +424,22 @@ SPECTACULAR_SETTINGS = {
 LOG_LEVEL = env_str("LOG_LEVEL", default="INFO").upper()
 if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
     raise SettingError(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {LOG_LEVEL!r}")
+# plain: `time level logger message [run=… page=…]`; json: one JSON object a line (time, level, logger,
+# message, exception, and the run, synchronization, page and chunk ids of the work it was written for),
+# for a log collector to follow one run across workers (syncapp/structured_logs.py).
+LOG_FORMAT = env_choice("LOG_FORMAT", default="plain", choices=("plain", "json"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"()": "syncapp.structured_logs.PlainFormatter"},
+        "json": {"()": "syncapp.structured_logs.JsonFormatter"},
+    },
+    # The ids of the work being done, and the URLs in a message masked, whichever the format.
+    "filters": {"work": {"()": "syncapp.structured_logs.WorkContextFilter"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["work"]},
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"urllib3": {"level": "WARNING"}},
 }

@@ -281,6 +281,7 @@ def test_with_a_database_and_a_broker_the_settings_use_them_and_tasks_go_to_the_
         ("DJANGO_DEBUG", "maybe"),
         ("CELERY_VISIBILITY_TIMEOUT", "abc"),
         ("LOG_LEVEL", "loud"),
+        ("LOG_FORMAT", "xml"),
         ("SYNC_FILE_ALLOWED_DIRS", "/srv/drop,relative/dir"),
         ("SYNC_FILE_MAX_BYTES", "lots"),
         ("SYNC_FILE_DOWNLOAD_TIMEOUT", "100000"),

@@ -809,8 +809,8 @@ class FileReader(ReaderKind):
             try:
                 handle = default_storage.open(name, "rb")
             except FileNotFoundError:
-                raise SourceError(f"the uploaded file {self.display} is gone from the media storage "
-                                  "(SYNC_MEDIA_ROOT): upload it again") from None
+                raise SourceError(f"the uploaded file {self.display} is gone from the file storage "
+                                  "(SYNC_MEDIA_ROOT, or the bucket SYNC_S3_BUCKET): upload it again") from None
             except OSError as error:
                 raise SourceError(f"the uploaded file {self.display} cannot be read: {error.strerror}") from None
             with handle:

@@ -1,9 +1,12 @@
 """Structured logs: with LOG_FORMAT=json a worker writes one JSON object a line, naming the work it was for."""
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import sys
+from collections.abc import Iterator
 
 import pytest
 
@@ -12,8 +15,9 @@ from syncapp import runs as sync_runs
 from syncapp.models import Synchronization
 from syncapp.structured_logs import JsonFormatter, WorkContextFilter, work_context
 from tests.conftest import TEST_QUEUE, WorkerProcess, purge_queue, zoo_bundle
-from tests.helpers import import_zoo, wait_for_run
+from tests.helpers import import_zoo, runner_take, wait_for_run
 from tests.loopback import LoopbackServer
+from workers import dispatch
 
 
 def json_lines(text: str) -> list[dict]:
@@ -82,3 +86,44 @@ def test_an_exception_is_logged_in_its_line_with_the_ids_of_the_work_and_urls_ma
     assert "RuntimeError" in line["exception"]
     assert "s3cr3t-token" not in line["exception"]
     assert "token=***" in line["exception"]
+
+
+@contextlib.contextmanager
+def json_log_lines() -> Iterator[list[dict]]:
+    """Capture what the root logger writes, as LOG_FORMAT=json writes it, into a list of objects."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(WorkContextFilter())
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    lines: list[dict] = []
+    try:
+        yield lines
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+        lines.extend(json_lines(stream.getvalue()))
+
+
+@pytest.mark.usefixtures("transactional_db", "in_process_tasks")
+def test_the_in_process_runner_names_the_run_it_takes_and_its_tasks_the_page_or_chunk_in_each_line(sample_source):
+    # Given a run queued for the runner of `sync serve` (tasks in process)
+    sync = import_zoo(zoo_bundle(location=sample_source.url))
+    with dispatch.for_the_runner():
+        queued = sync_runs.run_start(synchronization=sync)
+
+    # When the runner takes it and runs it in this process
+    with json_log_lines() as lines:
+        assert runner_take() == [queued.pk]
+
+    # Then its line taking the run names the run, and the line of the task that ended it names the run, the
+    # synchronization and the page or chunk that task worked on
+    taken = [line for line in lines if line["message"] == f"run {queued.pk} taken by the runner"]
+    assert [(line["run"], "page" in line, "chunk" in line) for line in taken] == [(queued.pk, False, False)]
+    ended = [line for line in lines if line["message"].startswith(f"run {queued.pk} of {sync.pk} ended succeeded")]
+    assert len(ended) == 1, lines
+    assert (ended[0]["run"], ended[0]["synchronization"]) == (queued.pk, sync.pk)
+    assert ("page" in ended[0]) != ("chunk" in ended[0])

@@ -332,9 +332,14 @@ if SYNC_FILE_DOWNLOAD_TIMEOUT > CELERY_TASK_SOFT_TIME_LIMIT:
     )
 
 # Files that rules fetch or write (syncapp/rules/): the STORAGES alias they are kept in (default: the
-# media root; configure another alias in STORAGES, an S3 bucket through django-storages, and name it
+# default storage, the media root or SYNC_S3_BUCKET's bucket; another alias added to STORAGES is named
 # here), and the largest one file a fetch_file rule takes: a larger one fails its object.
 SYNC_RULE_FILES_STORAGE = env_str("SYNC_RULE_FILES_STORAGE", default="default")
+if SYNC_RULE_FILES_STORAGE not in STORAGES:
+    raise SettingError(
+        f"SYNC_RULE_FILES_STORAGE names {SYNC_RULE_FILES_STORAGE!r}, which is not in STORAGES "
+        f"({', '.join(STORAGES)})"
+    )
 SYNC_RULE_FILE_MAX_BYTES = env_int("SYNC_RULE_FILE_MAX_BYTES", default=100 * 2**20, minimum=1)
 
 # Safety limit on pages of one run when a synchronization sets no maxPages.

@@ -284,6 +284,7 @@ def test_with_a_database_and_a_broker_the_settings_use_them_and_tasks_go_to_the_
         ("LOG_FORMAT", "xml"),
         ("SYNC_S3_ENDPOINT_URL", "http://minio:9000"),
         ("SYNC_S3_ADDRESSING_STYLE", "sideways"),
+        ("SYNC_RULE_FILES_STORAGE", "elsewhere"),
         ("SYNC_FILE_ALLOWED_DIRS", "/srv/drop,relative/dir"),
         ("SYNC_FILE_MAX_BYTES", "lots"),
         ("SYNC_FILE_DOWNLOAD_TIMEOUT", "100000"),

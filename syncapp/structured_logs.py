@@ -111,11 +111,10 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": urls_mask(record.getMessage()),
         }
+        # Every line has the same keys, null where there is nothing: a collector's index stays one shape.
+        entry["exception"] = _exception_text(self, record)
         work = getattr(record, "work", None) or work_ids()
         entry.update({key: work[key] for key in WORK_KEYS if key in work})
-        exception = _exception_text(self, record)
-        if exception:
-            entry["exception"] = exception
         if record.stack_info:
             entry["stack"] = self.formatStack(record.stack_info)
         return json.dumps(entry, ensure_ascii=False, default=str)

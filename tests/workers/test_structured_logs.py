@@ -62,7 +62,8 @@ def test_a_json_log_line_of_a_page_task_carries_the_run_id_the_synchronization_a
     assert failed, json_worker.log()
     line = failed[0]
     assert (line["run"], line["page"], line["synchronization"]) == (run.pk, 1, sync.pk)
-    assert {"time", "level", "logger", "message"} <= set(line)
+    assert {"time", "level", "logger", "message", "exception"} <= set(line)
+    assert line["exception"] is None
     assert line["level"] == "WARNING"
     # And the secret in the source's URL is masked there, as in every message
     assert "hunter2-secret-value" not in json_worker.log_path.read_text()

@@ -30,6 +30,7 @@ from syncapp.ids import uuid7
 from syncapp.runs.actions import planned_write
 from syncapp.runs.context import SyncContext, context_for_run
 from syncapp.runs.finish import run_close_if_complete
+from syncapp.structured_logs import work_context_add
 from syncapp.targets.base import Outcome, Write
 from workers import dispatch
 
@@ -93,6 +94,7 @@ def chunk_process(*, run_id: int, chunk_id: int) -> None:
     facts = runs.run_facts(run_id=run_id)
     if facts is None:
         return
+    work_context_add(synchronization=facts.synchronization_id)
     retried: list[tuple[int, float]] = []
     context = context_for_run(synchronization_id=facts.synchronization_id, run_id=run_id)
     if not context.writer.transactional:

@@ -226,6 +226,19 @@ def test_schedules_fire_lost_runs_are_told_and_a_killed_runner_s_run_is_finished
         re.compile(rf"by sync serve on .+ \(pid {first.process.pid}\)$"))
     shoot(page, "synchronization-schedule", element=".field-next_run")
 
+    # The list of synchronizations shows it too, with its schedule and its last run
+    page.goto(f"{first.url}/admin/syncapp/synchronization/")
+    row = page.locator("#result_list tbody tr", has=page.locator("a", has_text=re.compile(r"^scheduled$")))
+    expect(row.locator(".field-schedule_shown")).to_have_text(
+        re.compile(rf"^{re.escape(EVERY_MINUTE)}\s*next \d{{4}}-\d\d-\d\d \d\d:\d\d:00 \w+$"))
+    expect(row.locator(".field-last_run")).to_contain_text(re.compile(r"^\d+ (queued|running|succeeded)$"))
+    shoot(page, "synchronization-list")
+    last_column, shown = page.locator("#result_list thead th").last, page.locator("#changelist .results")
+    expect(last_column).to_contain_text("Last run")
+    box, room = last_column.bounding_box(), shown.bounding_box()
+    assert box["x"] + box["width"] <= room["x"] + room["width"] + 1, (box, room)  # no column scrolled out of view
+    page.go_back()
+
     # The scheduled run (the first, should the next minute have started another) runs to its end
     run_links = page.locator(".field-tools tbody tr td:first-child a")
     first_run = min(run_links.all_inner_texts(), key=int)
@@ -270,7 +283,6 @@ def test_schedules_fire_lost_runs_are_told_and_a_killed_runner_s_run_is_finished
     expect(page.locator("#run-summary [data-count=filtered]")).to_have_text(str(len(ANIMALS) - ACTIVE))
     expect(page.locator("#run-summary [data-live=found]")).to_have_text(str(len(ANIMALS)))
     expect(page.locator("#run-summary [data-count=failed]")).to_have_text("0")
-    shoot(page, "run-resumed")
 
     # A run of `sync run` in a terminal, on the slow source: its page shows it running
     cli_log = open(tmp_path / "sync-run.log", "w")  # noqa: SIM115 - the command writes to it while it lives

@@ -48,6 +48,7 @@ class EmbeddedService:
 
     def __init__(self, *, data_dir: Path, source_url: str):
         self.data_dir = data_dir
+        # No database, broker or secret key given: the embedded default, which makes its keys in the data directory.
         self.env = {
             name: value for name, value in os.environ.items()
             if name not in ("DATABASE_URL", "CELERY_BROKER_URL", "DJANGO_SECRET_KEY")

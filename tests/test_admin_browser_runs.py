@@ -53,10 +53,12 @@ class EmbeddedService:
             name: value for name, value in os.environ.items()
             if name not in ("DATABASE_URL", "CELERY_BROKER_URL", "DJANGO_SECRET_KEY")
         }
-        # The tick every second: a schedule that came due is started within a second, not a minute.
+        # The tick every second: a schedule that came due is started within a second, not a minute. A page
+        # waits for its gate as long as the gate waits for the test: the test decides when it answers, not a
+        # read timeout on a loaded machine.
         self.env.update(
             SYNC_DATA_DIR=str(data_dir), DJANGO_DEBUG="false", SYNC_ALLOWED_NETWORKS=TEST_NETWORKS,
-            PYTHONUNBUFFERED="1", SYNC_SCHEDULE_TICK_SECONDS="1",
+            PYTHONUNBUFFERED="1", SYNC_SCHEDULE_TICK_SECONDS="1", SYNC_HTTP_READ_TIMEOUT="300",
         )
         self.manage("migrate", "--noinput")
         self.manage("createsuperuser", "--noinput", "--username", "operator", "--email", "operator@zoo.example",

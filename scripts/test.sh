@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 
-# Debian packages some tests drive: the browser test (tests/test_admin_browser.py) the machine's Chromium
+# Debian packages some tests drive: the browser tests (tests/test_admin_browser*.py) the machine's Chromium
 # (Playwright's own browser download is not used), the Twig oracle tests (marker twig_oracle) real Twig
 # under PHP's command line. Install what is missing; those tests fail or skip, saying so, when that was
 # impossible. SYNC_CHROMIUM names another Chromium executable.

@@ -531,7 +531,9 @@ def _cancel_button(run: SynchronizationRun) -> str:
 class SynchronizationAdmin(admin.ModelAdmin):
     formfield_overrides = JSON_WIDGETS
     form = SynchronizationForm
-    list_display = ["reference", "name", "source", "target_schema", "schedule", "next_run", "is_enabled", "last_run"]
+    # Narrow enough for the list beside the filters: the schedule and its next run share a column, which says
+    # so of a disabled synchronization (is_enabled is also a filter).
+    list_display = ["reference", "name", "source", "target", "schedule_shown", "last_run"]
     list_filter = ["is_enabled", "source_type", "target_type"]
     search_fields = ["reference", "name"]
 
@@ -560,6 +562,24 @@ class SynchronizationAdmin(admin.ModelAdmin):
         )
 
     # -- schedules: when each fires next, and whether anything ticks (syncapp.schedules) -----------------
+
+    @admin.display(description="Schedule", ordering="schedule")
+    def schedule_shown(self, sync: Synchronization) -> str:
+        if not sync.is_enabled:
+            return format_html('<span style="white-space:nowrap">{}</span><br><small>disabled</small>',
+                               sync.schedule or "-")
+        next_run = self.next_run(sync)
+        if next_run == "-":
+            return sync.schedule or "-"
+        # Its date and its time each on one line, when the column is narrow.
+        day, _, time_of_day = next_run.partition(" ")
+        return format_html('<span style="white-space:nowrap">{}</span><br><small>next <span style="white-space:'
+                           'nowrap">{}</span> <span style="white-space:nowrap">{}</span></small>',
+                           sync.schedule or "-", day, time_of_day)
+
+    @admin.display(description="Target", ordering="target_schema")
+    def target(self, sync: Synchronization) -> str:
+        return str(sync.target_schema) if sync.target_schema_id else sync.target_type
 
     @admin.display(description="Next run")
     def next_run(self, sync: Synchronization) -> str:

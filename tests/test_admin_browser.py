@@ -43,15 +43,17 @@ PER_PAGE = 10
 class ServerProcess:
     """`manage.py sync serve` on a free loopback port, DEBUG off, tasks in process, on the test database."""
 
-    def __init__(self, *, log_path: Path):
+    def __init__(self, *, log_path: Path, env: dict[str, str] | None = None):
+        """Start it on the test database, or with `env` (the whole environment) when given."""
         self.log_path = log_path
-        env = {
-            **os.environ, "DATABASE_URL": _worker_database_url(), "DJANGO_DEBUG": "false",
-            "SYNC_ALLOWED_NETWORKS": TEST_NETWORKS, "PYTHONUNBUFFERED": "1",
-        }
-        # The embedded mode: "Run now" queues the run for the runner of the same process (`sync serve`), as
-        # a first try of the service does; no worker, no broker, nothing else to wait for.
-        env.pop("CELERY_BROKER_URL", None)
+        if env is None:
+            env = {
+                **os.environ, "DATABASE_URL": _worker_database_url(), "DJANGO_DEBUG": "false",
+                "SYNC_ALLOWED_NETWORKS": TEST_NETWORKS, "PYTHONUNBUFFERED": "1",
+            }
+            # The embedded mode: "Run now" queues the run for the runner of the same process (`sync serve`), as
+            # a first try of the service does; no worker, no broker, nothing else to wait for.
+            env.pop("CELERY_BROKER_URL", None)
         for _attempt in range(5):  # another process may take the free port before the server binds it
             self.port = _free_port()
             self._log = open(log_path, "w")  # noqa: SIM115 - the server writes to it while it lives
@@ -80,6 +82,13 @@ class ServerProcess:
 
     def log(self) -> str:
         return self.log_path.read_text()[-5000:]
+
+    def kill(self) -> None:
+        """End it at once (SIGKILL), as a crash or an out-of-memory kill would, and reap it."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=20)
+        self._log.close()
 
     def stop(self) -> None:
         with contextlib.suppress(ProcessLookupError):

@@ -177,3 +177,37 @@ def test_contracts_sort_by_origin_id_as_numbers_where_they_are_numbers(admin_cli
     # Then 2 comes before 10, as a person reads them
     shown = re.findall(r'class="field-origin">(?:<a [^>]*>)?(\d+)<', page)
     assert shown == ["1", "2", "10", "33"], shown
+
+
+def test_the_list_of_synchronizations_shows_each_schedule_with_its_next_run_or_that_it_is_disabled(admin_client):
+    from syncapp.cron import schedule_next_due
+    from syncapp.models import Synchronization
+
+    sync = import_zoo(zoo_bundle(location="http://127.0.0.1:9"))
+    Synchronization.objects.filter(pk=sync.pk).update(schedule="0 3 * * *")
+    before = timezone.now()
+    listing = admin_client.get(reverse("admin:syncapp_synchronization_changelist")).content.decode()
+    after = timezone.now()
+    Synchronization.objects.filter(pk=sync.pk).update(is_enabled=False)
+    disabled = admin_client.get(reverse("admin:syncapp_synchronization_changelist")).content.decode()
+
+    # The next due time as of the request, which the clock may have passed in between: either is right.
+    dues = [timezone.localtime(schedule_next_due("0 3 * * *", now=moment)) for moment in (before, after)]
+    assert any(re.search(rf"0 3 \* \* \*</span><br><small>next <span[^>]*>{due:%Y-%m-%d}</span> "
+                         rf"<span[^>]*>{due:%H:%M:%S %Z}</span></small>", listing) for due in dues), listing
+    assert "0 3 * * *</span><br><small>disabled</small>" in disabled
+    assert "<small>next" not in disabled
+
+
+def test_a_stored_time_is_shown_as_the_admin_s_own_pages_write_times(admin_client):
+    from datetime import UTC, datetime
+
+    from syncapp.models import Synchronization
+
+    sync = import_zoo(zoo_bundle(location="http://127.0.0.1:9"))
+    Synchronization.objects.filter(pk=sync.pk).update(schedule_checked_at=datetime(2026, 12, 6, 21, 49, tzinfo=UTC))
+
+    page = admin_client.get(reverse("admin:syncapp_synchronization_change", args=[sync.pk])).content.decode()
+
+    checked = re.search(r'field-schedule_checked_at.*?<div class="readonly">([^<]*)</div>', page, re.S)
+    assert checked and checked.group(1) == "2026-12-06 21:49:00 UTC", checked and checked.group(1)

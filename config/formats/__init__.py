@@ -1,0 +1,1 @@
+"""Formats of dates and times the admin shows, for Django's FORMAT_MODULE_PATH."""

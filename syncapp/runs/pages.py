@@ -16,11 +16,13 @@ a task redelivered after a worker died between that commit and the sending sends
 from __future__ import annotations
 
 import logging
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import orjson
+from django import db
 from django.db import connection, transaction
 from django.db.models import ExpressionWrapper, IntegerField, Subquery
 from django.utils import timezone
@@ -78,6 +80,129 @@ def page_fetch(*, context: SyncContext, run_id: int, number: int, request: dict[
     return Answer(number=number, fetched=fetched)
 
 
+# How many pages one task reads in a row before it leaves the next to a task of its own: a task holds
+# its message unacknowledged while it runs (acks_late), and a broker redelivers a message held too long.
+CHAIN_PAGES = 100
+
+
+class PageFetcher:
+    """Fetch pages of a run in threads of this task, up to `width` at once.
+
+    Every request goes through the one HTTP layer, as a page's own task would send it: the egress
+    checks, the source's request budget and its rate limits hold for each. Waits are counted on the
+    run by the task's own thread when it takes the answer, so the threads write nothing themselves.
+    """
+
+    def __init__(self, *, context: SyncContext, run_id: int, width: int):
+        self.context = context
+        self.run_id = run_id
+        self.pool = ThreadPoolExecutor(max_workers=max(1, width), thread_name_prefix=f"run-{run_id}-pages")
+        self.held: dict[int, tuple[dict[str, Any], Future]] = {}
+
+    def __enter__(self) -> PageFetcher:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        self.hand_over(store=kind is None)
+
+    def submit(self, *, number: int, request: dict[str, Any]) -> None:
+        """Send the request of a page, unless that same request is out already."""
+        held = self.held.get(number)
+        if held is not None and self.context.reader.same_request(held[0], request):
+            return
+        self.held[number] = (request, self.pool.submit(self._fetch, number, request))
+
+    def _fetch(self, number: int, request: dict[str, Any]) -> tuple[Answer, list[Wait]]:
+        waits: list[Wait] = []
+        try:
+            fetched = self.context.reader.fetch(request=request, on_wait=waits.append)
+        except SourceError as error:
+            return Answer(number=number, fetched=None, error=str(error)), waits
+        finally:
+            db.connections.close_all()  # the connections this thread opened (a rate limit's state), if any
+        return Answer(number=number, fetched=fetched), waits
+
+    def holds(self, number: int) -> bool:
+        return number in self.held
+
+    def take(self, number: int) -> Answer | None:
+        """Wait for a page's answer; None when its fetch raised (a long rate limit): its own task asks again."""
+        _, future = self.held.pop(number)
+        try:
+            answer, waits = future.result()
+        except Exception as error:
+            logger.warning("run %s page %s: fetched ahead in vain (%s); its own task asks again", self.run_id,
+                           number, error)
+            return None
+        for wait in waits:
+            wait_count(run_id=self.run_id, wait=wait)
+        return answer
+
+    def hand_over(self, *, store: bool) -> None:
+        """Leave the pages still held to tasks of their own, with the answers that came (when `store`)."""
+        numbers = sorted(self.held)
+        if store:
+            for number in numbers:
+                answer = self.take(number)
+                if answer is not None:
+                    _answer_store(run_id=self.run_id, answer=answer)
+        self.pool.shutdown(wait=store, cancel_futures=True)
+        self.held.clear()
+        # Pages never made (fetched past the end of the run) or ended meanwhile: their tasks do nothing.
+        dispatch.pages_fetch(run_id=self.run_id, numbers=numbers)
+
+
+def pages_read(*, run_id: int, context: SyncContext, number: int, request: dict[str, Any]) -> None:
+    """Fetch this task's page, judge the pages whose turn it is and plan this task's own, then read on.
+
+    The request of the page after it leaves as soon as it is known, not once the page is planned:
+    a next link or a cursor when the answer before it has been read, page numbers and offsets up to
+    the reader's `concurrency` at once, fetched by this task's threads (PageFetcher), so worker
+    concurrency does not cap them. Pages are judged in order all the same, one after another.
+    """
+    answer: Answer | None = page_fetch(context=context, run_id=run_id, number=number, request=request)
+    with PageFetcher(context=context, run_id=run_id, width=context.reader.concurrency) as fetcher:
+        for _ in range(CHAIN_PAGES):
+            head = _head(run_id)
+            if answer is None or head is None or head["number"] != number or head["status"] != RunPage.Status.QUEUED:
+                if answer is not None:
+                    # Not its turn: kept for the task that judges the page before it.
+                    pages_judge(run_id=run_id, context=context, in_hand=answer)
+                return
+            read = page_read_ahead(context=context, fetcher=fetcher, head=head, answer=answer)
+            judged = page_judge(run_id=run_id, context=context, head=head, answer=answer, keep=False, read=read,
+                                fetcher=fetcher)
+            if judged is None:
+                return
+            # Pages after it that tasks of their own fetched ahead (a page sent again) are judged now too.
+            pages_judge(run_id=run_id, context=context)
+            page_plan_record(run_id=run_id, context=context, number=number, read=judged)
+            number += 1
+            if not fetcher.holds(number):
+                return
+            answer = fetcher.take(number)
+
+
+def page_read_ahead(
+    *, context: SyncContext, fetcher: PageFetcher, head: dict[str, Any], answer: Answer
+) -> ReadPage | None:
+    """Read a page from its answer and send the request of the page after it at once, before it is judged.
+
+    Return the page read, or None when page_judge is to read it (a wrong guess, an error it records).
+    """
+    reader = context.reader
+    if answer.fetched is None or not reader.same_request(answer.fetched.request, head["request"]):
+        return None
+    try:
+        read = reader.page(request=head["request"], fetched=answer.fetched)
+    except (SourceError, PaginationError):
+        return None
+    max_pages = reader.max_pages
+    if read.next_request is not None and (max_pages is None or head["number"] < max_pages):
+        fetcher.submit(number=head["number"] + 1, request=read.next_request)
+    return read
+
+
 def page_process(*, run_id: int, page_number: int) -> None:
     """Do what a page needs next: fetch it, judge the pages whose turn it is, or plan it."""
     page = (
@@ -91,8 +216,7 @@ def page_process(*, run_id: int, page_number: int) -> None:
         if run["status"] != SynchronizationRun.Status.RUNNING and not runs.run_mark_running(run_id=run_id):
             return
         context = context_for_run(synchronization_id=run["synchronization_id"], run_id=run_id)
-        answer = page_fetch(context=context, run_id=run_id, number=page_number, request=page["request"])
-        pages_judge(run_id=run_id, context=context, in_hand=answer)
+        pages_read(run_id=run_id, context=context, number=page_number, request=page["request"])
     elif run["status"] == SynchronizationRun.Status.RUNNING:
         context = context_for_run(synchronization_id=run["synchronization_id"], run_id=run_id)
         if page["status"] == RunPage.Status.JUDGED:
@@ -176,12 +300,15 @@ def pages_judge(*, run_id: int, context: SyncContext, in_hand: Answer | None = N
 
 
 def page_judge(
-    *, run_id: int, context: SyncContext, head: dict[str, Any], answer: Answer, keep: bool
+    *, run_id: int, context: SyncContext, head: dict[str, Any], answer: Answer, keep: bool,
+    read: ReadPage | None = None, fetcher: PageFetcher | None = None,
 ) -> ReadPage | None:
     """Judge the run's next page in order: is it part of the run, and what comes after it.
 
     Return the page read, or None when another task took it, the run has ended, or the page failed.
-    `keep` keeps its answer on the page for the task that will plan it.
+    `keep` keeps its answer on the page for the task that will plan it. `read` is the page as read
+    from this answer already; the pages made after it are fetched by `fetcher` when given, else by
+    tasks sent for them.
     """
     reader = context.reader
     request = head["request"]
@@ -189,9 +316,9 @@ def page_judge(
         # Fetched ahead on a guess that the page before proved wrong: ask what reading in order asks.
         answer = page_fetch(context=context, run_id=run_id, number=head["number"], request=request)
         keep = True
-    read: ReadPage | None = None
+        read = None
     error = answer.error
-    if answer.fetched is not None:
+    if answer.fetched is not None and read is None:
         try:
             read = reader.page(request=request, fetched=answer.fetched)
         except (SourceError, PaginationError) as problem:
@@ -215,6 +342,11 @@ def page_judge(
         runs.run_add_counts(run_id=run_id, pages_judged=1)
         pages_follow(run_id=run_id, context=context, number=head["number"], following=read.next_request,
                      sends=sends)
+        if fetcher is not None:
+            # This task fetches them itself, so worker concurrency does not cap the requests in flight.
+            for number in sends.pages:
+                fetcher.submit(number=number, request=sends.requests[number])
+            sends.pages = []
         sends.dispatch(run_id=run_id)
     return read
 
@@ -313,6 +445,7 @@ class Sends:
 
     def __init__(self) -> None:
         self.pages: list[int] = []
+        self.requests: dict[int, dict[str, Any]] = {}
         self.chunks: list[int] = []
 
     def dispatch(self, *, run_id: int) -> None:
@@ -598,16 +731,22 @@ def pages_follow(
     ]
     RunPage.objects.bulk_create(new, ignore_conflicts=True)
     sends.pages += [page.number for page in new]
+    sends.requests.update((page.number, page.request) for page in new)
 
 
 def work_resend(*, run_id: int, from_page: int, window: int) -> None:
     """Send again what planning from this page on may have left unsent: its open chunks and next pages."""
     chunks = RunChunk.objects.filter(run_id=run_id, page_number__gte=from_page, status=RunChunk.Status.QUEUED)
     dispatch.chunks_write(run_id=run_id, chunk_ids=list(chunks.values_list("pk", flat=True)))
-    pages = RunPage.objects.filter(
-        run_id=run_id, status=RunPage.Status.QUEUED, number__gt=from_page, number__lte=from_page + window
-    )
-    dispatch.pages_fetch(run_id=run_id, numbers=list(pages.values_list("number", flat=True)))
+    # The first pages still queued after it, wherever they are: a task that read on past its own page
+    # (pages_read) leaves the pages it made to its threads, not to tasks.
+    pages = RunPage.objects.filter(run_id=run_id, status=RunPage.Status.QUEUED, number__gt=from_page).order_by(
+        "number"
+    )[:window]
+    # And the pages judged but not planned after it: a task that read on may have died between the two.
+    judged = RunPage.objects.filter(run_id=run_id, status=RunPage.Status.JUDGED, number__gt=from_page)
+    dispatch.pages_fetch(run_id=run_id, numbers=[*pages.values_list("number", flat=True),
+                                                 *judged.values_list("number", flat=True)])
 
 
 def page_fail(*, run_id: int, number: int, message: str) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 from django import db
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import ExpressionWrapper, IntegerField, Subquery
 from django.utils import timezone
@@ -34,7 +35,7 @@ from syncapp.budget import PageBudget, PageTooLarge, value_size
 from syncapp.bulk import in_values, rows_update, value_batches
 from syncapp.enrichment import Enrichment, objects_enrich
 from syncapp.errors import PaginationError, SourceError
-from syncapp.http import Wait
+from syncapp.http import RateLimited, Wait
 from syncapp.incremental import page_cursor
 from syncapp.runs.context import SyncContext, context_for_run
 from syncapp.runs.finish import run_close_if_complete
@@ -98,6 +99,7 @@ class PageFetcher:
         self.run_id = run_id
         self.pool = ThreadPoolExecutor(max_workers=max(1, width), thread_name_prefix=f"run-{run_id}-pages")
         self.held: dict[int, tuple[dict[str, Any], Future]] = {}
+        self.limited: dict[int, RateLimited] = {}
 
     def __enter__(self) -> PageFetcher:
         return self
@@ -130,6 +132,9 @@ class PageFetcher:
         _, future = self.held.pop(number)
         try:
             answer, waits = future.result()
+        except RateLimited as limited:
+            self.limited[number] = limited
+            return None
         except Exception as error:
             logger.warning("run %s page %s: fetched ahead in vain (%s); its own task asks again", self.run_id,
                            number, error)
@@ -139,17 +144,32 @@ class PageFetcher:
         return answer
 
     def hand_over(self, *, store: bool) -> None:
-        """Leave the pages still held to tasks of their own, with the answers that came (when `store`)."""
+        """Leave the pages still held to tasks of their own, with the answers that came (when `store`).
+
+        A page the source asked to wait is deferred as its own task would defer it, and so are the
+        pages after it: the source said nothing is left until then.
+        """
         numbers = sorted(self.held)
-        if store:
-            for number in numbers:
-                answer = self.take(number)
-                if answer is not None:
-                    _answer_store(run_id=self.run_id, answer=answer)
+        answers = {number: self.take(number) for number in numbers} if store else {}
         self.pool.shutdown(wait=store, cancel_futures=True)
         self.held.clear()
+        first_limited = min(self.limited, default=None)
+        for number, answer in answers.items():
+            if answer is None:
+                continue
+            if first_limited is not None and number > first_limited:
+                self.limited[number] = self.limited[first_limited]
+            else:
+                _answer_store(run_id=self.run_id, answer=answer)
+        for number, limited in sorted(self.limited.items()):
+            if limited.wait_seconds > settings.SYNC_MAX_RATE_LIMIT_WAIT:
+                page_fail(run_id=self.run_id, number=number, message=f"{limited}: the source asks to wait "
+                          f"{limited.wait_seconds:.0f} s, more than SYNC_MAX_RATE_LIMIT_WAIT")
+            else:
+                page_defer(run_id=self.run_id, number=number, seconds=max(1.0, limited.wait_seconds),
+                           message=str(limited))
         # Pages never made (fetched past the end of the run) or ended meanwhile: their tasks do nothing.
-        dispatch.pages_fetch(run_id=self.run_id, numbers=numbers)
+        dispatch.pages_fetch(run_id=self.run_id, numbers=[number for number in numbers if number not in self.limited])
 
 
 def pages_read(*, run_id: int, context: SyncContext, number: int, request: dict[str, Any]) -> None:

@@ -16,6 +16,7 @@ a task redelivered after a worker died between that commit and the sending sends
 from __future__ import annotations
 
 import logging
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
@@ -81,9 +82,11 @@ def page_fetch(*, context: SyncContext, run_id: int, number: int, request: dict[
     return Answer(number=number, fetched=fetched)
 
 
-# How many pages one task reads in a row before it leaves the next to a task of its own: a task holds
-# its message unacknowledged while it runs (acks_late), and a broker redelivers a message held too long.
+# How many pages, and how long, one task reads in a row before it leaves the next to a task of its own:
+# a task holds its message unacknowledged while it runs (acks_late), a broker redelivers a message held
+# too long, and a task past its time limit is stopped.
 CHAIN_PAGES = 100
+CHAIN_SHARE_OF_TIME_LIMIT = 0.2
 
 
 class PageFetcher:
@@ -181,6 +184,7 @@ def pages_read(*, run_id: int, context: SyncContext, number: int, request: dict[
     concurrency does not cap them. Pages are judged in order all the same, one after another.
     """
     answer: Answer | None = page_fetch(context=context, run_id=run_id, number=number, request=request)
+    until = time.monotonic() + settings.CELERY_TASK_SOFT_TIME_LIMIT * CHAIN_SHARE_OF_TIME_LIMIT
     with PageFetcher(context=context, run_id=run_id, width=context.reader.concurrency) as fetcher:
         for _ in range(CHAIN_PAGES):
             head = _head(run_id)
@@ -194,12 +198,13 @@ def pages_read(*, run_id: int, context: SyncContext, number: int, request: dict[
                                 fetcher=fetcher)
             if judged is None:
                 return
-            # Pages after it that tasks of their own fetched ahead (a page sent again) are judged now too.
-            pages_judge(run_id=run_id, context=context)
+            if not fetcher.holds(number + 1):
+                # Pages after it that tasks of their own fetched ahead (a page sent again) are judged now too.
+                pages_judge(run_id=run_id, context=context)
             page_plan_record(run_id=run_id, context=context, number=number, read=judged)
             number += 1
-            if not fetcher.holds(number):
-                return
+            if not fetcher.holds(number) or time.monotonic() > until:
+                return  # the pages it holds go to tasks of their own, with the answers that came
             answer = fetcher.take(number)
 
 

@@ -13,9 +13,21 @@ import argparse
 import json
 import tempfile
 import time
+from urllib.parse import urlsplit, urlunsplit
 
 import dlt
 from dlt.sources.rest_api import rest_api_source
+
+
+def with_password(dsn: str) -> str:
+    """Return the DSN with a password: dlt asks for one, the bench database trusts loopback and ignores it."""
+    parts = urlsplit(dsn)
+    if parts.password is not None:
+        return dsn
+    user = parts.username or "postgres"
+    host = parts.hostname or "127.0.0.1"
+    netloc = f"{user}:unused@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def peer_run(*, url: str, dsn: str, per_page: int = 100) -> tuple[int, float]:
@@ -33,7 +45,7 @@ def peer_run(*, url: str, dsn: str, per_page: int = 100) -> tuple[int, float]:
     with tempfile.TemporaryDirectory(prefix="bench-dlt-") as pipelines_dir:
         pipeline = dlt.pipeline(
             pipeline_name="bench_dlt", pipelines_dir=pipelines_dir, dataset_name="dlt_bench",
-            destination=dlt.destinations.postgres(credentials=dsn),
+            destination=dlt.destinations.postgres(credentials=with_password(dsn)),
         )
         started = time.perf_counter()
         pipeline.run(source, write_disposition="replace")

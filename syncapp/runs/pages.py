@@ -184,6 +184,10 @@ def pages_read(*, run_id: int, context: SyncContext, number: int, request: dict[
     concurrency does not cap them. Pages are judged in order all the same, one after another.
     """
     answer: Answer | None = page_fetch(context=context, run_id=run_id, number=number, request=request)
+    if not getattr(context.reader, "fetches_in_threads", False):
+        # Read in the task itself, one page a task, as before.
+        pages_judge(run_id=run_id, context=context, in_hand=answer)
+        return
     until = time.monotonic() + settings.CELERY_TASK_SOFT_TIME_LIMIT * CHAIN_SHARE_OF_TIME_LIMIT
     with PageFetcher(context=context, run_id=run_id, width=context.reader.concurrency) as fetcher:
         for _ in range(CHAIN_PAGES):

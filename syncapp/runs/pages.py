@@ -130,6 +130,10 @@ class PageFetcher:
     def holds(self, number: int) -> bool:
         return number in self.held
 
+    def ready(self, number: int) -> bool:
+        """Return whether a page's answer (or its failure) has come."""
+        return number in self.held and self.held[number][1].done()
+
     def take(self, number: int) -> Answer | None:
         """Wait for a page's answer; None when its fetch raised (a long rate limit): its own task asks again."""
         _, future = self.held.pop(number)
@@ -198,14 +202,21 @@ def pages_read(*, run_id: int, context: SyncContext, number: int, request: dict[
                     pages_judge(run_id=run_id, context=context, in_hand=answer)
                 return
             read = page_read_ahead(context=context, fetcher=fetcher, head=head, answer=answer)
-            judged = page_judge(run_id=run_id, context=context, head=head, answer=answer, keep=False, read=read,
-                                fetcher=fetcher)
+            # When the next answer is in already, the source is faster than this task plans: another task
+            # plans this page (from its answer kept on it) while this one judges on. Tasks in process
+            # have no other task to run beside this one.
+            hand_off = not settings.TASKS_IN_PROCESS and fetcher.ready(number + 1)
+            judged = page_judge(run_id=run_id, context=context, head=head, answer=answer, keep=hand_off,
+                                read=read, fetcher=fetcher)
             if judged is None:
                 return
             if not fetcher.holds(number + 1):
                 # Pages after it that tasks of their own fetched ahead (a page sent again) are judged now too.
                 pages_judge(run_id=run_id, context=context)
-            page_plan_record(run_id=run_id, context=context, number=number, read=judged)
+            if hand_off:
+                dispatch.pages_fetch(run_id=run_id, numbers=[number])
+            else:
+                page_plan_record(run_id=run_id, context=context, number=number, read=judged)
             number += 1
             if not fetcher.holds(number) or time.monotonic() > until:
                 return  # the pages it holds go to tasks of their own, with the answers that came

@@ -103,6 +103,7 @@ class PageFetcher:
         self.pool = ThreadPoolExecutor(max_workers=max(1, width), thread_name_prefix=f"run-{run_id}-pages")
         self.held: dict[int, tuple[dict[str, Any], Future]] = {}
         self.limited: dict[int, RateLimited] = {}
+        self.unanswered: set[int] = set()  # taken without an answer: their own tasks ask again
 
     def __enter__(self) -> PageFetcher:
         return self
@@ -117,10 +118,12 @@ class PageFetcher:
             return
         self.held[number] = (request, self.pool.submit(self._fetch, number, request))
 
-    def _fetch(self, number: int, request: dict[str, Any]) -> tuple[Answer, list[Wait]]:
+    def _fetch(self, number: int, request: dict[str, Any]) -> tuple[Answer | RateLimited, list[Wait]]:
         waits: list[Wait] = []
         try:
             fetched = self.context.reader.fetch(request=request, on_wait=waits.append)
+        except RateLimited as limited:
+            return limited, waits  # with the waits before it, which count all the same
         except SourceError as error:
             return Answer(number=number, fetched=None, error=str(error)), waits
         finally:
@@ -139,22 +142,25 @@ class PageFetcher:
         _, future = self.held.pop(number)
         try:
             answer, waits = future.result()
-        except RateLimited as limited:
-            self.limited[number] = limited
-            return None
         except Exception as error:
+            self.unanswered.add(number)
             logger.warning("run %s page %s: fetched ahead in vain (%s); its own task asks again", self.run_id,
                            number, error)
             return None
         for wait in waits:
             wait_count(run_id=self.run_id, wait=wait)
+        if isinstance(answer, RateLimited):
+            self.limited[number] = answer
+            self.unanswered.add(number)
+            return None
         return answer
 
     def hand_over(self, *, store: bool) -> None:
         """Leave the pages still held to tasks of their own, with the answers that came (when `store`).
 
-        A page the source asked to wait is deferred as its own task would defer it, and so are the
-        pages after it: the source said nothing is left until then.
+        A page the source asked to wait goes to its own task without an answer, and so do the pages
+        after it: their tasks find the wait stored on the source (or the budget still spent) and
+        wait, retry later or defer as any page's task does, without asking the source again before.
         """
         numbers = sorted(self.held)
         answers = {number: self.take(number) for number in numbers} if store else {}
@@ -162,21 +168,10 @@ class PageFetcher:
         self.held.clear()
         first_limited = min(self.limited, default=None)
         for number, answer in answers.items():
-            if answer is None:
-                continue
-            if first_limited is not None and number > first_limited:
-                self.limited[number] = self.limited[first_limited]
-            else:
+            if answer is not None and (first_limited is None or number < first_limited):
                 _answer_store(run_id=self.run_id, answer=answer)
-        for number, limited in sorted(self.limited.items()):
-            if limited.wait_seconds > settings.SYNC_MAX_RATE_LIMIT_WAIT:
-                page_fail(run_id=self.run_id, number=number, message=f"{limited}: the source asks to wait "
-                          f"{limited.wait_seconds:.0f} s, more than SYNC_MAX_RATE_LIMIT_WAIT")
-            else:
-                page_defer(run_id=self.run_id, number=number, seconds=max(1.0, limited.wait_seconds),
-                           message=str(limited))
         # Pages never made (fetched past the end of the run) or ended meanwhile: their tasks do nothing.
-        dispatch.pages_fetch(run_id=self.run_id, numbers=[number for number in numbers if number not in self.limited])
+        dispatch.pages_fetch(run_id=self.run_id, numbers=sorted({*numbers, *self.unanswered}))
 
 
 def pages_read(*, run_id: int, context: SyncContext, number: int, request: dict[str, Any]) -> None:

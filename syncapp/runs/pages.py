@@ -1,7 +1,10 @@
 """One page of a run: fetch it, judge it in page order, plan it and record the plan in bulk.
 
-Pages are fetched by their own tasks, up to the reader's `concurrency` at once when the next
-requests are known ahead (page numbers, offsets). They are *judged* strictly in page order, by
+A page's task reads on (`pages_read`): the request of the page after it leaves as soon as it is
+known (a next link or cursor once the answer before it is read, before that page is judged and
+planned), and with page numbers or offsets up to the reader's `concurrency` requests are out at once,
+in threads of the task (`PageFetcher`), so worker concurrency does not cap them. After a while, or
+when a fetch ahead fails, the pages it holds go to tasks of their own. Pages are *judged* strictly in page order, by
 whichever task finds the lowest unjudged page fetched (`pages_judge`): is the page part of the run,
 and what is the next one. So the end of the source and a repeated page are found exactly as reading
 one page after another finds them, and a page fetched ahead past the end is skipped, not counted.

@@ -77,6 +77,7 @@ from limit_pipeline import limit_run  # noqa: E402
 from contracts.models import SynchronizationRun  # noqa: E402
 from syncapp import runs as sync_runs  # noqa: E402
 from syncapp.configuration import bundle_import  # noqa: E402
+from syncapp.models import Source as SourceRecord  # noqa: E402
 from syncapp.models import Synchronization  # noqa: E402
 
 SCHEMA = {
@@ -267,6 +268,8 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     data_clear()
     Synchronization.objects.all().delete()
+    # An earlier bench's sources point at ports of sources long stopped: their credentials are bound to them.
+    SourceRecord.objects.all().delete()
     dlt_python = None if args.no_dlt else dlt_ensure()
     worker = worker_start(log_dir=log_dir, name="one")
     memory = MemoryWatch(worker.process.pid)

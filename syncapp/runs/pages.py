@@ -191,34 +191,52 @@ def pages_read(*, run_id: int, context: SyncContext, number: int, request: dict[
         pages_judge(run_id=run_id, context=context, in_hand=answer)
         return
     until = time.monotonic() + settings.CELERY_TASK_SOFT_TIME_LIMIT * CHAIN_SHARE_OF_TIME_LIMIT
+    first = number
     with PageFetcher(context=context, run_id=run_id, width=context.reader.concurrency) as fetcher:
         for _ in range(CHAIN_PAGES):
-            head = _head(run_id)
-            if answer is None or head is None or head["number"] != number or head["status"] != RunPage.Status.QUEUED:
-                if answer is not None:
-                    # Not its turn: kept for the task that judges the page before it.
-                    pages_judge(run_id=run_id, context=context, in_hand=answer)
-                return
-            read = page_read_ahead(context=context, fetcher=fetcher, head=head, answer=answer)
-            # When the next answer is in already, the source is faster than this task plans: another task
-            # plans this page (from its answer kept on it) while this one judges on. Tasks in process
-            # have no other task to run beside this one.
-            hand_off = not settings.TASKS_IN_PROCESS and fetcher.ready(number + 1)
-            judged = page_judge(run_id=run_id, context=context, head=head, answer=answer, keep=hand_off,
-                                read=read, fetcher=fetcher)
-            if judged is None:
-                return
-            if not fetcher.holds(number + 1):
-                # Pages after it that tasks of their own fetched ahead (a page sent again) are judged now too.
-                pages_judge(run_id=run_id, context=context)
-            if hand_off:
+            try:
+                if not page_read_on(run_id=run_id, context=context, fetcher=fetcher, number=number, answer=answer):
+                    return
+            except Exception:
+                if number == first:
+                    raise  # this task's own page: the task records what went wrong, as before
+                # A page read on: its own task takes it up again and meets this as a page's task does.
+                logger.warning("run %s page %s: left to its own task after an error", run_id, number, exc_info=True)
                 dispatch.pages_fetch(run_id=run_id, numbers=[number])
-            else:
-                page_plan_record(run_id=run_id, context=context, number=number, read=judged)
+                return
             number += 1
             if not fetcher.holds(number) or time.monotonic() > until:
                 return  # the pages it holds go to tasks of their own, with the answers that came
             answer = fetcher.take(number)
+
+
+def page_read_on(
+    *, run_id: int, context: SyncContext, fetcher: PageFetcher, number: int, answer: Answer | None
+) -> bool:
+    """Judge and plan (or hand to another task to plan) a page this task fetched; return whether to read on."""
+    head = _head(run_id)
+    if answer is None or head is None or head["number"] != number or head["status"] != RunPage.Status.QUEUED:
+        if answer is not None:
+            # Not its turn: kept for the task that judges the page before it.
+            pages_judge(run_id=run_id, context=context, in_hand=answer)
+        return False
+    read = page_read_ahead(context=context, fetcher=fetcher, head=head, answer=answer)
+    # When the next answer is in already, the source is faster than this task plans: another task plans
+    # this page (from its answer kept on it) while this one judges on. Tasks in process have no other
+    # task to run beside this one.
+    hand_off = not settings.TASKS_IN_PROCESS and fetcher.ready(number + 1)
+    judged = page_judge(run_id=run_id, context=context, head=head, answer=answer, keep=hand_off, read=read,
+                        fetcher=fetcher)
+    if judged is None:
+        return False
+    if not fetcher.holds(number + 1):
+        # Pages after it that tasks of their own fetched ahead (a page sent again) are judged now too.
+        pages_judge(run_id=run_id, context=context)
+    if hand_off:
+        dispatch.pages_fetch(run_id=run_id, numbers=[number])
+    else:
+        page_plan_record(run_id=run_id, context=context, number=number, read=judged)
+    return True
 
 
 def page_read_ahead(

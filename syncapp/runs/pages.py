@@ -39,7 +39,7 @@ from syncapp.budget import PageBudget, PageTooLarge, value_size
 from syncapp.bulk import in_values, rows_update, value_batches
 from syncapp.enrichment import Enrichment, objects_enrich
 from syncapp.errors import PaginationError, SourceError
-from syncapp.http import RateLimited, Wait
+from syncapp.http import RateLimited, Wait, retry_after_bound
 from syncapp.incremental import page_cursor
 from syncapp.runs.context import SyncContext, context_for_run
 from syncapp.runs.finish import run_close_if_complete
@@ -161,17 +161,21 @@ class PageFetcher:
     def hand_over(self, *, store: bool) -> None:
         """Leave the pages still held to tasks of their own, with the answers that came (when `store`).
 
-        A page the source asked to wait goes to its own task without an answer, and so do the pages
-        after it: their tasks find the wait stored on the source (or the budget still spent) and
-        wait, retry later or defer as any page's task does, without asking the source again before.
+        A page the source asked to wait goes to its own task without an answer: it finds the wait
+        stored on the source (or the budget still spent) and waits, retries later or defers as any
+        page's task does, without asking the source again before.
         """
         numbers = sorted(self.held)
         answers = {number: self.take(number) for number in numbers} if store else {}
         self.pool.shutdown(wait=store, cancel_futures=True)
         self.held.clear()
-        first_limited = min(self.limited, default=None)
+        # A wait too long for a task to be retried after is deferred: nothing is left until then, and
+        # the answers after it are not kept waiting that long (their tasks defer them too).
+        deferred = [number for number, limited in self.limited.items()
+                    if settings.TASKS_IN_PROCESS or limited.wait_seconds > retry_after_bound()]
+        first_deferred = min(deferred, default=None)
         for number, answer in answers.items():
-            if answer is not None and (first_limited is None or number < first_limited):
+            if answer is not None and (first_deferred is None or number < first_deferred):
                 _answer_store(run_id=self.run_id, answer=answer)
         # Pages never made (fetched past the end of the run) or ended meanwhile: their tasks do nothing.
         dispatch.pages_fetch(run_id=self.run_id, numbers=sorted({*numbers, *self.unanswered}))

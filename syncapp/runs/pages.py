@@ -257,6 +257,10 @@ def page_read_ahead(
         read = reader.page(request=head["request"], fetched=answer.fetched)
     except (SourceError, PaginationError):
         return None
+    if reader.concurrency > 1 and reader.ahead(request=head["request"], steps=1) is not None:
+        # Page numbers or offsets read several at once: the next pages were made, and asked for, when the
+        # pages before them were judged (and another task may hold the answer of one already).
+        return read
     max_pages = reader.max_pages
     if read.next_request is not None and (max_pages is None or head["number"] < max_pages):
         fetcher.submit(number=head["number"] + 1, request=read.next_request)

@@ -13,11 +13,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 
 # Dependencies first, in their own layer: a change to the code does not reinstall them.
-# gunicorn is the production web server of this image only; it is not a project dependency.
+# gunicorn is the production web server of this image only, and Flower the optional monitor of the compose
+# stack (its `flower` profile); neither is a project dependency.
 COPY pyproject.toml ./
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
         > /tmp/requirements.txt \
-    && pip install -r /tmp/requirements.txt "gunicorn>=23,<24" \
+    && pip install -r /tmp/requirements.txt "gunicorn>=23,<24" "flower>=2.0,<3" \
     && rm /tmp/requirements.txt
 
 COPY . .

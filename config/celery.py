@@ -17,3 +17,14 @@ def database_connections_check(**kwargs) -> None:
 
     for connection in connections.all(initialized_only=True):
         connection.close_if_unusable_or_obsolete()
+
+
+@signals.before_task_publish.connect
+def sent_at_stamp(headers: dict | None = None, **kwargs) -> None:
+    """Stamp every task message with when it was sent: /metrics reads the age of the queue's oldest."""
+    import time
+
+    if headers is not None:
+        # Set anew on every message, a task's retry too (it copies its request's headers): the age is the
+        # message's own. Read by syncapp.health.queue_readings (SENT_AT_HEADER there).
+        headers["sync_sent_at"] = time.time()

@@ -30,6 +30,7 @@ from config.keys import (
     key_file_read_or_create,
     secret_key_make,
 )
+from config.storage import s3_storage
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -236,6 +237,9 @@ SYNC_LOG_VALUE_MAX_BYTES = env_int("SYNC_LOG_VALUE_MAX_BYTES", default=256 * 2**
 # anything but loopback, link-local (metadata services), reserved and, when asked, private networks.
 SYNC_ALLOWED_NETWORKS = env_networks("SYNC_ALLOWED_NETWORKS", default=[])
 SYNC_DENY_PRIVATE_NETWORKS = env_bool("SYNC_DENY_PRIVATE_NETWORKS", default=False)
+# Clients that may read /metrics without a token (a Prometheus server on the internal network): networks
+# or addresses, comma-separated. Anyone else needs an API token of a staff user.
+SYNC_METRICS_ALLOWED_NETWORKS = env_networks("SYNC_METRICS_ALLOWED_NETWORKS", default=[])
 # Database sources (syncapp/sources/database.py): timeouts of a connection and of one statement, in
 # seconds, and the directories whose SQLite files may be read (none by default: a file path is not a host
 # the egress policy can judge).
@@ -272,10 +276,44 @@ for _key in SYNC_CREDENTIAL_KEYS:
             "`manage.py sync keygen` makes one)"
         ) from None
 # File sources (syncapp/sources/file.py). Uploaded files, and the copy of a file at a URL that a run
-# reads, live under the media root: every web process and worker must see the same directory (one
-# volume in docker-compose.yml). Nothing there is served over HTTP.
+# reads, are kept in the default storage: by default the media root, which every web process and worker
+# must then see (one volume in docker-compose.yml), or a bucket (below). Nothing there is served over HTTP.
 MEDIA_ROOT = Path(env_str("SYNC_MEDIA_ROOT", default=str(DATA_DIR / "media")))
 MEDIA_URL = "/media/"  # never routed: uploads are read by the workers only
+# Where those files are kept: the media root above by default, or an S3-compatible object store (AWS S3,
+# MinIO, Ceph, …, through django-storages) when SYNC_S3_BUCKET is set, which every web process and worker
+# then reaches over the network instead of sharing a directory. Rules' files (SYNC_RULE_FILES_STORAGE,
+# below) go to the same store unless given another alias. Keys may be left out where boto3 finds its own
+# (AWS_* variables, an instance role).
+SYNC_S3_BUCKET = env_str("SYNC_S3_BUCKET")
+SYNC_S3_ENDPOINT_URL = env_url("SYNC_S3_ENDPOINT_URL", schemes=("http", "https"), default=None)
+SYNC_S3_REGION = env_str("SYNC_S3_REGION")
+SYNC_S3_ACCESS_KEY_ID = env_str("SYNC_S3_ACCESS_KEY_ID")
+SYNC_S3_SECRET_ACCESS_KEY = env_str("SYNC_S3_SECRET_ACCESS_KEY")
+# A folder inside the bucket, so one bucket can hold several installations.
+SYNC_S3_PREFIX = env_str("SYNC_S3_PREFIX", default="").strip("/")
+# path (https://host/bucket/key: MinIO and most S3-compatible stores) or virtual (https://bucket.host/key).
+SYNC_S3_ADDRESSING_STYLE = env_choice(
+    "SYNC_S3_ADDRESSING_STYLE", default="path" if SYNC_S3_ENDPOINT_URL else "virtual", choices=("path", "virtual")
+)
+if not SYNC_S3_BUCKET:
+    _s3_set = [name for name in ("SYNC_S3_ENDPOINT_URL", "SYNC_S3_REGION", "SYNC_S3_ACCESS_KEY_ID",
+                                 "SYNC_S3_SECRET_ACCESS_KEY", "SYNC_S3_PREFIX") if globals()[name]]
+    if _s3_set:
+        raise SettingError(f"{', '.join(_s3_set)} set without SYNC_S3_BUCKET: name the bucket the files go to")
+elif bool(SYNC_S3_ACCESS_KEY_ID) != bool(SYNC_S3_SECRET_ACCESS_KEY):
+    raise SettingError("SYNC_S3_ACCESS_KEY_ID and SYNC_S3_SECRET_ACCESS_KEY go together: set both, or neither")
+
+
+STORAGES = {
+    "default": (
+        s3_storage(bucket=SYNC_S3_BUCKET, endpoint_url=SYNC_S3_ENDPOINT_URL, region=SYNC_S3_REGION,
+                   access_key=SYNC_S3_ACCESS_KEY_ID, secret_key=SYNC_S3_SECRET_ACCESS_KEY, prefix=SYNC_S3_PREFIX,
+                   addressing_style=SYNC_S3_ADDRESSING_STYLE)
+        if SYNC_S3_BUCKET else {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+    ),
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
 # Local directories a file source may name as its location; none by default, so no path is read.
 SYNC_FILE_ALLOWED_DIRS = tuple(env_list("SYNC_FILE_ALLOWED_DIRS", default=[]))
 for _directory in SYNC_FILE_ALLOWED_DIRS:
@@ -297,9 +335,14 @@ if SYNC_FILE_DOWNLOAD_TIMEOUT > CELERY_TASK_SOFT_TIME_LIMIT:
     )
 
 # Files that rules fetch or write (syncapp/rules/): the STORAGES alias they are kept in (default: the
-# media root; configure another alias in STORAGES, an S3 bucket through django-storages, and name it
+# default storage, the media root or SYNC_S3_BUCKET's bucket; another alias added to STORAGES is named
 # here), and the largest one file a fetch_file rule takes: a larger one fails its object.
 SYNC_RULE_FILES_STORAGE = env_str("SYNC_RULE_FILES_STORAGE", default="default")
+if SYNC_RULE_FILES_STORAGE not in STORAGES:
+    raise SettingError(
+        f"SYNC_RULE_FILES_STORAGE names {SYNC_RULE_FILES_STORAGE!r}, which is not in STORAGES "
+        f"({', '.join(STORAGES)})"
+    )
 SYNC_RULE_FILE_MAX_BYTES = env_int("SYNC_RULE_FILE_MAX_BYTES", default=100 * 2**20, minimum=1)
 
 # Safety limit on pages of one run when a synchronization sets no maxPages.
@@ -424,11 +467,22 @@ SPECTACULAR_SETTINGS = {
 LOG_LEVEL = env_str("LOG_LEVEL", default="INFO").upper()
 if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
     raise SettingError(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {LOG_LEVEL!r}")
+# plain: `time level logger message [run=… page=…]`; json: one JSON object a line (time, level, logger,
+# message, exception, and the run, synchronization, page and chunk ids of the work it was written for),
+# for a log collector to follow one run across workers (syncapp/structured_logs.py).
+LOG_FORMAT = env_choice("LOG_FORMAT", default="plain", choices=("plain", "json"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"()": "syncapp.structured_logs.PlainFormatter"},
+        "json": {"()": "syncapp.structured_logs.JsonFormatter"},
+    },
+    # The ids of the work being done, and the URLs in a message masked, whichever the format.
+    "filters": {"work": {"()": "syncapp.structured_logs.WorkContextFilter"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["work"]},
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"urllib3": {"level": "WARNING"}},
 }

@@ -16,6 +16,7 @@ from django.db.models import F, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from contracts.models import ContractLog, RunChunk, RunPage, SynchronizationRun
+from syncapp import metrics
 from syncapp.errors import SyncError
 from syncapp.models import SchedulerHeartbeat, Synchronization
 from workers import dispatch
@@ -230,7 +231,20 @@ def run_try_finish(
         run.save()
         run_work_forget(run_id=run.pk)
     logger.info("run %s of %s ended %s %s", run.pk, run.synchronization_id, run.status, run.counts)
+    run_end_count(run_id=run.pk)
     return run
+
+
+def run_end_count(*, run_id: int) -> None:
+    """Count an ended run (not a test) in the metrics: its status and how long it took."""
+    run = SynchronizationRun.objects.filter(pk=run_id, is_test=False).select_related("synchronization").only(
+        "status", "started_at", "finished_at", "synchronization__reference"
+    ).first()
+    if run is None or run.status not in SynchronizationRun.ENDED_STATUSES:
+        return
+    metrics.run_end_record(
+        synchronization=run.synchronization.reference, status=run.status, seconds=run.duration_seconds
+    )
 
 
 def run_cancel(*, run: SynchronizationRun) -> bool:
@@ -244,6 +258,8 @@ def run_cancel(*, run: SynchronizationRun) -> bool:
         )
         run_work_forget(run_id=run.pk)
     run.refresh_from_db()
+    if cancelled:
+        run_end_count(run_id=run.pk)
     return bool(cancelled)
 
 
@@ -306,6 +322,7 @@ def runs_fail_stale(*, synchronization_id: int | None = None, stale_after: float
                 run_work_forget(run_id=run_id)
         if updated:
             logger.warning("run %s failed: %s", run_id, message)
+            run_end_count(run_id=run_id)
             failed.append(run_id)
     return failed
 

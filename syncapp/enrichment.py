@@ -51,6 +51,7 @@ list entry's, and a change of the detail alone is not seen until the entry chang
 """
 from __future__ import annotations
 
+import contextvars
 import copy
 import threading
 from collections.abc import Callable
@@ -514,7 +515,9 @@ def objects_enrich(
             finally:
                 connections.close_all()  # this thread's own connections
 
-        workers = [threading.Thread(target=in_thread, name="enrich", daemon=True) for _ in range(threads)]
+        # Each thread in a copy of this one's context: its log lines name the run and page it works for.
+        workers = [threading.Thread(target=contextvars.copy_context().run, args=(in_thread,), name="enrich",
+                                    daemon=True) for _ in range(threads)]
         for thread in workers:
             thread.start()
         for thread in workers:

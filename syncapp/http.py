@@ -52,6 +52,7 @@ from django.utils import timezone
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential_jitter
 from urllib3 import exceptions as urllib3_exceptions
 
+from syncapp import metrics
 from syncapp.egress import EgressRefused, cross_host_refused, peer_check, same_origin, url_check
 from syncapp.errors import SyncError
 from syncapp.models import Source
@@ -659,9 +660,15 @@ class _Call:
     sink: BinaryIO | None = None
     body_limits: BodyLimits | None = None
 
+    @property
+    def source_label(self) -> str:
+        """Return the source as metrics name it: its reference, or `none` for a call of no source."""
+        return getattr(self.source, "reference", "") or "none"
+
     def report(self, *, reason: str, seconds: float, retry: bool) -> None:
         log = logger.warning if retry else logger.info
         log("%s %s: %s; waiting %.2f s", self.method, self.shown, reason, seconds)
+        metrics.wait_record(source=self.source_label, retry=retry, seconds=seconds)
         if self.on_wait is not None:
             self.on_wait(Wait(url=self.shown, reason=reason, seconds=seconds, retry=retry))
 
@@ -688,6 +695,7 @@ class _Call:
             return
         waited = 0.0
         while (seconds := budget_take(source=self.source, budget=budget)) > 0:
+            metrics.budget_record(source=self.source_label, taken=False)
             # The budget's own wait is short (at most its window), but a long window is handed on too.
             waited += seconds
             if waited > self.limits.max_inline_wait:
@@ -697,11 +705,25 @@ class _Call:
                 )
             self.report(reason=f"request budget of {budget.describe()}", seconds=seconds, retry=False)
             time.sleep(seconds)
+        metrics.budget_record(source=self.source_label, taken=True)
 
     def attempt(self) -> requests.Response:
         self.before()
+        started = time.monotonic()
         try:
             response = self.send()
+        except BaseException:
+            metrics.http_answer_record(source=self.source_label, status=None, seconds=time.monotonic() - started)
+            raise
+        metrics.http_answer_record(
+            source=self.source_label, status=response.status_code, seconds=time.monotonic() - started
+        )
+        return self.judge(response)
+
+    def send(self) -> requests.Response:
+        """Send the request and read its answer; turn what went wrong on the way into the call's errors."""
+        try:
+            return self.transfer()
         except requests.exceptions.SSLError as error:
             # A certificate that does not verify will not verify on a retry either.
             raise HttpError(
@@ -715,9 +737,8 @@ class _Call:
             ) from None
         except requests.RequestException as error:
             raise HttpError(f"{self.method} {self.shown}: {type(error).__name__}: {error}") from None
-        return self.judge(response)
 
-    def send(self) -> requests.Response:
+    def transfer(self) -> requests.Response:
         """Send the request, following redirects here: each hop's address is checked, and a hop to another
         host goes without the credentials (or is refused); then read the body within its limits."""
         method, url, options = self.method, self.url, dict(self.options)

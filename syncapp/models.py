@@ -3,7 +3,10 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.core.files.storage import storages
+from django.core.signals import setting_changed
 from django.db import models
+from django.dispatch import receiver
+from django.utils.functional import LazyObject, empty
 
 from syncapp import kinds
 from syncapp.fields import DocumentField, SealedJSONField
@@ -260,10 +263,28 @@ class SynchronizationAction(models.Model):
         return f"{self.synchronization} → {self.rule}"
 
 
+class RuleFilesStorage(LazyObject):
+    """The storage of the STORAGES alias SYNC_RULE_FILES_STORAGE, looked up when first used and again after
+    STORAGES or the alias changed (a model field keeps the storage it was given when its class was made)."""
+
+    def _setup(self) -> None:
+        self._wrapped = storages[settings.SYNC_RULE_FILES_STORAGE]
+
+
+rule_files_storage = RuleFilesStorage()
+
+
+@receiver(setting_changed)
+def rule_files_storage_reset(*, setting: str, **kwargs) -> None:
+    """Look the rules' storage up again once the settings that name it changed."""
+    if setting in ("STORAGES", "SYNC_RULE_FILES_STORAGE", "MEDIA_ROOT"):
+        rule_files_storage._wrapped = empty
+
+
 def stored_files_storage():
     """Return the storage of files rules fetch or write: the STORAGES alias SYNC_RULE_FILES_STORAGE (default
-    "default", the media root; an S3 bucket through django-storages is one alias away)."""
-    return storages[settings.SYNC_RULE_FILES_STORAGE]
+    "default": the media root, or the bucket of SYNC_S3_BUCKET)."""
+    return rule_files_storage
 
 
 def stored_file_path(instance: StoredFile, filename: str) -> str:

@@ -27,6 +27,7 @@ from syncapp.models import SchedulerHeartbeat
 from syncapp.runs.deferred import run_work_send, runs_send_came_due
 from syncapp.runs.finish import run_close_if_complete
 from syncapp.runs.recover import runs_recover
+from syncapp.structured_logs import work_context
 from workers import dispatch
 
 logger = logging.getLogger(__name__)
@@ -69,25 +70,32 @@ def runs_queued_take() -> list[int]:
         status__in=SynchronizationRun.ACTIVE_STATUSES, waiting=False, is_test=False, owner=""
     ).order_by("created_at", "pk")
     for run_id in list(queued.values_list("pk", flat=True)):
-        now = timezone.now()
-        with transaction.atomic():
-            claimed = SynchronizationRun.objects.filter(
-                pk=run_id, owner="", waiting=False, status__in=SynchronizationRun.ACTIVE_STATUSES
-            ).update(
-                owner=runs.process_identity(), heartbeat_at=now,
-                # A run that had started goes on running; its first page marks a new one running.
-                status=Case(When(started_at__isnull=False, then=Value(SynchronizationRun.Status.RUNNING)),
-                            default=F("status")),
-            )
-            if not claimed:
-                continue  # another runner took it
-            logger.info("run %s taken by the runner", run_id)
-            # Sent once this transaction commits, and run here: the in-process queue is drained by this call.
-            pages, chunks = run_work_send(run_id=run_id, now=now)
-        if not pages and not chunks:
-            run_close_if_complete(run_id=run_id)
-        taken.append(run_id)
+        with work_context(run=run_id):
+            if run_take(run_id=run_id):
+                taken.append(run_id)
     return taken
+
+
+def run_take(*, run_id: int) -> bool:
+    """Take one queued run, unless another runner did, and run its open work here; return whether taken."""
+    now = timezone.now()
+    with transaction.atomic():
+        claimed = SynchronizationRun.objects.filter(
+            pk=run_id, owner="", waiting=False, status__in=SynchronizationRun.ACTIVE_STATUSES
+        ).update(
+            owner=runs.process_identity(), heartbeat_at=now,
+            # A run that had started goes on running; its first page marks a new one running.
+            status=Case(When(started_at__isnull=False, then=Value(SynchronizationRun.Status.RUNNING)),
+                        default=F("status")),
+        )
+        if not claimed:
+            return False  # another runner took it
+        logger.info("run %s taken by the runner", run_id)
+        # Sent once this transaction commits, and run here: the in-process queue is drained by this call.
+        pages, chunks = run_work_send(run_id=run_id, now=now)
+    if not pages and not chunks:
+        run_close_if_complete(run_id=run_id)
+    return True
 
 
 def runner_release() -> list[int]:

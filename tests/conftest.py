@@ -106,6 +106,8 @@ class WorkerProcess:
         self.log_path = log_path
         self._log = open(log_path, "w")  # noqa: SIM115 - the worker writes to it while it lives
         self.name = f"{queue}-{time.monotonic_ns()}@{socket.gethostname()}"
+        # Where its pool processes write their metrics, when it counts them in multiprocess mode.
+        self.metrics_dir = Path(env["PROMETHEUS_MULTIPROC_DIR"]) if env and "PROMETHEUS_MULTIPROC_DIR" in env else None
         self.process = subprocess.Popen(
             [
                 sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queue,
@@ -168,7 +170,12 @@ def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
     if settings.TASKS_IN_PROCESS:
         pytest.fail("worker tests need a broker: run the suite with scripts/test.sh (it sets CELERY_BROKER_URL)")
     purge_queue(TEST_QUEUE)
-    worker = WorkerProcess(queue=TEST_QUEUE, log_path=tmp_path_factory.mktemp("worker") / "worker.log")
+    # Its pool counts metrics in multiprocess mode, as a deployment's workers do: /metrics can be scraped.
+    metrics_dir = tmp_path_factory.mktemp("worker-metrics")
+    worker = WorkerProcess(
+        queue=TEST_QUEUE, log_path=tmp_path_factory.mktemp("worker") / "worker.log",
+        env={"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)},
+    )
     yield worker
     worker.stop()
 
@@ -177,3 +184,68 @@ def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
 def worker(celery_worker_process, transactional_db):
     """A running worker; the test's data is committed so the worker sees it."""
     return celery_worker_process
+
+
+class S3Server:
+    """A real S3-compatible server (moto's server mode) as a subprocess on a free loopback port."""
+
+    REGION = "us-east-1"
+    KEYS = {"access_key": "sync-test-key", "secret_key": "sync-test-secret"}
+
+    def __init__(self, *, log_path: Path):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._log = open(log_path, "w")  # noqa: SIM115 - the server writes to it while it lives
+        self.log_path = log_path
+        self.process = subprocess.Popen(
+            [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            with socket.socket() as attempt:
+                if attempt.connect_ex(("127.0.0.1", self.port)) == 0:
+                    break
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                pytest.fail(f"moto_server did not start:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.1)
+        import boto3
+
+        self.client = boto3.client(
+            "s3", endpoint_url=self.url, region_name=self.REGION, aws_access_key_id=self.KEYS["access_key"],
+            aws_secret_access_key=self.KEYS["secret_key"],
+        )
+
+    def bucket_create(self, name: str) -> str:
+        self.client.create_bucket(Bucket=name)
+        return name
+
+    def keys(self, bucket: str, *, prefix: str = "") -> list[str]:
+        """Return the keys of the objects in the bucket under the prefix."""
+        listed = self.client.list_objects_v2(Bucket=bucket, Prefix=prefix)
+        return sorted(item["Key"] for item in listed.get("Contents", []))
+
+    def read(self, bucket: str, key: str) -> bytes:
+        return self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+    def stop(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=20)
+        self._log.close()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """A real S3-compatible server on loopback for this test session, with one bucket."""
+    server = S3Server(log_path=tmp_path_factory.mktemp("s3") / "moto.log")
+    server.bucket = server.bucket_create("sync-files")
+    yield server
+    server.stop()

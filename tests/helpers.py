@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -216,3 +217,10 @@ def no_sleep_longer_than(seconds: float) -> Iterator[None]:
         yield
     finally:
         time.sleep = real
+
+
+def closed_port() -> int:
+    """Return a port of this machine that nothing listens on (a store that is down)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

@@ -281,6 +281,10 @@ def test_with_a_database_and_a_broker_the_settings_use_them_and_tasks_go_to_the_
         ("DJANGO_DEBUG", "maybe"),
         ("CELERY_VISIBILITY_TIMEOUT", "abc"),
         ("LOG_LEVEL", "loud"),
+        ("LOG_FORMAT", "xml"),
+        ("SYNC_S3_ENDPOINT_URL", "http://minio:9000"),
+        ("SYNC_S3_ADDRESSING_STYLE", "sideways"),
+        ("SYNC_RULE_FILES_STORAGE", "elsewhere"),
         ("SYNC_FILE_ALLOWED_DIRS", "/srv/drop,relative/dir"),
         ("SYNC_FILE_MAX_BYTES", "lots"),
         ("SYNC_FILE_DOWNLOAD_TIMEOUT", "100000"),
@@ -444,3 +448,34 @@ def test_a_bad_byte_budget_stops_the_service_naming_the_variable(tmp_path, env, 
 
     assert result.returncode != 0
     assert message in last_line(result.stderr), result.stderr
+
+
+STORAGE = SETUP.replace("'broker': s.CELERY_BROKER_URL}", "'default': s.STORAGES['default']}")
+
+
+def test_files_are_kept_in_the_media_root_unless_a_bucket_is_named_and_then_in_the_bucket(tmp_path):
+    def default_storage(**env: str) -> dict:
+        environment = {"PATH": os.environ.get("PATH", ""), "SYNC_DATA_DIR": str(tmp_path / "data"), **env}
+        result = subprocess.run([sys.executable, "-c", STORAGE], cwd=ROOT, env=environment, capture_output=True,
+                                text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        return json.loads(last_line(result.stdout))["default"]
+
+    assert default_storage() == {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+    bucket = default_storage(SYNC_S3_BUCKET="sync-files", SYNC_S3_ENDPOINT_URL="http://minio:9000",
+                             SYNC_S3_ACCESS_KEY_ID="key-id", SYNC_S3_SECRET_ACCESS_KEY="key-secret",
+                             SYNC_S3_PREFIX="/production/", SYNC_S3_REGION="eu-west-1")
+    assert bucket["BACKEND"] == "storages.backends.s3.S3Storage"
+    options = bucket["OPTIONS"]
+    assert (options["bucket_name"], options["endpoint_url"], options["region_name"], options["location"]) == (
+        "sync-files", "http://minio:9000", "eu-west-1", "production")
+    assert (options["access_key"], options["secret_key"], options["addressing_style"]) == (
+        "key-id", "key-secret", "path")
+    assert options["file_overwrite"] is False and options["default_acl"] is None
+
+
+def test_one_s3_key_without_the_other_stops_the_settings(tmp_path):
+    result = load_settings(tmp_path, SYNC_S3_BUCKET="sync-files", SYNC_S3_ACCESS_KEY_ID="key-id")
+
+    assert result.returncode != 0
+    assert "SYNC_S3_SECRET_ACCESS_KEY" in last_line(result.stderr)

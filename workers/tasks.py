@@ -15,6 +15,7 @@ from syncapp import follow_ups, pushes, schedules, write_back
 from syncapp.http import RateLimited, retry_after_bound
 from syncapp.models import SchedulerHeartbeat
 from syncapp.runs import chunks, deferred, pages, recover, resend
+from syncapp.structured_logs import work_context
 from workers import dispatch
 
 logger = logging.getLogger(__name__)
@@ -69,6 +70,11 @@ def out_of_retries(task: Task) -> bool:
 @shared_task(bind=True, acks_late=True, **RETRY)
 def sync_page(self: Task, run_id: int, page_number: int) -> None:
     """Fetch one page of a run and plan the pages whose turn it is; a long rate limit retries it later."""
+    with work_context(run=run_id, synchronization=None, page=page_number, chunk=None):
+        _page_run(self, run_id=run_id, page_number=page_number)
+
+
+def _page_run(self: Task, *, run_id: int, page_number: int) -> None:
     try:
         pages.page_process(run_id=run_id, page_number=page_number)
     except TRANSIENT_ERRORS as error:
@@ -92,6 +98,11 @@ def sync_page(self: Task, run_id: int, page_number: int) -> None:
 @shared_task(bind=True, acks_late=True, **RETRY)
 def sync_chunk(self: Task, run_id: int, chunk_id: int) -> None:
     """Write one chunk of a run's changed objects; whatever happens, each of its objects ends counted."""
+    with work_context(run=run_id, synchronization=None, page=None, chunk=chunk_id):
+        _chunk_run(self, run_id=run_id, chunk_id=chunk_id)
+
+
+def _chunk_run(self: Task, *, run_id: int, chunk_id: int) -> None:
     try:
         chunks.chunk_process(run_id=run_id, chunk_id=chunk_id)
     except TRANSIENT_ERRORS as error:
@@ -109,7 +120,8 @@ def sync_chunk(self: Task, run_id: int, chunk_id: int) -> None:
 @shared_task(acks_late=True, **RETRY)
 def sync_follow_ups(run_id: int) -> None:
     """Start the follow-ups of an ended run, each as its own run."""
-    follow_ups.follow_ups_start_of(run_id=run_id)
+    with work_context(run=run_id):
+        follow_ups.follow_ups_start_of(run_id=run_id)
 
 
 # Safe to run twice: the rows taken are removed in the transaction that pushes them.
@@ -123,14 +135,16 @@ def sync_outbox(schema_id: int) -> None:
 @shared_task(acks_late=True, **RETRY)
 def sync_push(synchronization_id: int, object_ids: list[str], push_origin: list[int] | None = None) -> None:
     """Start a run of a synchronization for the register objects that changed."""
-    pushes.push_start(synchronization_id=synchronization_id, object_ids=object_ids, push_origin=push_origin or [])
+    with work_context(synchronization=synchronization_id):
+        pushes.push_start(synchronization_id=synchronization_id, object_ids=object_ids, push_origin=push_origin or [])
 
 
 # Safe to run twice: an object whose version went back already is found unchanged here.
 @shared_task(acks_late=True, **RETRY)
 def sync_write_back(synchronization_id: int, object_ids: list[str]) -> None:
     """Send register objects changed here back to the source of a two-way synchronization."""
-    write_back.write_back(synchronization_id=synchronization_id, object_ids=object_ids)
+    with work_context(synchronization=synchronization_id):
+        write_back.write_back(synchronization_id=synchronization_id, object_ids=object_ids)
 
 
 @shared_task(acks_late=True, **RETRY)

@@ -10,6 +10,7 @@ nothing else: the object stays the unit of isolation and retry, the chunk is the
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -22,12 +23,14 @@ from django.utils import timezone
 from contracts import runs
 from contracts.logs import log_text, log_value
 from contracts.models import ContractLog, RunChunk, SynchronizationContract, SynchronizationRun
+from syncapp import metrics
 from syncapp.bulk import rows_insert, rows_update, transactions_lock_database
 from syncapp.http import retry_after_bound
 from syncapp.ids import uuid7
 from syncapp.runs.actions import planned_write
 from syncapp.runs.context import SyncContext, context_for_run
 from syncapp.runs.finish import run_close_if_complete
+from syncapp.structured_logs import work_context_add
 from syncapp.targets.base import Outcome, Write
 from workers import dispatch
 
@@ -91,6 +94,7 @@ def chunk_process(*, run_id: int, chunk_id: int) -> None:
     facts = runs.run_facts(run_id=run_id)
     if facts is None:
         return
+    work_context_add(synchronization=facts.synchronization_id)
     retried: list[tuple[int, float]] = []
     context = context_for_run(synchronization_id=facts.synchronization_id, run_id=run_id)
     if not context.writer.transactional:
@@ -165,9 +169,12 @@ def chunk_write(
     *, facts: runs.RunFacts, run_id: int, context: SyncContext, chunk: Claimed
 ) -> list[tuple[int, float]]:
     """Write a claimed chunk and record it; return the chunks of objects to retry, with their countdowns."""
+    started = time.monotonic()
     planned = chunk_plan(facts=facts, run_id=run_id, chunk=chunk)
     outcomes = planned_write(context=context, facts=facts, run_id=run_id, planned=planned)
-    return chunk_record(facts=facts, run_id=run_id, context=context, planned=planned, outcomes=outcomes)
+    retried = chunk_record(facts=facts, run_id=run_id, context=context, planned=planned, outcomes=outcomes)
+    metrics.chunk_write_record(synchronization=context.synchronization.reference, seconds=time.monotonic() - started)
+    return retried
 
 
 def chunk_plan(*, facts: runs.RunFacts, run_id: int, chunk: Claimed) -> Planned:
@@ -254,6 +261,11 @@ def chunk_record(
     rows_insert(ContractLog, logs)
     created = RunChunk.objects.bulk_create(retry_chunks) if retry_chunks else []
     tally.record(run_id=run_id)
+    # Counted once the outcomes are committed: a chunk whose transaction rolls back is written again.
+    counts, retries = dict(tally.counts), tally.retries
+    transaction.on_commit(lambda: metrics.objects_record(
+        synchronization=context.synchronization.reference, counts=counts, retries=retries,
+    ))
     dues = {retry.not_before for retry in created if retry.not_before is not None}
     if dues:
         runs.run_deferral_record(run_id=run_id)

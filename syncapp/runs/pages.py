@@ -54,6 +54,7 @@ from syncapp.runs.planner import (
     page_plan,
 )
 from syncapp.sources.base import Fetched, ReadPage
+from syncapp.structured_logs import work_context_add
 from workers import dispatch
 
 logger = logging.getLogger(__name__)
@@ -276,6 +277,7 @@ def page_process(*, run_id: int, page_number: int) -> None:
     if page is None or page["status"] in (RunPage.Status.SKIPPED, RunPage.Status.FAILED):
         return  # fetched ahead past the end, or cancelled
     run = {"status": page["run__status"], "synchronization_id": page["run__synchronization_id"]}
+    work_context_add(synchronization=run["synchronization_id"])
     if page["status"] == RunPage.Status.QUEUED:
         if run["status"] != SynchronizationRun.Status.RUNNING and not runs.run_mark_running(run_id=run_id):
             return

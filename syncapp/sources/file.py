@@ -2,7 +2,7 @@
 
 Where the file is (the Source, type `file`):
 
-- uploaded with the source (`Source.file`, stored under SYNC_MEDIA_ROOT);
+- uploaded with the source (`Source.file`, kept in the default storage: SYNC_MEDIA_ROOT or a bucket);
 - at an http:// or https:// URL, the source's `location`, fetched through syncapp.http: the egress
   policy, the source's credentials and headers (`configuration`, then `sourceConfig`), rate limits
   and retries, at most SYNC_FILE_MAX_BYTES within SYNC_FILE_DOWNLOAD_TIMEOUT;
@@ -26,16 +26,17 @@ to orjson), with the line and record number there and, for CSV, the column names
 header. A page costs the same wherever it lies, and only one page of records is in memory. The page
 record stores the page's records, never the file.
 
-A file at a URL is downloaded once per run, by the task of the first page, into
-SYNC_MEDIA_ROOT/file-sources/downloads/ (where uploads live, a directory every worker must share
-anyway: docker-compose.yml mounts one volume in web and worker); the following pages read that copy
-wherever their task runs, and the last page removes it. Each page request carries the copy's
-SHA-256: a worker that does not find it (on a machine without the shared volume, or after a restart
-removed it) downloads the file again and reads on only when it is the same file, else the page fails
-("changed during the run"). So a run reads one version of the file, and never downloads it per page;
-HTTP Range requests were not used, because many servers ignore them and a file replaced between two
-ranges would mix two versions silently. An upload replaced during a run is stored under a new name,
-so the run reads on in the one it began with; a local file is held to its size and modification time.
+A file at a URL is downloaded once per run, by the task of the first page, into file-sources/downloads/
+of the default storage, where uploads live (the media root, a directory every worker must then share:
+docker-compose.yml mounts one volume in web and worker; or an S3-compatible bucket, SYNC_S3_BUCKET); the
+following pages read that copy wherever their task runs, and the last page removes it. Each page request
+carries the copy's SHA-256: a worker that does not find it (on a machine without the shared volume, or
+after a restart removed it) downloads the file again and reads on only when it is the same file, else
+the page fails ("changed during the run"). So a run reads one version of the file, and never downloads
+it per page; HTTP Range requests were not used, because many servers ignore them and a file replaced
+between two ranges would mix two versions silently. An upload replaced during a run is stored under a
+new name, so the run reads on in the one it began with; a local file is held to its size and
+modification time.
 
 Garbage (a line that is not JSON, a CSV record with the wrong number of fields, bytes that are not
 text in the encoding) fails the page with an error naming the file, the line and record, and what is
@@ -50,6 +51,7 @@ import hashlib
 import logging
 import os
 import re
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -60,6 +62,7 @@ from urllib.parse import urlsplit
 
 import orjson
 from django.conf import settings
+from django.core.files import File
 from django.core.files.storage import default_storage
 
 from syncapp.authentication import AuthenticationFailed, CredentialsError, authenticator_for
@@ -649,20 +652,27 @@ def _stat_stamp(size: int, mtime_ns: int | None) -> dict[str, Any]:
     return {"size": size, "mtime": mtime_ns}
 
 
-def downloads_dir() -> Path:
-    return Path(settings.MEDIA_ROOT) / DOWNLOADS
+def download_name(download: str) -> str:
+    """Return the name in the default storage of a run's copy of a file at a URL."""
+    return f"{DOWNLOADS}/{download}"
 
 
 def downloads_purge(*, older_than_seconds: float = DOWNLOAD_KEEP_SECONDS) -> int:
     """Remove the copies of runs that never reached their last page; return how many."""
-    directory = downloads_dir()
+    try:
+        _, names = default_storage.listdir(DOWNLOADS)
+    except FileNotFoundError:
+        return 0
     removed = 0
     cutoff = time.time() - older_than_seconds
-    for path in directory.glob("*") if directory.is_dir() else ():
-        with contextlib.suppress(OSError):
-            if path.stat().st_mtime < cutoff:
-                path.unlink()
+    for name in names:
+        path = download_name(name)
+        try:
+            if default_storage.get_modified_time(path).timestamp() < cutoff:
+                default_storage.delete(path)
                 removed += 1
+        except Exception as error:  # noqa: BLE001 - a copy another task removed first, a store that hiccuped
+            logger.info("a left copy %s was not removed: %s", path, error)
     return removed
 
 
@@ -799,8 +809,8 @@ class FileReader(ReaderKind):
             try:
                 handle = default_storage.open(name, "rb")
             except FileNotFoundError:
-                raise SourceError(f"the uploaded file {self.display} is gone from the media storage "
-                                  "(SYNC_MEDIA_ROOT): upload it again") from None
+                raise SourceError(f"the uploaded file {self.display} is gone from the file storage "
+                                  "(SYNC_MEDIA_ROOT, or the bucket SYNC_S3_BUCKET): upload it again") from None
             except OSError as error:
                 raise SourceError(f"the uploaded file {self.display} cannot be read: {error.strerror}") from None
             with handle:
@@ -819,29 +829,30 @@ class FileReader(ReaderKind):
                 status = os.fstat(handle.fileno())
                 yield handle, status.st_size, _stat_stamp(status.st_size, status.st_mtime_ns)
             return
-        # The run's copy, if a task of the run downloaded it (on any worker sharing the media root);
-        # a copy found is the run's own: its stamp is the one the requests carry.
-        path = downloads_dir() / request["download"]
+        # The run's copy, if a task of the run downloaded it (on any worker: it is in the default storage,
+        # the shared media root or the bucket); a copy found is the run's own: its stamp is the one the
+        # requests carry.
+        name = download_name(request["download"])
         stamp = request.get("stamp")
         try:
-            handle = open(path, "rb")  # noqa: SIM115 - closed by the with below
+            handle = default_storage.open(name, "rb")
         except FileNotFoundError:
-            stamp = self._download(target=path, on_wait=on_wait)
-            handle = open(path, "rb")  # noqa: SIM115 - closed by the with below
+            stamp = self._download(name=name, on_wait=on_wait)
+            handle = default_storage.open(name, "rb")
         with handle:
-            size = os.fstat(handle.fileno()).st_size
+            size = handle.size
             if stamp is None:  # the first page's task was redelivered after it downloaded
                 stamp = {"size": size, "sha256": _sha256_file(handle)}
                 handle.seek(0)
             yield handle, size, stamp
 
     def _download_remove(self, request: dict[str, Any]) -> None:
-        with contextlib.suppress(OSError):
-            (downloads_dir() / request["download"]).unlink()
+        with contextlib.suppress(FileNotFoundError):
+            default_storage.delete(download_name(request["download"]))
 
-    def _download(self, *, target: Path, on_wait: OnWait | None) -> dict[str, Any]:
-        """Download the file at the source's URL to `target` (whole, or not at all); return its stamp."""
-        target.parent.mkdir(parents=True, exist_ok=True)
+    def _download(self, *, name: str, on_wait: OnWait | None) -> dict[str, Any] | None:
+        """Download the file at the source's URL and store it as `name` in the default storage (whole, or not
+        at all); return its stamp, or None when another task of the run stored it first."""
         downloads_purge()
         call = call_settings(source=self.source, source_config=self.source_config)
         try:
@@ -853,36 +864,51 @@ class FileReader(ReaderKind):
             headers["Accept"] = "*/*"
         params = dict(call.query)
         auth.apply(headers=headers, params=params)
-        partial = target.with_name(f"{target.name}.{uuid.uuid4().hex}.part")
         limits = BodyLimits(
             max_bytes=settings.SYNC_FILE_MAX_BYTES, max_bytes_setting="SYNC_FILE_MAX_BYTES",
             seconds=settings.SYNC_FILE_DOWNLOAD_TIMEOUT, seconds_setting="SYNC_FILE_DOWNLOAD_TIMEOUT",
         )
-        secret_params = auth.credentials.secret_params
-        shown = mask_url(self.location, secret_params=secret_params)
-        try:
-            with open(partial, "wb") as sink:
-                def get():
-                    return http_request(
-                        method="GET", url=self.location, params=params, headers=headers, timeout=call.timeout,
-                        verify=call.verify, source=self.source, secret_params=secret_params,
-                        secret_headers=auth.credentials.secret_headers, secrets=auth.secrets, on_wait=on_wait,
-                        sink=sink, sink_limits=limits,
-                    )
+        shown = mask_url(self.location, secret_params=auth.credentials.secret_params)
+        # Downloaded into a temporary file of this process first, then stored whole: a bucket takes an object
+        # whole, and a reader of the media root never sees a copy that failed half-way.
+        with tempfile.TemporaryFile(dir=settings.FILE_UPLOAD_TEMP_DIR) as sink:
+            stamp = self._download_into(sink, call=call, auth=auth, headers=headers, params=params, limits=limits,
+                                        shown=shown, on_wait=on_wait)
+            stored = default_storage.save(name, File(sink, name=PurePosixPath(name).name))
+        if stored != name:
+            # Another task of the run stored its copy first: read that one (its stamp is computed from it).
+            default_storage.delete(stored)
+            return None
+        logger.info("downloaded %s (%s bytes) for %s", shown, stamp["size"], name)
+        return stamp
 
+    def _download_into(self, sink: IO[bytes], *, call: Any, auth: Any, headers: dict, params: dict,
+                       limits: BodyLimits, shown: str, on_wait: OnWait | None) -> dict[str, Any]:
+        """Write the file at the source's URL into `sink`; return its stamp (size and SHA-256)."""
+        secret_params = auth.credentials.secret_params
+        try:
+            def get():
+                return http_request(
+                    method="GET", url=self.location, params=params, headers=headers, timeout=call.timeout,
+                    verify=call.verify, source=self.source, secret_params=secret_params,
+                    secret_headers=auth.credentials.secret_headers, secrets=auth.secrets, on_wait=on_wait,
+                    sink=sink, sink_limits=limits,
+                )
+
+            response = get()
+            if response.status_code == 401 and auth.can_refresh:
+                auth.refresh()  # a cached token may have been revoked: a new one, once
+                auth.apply(headers=headers, params=params)
                 response = get()
-                if response.status_code == 401 and auth.can_refresh:
-                    auth.refresh()  # a cached token may have been revoked: a new one, once
-                    auth.apply(headers=headers, params=params)
-                    response = get()
             if response.status_code >= 300:
                 content_type = response.headers.get("Content-Type") or "no content type"
                 hint = ": check the source's credentials" if response.status_code in (401, 403) else ""
                 raise SourceError(f"GET {shown} answered {response.status_code} ({content_type}){hint}: "
                                   f"{redacted_snippet(response.text, auth.secrets)!r}")
-            with open(partial, "rb") as copy:
-                stamp = {"size": os.fstat(copy.fileno()).st_size, "sha256": _sha256_file(copy)}
-            os.replace(partial, target)  # whole or not at all: a reader never sees half a file
+            sink.flush()
+            stamp = {"size": sink.seek(0, os.SEEK_END), "sha256": _sha256_file(sink)}
+            sink.seek(0)
+            return stamp
         except TransientHttpError as error:
             raise TransientSourceError(redact(str(error), auth.secrets)) from None
         except HttpError as error:
@@ -892,11 +918,6 @@ class FileReader(ReaderKind):
         except RateLimited as limited:
             raise RateLimited(redact(str(limited), auth.secrets), wait_seconds=limited.wait_seconds,
                               url=limited.url) from None
-        finally:
-            with contextlib.suppress(OSError):
-                partial.unlink()
-        logger.info("downloaded %s (%s bytes) for %s", shown, stamp["size"], target.name)
-        return stamp
 
 
 def _sha256_file(handle: IO[bytes]) -> str:

@@ -384,6 +384,11 @@ def _column(render: Any, value: Any, name: Any, index: Any = None) -> Any:
     return php.normalise(result)
 
 
+def clock_now() -> datetime:
+    """Return the moment `'now'` names (the one place templates read the clock)."""
+    return datetime.now(UTC)
+
+
 def date_value(render: Any, value: Any, timezone: Any = None) -> datetime:
     """Return the moment a value names, as Twig's date converter does: in ``timezone`` (the template's
     timezone when null; the value's own when false)."""
@@ -394,7 +399,7 @@ def date_value(render: Any, value: Any, timezone: Any = None) -> datetime:
         zone = timezone
     else:
         zone = default if timezone is None else phpdate.zone(php.to_string(timezone))
-    now = datetime.now(UTC)
+    now = clock_now()
     if isinstance(value, datetime):
         moment = value
     elif value is None or value == "now":

@@ -23,6 +23,7 @@ from django.core.management import call_command
 from contracts.models import SynchronizationContract, SynchronizationRun
 from syncapp import runs as sync_runs
 from syncapp.models import Object, Register, Schema, StoredFile, Synchronization
+from syncapp.twig import library
 from tests.loopback import Request
 from tests.openconnector.fakes import FAKES, Fake
 from tests.openconnector.shipped import FOLDERS, configurations_dir, expected_of, folder_copied
@@ -124,9 +125,15 @@ def run_once(synchronization: Synchronization) -> SynchronizationRun:
 
 
 @pytest.fixture(params=FOLDERS)
-def ran(request, transactional_db, in_process_tasks, tmp_path) -> Iterator[Ran]:
+def ran(request, transactional_db, in_process_tasks, tmp_path, monkeypatch) -> Iterator[Ran]:
     """Given a shipped folder imported with `sync import DIR`, its source pointed at its fake; when its
-    synchronization runs once."""
+    synchronization runs once.
+
+    The templates' clock stands still for the test: xxllnc-suite's mapping prints `'now'|date`, and is its
+    hash mapping too, so a run a second later updates every object (as OpenConnector's does).
+    """
+    stopped = library.clock_now()
+    monkeypatch.setattr(library, "clock_now", lambda: stopped)
     folder = request.param
     with FAKES[folder]() as fake:
         publication_register()

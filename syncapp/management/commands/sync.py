@@ -1,4 +1,4 @@
-"""`manage.py sync`: import, export, run, status and list synchronizations."""
+"""`manage.py sync`: import, export, run, status and list synchronizations; check a deployment (doctor)."""
 from __future__ import annotations
 
 import contextlib
@@ -20,7 +20,7 @@ from django.utils import timezone
 from config.celery import app as celery_app
 from contracts.models import SynchronizationRun
 from contracts.runs import RunRefused, instant_text, process_identity, run_progress, run_summary, runs_fail_stale
-from syncapp import configuration, imports, rekey, runner, schedules, sealing, tokens
+from syncapp import configuration, health, imports, rekey, runner, schedules, sealing, tokens
 from syncapp import runs as synchronization
 from syncapp.models import Synchronization
 from syncapp.progress import LinesAboveBar, RateMeter, logs_above_bar, progress_line
@@ -101,6 +101,11 @@ class Command(BaseCommand):
         status = actions.add_parser("status", help="Show a run, a synchronization's last runs, or the latest runs.")
         status.add_argument("run", nargs="?", help="Run id or reference, or a synchronization's reference.")
         status.add_argument("--json", action="store_true")
+        doctor = actions.add_parser(
+            "doctor", help="Check this deployment (database, migrations, keys, networks, broker, workers, "
+            "scheduler, media storage) and say what to fix; exit 1 when something is wrong.",
+        )
+        doctor.add_argument("--json", action="store_true")
         lister = actions.add_parser("list", help="List synchronizations with their last run.")
         lister.add_argument("--json", action="store_true")
         serve = actions.add_parser(
@@ -508,11 +513,37 @@ class Command(BaseCommand):
             if json:
                 self._print_json([run_summary(item) for item in recent])
                 return
+            if run is None:
+                self._show_heartbeats()
             for item in recent:
                 self.stdout.write(self._run_line(item))
             return
         found = self._find_run(runs, run)
         self._show_run(found, as_json=json)
+
+    def _show_heartbeats(self) -> None:
+        """Write which workers answer a ping and which schedulers ticked lately: on stderr, beside the
+        scheduler's warning, so that stdout stays the list of runs for scripts."""
+        workers, scheduler = health.workers_check(), health.scheduler_check()
+        names = ", ".join(workers.extra.get("answering", []))
+        self.stderr.write(f"workers: {workers.detail}{f' ({names})' if names else ''}")
+        ticking = ", ".join(f"{beat['kind']} on {beat['host']} (pid {beat['pid']})"
+                            for beat in scheduler.extra.get("ticking", []))
+        self.stderr.write(f"schedulers: {scheduler.detail}{f' ({ticking})' if ticking else ''}")
+
+    def handle_doctor(self, *, json: bool = False, **_options) -> None:
+        checks = health.doctor_checks()
+        failed = [check for check in checks if not check.ok]
+        if json:
+            self._print_json({"ok": not failed, "checks": {check.name: check.as_dict() for check in checks}})
+        else:
+            for check in checks:
+                mark = "FAIL" if not check.ok else "WARN" if check.fix else "ok  "
+                self.stdout.write(f"{mark} {check.name}: {check.detail}")
+                if check.fix:
+                    self.stdout.write(f"     fix: {check.fix}")
+        if failed:
+            raise CommandError(f"{len(failed)} problem(s): {', '.join(check.name for check in failed)}")
 
     def handle_cancel(self, *, run: str, json: bool = False, **_options) -> None:
         runs_fail_stale()

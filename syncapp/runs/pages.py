@@ -18,6 +18,7 @@ a task redelivered after a worker died between that commit and the sending sends
 """
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -120,7 +121,8 @@ class PageFetcher:
         held = self.held.get(number)
         if held is not None and self.context.reader.same_request(held[0], request):
             return
-        self.held[number] = (request, self.pool.submit(self._fetch, number, request))
+        # In a copy of this thread's context: its log lines name the run and page it works for.
+        self.held[number] = (request, self.pool.submit(contextvars.copy_context().run, self._fetch, number, request))
 
     def _fetch(self, number: int, request: dict[str, Any]) -> tuple[Answer | RateLimited, list[Wait]]:
         waits: list[Wait] = []

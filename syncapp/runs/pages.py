@@ -262,9 +262,14 @@ def page_plan_record(*, run_id: int, context: SyncContext, number: int, read: Re
         page_cursor(read.objects, config=context.incremental) if context.incremental is not None else (None, 0)
     )
     with transaction.atomic():
-        # Claimed by marking it done, which its transaction undoes if anything below fails.
-        claimed = page_claim(run_id=run_id, number=number, cursor=cursor)
-        if not claimed or run is None:
+        # Claimed by marking it done, which its transaction undoes if anything below fails; its contracts are
+        # read with it.
+        states = page_claim(
+            run_id=run_id, number=number, cursor=cursor,
+            synchronization_id=run.synchronization_id if run is not None else None,
+            origin_ids=page_origin_ids(read.objects, id_position=context.rules.id_position),
+        )
+        if states is None or run is None:
             return  # planned already (a redelivered task), or the run ended
         if enrichment is not None:
             # Counted with the plan: a redelivered or retried task that fetched the details again, but
@@ -272,28 +277,49 @@ def page_plan_record(*, run_id: int, context: SyncContext, number: int, read: Re
             runs.run_add_counts(run_id=run_id, enrichments=enrichment.requests,
                                 enrichments_failed=len(enrichment.failures))
         page_record(run=run, context=context, number=number, read=read, sends=sends, enrichment=enrichment,
-                    cursor_missing=cursor_missing)
+                    cursor_missing=cursor_missing, states=states)
         sends.dispatch(run_id=run_id)
 
 
 _PAGES, _RUNS = RunPage._meta.db_table, SynchronizationRun._meta.db_table
 
 
-def page_claim(*, run_id: int, number: int, cursor: Any) -> bool:
-    """Mark a judged page of a running run done, with its cursor value, in one statement; return whether it was
-    this call that did (not a redelivered task's, nor a page of a run that ended)."""
+def page_claim(
+    *, run_id: int, number: int, cursor: Any, synchronization_id: int | None, origin_ids: list[str]
+) -> dict[str, ContractState] | None:
+    """Mark a judged page of a running run done, with its cursor value, and read the contracts of its origin
+    ids; return them, or None when this call did not mark it (a redelivered task's page, a run that ended).
+
+    One statement on PostgreSQL (the contracts are read only if the page was marked), two elsewhere.
+    """
     field = RunPage._meta.get_field("cursor_value")
     value = None if cursor is None else field.get_db_prep_value(cursor, connection)
-    cast = "::jsonb" if connection.vendor == "postgresql" else ""
+    postgresql = connection.vendor == "postgresql"
+    claim = (
+        f"UPDATE {_PAGES} SET status = %s, payload = NULL, finished_at = %s, "
+        f"cursor_value = %s{'::jsonb' if postgresql else ''} WHERE run_id = %s AND number = %s AND status = %s "
+        f"AND EXISTS (SELECT 1 FROM {_RUNS} WHERE id = %s AND status = %s)"
+    )
+    params = [RunPage.Status.DONE, connection.ops.adapt_datetimefield_value(timezone.now()), value, run_id, number,
+              RunPage.Status.JUDGED, run_id, SynchronizationRun.Status.RUNNING]
+    if postgresql and synchronization_id is not None:
+        with connection.cursor() as db:
+            db.execute(
+                f"WITH claimed AS ({claim} RETURNING id) SELECT claimed.id, {_STATE_COLUMNS_OF_C} FROM claimed "
+                f"LEFT JOIN {_CONTRACTS} AS c ON c.synchronization_id = %s AND c.origin_id = ANY(%s)",
+                [*params, synchronization_id, origin_ids],
+            )
+            rows = db.fetchall()
+        if not rows:
+            return None
+        return {row[2]: ContractState(row[1], *row[3:]) for row in rows if row[1] is not None}
     with connection.cursor() as db:
-        db.execute(
-            f"UPDATE {_PAGES} SET status = %s, payload = NULL, finished_at = %s, cursor_value = %s{cast} "
-            f"WHERE run_id = %s AND number = %s AND status = %s "
-            f"AND EXISTS (SELECT 1 FROM {_RUNS} WHERE id = %s AND status = %s)",
-            [RunPage.Status.DONE, connection.ops.adapt_datetimefield_value(timezone.now()), value, run_id, number,
-             RunPage.Status.JUDGED, run_id, SynchronizationRun.Status.RUNNING],
-        )
-        return db.rowcount > 0
+        db.execute(claim, params)
+        if db.rowcount <= 0:
+            return None
+    if synchronization_id is None:
+        return {}
+    return contract_states(synchronization_id=synchronization_id, origin_ids=origin_ids)
 
 
 def page_enrich(*, run_id: int, context: SyncContext, number: int, read: ReadPage) -> Enrichment | None:
@@ -366,6 +392,8 @@ def pages_skip_after(*, run_id: int, number: int) -> None:
 
 
 _CONTRACTS = Contract._meta.db_table
+_STATE_COLUMNS_OF_C = "c.id, c.origin_id, c.origin_hash, c.config_hash, c.status, c.target_id, c.target_hash, " \
+    "c.last_seen_run_id"
 
 
 def contract_states(*, synchronization_id: int, origin_ids: list[str]) -> dict[str, ContractState]:
@@ -552,15 +580,19 @@ def chunks_create(
 
 def page_record(
     *, run: runs.RunFacts, context: SyncContext, number: int, read: ReadPage, sends: Sends,
-    enrichment: Enrichment | None = None, cursor_missing: int = 0,
+    enrichment: Enrichment | None = None, cursor_missing: int = 0, states: dict[str, ContractState] | None = None,
 ) -> None:
-    """Plan a page's objects and record the plan. Runs in the page's transaction."""
+    """Plan a page's objects and record the plan. Runs in the page's transaction.
+
+    `states`: the contracts of the page's origin ids, if read already (page_claim); else read here.
+    """
     now = timezone.now()
     sync_id = run.synchronization_id
     rules = context.rules
-    states = contract_states(
-        synchronization_id=sync_id, origin_ids=page_origin_ids(read.objects, id_position=rules.id_position)
-    )
+    if states is None:
+        states = contract_states(
+            synchronization_id=sync_id, origin_ids=page_origin_ids(read.objects, id_position=rules.id_position)
+        )
     plan = page_plan(objects=read.objects, hashes=read.hashes, contracts=states, rules=rules, run_id=run.pk,
                      force=run.is_forced, enrichment=enrichment)
     states, created = contracts_ensure(synchronization_id=sync_id, origin_ids=plan.seen, states=states,

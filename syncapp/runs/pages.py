@@ -557,14 +557,17 @@ def chunks_create(
                                items=orjson.dumps(items, default=str).decode()))
     if chunks and connection.vendor == "postgresql":
         counted, counted_params = runs.run_counts_sql(run_id=run.pk, **counts) if counts else ("", [])
+        # A row of values a chunk, not arrays: a text array quotes every double quote of the items' JSON.
+        rows = ", ".join("(%s, %s, %s, %s, %s, 0, 0, %s)" for _ in chunks)
+        now = timezone.now()
         with connection.cursor() as cursor:
             cursor.execute(
                 f"WITH made AS (INSERT INTO {RunChunk._meta.db_table} "
-                "(run_id, page_number, size, items, status, attempt, progress, created_at) "
-                "SELECT %s, %s, v.size, v.items, %s, 0, 0, %s FROM unnest(%s::integer[], %s::text[]) AS v(size, items) "
+                f"(run_id, page_number, size, items, status, attempt, progress, created_at) VALUES {rows} "
                 "RETURNING id)" + (f", counted AS ({counted})" if counted else "") + " SELECT id FROM made",
-                [run.pk, number, RunChunk.Status.QUEUED, timezone.now(), [chunk.size for chunk in chunks],
-                 [chunk.items for chunk in chunks], *counted_params],
+                [*(value for chunk in chunks
+                   for value in (run.pk, number, chunk.size, chunk.items, RunChunk.Status.QUEUED, now)),
+                 *counted_params],
             )
             return [row[0] for row in cursor.fetchall()]
     if counts:

@@ -11,8 +11,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F, OuterRef, Q, Subquery
+from django.db import connection, transaction
+from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
 from contracts.models import ContractLog, RunChunk, RunPage, SynchronizationRun
@@ -155,10 +155,61 @@ def run_mark_running(*, run_id: int) -> bool:
     return SynchronizationRun.objects.filter(pk=run_id, status=SynchronizationRun.Status.RUNNING).exists()
 
 
-def run_add_counts(*, run_id: int, **increments: int) -> None:
+_RUNS = SynchronizationRun._meta.db_table
+_COUNTERS = frozenset(field.attname for field in SynchronizationRun._meta.concrete_fields) - {"id", "heartbeat_at"}
+# What tells whether a run's work has all ended (run_is_complete), as a counters statement returns it.
+COMPLETION_COLUMNS = ("status", "fetch_finished", "objects_done", "objects_queued", "pages_judged", "pages_ended")
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A run's completion fields as one statement left them (under the run row's lock)."""
+
+    status: str
+    fetch_finished: bool
+    objects_done: int
+    objects_queued: int
+    pages_judged: int
+    pages_ended: int
+
+    @property
+    def may_close(self) -> bool:
+        """Whether the run may be complete: running, and its work all ended as this statement saw it."""
+        return self.status == SynchronizationRun.Status.RUNNING and run_is_complete(self)
+
+
+def run_counts_sql(*, run_id: int, returning: bool = False, **increments: float) -> tuple[str, list]:
+    """Return the UPDATE that adds to the run's counters and moves its heartbeat, as SQL and parameters,
+    to be run alone or folded into another statement (a WITH of PostgreSQL); raw SQL, for the hot path.
+
+    `returning`: the statement returns the run's COMPLETION_COLUMNS, as they are after it.
+    """
+    unknown = set(increments) - _COUNTERS
+    if unknown:
+        raise ValueError(f"run counters: no such counter {sorted(unknown)} on {_RUNS}")
+    changes = [(name, value) for name, value in increments.items() if value]
+    sets = "".join(f", {name} = {name} + %s" for name, _ in changes)
+    sql = f"UPDATE {_RUNS} SET heartbeat_at = %s{sets} WHERE id = %s"
+    if returning:
+        sql += " RETURNING " + ", ".join(COMPLETION_COLUMNS)
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    return sql, [now, *(value for _, value in changes), run_id]
+
+
+def run_add_counts(*, run_id: int, **increments: float) -> None:
     """Add to the run's counters in one UPDATE, safe against concurrent tasks; it is a heartbeat too."""
-    changes = {name: F(name) + value for name, value in increments.items() if value}
-    SynchronizationRun.objects.filter(pk=run_id).update(heartbeat_at=timezone.now(), **changes)
+    sql, params = run_counts_sql(run_id=run_id, **increments)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+def run_add_counts_returning(*, run_id: int, **increments: float) -> Completion | None:
+    """Add to the run's counters (run_add_counts) and return its completion fields as they are after it."""
+    sql, params = run_counts_sql(run_id=run_id, returning=True, **increments)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    return Completion(*row) if row is not None else None
 
 
 def run_deferral_record(*, run_id: int) -> datetime | None:
@@ -188,7 +239,7 @@ def run_work_forget(*, run_id: int) -> None:
     RunPage.objects.filter(run_id=run_id, payload__isnull=False).update(payload=None)
 
 
-def run_is_complete(run: SynchronizationRun) -> bool:
+def run_is_complete(run: SynchronizationRun | Completion) -> bool:
     """Return whether every page and object task of the run has ended."""
     return run.fetch_finished and run.objects_done >= run.objects_queued and run.pages_ended >= run.pages_judged
 

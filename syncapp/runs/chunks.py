@@ -85,8 +85,10 @@ class Tally:
         self.counts[kind] += 1
         self.done += 1
 
-    def record(self, *, run_id: int) -> None:
-        runs.run_add_counts(run_id=run_id, objects_done=self.done, retries=self.retries, **self.counts)
+    def record(self, *, run_id: int) -> runs.Completion | None:
+        """Add the outcomes to the run's counters; return the run's completion as that statement left it."""
+        return runs.run_add_counts_returning(run_id=run_id, objects_done=self.done, retries=self.retries,
+                                             **self.counts)
 
 
 def chunk_process(*, run_id: int, chunk_id: int) -> None:
@@ -96,6 +98,7 @@ def chunk_process(*, run_id: int, chunk_id: int) -> None:
         return
     work_context_add(synchronization=facts.synchronization_id)
     retried: list[tuple[int, float]] = []
+    completion: runs.Completion | None = None
     context = context_for_run(synchronization_id=facts.synchronization_id, run_id=run_id)
     if not context.writer.transactional:
         retried = chunk_write_one_by_one(facts=facts, run_id=run_id, context=context, chunk_id=chunk_id)
@@ -103,10 +106,13 @@ def chunk_process(*, run_id: int, chunk_id: int) -> None:
         with transaction.atomic():
             chunk = chunk_claim(run_id=run_id, chunk_id=chunk_id)
             if chunk is not None:
-                retried = chunk_write(facts=facts, run_id=run_id, context=context, chunk=chunk)
+                retried, completion = chunk_write(facts=facts, run_id=run_id, context=context, chunk=chunk)
     for retry_id, countdown in retried:
         dispatch.chunks_write(run_id=run_id, chunk_ids=[retry_id], countdown=countdown)
-    run_close_if_complete(run_id=run_id)
+    # The chunk's counters were added under the run row's lock: if the run was not complete then, a
+    # task that counted after it (and so sees it complete) closes it, and this one need not look again.
+    if completion is None or completion.may_close:
+        run_close_if_complete(run_id=run_id)
 
 
 @dataclass
@@ -167,14 +173,15 @@ class Planned:
 
 def chunk_write(
     *, facts: runs.RunFacts, run_id: int, context: SyncContext, chunk: Claimed
-) -> list[tuple[int, float]]:
-    """Write a claimed chunk and record it; return the chunks of objects to retry, with their countdowns."""
+) -> tuple[list[tuple[int, float]], runs.Completion | None]:
+    """Write a claimed chunk and record it; return the chunks of objects to retry, with their countdowns,
+    and the run's completion as the chunk's counters left it."""
     started = time.monotonic()
     planned = chunk_plan(facts=facts, run_id=run_id, chunk=chunk)
     outcomes = planned_write(context=context, facts=facts, run_id=run_id, planned=planned)
-    retried = chunk_record(facts=facts, run_id=run_id, context=context, planned=planned, outcomes=outcomes)
+    recorded = chunk_record(facts=facts, run_id=run_id, context=context, planned=planned, outcomes=outcomes)
     metrics.chunk_write_record(synchronization=context.synchronization.reference, seconds=time.monotonic() - started)
-    return retried
+    return recorded
 
 
 def chunk_plan(*, facts: runs.RunFacts, run_id: int, chunk: Claimed) -> Planned:
@@ -254,13 +261,12 @@ def chunk_record(
         contract for item, contract in todo
         if contract.last_processed_run_id == run_id and id(contract) not in written_ids
     ]
-    contracts_written(written=written, context=context, run_id=run_id, now=now)
     for contract in others:
         contract.updated_at = now
     rows_update(Contract, others, CONTRACT_FIELDS)
-    rows_insert(ContractLog, logs)
     created = RunChunk.objects.bulk_create(retry_chunks) if retry_chunks else []
-    tally.record(run_id=run_id)
+    completion = outcomes_record(written=written, logs=logs, tally=tally, context=context, run_id=run_id,
+                                 facts=facts, now=now)
     # Counted once the outcomes are committed: a chunk whose transaction rolls back is written again.
     counts, retries = dict(tally.counts), tally.retries
     transaction.on_commit(lambda: metrics.objects_record(
@@ -273,7 +279,7 @@ def chunk_record(
         dispatch.deferred_wake(at=due)
     if kept:
         dispatch.write_back(synchronization_id=facts.synchronization_id, object_ids=kept)
-    return [(retry.pk, retry_countdown(retry.attempt)) for retry in created if retry.not_before is None]
+    return [(retry.pk, retry_countdown(retry.attempt)) for retry in created if retry.not_before is None], completion
 
 
 def chunk_write_one_by_one(
@@ -297,7 +303,7 @@ def chunk_write_one_by_one(
             if following is None:
                 return retried  # done, or the run ended
             index, one = following
-            retried += chunk_write(facts=facts, run_id=run_id, context=context, chunk=one)
+            retried += chunk_write(facts=facts, run_id=run_id, context=context, chunk=one)[0]
             RunChunk.objects.filter(pk=chunk_id).update(progress=index + 1)
 
 
@@ -349,7 +355,9 @@ def chunk_write_between_transactions(
             # A contract deleted during the call (its synchronization's objects removed) has nothing to record.
             present = Contract.objects.filter(pk__in=[contract.pk for _, contract in planned.todo]).count()
             if advanced and present == len(planned.todo):
-                retried += chunk_record(facts=facts, run_id=run_id, context=context, planned=planned, outcomes=outcomes)
+                retried += chunk_record(
+                    facts=facts, run_id=run_id, context=context, planned=planned, outcomes=outcomes
+                )[0]
 
 
 def log_row(
@@ -365,30 +373,75 @@ def log_row(
     }
 
 
-def contracts_written(*, written: list[tuple[Item, Contract]], context: SyncContext, run_id: int, now) -> None:
-    """Record the contracts of objects the target took, in one statement: what differs per object travels
-    as arrays, the rest (the run, the time, the fingerprint) once."""
-    if not written:
-        return
+def outcomes_record(
+    *, written: list[tuple[Item, Contract]], logs: list[dict[str, Any]], tally: Tally, context: SyncContext,
+    run_id: int, facts: runs.RunFacts, now,
+) -> runs.Completion | None:
+    """Record the contracts of objects the target took, the chunk's logs and the run's counters; return the
+    run's completion as the counters left it. One statement on PostgreSQL, three elsewhere."""
     if connection.vendor != "postgresql":
         for _, contract in written:
             contract.updated_at = now
         rows_update(Contract, [contract for _, contract in written], CONTRACT_FIELDS)
-        return
+        rows_insert(ContractLog, logs)
+        return tally.record(run_id=run_id)
+    parts, params = [], []
+    if written:
+        sql, values = contracts_written_sql(written=written, context=context, run_id=run_id, now=now)
+        parts.append(f"written AS ({sql})")
+        params += values
+    if logs:
+        sql, values = logs_insert_sql(logs=logs, facts=facts, run_id=run_id, now=now)
+        parts.append(f"logged AS ({sql})")
+        params += values
+    counted, values = runs.run_counts_sql(run_id=run_id, returning=True, objects_done=tally.done,
+                                          retries=tally.retries, **tally.counts)
+    statement = f"WITH {', '.join(parts)} {counted}" if parts else counted
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {Contract._meta.db_table} AS c SET target_id = v.target_id, target_hash = v.target_hash, "
-            "source_last_changed = CASE WHEN c.origin_hash = v.origin_hash THEN c.source_last_changed ELSE %s END, "
-            "origin_hash = v.origin_hash, target_last_action = v.action, config_hash = %s, status = %s, "
-            "last_error = '', target_last_changed = %s, target_last_synced = %s, source_last_synced = %s, "
-            "source_last_checked = %s, last_processed_run_id = %s, updated_at = %s "
-            "FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[]) "
-            "AS v(id, target_id, target_hash, origin_hash, action) WHERE c.id = v.id",
-            [now, context.fingerprint, Contract.Status.SYNCED, now, now, now, now, run_id, now,
-             [contract.pk for _, contract in written], [contract.target_id for _, contract in written],
-             [item.target_hash for item, _ in written], [item.origin_hash for item, _ in written],
-             [contract.target_last_action for _, contract in written]],
-        )
+        cursor.execute(statement, [*params, *values])
+        row = cursor.fetchone()
+    return runs.Completion(*row) if row is not None else None
+
+
+def contracts_written_sql(
+    *, written: list[tuple[Item, Contract]], context: SyncContext, run_id: int, now
+) -> tuple[str, list[Any]]:
+    """Return the UPDATE of the contracts of objects the target took (PostgreSQL): what differs per object
+    travels as arrays, the rest (the run, the time, the fingerprint) once."""
+    return (
+        f"UPDATE {Contract._meta.db_table} AS c SET target_id = v.target_id, target_hash = v.target_hash, "
+        "source_last_changed = CASE WHEN c.origin_hash = v.origin_hash THEN c.source_last_changed ELSE %s END, "
+        "origin_hash = v.origin_hash, target_last_action = v.action, config_hash = %s, status = %s, "
+        "last_error = '', target_last_changed = %s, target_last_synced = %s, source_last_synced = %s, "
+        "source_last_checked = %s, last_processed_run_id = %s, updated_at = %s "
+        "FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[]) "
+        "AS v(id, target_id, target_hash, origin_hash, action) WHERE c.id = v.id",
+        [now, context.fingerprint, Contract.Status.SYNCED, now, now, now, now, run_id, now,
+         [contract.pk for _, contract in written], [contract.target_id for _, contract in written],
+         [item.target_hash for item, _ in written], [item.origin_hash for item, _ in written],
+         [contract.target_last_action for _, contract in written]],
+    )
+
+
+# The columns of a contract log that differ per log (log_row), and their types.
+_LOG_COLUMNS = (
+    ("reference", "uuid"), ("contract_id", "bigint"), ("origin_id", "text"), ("action", "text"),
+    ("status", "text"), ("source_object", "jsonb"), ("target_object", "jsonb"), ("response", "jsonb"),
+    ("error", "text"),
+)
+
+
+def logs_insert_sql(*, logs: list[dict[str, Any]], facts: runs.RunFacts, run_id: int, now) -> tuple[str, list[Any]]:
+    """Return the INSERT of a chunk's contract logs (PostgreSQL), the logs travelling as one JSON document:
+    one parameter, parsed once, where arrays of JSON texts would be quoted element by element."""
+    names = [name for name, _ in _LOG_COLUMNS]
+    document = orjson.dumps([{name: log[name] for name in names} for log in logs], default=str).decode()
+    return (
+        f"INSERT INTO {ContractLog._meta.db_table} (synchronization_id, run_id, created_at, {', '.join(names)}) "
+        f"SELECT %s, %s, %s, {', '.join(f'l.{name}' for name in names)} FROM jsonb_to_recordset(%s::jsonb) "
+        f"AS l({', '.join(f'{name} {kind}' for name, kind in _LOG_COLUMNS)})",
+        [facts.synchronization_id, run_id, now, document],
+    )
 
 
 def contract_apply(*, contract: Contract, item: Item, outcome: Outcome, context: SyncContext, now, run_id: int) -> None:

@@ -462,11 +462,14 @@ def page_plan_record(*, run_id: int, context: SyncContext, number: int, read: Re
         page_cursor(read.objects, config=context.incremental) if context.incremental is not None else (None, 0)
     )
     with transaction.atomic():
-        # Claimed by marking it done, which its transaction undoes if anything below fails.
-        claimed = RunPage.objects.filter(
-            run_id=run_id, number=number, status=RunPage.Status.JUDGED, run__status=SynchronizationRun.Status.RUNNING
-        ).update(status=RunPage.Status.DONE, payload=None, finished_at=timezone.now(), cursor_value=cursor)
-        if not claimed or run is None:
+        # Claimed by marking it done, which its transaction undoes if anything below fails; its contracts are
+        # read with it.
+        states = page_claim(
+            run_id=run_id, number=number, cursor=cursor,
+            synchronization_id=run.synchronization_id if run is not None else None,
+            origin_ids=page_origin_ids(read.objects, id_position=context.rules.id_position),
+        )
+        if states is None or run is None:
             return  # planned already (a redelivered task), or the run ended
         if enrichment is not None:
             # Counted with the plan: a redelivered or retried task that fetched the details again, but
@@ -474,8 +477,49 @@ def page_plan_record(*, run_id: int, context: SyncContext, number: int, read: Re
             runs.run_add_counts(run_id=run_id, enrichments=enrichment.requests,
                                 enrichments_failed=len(enrichment.failures))
         page_record(run=run, context=context, number=number, read=read, sends=sends, enrichment=enrichment,
-                    cursor_missing=cursor_missing)
+                    cursor_missing=cursor_missing, states=states)
         sends.dispatch(run_id=run_id)
+
+
+_PAGES, _RUNS = RunPage._meta.db_table, SynchronizationRun._meta.db_table
+
+
+def page_claim(
+    *, run_id: int, number: int, cursor: Any, synchronization_id: int | None, origin_ids: list[str]
+) -> dict[str, ContractState] | None:
+    """Mark a judged page of a running run done, with its cursor value, and read the contracts of its origin
+    ids; return them, or None when this call did not mark it (a redelivered task's page, a run that ended).
+
+    One statement on PostgreSQL (the contracts are read only if the page was marked), two elsewhere.
+    """
+    field = RunPage._meta.get_field("cursor_value")
+    value = None if cursor is None else field.get_db_prep_value(cursor, connection)
+    postgresql = connection.vendor == "postgresql"
+    claim = (
+        f"UPDATE {_PAGES} SET status = %s, payload = NULL, finished_at = %s, "
+        f"cursor_value = %s{'::jsonb' if postgresql else ''} WHERE run_id = %s AND number = %s AND status = %s "
+        f"AND EXISTS (SELECT 1 FROM {_RUNS} WHERE id = %s AND status = %s)"
+    )
+    params = [RunPage.Status.DONE, connection.ops.adapt_datetimefield_value(timezone.now()), value, run_id, number,
+              RunPage.Status.JUDGED, run_id, SynchronizationRun.Status.RUNNING]
+    if postgresql and synchronization_id is not None:
+        with connection.cursor() as db:
+            db.execute(
+                f"WITH claimed AS ({claim} RETURNING id) SELECT claimed.id, {_STATE_COLUMNS_OF_C} FROM claimed "
+                f"LEFT JOIN {_CONTRACTS} AS c ON c.synchronization_id = %s AND c.origin_id = ANY(%s)",
+                [*params, synchronization_id, origin_ids],
+            )
+            rows = db.fetchall()
+        if not rows:
+            return None
+        return {row[2]: ContractState(row[1], *row[3:]) for row in rows if row[1] is not None}
+    with connection.cursor() as db:
+        db.execute(claim, params)
+        if db.rowcount <= 0:
+            return None
+    if synchronization_id is None:
+        return {}
+    return contract_states(synchronization_id=synchronization_id, origin_ids=origin_ids)
 
 
 def page_enrich(*, run_id: int, context: SyncContext, number: int, read: ReadPage) -> Enrichment | None:
@@ -549,6 +593,8 @@ def pages_skip_after(*, run_id: int, number: int) -> None:
 
 
 _CONTRACTS = Contract._meta.db_table
+_STATE_COLUMNS_OF_C = "c.id, c.origin_id, c.origin_hash, c.config_hash, c.status, c.target_id, c.target_hash, " \
+    "c.last_seen_run_id"
 
 
 def contract_states(*, synchronization_id: int, origin_ids: list[str]) -> dict[str, ContractState]:
@@ -603,10 +649,25 @@ def contracts_ensure(
     return states, created
 
 
-def contracts_mark_seen(*, pks: list[int], run_id: int, now) -> set[int]:
+def contracts_mark_seen(*, pks: list[int], run_id: int, now, counts: dict[str, int] | None = None) -> set[int]:
     """Mark contracts seen by this run (their targets are not deleted as vanished); return those this
-    call marked, not those another page of the run marked before."""
+    call marked, not those another page of the run marked before.
+
+    `counts`: add these to the run's counters too, in the same statement on PostgreSQL.
+    """
     marked: set[int] = set()
+    if connection.vendor == "postgresql" and pks:
+        counted, counted_params = runs.run_counts_sql(run_id=run_id, **counts) if counts else ("", [])
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"WITH marked AS (UPDATE {_CONTRACTS} SET last_seen_run_id = %s, source_last_checked = %s "
+                f"WHERE id = ANY(%s::bigint[]) AND (last_seen_run_id IS NULL OR last_seen_run_id <> %s) RETURNING id)"
+                + (f", counted AS ({counted})" if counted else "") + " SELECT id FROM marked",
+                [run_id, now, pks, run_id, *counted_params],
+            )
+            return {row[0] for row in cursor.fetchall()}
+    if counts:
+        runs.run_add_counts(run_id=run_id, **counts)
     for batch in value_batches(pks) if pks else []:
         where, params = in_values("id", batch)
         with connection.cursor() as cursor:
@@ -678,9 +739,12 @@ def holds_record(*, run: runs.RunFacts, context: SyncContext, holds: list[Planne
 
 def chunks_create(
     *, run: runs.RunFacts, context: SyncContext, number: int, writes: list[Planned],
-    states: dict[str, ContractState],
+    states: dict[str, ContractState], counts: dict[str, int] | None = None,
 ) -> list[int]:
-    """Store the page's changed objects as chunks of planned writes; return their ids."""
+    """Store the page's changed objects as chunks of planned writes; return their ids.
+
+    `counts`: add these to the run's counters too, in the same statement on PostgreSQL.
+    """
     size = context.chunk_size
     chunks = []
     for start in range(0, len(writes), size):
@@ -692,6 +756,23 @@ def chunks_create(
         ]
         chunks.append(RunChunk(run_id=run.pk, page_number=number, size=len(part),
                                items=orjson.dumps(items, default=str).decode()))
+    if chunks and connection.vendor == "postgresql":
+        counted, counted_params = runs.run_counts_sql(run_id=run.pk, **counts) if counts else ("", [])
+        # A row of values a chunk, not arrays: a text array quotes every double quote of the items' JSON.
+        rows = ", ".join("(%s, %s, %s, %s, %s, 0, 0, %s)" for _ in chunks)
+        now = timezone.now()
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"WITH made AS (INSERT INTO {RunChunk._meta.db_table} "
+                f"(run_id, page_number, size, items, status, attempt, progress, created_at) VALUES {rows} "
+                "RETURNING id)" + (f", counted AS ({counted})" if counted else "") + " SELECT id FROM made",
+                [*(value for chunk in chunks
+                   for value in (run.pk, number, chunk.size, chunk.items, RunChunk.Status.QUEUED, now)),
+                 *counted_params],
+            )
+            return [row[0] for row in cursor.fetchall()]
+    if counts:
+        runs.run_add_counts(run_id=run.pk, **counts)
     if not chunks:
         return []
     created = RunChunk.objects.bulk_create(chunks)
@@ -703,24 +784,34 @@ def chunks_create(
 
 def page_record(
     *, run: runs.RunFacts, context: SyncContext, number: int, read: ReadPage, sends: Sends,
-    enrichment: Enrichment | None = None, cursor_missing: int = 0,
+    enrichment: Enrichment | None = None, cursor_missing: int = 0, states: dict[str, ContractState] | None = None,
 ) -> None:
-    """Plan a page's objects and record the plan. Runs in the page's transaction."""
+    """Plan a page's objects and record the plan. Runs in the page's transaction.
+
+    `states`: the contracts of the page's origin ids, if read already (page_claim); else read here.
+    """
     now = timezone.now()
     sync_id = run.synchronization_id
     rules = context.rules
-    states = contract_states(
-        synchronization_id=sync_id, origin_ids=page_origin_ids(read.objects, id_position=rules.id_position)
-    )
+    if states is None:
+        states = contract_states(
+            synchronization_id=sync_id, origin_ids=page_origin_ids(read.objects, id_position=rules.id_position)
+        )
     plan = page_plan(objects=read.objects, hashes=read.hashes, contracts=states, rules=rules, run_id=run.pk,
                      force=run.is_forced, enrichment=enrichment)
     states, created = contracts_ensure(synchronization_id=sync_id, origin_ids=plan.seen, states=states,
                                        run_id=run.pk, now=now)
+    # A page with nothing to write ends with its seen marks: the run's counters go with them, as if every
+    # mark held; a page that lost a contract to another page of the run corrects them below.
+    folded = (
+        page_counts(plan=plan, holds=[], writes=[], cursor_missing=cursor_missing)
+        if not plan.writes and not plan.holds else None
+    )
     # Pages are planned side by side: of two pages with one origin id, the one that marks its contract
     # first keeps it, the other reports a duplicate, as the later page does when reading in order.
     marked = contracts_mark_seen(
         pks=[states[origin_id].pk for origin_id in plan.seen if states[origin_id].pk not in created],
-        run_id=run.pk, now=now,
+        run_id=run.pk, now=now, counts=folded,
     )
     duplicates_set_aside(plan=plan, kept={*created, *marked}, states=states)
     writes = plan.writes
@@ -731,13 +822,25 @@ def page_record(
         writes = [*writes, *(item for item in plan.holds if states[item.origin_id].target_id not in present)]
     holds_record(run=run, context=context, holds=holds, states=states, now=now)
     invalid_record(run=run, plan=plan, states=states, now=now)
-    sends.chunks += chunks_create(run=run, context=context, number=number, writes=writes, states=states)
+    counts = page_counts(plan=plan, holds=holds, writes=writes, cursor_missing=cursor_missing)
+    if folded is not None:
+        # Counted with the seen marks: add what the duplicates set aside changed, if anything.
+        correction = {name: counts[name] - folded[name] for name in counts if counts[name] != folded[name]}
+        if correction:
+            runs.run_add_counts(run_id=run.pk, **correction)
+        counts = None
+    sends.chunks += chunks_create(run=run, context=context, number=number, writes=writes, states=states,
+                                  counts=counts)
+
+
+def page_counts(*, plan: PagePlan, holds: list[Planned], writes: list[Planned], cursor_missing: int) -> dict[str, int]:
+    """Return what a planned page adds to the run's counters."""
     failed = sum(1 for rejected in plan.invalid if rejected.failed)
-    runs.run_add_counts(
-        run_id=run.pk, found=plan.found, filtered=plan.filtered, unchanged=len(plan.unchanged) + len(holds),
-        invalid=len(plan.invalid) - failed, failed=failed, objects_queued=len(writes), pages_fetched=1,
-        pages_ended=1, cursor_missing=cursor_missing,
-    )
+    return {
+        "found": plan.found, "filtered": plan.filtered, "unchanged": len(plan.unchanged) + len(holds),
+        "invalid": len(plan.invalid) - failed, "failed": failed, "objects_queued": len(writes), "pages_fetched": 1,
+        "pages_ended": 1, "cursor_missing": cursor_missing,
+    }
 
 
 def duplicates_set_aside(*, plan: PagePlan, kept: set[int], states: dict[str, ContractState]) -> None:

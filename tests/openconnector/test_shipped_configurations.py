@@ -170,13 +170,25 @@ def test_a_shipped_folder_runs_and_writes_the_objects_openconnector_writes(ran):
         assert actual == resolved(document, actual, location=ran.fake.url), origin_id
 
 
+def within_the_last_page(asked_pages: list[tuple[str, str, tuple]], *, last: list[tuple[str, str, tuple]]):
+    """Drop the list pages asked past the last one OpenConnector asks for: with page numbers up to
+    `concurrency` pages are asked at once (sourceConfig.concurrency, 4 by default), and those found past the
+    end (the empty page) are not read; OpenConnector asks one after another."""
+    def number(request: tuple[str, str, tuple]) -> int:
+        return int(dict(request[2]).get("page", 1))
+
+    end = max(number(request) for request in last)
+    return [request for request in asked_pages if number(request) <= end]
+
+
 def test_a_shipped_folder_asks_for_the_details_openconnector_asks_for(ran):
     location = ran.fake.url
     expected = ran.expected["requests"]
     listed = [r for r in ran.data_requests if unquote(r.path) == expected["list"][0]["path"]]
     details = [r for r in ran.data_requests if r not in listed]
 
-    assert asked(listed) == asked_expected(expected["list"], location=location)  # pages, in order
+    pages = asked_expected(expected["list"], location=location)
+    assert sorted(within_the_last_page(asked(listed), last=pages)) == sorted(pages)
     assert Counter(asked(details)) == Counter(asked_expected(expected["detail"], location=location))
 
 
@@ -240,7 +252,9 @@ def test_a_second_run_asks_for_every_detail_again_as_openconnector_does(ran_twic
     # detail alone (a document added to a zaak) is seen.
     ran, again, _ = ran_twice
     expected = ran.expected["requests"]
+    pages = asked_expected(expected["list"], location=ran.fake.url)
+    listed = [r for r in ran.fake.requests_of("data") if unquote(r.path) == expected["list"][0]["path"]]
+    details = [r for r in ran.fake.requests_of("data") if r not in listed]
 
-    assert Counter(asked(ran.fake.requests_of("data"))) == Counter(
-        asked_expected(expected["list"] + expected["detail"], location=ran.fake.url)
-    )
+    assert sorted(within_the_last_page(asked(listed), last=pages)) == sorted(pages)
+    assert Counter(asked(details)) == Counter(asked_expected(expected["detail"], location=ran.fake.url))

@@ -9,22 +9,16 @@ each case `--repeat` times, median taken:
 
 - a first sync of N records (100 a page, a five-field mapping, validated against a JSON Schema);
 - a re-run with nothing changed, and one with 10% of the records changed;
-- a first sync of 10,000 records from a source answering each page after 100 ms, following next
-  links: its time against pages x latency;
-- a first sync of 4,000 records from a source answering each page after 200 ms, with page numbers,
-  `concurrency` 4 against one page at a time;
-- two such runs at once, on one worker and on two (each of concurrency 2);
+- a first sync of 10,000 records from a source answering each page after 20 ms, and of 2,000 after
+  200 ms, with pages fetched four at a time and one at a time;
 - the worker's peak memory (resident set of its largest process) at N and at 1,000,000 records.
 
 Beside each case the limit pipeline (bench/limit_pipeline.py: fetch, parse, hash, COPY) reads the
-same source in the same minute, and beside the first sync the peer does too: dlt's `rest_api`
-source into PostgreSQL (bench/dlt_peer.py, in its own virtual environment bench/.venv-dlt, made
-here if missing: dlt is never a dependency of the service). The table shows them and the ratios.
+same source in the same minute; the table shows both and their ratio.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import secrets
@@ -77,7 +71,6 @@ from limit_pipeline import limit_run  # noqa: E402
 from contracts.models import SynchronizationRun  # noqa: E402
 from syncapp import runs as sync_runs  # noqa: E402
 from syncapp.configuration import bundle_import  # noqa: E402
-from syncapp.models import Source as SourceRecord  # noqa: E402
 from syncapp.models import Synchronization  # noqa: E402
 
 SCHEMA = {
@@ -182,53 +175,6 @@ def synchronization(*, reference: str, source: Source, pagination: dict, concurr
     return Synchronization.objects.get(reference=reference)
 
 
-DLT_VENV = ROOT / "bench" / ".venv-dlt"
-
-
-def dlt_ensure() -> Path:
-    """Return the python of the peer's virtual environment, made with dlt and its PostgreSQL driver if missing."""
-    python = DLT_VENV / "bin" / "python"
-    if not (DLT_VENV / ".installed").exists():
-        subprocess.run([sys.executable, "-m", "venv", str(DLT_VENV)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "dlt[postgres]>=1.0"], check=True)
-        (DLT_VENV / ".installed").touch()
-    return python
-
-
-def dlt_run(*, python: Path, url: str, records: int) -> float:
-    """Load the bench source with dlt's rest_api source; return the seconds it took."""
-    done = subprocess.run([str(python), "bench/dlt_peer.py", "--url", url, "--dsn", DSN], cwd=ROOT, check=True,
-                          capture_output=True, text=True, env={**os.environ, "RUNTIME__LOG_LEVEL": "WARNING"})
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    if result["records"] != records:
-        raise SystemExit(f"dlt loaded {result['records']} records, not {records}")
-    return result["seconds"]
-
-
-def worker_start(*, log_dir: Path, name: str) -> Process:
-    return Process(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", QUEUE, "--concurrency", "2",
-         "--without-gossip", "--without-mingle", "--loglevel", "INFO", "--hostname", f"{QUEUE}-{name}@%h"],
-        log=log_dir / f"worker-{name}.log", env={"LOG_LEVEL": "WARNING"}, ready="ready",
-    )
-
-
-def runs_together(syncs: list[Synchronization], *, expect: dict[str, int]) -> float:
-    """Start runs of these synchronizations at once; return the seconds until the last has ended."""
-    started = time.perf_counter()
-    runs = [sync_runs.run_start(synchronization=sync) for sync in syncs]
-    for run in runs:
-        while True:
-            run.refresh_from_db()
-            if run.status not in SynchronizationRun.ACTIVE_STATUSES:
-                break
-            time.sleep(0.05)
-        wrong = {name: run.counts[name] for name, value in expect.items() if run.counts[name] != value}
-        if run.status != "succeeded" or wrong:
-            raise SystemExit(f"run {run.pk} ended {run.status} with {run.counts} (expected {expect})")
-    return time.perf_counter() - started
-
-
 def data_clear() -> None:
     with connection.cursor() as cursor:
         cursor.execute(
@@ -258,9 +204,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--million", type=int, default=1_000_000, help="records of the memory case")
     parser.add_argument("--no-million", action="store_true", help="skip the memory case at --million records")
-    parser.add_argument("--next-records", type=int, default=10_000, help="records of the 100 ms next-link case")
-    parser.add_argument("--slow-records", type=int, default=4_000, help="records of the 200 ms page-number cases")
-    parser.add_argument("--no-dlt", action="store_true", help="skip the peer (dlt rest_api into PostgreSQL)")
+    parser.add_argument("--latency-records", type=int, default=10_000, help="records of the 20 ms case")
+    parser.add_argument("--slow-records", type=int, default=2_000, help="records of the 200 ms case")
     parser.add_argument("--concurrency", type=int, default=4, help="sourceConfig.concurrency of the main cases")
     args = parser.parse_args()
     log_dir = ROOT / "var" / "bench"
@@ -268,10 +213,11 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     data_clear()
     Synchronization.objects.all().delete()
-    # An earlier bench's sources point at ports of sources long stopped: their credentials are bound to them.
-    SourceRecord.objects.all().delete()
-    dlt_python = None if args.no_dlt else dlt_ensure()
-    worker = worker_start(log_dir=log_dir, name="one")
+    worker = Process(
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", QUEUE, "--concurrency", "2",
+         "--without-gossip", "--without-mingle", "--loglevel", "INFO", "--hostname", f"{QUEUE}@%h"],
+        log=log_dir / "worker.log", env={"LOG_LEVEL": "WARNING"}, ready="ready",
+    )
     memory = MemoryWatch(worker.process.pid)
     rows: list[tuple[str, float, float | None, str]] = []
     load = os.getloadavg()
@@ -283,15 +229,12 @@ def main() -> None:
                                            "totalPath": "count"})
         cases: dict[str, list[float]] = {"first": [], "unchanged": [], "changed": []}
         limits: dict[str, list[float]] = {"first": [], "unchanged": [], "changed": []}
-        peers: list[float] = []
         peak = 0
         for repeat in range(args.repeat):
             data_clear()
             source.version(1)
             memory.reset()
             limits["first"].append(n / limit_run(url=source.url, dsn=DSN)[1])
-            if dlt_python is not None:
-                peers.append(n / dlt_run(python=dlt_python, url=source.url, records=n))
             cases["first"].append(n / timed_run(sync, expect={"created": n}))
             peak = max(peak, memory.peak)
             limits["unchanged"].append(n / limit_run(url=source.url, dsn=DSN)[1])
@@ -306,59 +249,24 @@ def main() -> None:
                             ("changed", "re-run, 10% changed")):
             service, limit = statistics.median(cases[case]), statistics.median(limits[case])
             rows.append((label, service, limit, f"{service / limit:.0%}"))
-            if case == "first" and peers:
-                peer = statistics.median(peers)
-                rows.append((f"dlt rest_api into PostgreSQL, first sync, {n:,} objects", peer, limit,
-                             f"{peer / limit:.0%}; the service {service / peer:.1f}x dlt"))
 
-        # 100 ms a page, next links: one page after another at best, so pages x latency is the floor.
-        records = args.next_records
-        linked = Source(records=records, latency_ms=100, log_dir=log_dir)
-        next_sync = synchronization(reference="next-100", source=linked, concurrency=1,
-                                    pagination={"type": "next", "nextPath": "next"})
-        timings = []
-        for _ in range(args.repeat):
-            data_clear()
-            timings.append(timed_run(next_sync, expect={"created": records}))
-        linked.process.stop()
-        seconds = statistics.median(timings)
-        floor = -(-records // 100) * 0.1  # the last page has no next link
-        rows.append((f"first sync, {records:,}, 100 ms a page, next links", records / seconds, None,
-                     f"{seconds:.1f} s, {seconds / floor:.2f}x pages x latency ({floor:.1f} s)"))
-
-        # 200 ms a page, page numbers: four pages at once against one at a time, then two runs at once.
-        records = args.slow_records
-        slow = Source(records=records, latency_ms=200, log_dir=log_dir)
-        paged = {"type": "page", "pageSizeParam": "per_page", "pageSize": 100, "totalPath": "count"}
-        by_concurrency: dict[int, list[float]] = {4: [], 1: []}
-        for concurrency in (4, 1):
-            latency_sync = synchronization(reference=f"latency-200-{concurrency}", source=slow,
-                                           concurrency=concurrency, pagination=paged)
-            for _ in range(args.repeat):
-                data_clear()
-                by_concurrency[concurrency].append(timed_run(latency_sync, expect={"created": records}))
-        parallel, sequential = statistics.median(by_concurrency[4]), statistics.median(by_concurrency[1])
-        rows.append((f"first sync, {records:,}, 200 ms a page, 4 pages at once", records / parallel, None,
-                     f"{sequential / parallel:.1f}x one page at a time"))
-        rows.append((f"first sync, {records:,}, 200 ms a page, one page at a time", records / sequential, None, ""))
-        pair = [synchronization(reference=f"pair-{which}", source=slow, concurrency=4, pagination=paged)
-                for which in ("a", "b")]
-        by_workers: dict[int, list[float]] = {1: [], 2: []}
-        for workers in (1, 2):
-            second = worker_start(log_dir=log_dir, name="two") if workers == 2 else None
-            try:
+        for records, latency in ((args.latency_records, 20), (args.slow_records, 200)):
+            slow = Source(records=records, latency_ms=latency, log_dir=log_dir)
+            timings: dict[int, list[float]] = {4: [], 1: []}
+            for concurrency in (4, 1):
+                latency_sync = synchronization(
+                    reference=f"latency-{latency}-{concurrency}", source=slow, concurrency=concurrency,
+                    pagination={"type": "page", "pageSizeParam": "per_page", "pageSize": 100, "totalPath": "count"},
+                )
                 for _ in range(args.repeat):
                     data_clear()
-                    by_workers[workers].append(runs_together(pair, expect={"created": records}))
-            finally:
-                if second is not None:
-                    second.stop()
-        one, two = statistics.median(by_workers[1]), statistics.median(by_workers[2])
-        rows.append((f"two runs at once, {records:,} each, 200 ms a page, 4 at once, two workers",
-                     2 * records / two, None, f"{one / two:.2f}x one worker"))
-        rows.append((f"two runs at once, {records:,} each, 200 ms a page, 4 at once, one worker",
-                     2 * records / one, None, ""))
-        slow.process.stop()
+                    timings[concurrency].append(timed_run(latency_sync, expect={"created": records}))
+            slow.process.stop()
+            parallel, sequential = statistics.median(timings[4]), statistics.median(timings[1])
+            rows.append((f"first sync, {records:,}, {latency} ms a page, 4 pages at once", records / parallel, None,
+                         f"{sequential / parallel:.1f}x faster"))
+            rows.append((f"first sync, {records:,}, {latency} ms a page, one page at a time", records / sequential,
+                         None, ""))
         rows.append((f"worker peak RSS, {n:,} objects", peak / 2**20, None, "MB"))
         if not args.no_million:
             data_clear()

@@ -1,10 +1,7 @@
 """One page of a run: fetch it, judge it in page order, plan it and record the plan in bulk.
 
-A page's task reads on (`pages_read`): the request of the page after it leaves as soon as it is
-known (a next link or cursor once the answer before it is read, before that page is judged and
-planned), and with page numbers or offsets up to the reader's `concurrency` requests are out at once,
-in threads of the task (`PageFetcher`), so worker concurrency does not cap them. After a while, or
-when a fetch ahead fails, the pages it holds go to tasks of their own. Pages are *judged* strictly in page order, by
+Pages are fetched by their own tasks, up to the reader's `concurrency` at once when the next
+requests are known ahead (page numbers, offsets). They are *judged* strictly in page order, by
 whichever task finds the lowest unjudged page fetched (`pages_judge`): is the page part of the run,
 and what is the next one. So the end of the source and a repeated page are found exactly as reading
 one page after another finds them, and a page fetched ahead past the end is skipped, not counted.
@@ -18,17 +15,12 @@ a task redelivered after a worker died between that commit and the sending sends
 """
 from __future__ import annotations
 
-import contextvars
 import logging
-import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import orjson
-from django import db
-from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import ExpressionWrapper, IntegerField, Subquery
 from django.utils import timezone
@@ -40,7 +32,7 @@ from syncapp.budget import PageBudget, PageTooLarge, value_size
 from syncapp.bulk import in_values, rows_update, value_batches
 from syncapp.enrichment import Enrichment, objects_enrich
 from syncapp.errors import PaginationError, SourceError
-from syncapp.http import RateLimited, Wait, retry_after_bound
+from syncapp.http import Wait
 from syncapp.incremental import page_cursor
 from syncapp.runs.context import SyncContext, context_for_run
 from syncapp.runs.finish import run_close_if_complete
@@ -87,189 +79,6 @@ def page_fetch(*, context: SyncContext, run_id: int, number: int, request: dict[
     return Answer(number=number, fetched=fetched)
 
 
-# How many pages, and how long, one task reads in a row before it leaves the next to a task of its own:
-# a task holds its message unacknowledged while it runs (acks_late), a broker redelivers a message held
-# too long, and a task past its time limit is stopped.
-CHAIN_PAGES = 100
-CHAIN_SHARE_OF_TIME_LIMIT = 0.2
-
-
-class PageFetcher:
-    """Fetch pages of a run in threads of this task, up to `width` at once.
-
-    Every request goes through the one HTTP layer, as a page's own task would send it: the egress
-    checks, the source's request budget and its rate limits hold for each. Waits are counted on the
-    run by the task's own thread when it takes the answer, so the threads write nothing themselves.
-    """
-
-    def __init__(self, *, context: SyncContext, run_id: int, width: int):
-        self.context = context
-        self.run_id = run_id
-        self.pool = ThreadPoolExecutor(max_workers=max(1, width), thread_name_prefix=f"run-{run_id}-pages")
-        self.held: dict[int, tuple[dict[str, Any], Future]] = {}
-        self.limited: dict[int, RateLimited] = {}
-        self.unanswered: set[int] = set()  # taken without an answer: their own tasks ask again
-
-    def __enter__(self) -> PageFetcher:
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
-        self.hand_over(store=kind is None)
-
-    def submit(self, *, number: int, request: dict[str, Any]) -> None:
-        """Send the request of a page, unless that same request is out already."""
-        held = self.held.get(number)
-        if held is not None and self.context.reader.same_request(held[0], request):
-            return
-        # In a copy of this thread's context: its log lines name the run and page it works for.
-        self.held[number] = (request, self.pool.submit(contextvars.copy_context().run, self._fetch, number, request))
-
-    def _fetch(self, number: int, request: dict[str, Any]) -> tuple[Answer | RateLimited, list[Wait]]:
-        waits: list[Wait] = []
-        try:
-            fetched = self.context.reader.fetch(request=request, on_wait=waits.append)
-        except RateLimited as limited:
-            return limited, waits  # with the waits before it, which count all the same
-        except SourceError as error:
-            return Answer(number=number, fetched=None, error=str(error)), waits
-        finally:
-            db.connections.close_all()  # the connections this thread opened (a rate limit's state), if any
-        return Answer(number=number, fetched=fetched), waits
-
-    def holds(self, number: int) -> bool:
-        return number in self.held
-
-    def ready(self, number: int) -> bool:
-        """Return whether a page's answer (or its failure) has come."""
-        return number in self.held and self.held[number][1].done()
-
-    def take(self, number: int) -> Answer | None:
-        """Wait for a page's answer; None when its fetch raised (a long rate limit): its own task asks again."""
-        _, future = self.held.pop(number)
-        try:
-            answer, waits = future.result()
-        except Exception as error:
-            self.unanswered.add(number)
-            logger.warning("run %s page %s: fetched ahead in vain (%s); its own task asks again", self.run_id,
-                           number, error)
-            return None
-        for wait in waits:
-            wait_count(run_id=self.run_id, wait=wait)
-        if isinstance(answer, RateLimited):
-            self.limited[number] = answer
-            self.unanswered.add(number)
-            return None
-        return answer
-
-    def hand_over(self, *, store: bool) -> None:
-        """Leave the pages still held to tasks of their own, with the answers that came (when `store`).
-
-        A page the source asked to wait goes to its own task without an answer: it finds the wait
-        stored on the source (or the budget still spent) and waits, retries later or defers as any
-        page's task does, without asking the source again before.
-        """
-        numbers = sorted(self.held)
-        answers = {number: self.take(number) for number in numbers} if store else {}
-        self.pool.shutdown(wait=store, cancel_futures=True)
-        self.held.clear()
-        # A wait too long for a task to be retried after is deferred: nothing is left until then, and
-        # the answers after it are not kept waiting that long (their tasks defer them too).
-        deferred = [number for number, limited in self.limited.items()
-                    if settings.TASKS_IN_PROCESS or limited.wait_seconds > retry_after_bound()]
-        first_deferred = min(deferred, default=None)
-        for number, answer in answers.items():
-            if answer is not None and (first_deferred is None or number < first_deferred):
-                _answer_store(run_id=self.run_id, answer=answer)
-        # Pages never made (fetched past the end of the run) or ended meanwhile: their tasks do nothing.
-        dispatch.pages_fetch(run_id=self.run_id, numbers=sorted({*numbers, *self.unanswered}))
-
-
-def pages_read(*, run_id: int, context: SyncContext, number: int, request: dict[str, Any]) -> None:
-    """Fetch this task's page, judge the pages whose turn it is and plan this task's own, then read on.
-
-    The request of the page after it leaves as soon as it is known, not once the page is planned:
-    a next link or a cursor when the answer before it has been read, page numbers and offsets up to
-    the reader's `concurrency` at once, fetched by this task's threads (PageFetcher), so worker
-    concurrency does not cap them. Pages are judged in order all the same, one after another.
-    """
-    answer: Answer | None = page_fetch(context=context, run_id=run_id, number=number, request=request)
-    if not getattr(context.reader, "fetches_in_threads", False):
-        # Read in the task itself, one page a task, as before.
-        pages_judge(run_id=run_id, context=context, in_hand=answer)
-        return
-    until = time.monotonic() + settings.CELERY_TASK_SOFT_TIME_LIMIT * CHAIN_SHARE_OF_TIME_LIMIT
-    first = number
-    with PageFetcher(context=context, run_id=run_id, width=context.reader.concurrency) as fetcher:
-        for _ in range(CHAIN_PAGES):
-            try:
-                if not page_read_on(run_id=run_id, context=context, fetcher=fetcher, number=number, answer=answer):
-                    return
-            except Exception:
-                if number == first:
-                    raise  # this task's own page: the task records what went wrong, as before
-                # A page read on: its own task takes it up again and meets this as a page's task does.
-                logger.warning("run %s page %s: left to its own task after an error", run_id, number, exc_info=True)
-                dispatch.pages_fetch(run_id=run_id, numbers=[number])
-                return
-            number += 1
-            if not fetcher.holds(number) or time.monotonic() > until:
-                return  # the pages it holds go to tasks of their own, with the answers that came
-            answer = fetcher.take(number)
-
-
-def page_read_on(
-    *, run_id: int, context: SyncContext, fetcher: PageFetcher, number: int, answer: Answer | None
-) -> bool:
-    """Judge and plan (or hand to another task to plan) a page this task fetched; return whether to read on."""
-    head = _head(run_id)
-    if answer is None or head is None or head["number"] != number or head["status"] != RunPage.Status.QUEUED:
-        if answer is not None:
-            # Not its turn: kept for the task that judges the page before it.
-            pages_judge(run_id=run_id, context=context, in_hand=answer)
-        return False
-    read = page_read_ahead(context=context, fetcher=fetcher, head=head, answer=answer)
-    # When the next answer is in already, the source is faster than this task plans: another task plans
-    # this page (from its answer kept on it) while this one judges on. Tasks in process have no other
-    # task to run beside this one.
-    hand_off = not settings.TASKS_IN_PROCESS and fetcher.ready(number + 1)
-    judged = page_judge(run_id=run_id, context=context, head=head, answer=answer, keep=hand_off, read=read,
-                        fetcher=fetcher)
-    if judged is None:
-        return False
-    if not fetcher.holds(number + 1):
-        # Pages after it that tasks of their own fetched ahead (a page sent again) are judged now too.
-        pages_judge(run_id=run_id, context=context)
-    if hand_off:
-        dispatch.pages_fetch(run_id=run_id, numbers=[number])
-    else:
-        page_plan_record(run_id=run_id, context=context, number=number, read=judged)
-    return True
-
-
-def page_read_ahead(
-    *, context: SyncContext, fetcher: PageFetcher, head: dict[str, Any], answer: Answer
-) -> ReadPage | None:
-    """Read a page from its answer and send the request of the page after it at once, before it is judged.
-
-    Return the page read, or None when page_judge is to read it (a wrong guess, an error it records).
-    """
-    reader = context.reader
-    if answer.fetched is None or not reader.same_request(answer.fetched.request, head["request"]):
-        return None
-    try:
-        read = reader.page(request=head["request"], fetched=answer.fetched)
-    except (SourceError, PaginationError):
-        return None
-    if reader.concurrency > 1 and reader.ahead(request=head["request"], steps=1) is not None:
-        # Page numbers or offsets read several at once: the next pages were made, and asked for, when the
-        # pages before them were judged (and another task may hold the answer of one already).
-        return read
-    max_pages = reader.max_pages
-    if read.next_request is not None and (max_pages is None or head["number"] < max_pages):
-        fetcher.submit(number=head["number"] + 1, request=read.next_request)
-    return read
-
-
 def page_process(*, run_id: int, page_number: int) -> None:
     """Do what a page needs next: fetch it, judge the pages whose turn it is, or plan it."""
     page = (
@@ -284,7 +93,8 @@ def page_process(*, run_id: int, page_number: int) -> None:
         if run["status"] != SynchronizationRun.Status.RUNNING and not runs.run_mark_running(run_id=run_id):
             return
         context = context_for_run(synchronization_id=run["synchronization_id"], run_id=run_id)
-        pages_read(run_id=run_id, context=context, number=page_number, request=page["request"])
+        answer = page_fetch(context=context, run_id=run_id, number=page_number, request=page["request"])
+        pages_judge(run_id=run_id, context=context, in_hand=answer)
     elif run["status"] == SynchronizationRun.Status.RUNNING:
         context = context_for_run(synchronization_id=run["synchronization_id"], run_id=run_id)
         if page["status"] == RunPage.Status.JUDGED:
@@ -368,15 +178,12 @@ def pages_judge(*, run_id: int, context: SyncContext, in_hand: Answer | None = N
 
 
 def page_judge(
-    *, run_id: int, context: SyncContext, head: dict[str, Any], answer: Answer, keep: bool,
-    read: ReadPage | None = None, fetcher: PageFetcher | None = None,
+    *, run_id: int, context: SyncContext, head: dict[str, Any], answer: Answer, keep: bool
 ) -> ReadPage | None:
     """Judge the run's next page in order: is it part of the run, and what comes after it.
 
     Return the page read, or None when another task took it, the run has ended, or the page failed.
-    `keep` keeps its answer on the page for the task that will plan it. `read` is the page as read
-    from this answer already; the pages made after it are fetched by `fetcher` when given, else by
-    tasks sent for them.
+    `keep` keeps its answer on the page for the task that will plan it.
     """
     reader = context.reader
     request = head["request"]
@@ -384,9 +191,9 @@ def page_judge(
         # Fetched ahead on a guess that the page before proved wrong: ask what reading in order asks.
         answer = page_fetch(context=context, run_id=run_id, number=head["number"], request=request)
         keep = True
-        read = None
+    read: ReadPage | None = None
     error = answer.error
-    if answer.fetched is not None and read is None:
+    if answer.fetched is not None:
         try:
             read = reader.page(request=request, fetched=answer.fetched)
         except (SourceError, PaginationError) as problem:
@@ -410,11 +217,6 @@ def page_judge(
         runs.run_add_counts(run_id=run_id, pages_judged=1)
         pages_follow(run_id=run_id, context=context, number=head["number"], following=read.next_request,
                      sends=sends)
-        if fetcher is not None:
-            # This task fetches them itself, so worker concurrency does not cap the requests in flight.
-            for number in sends.pages:
-                fetcher.submit(number=number, request=sends.requests[number])
-            sends.pages = []
         sends.dispatch(run_id=run_id)
     return read
 
@@ -557,7 +359,6 @@ class Sends:
 
     def __init__(self) -> None:
         self.pages: list[int] = []
-        self.requests: dict[int, dict[str, Any]] = {}
         self.chunks: list[int] = []
 
     def dispatch(self, *, run_id: int) -> None:
@@ -902,22 +703,16 @@ def pages_follow(
     ]
     RunPage.objects.bulk_create(new, ignore_conflicts=True)
     sends.pages += [page.number for page in new]
-    sends.requests.update((page.number, page.request) for page in new)
 
 
 def work_resend(*, run_id: int, from_page: int, window: int) -> None:
     """Send again what planning from this page on may have left unsent: its open chunks and next pages."""
     chunks = RunChunk.objects.filter(run_id=run_id, page_number__gte=from_page, status=RunChunk.Status.QUEUED)
     dispatch.chunks_write(run_id=run_id, chunk_ids=list(chunks.values_list("pk", flat=True)))
-    # The first pages still queued after it, wherever they are: a task that read on past its own page
-    # (pages_read) leaves the pages it made to its threads, not to tasks.
-    pages = RunPage.objects.filter(run_id=run_id, status=RunPage.Status.QUEUED, number__gt=from_page).order_by(
-        "number"
-    )[:window]
-    # And the pages judged but not planned after it: a task that read on may have died between the two.
-    judged = RunPage.objects.filter(run_id=run_id, status=RunPage.Status.JUDGED, number__gt=from_page)
-    dispatch.pages_fetch(run_id=run_id, numbers=[*pages.values_list("number", flat=True),
-                                                 *judged.values_list("number", flat=True)])
+    pages = RunPage.objects.filter(
+        run_id=run_id, status=RunPage.Status.QUEUED, number__gt=from_page, number__lte=from_page + window
+    )
+    dispatch.pages_fetch(run_id=run_id, numbers=list(pages.values_list("number", flat=True)))
 
 
 def page_fail(*, run_id: int, number: int, message: str) -> None:

@@ -162,7 +162,6 @@ class ApiReader(ReaderKind):
     """Pages of an HTTP API: its pagination, authentication, rate limits and answers (JSON or XML)."""
 
     declaration = ApiSourceConfig
-    fetches_in_threads = True  # its calls go through the HTTP layer, per thread
 
     def __init__(self, synchronization: Synchronization):
         self.source: Source = synchronization.source

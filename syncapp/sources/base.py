@@ -92,9 +92,6 @@ class ReaderKind:
     # Where the origin id of each object is, when the reader knows better than sourceConfig.idPosition (a
     # database source's id column); None: idPosition says.
     id_position: str | None = None
-    # Whether a run's task may fetch its pages in threads of its own (syncapp.runs.pages.PageFetcher): a
-    # reader whose fetch reads the service's own database would not see what the task has not committed.
-    fetches_in_threads: ClassVar[bool] = False
 
     @staticmethod
     def config_problems(source_config: dict[str, Any], *, path: str) -> list[str]:

@@ -5,7 +5,6 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from contracts import runs as contract_runs
 from contracts.models import ContractLog, RunChunk, RunPage, SynchronizationContract
 from syncapp import runs as sync_runs
 from syncapp.configuration import bundle_import
@@ -64,16 +63,6 @@ def test_a_page_and_a_chunk_issue_the_same_queries_for_10_and_for_100_objects():
     assert few["first page"] < 30 and few["first chunk"] < 40 and few["re-run page"] < 30
 
 
-def first_page_alone(run) -> None:
-    """Judge and plan a run's first page as a task that reads no further would, leaving the next to tasks."""
-    context = context_for_run(synchronization_id=run.synchronization_id, run_id=run.pk)
-    contract_runs.run_mark_running(run_id=run.pk)
-    head = RunPage.objects.filter(run=run, number=1).values("pk", "number", "status", "request")[0]
-    answer = pages.page_fetch(context=context, run_id=run.pk, number=1, request=head["request"])
-    read = pages.page_judge(run_id=run.pk, context=context, head=head, answer=answer, keep=False)
-    pages.page_plan_record(run_id=run.pk, context=context, number=1, read=read)
-
-
 def test_pages_fetched_out_of_order_are_planned_in_order(held_tasks):  # noqa: F811
     # Given a page-number source of three pages and an empty one, read four pages at a time
     items = [{**animal, "status": "active"} for animal in generate_animals(count=25, seed=1)]
@@ -88,7 +77,7 @@ def test_pages_fetched_out_of_order_are_planned_in_order(held_tasks):  # noqa: F
                               "concurrency": 4}
         sync.save()
         run = sync_runs.run_start(synchronization=sync)
-        first_page_alone(run)
+        pages.page_process(run_id=run.pk, page_number=1)
         assert set(RunPage.objects.filter(run=run).values_list("number", "status")) == {
             (1, "done"), (2, "queued"), (3, "queued"), (4, "queued"), (5, "queued"),
         }
@@ -133,7 +122,7 @@ def test_of_two_pages_planned_side_by_side_with_one_origin_id_the_first_planned_
                               "concurrency": 4}
         sync.save()
         run = sync_runs.run_start(synchronization=sync)
-        first_page_alone(run)
+        pages.page_process(run_id=run.pk, page_number=1)
         # judged in order, by tasks that then died before planning them
         context = context_for_run(synchronization_id=sync.pk, run_id=run.pk)
         for number in (2, 3, 4):

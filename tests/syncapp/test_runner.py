@@ -307,7 +307,10 @@ def test_a_schedule_fires_under_the_runner_and_the_admin_shows_its_next_run_and_
     due_after = schedules.synchronization_next_run(sync)
     shown = {f"{timezone.localtime(due):%Y-%m-%d %H:%M:%S %Z}" for due in (due_before, due_after)}
     assert "No scheduler is running" not in page
-    assert "Next run" in page and any(text in page for text in shown)
+    # (the list shows it as "next <day> <time>" under the schedule, the page whole beside "Next run")
+    assert any(f"{day}</span> <span" in page and time_of_day in page
+               for day, _, time_of_day in (text.partition(" ") for text in shown))
+    assert "Next run" in change and any(text in change for text in shown)
     assert "Schedules last ticked" in change and f"sync serve on {socket.gethostname()}" in change
     status_after = io.StringIO()
     call_command("sync", "status", stdout=io.StringIO(), stderr=status_after)

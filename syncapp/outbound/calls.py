@@ -20,12 +20,13 @@ source, the api target and enrichment all call through here.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
 import tempfile
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -542,6 +543,24 @@ def decode_body(response: requests.Response, *, url: str, secrets: Iterable[str]
 _CALL_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 
+@contextlib.contextmanager
+def source_errors(*, secrets: Iterable[str]) -> Iterator[None]:
+    """Raise the HTTP layer's errors of a call to a source as the service's source errors, its secrets
+    redacted (a rate limit stays a rate limit, for the caller to wait or defer)."""
+    secrets = list(secrets)
+    try:
+        yield
+    except TransientHttpError as error:
+        raise TransientSourceError(redact(str(error), secrets)) from None
+    except HttpError as error:
+        raise SourceError(redact(str(error), secrets)) from None
+    except AuthenticationFailed as error:
+        raise SourceError(redact(str(error), secrets)) from None
+    except RateLimited as limited:
+        raise RateLimited(redact(str(limited), secrets), wait_seconds=limited.wait_seconds,
+                          url=limited.url) from None
+
+
 def source_call(*, source: Source, endpoint: str, method: str = "GET", configuration: dict[str, Any] | None = None,
                 on_wait: OnWait | None = None) -> str:
     """Send one request to a source as OpenConnector's callSource does, through this service's HTTP layer
@@ -574,17 +593,13 @@ def source_call(*, source: Source, endpoint: str, method: str = "GET", configura
             f"({source.location}); SYNC_CROSS_HOST_REQUESTS is refuse"
         )
     body = configuration.get("body")
-    try:
+    with source_errors(secrets=auth.secrets):
         response = http_request(
             method=method, url=url, params=params, headers=headers, json=configuration.get("json"),
             data=body if isinstance(body, str | bytes) else None, timeout=call.timeout, verify=call.verify,
             source=source, secret_params=auth.credentials.secret_params,
             secret_headers=auth.credentials.secret_headers, secrets=auth.secrets, on_wait=on_wait,
         )
-    except TransientHttpError as error:
-        raise TransientSourceError(redact(str(error), auth.secrets)) from None
-    except HttpError as error:
-        raise SourceError(redact(str(error), auth.secrets)) from None
     try:
         return response.content.decode("utf-8")
     except UnicodeDecodeError:

@@ -9,13 +9,13 @@ from typing import Any, BinaryIO
 
 from django.conf import settings
 
-from syncapp.authentication import AuthenticationFailed, CredentialsError, authenticator_for
+from syncapp.authentication import CredentialsError, authenticator_for
 from syncapp.egress import cross_host_refused, same_origin
-from syncapp.errors import SourceError, TransientSourceError
-from syncapp.http import BodyLimits, HttpError, OnWait, RateLimited, TransientHttpError, http_request
+from syncapp.errors import SourceError
+from syncapp.http import BodyLimits, OnWait, http_request
 from syncapp.models import Source
-from syncapp.outbound.calls import call_settings
-from syncapp.outbound.masking import mask_url, redact
+from syncapp.outbound.calls import call_settings, source_errors
+from syncapp.outbound.masking import mask_url
 from syncapp.outbound.masking import snippet as redacted_snippet
 from syncapp.outbound.urls import url_join
 
@@ -86,7 +86,7 @@ def file_fetch(
                           "SYNC_CROSS_HOST_REQUESTS is refuse")
     if own_host:
         auth.apply(headers=headers, params=params)
-    try:
+    with source_errors(secrets=auth.secrets):
         def send():
             return http_request(
                 method=method, url=url, params=params, headers=headers, timeout=call.timeout, verify=call.verify,
@@ -100,15 +100,6 @@ def file_fetch(
             auth.refresh()  # a cached token may have been revoked: a new one, once
             auth.apply(headers=headers, params=params)
             response = send()
-    except TransientHttpError as error:
-        raise TransientSourceError(redact(str(error), auth.secrets)) from None
-    except HttpError as error:
-        raise SourceError(redact(str(error), auth.secrets)) from None
-    except AuthenticationFailed as error:
-        raise SourceError(redact(str(error), auth.secrets)) from None
-    except RateLimited as limited:
-        raise RateLimited(redact(str(limited), auth.secrets), wait_seconds=limited.wait_seconds,
-                          url=limited.url) from None
     final = mask_url(response.url or url, secret_params=secret_params)
     if response.status_code == 304 and (etag or last_modified):
         return FetchedFile(url=shown, final_url=final, not_modified=True, headers=dict(response.headers))

@@ -65,15 +65,15 @@ from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
 
-from syncapp.authentication import AuthenticationFailed, CredentialsError, authenticator_for
+from syncapp.authentication import CredentialsError, authenticator_for
 from syncapp.budget import PageBudget
 from syncapp.egress import location_problems as url_location_problems
-from syncapp.errors import SourceError, TransientSourceError
+from syncapp.errors import SourceError
 from syncapp.hashing import hash_value
-from syncapp.http import BodyLimits, HttpError, OnWait, RateLimited, TransientHttpError, http_request
+from syncapp.http import BodyLimits, OnWait, http_request
 from syncapp.models import Source, Synchronization
-from syncapp.outbound.calls import call_settings, configuration_problems, source_config_problems
-from syncapp.outbound.masking import mask_url, redact
+from syncapp.outbound.calls import call_settings, configuration_problems, source_config_problems, source_errors
+from syncapp.outbound.masking import mask_url
 from syncapp.outbound.masking import snippet as redacted_snippet
 from syncapp.sources.base import Fetched, ReaderKind, ReadPage, reader_type, source_record_check
 from syncapp.sources.declarations import CallOptions, HttpSourceConfiguration, RunSettings
@@ -886,7 +886,7 @@ class FileReader(ReaderKind):
                        limits: BodyLimits, shown: str, on_wait: OnWait | None) -> dict[str, Any]:
         """Write the file at the source's URL into `sink`; return its stamp (size and SHA-256)."""
         secret_params = auth.credentials.secret_params
-        try:
+        with source_errors(secrets=auth.secrets):
             def get():
                 return http_request(
                     method="GET", url=self.location, params=params, headers=headers, timeout=call.timeout,
@@ -909,15 +909,6 @@ class FileReader(ReaderKind):
             stamp = {"size": sink.seek(0, os.SEEK_END), "sha256": _sha256_file(sink)}
             sink.seek(0)
             return stamp
-        except TransientHttpError as error:
-            raise TransientSourceError(redact(str(error), auth.secrets)) from None
-        except HttpError as error:
-            raise SourceError(redact(str(error), auth.secrets)) from None
-        except AuthenticationFailed as error:
-            raise SourceError(redact(str(error), auth.secrets)) from None
-        except RateLimited as limited:
-            raise RateLimited(redact(str(limited), auth.secrets), wait_seconds=limited.wait_seconds,
-                              url=limited.url) from None
 
 
 def _sha256_file(handle: IO[bytes]) -> str:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import logging
 
 import pytest
 from django.core.management import call_command
@@ -34,3 +35,14 @@ def test_running_the_demo_twice_starts_from_an_empty_register_each_time():
 
     first = next(line for line in out.getvalue().splitlines() if line.startswith("First run"))
     assert "unchanged 0," in first
+
+
+@pytest.mark.usefixtures("transactional_db", "in_process_tasks")
+def test_the_demo_quiets_the_run_logs_for_itself_only():
+    # Given the process's log levels (a test's process goes on after the demo, and logs at INFO)
+    levels = {name: logging.getLogger(name).level for name in ("contracts", "syncapp")}
+
+    call_command("demo", "--count", "30", stdout=io.StringIO())
+
+    # Then the demo's quiet ended with it
+    assert {name: logging.getLogger(name).level for name in levels} == levels

@@ -31,9 +31,19 @@ class Command(BaseCommand):
         parser.add_argument("--show", type=int, default=5, help="Objects to print from the register.")
 
     def handle(self, *args, count: int, show: int, **options) -> None:
-        # The demo prints its own summary; the per-run log lines would only repeat it.
-        logging.getLogger("contracts").setLevel(logging.WARNING)
-        logging.getLogger("syncapp").setLevel(logging.WARNING)
+        # The demo prints its own summary; the per-run log lines would only repeat it. Quiet for the demo
+        # only: a process that goes on after it (a test calling it) keeps its log lines.
+        loggers = [logging.getLogger(name) for name in ("contracts", "syncapp")]
+        levels = [logger.level for logger in loggers]
+        for logger in loggers:
+            logger.setLevel(logging.WARNING)
+        try:
+            self._demo(count=count, show=show)
+        finally:
+            for logger, level in zip(loggers, levels, strict=True):
+                logger.setLevel(level)
+
+    def _demo(self, *, count: int, show: int) -> None:
         with SampleSource(records=generate_animals(count=count)) as source:
             self.stdout.write(f"Sample source serving {count} animals at {source.url}/animals")
             port = source.url.rsplit(":", 1)[1]

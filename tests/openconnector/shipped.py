@@ -23,8 +23,8 @@ SHAREPOINT_CLIENT = {
 
 
 def configurations_dir() -> Path:
-    """Return the folder of OpenConnector's shipped configurations (SYNC_OC_CONFIGURATIONS overrides)."""
-    return Path(os.environ.get("SYNC_OC_CONFIGURATIONS") or CONFIGURATIONS).resolve()
+    """Return the folder of OpenConnector's shipped configurations (SYNC_OPENCONNECTOR_CONFIGURATIONS overrides)."""
+    return Path(os.environ.get("SYNC_OPENCONNECTOR_CONFIGURATIONS") or CONFIGURATIONS).resolve()
 
 
 def documents(folder: Path, kind: str) -> dict[Path, dict[str, Any]]:

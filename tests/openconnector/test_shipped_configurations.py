@@ -30,7 +30,8 @@ from tests.openconnector.shipped import FOLDERS, configurations_dir, expected_of
 
 if not configurations_dir().is_dir():
     pytest.fail(
-        f"OpenConnector's shipped configurations are not at {configurations_dir()} (set SYNC_OC_CONFIGURATIONS)",
+        f"OpenConnector's shipped configurations are not at {configurations_dir()} "
+        "(set SYNC_OPENCONNECTOR_CONFIGURATIONS)",
         pytrace=False,
     )
 

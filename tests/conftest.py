@@ -159,6 +159,17 @@ class WorkerProcess:
         self._log.close()
 
 
+def process_group_stop(process: subprocess.Popen) -> None:
+    """Stop a subprocess started in a process group of its own, with its children: asked, then killed."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=20)
+
+
 def purge_queue(queue: str) -> None:
     with celery_app.connection_for_write() as connection:
         connection.default_channel.queue_purge(queue)
@@ -232,13 +243,7 @@ class S3Server:
         return self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
 
     def stop(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=20)
+        process_group_stop(self.process)
         self._log.close()
 
 

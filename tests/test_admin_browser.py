@@ -25,7 +25,7 @@ from contracts.models import ContractLog, SynchronizationRun
 from syncapp.models import Object
 from syncapp.sample_source import generate_animals
 from syncapp.sources import source_config_schemas
-from tests.conftest import ROOT, TEST_NETWORKS, _worker_database_url
+from tests.conftest import ROOT, TEST_NETWORKS, _worker_database_url, process_group_stop
 from tests.loopback import LoopbackServer, Request
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
@@ -91,13 +91,7 @@ class ServerProcess:
         self._log.close()
 
     def stop(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=20)
+        process_group_stop(self.process)
         self._log.close()
 
 

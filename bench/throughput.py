@@ -1,24 +1,33 @@
-"""Throughput and memory of the service against the practical limit, on this machine.
+"""Throughput and memory of the service against the practical limit and against dlt, on this machine.
 
-    bash bench/run.sh                      # the whole table (about 15 minutes)
-    bash bench/run.sh --records 20000 --repeat 1 --no-million   # a quick look
+    bash bench/run.sh                      # the whole table (30 to 45 minutes)
+    bash bench/run.sh --records 5000 --repeat 1 --no-million   # a quick look (add --no-dlt to skip dlt)
 
 Starts the bench source API (bench/source_api.py) and a real Celery worker (concurrency 2) on the
 machine's Redis and PostgreSQL (database sync_bench, emptied of this benchmark's data), then runs,
 each case `--repeat` times, median taken:
 
-- a first sync of N records (100 a page, a five-field mapping, validated against a JSON Schema);
-- a re-run with nothing changed, and one with 10% of the records changed;
-- a first sync of 10,000 records from a source answering each page after 20 ms, and of 2,000 after
-  200 ms, with pages fetched four at a time and one at a time;
+- a first sync of N records (100 a page by page number, a five-field mapping, validated against a
+  JSON Schema), a re-run with nothing changed, and one with 10% of the records changed; beside each,
+  in the same minute, the limit pipeline (bench/limit_pipeline.py: fetch, parse, hash, COPY) and the
+  peer, dlt's `rest_api` source into PostgreSQL (bench/dlt_peer.py, in its own virtual environment
+  bench/.venv-dlt, database sync_bench_dlt). dlt has no change detection: on the re-runs it loads
+  everything again, so its figure there is a full reload;
+- (a) a first sync from a source answering each page after 100 ms, followed by its next links: the
+  run's time against pages x latency, what reading one page after another cannot go below;
+- (b) the same after 200 ms a page by page number, sourceConfig.concurrency 4 against 1, on the one
+  worker of concurrency 2;
+- (c) the same 200 ms source, two worker processes (a second Celery worker, concurrency 2, its own
+  hostname) against the one, with sourceConfig.concurrency 8 so that the workers are the bound;
 - the worker's peak memory (resident set of its largest process) at N and at 1,000,000 records.
 
-Beside each case the limit pipeline (bench/limit_pipeline.py: fetch, parse, hash, COPY) reads the
-same source in the same minute; the table shows both and their ratio.
+The table at the end (markdown) gives each figure with its goal (issue 24) and whether it is met.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import os
 import platform
 import secrets
@@ -29,6 +38,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -38,6 +48,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 DSN = os.environ.get("BENCH_DATABASE_URL", "postgresql://root@127.0.0.1:5432/sync_bench")
 BROKER = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/14")
+# dlt's destination: a database of its own beside the bench's (created by bench/dlt_peer.py if missing).
+DLT_DSN = os.environ.get("BENCH_DLT_DATABASE_URL", f"{DSN}_dlt")
+DLT_PYTHON = ROOT / "bench" / ".venv-dlt" / "bin" / "python"
 QUEUE = f"bench-{os.getpid()}"
 os.environ.setdefault("SYNC_ALLOWED_NETWORKS", "127.0.0.0/8")  # the bench source is on loopback
 # On PostgreSQL the service refuses to start without a secret key; the bench and its workers share this one.
@@ -160,14 +173,16 @@ class MemoryWatch:
         self._stop.set()
 
 
-def synchronization(*, reference: str, source: Source, pagination: dict, concurrency: int = 4) -> Synchronization:
+def synchronization(
+    *, reference: str, source: Source, pagination: dict, concurrency: int = 4, endpoint: str = "/records"
+) -> Synchronization:
     bundle_import({
         "sources": [{"reference": f"{reference}-api", "name": reference, "type": "api", "location": source.url}],
         "registers": [{"reference": "bench", "schemas": [{"reference": "record", "schema": SCHEMA}]}],
         "mappings": [{"reference": "bench-in", "mapping": MAPPING, "cast": {"legs": "int"}}],
         "synchronizations": [{
             "reference": reference, "name": reference, "sourceType": "api", "sourceId": f"{reference}-api",
-            "sourceConfig": {"endpoint": "/records", "resultsPosition": "results", "pagination": pagination,
+            "sourceConfig": {"endpoint": endpoint, "resultsPosition": "results", "pagination": pagination,
                              "concurrency": concurrency, "deleteSafetyLimit": "100%"},
             "sourceTargetMapping": "bench-in", "targetType": "register/schema", "targetId": "bench/record",
         }],
@@ -198,101 +213,243 @@ def timed_run(sync: Synchronization, *, expect: dict[str, int]) -> float:
     return seconds
 
 
+def worker_start(*, log_dir: Path, number: int = 1) -> Process:
+    """Start a Celery worker process (concurrency 2) on the bench's queue, with a hostname of its own."""
+    name = QUEUE if number == 1 else f"{QUEUE}-{number}"
+    return Process(
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", QUEUE, "--concurrency", "2",
+         "--without-gossip", "--without-mingle", "--loglevel", "INFO", "--hostname", f"{name}@%h"],
+        log=log_dir / f"worker-{number}.log", env={"LOG_LEVEL": "WARNING"}, ready="ready",
+    )
+
+
+def dlt_run(*, source: Source, records: int) -> dict:
+    """Load the source with the dlt peer as a first load (its own process and venv); return its JSON."""
+    done = subprocess.run(
+        [str(DLT_PYTHON), "bench/dlt_peer.py", "--url", source.url, "--dsn", DLT_DSN, "--pagination", "page",
+         "--expect", str(records)],
+        cwd=ROOT, capture_output=True, text=True,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"the dlt peer failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+PAGE_NUMBERS = {"type": "page", "pageSizeParam": "per_page", "pageSize": 100, "totalPath": "count"}
+
+
+@dataclass
+class Row:
+    """One line of the table; a goal is (what, met), met None when it was not measured."""
+
+    case: str
+    service: str
+    reference: str = ""
+    ratio: str = ""
+    dlt: str = ""
+    versus_dlt: str = ""
+    goals: list[tuple[str, bool | None]] = field(default_factory=list)
+
+    def cells(self) -> list[str]:
+        goal = "; ".join(what for what, _ in self.goals)
+        met = "; ".join("not measured" if ok is None else "met" if ok else "**not met**" for _, ok in self.goals)
+        return [self.case, self.service, self.reference, self.ratio, self.dlt, self.versus_dlt, goal, met]
+
+
+def median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def main_cases(*, args: argparse.Namespace, log_dir: Path, memory: MemoryWatch) -> tuple[list[Row], float, str]:
+    """Run the first sync and the re-runs beside the limit and dlt; return the rows, the peak and dlt's version."""
+    n = args.records
+    source = Source(records=n, log_dir=log_dir)
+    sync = synchronization(reference="bench", source=source, concurrency=args.concurrency, pagination=PAGE_NUMBERS)
+    names = ("first", "unchanged", "changed")
+    service: dict[str, list[float]] = {name: [] for name in names}
+    limits: dict[str, list[float]] = {name: [] for name in names}
+    peer: dict[str, list[float]] = {name: [] for name in names}
+    expected = {"first": {"created": n}, "unchanged": {"unchanged": n},
+                "changed": {"updated": n // 10, "unchanged": n - n // 10}}
+    peak = 0
+    version = ""
+    try:
+        for repeat in range(args.repeat):
+            data_clear()
+            source.version(1)
+            for name in names:
+                if name == "changed":
+                    source.version(2)
+                memory.reset()
+                limits[name].append(n / limit_run(url=source.url, dsn=DSN)[1])
+                service[name].append(n / timed_run(sync, expect=expected[name]))
+                if name == "first":
+                    peak = max(peak, memory.peak)
+                if not args.no_dlt:
+                    answer = dlt_run(source=source, records=n)
+                    peer[name].append(answer["records_per_second"])
+                    version = answer["dlt"]
+            print(f"repeat {repeat + 1}: " + ", ".join(
+                f"{name} {service[name][-1]:,.0f}/s (limit {limits[name][-1]:,.0f}/s"
+                + (f", dlt {peer[name][-1]:,.0f}/s)" if peer[name] else ")") for name in names), flush=True)
+    finally:
+        source.process.stop()
+    goals = {"first": 0.40, "unchanged": 0.60, "changed": 0.50}
+    labels = {"first": f"first sync, {n:,} objects", "unchanged": "re-run, nothing changed",
+              "changed": "re-run, 10% changed"}
+    rows = []
+    for name in names:
+        rate, limit, dlt_rate = median(service[name]), median(limits[name]), median(peer[name])
+        row = Row(case=labels[name], service=f"{rate:,.0f} objects/s", reference=f"{limit:,.0f}/s",
+                  ratio=f"{rate / limit:.0%}",
+                  goals=[(f">= {goals[name]:.0%} of the limit", rate / limit >= goals[name])])
+        if dlt_rate is not None:
+            row.dlt = f"{dlt_rate:,.0f}/s" + ("" if name == "first" else " (full reload)")
+            row.versus_dlt = f"{rate / dlt_rate:.1f}x"
+        if name == "first":
+            row.goals.append((">= 3x dlt", None if dlt_rate is None else rate / dlt_rate >= 3))
+        rows.append(row)
+    return rows, peak, version
+
+
+def next_link_case(*, args: argparse.Namespace, log_dir: Path) -> Row:
+    """(a) Next links, 100 ms a page: the run's time against pages x latency."""
+    records, latency = args.next_records, 0.100
+    source = Source(records=records, latency_ms=latency * 1000, log_dir=log_dir)
+    try:
+        sync = synchronization(reference="next-100", source=source, concurrency=args.concurrency,
+                               pagination={"type": "next", "nextPath": "next"}, endpoint="/records?per_page=100")
+        timings = []
+        for _ in range(args.repeat):
+            data_clear()
+            timings.append(timed_run(sync, expect={"created": records}))
+            print(f"next links, 100 ms a page: {timings[-1]:.2f} s", flush=True)
+    finally:
+        source.process.stop()
+    pages = math.ceil(records / 100)
+    seconds, floor = statistics.median(timings), pages * latency
+    return Row(case=f"(a) first sync, {records:,}, 100 ms a page, next links", service=f"{seconds:.2f} s",
+               reference=f"{floor:.2f} s ({pages} pages x 100 ms)", ratio=f"{seconds / floor:.2f}x",
+               goals=[("<= 1.15x pages x latency", seconds / floor <= 1.15)])
+
+
+def slow_source_runs(*, source: Source, records: int, reference: str, concurrency: int, repeat: int) -> float:
+    """Run first syncs of the slow source; return the median seconds."""
+    sync = synchronization(reference=reference, source=source, concurrency=concurrency, pagination=PAGE_NUMBERS)
+    timings = []
+    for _ in range(repeat):
+        data_clear()
+        timings.append(timed_run(sync, expect={"created": records}))
+        print(f"{reference}: {timings[-1]:.2f} s", flush=True)
+    return statistics.median(timings)
+
+
+def concurrency_case(*, args: argparse.Namespace, log_dir: Path) -> list[Row]:
+    """(b) 200 ms a page by page number: sourceConfig.concurrency 4 against 1 on one worker."""
+    records = args.slow_records
+    source = Source(records=records, latency_ms=200, log_dir=log_dir)
+    try:
+        parallel = slow_source_runs(source=source, records=records, reference="slow-4", concurrency=4,
+                                    repeat=args.repeat)
+        sequential = slow_source_runs(source=source, records=records, reference="slow-1", concurrency=1,
+                                      repeat=args.repeat)
+    finally:
+        source.process.stop()
+    return [
+        Row(case=f"(b) first sync, {records:,}, 200 ms a page, concurrency 4", service=f"{parallel:.2f} s",
+            reference=f"{sequential:.2f} s at concurrency 1", ratio=f"{sequential / parallel:.1f}x faster",
+            goals=[(">= 3.5x", sequential / parallel >= 3.5)]),
+    ]
+
+
+def workers_case(*, args: argparse.Namespace, log_dir: Path) -> Row:
+    """(c) 200 ms a page by page number: two worker processes against one."""
+    records, concurrency = args.scale_records, args.scale_concurrency
+    source = Source(records=records, latency_ms=200, log_dir=log_dir)
+    try:
+        one = slow_source_runs(source=source, records=records, reference="workers-1", concurrency=concurrency,
+                               repeat=args.repeat)
+        second = worker_start(log_dir=log_dir, number=2)
+        try:
+            two = slow_source_runs(source=source, records=records, reference="workers-2", concurrency=concurrency,
+                                   repeat=args.repeat)
+        finally:
+            second.stop()
+    finally:
+        source.process.stop()
+    return Row(case=f"(c) first sync, {records:,}, 200 ms a page, concurrency {concurrency}, two workers",
+               service=f"{two:.2f} s", reference=f"{one:.2f} s with one worker", ratio=f"{one / two:.1f}x faster",
+               goals=[(">= 1.8x", one / two >= 1.8)])
+
+
+def memory_case(*, args: argparse.Namespace, log_dir: Path, memory: MemoryWatch, peak: float) -> Row:
+    """The worker's peak memory over a first sync of --million records, against that of --records."""
+    data_clear()
+    big = Source(records=args.million, log_dir=log_dir)
+    try:
+        big_sync = synchronization(reference="million", source=big, pagination=PAGE_NUMBERS)
+        memory.reset()
+        seconds = timed_run(big_sync, expect={"created": args.million})
+    finally:
+        big.process.stop()
+    growth = memory.peak / peak if peak else 0
+    return Row(case=f"worker peak RSS, {args.million:,} objects (first sync {args.million / seconds:,.0f}/s)",
+               service=f"{memory.peak / 2**20:,.0f} MB", reference=f"{peak / 2**20:,.0f} MB at {args.records:,}",
+               ratio=f"{growth:.2f}x", goals=[("within 10% of the smaller run", bool(peak) and growth <= 1.10)])
+
+
+def table_print(*, rows: list[Row], args: argparse.Namespace, load: tuple[float, ...], dlt_version: str) -> None:
+    print()
+    print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} cores, "
+          f"load before {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}, median of {args.repeat}"
+          + (f", dlt {dlt_version}" if dlt_version else ", dlt skipped"))
+    print()
+    header = ["case", "service", "limit / reference", "ratio", "dlt", "service/dlt", "goal", "met"]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for row in rows:
+        print("| " + " | ".join(row.cells()) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--records", type=int, default=100_000, help="records of the first sync and re-runs")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--million", type=int, default=1_000_000, help="records of the memory case")
     parser.add_argument("--no-million", action="store_true", help="skip the memory case at --million records")
-    parser.add_argument("--latency-records", type=int, default=10_000, help="records of the 20 ms case")
-    parser.add_argument("--slow-records", type=int, default=2_000, help="records of the 200 ms case")
-    parser.add_argument("--concurrency", type=int, default=4, help="sourceConfig.concurrency of the main cases")
+    parser.add_argument("--no-dlt", action="store_true", help="skip the dlt peer (and, in run.sh, its venv)")
+    parser.add_argument("--no-latency", action="store_true", help="skip the latency cases (a), (b) and (c)")
+    parser.add_argument("--next-records", type=int, default=5_000, help="records of (a), 100 ms a page")
+    parser.add_argument("--slow-records", type=int, default=4_000, help="records of (b), 200 ms a page")
+    parser.add_argument("--scale-records", type=int, default=4_000, help="records of (c), 200 ms a page")
+    parser.add_argument("--scale-concurrency", type=int, default=8, help="sourceConfig.concurrency of (c)")
+    parser.add_argument("--concurrency", type=int, default=4, help="sourceConfig.concurrency of the main cases and (a)")
     args = parser.parse_args()
+    if not args.no_dlt and not DLT_PYTHON.exists():
+        raise SystemExit(f"{DLT_PYTHON} is missing: run bench/run.sh (it makes it), or pass --no-dlt")
     log_dir = ROOT / "var" / "bench"
     log_dir.mkdir(parents=True, exist_ok=True)
     call_command("migrate", verbosity=0)
     data_clear()
     Synchronization.objects.all().delete()
-    worker = Process(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", QUEUE, "--concurrency", "2",
-         "--without-gossip", "--without-mingle", "--loglevel", "INFO", "--hostname", f"{QUEUE}@%h"],
-        log=log_dir / "worker.log", env={"LOG_LEVEL": "WARNING"}, ready="ready",
-    )
+    worker = worker_start(log_dir=log_dir)
     memory = MemoryWatch(worker.process.pid)
-    rows: list[tuple[str, float, float | None, str]] = []
     load = os.getloadavg()
     try:
-        n = args.records
-        source = Source(records=n, log_dir=log_dir)
-        sync = synchronization(reference="bench", source=source, concurrency=args.concurrency,
-                               pagination={"type": "page", "pageSizeParam": "per_page", "pageSize": 100,
-                                           "totalPath": "count"})
-        cases: dict[str, list[float]] = {"first": [], "unchanged": [], "changed": []}
-        limits: dict[str, list[float]] = {"first": [], "unchanged": [], "changed": []}
-        peak = 0
-        for repeat in range(args.repeat):
-            data_clear()
-            source.version(1)
-            memory.reset()
-            limits["first"].append(n / limit_run(url=source.url, dsn=DSN)[1])
-            cases["first"].append(n / timed_run(sync, expect={"created": n}))
-            peak = max(peak, memory.peak)
-            limits["unchanged"].append(n / limit_run(url=source.url, dsn=DSN)[1])
-            cases["unchanged"].append(n / timed_run(sync, expect={"unchanged": n}))
-            source.version(2)
-            limits["changed"].append(n / limit_run(url=source.url, dsn=DSN)[1])
-            cases["changed"].append(n / timed_run(sync, expect={"updated": n // 10, "unchanged": n - n // 10}))
-            print(f"repeat {repeat + 1}: " + ", ".join(f"{case} {values[-1]:.0f}/s" for case, values in cases.items()),
-                  flush=True)
-        source.process.stop()
-        for case, label in (("first", f"first sync, {n:,} objects"), ("unchanged", "re-run, nothing changed"),
-                            ("changed", "re-run, 10% changed")):
-            service, limit = statistics.median(cases[case]), statistics.median(limits[case])
-            rows.append((label, service, limit, f"{service / limit:.0%}"))
-
-        for records, latency in ((args.latency_records, 20), (args.slow_records, 200)):
-            slow = Source(records=records, latency_ms=latency, log_dir=log_dir)
-            timings: dict[int, list[float]] = {4: [], 1: []}
-            for concurrency in (4, 1):
-                latency_sync = synchronization(
-                    reference=f"latency-{latency}-{concurrency}", source=slow, concurrency=concurrency,
-                    pagination={"type": "page", "pageSizeParam": "per_page", "pageSize": 100, "totalPath": "count"},
-                )
-                for _ in range(args.repeat):
-                    data_clear()
-                    timings[concurrency].append(timed_run(latency_sync, expect={"created": records}))
-            slow.process.stop()
-            parallel, sequential = statistics.median(timings[4]), statistics.median(timings[1])
-            rows.append((f"first sync, {records:,}, {latency} ms a page, 4 pages at once", records / parallel, None,
-                         f"{sequential / parallel:.1f}x faster"))
-            rows.append((f"first sync, {records:,}, {latency} ms a page, one page at a time", records / sequential,
-                         None, ""))
-        rows.append((f"worker peak RSS, {n:,} objects", peak / 2**20, None, "MB"))
+        rows, peak, dlt_version = main_cases(args=args, log_dir=log_dir, memory=memory)
+        if not args.no_latency:
+            rows.append(next_link_case(args=args, log_dir=log_dir))
+            rows += concurrency_case(args=args, log_dir=log_dir)
+            rows.append(workers_case(args=args, log_dir=log_dir))
+        rows.append(Row(case=f"worker peak RSS, {args.records:,} objects", service=f"{peak / 2**20:,.0f} MB",
+                        goals=[("below 200 MB", peak / 2**20 < 200)]))
         if not args.no_million:
-            data_clear()
-            big = Source(records=args.million, log_dir=log_dir)
-            big_sync = synchronization(reference="million", source=big,
-                                       pagination={"type": "page", "pageSizeParam": "per_page", "pageSize": 100,
-                                                   "totalPath": "count"})
-            memory.reset()
-            seconds = timed_run(big_sync, expect={"created": args.million})
-            rows.append((f"worker peak RSS, {args.million:,} objects", memory.peak / 2**20, None,
-                         f"MB ({peak and memory.peak / peak:.2f}x; first sync {args.million / seconds:.0f}/s)"))
-            big.process.stop()
+            rows.append(memory_case(args=args, log_dir=log_dir, memory=memory, peak=peak))
     finally:
         memory.stop()
         worker.stop()
         data_clear()
-    print()
-    print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} cores, "
-          f"load before {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}, median of {args.repeat}")
-    print()
-    print("| case | service | limit | ratio |")
-    print("|---|---|---|---|")
-    for label, service, limit, ratio in rows:
-        unit = "" if ratio.startswith("MB") else " objects/s"
-        shown = f"{service:,.0f}{unit}"
-        print(f"| {label} | {shown} | {f'{limit:,.0f}/s' if limit else ''} | {ratio} |")
+    table_print(rows=rows, args=args, load=load, dlt_version=dlt_version)
 
 
 if __name__ == "__main__":

@@ -84,6 +84,7 @@ from limit_pipeline import limit_run  # noqa: E402
 from contracts.models import SynchronizationRun  # noqa: E402
 from syncapp import runs as sync_runs  # noqa: E402
 from syncapp.configuration import bundle_import  # noqa: E402
+from syncapp.models import Source as SourceRecord  # noqa: E402
 from syncapp.models import Synchronization  # noqa: E402
 
 SCHEMA = {
@@ -432,6 +433,9 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     data_clear()
     Synchronization.objects.all().delete()
+    # The bench's sources too: each run serves them on new ports, and a source whose location moved
+    # keeps its credentials unsent until a user confirms them (a second run on the database failed).
+    SourceRecord.objects.filter(reference__endswith="-api").delete()
     worker = worker_start(log_dir=log_dir)
     memory = MemoryWatch(worker.process.pid)
     load = os.getloadavg()

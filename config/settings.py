@@ -356,6 +356,14 @@ SYNC_CHUNK_SIZE = env_int("SYNC_CHUNK_SIZE", default=100, minimum=1)
 SYNC_PAGE_CONCURRENCY = env_int("SYNC_PAGE_CONCURRENCY", default=4, minimum=1)
 if SYNC_PAGE_CONCURRENCY > 32:
     raise SettingError(f"SYNC_PAGE_CONCURRENCY must be at most 32, got {SYNC_PAGE_CONCURRENCY}")
+# A page task reads on (syncapp/runs/reading.py): it sends the next pages' requests from threads of its
+# own while it plans the page it has, for this long; then it hands the pages after it to their own tasks.
+SYNC_READ_AHEAD_SECONDS = env_float("SYNC_READ_AHEAD_SECONDS", default=60.0, minimum=0)
+if SYNC_READ_AHEAD_SECONDS > CELERY_TASK_SOFT_TIME_LIMIT / 2:
+    raise SettingError(
+        f"SYNC_READ_AHEAD_SECONDS must be at most half of CELERY_TASK_SOFT_TIME_LIMIT "
+        f"({CELERY_TASK_SOFT_TIME_LIMIT} s, from CELERY_TASK_TIME_LIMIT), got {SYNC_READ_AHEAD_SECONDS}"
+    )
 
 # The drain of a schema's register changes waits this long after a save, so that a burst of saves is
 # pushed by a handful of runs started after it (syncapp/pushes.py): a delayed task with a broker, a timer

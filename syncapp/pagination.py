@@ -85,7 +85,10 @@ class PageRequest:
     """What to ask the source for one page, and what is known from the pages before it.
 
     `carry` holds the query of the endpoint, which every page keeps: a next link that drops one of
-    those parameters gets it back.
+    those parameters gets it back. Known from the page before, for guessing the pages after this one
+    (page numbers, offsets): `pages_left`, the pages from this one to the last when the source said how
+    many objects it holds; `page_objects`, the objects of the page before; `after_short`, whether that
+    page held fewer than the one before it, a sign that this one is the last.
     """
 
     url: str
@@ -97,6 +100,9 @@ class PageRequest:
     seen_urls: list[str] = field(default_factory=list)
     mode: str | None = None
     carry: dict[str, Any] = field(default_factory=dict)
+    pages_left: int | None = None
+    page_objects: int | None = None
+    after_short: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -109,6 +115,9 @@ class PageRequest:
             "seenUrls": self.seen_urls,
             "mode": self.mode,
             "carry": self.carry,
+            "pagesLeft": self.pages_left,
+            "pageObjects": self.page_objects,
+            "afterShort": self.after_short,
         }
 
     @classmethod
@@ -123,6 +132,9 @@ class PageRequest:
             seen_urls=list(data.get("seenUrls") or []),
             mode=data.get("mode"),
             carry=dict(data.get("carry") or {}),
+            pages_left=data.get("pagesLeft"),
+            page_objects=data.get("pageObjects"),
+            after_short=bool(data.get("afterShort")),
         )
 
 
@@ -433,6 +445,18 @@ def next_page_request(
     )
 
 
+def _pages_left(*, total: int | None, seen_objects: int, page_size: int) -> int | None:
+    """Return how many pages of `page_size` hold the objects not seen yet, when the total is known."""
+    if total is None or page_size <= 0:
+        return None
+    return -(-(total - seen_objects) // page_size)
+
+
+def _short(*, current: PageRequest, object_count: int) -> bool:
+    """Return whether a page held fewer objects than the page before it."""
+    return current.page_objects is not None and object_count < current.page_objects
+
+
 def _next_page_number_request(
     *,
     config: PaginationConfig,
@@ -459,6 +483,8 @@ def _next_page_number_request(
     return PageRequest(
         url=current.url, params=params, page=page, seen_objects=seen_objects,
         previous_fingerprint=fingerprint, seen_urls=seen_urls, mode="page", carry=current.carry,
+        pages_left=_pages_left(total=total, seen_objects=seen_objects, page_size=object_count),
+        page_objects=object_count, after_short=_short(current=current, object_count=object_count),
     )
 
 
@@ -488,6 +514,8 @@ def _next_offset_request(
     return PageRequest(
         url=current.url, params=params, offset=offset, seen_objects=seen_objects,
         previous_fingerprint=fingerprint, seen_urls=seen_urls, mode="offset", carry=current.carry,
+        pages_left=_pages_left(total=total, seen_objects=offset, page_size=object_count),
+        page_objects=object_count, after_short=_short(current=current, object_count=object_count),
     )
 
 

@@ -26,8 +26,13 @@ def run_work_send(*, run_id: int, now: datetime) -> tuple[list[int], list[int]]:
     """Send the run's open pages and queued chunks that are due (inside the caller's transaction); return
     their numbers and ids. Deferred work not due yet stays, and the run records when it is."""
     ready = Q(not_before__isnull=True) | Q(not_before__lte=now)
+    # A page fetched ahead waits for the task that judges the page before it: only the next page to judge
+    # needs its own task (syncapp.runs.pages.pages_judge).
+    head = SynchronizationRun.objects.filter(pk=run_id).values_list("pages_judged", flat=True).first()
+    waiting_its_turn = Q(status=RunPage.Status.FETCHED) & ~Q(number=(head or 0) + 1)
     pages = list(
-        RunPage.objects.filter(ready, run_id=run_id, status__in=RunPage.OPEN_STATUSES).values_list("number", flat=True)
+        RunPage.objects.filter(ready, run_id=run_id, status__in=RunPage.OPEN_STATUSES).exclude(waiting_its_turn)
+        .values_list("number", flat=True)
     )
     chunks = list(
         RunChunk.objects.filter(ready, run_id=run_id, status=RunChunk.Status.QUEUED).values_list("pk", flat=True)

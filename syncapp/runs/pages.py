@@ -1,10 +1,13 @@
 """One page of a run: fetch it, judge it in page order, plan it and record the plan in bulk.
 
-Pages are fetched by their own tasks, up to the reader's `concurrency` at once when the next
-requests are known ahead (page numbers, offsets). They are *judged* strictly in page order, by
-whichever task finds the lowest unjudged page fetched (`pages_judge`): is the page part of the run,
-and what is the next one. So the end of the source and a repeated page are found exactly as reading
-one page after another finds them, and a page fetched ahead past the end is skipped, not counted.
+A page task that fetched its page reads on (syncapp.runs.reading): the requests of the pages after
+it leave from threads of the task as soon as its answer has been read, up to the reader's
+`concurrency` at once when they are known ahead (page numbers, offsets), and the task judges and
+plans them in turn; after SYNC_READ_AHEAD_SECONDS it hands them to their own tasks. Pages are
+*judged* strictly in page order, by whichever task finds the lowest unjudged page fetched
+(`pages_judge`): is the page part of the run, and what is the next one. So the end of the source
+and a repeated page are found exactly as reading one page after another finds them, and a page
+fetched ahead past the end is skipped, not counted.
 
 Judged pages are *planned* side by side, each in one transaction: the contracts of its objects are
 read in one query, the planner decides, and the outcome is written in a fixed number of statements
@@ -16,7 +19,6 @@ a task redelivered after a worker died between that commit and the sending sends
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -32,7 +34,6 @@ from syncapp.budget import PageBudget, PageTooLarge, value_size
 from syncapp.bulk import in_values, rows_update, value_batches
 from syncapp.enrichment import Enrichment, objects_enrich
 from syncapp.errors import PaginationError, SourceError
-from syncapp.http import Wait
 from syncapp.incremental import page_cursor
 from syncapp.runs.context import SyncContext, context_for_run
 from syncapp.runs.finish import run_close_if_complete
@@ -46,6 +47,7 @@ from syncapp.runs.planner import (
     page_origin_ids,
     page_plan,
 )
+from syncapp.runs.reading import Answer, ReadAhead, page_fetch, wait_count
 from syncapp.sources.base import Fetched, ReadPage
 from syncapp.structured_logs import work_context_add
 from workers import dispatch
@@ -54,29 +56,6 @@ logger = logging.getLogger(__name__)
 
 Contract = SynchronizationContract
 OPEN = RunPage.OPEN_STATUSES
-
-
-@dataclass
-class Answer:
-    """What one page's fetch brought: the answer, or the error that is the page's outcome."""
-
-    number: int
-    fetched: Fetched | None
-    error: str = ""
-
-
-def wait_count(*, run_id: int, wait: Wait) -> None:
-    """Count a wait of a call on the run; it moves the heartbeat, so a waiting run is not taken for lost."""
-    runs.run_add_counts(run_id=run_id, retries=int(wait.retry), waited_seconds=wait.seconds)
-
-
-def page_fetch(*, context: SyncContext, run_id: int, number: int, request: dict[str, Any]) -> Answer:
-    """Ask the source for a page; a source error is the page's answer (RateLimited is raised)."""
-    try:
-        fetched = context.reader.fetch(request=request, on_wait=lambda wait: wait_count(run_id=run_id, wait=wait))
-    except SourceError as error:
-        return Answer(number=number, fetched=None, error=str(error))
-    return Answer(number=number, fetched=fetched)
 
 
 def page_process(*, run_id: int, page_number: int) -> None:
@@ -93,8 +72,17 @@ def page_process(*, run_id: int, page_number: int) -> None:
         if run["status"] != SynchronizationRun.Status.RUNNING and not runs.run_mark_running(run_id=run_id):
             return
         context = context_for_run(synchronization_id=run["synchronization_id"], run_id=run_id)
-        answer = page_fetch(context=context, run_id=run_id, number=page_number, request=page["request"])
-        pages_judge(run_id=run_id, context=context, in_hand=answer)
+        answer: Answer | None = page_fetch(context=context, run_id=run_id, number=page_number,
+                                           request=page["request"])
+        # Read on: the pages after this one are fetched by this task while it judges and plans.
+        reading = ReadAhead(context=context, run_id=run_id, seconds=None if context.reader.reads_ahead else 0)
+        try:
+            while answer is not None and pages_judge(run_id=run_id, context=context, in_hand=answer,
+                                                     reading=reading):
+                number = reading.next_number()
+                answer = reading.take(number) if number is not None else None
+        finally:
+            reading.hand_over()
     elif run["status"] == SynchronizationRun.Status.RUNNING:
         context = context_for_run(synchronization_id=run["synchronization_id"], run_id=run_id)
         if page["status"] == RunPage.Status.JUDGED:
@@ -103,7 +91,7 @@ def page_process(*, run_id: int, page_number: int) -> None:
             # A redelivered task, whose worker may have died after a commit and before sending what it
             # had judged or planned: see that everything after it is under way.
             pages_judge(run_id=run_id, context=context)
-            work_resend(run_id=run_id, from_page=page_number, window=context.reader.concurrency)
+            work_resend(run_id=run_id, from_page=page_number)
     run_close_if_complete(run_id=run_id)
 
 
@@ -140,13 +128,17 @@ def _answer_load(*, run_id: int, number: int, status: str) -> Answer | None:
     return Answer(number=number, fetched=fetched, error=row["error_message"] if fetched is None else "")
 
 
-def pages_judge(*, run_id: int, context: SyncContext, in_hand: Answer | None = None) -> None:
+def pages_judge(
+    *, run_id: int, context: SyncContext, in_hand: Answer | None = None, reading: ReadAhead | None = None
+) -> bool:
     """Judge the run's pages in order, as long as the next one has been fetched; then plan this task's own.
+    Return whether the page in hand was judged and planned here (the task may read on).
 
     `in_hand` is the answer this task just fetched: judged at once if its page is next, else kept on
     the page for the task that judges the page before it. Each side writes before it looks, so a page
     is never left fetched with nobody to judge it. A page judged here is planned by this task if it
-    fetched it, else by a task sent for it, so pages are planned side by side.
+    fetched it, else by a task sent for it, so pages are planned side by side. `reading`: the pages
+    this task fetches ahead, whose requests leave as soon as the page in hand has been read.
     """
     head = _head(run_id)
     if in_hand is not None and (head is None or head["number"] != in_hand.number):
@@ -165,7 +157,8 @@ def pages_judge(*, run_id: int, context: SyncContext, in_hand: Answer | None = N
                 continue
         else:
             break  # not fetched yet: its own task judges it
-        judged = page_judge(run_id=run_id, context=context, head=head, answer=answer, keep=not mine)
+        judged = page_judge(run_id=run_id, context=context, head=head, answer=answer, keep=not mine,
+                            reading=reading if mine else None)
         if judged is None:
             break
         if mine:
@@ -173,17 +166,21 @@ def pages_judge(*, run_id: int, context: SyncContext, in_hand: Answer | None = N
         else:
             dispatch.pages_fetch(run_id=run_id, numbers=[head["number"]])  # its task plans it
         head = _head(run_id)
-    if own is not None:
-        page_plan_record(run_id=run_id, context=context, number=own[0], read=own[1])
+    if own is None:
+        return False
+    page_plan_record(run_id=run_id, context=context, number=own[0], read=own[1])
+    return True
 
 
 def page_judge(
-    *, run_id: int, context: SyncContext, head: dict[str, Any], answer: Answer, keep: bool
+    *, run_id: int, context: SyncContext, head: dict[str, Any], answer: Answer, keep: bool,
+    reading: ReadAhead | None = None,
 ) -> ReadPage | None:
     """Judge the run's next page in order: is it part of the run, and what comes after it.
 
     Return the page read, or None when another task took it, the run has ended, or the page failed.
-    `keep` keeps its answer on the page for the task that will plan it.
+    `keep` keeps its answer on the page for the task that will plan it; `reading` sends the requests
+    of the pages after it as soon as it has been read, before it is judged.
     """
     reader = context.reader
     request = head["request"]
@@ -198,6 +195,8 @@ def page_judge(
             read = reader.page(request=request, fetched=answer.fetched)
         except (SourceError, PaginationError) as problem:
             error = str(problem)
+    if read is not None and reading is not None:
+        reading.start(wanted=pages_wanted(reader=reader, number=head["number"], following=read.next_request))
     sends = Sends()
     with transaction.atomic():
         locked = (
@@ -216,7 +215,7 @@ def page_judge(
         )
         runs.run_add_counts(run_id=run_id, pages_judged=1)
         pages_follow(run_id=run_id, context=context, number=head["number"], following=read.next_request,
-                     sends=sends)
+                     sends=sends, reading=reading)
         sends.dispatch(run_id=run_id)
     return read
 
@@ -669,10 +668,33 @@ def duplicates_set_aside(*, plan: PagePlan, kept: set[int], states: dict[str, Co
     ]
 
 
+def pages_wanted(*, reader: Any, number: int, following: dict[str, Any] | None) -> dict[int, dict[str, Any]]:
+    """Return the pages after this one that may be fetched now, with their requests: the next page, and
+    those known ahead without reading (page numbers, offsets), up to the reader's concurrency and maxPages.
+
+    The pages ahead grow from one after the first page to `concurrency` (1, 2, 4, …), so a source of a
+    few pages is not asked for many past its end.
+    """
+    max_pages = reader.max_pages
+    if following is None or (max_pages is not None and number >= max_pages):
+        return {}
+    wanted = {number + 1: following}
+    for step in range(1, min(reader.concurrency, 2 ** min(number - 1, 5))):
+        if max_pages is not None and number + 1 + step > max_pages:
+            break
+        ahead = reader.ahead(request=following, steps=step)
+        if ahead is None:
+            break
+        wanted[number + 1 + step] = ahead
+    return wanted
+
+
 def pages_follow(
-    *, run_id: int, context: SyncContext, number: int, following: dict[str, Any] | None, sends: Sends
+    *, run_id: int, context: SyncContext, number: int, following: dict[str, Any] | None, sends: Sends,
+    reading: ReadAhead | None = None,
 ) -> None:
-    """Create the page after this one with its request, and the pages that may be fetched ahead of it."""
+    """Create the page after this one with its request, and the pages that may be fetched ahead of it;
+    send their tasks, but for the pages `reading` fetches."""
     reader = context.reader
     max_pages = reader.max_pages
     if following is None:
@@ -684,14 +706,7 @@ def pages_follow(
         SynchronizationRun.objects.filter(pk=run_id).update(max_pages_reached=True)
         pages_skip_after(run_id=run_id, number=number)
         return
-    wanted = {number + 1: following}
-    for step in range(1, reader.concurrency):
-        if max_pages is not None and number + 1 + step > max_pages:
-            break
-        ahead = reader.ahead(request=following, steps=step)
-        if ahead is None:
-            break
-        wanted[number + 1 + step] = ahead
+    wanted = pages_wanted(reader=reader, number=number, following=following)
     existing = set(
         RunPage.objects.filter(run_id=run_id, number__in=list(wanted)).values_list("number", flat=True)
     )
@@ -702,16 +717,18 @@ def pages_follow(
         RunPage(run_id=run_id, number=page, request=request) for page, request in wanted.items() if page not in existing
     ]
     RunPage.objects.bulk_create(new, ignore_conflicts=True)
-    sends.pages += [page.number for page in new]
+    sends.pages += [page.number for page in new if reading is None or not reading.owns(page.number)]
 
 
-def work_resend(*, run_id: int, from_page: int, window: int) -> None:
-    """Send again what planning from this page on may have left unsent: its open chunks and next pages."""
+def work_resend(*, run_id: int, from_page: int) -> None:
+    """Send again what planning from this page on may have left unsent: its open chunks and next pages.
+
+    Every queued page after it: a task that read on may have created pages far past its own and died
+    before sending them (queued pages are never more than `concurrency` past the last judged one).
+    """
     chunks = RunChunk.objects.filter(run_id=run_id, page_number__gte=from_page, status=RunChunk.Status.QUEUED)
     dispatch.chunks_write(run_id=run_id, chunk_ids=list(chunks.values_list("pk", flat=True)))
-    pages = RunPage.objects.filter(
-        run_id=run_id, status=RunPage.Status.QUEUED, number__gt=from_page, number__lte=from_page + window
-    )
+    pages = RunPage.objects.filter(run_id=run_id, status=RunPage.Status.QUEUED, number__gt=from_page)
     dispatch.pages_fetch(run_id=run_id, numbers=list(pages.values_list("number", flat=True)))
 
 

@@ -162,6 +162,7 @@ class ApiReader(ReaderKind):
     """Pages of an HTTP API: its pagination, authentication, rate limits and answers (JSON or XML)."""
 
     declaration = ApiSourceConfig
+    reads_ahead = True
 
     def __init__(self, synchronization: Synchronization):
         self.source: Source = synchronization.source
@@ -235,13 +236,18 @@ class ApiReader(ReaderKind):
     def ahead(self, *, request: dict[str, Any], steps: int) -> dict[str, Any] | None:
         current = PageRequest.from_json(request)
         config = self.pagination
+        if current.pages_left is not None and steps >= current.pages_left:
+            return None  # past the last page the source said it has
+        if current.after_short:
+            return None  # the page before was shorter than the one before it: this one is likely the last
         if current.mode == "page" and current.page is not None and config.type in ("page", "auto"):
             params = {**current.params, config.page_param: current.page + steps}
             predicted = PageRequest(url=current.url, params=params, page=current.page + steps, mode="page",
                                     carry=current.carry)
             return predicted.to_json()
         if current.mode == "offset" and current.offset is not None and config.type == "offset":
-            offset = current.offset + steps * config.limit
+            # By the objects a page held: a server that caps the limit answers fewer than asked for.
+            offset = current.offset + steps * (current.page_objects or config.limit)
             params = {**current.params, config.offset_param: offset}
             predicted = PageRequest(url=current.url, params=params, offset=offset, mode="offset", carry=current.carry)
             return predicted.to_json()

@@ -59,6 +59,7 @@ class Reader(Protocol):
     """What the run steps ask of a source."""
 
     concurrency: int  # pages that may be fetched at once
+    reads_ahead: bool  # a page task fetches the pages after it (syncapp.runs.reading)
     max_pages: int | None
 
     def first_request(self, *, variables: dict[str, Any]) -> dict[str, Any]:
@@ -92,6 +93,9 @@ class ReaderKind:
     # Where the origin id of each object is, when the reader knows better than sourceConfig.idPosition (a
     # database source's id column); None: idPosition says.
     id_position: str | None = None
+    # Whether a page task sends the next pages' requests from threads while it plans the page it has
+    # (syncapp.runs.reading): worth it where the source's latency dominates, as with an HTTP API.
+    reads_ahead: ClassVar[bool] = False
 
     @staticmethod
     def config_problems(source_config: dict[str, Any], *, path: str) -> list[str]:

@@ -51,7 +51,8 @@ def pages_of(items: list[dict], *, size: int, delay: float = 0.0):
 
 
 def paged_sync(
-    server: LoopbackServer, *, reference: str = "animals", concurrency: int = 4, **configuration
+    server: LoopbackServer, *, reference: str = "animals", concurrency: int = 4, chunk_size: int | None = None,
+    **configuration,
 ) -> Synchronization:
     """Import the zoo bundle reading `server` by page number, with extra source configuration."""
     bundle = zoo_bundle(location=server.url)
@@ -59,6 +60,7 @@ def paged_sync(
     sync = import_zoo(bundle)
     sync.source_config = {
         "endpoint": "/a", "resultsPosition": "results", "pagination": {"type": "page"}, "concurrency": concurrency,
+        **({"chunkSize": chunk_size} if chunk_size else {}),
     }
     sync.save()
     return sync
@@ -357,7 +359,8 @@ def test_a_broker_restart_during_a_run_loses_and_duplicates_nothing(transactiona
                 queue=queue, log_path=tmp_path / "worker.log", env={"CELERY_BROKER_URL": server_redis.url}
             )
             try:
-                sync = paged_sync(server)
+                # Small chunks: one task reads the pages, so it is the object tasks that queue up.
+                sync = paged_sync(server, chunk_size=5)
                 run = sync_runs.run_start(synchronization=sync)
                 # Restart the broker while object tasks wait in it: they are lost with it.
                 client = redis.Redis.from_url(server_redis.url)

@@ -63,9 +63,16 @@ def test_a_page_and_a_chunk_issue_the_same_queries_for_10_and_for_100_objects():
     assert few["first page"] < 30 and few["first chunk"] < 40 and few["re-run page"] < 30
 
 
+@pytest.fixture
+def one_task_a_page(settings):
+    """Every page is fetched by its own task (no task reads on), so the test runs them in the order it wants."""
+    settings.SYNC_READ_AHEAD_SECONDS = 0
+
+
+@pytest.mark.usefixtures("one_task_a_page")
 def test_pages_fetched_out_of_order_are_planned_in_order(held_tasks):  # noqa: F811
-    # Given a page-number source of three pages and an empty one, read four pages at a time
-    items = [{**animal, "status": "active"} for animal in generate_animals(count=25, seed=1)]
+    # Given a page-number source of six full pages and an empty one, read four pages at a time
+    items = [{**animal, "status": "active"} for animal in generate_animals(count=60, seed=1)]
 
     def handler(request: Request):
         page = int(request.query.get("page", 1))
@@ -77,36 +84,41 @@ def test_pages_fetched_out_of_order_are_planned_in_order(held_tasks):  # noqa: F
                               "concurrency": 4}
         sync.save()
         run = sync_runs.run_start(synchronization=sync)
-        pages.page_process(run_id=run.pk, page_number=1)
-        assert set(RunPage.objects.filter(run=run).values_list("number", "status")) == {
-            (1, "done"), (2, "queued"), (3, "queued"), (4, "queued"), (5, "queued"),
-        }
-
-        # When the pages after the first come back last first
-        for number in (5, 4, 3):
+        # (the pages asked for ahead grow from one to four: 2 after the first, 3 and 4 after the second)
+        for number in (1, 2, 3):
             pages.page_process(run_id=run.pk, page_number=number)
-        assert set(RunPage.objects.filter(run=run, number__gt=2).values_list("status", flat=True)) == {"fetched"}
-        pages.page_process(run_id=run.pk, page_number=2)
-
-        # Then the second judged them in order, and the empty fourth ended the run's reading: the pages
-        # made ahead of it are skipped, and the third and fourth wait for their own tasks to plan them
-        assert dict(RunPage.objects.filter(run=run).values_list("number", "status")) == {
-            1: "done", 2: "done", 3: "judged", 4: "judged", 5: "skipped", 6: "skipped", 7: "skipped",
+        assert set(RunPage.objects.filter(run=run).values_list("number", "status")) == {
+            (1, "done"), (2, "done"), (3, "done"), (4, "queued"), (5, "queued"), (6, "queued"), (7, "queued"),
         }
-        for number in (4, 3):
+
+        # When the pages after the fourth come back last first
+        for number in (7, 6, 5):
+            pages.page_process(run_id=run.pk, page_number=number)
+        assert set(RunPage.objects.filter(run=run, number__gt=4).values_list("status", flat=True)) == {"fetched"}
+        pages.page_process(run_id=run.pk, page_number=4)
+
+        # Then the fourth judged them in order, and the empty seventh ended the run's reading: the pages
+        # made ahead of it are skipped, and the fifth to seventh wait for their own tasks to plan them
+        assert dict(RunPage.objects.filter(run=run).values_list("number", "status")) == {
+            1: "done", 2: "done", 3: "done", 4: "done", 5: "judged", 6: "judged", 7: "judged", 8: "skipped",
+            9: "skipped", 10: "skipped",
+        }
+        for number in (7, 5, 6):
             pages.page_process(run_id=run.pk, page_number=number)
 
     run.refresh_from_db()
-    assert (run.found, run.pages_fetched, run.fetch_finished) == (25, 4, True)
+    assert (run.found, run.pages_fetched, run.fetch_finished) == (60, 7, True)
     assert dict(RunPage.objects.filter(run=run).values_list("number", "status")) == {
-        1: "done", 2: "done", 3: "done", 4: "done", 5: "skipped", 6: "skipped", 7: "skipped",
+        1: "done", 2: "done", 3: "done", 4: "done", 5: "done", 6: "done", 7: "done", 8: "skipped", 9: "skipped",
+        10: "skipped",
     }
     for chunk in RunChunk.objects.filter(run=run, status="queued"):
         chunks.chunk_process(run_id=run.pk, chunk_id=chunk.pk)
     run.refresh_from_db()
-    assert (run.status, run.created) == ("succeeded", 25)
+    assert (run.status, run.created) == ("succeeded", 60)
 
 
+@pytest.mark.usefixtures("one_task_a_page")
 def test_of_two_pages_planned_side_by_side_with_one_origin_id_the_first_planned_keeps_it(held_tasks):  # noqa: F811
     # Given pages two and three that both hold record 15, page three's copy renamed
     items = [{**animal, "status": "active"} for animal in generate_animals(count=25, seed=2)]

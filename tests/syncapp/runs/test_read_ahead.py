@@ -1,0 +1,195 @@
+"""A page task reads on: the next page's request leaves before the page in hand is planned, and with page
+numbers `concurrency` requests are in flight inside one task, with the counts, deletions and request budget
+of reading one page after another."""
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+
+import pytest
+
+from contracts.models import RunPage, SynchronizationRun
+from syncapp.configuration import bundle_import
+from syncapp.models import Synchronization
+from syncapp.runs import pages
+from tests.conftest import zoo_bundle
+from tests.helpers import records, run
+from tests.loopback import LoopbackServer, Request
+from tests.workers.test_parallel_pages import PAGE_SIZE, Source, outcome, synchronization
+
+pytestmark = pytest.mark.usefixtures("transactional_db", "in_process_tasks")
+
+# Long enough never to run out on a loaded machine; only an implementation that does not read ahead waits it out.
+PATIENCE = 20
+
+
+class NextLinks:
+    """A next-link API over a list the test changes between runs; tells who waits when a page was asked for."""
+
+    def __init__(self, items: list[dict]):
+        self.items = items
+        self.url = ""
+        self.asked = defaultdict(threading.Event)
+
+    def __call__(self, arrival: Request):
+        start = int(arrival.query.get("from", 0))
+        self.asked[start // PAGE_SIZE + 1].set()
+        end = start + PAGE_SIZE
+        following = f"{self.url}/a?from={end}" if end < len(self.items) else None
+        return 200, {}, {"results": self.items[start:end], "next": following}
+
+
+def next_link_synchronization(server: LoopbackServer, *, reference: str) -> Synchronization:
+    bundle = zoo_bundle(location=server.url)
+    bundle["sources"][0].update(reference=f"{reference}-api")
+    bundle["synchronizations"][0].update(
+        reference=reference, sourceId=f"{reference}-api", conditions={},
+        sourceConfig={"endpoint": "/a", "resultsPosition": "results", "pagination": {"type": "next"}},
+    )
+    bundle_import(bundle)
+    return Synchronization.objects.get(reference=reference)
+
+
+def source_changes(items: list[dict]) -> None:
+    """Three records removed, two renamed, one added."""
+    del items[20:23]
+    items[5]["name"] = items[30]["name"] = "Renamed"
+    items.append({**items[0], "id": 1000, "name": "Newcomer"})
+
+
+def test_with_next_links_the_next_pages_request_leaves_before_the_page_is_planned(monkeypatch, settings):
+    # Given a next-link source of five pages, read once by a task that reads on and once a page a task
+    results, next_asked_before_planning = {}, {}
+    for read_ahead in (60, 0):
+        settings.SYNC_READ_AHEAD_SECONDS = read_ahead
+        items = records(45, seed=4)
+        source = NextLinks(items)
+        with LoopbackServer(source) as server:
+            source.url = server.url
+            sync = next_link_synchronization(server, reference=f"links-{read_ahead}")
+            if read_ahead:
+                last_page = -(-len(items) // PAGE_SIZE)
+                plan = pages.page_plan_record
+
+                def watched(*, _source=source, _last=last_page, _plan=plan, **kwargs):
+                    number = kwargs["number"]
+                    if number < _last:
+                        # The next page's request has reached the source before this page is planned.
+                        next_asked_before_planning[number] = _source.asked[number + 1].wait(PATIENCE)
+                    _plan(**kwargs)
+
+                monkeypatch.setattr(pages, "page_plan_record", watched)
+
+            # When it runs, and again after the source changed
+            first = outcome(sync)
+            monkeypatch.undo()
+            source_changes(items)
+            second = outcome(sync)
+        results[read_ahead] = (first, second)
+
+    # Then every page's successor was asked for before the page was planned
+    assert next_asked_before_planning == {1: True, 2: True, 3: True, 4: True}
+    # and the runs counted, wrote and deleted exactly what reading one page after another did
+    assert results[60] == results[0]
+    first, second = results[60]
+    assert (first["status"], first["counts"]["created"], first["pages"]) == ("succeeded", 45, 5)
+    assert (second["status"], second["counts"]["deleted"], second["counts"]["updated"]) == ("succeeded", 3, 2)
+
+
+class InFlight:
+    """Wrap a source: count the requests it answers at once; those from page four on wait (once, at most
+    PATIENCE seconds) until `expected` are in flight together."""
+
+    def __init__(self, inner: Source, *, expected: int):
+        self.inner = inner
+        self.expected = expected
+        self.now = self.most = 0
+        self.opened = False
+        self.changed = threading.Condition()
+
+    def __call__(self, arrival: Request):
+        with self.changed:
+            self.now += 1
+            self.most = max(self.most, self.now)
+            self.changed.notify_all()
+            if int(arrival.query.get("page", 1)) >= 4 and not self.opened:
+                self.changed.wait_for(lambda: self.now >= self.expected or self.opened, timeout=PATIENCE)
+                self.opened = True
+        try:
+            return self.inner(arrival)
+        finally:
+            with self.changed:
+                self.now -= 1
+
+
+@pytest.mark.parametrize("shape", [{"total": True}, {}], ids=["with a total", "until an empty page"])
+def test_with_page_numbers_concurrency_requests_are_in_flight_at_once_inside_one_task(monkeypatch, shape):
+    # Given a page-number source of ten pages, read with concurrency 4 and with concurrency 1
+    tasks = []
+    process = pages.page_process
+
+    def counted(**kwargs):
+        tasks.append(kwargs["page_number"])
+        process(**kwargs)
+
+    monkeypatch.setattr(pages, "page_process", counted)
+    results, most = {}, {}
+    for concurrency in (4, 1):
+        items = records(95, seed=3)
+        source = InFlight(Source(items, **shape), expected=concurrency)
+        with LoopbackServer(source) as server:
+            sync = synchronization(server, reference=f"animals-{concurrency}", concurrency=concurrency)
+            tasks.clear()
+
+            # When it runs, and again after the source changed
+            first = outcome(sync)
+            read_by = list(tasks)
+            source_changes(items)
+            second = outcome(sync)
+        results[concurrency], most[concurrency] = (first, second), source.most
+        if concurrency == 4:
+            asked_past_the_end = len(server.requests) - first["pages"] - second["pages"]
+
+    # Then four requests were in flight at once, never more, all sent by the task of the first page
+    assert most == {4: 4, 1: 1}
+    assert read_by == [1]
+    # and the runs counted, wrote and deleted exactly what reading one page at a time did
+    assert results[4] == results[1]
+    first, second = results[4]
+    assert (first["status"], first["counts"]["created"]) == ("succeeded", 95)
+    assert first["pages"] == (10 if shape else 11)  # the empty page after the last ends a source without a total
+    assert (second["status"], second["counts"]["deleted"], second["counts"]["updated"]) == ("succeeded", 3, 2)
+    # A source that says how many it holds is never asked past its last page; one that does not, at most
+    # three pages past its end a run (fetched ahead, skipped, not counted).
+    if shape:
+        assert asked_past_the_end == 0
+    else:
+        assert 0 < asked_past_the_end <= 2 * 3
+
+
+class Unfired:
+    """A timer that never fires: the deferred pages stay deferred for the test to look at."""
+
+    def __init__(self, seconds: float, function) -> None:
+        self.daemon = True
+
+    def start(self) -> None:
+        pass
+
+
+def test_pages_read_ahead_stay_within_the_sources_request_budget(monkeypatch):
+    # Given a source of twelve pages that allows three requests an hour, read four pages at a time
+    monkeypatch.setattr("workers.dispatch.Timer", Unfired)
+    with LoopbackServer(Source(records(120, seed=3), total=True)) as server:
+        sync = synchronization(server, reference="animals", concurrency=4,
+                               rateLimit={"requests": 3, "per": "hour"})
+
+        # When it runs
+        waiting = run(sync)
+
+    # Then three requests reached the source, and the pages after them wait for the budget: deferred, not
+    # failed, and not asked for
+    assert len(server.requests) == 3
+    assert waiting.status in SynchronizationRun.ACTIVE_STATUSES, waiting.error_message
+    assert waiting.deferred_until is not None and waiting.pages_fetched <= 3
+    assert RunPage.objects.filter(run=waiting, status="queued", not_before__isnull=False).exists()

@@ -81,9 +81,9 @@ def chunk_statements(monkeypatch: pytest.MonkeyPatch, *, run_id: int, chunk_id: 
     by_writer: list[str] = []
     write = RegisterWriter.write
 
-    def counted(writer, writes):
+    def counted(writer, writes, **options):
         with statements_sent() as sent:
-            outcomes = write(writer, writes)
+            outcomes = write(writer, writes, **options)
         by_writer.extend(sent)
         return outcomes
 

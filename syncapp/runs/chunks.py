@@ -34,7 +34,7 @@ from syncapp.runs.actions import planned_write
 from syncapp.runs.context import SyncContext, context_for_run
 from syncapp.runs.finish import run_close_if_complete
 from syncapp.structured_logs import work_context_add
-from syncapp.targets.base import BARE, GUARDED, ONE_BY_ONE, BulkWriteFailed, Outcome, Version, Write
+from syncapp.targets.base import BARE, GUARDED, ONE_BY_ONE, BulkWriteFailed, Outcome, Version, Write, Writer
 from workers import dispatch
 
 logger = logging.getLogger(__name__)
@@ -163,7 +163,7 @@ class Claimed:
 _CONTRACT_FIELDS_ALL = list(Contract._meta.concrete_fields)
 
 
-def chunk_claim(*, run_id: int, chunk_id: int, writer: Any = None) -> Claimed | None:
+def chunk_claim(*, run_id: int, chunk_id: int, writer: Writer | None = None) -> Claimed | None:
     """Take a queued chunk of a running run; None when it is done or the run ended.
 
     One statement on PostgreSQL, which also locks the contracts of its objects (in id order, as the
@@ -184,7 +184,7 @@ def chunk_claim(*, run_id: int, chunk_id: int, writer: Any = None) -> Claimed | 
     return Claimed(*row)
 
 
-def _chunk_claim_postgresql(*, run_id: int, chunk_id: int, writer: Any, now) -> Claimed | None:
+def _chunk_claim_postgresql(*, run_id: int, chunk_id: int, writer: Writer | None, now) -> Claimed | None:
     """Take the chunk, lock its contracts and read the writer's version: one statement whose first row is
     the chunk's (its contract columns empty) and the others its contracts' (its chunk columns empty)."""
     chunks, run_table, contracts = RunChunk._meta.db_table, SynchronizationRun._meta.db_table, Contract._meta.db_table

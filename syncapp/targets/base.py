@@ -86,6 +86,9 @@ class Writer(Protocol):
     def delete(self, target_ids: list[str], *, push_origin: tuple[int, ...] = ()) -> None:
         """Delete the objects; one that is gone already counts as deleted. `push_origin`: as Write's."""
 
+    def version_sql(self) -> tuple[str, list[Any]] | None:
+        """Return a query of one value telling the version of what writes are checked against (WriterKind's)."""
+
 
 class WriterKind:
     """What a writer class declares beside writing; each kind's writer subclasses it and says what differs."""

@@ -35,7 +35,7 @@ def planned_write(*, context: SyncContext, facts: runs.RunFacts, run_id: int, pl
     writes = planned.sent(run_id=run_id, push_origin=facts.push_origin)
     actions = context.actions
     if actions is None or not writes:
-        return context.writer.write(writes)
+        return context.writer.write(writes, bulk=planned.bulk, version=planned.version)
     outcomes: list[Outcome | None] = [None] * len(writes)
     ready: list[tuple[int, Write]] = []
     for index, ((item, contract), write) in enumerate(zip(planned.writes, writes, strict=True)):
@@ -59,7 +59,9 @@ def planned_write(*, context: SyncContext, facts: runs.RunFacts, run_id: int, pl
         item.target_object = applied.data
         ready.append((index, replace(write, data=applied.data)))
     if ready:
-        for (index, _), outcome in zip(ready, context.writer.write([write for _, write in ready]), strict=True):
+        for (index, _), outcome in zip(ready, context.writer.write(
+            [write for _, write in ready], bulk=planned.bulk, version=planned.version,
+        ), strict=True):
             outcomes[index] = outcome
     for index, write in ready:
         item, contract = planned.writes[index]

@@ -132,13 +132,15 @@ def pages_judge(
     *, run_id: int, context: SyncContext, in_hand: Answer | None = None, reading: ReadAhead | None = None
 ) -> bool:
     """Judge the run's pages in order, as long as the next one has been fetched; then plan this task's own.
-    Return whether the page in hand was judged and planned here (the task may read on).
+    Return whether the page in hand was judged here (the task may read on).
 
     `in_hand` is the answer this task just fetched: judged at once if its page is next, else kept on
     the page for the task that judges the page before it. Each side writes before it looks, so a page
     is never left fetched with nobody to judge it. A page judged here is planned by this task if it
     fetched it, else by a task sent for it, so pages are planned side by side. `reading`: the pages
-    this task fetches ahead, whose requests leave as soon as the page in hand has been read.
+    this task fetches ahead, whose requests leave as soon as the page in hand has been read; when it
+    plans slower than the source answers, it leaves some pages to tasks of their own to plan
+    (ReadAhead.plan_elsewhere), on whichever worker is free.
     """
     head = _head(run_id)
     if in_hand is not None and (head is None or head["number"] != in_hand.number):
@@ -146,10 +148,13 @@ def pages_judge(
         in_hand = None
         head = _head(run_id)
     own: tuple[int, ReadPage] | None = None
+    judged_in_hand = False
     while head is not None:
         mine = in_hand is not None and head["number"] == in_hand.number and head["status"] == RunPage.Status.QUEUED
+        elsewhere = False
         if mine:
             answer, in_hand = in_hand, None
+            elsewhere = reading is not None and reading.plan_elsewhere(number=head["number"])
         elif head["status"] == RunPage.Status.FETCHED:
             answer = _answer_load(run_id=run_id, number=head["number"], status=RunPage.Status.FETCHED)
             if answer is None:
@@ -157,19 +162,19 @@ def pages_judge(
                 continue
         else:
             break  # not fetched yet: its own task judges it
-        judged = page_judge(run_id=run_id, context=context, head=head, answer=answer, keep=not mine,
+        judged = page_judge(run_id=run_id, context=context, head=head, answer=answer, keep=not mine or elsewhere,
                             reading=reading if mine else None)
         if judged is None:
             break
-        if mine:
+        judged_in_hand = judged_in_hand or mine
+        if mine and not elsewhere:
             own = (head["number"], judged)
         else:
             dispatch.pages_fetch(run_id=run_id, numbers=[head["number"]])  # its task plans it
         head = _head(run_id)
-    if own is None:
-        return False
-    page_plan_record(run_id=run_id, context=context, number=own[0], read=own[1])
-    return True
+    if own is not None:
+        page_plan_record(run_id=run_id, context=context, number=own[0], read=own[1])
+    return judged_in_hand
 
 
 def page_judge(

@@ -72,6 +72,7 @@ class ReadAhead:
         self.futures: dict[int, Future] = {}
         self.waits: list[Wait] = []
         self.stopped = False
+        self.left: int | None = None  # the last page left to another task to plan
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
 
@@ -124,6 +125,25 @@ class ReadAhead:
             connections.close_all()  # this thread's own connections (the source's rate-limit state)
 
     # -- taking
+
+    def plan_elsewhere(self, *, number: int) -> bool:
+        """Return whether to leave this page to a task of its own to plan, on whichever worker is free.
+
+        Yes when a page after it has come back already (the task plans slower than the source answers)
+        and the page it left to others last has been planned (they have time). So the task plans every
+        other page or so beside one other worker, fewer with more, all of them when the source is slow.
+        In process there is no other worker: the task plans every page itself.
+        """
+        if settings.TASKS_IN_PROCESS:
+            return False
+        if not any(later > number and future.done() for later, future in self.futures.items()):
+            return False
+        if self.left is not None and RunPage.objects.filter(
+            run_id=self.run_id, number=self.left, status=RunPage.Status.JUDGED
+        ).exists():
+            return False
+        self.left = number
+        return True
 
     def next_number(self) -> int | None:
         """Return the lowest page under way here, if reading on is still allowed."""

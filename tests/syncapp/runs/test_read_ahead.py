@@ -11,7 +11,7 @@ import pytest
 from contracts.models import RunPage, SynchronizationRun
 from syncapp.configuration import bundle_import
 from syncapp.models import Synchronization
-from syncapp.runs import pages, reading
+from syncapp.runs import chunks, pages, reading
 from tests.conftest import zoo_bundle
 from tests.helpers import records, run
 from tests.loopback import LoopbackServer, Request
@@ -230,3 +230,50 @@ def test_a_task_that_read_on_and_died_before_planning_a_page_has_it_planned_when
             pages.page_process(run_id=started.pk, page_number=sent.pop(0))
     started.refresh_from_db()
     assert (started.status, started.created, started.found) == ("succeeded", 55, 55)
+
+
+def test_a_task_that_reads_faster_than_it_plans_leaves_pages_to_other_workers_to_plan(monkeypatch, settings):
+    # Given tasks sent to workers (recorded here, run by the test), and a task reading four pages at a time
+    # that is slow to plan its second page: by then the fourth has come back
+    settings.TASKS_IN_PROCESS = False
+    sent: list[int] = []
+    chunks_sent: list[int] = []
+    monkeypatch.setattr(pages.dispatch, "pages_fetch", lambda *, run_id, numbers: sent.extend(numbers))
+    monkeypatch.setattr(pages.dispatch, "chunks_write",
+                        lambda *, run_id, chunk_ids, countdown=None: chunks_sent.extend(chunk_ids))
+    readers: list[reading.ReadAhead] = []
+    start = reading.ReadAhead.__init__
+
+    def kept(self, **kwargs):
+        start(self, **kwargs)
+        readers.append(self)
+
+    monkeypatch.setattr(reading.ReadAhead, "__init__", kept)
+    plan = pages.page_plan_record
+
+    def slow_second(**kwargs):
+        if kwargs["number"] == 2:
+            readers[-1].futures[4].exception(timeout=PATIENCE)  # the fourth came back, one way or the other
+        plan(**kwargs)
+
+    monkeypatch.setattr(pages, "page_plan_record", slow_second)
+    with LoopbackServer(Source(records(95, seed=6), total=True)) as server:
+        sync = synchronization(server, reference="animals", concurrency=4)
+        started = run(sync)
+
+        # When its task reads
+        pages.page_process(run_id=started.pk, page_number=sent.pop(0))
+
+        # Then the third page, judged while the fourth waited, was left with its answer to a task of its own;
+        # the pages after it were planned by the reading task, as nobody had planned the third yet
+        assert sent == [3]
+        assert RunPage.objects.get(run=started, number=3).status == "judged"
+        assert RunPage.objects.filter(run=started, status="done").count() == 9
+        # and the run ends as reading one page after another ends it
+        while sent or chunks_sent:
+            if sent:
+                pages.page_process(run_id=started.pk, page_number=sent.pop(0))
+            else:
+                chunks.chunk_process(run_id=started.pk, chunk_id=chunks_sent.pop(0))
+    started.refresh_from_db()
+    assert (started.status, started.created, started.found, started.pages_fetched) == ("succeeded", 95, 95, 10)

@@ -29,10 +29,11 @@ from throughput import Source, data_clear, synchronization  # noqa: E402 - sets 
 
 from contracts.models import SynchronizationRun  # noqa: E402
 from syncapp import runs as sync_runs  # noqa: E402
+from syncapp.models import Source as SourceRecord  # noqa: E402
 from syncapp.models import Synchronization  # noqa: E402
 
 
-def profiled(sync: Synchronization, *, title: str, top: int) -> None:
+def profiled(sync: Synchronization, *, title: str, top: int, save: Path | None = None) -> None:
     profile = cProfile.Profile()
     started = time.perf_counter()
     profile.enable()
@@ -40,6 +41,8 @@ def profiled(sync: Synchronization, *, title: str, top: int) -> None:
     profile.disable()
     seconds = time.perf_counter() - started
     run = SynchronizationRun.objects.get(pk=run.pk)
+    if save is not None:
+        profile.dump_stats(save / f"{title.replace(' ', '-')}.prof")  # for pstats' callers and callees
     print(f"\n## {title}: {run.found:,} objects in {seconds:.1f} s, {run.found / seconds:,.0f} objects/s "
           f"({run.status}; created {run.created}, unchanged {run.unchanged})\n")
     for order in ("tottime", "cumulative"):
@@ -56,6 +59,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=20_000)
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--save", type=Path, help="a directory to write each case's cProfile stats (.prof) to")
     args = parser.parse_args()
     log_dir = ROOT / "var" / "bench"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -63,13 +67,16 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     data_clear()
     Synchronization.objects.all().delete()
+    # The bench's sources too: each run serves them on a new port, and a source whose location moved
+    # keeps its credentials unsent until a user confirms them (a second run on the database failed).
+    SourceRecord.objects.filter(reference__endswith="-api").delete()
     source = Source(records=args.records, log_dir=log_dir)
     try:
         sync = synchronization(reference="profile", source=source, concurrency=1,
                                pagination={"type": "page", "pageSizeParam": "per_page", "pageSize": 100,
                                            "totalPath": "count"})
-        profiled(sync, title="first sync", top=args.top)
-        profiled(sync, title="unchanged re-run", top=args.top)
+        profiled(sync, title="first sync", top=args.top, save=args.save)
+        profiled(sync, title="unchanged re-run", top=args.top, save=args.save)
     finally:
         source.process.stop()
         data_clear()

@@ -237,6 +237,18 @@ def state_store(source: Source | None, state: RateLimitState) -> None:
         Source.objects.filter(pk=source.pk).update(**fields)
 
 
+def _stored_limit(*, source_id: int) -> tuple[int | None, datetime | None] | None:
+    """Return the source's stored requests left and reset moment, None without the source. Raw SQL on
+    PostgreSQL (aware datetimes, as the ORM gives them): every request of a run reads it, and the ORM took
+    seven times the CPU of the read itself to build it; elsewhere the ORM, which makes SQLite's aware."""
+    if connection.vendor != "postgresql":
+        return Source.objects.filter(pk=source_id).values_list("rate_limit_remaining", "rate_limit_reset").first()
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT rate_limit_remaining, rate_limit_reset FROM {Source._meta.db_table} WHERE id = %s",
+                       [source_id])
+        return cursor.fetchone()
+
+
 def state_wait(source: Source | None, *, now: datetime) -> float:
     """Take one of the requests the source has left, or return the seconds until its limit resets.
 
@@ -254,10 +266,10 @@ def state_wait(source: Source | None, *, now: datetime) -> float:
             return 0.0
         return (reset - now).total_seconds()
     # Most sources keep no limit, or one that has reset: one read tells, and only a live limit costs a write.
-    row = Source.objects.filter(pk=source.pk).values("rate_limit_remaining", "rate_limit_reset").first()
-    if not row or row["rate_limit_remaining"] is None or row["rate_limit_reset"] is None:
+    stored = _stored_limit(source_id=source.pk)
+    if stored is None or stored[0] is None or stored[1] is None:
         return 0.0
-    if row["rate_limit_reset"] <= now:
+    if stored[1] <= now:
         return 0.0
     taken = Source.objects.filter(pk=source.pk, rate_limit_remaining__gt=0, rate_limit_reset__gt=now).update(
         rate_limit_remaining=F("rate_limit_remaining") - 1

@@ -22,7 +22,7 @@ from syncapp.incremental import (
     incremental_problems,
 )
 from syncapp.mapping import JINJA2, apply_mapping
-from syncapp.mappings import mapping_spec, resolve_mapping
+from syncapp.mappings import mapping_resolver, mapping_spec
 from syncapp.models import Mapping, Synchronization
 from syncapp.outbound.calls import call_source_by_reference
 from syncapp.rules import Actions, actions_of
@@ -121,6 +121,7 @@ def _rules(synchronization: Synchronization, *, fingerprint: str, writer_check, 
     config = synchronization.source_config or {}
     target_spec = mapping_spec(synchronization.source_target_mapping) if synchronization.source_target_mapping else None
     hash_spec = mapping_spec(synchronization.source_hash_mapping) if synchronization.source_hash_mapping else None
+    resolve_mapping = mapping_resolver()  # the mappings nested in these, read once per run and process
 
     def to_target(obj: dict) -> Any:
         if target_spec is None:

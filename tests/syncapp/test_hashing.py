@@ -6,7 +6,7 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from syncapp.hashing import canonical_bytes, hash_hashes, hash_value
+from syncapp.hashing import _FLOAT_DIFFERS, _float_may_differ, canonical_bytes, hash_hashes, hash_value
 
 
 def stdlib_canonical(value) -> bytes:
@@ -25,6 +25,12 @@ json_values = st.recursive(
 @given(json_values)
 def test_the_canonical_bytes_are_those_of_the_json_module_for_any_json_value(value):
     assert canonical_bytes(value) == stdlib_canonical(value)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=40) | st.text(alphabet="0123456789eE.-+x٣", max_size=40).map(str.encode))
+def test_the_fast_test_for_floats_written_otherwise_answers_as_the_regular_expression(text):
+    assert _float_may_differ(text) == (_FLOAT_DIFFERS.search(text) is not None)
 
 
 def test_floats_orjson_writes_otherwise_take_the_json_modules_form():

@@ -1,11 +1,14 @@
 """The mapping language: paths, templates, casts, sub-mappings and validation."""
 
+import copy
 import pickle
 import time
 import uuid
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from syncapp import mapping as mapping_module
 from syncapp.mapping import (
@@ -144,6 +147,44 @@ def test_pass_through_starts_from_the_input(pet: dict) -> None:
     assert result == {**pet, "name": "REX", "extra": 1}
     result["address"]["city"] = "Gouda"
     assert pet["address"]["city"] == "Utrecht"
+
+
+json_like = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5)
+    | st.datetimes() | st.tuples(st.integers()),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=4) | st.integers(), children,
+                                                                      max_size=4),
+    max_leaves=20,
+)
+
+
+def containers(value: Any) -> list[int]:
+    """Return the ids of the dicts and lists in a value."""
+    if isinstance(value, dict):
+        return [id(value), *(found for item in value.values() for found in containers(item))]
+    if isinstance(value, list):
+        return [id(value), *(found for item in value for found in containers(item))]
+    return []
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_like)
+def test_values_are_copied_as_deepcopy_copies_them_sharing_no_container(value: Any) -> None:
+    copied = mapping_module._copied(value)
+
+    assert copied == copy.deepcopy(value)
+    assert not set(containers(copied)) & set(containers(value))
+
+
+def test_a_container_held_twice_is_copied_once_and_a_cycle_is_copied_as_deepcopy_has_it() -> None:
+    shared = {"city": "Utrecht"}
+    looped: list[Any] = [1]
+    looped.append(looped)
+
+    copied = mapping_module._copied({"home": shared, "work": shared, "loop": looped})
+
+    assert copied["home"] is copied["work"] and copied["home"] is not shared
+    assert copied["loop"][1] is copied["loop"] and copied["loop"] is not looped
 
 
 def test_without_pass_through_the_result_starts_empty(pet: dict) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+from django.db import connection
 
 from contracts.models import ContractLog, SynchronizationContract
 from syncapp import runs as sync_runs
@@ -259,3 +260,30 @@ def test_a_source_hash_mapping_ignores_fields_that_change_on_every_request(sampl
     run.refresh_from_db()
     assert (run.updated, run.unchanged) == (1, len(active) - 1)
     assert ContractLog.objects.get(run=run).origin_id == str(active[1]["id"])
+
+
+def test_a_mapping_nested_with_map_each_is_read_once_per_run_not_once_per_object(animals):
+    body = [{**animal, "status": "active", "feeding": [{"food": "fish"}, {"food": "hay"}]} for animal in animals[:30]]
+    Mapping.objects.create(reference="meal", mapping={"what": "food"})
+    mapping_reads: list[str] = []
+
+    def count_mapping_reads(execute, sql, params, many, context):
+        if sql.startswith("SELECT") and f'FROM "{Mapping._meta.db_table}"' in sql and "meal" in (params or ()):
+            mapping_reads.append(sql)
+        return execute(sql, params, many, context)
+
+    with LoopbackServer(lambda request: (200, {}, body)) as server:
+        sync = configure(
+            import_zoo(zoo_bundle(location=server.url)), endpoint="/x", pagination={"type": "none"},
+        )
+        mapping = sync.source_target_mapping
+        mapping.mapping = {**mapping.mapping, "meals": "{{ feeding | map_each('meal') }}"}
+        mapping.save()
+
+        with connection.execute_wrapper(count_mapping_reads):
+            run = sync_runs.run_start(synchronization=sync)
+
+    run.refresh_from_db()
+    assert (run.status, run.created) == ("succeeded", 30)
+    assert all(obj["meals"] == [{"what": "fish"}, {"what": "hay"}] for obj in register_objects(sync))
+    assert len(mapping_reads) == 1

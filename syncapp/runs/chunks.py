@@ -27,7 +27,7 @@ from syncapp import metrics
 from syncapp.bulk import rows_insert, rows_update, transactions_lock_database
 from syncapp.http import retry_after_bound
 from syncapp.ids import uuid7
-from syncapp.runs.actions import planned_write
+from syncapp.runs.actions import chunk_prepare, planned_write
 from syncapp.runs.context import SyncContext, context_for_run
 from syncapp.runs.finish import run_close_if_complete
 from syncapp.structured_logs import work_context_add
@@ -103,7 +103,9 @@ def chunk_process(*, run_id: int, chunk_id: int) -> None:
     if not context.writer.transactional:
         retried = chunk_write_one_by_one(facts=facts, run_id=run_id, context=context, chunk_id=chunk_id)
     else:
-        with transaction.atomic():
+        # The rules' calls to other hosts are made before the transaction where it locks the database (SQLite).
+        with chunk_prepare(context=context, facts=facts, run_id=run_id, chunk_id=chunk_id, items_of=chunk_items), \
+                transaction.atomic():
             chunk = chunk_claim(run_id=run_id, chunk_id=chunk_id)
             if chunk is not None:
                 retried, completion = chunk_write(facts=facts, run_id=run_id, context=context, chunk=chunk)

@@ -44,7 +44,8 @@ WRITTEN = (Outcome.CREATED, Outcome.UPDATED)
 class ChunkPrepared:
     """What the rules' steps before the transaction had for the objects of a chunk, by contract and timing."""
 
-    def __init__(self, *, folder: Path):
+    def __init__(self, *, chunk_id: int, folder: Path):
+        self.chunk_id = chunk_id
         self.folder = folder
         self.objects: dict[tuple[int, str], Prepared] = {}
 
@@ -73,7 +74,7 @@ def chunk_prepare(
     it will write foreseen as chunk_plan picks them once their contracts are locked; an object written that
     was not foreseen (the contract changed meanwhile) finds nothing prepared, and its fetching rule fails it.
     """
-    if not _preparing(context) or _chunk_prepared.get() is not None:
+    if not _preparing(context):
         yield
         return
     chunk = RunChunk.objects.filter(pk=chunk_id, run_id=run_id, status=RunChunk.Status.QUEUED).only("items").first()
@@ -88,7 +89,7 @@ def chunk_prepare(
             continue
         if facts.is_forced or not (contract.target_id and contract.target_hash == item.target_hash):
             foreseen.append((item, contract))
-    with _writes_prepare(context=context, facts=facts, run_id=run_id, writes=foreseen) as prepared:
+    with _writes_prepare(context=context, facts=facts, run_id=run_id, chunk_id=chunk_id, writes=foreseen) as prepared:
         token = _chunk_prepared.set(prepared)
         try:
             yield
@@ -98,7 +99,7 @@ def chunk_prepare(
 
 @contextmanager
 def _writes_prepare(
-    *, context: SyncContext, facts: runs.RunFacts, run_id: int, writes: list[tuple[Any, Any]]
+    *, context: SyncContext, facts: runs.RunFacts, run_id: int, chunk_id: int, writes: list[tuple[Any, Any]]
 ) -> Iterator[ChunkPrepared]:
     """Run the rules' steps before the transaction for these (item, contract) writes, each object's rules timed
     after the write on it as the rules before the write will most likely leave it; remove what they
@@ -106,7 +107,7 @@ def _writes_prepare(
     actions = context.actions
     assert actions is not None
     with tempfile.TemporaryDirectory(prefix="sync-rules-") as folder:
-        prepared = ChunkPrepared(folder=Path(folder))
+        prepared = ChunkPrepared(chunk_id=chunk_id, folder=Path(folder))
         for item, contract in writes:
             data = item.target_object
             object_id = _object_id(context, target_id=contract.target_id, origin_id=item.origin_id)
@@ -134,9 +135,12 @@ def planned_write(*, context: SyncContext, facts: runs.RunFacts, run_id: int, pl
     if actions is None or not writes:
         return context.writer.write(writes)
     prepared = _chunk_prepared.get()
+    if prepared is not None and prepared.chunk_id != planned.chunk.pk:
+        prepared = None  # another chunk's, being written further up this thread (a run its commit started)
     if prepared is None and _preparing(context) and not connection.in_atomic_block:
         # Called between transactions (a target outside ours, chunk_write_between_transactions): prepared here.
-        with _writes_prepare(context=context, facts=facts, run_id=run_id, writes=planned.writes) as prepared:
+        with _writes_prepare(context=context, facts=facts, run_id=run_id, chunk_id=planned.chunk.pk,
+                             writes=planned.writes) as prepared:
             return _planned_write(context=context, facts=facts, run_id=run_id, planned=planned, writes=writes,
                                   prepared=prepared)
     return _planned_write(context=context, facts=facts, run_id=run_id, planned=planned, writes=writes,

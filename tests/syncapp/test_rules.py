@@ -13,13 +13,14 @@ from django.urls import reverse
 from contracts.models import ContractLog, SynchronizationContract, SynchronizationRun
 from syncapp import runs as sync_runs
 from syncapp.configuration import ConfigurationInvalid, bundle_export, bundle_import
-from syncapp.models import Object, Rule, StoredFile, Synchronization
+from syncapp.models import Object, Rule, Schema, StoredFile, Synchronization
 from syncapp.rules import Applied, Prepared, RuleFailed, fetch_file
 from syncapp.rules.fetch_file import FetchFileRule
-from syncapp.runs import actions
-from syncapp.targets.register import register_objects_delete
+from syncapp.runs import actions, chunks
+from syncapp.targets.register import register_object_save, register_objects_delete
 from tests.helpers import wait_for_run
 from tests.loopback import LoopbackServer, Request
+from tests.syncapp.targets.test_api import TargetApi
 
 pytestmark = pytest.mark.usefixtures("transactional_db", "in_process_tasks")
 
@@ -262,6 +263,44 @@ def test_where_a_transaction_locks_the_database_the_files_are_fetched_outside_an
     assert StoredFile.objects.count() == 2
     # As on SQLite: before the chunk's transaction; as on PostgreSQL: inside the object's, as it goes.
     assert seen == [not actions.transactions_lock_database()] * 2
+
+
+def test_a_rule_of_a_run_to_an_api_target_on_sqlite_fetches_its_files_between_transactions(
+    settings, tmp_path, monkeypatch
+):
+    # Given objects of the register pushed to an API target, the files they name fetched by a rule after the
+    # write, and a database whose transactions lock it whole (SQLite): the target is called between them
+    settings.MEDIA_ROOT = tmp_path / "media"
+    monkeypatch.setattr(chunks, "transactions_lock_database", lambda: True)
+    monkeypatch.setattr(actions, "transactions_lock_database", lambda: True)
+    seen = fetching_in_transaction(monkeypatch)
+    zaken = Zaaksysteem()
+    bundle_import({"registers": [{"reference": "zoo", "schemas": [{"reference": "animal",
+                                                                   "schema": {"type": "object"}}]}]})
+    schema = Schema.objects.get(reference="animal")
+    for name, path in (("Lulu", "/files/besluit.pdf"), ("Momo", "/files/notes")):
+        register_object_save(obj=Object(schema=schema, data={"name": name, "photo": path}))
+    with zaken.server, TargetApi() as crm:
+        bundle_import({
+            "sources": [{"reference": "crm", "location": crm.url},
+                        {"reference": "zaaksysteem", "location": zaken.server.url}],
+            "mappings": [{"reference": "out", "mapping": {"name": "name", "photo": "photo"}}],
+            "rules": [fetch_rule(filePath="photo")],
+            "synchronizations": [{
+                "reference": "outgoing", "sourceType": "register/schema", "sourceId": "zoo/animal",
+                "sourceTargetMapping": "out", "targetType": "api", "targetId": "crm",
+                "targetConfig": {"endpoint": "/items"}, "actions": ["fetch-files"],
+            }],
+        })
+
+        first = run("outgoing")
+
+    # Then every file was fetched outside any transaction and stored with the register object it belongs to
+    assert (first.status, first.created) == ("succeeded", 2), first.error_message
+    assert seen == [False, False]
+    stored = {obj.data["name"]: [file.name for file in StoredFile.objects.filter(object=obj)]
+              for obj in Object.objects.filter(schema=schema)}
+    assert stored == {"Lulu": ["besluit.pdf"], "Momo": ["notes.plain"]}
 
 
 def test_rules_before_a_fetch_file_rule_that_reshape_the_object_are_foreseen_so_its_files_are_fetched(media):

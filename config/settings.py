@@ -358,7 +358,9 @@ if SYNC_PAGE_CONCURRENCY > 32:
     raise SettingError(f"SYNC_PAGE_CONCURRENCY must be at most 32, got {SYNC_PAGE_CONCURRENCY}")
 # A page task reads on (syncapp/runs/reading.py): it sends the next pages' requests from threads of its
 # own while it plans the page it has, for this long; then it hands the pages after it to their own tasks.
-SYNC_READ_AHEAD_SECONDS = env_float("SYNC_READ_AHEAD_SECONDS", default=60.0, minimum=0)
+SYNC_READ_AHEAD_SECONDS = env_float(
+    "SYNC_READ_AHEAD_SECONDS", default=min(60.0, CELERY_TASK_SOFT_TIME_LIMIT / 2), minimum=0
+)
 if SYNC_READ_AHEAD_SECONDS > CELERY_TASK_SOFT_TIME_LIMIT / 2:
     raise SettingError(
         f"SYNC_READ_AHEAD_SECONDS must be at most half of CELERY_TASK_SOFT_TIME_LIMIT "

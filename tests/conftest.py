@@ -39,6 +39,17 @@ TEST_QUEUE = f"test-{os.getpid()}"
 celery_app.conf.task_default_queue = TEST_QUEUE
 
 
+@contextlib.contextmanager
+def on_queue(queue: str):
+    """Send this process's tasks to `queue` inside the block, and to the test queue again after it, whatever
+    happens inside: a test that fails half-way must not leave the next tests' tasks on a queue nobody reads."""
+    celery_app.conf.task_default_queue = queue
+    try:
+        yield
+    finally:
+        celery_app.conf.task_default_queue = TEST_QUEUE
+
+
 def zoo_bundle(*, location: str) -> dict:
     """Return the bundled zoo configuration pointing at a sample source."""
     bundle = json.loads(ZOO_BUNDLE.read_text())

@@ -133,7 +133,7 @@ def planned_write(*, context: SyncContext, facts: runs.RunFacts, run_id: int, pl
     writes = planned.sent(run_id=run_id, push_origin=facts.push_origin)
     actions = context.actions
     if actions is None or not writes:
-        return context.writer.write(writes)
+        return context.writer.write(writes, bulk=planned.bulk, version=planned.version)
     prepared = _chunk_prepared.get()
     if prepared is not None and prepared.chunk_id != planned.chunk.pk:
         prepared = None  # another chunk's, being written further up this thread (a run its commit started)
@@ -175,7 +175,9 @@ def _planned_write(*, context: SyncContext, facts: runs.RunFacts, run_id: int, p
         item.target_object = applied.data
         ready.append((index, replace(write, data=applied.data)))
     if ready:
-        for (index, _), outcome in zip(ready, context.writer.write([write for _, write in ready]), strict=True):
+        for (index, _), outcome in zip(ready, context.writer.write(
+            [write for _, write in ready], bulk=planned.bulk, version=planned.version,
+        ), strict=True):
             outcomes[index] = outcome
     for index, write in ready:
         item, contract = planned.writes[index]

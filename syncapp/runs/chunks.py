@@ -1,11 +1,14 @@
 """Write a chunk of planned objects: one task, one transaction, bulk statements.
 
-A chunk task locks its chunk and the contracts of its objects (one statement each), hands the
-writes to the target's writer, and records every outcome in bulk: contracts, contract logs, the
-chunk and the run's counters. A redelivered chunk finds itself done and writes nothing twice. An
-object the target refuses (invalid, a constraint) gets its own outcome and never fails the others;
-one that failed for a passing reason is written again later as a chunk of its own, so it holds up
-nothing else: the object stays the unit of isolation and retry, the chunk is the unit of throughput.
+A chunk task takes its chunk and locks the contracts of its objects (one statement on PostgreSQL,
+which also reads what the writer checks against: the register's schema version), hands the writes
+to the target's writer, and records every outcome in bulk: contracts, contract logs, the chunk and
+the run's counters. A redelivered chunk finds itself done and writes nothing twice. An object the
+target refuses (invalid, a constraint) gets its own outcome and never fails the others: on
+PostgreSQL the bulk write has no savepoint, and when one object spoils it the chunk's transaction
+rolls back and the chunk is written again object by object. One that failed for a passing reason
+is written again later as a chunk of its own, so it holds up nothing else: the object stays the unit
+of isolation and retry, the chunk is the unit of throughput.
 """
 from __future__ import annotations
 
@@ -31,7 +34,7 @@ from syncapp.runs.actions import chunk_prepare, planned_write
 from syncapp.runs.context import SyncContext, context_for_run
 from syncapp.runs.finish import run_close_if_complete
 from syncapp.structured_logs import work_context_add
-from syncapp.targets.base import Outcome, Write
+from syncapp.targets.base import BARE, GUARDED, ONE_BY_ONE, BulkWriteFailed, Outcome, Version, Write, Writer
 from workers import dispatch
 
 logger = logging.getLogger(__name__)
@@ -104,17 +107,45 @@ def chunk_process(*, run_id: int, chunk_id: int) -> None:
         retried = chunk_write_one_by_one(facts=facts, run_id=run_id, context=context, chunk_id=chunk_id)
     else:
         # The rules' calls to other hosts are made before the transaction where it locks the database (SQLite).
-        with chunk_prepare(context=context, facts=facts, run_id=run_id, chunk_id=chunk_id, items_of=chunk_items), \
-                transaction.atomic():
-            chunk = chunk_claim(run_id=run_id, chunk_id=chunk_id)
-            if chunk is not None:
-                retried, completion = chunk_write(facts=facts, run_id=run_id, context=context, chunk=chunk)
+        with chunk_prepare(context=context, facts=facts, run_id=run_id, chunk_id=chunk_id, items_of=chunk_items):
+            retried, completion = chunk_write_in_transaction(facts=facts, run_id=run_id, context=context,
+                                                             chunk_id=chunk_id)
     for retry_id, countdown in retried:
         dispatch.chunks_write(run_id=run_id, chunk_ids=[retry_id], countdown=countdown)
     # The chunk's counters were added under the run row's lock: if the run was not complete then, a
     # task that counted after it (and so sees it complete) closes it, and this one need not look again.
     if completion is None or completion.may_close:
         run_close_if_complete(run_id=run_id)
+
+
+def chunk_write_in_transaction(
+    *, facts: runs.RunFacts, run_id: int, context: SyncContext, chunk_id: int
+) -> tuple[list[tuple[int, float]], runs.Completion | None]:
+    """Take a chunk and write it in one transaction; return the chunks of objects to retry, with their
+    countdowns, and the run's completion as the chunk's counters left it.
+
+    On PostgreSQL the writer writes in bulk with no savepoint around it (BARE): if one object spoils the
+    bulk statement, the whole transaction rolls back and the chunk is taken and written again, each
+    object in a savepoint of its own, so the failing ones get their outcome and the others are written,
+    as a savepoint around the bulk write would have it, two statements less a chunk. With rules around
+    the writes the savepoint stays (GUARDED): a rule may call out, and runs once an object.
+    """
+    bulk = BARE if connection.vendor == "postgresql" and context.actions is None else GUARDED
+    try:
+        return _chunk_take_and_write(facts=facts, run_id=run_id, context=context, chunk_id=chunk_id, bulk=bulk)
+    except BulkWriteFailed as failed:
+        logger.info("run %s chunk %s: %s: writing it again object by object", run_id, chunk_id, failed)
+    return _chunk_take_and_write(facts=facts, run_id=run_id, context=context, chunk_id=chunk_id, bulk=ONE_BY_ONE)
+
+
+def _chunk_take_and_write(
+    *, facts: runs.RunFacts, run_id: int, context: SyncContext, chunk_id: int, bulk: str
+) -> tuple[list[tuple[int, float]], runs.Completion | None]:
+    with transaction.atomic():
+        chunk = chunk_claim(run_id=run_id, chunk_id=chunk_id, writer=context.writer)
+        if chunk is None:
+            return [], None  # done (a redelivered task), or the run ended
+        return chunk_write(facts=facts, run_id=run_id, context=context, chunk=chunk, bulk=bulk)
 
 
 @dataclass
@@ -125,25 +156,24 @@ class Claimed:
     page_number: int
     attempt: int
     items: str
+    # Its objects' contracts by id, locked, when the claim read them (PostgreSQL); else chunk_plan reads them.
+    contracts: dict[int, Contract] | None = None
+    # What the writer checks against, as the claim read it (WriterKind.version_sql).
+    version: Version | None = None
 
 
-def chunk_claim(*, run_id: int, chunk_id: int) -> Claimed | None:
-    """Take a queued chunk of a running run, in one statement; None when it is done or the run ended."""
+_CONTRACT_FIELDS_ALL = list(Contract._meta.concrete_fields)
+
+
+def chunk_claim(*, run_id: int, chunk_id: int, writer: Writer | None = None) -> Claimed | None:
+    """Take a queued chunk of a running run; None when it is done or the run ended.
+
+    One statement on PostgreSQL, which also locks the contracts of its objects (in id order, as the
+    pages and other chunks lock them) and reads the `writer`'s version (version_sql); two elsewhere.
+    """
     now = timezone.now()
     if connection.vendor == "postgresql":
-        chunks, run_table = RunChunk._meta.db_table, SynchronizationRun._meta.db_table
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"WITH old AS (SELECT id, page_number, attempt, items FROM {chunks} "
-                f"WHERE id = %s AND run_id = %s AND status = %s FOR UPDATE) "
-                f"UPDATE {chunks} AS c SET status = %s, items = NULL, finished_at = %s FROM old, {run_table} AS r "
-                f"WHERE c.id = old.id AND r.id = c.run_id AND r.status = %s "
-                f"RETURNING old.id, old.page_number, old.attempt, old.items",
-                [chunk_id, run_id, RunChunk.Status.QUEUED, RunChunk.Status.DONE, now,
-                 SynchronizationRun.Status.RUNNING],
-            )
-            row = cursor.fetchone()
-        return Claimed(*row) if row is not None else None
+        return _chunk_claim_postgresql(run_id=run_id, chunk_id=chunk_id, writer=writer, now=now)
     row = (
         RunChunk.objects.select_for_update()
         .filter(pk=chunk_id, run_id=run_id, status=RunChunk.Status.QUEUED,
@@ -156,6 +186,43 @@ def chunk_claim(*, run_id: int, chunk_id: int) -> Claimed | None:
     return Claimed(*row)
 
 
+def _chunk_claim_postgresql(*, run_id: int, chunk_id: int, writer: Writer | None, now) -> Claimed | None:
+    """Take the chunk, lock its contracts and read the writer's version: one statement whose first row is
+    the chunk's (its contract columns empty) and the others its contracts' (its chunk columns empty)."""
+    chunks, run_table, contracts = RunChunk._meta.db_table, SynchronizationRun._meta.db_table, Contract._meta.db_table
+    version = writer.version_sql() if writer is not None else None
+    version_sql, version_params = (f"({version[0]})", version[1]) if version is not None else ("NULL", [])
+    columns = ", ".join(f"c.{field.column}" for field in _CONTRACT_FIELDS_ALL)
+    nothing = ", ".join("NULL" for _ in _CONTRACT_FIELDS_ALL)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH old AS (SELECT id, page_number, attempt, items FROM {chunks} "
+            f"WHERE id = %s AND run_id = %s AND status = %s FOR UPDATE), "
+            f"claimed AS (UPDATE {chunks} AS c SET status = %s, items = NULL, finished_at = %s "
+            f"FROM old, {run_table} AS r WHERE c.id = old.id AND r.id = c.run_id AND r.status = %s "
+            f"RETURNING old.id, old.page_number, old.attempt, old.items), "
+            # An item is [contract id, origin id, ...] (Item.to_json): the ids are read from the items' JSON.
+            # PostgreSQL's JSON functions refuse the escape of a NUL character, which an object may hold (and
+            # then fail alone at its write): each becomes U+FFFD here, which keeps the JSON valid also where
+            # the backslash is itself escaped, and leaves the ids as they are.
+            f"locked AS (SELECT {columns} FROM {contracts} AS c WHERE c.id IN (SELECT (item ->> 0)::bigint "
+            f"FROM claimed, json_array_elements(replace(claimed.items, '\\u0000', '\\ufffd')::json) AS item) "
+            f"ORDER BY c.id FOR UPDATE) "
+            f"SELECT claimed.id, claimed.page_number, claimed.attempt, claimed.items, {version_sql}, {nothing} "
+            f"FROM claimed UNION ALL SELECT NULL, NULL, NULL, NULL, NULL, locked.* FROM locked",
+            [chunk_id, run_id, RunChunk.Status.QUEUED, RunChunk.Status.DONE, now, SynchronizationRun.Status.RUNNING,
+             *version_params],
+        )
+        rows = cursor.fetchall()
+    head = next((row for row in rows if row[0] is not None), None)
+    if head is None:
+        return None
+    names = [field.attname for field in _CONTRACT_FIELDS_ALL]
+    locked = [Contract.from_db(connection.alias, names, row[5:]) for row in rows if row[0] is None]
+    return Claimed(*head[:4], contracts={contract.pk: contract for contract in locked},
+                   version=Version(head[4]) if version is not None else None)
+
+
 @dataclass
 class Planned:
     """What writing a claimed chunk needs: its objects with their contracts, and those the target gets."""
@@ -165,6 +232,10 @@ class Planned:
     tally: Tally
     todo: list[tuple[Item, Contract]]
     writes: list[tuple[Item, Contract]]
+    # How the writer writes them (syncapp.targets.base: GUARDED, BARE, ONE_BY_ONE), and what it checks
+    # them against as the chunk's claim read it.
+    bulk: str = GUARDED
+    version: Version | None = None
 
     def sent(self, *, run_id: int, push_origin: tuple[int, ...] = ()) -> list[Write]:
         """Return the writes to send to the target (`push_origin`: the run's, RunFacts.push_origin)."""
@@ -174,12 +245,13 @@ class Planned:
 
 
 def chunk_write(
-    *, facts: runs.RunFacts, run_id: int, context: SyncContext, chunk: Claimed
+    *, facts: runs.RunFacts, run_id: int, context: SyncContext, chunk: Claimed, bulk: str = GUARDED
 ) -> tuple[list[tuple[int, float]], runs.Completion | None]:
     """Write a claimed chunk and record it; return the chunks of objects to retry, with their countdowns,
-    and the run's completion as the chunk's counters left it."""
+    and the run's completion as the chunk's counters left it. `bulk`: how the writer writes (Planned)."""
     started = time.monotonic()
     planned = chunk_plan(facts=facts, run_id=run_id, chunk=chunk)
+    planned.bulk = bulk
     outcomes = planned_write(context=context, facts=facts, run_id=run_id, planned=planned)
     recorded = chunk_record(facts=facts, run_id=run_id, context=context, planned=planned, outcomes=outcomes)
     metrics.chunk_write_record(synchronization=context.synchronization.reference, seconds=time.monotonic() - started)
@@ -190,11 +262,13 @@ def chunk_plan(*, facts: runs.RunFacts, run_id: int, chunk: Claimed) -> Planned:
     """Read the contracts of a claimed chunk (locked, inside a transaction) and pick what the target gets."""
     now = timezone.now()
     items = chunk_items(chunk)
-    contracts = {
-        contract.pk: contract
-        for contract in Contract.objects.select_for_update().filter(pk__in=[item.contract_id for item in items])
-        .order_by("pk")
-    }
+    contracts = chunk.contracts
+    if contracts is None:
+        contracts = {
+            contract.pk: contract
+            for contract in Contract.objects.select_for_update().filter(pk__in=[item.contract_id for item in items])
+            .order_by("pk")
+        }
     tally = Tally()
     todo: list[tuple[Item, Contract]] = []
     for item in items:
@@ -212,7 +286,7 @@ def chunk_plan(*, facts: runs.RunFacts, run_id: int, chunk: Claimed) -> Planned:
         (item, contract) for item, contract in todo
         if facts.is_forced or not (contract.target_id and contract.target_hash == item.target_hash)
     ]
-    return Planned(chunk=chunk, now=now, tally=tally, todo=todo, writes=writes)
+    return Planned(chunk=chunk, now=now, tally=tally, todo=todo, writes=writes, version=chunk.version)
 
 
 def chunk_record(

@@ -723,12 +723,15 @@ def pages_follow(
 def work_resend(*, run_id: int, from_page: int) -> None:
     """Send again what planning from this page on may have left unsent: its open chunks and next pages.
 
-    Every queued page after it: a task that read on may have created pages far past its own and died
-    before sending them (queued pages are never more than `concurrency` past the last judged one).
+    Every page after it still to fetch or to plan: a task that read on may have judged pages past its
+    own, and created pages past those, and died before planning or sending them (such pages are never
+    more than `concurrency` past the last judged one). A page fetched ahead waits for its turn.
     """
     chunks = RunChunk.objects.filter(run_id=run_id, page_number__gte=from_page, status=RunChunk.Status.QUEUED)
     dispatch.chunks_write(run_id=run_id, chunk_ids=list(chunks.values_list("pk", flat=True)))
-    pages = RunPage.objects.filter(run_id=run_id, status=RunPage.Status.QUEUED, number__gt=from_page)
+    pages = RunPage.objects.filter(
+        run_id=run_id, status__in=(RunPage.Status.QUEUED, RunPage.Status.JUDGED), number__gt=from_page
+    )
     dispatch.pages_fetch(run_id=run_id, numbers=list(pages.values_list("number", flat=True)))
 
 

@@ -44,7 +44,7 @@ from syncapp.mappings import mapping_spec, resolve_mapping
 from syncapp.models import Mapping, Synchronization
 from syncapp.outbound.calls import CallOptions, call_options_problems, call_settings, endpoint_url
 from syncapp.outbound.masking import snippet
-from syncapp.targets.base import Outcome, Write, WriterKind, writer_type
+from syncapp.targets.base import GUARDED, Outcome, Version, Write, WriterKind, writer_type
 
 UPDATE_METHODS = ("PUT", "PATCH", "POST")
 DELETE_METHODS = ("DELETE", "POST", "PUT", "PATCH")
@@ -165,7 +165,8 @@ class ApiWriter(WriterKind):
         # A remote API is not asked object by object: what it had, it is taken to have still.
         return {target_id for target_id in target_ids if target_id}
 
-    def write(self, writes: list[Write]) -> list[Outcome]:
+    def write(self, writes: list[Write], *, bulk: str = GUARDED, version: Version | None = None) -> list[Outcome]:
+        # One call per object, outside our transactions: there is no bulk statement, nor version to check.
         return [self._write_one(write) for write in writes]
 
     def delete(self, target_ids: list[str], *, push_origin: tuple[int, ...] = ()) -> None:

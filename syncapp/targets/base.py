@@ -52,6 +52,24 @@ class Outcome:
     KEPT: ClassVar[str] = "kept"
 
 
+# How a writer whose writes go into the caller's transaction writes a batch (Writer.write's `bulk`).
+GUARDED = "guarded"  # in bulk, in a savepoint: an object that spoils the bulk statement is found one by one
+BARE = "bare"  # in bulk, no savepoint: a spoiled bulk statement raises BulkWriteFailed, the transaction aborted
+ONE_BY_ONE = "one by one"  # each object in a savepoint of its own: what a caller asks after BulkWriteFailed
+
+
+class BulkWriteFailed(Exception):
+    """A bulk write (`bulk=BARE`) failed on one of its objects and left the transaction aborted: the
+    caller rolls the transaction back and writes the same objects again ONE_BY_ONE."""
+
+
+@dataclass(frozen=True)
+class Version:
+    """What a writer checks its writes against, as a chunk's claim read it (WriterKind.version_sql)."""
+
+    value: Any
+
+
 class Writer(Protocol):
     """What the run steps ask of a target."""
 
@@ -61,11 +79,15 @@ class Writer(Protocol):
     def existing(self, target_ids: list[str]) -> set[str]:
         """Return those of the target ids that are still there."""
 
-    def write(self, writes: list[Write]) -> list[Outcome]:
-        """Apply the writes; return one outcome per write, in order. Raise only for what ends the chunk."""
+    def write(self, writes: list[Write], *, bulk: str = GUARDED, version: Version | None = None) -> list[Outcome]:
+        """Apply the writes; return one outcome per write, in order. Raise only for what ends the chunk, and
+        BulkWriteFailed when asked `bulk=BARE`. `version`: read with the chunk's claim (version_sql)."""
 
     def delete(self, target_ids: list[str], *, push_origin: tuple[int, ...] = ()) -> None:
         """Delete the objects; one that is gone already counts as deleted. `push_origin`: as Write's."""
+
+    def version_sql(self) -> tuple[str, list[Any]] | None:
+        """Return a query of one value telling the version of what writes are checked against (WriterKind's)."""
 
 
 class WriterKind:
@@ -79,6 +101,11 @@ class WriterKind:
     source_kind: ClassVar[str] = ""
     # Whether its writes roll back with the chunk's transaction (a remote API's do not).
     transactional: ClassVar[bool] = True
+
+    def version_sql(self) -> tuple[str, list[Any]] | None:
+        """Return a query of one value that changes with what the writes are checked against (the register's
+        schema), for a chunk's claim to read on the way (PostgreSQL) and pass to write; None: nothing."""
+        return None
 
     @staticmethod
     def config_problems(target_config: dict[str, Any], *, path: str, known_mappings: set[str]) -> list[str]:

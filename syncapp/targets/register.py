@@ -27,7 +27,17 @@ from syncapp.hashing import canonical_json, hash_value
 from syncapp.ids import uuid7
 from syncapp.models import Object, Schema, StoredFile, Synchronization, stored_files_storage
 from syncapp.outbox import changes_record
-from syncapp.targets.base import Outcome, Write, WriterKind, writer_type
+from syncapp.targets.base import (
+    BARE,
+    GUARDED,
+    ONE_BY_ONE,
+    BulkWriteFailed,
+    Outcome,
+    Version,
+    Write,
+    WriterKind,
+    writer_type,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -165,6 +175,13 @@ def _connection_lost() -> bool:
     return raw is None or bool(getattr(raw, "closed", False)) or not connection.is_usable()
 
 
+def _connection_broken() -> bool:
+    """Return whether the connection itself failed, not only its transaction: in an aborted transaction
+    every statement fails, a probe (is_usable) included, so only the driver's own state can tell."""
+    raw = connection.connection
+    return raw is None or bool(getattr(raw, "closed", False)) or bool(getattr(raw, "broken", False))
+
+
 class RegisterTargetConfig(Declared):
     """targetConfig of a synchronization into the register: it takes no settings (the schema is its targetId)."""
 
@@ -201,17 +218,23 @@ class RegisterWriter(WriterKind):
         rows = Object.objects.filter(schema=self.schema, pk__in=target_ids).values_list("pk", flat=True)
         return {str(pk) for pk in rows}
 
-    def schema_refresh(self) -> None:
+    def version_sql(self) -> tuple[str, list[Any]]:
+        return f"SELECT updated_at FROM {Schema._meta.db_table} WHERE id = %s", [self.schema.pk]
+
+    def schema_refresh(self, *, version: Version | None = None) -> None:
         """Validate against the schema as it is now: an object the register keeps always fits its schema,
-        also when the schema was changed during the run."""
+        also when the schema was changed during the run. `version`: the schema's as the chunk's claim read
+        it (version_sql); the schema is read again only when it differs."""
+        if version is not None and version.value == self.schema.updated_at:
+            return
         changed = Schema.objects.filter(pk=self.schema.pk).exclude(updated_at=self.schema.updated_at)
         fresh = changed.select_related("register").first()
         if fresh is not None:
             self.schema = fresh
             self.check = schema_check(fresh)
 
-    def write(self, writes: list[Write]) -> list[Outcome]:
-        self.schema_refresh()
+    def write(self, writes: list[Write], *, bulk: str = GUARDED, version: Version | None = None) -> list[Outcome]:
+        self.schema_refresh(version=version)
         outcomes: list[Outcome | None] = [None] * len(writes)
         valid: list[int] = []
         for index, write in enumerate(writes):
@@ -220,7 +243,20 @@ class RegisterWriter(WriterKind):
                 valid.append(index)
             else:
                 outcomes[index] = Outcome(Outcome.INVALID, error=problem)
-        if valid:
+        if valid and bulk == ONE_BY_ONE:
+            for index in valid:
+                outcomes[index] = self._write_one(writes[index])
+        elif valid and bulk == BARE:
+            # No savepoint: a statement less each way. An object that spoils the bulk statement aborts the
+            # caller's transaction, which then rolls back and asks again one by one (syncapp.runs.chunks).
+            try:
+                for index, outcome in zip(valid, self._write_many([writes[i] for i in valid]), strict=True):
+                    outcomes[index] = outcome
+            except DatabaseError as error:
+                if _connection_broken():
+                    raise
+                raise BulkWriteFailed(f"bulk write to {self.schema.path} failed: {error}") from error
+        elif valid:
             try:
                 with transaction.atomic():
                     for index, outcome in zip(valid, self._write_many([writes[i] for i in valid]), strict=True):

@@ -47,4 +47,5 @@ def test_ready_names_a_worker_that_answers(healthy, client):
     checks = client.get("/health/ready").json()["checks"]
 
     assert checks["workers"]["ok"] is True
-    assert checks["workers"]["answering"] == [healthy.name]
+    # Every worker on the broker answers a ping: those of the other test processes too.
+    assert healthy.name in checks["workers"]["answering"]

@@ -6,13 +6,12 @@ import time
 
 import pytest
 
-from config.celery import app as celery_app
 from contracts.models import SynchronizationContract, SynchronizationRun
 from contracts.runs import RunRefused
 from syncapp import runs as sync_runs
 from syncapp.configuration import bundle_import
 from syncapp.models import Object, Synchronization
-from tests.conftest import TEST_QUEUE, WorkerProcess, purge_queue, zoo_bundle
+from tests.conftest import TEST_QUEUE, WorkerProcess, on_queue, purge_queue, zoo_bundle
 from tests.helpers import active_ids, call_at_once, import_zoo, wait_for_run
 from tests.loopback import LoopbackServer, Request
 
@@ -163,11 +162,10 @@ def test_a_worker_killed_in_the_middle_of_a_run_leaves_every_object_exactly_once
 
     queue = f"{TEST_QUEUE}-kill"
     purge_queue(queue)
-    celery_app.conf.task_default_queue = queue
     # A short visibility timeout, so the broker hands the killed worker's unacked tasks out again soon.
     env = {"CELERY_VISIBILITY_TIMEOUT": "8", "CELERY_TASK_TIME_LIMIT": "6"}
-    first = WorkerProcess(queue=queue, log_path=tmp_path / "first.log", env=env)
-    with LoopbackServer(handler) as server:
+    with on_queue(queue), LoopbackServer(handler) as server:
+        first = WorkerProcess(queue=queue, log_path=tmp_path / "first.log", env=env)
         sync = import_zoo(zoo_bundle(location=server.url))
         sync.source_config = {"endpoint": "/a", "pagination": {"type": "page"}}
         sync.save()
@@ -189,7 +187,6 @@ def test_a_worker_killed_in_the_middle_of_a_run_leaves_every_object_exactly_once
                 run = wait_for_run(sync_runs.run_start(synchronization=sync), timeout=120)
         finally:
             second.stop()
-            celery_app.conf.task_default_queue = TEST_QUEUE
 
     assert "workers.tasks.sync_chunk" in first.log() and "workers.tasks.sync_chunk" in second.log()
     assert written_at_kill < 300

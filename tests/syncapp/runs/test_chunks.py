@@ -7,17 +7,19 @@ from __future__ import annotations
 
 import contextlib
 
+import psycopg
 import pytest
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 
 from config.celery import app as celery_app
 from contracts.models import ContractLog, RunChunk, SynchronizationContract, SynchronizationRun
 from syncapp import runs as sync_runs
-from syncapp.models import Object, Schema
+from syncapp.models import Object, OutboxChange, Schema
 from syncapp.runs import chunks, pages
 from syncapp.sample_source import generate_animals
-from tests.conftest import TEST_QUEUE, purge_queue, zoo_bundle
+from syncapp.targets.base import ONE_BY_ONE
+from tests.conftest import TEST_QUEUE, _worker_database_url, purge_queue, zoo_bundle
 from tests.helpers import import_zoo
 from tests.loopback import LoopbackServer
 
@@ -98,6 +100,61 @@ def test_a_chunk_with_an_invalid_and_a_constraint_violating_object_writes_the_re
     assert logs["4"].source_object["name"] == "Forbidden" and logs["1"].action == "create"
     run.refresh_from_db()
     assert (run.status, run.created, run.invalid, run.failed) == ("partial", 3, 1, 1)
+
+
+FORBIDDEN = (
+    "ALTER TABLE syncapp_object ADD CONSTRAINT test_no_forbidden CHECK ((data->>'name') <> 'Forbidden')",
+    "ALTER TABLE syncapp_object DROP CONSTRAINT test_no_forbidden",
+)
+
+
+def test_a_chunk_taken_by_another_task_between_its_failed_bulk_write_and_its_retry_writes_nothing_twice(
+    held_tasks, monkeypatch
+):
+    # Given a chunk whose bulk write a constraint spoils, so that its transaction rolls back and it is
+    # taken again to be written object by object; and a redelivered task that takes it first, then
+    take = chunks._chunk_take_and_write
+    redelivered = []
+
+    def another_task_first(**kwargs):
+        if kwargs["bulk"] == ONE_BY_ONE and not redelivered:
+            redelivered.append(take(**kwargs))
+        return take(**kwargs)
+
+    monkeypatch.setattr(chunks, "_chunk_take_and_write", another_task_first)
+    with planned_run(animals("Amara", "Forbidden", "Bongo")) as (run, chunk), sql(*FORBIDDEN):
+        # When the chunk is written
+        chunks.chunk_process(run_id=run.pk, chunk_id=chunk.pk)
+
+    # Then the other task wrote it, the retry found it done, and each object has one outcome and one log
+    assert redelivered
+    assert sorted(Object.objects.values_list("data__name", flat=True)) == ["Amara", "Bongo"]
+    assert OutboxChange.objects.count() == 2  # one row an object written one by one, none of the rolled back bulk
+    assert ContractLog.objects.filter(run=run).count() == 3
+    run.refresh_from_db()
+    assert (run.status, run.created, run.failed, run.objects_done) == ("partial", 2, 1, 3)
+
+
+def test_a_chunks_claim_locks_the_contracts_of_its_objects_until_its_transaction_ends(held_tasks):
+    with planned_run(animals("Amara", "Bongo")) as (run, chunk):
+        ids = list(SynchronizationContract.objects.values_list("pk", flat=True))
+        with psycopg.connect(_worker_database_url()) as other:
+            # Given the chunk taken in a transaction still open
+            with transaction.atomic():
+                claimed = chunks.chunk_claim(run_id=run.pk, chunk_id=chunk.pk)
+
+                # Then its contracts come with it, and no other transaction can lock them
+                assert claimed is not None and sorted(claimed.contracts) == sorted(ids)
+                for pk in ids:
+                    with pytest.raises(psycopg.errors.LockNotAvailable):
+                        other.execute(f"SELECT 1 FROM {SynchronizationContract._meta.db_table} "
+                                      "WHERE id = %s FOR UPDATE NOWAIT", [pk])
+                    other.rollback()
+                transaction.set_rollback(True)
+
+            # And once it ended, they can
+            assert len(other.execute(f"SELECT 1 FROM {SynchronizationContract._meta.db_table} "
+                                     "WHERE id = ANY(%s) FOR UPDATE NOWAIT", [ids]).fetchall()) == 2
 
 
 def test_a_redelivered_chunk_writes_nothing_twice(held_tasks):

@@ -11,7 +11,7 @@ import pytest
 from contracts.models import RunPage, SynchronizationRun
 from syncapp.configuration import bundle_import
 from syncapp.models import Synchronization
-from syncapp.runs import pages
+from syncapp.runs import pages, reading
 from tests.conftest import zoo_bundle
 from tests.helpers import records, run
 from tests.loopback import LoopbackServer, Request
@@ -193,3 +193,40 @@ def test_pages_read_ahead_stay_within_the_sources_request_budget(monkeypatch):
     assert waiting.status in SynchronizationRun.ACTIVE_STATUSES, waiting.error_message
     assert waiting.deferred_until is not None and waiting.pages_fetched <= 3
     assert RunPage.objects.filter(run=waiting, status="queued", not_before__isnull=False).exists()
+
+
+class Killed(BaseException):
+    """The worker dies here: nothing after it runs in its task, not even the hand-over."""
+
+
+def test_a_task_that_read_on_and_died_before_planning_a_page_has_it_planned_when_redelivered(monkeypatch):
+    # Given a task reading on through a page-number source of six pages, which dies after judging the third
+    sent: list[int] = []
+    monkeypatch.setattr(pages.dispatch, "pages_fetch", lambda *, run_id, numbers: sent.extend(numbers))
+    plan = pages.page_plan_record
+
+    def dies_at_the_third(**kwargs):
+        if kwargs["number"] == 3:
+            raise Killed
+        plan(**kwargs)
+
+    with LoopbackServer(Source(records(55, seed=5))) as server:
+        sync = synchronization(server, reference="animals", concurrency=2)
+        started = run(sync)
+        with monkeypatch.context() as dying:
+            dying.setattr(pages, "page_plan_record", dies_at_the_third)
+            dying.setattr(reading.ReadAhead, "hand_over", lambda self: [])
+            with pytest.raises(Killed):
+                pages.page_process(run_id=started.pk, page_number=1)
+        assert RunPage.objects.get(run=started, number=3).status == "judged"
+
+        # When the task is redelivered
+        sent.clear()
+        pages.page_process(run_id=started.pk, page_number=1)
+
+        # Then it sends the judged page to be planned, and the pages after it, and the run ends complete
+        assert 3 in sent
+        while sent:
+            pages.page_process(run_id=started.pk, page_number=sent.pop(0))
+    started.refresh_from_db()
+    assert (started.status, started.created, started.found) == ("succeeded", 55, 55)

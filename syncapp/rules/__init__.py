@@ -12,7 +12,7 @@ beside it are written. A new kind is a module here that registers its class with
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from syncapp.conditions import ConditionError, conditions_compile, validate_conditions
@@ -29,10 +29,10 @@ from syncapp.rules import mapping as _mapping  # noqa: F401
 from syncapp.rules import save_object as _save_object  # noqa: F401
 from syncapp.rules import synchronization as _synchronization  # noqa: F401
 from syncapp.rules import write_file as _write_file  # noqa: F401
-from syncapp.rules.base import RULES, Applied, Known, RuleFailed, RuleKind
+from syncapp.rules.base import RULES, Applied, Known, Prepared, RuleFailed, RuleKind
 
 __all__ = [
-    "Actions", "Applied", "Known", "RuleFailed", "actions_of", "rule_configuration_declaration",
+    "Actions", "Applied", "Known", "Prepared", "RuleFailed", "actions_of", "rule_configuration_declaration",
     "rule_configuration_schemas", "rule_kind", "rule_kinds", "rule_problems",
 ]
 
@@ -113,6 +113,33 @@ class Actions:
     def timed(self, timing: str) -> bool:
         """Return whether any rule runs at this timing."""
         return any(step.rule.timing == timing for step in self.steps)
+
+    def calls_out(self) -> bool:
+        """Return whether any rule calls other hosts (has a step before the transaction: RuleKind.prepare)."""
+        return any(step.kind.calls_out for step in self.steps)
+
+    def prepare(self, applied: Applied) -> dict[str, Any] | None:
+        """Run the steps before the transaction of the rules of the object's timing, outside any transaction,
+        in order, each on the object as the rules before it will most likely leave it; what they had goes to
+        `applied.prepared`. Return the object as the rules will most likely leave it, or None from the first
+        rule whose result cannot be foreseen (the rules after it prepare nothing: inside the transaction
+        they find nothing prepared and fail the object, rather than call out there)."""
+        if self.problems:
+            return None
+        data = applied.data
+        for step in self.steps:
+            if step.rule.timing != applied.timing:
+                continue
+            try:
+                if not step.passes(data):
+                    continue
+                # A copy: what a rule would leave to run after the commit belongs to its apply, not to this.
+                data = step.kind.prepare(replace(applied, data=data, after_commit=[]))
+            except (SyncError, ConditionError):
+                return None  # the rule fails the object when applied: nothing after it runs
+            if not isinstance(data, dict):
+                return None
+        return data
 
     def apply(self, applied: Applied) -> dict[str, Any]:
         """Return the object after the rules of its timing; raise RuleFailed naming the rule that failed."""

@@ -8,8 +8,11 @@ in its `SynchronizationService::processRules()` and the `process…Rule()` metho
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import tempfile
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 from django.core.exceptions import ValidationError
@@ -36,6 +39,30 @@ class Known:
     synchronizations: frozenset[str] = frozenset()
 
 
+class Prepared:
+    """What the rules' steps before the transaction (RuleKind.prepare) had for one object at one timing, by
+    rule and by what each asked, for their apply inside the transaction; files they downloaded are in `folder`,
+    removed once the chunk is written."""
+
+    def __init__(self, *, folder: Path):
+        self.folder = folder
+        self.results: dict[tuple[int, Hashable], Any] = {}
+
+    def put(self, *, rule: Rule, key: Hashable, result: Any) -> None:
+        """Keep what a rule's step before the transaction had for what it asked (`key`)."""
+        self.results[(rule.pk, key)] = result
+
+    def get(self, *, rule: Rule, key: Hashable) -> Any | None:
+        """Return what the rule's step before the transaction had for `key`, or None."""
+        return self.results.get((rule.pk, key))
+
+    def spool(self) -> Path:
+        """Return the path of a new empty file in the folder, to write a download to."""
+        handle, path = tempfile.mkstemp(dir=self.folder)
+        os.close(handle)
+        return Path(path)
+
+
 @dataclass
 class Applied:
     """One object a synchronization's rules are applied to, as it stands."""
@@ -51,6 +78,9 @@ class Applied:
     push_origin: tuple[int, ...] = ()
     # Run after the object's rules all passed and its unit of work committed (runs started by rules).
     after_commit: list[Callable[[], None]] = field(default_factory=list)
+    # What the rules' steps before the transaction had for the object (RuleKind.prepare), where a transaction
+    # locks the whole database (SQLite); None elsewhere: a rule then calls out as it goes.
+    prepared: Prepared | None = None
 
 
 class RuleKind:
@@ -61,6 +91,11 @@ class RuleKind:
     declaration: ClassVar[type[Declared]]  # its configuration
     # The timings it can run at (after the write only: it needs the object written).
     timings: ClassVar[tuple[str, ...]] = (Rule.Timing.BEFORE, Rule.Timing.AFTER)
+    # Whether it calls other hosts: then its `prepare` makes those calls before the object's transaction.
+    calls_out: ClassVar[bool] = False
+    # Whether apply only reads and reshapes the object (no write, no call): run before the transaction too,
+    # it foresees what the rules after it are given, so that theirs can prepare on it.
+    foreseeable: ClassVar[bool] = False
 
     def __init__(self, rule: Rule):
         self.rule = rule
@@ -75,6 +110,13 @@ class RuleKind:
     def apply(self, applied: Applied) -> dict[str, Any]:
         """Return the object as the rule leaves it; raise RuleFailed to fail the object."""
         raise NotImplementedError
+
+    def prepare(self, applied: Applied) -> dict[str, Any] | None:
+        """Before the object's transaction, outside any: make the calls the rule would make in apply, keeping
+        what they answered in `applied.prepared` (a transaction that calls out would hold SQLite's write lock
+        for as long as the other host takes); return the object as the rule will most likely leave it, for the
+        rules after it to prepare on, or None when that cannot be foreseen."""
+        return self.apply(applied) if self.foreseeable else None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ def _as_data(obj) -> dict[str, Any]:
 @rule_type("extend_input", label="Extend input")
 class ExtendInputRule(RuleKind):
     declaration = ExtendInputRuleConfig
+    foreseeable = True
 
     def apply(self, applied: Applied) -> dict[str, Any]:
         config: ExtendInputRuleConfig = self.config

@@ -17,22 +17,40 @@ writes nothing of an after rule's result), the files belonging to the object (`f
 the API). A file that cannot be had (an error answer, larger than SYNC_RULE_FILE_MAX_BYTES) fails the
 object with its URL and the reason. The object the files belong to is the register object the synchronized
 object is, after the write; before it (or per file) `objectIdPath` names it.
+
+Where a transaction locks the whole database (SQLite), the files are downloaded before the chunk's
+transaction, outside any (`prepare`, run on the object as the rules before this one will most likely
+leave it), and only stored inside: a download would hold the write lock of every other writer as long as
+the source takes. A file not downloaded then (what the rules before it left could not be foreseen, or
+changed meanwhile) fails the object rather than be downloaded inside; the next run tries again.
 """
 from __future__ import annotations
 
 import copy
 import json
 import tempfile
-from typing import Annotated, Any, Literal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, BinaryIO, Literal
 
 from pydantic import BeforeValidator, JsonValue
 
 from syncapp.declared import Declared, DotPath, Flag
 from syncapp.dotpath import MISSING, get_path, set_path
-from syncapp.errors import SourceError
-from syncapp.models import Object
-from syncapp.outbound.files import file_address, file_fetch
-from syncapp.rules.base import Applied, Known, RuleFailed, RuleKind, object_of, rule_type, source_of, source_problems
+from syncapp.errors import SourceError, SyncError
+from syncapp.models import Object, Rule, Source, StoredFile
+from syncapp.outbound.files import FetchedFile, file_address, file_fetch
+from syncapp.rules.base import (
+    Applied,
+    Known,
+    Prepared,
+    RuleFailed,
+    RuleKind,
+    object_of,
+    rule_type,
+    source_of,
+    source_problems,
+)
 from syncapp.rules.storing import file_store, stored_file_find, stored_files_keep_only
 
 TAG_KEYS = ("label", "labels", "tag", "tags")
@@ -101,6 +119,7 @@ def _kind_of(value: Any) -> str:
 @rule_type("fetch_file", label="Fetch file")
 class FetchFileRule(RuleKind):
     declaration = FetchFileRuleConfig
+    calls_out = True
 
     @staticmethod
     def config_problems(configuration: dict[str, Any], *, path: str, known: Known) -> list[str]:
@@ -138,12 +157,12 @@ class FetchFileRule(RuleKind):
         return (str(endpoint) if endpoint not in (None, "") else None, filename, self.tags_of(_labels(inner)),
                 object_id)
 
-    def apply(self, applied: Applied) -> dict[str, Any]:
+    def asked(self, data: dict[str, Any], *, object_id: str | None) -> _Asked | None:
+        """Return what the rule asks the source for, given the object as it stands; None when it names no file."""
         config: FetchFileRuleConfig = self.config
-        data = copy.deepcopy(applied.data)
         named = get_path(data, config.file_path) if config.file_path else config.endpoint
         if named is MISSING or named is None:
-            return data
+            return None
         source = source_of(config.source)
         configuration = dict(config.source_configuration or {})
         if config.origin_id_path:
@@ -151,16 +170,69 @@ class FetchFileRule(RuleKind):
             if origin_id is not MISSING and origin_id is not None:
                 configuration = json.loads(json.dumps(configuration).replace("{{ originId }}", str(origin_id)))
         body = configuration.pop("body", None)
-        default_id = applied.object_id
+        default_id: Any = object_id
         if default_id is None and config.object_id_path:
             found = get_path(data, config.object_id_path)
             default_id = None if found is MISSING else found
         kind = _kind_of(named)
         entries = [named] if kind in ("single", "object") else list(named) if kind == "list" else []
+        return _Asked(kind=kind, entries=entries, source=source, configuration=configuration, body=body,
+                      default_id=default_id)
+
+    def request_key(self, *, asked: _Asked, endpoint: str, entry_id: Any) -> tuple[str, ...]:
+        """Return what tells one request of the rule from another, for the step before the transaction."""
+        return (
+            file_address(source=asked.source, endpoint=endpoint), self.config.method,
+            json.dumps(asked.configuration, sort_keys=True, default=str),
+            json.dumps(asked.body, sort_keys=True, default=str),
+            "" if entry_id in (None, MISSING) else str(entry_id),
+        )
+
+    def prepare(self, applied: Applied) -> dict[str, Any] | None:
+        """Fetch the files the object names before its transaction, each into a file of `applied.prepared`
+        (conditionally, against the version stored now), and what failed with the reason apply will give."""
+        asked = self.asked(applied.data, object_id=applied.object_id)
+        prepared = applied.prepared
+        if asked is None or prepared is None:
+            return applied.data
+        for value in asked.entries:
+            endpoint, _, _, entry_id = self.entry(value)
+            if endpoint is None:
+                continue
+            owner = object_of(entry_id if entry_id not in (None, MISSING) else asked.default_id)
+            if owner is None and (applied.timing != Rule.Timing.AFTER or applied.object_id is not None):
+                continue  # apply fails the object: the file belongs to no register object
+            # None: a new object, written before the rules timed after it run, has no version of the file yet.
+            key = self.request_key(asked=asked, endpoint=endpoint, entry_id=entry_id)
+            if prepared.get(rule=self.rule, key=key) is not None:
+                continue
+            known = stored_file_find(obj=owner, source_url=key[0]) if owner is not None else None
+            etag, last_modified = (known.etag, known.last_modified) if known is not None else ("", "")
+            path = prepared.spool()
+            try:
+                with path.open("w+b") as sink:
+                    fetched = self.fetch(source=asked.source, endpoint=endpoint, configuration=asked.configuration,
+                                         body=asked.body, known=known, sink=sink)
+            except SyncError as error:  # met again, as it was, when the rule is applied
+                prepared.put(rule=self.rule, key=key, result=_Download(etag=etag, last_modified=last_modified,
+                                                                       failure=error))
+                continue
+            prepared.put(rule=self.rule, key=key, result=_Download(etag=etag, last_modified=last_modified,
+                                                                   fetched=fetched, path=path))
+        # As apply leaves it but for the references at filePath, which are not known before the files are stored.
+        return applied.data
+
+    def apply(self, applied: Applied) -> dict[str, Any]:
+        config: FetchFileRuleConfig = self.config
+        data = copy.deepcopy(applied.data)
+        asked = self.asked(data, object_id=applied.object_id)
+        if asked is None:
+            return data
+        kind, default_id = asked.kind, asked.default_id
         references: list[str | None] = []
         kept: dict[int, set[Any]] = {}
         owners: dict[int, Object] = {}
-        for value in entries:
+        for value in asked.entries:
             endpoint, filename, tags, entry_id = self.entry(value)
             if endpoint is None:
                 references.append(None)
@@ -171,8 +243,9 @@ class FetchFileRule(RuleKind):
                     f"the file at {endpoint!r} belongs to no register object: the object is not in the register "
                     f"yet (timing before the write of a new object) and objectIdPath names none"
                 )
-            stored = self.fetch_one(source=source, endpoint=endpoint, filename=filename, tags=tags, owner=owner,
-                                    configuration=configuration, body=body)
+            stored = self.fetch_one(asked=asked, endpoint=endpoint, filename=filename, tags=tags, owner=owner,
+                                    key=self.request_key(asked=asked, endpoint=endpoint, entry_id=entry_id),
+                                    prepared=applied.prepared)
             owners[owner.pk] = owner
             kept.setdefault(owner.pk, set()).add(stored.pk)
             references.append(stored.reference)
@@ -190,31 +263,87 @@ class FetchFileRule(RuleKind):
                 raise RuleFailed(f"filePath {config.file_path!r}: {error}") from None
         return data
 
-    def fetch_one(self, *, source, endpoint: str, filename: str | None, tags: list[str], owner: Object,
-                  configuration: dict[str, Any], body: Any):
-        """Fetch one file (unless the stored version is current) and store it with its object."""
-        config: FetchFileRuleConfig = self.config
-        with tempfile.TemporaryFile() as sink:
-            known = stored_file_find(obj=owner, source_url=file_address(source=source, endpoint=endpoint))
-            try:
-                fetched = file_fetch(
-                    source=source, endpoint=endpoint, sink=sink, method=config.method, configuration=configuration,
-                    body=body, etag=known.etag if known else "", last_modified=known.last_modified if known else "",
-                )
-            except SourceError as error:
-                raise RuleFailed(f"file {endpoint!r}: {error}") from None
-            if fetched.not_modified and known is not None:
-                if sorted(known.tags) != sorted(tags):
-                    known.tags = list(tags)
-                    known.save(update_fields=["tags", "updated_at"])
-                return known
-            name = filename or _filename_from(fetched.headers, fetched.final_url)
-            return file_store(
-                obj=owner, rule=self.rule, name=name, content=sink,
-                content_type=(fetched.headers.get("Content-Type") or "").split(";")[0].strip(), tags=tags,
-                source_url=fetched.url, etag=fetched.headers.get("ETag") or "",
-                last_modified=fetched.headers.get("Last-Modified") or "",
+    def fetch(self, *, source: Source, endpoint: str, configuration: dict[str, Any], body: Any,
+              known: StoredFile | None, sink: BinaryIO) -> FetchedFile:
+        """Fetch one file into `sink`, conditionally when a version of it is stored; raise RuleFailed naming it."""
+        try:
+            return file_fetch(
+                source=source, endpoint=endpoint, sink=sink, method=self.config.method, configuration=configuration,
+                body=body, etag=known.etag if known else "", last_modified=known.last_modified if known else "",
             )
+        except SourceError as error:
+            raise RuleFailed(f"file {endpoint!r}: {error}") from None
+
+    def fetch_one(self, *, asked: _Asked, endpoint: str, filename: str | None, tags: list[str], owner: Object,
+                  key: tuple[str, ...], prepared: Prepared | None) -> StoredFile:
+        """Store one file with its object (unless the stored version is current): fetched now, or before the
+        transaction when the rules' steps before it ran (`prepared`)."""
+        known = stored_file_find(obj=owner, source_url=key[0])
+        if prepared is None:
+            with tempfile.TemporaryFile() as sink:
+                fetched = self.fetch(source=asked.source, endpoint=endpoint, configuration=asked.configuration,
+                                     body=asked.body, known=known, sink=sink)
+                return self.keep(fetched=fetched, content=sink, known=known, owner=owner, filename=filename,
+                                 tags=tags)
+        download = prepared.get(rule=self.rule, key=key)
+        if download is None or not download.answers(known):
+            # Fetched here, it would hold the write lock of the whole database (SQLite) as long as the source takes.
+            raise RuleFailed(
+                f"file {endpoint!r} was not fetched before the object's transaction, and no file is fetched inside "
+                "one where it locks the whole database (SQLite): what this rule was given could not be foreseen "
+                "then (a rule before it that writes, such as save_object, or a change meanwhile); the next run "
+                "tries again"
+            )
+        if download.failure is not None:
+            raise download.failure
+        with download.path.open("rb") as content:
+            return self.keep(fetched=download.fetched, content=content, known=known, owner=owner, filename=filename,
+                             tags=tags)
+
+    def keep(self, *, fetched: FetchedFile, content: BinaryIO, known: StoredFile | None, owner: Object,
+             filename: str | None, tags: list[str]) -> StoredFile:
+        """Store a fetched file with its object, or only its tags when it was not modified since the version known."""
+        if fetched.not_modified and known is not None:
+            if sorted(known.tags) != sorted(tags):
+                known.tags = list(tags)
+                known.save(update_fields=["tags", "updated_at"])
+            return known
+        name = filename or _filename_from(fetched.headers, fetched.final_url)
+        return file_store(
+            obj=owner, rule=self.rule, name=name, content=content,
+            content_type=(fetched.headers.get("Content-Type") or "").split(";")[0].strip(), tags=tags,
+            source_url=fetched.url, etag=fetched.headers.get("ETag") or "",
+            last_modified=fetched.headers.get("Last-Modified") or "",
+        )
+
+
+@dataclass(frozen=True)
+class _Asked:
+    """What a rule asks the source for, given an object: its file entries and how they are asked for."""
+
+    kind: str  # of what filePath holds (_kind_of)
+    entries: list[Any]
+    source: Source
+    configuration: dict[str, Any]
+    body: Any
+    default_id: Any  # the register object the files belong to, unless an entry names its own
+
+
+@dataclass(frozen=True)
+class _Download:
+    """A file fetched before the object's transaction (RuleKind.prepare), or why it could not be."""
+
+    etag: str  # of the stored version it was asked against
+    last_modified: str
+    fetched: FetchedFile | None = None
+    path: Path | None = None
+    failure: SyncError | None = None
+
+    def answers(self, known: StoredFile | None) -> bool:
+        """Return whether it answers for the version stored now: "not modified" is of the version asked against."""
+        if self.fetched is None or not self.fetched.not_modified:
+            return True
+        return known is not None and (known.etag, known.last_modified) == (self.etag, self.last_modified)
 
 
 def _filename_from(headers: dict[str, str], url: str) -> str:

@@ -17,6 +17,7 @@ class MappingRuleConfig(Declared):
 @rule_type("mapping", label="Mapping")
 class MappingRule(RuleKind):
     declaration = MappingRuleConfig
+    foreseeable = True
 
     @staticmethod
     def config_problems(configuration: dict[str, Any], *, path: str, known: Known) -> list[str]:

@@ -52,6 +52,20 @@ class SaveObjectRule(RuleKind):
             problems += schema_problems(f"{register}/{schema}", path=f"{path}.schema", known=known)
         return problems
 
+    def prepare(self, applied: Applied) -> dict[str, Any] | None:
+        # As apply leaves it, but for the id of a new object, not known before it is saved.
+        config: SaveObjectRuleConfig = self.config
+        data = mapping_apply(config.mapping, data=dict(applied.data)) if config.mapping else dict(applied.data)
+        data.pop("_objectBeforeMapping", None)
+        if not config.patch:
+            return data
+        before = applied.data.get("_objectBeforeMapping")
+        object_id = (before or {}).get("id") if isinstance(before, dict) else None
+        existing = object_of(object_id or applied.data.get("id"))
+        if existing is None:
+            return None  # apply fails the object
+        return {**(existing.data or {}), **data, "id": str(existing.pk)}
+
     def apply(self, applied: Applied) -> dict[str, Any]:
         config: SaveObjectRuleConfig = self.config
         data = dict(applied.data)

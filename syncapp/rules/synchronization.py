@@ -41,6 +41,9 @@ class SynchronizationRule(RuleKind):
                     "for one object (a run after another is a follow-up: followUps)"]
         return []
 
+    def prepare(self, applied: Applied) -> dict[str, Any] | None:
+        return applied.data  # it starts a run once the object is written, and changes nothing of it
+
     def apply(self, applied: Applied) -> dict[str, Any]:
         reference = self.config.synchronization
         other = Synchronization.objects.filter(reference=reference).first()

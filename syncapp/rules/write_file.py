@@ -61,6 +61,10 @@ class WriteFileRule(RuleKind):
             problems.append(f"{path}.sourceConfiguration: a write_file rule calls nothing; leave it empty")
         return problems
 
+    def prepare(self, applied: Applied) -> dict[str, Any] | None:
+        # It calls nothing; it changes the object at filePath only, with references not known before it stores.
+        return applied.data
+
     def apply(self, applied: Applied) -> dict[str, Any]:
         config: WriteFileRuleConfig = self.config
         data = copy.deepcopy(applied.data)

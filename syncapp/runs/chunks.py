@@ -30,7 +30,7 @@ from syncapp import metrics
 from syncapp.bulk import rows_insert, rows_update, transactions_lock_database
 from syncapp.http import retry_after_bound
 from syncapp.ids import uuid7
-from syncapp.runs.actions import planned_write
+from syncapp.runs.actions import chunk_prepare, planned_write
 from syncapp.runs.context import SyncContext, context_for_run
 from syncapp.runs.finish import run_close_if_complete
 from syncapp.structured_logs import work_context_add
@@ -106,8 +106,10 @@ def chunk_process(*, run_id: int, chunk_id: int) -> None:
     if not context.writer.transactional:
         retried = chunk_write_one_by_one(facts=facts, run_id=run_id, context=context, chunk_id=chunk_id)
     else:
-        retried, completion = chunk_write_in_transaction(facts=facts, run_id=run_id, context=context,
-                                                         chunk_id=chunk_id)
+        # The rules' calls to other hosts are made before the transaction where it locks the database (SQLite).
+        with chunk_prepare(context=context, facts=facts, run_id=run_id, chunk_id=chunk_id, items_of=chunk_items):
+            retried, completion = chunk_write_in_transaction(facts=facts, run_id=run_id, context=context,
+                                                             chunk_id=chunk_id)
     for retry_id, countdown in retried:
         dispatch.chunks_write(run_id=run_id, chunk_ids=[retry_id], countdown=countdown)
     # The chunk's counters were added under the run row's lock: if the run was not complete then, a

@@ -13,6 +13,7 @@ import hashlib
 import re
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -23,6 +24,7 @@ from django.core.management import call_command
 from contracts.models import SynchronizationContract, SynchronizationRun
 from syncapp import runs as sync_runs
 from syncapp.models import Object, Register, Schema, StoredFile, Synchronization
+from syncapp.runs import actions
 from syncapp.twig import library
 from tests.loopback import Request
 from tests.openconnector.fakes import FAKES, Fake
@@ -128,14 +130,20 @@ def run_once(synchronization: Synchronization) -> SynchronizationRun:
 @pytest.fixture(params=FOLDERS)
 def ran(request, transactional_db, in_process_tasks, tmp_path, monkeypatch) -> Iterator[Ran]:
     """Given a shipped folder imported with `sync import DIR`, its source pointed at its fake; when its
-    synchronization runs once.
+    synchronization runs once."""
+    with folder_ran(request.param, tmp_path=tmp_path, monkeypatch=monkeypatch) as done:
+        yield done
+
+
+@contextmanager
+def folder_ran(folder: str, *, tmp_path, monkeypatch) -> Iterator[Ran]:
+    """Import a shipped folder, its source pointed at its fake, and run its synchronization once.
 
     The templates' clock stands still for the test: xxllnc-suite's mapping prints `'now'|date`, and is its
     hash mapping too, so a run a second later updates every object (as OpenConnector's does).
     """
     stopped = library.clock_now()
     monkeypatch.setattr(library, "clock_now", lambda: stopped)
-    folder = request.param
     with FAKES[folder]() as fake:
         publication_register()
         copied = folder_copied(folder, into=tmp_path, location=fake.url)
@@ -217,6 +225,19 @@ def test_a_shipped_folder_fetches_the_files_openconnector_fetches_and_stores_the
         assert origin_id in targets, f"{origin_id} was not written"
         stored = stored_files(object_uuid=targets[origin_id])
         assert stored == files_expected(expected["files"].get(origin_id, [])), origin_id
+
+
+@pytest.mark.parametrize("folder", FOLDERS)
+def test_a_shipped_folder_fetches_the_same_files_before_the_chunks_transaction_as_on_sqlite(
+    folder, transactional_db, in_process_tasks, tmp_path, monkeypatch
+):
+    # Given a database whose transactions lock it whole (SQLite): the rules' files are fetched before them
+    monkeypatch.setattr(actions, "transactions_lock_database", lambda: True)
+
+    with folder_ran(folder, tmp_path=tmp_path, monkeypatch=monkeypatch) as done:
+        test_a_shipped_folder_fetches_the_files_openconnector_fetches_and_stores_them(done)
+
+    assert done.run.status == "succeeded", done.run.error_message
 
 
 def test_a_shipped_folder_sends_the_headers_its_source_configures(ran):

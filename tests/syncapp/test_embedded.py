@@ -346,6 +346,64 @@ def test_an_api_target_being_called_does_not_hold_sqlite_s_write_lock(tmp_path):
     assert sorted(row[0] for row in targets) == ["t1", "t2", "t3"]
 
 
+def test_a_fetch_file_rule_downloading_does_not_hold_sqlite_s_write_lock(tmp_path):
+    # Given the embedded service syncing three cases with two attachments each, fetched by a fetch_file rule
+    # (timed after the write, as OpenConnector ships it), and another writer (an import, the admin) that
+    # writes to the database while each file is being downloaded, before it is answered
+    env = embedded_env(tmp_path, SYNC_PAGE_CONCURRENCY="1")
+    files = {f"/files/{case}-{name}": f"{name} of case {case}".encode() for case in (1, 2, 3) for name in ("a", "b")}
+    meanwhile: list[str] = []
+
+    def zaaksysteem(request: Request):
+        if request.path == "/cases":
+            return 200, {}, [{"id": case, "title": f"Case {case}", "attachments": [
+                {"endpoint": f"/files/{case}-a", "filename": f"{case}-a.txt"}, {"endpoint": f"/files/{case}-b"},
+            ]} for case in (1, 2, 3)]
+        if request.path not in files:
+            return 404, {}, {"error": "no such path"}
+        # Waits up to five seconds for the write lock: held through the download, it never comes.
+        with closing(sqlite3.connect(tmp_path / "sync.sqlite3", timeout=5, isolation_level=None)) as db:
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                db.execute("COMMIT")
+                meanwhile.append("written")
+            except sqlite3.OperationalError as error:
+                meanwhile.append(str(error))
+        etag = f'"{len(meanwhile)}"'
+        if request.header("If-None-Match") and request.path != "/files/2-b":
+            return 304, {"ETag": request.header("If-None-Match")}, b""
+        return 200, {"Content-Type": "text/plain", "ETag": etag}, files[request.path]
+
+    with LoopbackServer(zaaksysteem) as server:
+        assert manage(env, "migrate", "--no-input", "-v", "0").returncode == 0
+        bundle = {
+            "sources": [{"reference": "zaaksysteem", "location": server.url}],
+            "registers": [{"reference": "woo", "schemas": [{"reference": "publicatie", "schema": {"type": "object"}}]}],
+            "rules": [{"reference": "fetch-files", "name": "Fetch files", "type": "fetch_file", "timing": "after",
+                       "configuration": {"source": "zaaksysteem", "filePath": "attachments"}}],
+            "synchronizations": [{
+                "reference": "cases", "sourceType": "api", "sourceId": "zaaksysteem",
+                "sourceConfig": {"endpoint": "/cases", "resultsPosition": "_root", "pagination": {"type": "none"}},
+                "targetType": "register/schema", "targetId": "woo/publicatie", "actions": ["fetch-files"],
+            }],
+        }
+        (tmp_path / "cases.json").write_text(json.dumps(bundle))
+        assert manage(env, "sync", "import", str(tmp_path / "cases.json")).returncode == 0
+
+        # When a run fetches the six files, and a second run asks for them again, conditionally (one changed)
+        first = manage(env, "sync", "run", "cases", "--json")
+        second = manage(env, "sync", "run", "cases", "--force", "--json")
+
+    # Then the other writer wrote during every download, and every file is stored with its object
+    assert first.returncode == 0 and second.returncode == 0, first.stderr[-3000:] + second.stderr[-3000:]
+    assert meanwhile == ["written"] * 12
+    assert [json.loads(run.stdout)["status"] for run in (first, second)] == ["succeeded", "succeeded"]
+    stored = database_rows(tmp_path, "SELECT name, etag FROM syncapp_storedfile ORDER BY name")
+    assert [name for name, _ in stored] == ["1-a.txt", "1-b.plain", "2-a.txt", "2-b.plain", "3-a.txt", "3-b.plain"]
+    changed = dict(stored)["2-b.plain"]
+    assert int(changed.strip('"')) > 6  # downloaded again by the second run; the others answered "not modified"
+
+
 SAVES_THEN_EXIT = """
 import os, django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")

@@ -7,15 +7,20 @@ import json
 from pathlib import Path
 
 import pytest
+from django.db import connection
 from django.urls import reverse
 
 from contracts.models import ContractLog, SynchronizationContract, SynchronizationRun
 from syncapp import runs as sync_runs
 from syncapp.configuration import ConfigurationInvalid, bundle_export, bundle_import
-from syncapp.models import Object, Rule, StoredFile, Synchronization
-from syncapp.targets.register import register_objects_delete
+from syncapp.models import Object, Rule, Schema, StoredFile, Synchronization
+from syncapp.rules import Applied, Prepared, RuleFailed, fetch_file
+from syncapp.rules.fetch_file import FetchFileRule
+from syncapp.runs import actions, chunks
+from syncapp.targets.register import register_object_save, register_objects_delete
 from tests.helpers import wait_for_run
 from tests.loopback import LoopbackServer, Request
+from tests.syncapp.targets.test_api import TargetApi
 
 pytestmark = pytest.mark.usefixtures("transactional_db", "in_process_tasks")
 
@@ -87,8 +92,12 @@ def run(reference: str = "cases", **options):
     return started
 
 
-@pytest.fixture
-def media(settings, tmp_path):
+@pytest.fixture(params=["fetched inside the transaction", "fetched before the transaction"])
+def media(request, settings, tmp_path, monkeypatch):
+    """The files' storage, and every case both ways: a rule fetching inside the object's transaction
+    (PostgreSQL locks its rows only), and before the chunk's transaction, as on SQLite, whose write lock a
+    download must not hold (tests/syncapp/test_embedded.py has it on SQLite itself)."""
+    monkeypatch.setattr(actions, "transactions_lock_database", lambda: request.param.endswith("before the transaction"))
     settings.MEDIA_ROOT = tmp_path / "media"
     return settings.MEDIA_ROOT
 
@@ -227,6 +236,112 @@ def test_a_rule_whose_conditions_do_not_hold_does_nothing(media):
     assert first.status == "succeeded" and first.created == 2 and first.failed == 0
     assert StoredFile.objects.filter(rule__reference="fetch-never").count() == 0
     assert StoredFile.objects.filter(rule__reference="fetch-files").count() == 2
+
+
+def fetching_in_transaction(monkeypatch) -> list[bool]:
+    """Record, for each file a rule fetches, whether the thread fetching it was in a transaction."""
+    seen: list[bool] = []
+    original = fetch_file.file_fetch
+
+    def recorded(**kwargs):
+        seen.append(connection.in_atomic_block)
+        return original(**kwargs)
+
+    monkeypatch.setattr(fetch_file, "file_fetch", recorded)
+    return seen
+
+
+def test_where_a_transaction_locks_the_database_the_files_are_fetched_outside_any_transaction(media, monkeypatch):
+    zaken = Zaaksysteem()
+    seen = fetching_in_transaction(monkeypatch)
+    with zaken.server:
+        bundle_import(case_bundle(zaken.server.url, rules=[fetch_rule()]))
+
+        first = run()
+
+    assert first.status == "succeeded", first.error_message
+    assert StoredFile.objects.count() == 2
+    # As on SQLite: before the chunk's transaction; as on PostgreSQL: inside the object's, as it goes.
+    assert seen == [not actions.transactions_lock_database()] * 2
+
+
+def test_a_rule_of_a_run_to_an_api_target_on_sqlite_fetches_its_files_between_transactions(
+    settings, tmp_path, monkeypatch
+):
+    # Given objects of the register pushed to an API target, the files they name fetched by a rule after the
+    # write, and a database whose transactions lock it whole (SQLite): the target is called between them
+    settings.MEDIA_ROOT = tmp_path / "media"
+    monkeypatch.setattr(chunks, "transactions_lock_database", lambda: True)
+    monkeypatch.setattr(actions, "transactions_lock_database", lambda: True)
+    seen = fetching_in_transaction(monkeypatch)
+    zaken = Zaaksysteem()
+    bundle_import({"registers": [{"reference": "zoo", "schemas": [{"reference": "animal",
+                                                                   "schema": {"type": "object"}}]}]})
+    schema = Schema.objects.get(reference="animal")
+    for name, path in (("Lulu", "/files/besluit.pdf"), ("Momo", "/files/notes")):
+        register_object_save(obj=Object(schema=schema, data={"name": name, "photo": path}))
+    with zaken.server, TargetApi() as crm:
+        bundle_import({
+            "sources": [{"reference": "crm", "location": crm.url},
+                        {"reference": "zaaksysteem", "location": zaken.server.url}],
+            "mappings": [{"reference": "out", "mapping": {"name": "name", "photo": "photo"}}],
+            "rules": [fetch_rule(filePath="photo")],
+            "synchronizations": [{
+                "reference": "outgoing", "sourceType": "register/schema", "sourceId": "zoo/animal",
+                "sourceTargetMapping": "out", "targetType": "api", "targetId": "crm",
+                "targetConfig": {"endpoint": "/items"}, "actions": ["fetch-files"],
+            }],
+        })
+
+        first = run("outgoing")
+
+    # Then every file was fetched outside any transaction and stored with the register object it belongs to
+    assert (first.status, first.created) == ("succeeded", 2), first.error_message
+    assert seen == [False, False]
+    stored = {obj.data["name"]: [file.name for file in StoredFile.objects.filter(object=obj)]
+              for obj in Object.objects.filter(schema=schema)}
+    assert stored == {"Lulu": ["besluit.pdf"], "Momo": ["notes.plain"]}
+
+
+def test_rules_before_a_fetch_file_rule_that_reshape_the_object_are_foreseen_so_its_files_are_fetched(media):
+    zaken = Zaaksysteem()
+    bundle = case_bundle(zaken.server.url, rules=[
+        # Ordered before the fetching rule: the object saved elsewhere too, then its attachments renamed.
+        {"reference": "log", "name": "Log", "type": "save_object", "timing": "after", "order": 0,
+         "configuration": {"register": "woo", "schema": "log"}},
+        {"reference": "rename", "name": "Rename", "type": "mapping", "timing": "after", "order": 1,
+         "configuration": {"mapping": "to-bijlagen"}},
+        {**fetch_rule(filePath="bijlagen"), "order": 2},
+    ])
+    bundle["registers"][0]["schemas"].append({"reference": "log", "name": "Log", "schema": {"type": "object"}})
+    bundle["mappings"] = [{"reference": "to-bijlagen", "passThrough": True, "mapping": {"bijlagen": "attachments"}}]
+    with zaken.server:
+        bundle_import(bundle)
+
+        first = run()
+
+    assert first.status == "succeeded", first.error_message
+    besluit = objects_by_title()["Besluit"]
+    assert sorted(stored.name for stored in StoredFile.objects.filter(object=besluit)) == ["besluit.pdf", "notes.plain"]
+    assert Object.objects.filter(schema__reference="log").count() == 2
+
+
+def test_a_fetch_file_rule_finding_nothing_prepared_fails_its_object_rather_than_fetch_in_its_transaction(media):
+    zaken = Zaaksysteem()
+    with zaken.server:
+        bundle_import(case_bundle(zaken.server.url, rules=[fetch_rule()]))
+        run()
+        asked = len(zaken.server.requests)
+        besluit = objects_by_title()["Besluit"]
+        rule = FetchFileRule(Rule.objects.get(reference="fetch-files"))
+        # Given nothing fetched before the transaction, as when the rules before it could not be foreseen
+        applied = Applied(synchronization=Synchronization.objects.get(reference="cases"), timing="after",
+                          data=besluit.data, object_id=str(besluit.pk), prepared=Prepared(folder=media))
+
+        with pytest.raises(RuleFailed, match="was not fetched before the object's transaction"):
+            rule.apply(applied)
+
+    assert len(zaken.server.requests) == asked
 
 
 def test_an_error_rule_fails_its_object_with_its_code_and_message():

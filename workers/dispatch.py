@@ -57,6 +57,11 @@ def _task(name: str) -> Any:
     return app.tasks[name]
 
 
+def in_process_retried() -> bool:
+    """Return whether the task running in this process is run again after a transient error."""
+    return getattr(_local, "attempt", 0) > 0
+
+
 def in_process_last_attempt() -> bool:
     """Return whether the task running in this process may not be run again after a transient error."""
     return getattr(_local, "attempt", 0) + 1 >= IN_PROCESS_ATTEMPTS

@@ -75,8 +75,14 @@ def sync_page(self: Task, run_id: int, page_number: int) -> None:
 
 
 def _page_run(self: Task, *, run_id: int, page_number: int) -> None:
+    # Run before: handed out again by the broker (its worker died before acknowledging it; kombu's
+    # transports say so), or retried after an error.
+    again = (
+        bool((self.request.delivery_info or {}).get("redelivered")) or bool(self.request.retries)
+        or dispatch.in_process_retried()
+    )
     try:
-        pages.page_process(run_id=run_id, page_number=page_number)
+        pages.page_process(run_id=run_id, page_number=page_number, again=again)
     except TRANSIENT_ERRORS as error:
         if not out_of_retries(self):
             raise

@@ -58,8 +58,13 @@ Contract = SynchronizationContract
 OPEN = RunPage.OPEN_STATUSES
 
 
-def page_process(*, run_id: int, page_number: int) -> None:
-    """Do what a page needs next: fetch it, judge the pages whose turn it is, or plan it."""
+def page_process(*, run_id: int, page_number: int, again: bool = False) -> None:
+    """Do what a page needs next: fetch it, judge the pages whose turn it is, or plan it.
+
+    `again`: this task ran before (redelivered after its worker died, or retried after an error), and
+    may have committed work and left its tasks unsent: they are sent again (work_resend). A task that
+    was merely sent twice does its page's work once and sends nothing again.
+    """
     page = (
         RunPage.objects.filter(run_id=run_id, number=page_number)
         .values("status", "request", "run__status", "run__synchronization_id").first()
@@ -87,11 +92,17 @@ def page_process(*, run_id: int, page_number: int) -> None:
         context = context_for_run(synchronization_id=run["synchronization_id"], run_id=run_id)
         if page["status"] == RunPage.Status.JUDGED:
             page_plan_stored(run_id=run_id, context=context, number=page_number)
-        else:
-            # A redelivered task, whose worker may have died after a commit and before sending what it
-            # had judged or planned: see that everything after it is under way.
+        elif page["status"] == RunPage.Status.FETCHED:
+            # Fetched ahead (a task that read on left it here): judged in its turn, here if it is next.
+            # Nothing was planned from it, so nothing is to be sent again.
             pages_judge(run_id=run_id, context=context)
-            work_resend(run_id=run_id, from_page=page_number)
+        else:
+            pages_judge(run_id=run_id, context=context)
+            if again:
+                # It may have stopped after a commit and before sending what it had judged or planned:
+                # see that everything after it is under way. (Not for a task merely sent twice: each
+                # would send the run's open work again, and their tasks in turn.)
+                work_resend(run_id=run_id, from_page=page_number)
     run_close_if_complete(run_id=run_id)
 
 
@@ -185,7 +196,7 @@ def page_judge(
 
     Return the page read, or None when another task took it, the run has ended, or the page failed.
     `keep` keeps its answer on the page for the task that will plan it; `reading` sends the requests
-    of the pages after it as soon as it has been read, before it is judged.
+    of the pages after it as soon as they are made, before it is planned.
     """
     reader = context.reader
     request = head["request"]
@@ -200,8 +211,6 @@ def page_judge(
             read = reader.page(request=request, fetched=answer.fetched)
         except (SourceError, PaginationError) as problem:
             error = str(problem)
-    if read is not None and reading is not None:
-        reading.start(wanted=pages_wanted(reader=reader, number=head["number"], following=read.next_request))
     sends = Sends()
     with transaction.atomic():
         locked = (
@@ -721,6 +730,10 @@ def pages_follow(
     new = [
         RunPage(run_id=run_id, number=page, request=request) for page, request in wanted.items() if page not in existing
     ]
+    if reading is not None:
+        # Their requests leave now, before this page is planned; a page made before (and sent to its own
+        # task, or fetched by this one already) is not asked for again.
+        reading.start(wanted={page.number: page.request for page in new})
     RunPage.objects.bulk_create(new, ignore_conflicts=True)
     sends.pages += [page.number for page in new if reading is None or not reading.owns(page.number)]
 

@@ -439,8 +439,8 @@ def test_a_page_task_redelivered_after_its_commit_sends_its_chunks_again_and_the
             settings.TASKS_IN_PROCESS = True
 
             # When the broker hands the page's task out again, twice
-            pages.page_process(run_id=run.pk, page_number=1)
-            pages.page_process(run_id=run.pk, page_number=1)
+            pages.page_process(run_id=run.pk, page_number=1, again=True)
+            pages.page_process(run_id=run.pk, page_number=1, again=True)
     finally:
         purge_queue(queue)
         celery_app.conf.task_default_queue = TEST_QUEUE

@@ -177,9 +177,11 @@ class Unfired:
         pass
 
 
-def test_pages_read_ahead_stay_within_the_sources_request_budget(monkeypatch):
-    # Given a source of twelve pages that allows three requests an hour, read four pages at a time
+def test_pages_read_ahead_stay_within_the_sources_request_budget(monkeypatch, settings):
+    # Given a source of twelve pages that allows three requests an hour, read four pages at a time (and a
+    # wait of an hour is one to defer, not to fail on)
     monkeypatch.setattr("workers.dispatch.Timer", Unfired)
+    settings.SYNC_MAX_RATE_LIMIT_WAIT = 7200
     with LoopbackServer(Source(records(120, seed=3), total=True)) as server:
         sync = synchronization(server, reference="animals", concurrency=4,
                                rateLimit={"requests": 3, "per": "hour"})
@@ -222,7 +224,7 @@ def test_a_task_that_read_on_and_died_before_planning_a_page_has_it_planned_when
 
         # When the task is redelivered
         sent.clear()
-        pages.page_process(run_id=started.pk, page_number=1)
+        pages.page_process(run_id=started.pk, page_number=1, again=True)
 
         # Then it sends the judged page to be planned, and the pages after it, and the run ends complete
         assert 3 in sent
@@ -275,5 +277,69 @@ def test_a_task_that_reads_faster_than_it_plans_leaves_pages_to_other_workers_to
                 pages.page_process(run_id=started.pk, page_number=sent.pop(0))
             else:
                 chunks.chunk_process(run_id=started.pk, chunk_id=chunks_sent.pop(0))
+    started.refresh_from_db()
+    assert (started.status, started.created, started.found, started.pages_fetched) == ("succeeded", 95, 95, 10)
+
+
+def test_pages_a_task_hands_over_when_its_time_is_up_are_judged_in_turn_and_send_nothing_twice(
+    monkeypatch, settings
+):
+    # Given tasks sent to workers (recorded here, run by the test), and a task reading four pages at a time
+    # whose time to read on is up after it planned its second page
+    settings.TASKS_IN_PROCESS = False
+    sent: list[int] = []
+    chunks_sent: list[int] = []
+    every_chunk_sent: list[int] = []
+
+    def chunks_write(*, run_id, chunk_ids, countdown=None):
+        chunks_sent.extend(chunk_ids)
+        every_chunk_sent.extend(chunk_ids)
+
+    monkeypatch.setattr(pages.dispatch, "pages_fetch", lambda *, run_id, numbers: sent.extend(numbers))
+    monkeypatch.setattr(pages.dispatch, "chunks_write", chunks_write)
+    readers: list[reading.ReadAhead] = []
+    start = reading.ReadAhead.__init__
+
+    def kept(self, **kwargs):
+        start(self, **kwargs)
+        readers.append(self)
+
+    monkeypatch.setattr(reading.ReadAhead, "__init__", kept)
+    plan = pages.page_plan_record
+
+    def time_up_after_the_second(**kwargs):
+        plan(**kwargs)
+        if kwargs["number"] == 2 and len(readers) == 1:
+            readers[0].deadline = 0.0
+
+    monkeypatch.setattr(pages, "page_plan_record", time_up_after_the_second)
+    resent: list[int] = []
+    resend = pages.work_resend
+
+    def work_resend(*, run_id, from_page):
+        resent.append(from_page)
+        resend(run_id=run_id, from_page=from_page)
+
+    monkeypatch.setattr(pages, "work_resend", work_resend)
+    with LoopbackServer(Source(records(95, seed=8), total=True)) as server:
+        sync = synchronization(server, reference="animals", concurrency=4)
+        started = run(sync)
+
+        # When its task reads, and hands the pages it fetched ahead to their own tasks
+        pages.page_process(run_id=started.pk, page_number=sent.pop(0))
+        handed = [number for number in sent if number > 2]
+        assert handed == [3, 4]
+        assert set(RunPage.objects.filter(run=started, number__in=handed).values_list(
+            "status", flat=True)) <= {"fetched", "queued"}
+
+        # Then those tasks judge them in turn, and the run ends as reading one page after another ends it,
+        # with nothing sent again (a hand-over is no redelivery) and no object task sent twice
+        while sent or chunks_sent:
+            if sent:
+                pages.page_process(run_id=started.pk, page_number=sent.pop(0))
+            else:
+                chunks.chunk_process(run_id=started.pk, chunk_id=chunks_sent.pop(0))
+    assert resent == []
+    assert len(every_chunk_sent) == len(set(every_chunk_sent)) == 10, every_chunk_sent
     started.refresh_from_db()
     assert (started.status, started.created, started.found, started.pages_fetched) == ("succeeded", 95, 95, 10)

@@ -70,7 +70,8 @@ class ReadAhead:
         self.deadline = time.monotonic() + (settings.SYNC_READ_AHEAD_SECONDS if seconds is None else seconds)
         self.requests: dict[int, dict[str, Any]] = {}
         self.futures: dict[int, Future] = {}
-        self.waits: list[Wait] = []
+        # Filled by the threads, emptied by the task: a queue, so no wait is lost between the two.
+        self.waits: queue.SimpleQueue[Wait] = queue.SimpleQueue()
         self.stopped = False
         self.left: int | None = None  # the last page left to another task to plan
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
@@ -113,8 +114,8 @@ class ReadAhead:
                 if not future.set_running_or_notify_cancel():
                     continue
                 try:
-                    # The waits are counted by the task, which owns the run's row: list.append is atomic.
-                    fetched = self.context.reader.fetch(request=request, on_wait=self.waits.append)
+                    # The waits are counted by the task, which owns the run's row.
+                    fetched = self.context.reader.fetch(request=request, on_wait=self.waits.put)
                 except SourceError as error:
                     future.set_result(Answer(number=number, fetched=None, error=str(error)))
                 except BaseException as error:  # RateLimited, or a bug: the page's own task meets it
@@ -167,8 +168,11 @@ class ReadAhead:
         return answer
 
     def _waits_count(self) -> None:
-        waits, self.waits = self.waits, []
-        for wait in waits:
+        while True:
+            try:
+                wait = self.waits.get_nowait()
+            except queue.Empty:
+                return
             wait_count(run_id=self.run_id, wait=wait)
 
     # -- handing over

@@ -377,6 +377,12 @@ def test_a_broker_restart_during_a_run_loses_and_duplicates_nothing(transactiona
                 deadline = time.monotonic() + 90
                 while run.status in SynchronizationRun.ACTIVE_STATUSES:
                     assert time.monotonic() < deadline, f"the run did not end:\n{worker.log()}"
+                    if worker.process.poll() is not None:
+                        # Celery's worker sometimes dies of the lost connection itself ("Unrecoverable
+                        # error: AttributeError ... 'hostname'" while restoring its unacknowledged
+                        # messages): restarted, as its supervisor would. Nothing may be lost or doubled.
+                        worker = WorkerProcess(queue=queue, log_path=tmp_path / f"worker-{time.monotonic_ns()}.log",
+                                               env={"CELERY_BROKER_URL": server_redis.url})
                     sync_runs.runs_resend_stalled(resend_after=3)
                     time.sleep(0.5)
                     run.refresh_from_db()

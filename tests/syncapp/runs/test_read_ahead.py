@@ -234,28 +234,53 @@ def test_a_task_that_read_on_and_died_before_planning_a_page_has_it_planned_when
     assert (started.status, started.created, started.found) == ("succeeded", 55, 55)
 
 
-def test_a_task_that_reads_faster_than_it_plans_leaves_pages_to_other_workers_to_plan(monkeypatch, settings):
-    # Given tasks sent to workers (recorded here, run by the test), and a task reading four pages at a time
-    # that is slow to plan its second page: by then the fourth has come back
+class Workers:
+    """Tasks sent to workers, recorded instead of sent (the test runs them), and the read-aheads made."""
+
+    def __init__(self) -> None:
+        self.pages: list[int] = []
+        self.chunks: list[int] = []
+        self.every_chunk: list[int] = []
+        self.readers: list[reading.ReadAhead] = []
+
+    def chunks_write(self, *, run_id, chunk_ids, countdown=None) -> None:
+        self.chunks.extend(chunk_ids)
+        self.every_chunk.extend(chunk_ids)
+
+    def run_all(self, *, run_id: int) -> None:
+        """Run what was sent, pages first, until nothing is left."""
+        while self.pages or self.chunks:
+            if self.pages:
+                pages.page_process(run_id=run_id, page_number=self.pages.pop(0))
+            else:
+                chunks.chunk_process(run_id=run_id, chunk_id=self.chunks.pop(0))
+
+
+@pytest.fixture
+def workers(monkeypatch, settings) -> Workers:
+    """Tasks go to workers (no tasks in process), recorded here for the test to run."""
     settings.TASKS_IN_PROCESS = False
-    sent: list[int] = []
-    chunks_sent: list[int] = []
-    monkeypatch.setattr(pages.dispatch, "pages_fetch", lambda *, run_id, numbers: sent.extend(numbers))
-    monkeypatch.setattr(pages.dispatch, "chunks_write",
-                        lambda *, run_id, chunk_ids, countdown=None: chunks_sent.extend(chunk_ids))
-    readers: list[reading.ReadAhead] = []
+    recorded = Workers()
+    monkeypatch.setattr(pages.dispatch, "pages_fetch", lambda *, run_id, numbers: recorded.pages.extend(numbers))
+    monkeypatch.setattr(pages.dispatch, "chunks_write", recorded.chunks_write)
     start = reading.ReadAhead.__init__
 
     def kept(self, **kwargs):
         start(self, **kwargs)
-        readers.append(self)
+        recorded.readers.append(self)
 
     monkeypatch.setattr(reading.ReadAhead, "__init__", kept)
+    return recorded
+
+
+def test_a_task_that_reads_faster_than_it_plans_leaves_pages_to_other_workers_to_plan(monkeypatch, workers):
+    # Given tasks sent to workers (recorded here, run by the test), and a task reading four pages at a time
+    # that is slow to plan its second page: by then the fourth has come back
     plan = pages.page_plan_record
 
     def slow_second(**kwargs):
         if kwargs["number"] == 2:
-            readers[-1].futures[4].exception(timeout=PATIENCE)  # the fourth came back, one way or the other
+            workers.readers[-1].futures[4].exception(timeout=PATIENCE)  # the fourth came back, either way
         plan(**kwargs)
 
     monkeypatch.setattr(pages, "page_plan_record", slow_second)
@@ -264,53 +289,30 @@ def test_a_task_that_reads_faster_than_it_plans_leaves_pages_to_other_workers_to
         started = run(sync)
 
         # When its task reads
-        pages.page_process(run_id=started.pk, page_number=sent.pop(0))
+        pages.page_process(run_id=started.pk, page_number=workers.pages.pop(0))
 
         # Then the third page, judged while the fourth waited, was left with its answer to a task of its own;
         # the pages after it were planned by the reading task, as nobody had planned the third yet
-        assert sent == [3]
+        assert workers.pages == [3]
         assert RunPage.objects.get(run=started, number=3).status == "judged"
         assert RunPage.objects.filter(run=started, status="done").count() == 9
         # and the run ends as reading one page after another ends it
-        while sent or chunks_sent:
-            if sent:
-                pages.page_process(run_id=started.pk, page_number=sent.pop(0))
-            else:
-                chunks.chunk_process(run_id=started.pk, chunk_id=chunks_sent.pop(0))
+        workers.run_all(run_id=started.pk)
     started.refresh_from_db()
     assert (started.status, started.created, started.found, started.pages_fetched) == ("succeeded", 95, 95, 10)
 
 
 def test_pages_a_task_hands_over_when_its_time_is_up_are_judged_in_turn_and_send_nothing_twice(
-    monkeypatch, settings
+    monkeypatch, workers
 ):
     # Given tasks sent to workers (recorded here, run by the test), and a task reading four pages at a time
     # whose time to read on is up after it planned its second page
-    settings.TASKS_IN_PROCESS = False
-    sent: list[int] = []
-    chunks_sent: list[int] = []
-    every_chunk_sent: list[int] = []
-
-    def chunks_write(*, run_id, chunk_ids, countdown=None):
-        chunks_sent.extend(chunk_ids)
-        every_chunk_sent.extend(chunk_ids)
-
-    monkeypatch.setattr(pages.dispatch, "pages_fetch", lambda *, run_id, numbers: sent.extend(numbers))
-    monkeypatch.setattr(pages.dispatch, "chunks_write", chunks_write)
-    readers: list[reading.ReadAhead] = []
-    start = reading.ReadAhead.__init__
-
-    def kept(self, **kwargs):
-        start(self, **kwargs)
-        readers.append(self)
-
-    monkeypatch.setattr(reading.ReadAhead, "__init__", kept)
     plan = pages.page_plan_record
 
     def time_up_after_the_second(**kwargs):
         plan(**kwargs)
-        if kwargs["number"] == 2 and len(readers) == 1:
-            readers[0].deadline = 0.0
+        if kwargs["number"] == 2 and len(workers.readers) == 1:
+            workers.readers[0].deadline = 0.0
 
     monkeypatch.setattr(pages, "page_plan_record", time_up_after_the_second)
     resent: list[int] = []
@@ -326,20 +328,16 @@ def test_pages_a_task_hands_over_when_its_time_is_up_are_judged_in_turn_and_send
         started = run(sync)
 
         # When its task reads, and hands the pages it fetched ahead to their own tasks
-        pages.page_process(run_id=started.pk, page_number=sent.pop(0))
-        handed = [number for number in sent if number > 2]
+        pages.page_process(run_id=started.pk, page_number=workers.pages.pop(0))
+        handed = [number for number in workers.pages if number > 2]
         assert handed == [3, 4]
         assert set(RunPage.objects.filter(run=started, number__in=handed).values_list(
             "status", flat=True)) <= {"fetched", "queued"}
 
         # Then those tasks judge them in turn, and the run ends as reading one page after another ends it,
         # with nothing sent again (a hand-over is no redelivery) and no object task sent twice
-        while sent or chunks_sent:
-            if sent:
-                pages.page_process(run_id=started.pk, page_number=sent.pop(0))
-            else:
-                chunks.chunk_process(run_id=started.pk, chunk_id=chunks_sent.pop(0))
+        workers.run_all(run_id=started.pk)
     assert resent == []
-    assert len(every_chunk_sent) == len(set(every_chunk_sent)) == 10, every_chunk_sent
+    assert len(workers.every_chunk) == len(set(workers.every_chunk)) == 10, workers.every_chunk
     started.refresh_from_db()
     assert (started.status, started.created, started.found, started.pages_fetched) == ("succeeded", 95, 95, 10)

@@ -392,8 +392,9 @@ def test_a_broker_restart_during_a_run_loses_and_duplicates_nothing(transactiona
     finally:
         server_redis.stop()
 
+    # What the restart lost is sent again by the sweep, or by a page task retried after the broker error
+    # (a task that ran before sends its open work again): whichever comes first, nothing lost or doubled.
     assert lost >= 5 and written_at_restart < 240
-    assert run.resent_at is not None
     assert_synced_exactly_once(run, count=240)
 
 

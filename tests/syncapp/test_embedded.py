@@ -18,6 +18,18 @@ from tests.loopback import LoopbackServer, Request
 from tests.syncapp.targets.test_api import TargetApi
 
 
+def write_lock_try(path) -> str:
+    """Take SQLite's write lock from a connection of our own (waiting up to 5 s) and give it back; return
+    "written", or why it could not be taken."""
+    with closing(sqlite3.connect(path, timeout=5, isolation_level=None)) as db:
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("COMMIT")
+        except sqlite3.OperationalError as error:
+            return str(error)
+    return "written"
+
+
 def test_the_demo_runs_on_sqlite_with_tasks_in_process_when_nothing_is_configured(tmp_path):
     env = {
         key: value for key, value in os.environ.items()
@@ -310,13 +322,7 @@ def test_an_api_target_being_called_does_not_hold_sqlite_s_write_lock(tmp_path):
         if request.method != "POST":
             return 400, {}, {"detail": "no such route"}
         # Waits up to the busy timeout for the write lock: held through the call, it never comes.
-        with closing(sqlite3.connect(tmp_path / "sync.sqlite3", timeout=5, isolation_level=None)) as db:
-            try:
-                db.execute("BEGIN IMMEDIATE")
-                db.execute("COMMIT")
-                meanwhile.append("written")
-            except sqlite3.OperationalError as error:
-                meanwhile.append(str(error))
+        meanwhile.append(write_lock_try(tmp_path / "sync.sqlite3"))
         return 201, {}, {**request.json(), "id": f"t{len(meanwhile)}"}
 
     with paged_server(paged_records(3), size=20) as source, LoopbackServer(target) as api:
@@ -362,13 +368,7 @@ def test_a_fetch_file_rule_downloading_does_not_hold_sqlite_s_write_lock(tmp_pat
         if request.path not in files:
             return 404, {}, {"error": "no such path"}
         # Waits up to five seconds for the write lock: held through the download, it never comes.
-        with closing(sqlite3.connect(tmp_path / "sync.sqlite3", timeout=5, isolation_level=None)) as db:
-            try:
-                db.execute("BEGIN IMMEDIATE")
-                db.execute("COMMIT")
-                meanwhile.append("written")
-            except sqlite3.OperationalError as error:
-                meanwhile.append(str(error))
+        meanwhile.append(write_lock_try(tmp_path / "sync.sqlite3"))
         etag = f'"{len(meanwhile)}"'
         if request.header("If-None-Match") and request.path != "/files/2-b":
             return 304, {"ETag": request.header("If-None-Match")}, b""
